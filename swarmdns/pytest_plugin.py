@@ -1,0 +1,48 @@
+"""pytest fixtures for testing code that discovers Swarm tasks through DNS.
+
+Installing swarmdns registers this plugin (entry point ``pytest11``), so any
+project's tests can ask for the ``swarm_dns`` fixture::
+
+    def test_sees_every_replica(swarm_dns):
+        swarm_dns.create_service("web", replicas=3)
+        ...  # code that resolves tasks.web through SWARMDNS_NAMESERVER
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from swarmdns.testing import FakeSwarm
+
+#: The variable that points swarmdns (and the code under test) at a nameserver.
+NAMESERVER_VARIABLE = "SWARMDNS_NAMESERVER"
+
+
+@pytest.fixture(scope="session")
+def swarm_dns_server() -> Iterator[FakeSwarm]:
+    """One running fake Swarm DNS server for the whole session.
+
+    Tests normally want ``swarm_dns``, which empties it before each test.
+    """
+    with FakeSwarm() as swarm:
+        yield swarm
+
+
+@pytest.fixture
+def swarm_dns(swarm_dns_server: FakeSwarm, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSwarm]:
+    """An empty fake Swarm for this test, with ``SWARMDNS_NAMESERVER`` pointing at it.
+
+    The server answers like Docker's embedded DNS at 127.0.0.11: create
+    services, scale them, kill tasks or inject faults, and code under test that
+    resolves through ``SWARMDNS_NAMESERVER`` sees the change at once.
+    """
+    swarm_dns_server.reset()
+    monkeypatch.setenv(NAMESERVER_VARIABLE, swarm_dns_server.nameserver)
+    errors_before = len(swarm_dns_server.internal_errors)
+    yield swarm_dns_server
+    errors = swarm_dns_server.internal_errors[errors_before:]
+    swarm_dns_server.reset()
+    if errors:
+        pytest.fail(f"the fake Swarm DNS server failed internally: {errors!r}", pytrace=False)

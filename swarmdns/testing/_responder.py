@@ -1,0 +1,376 @@
+"""How the fake answers one query: the engine's rules plus injected faults, no I/O.
+
+The server hands every datagram or TCP message to ``Responder.respond`` and
+sends back whatever ``Reply`` says, after its delay. Everything that decides
+an answer lives here so that it can be tested and fuzzed without sockets.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import dns.rdatatype
+from attrs import field, frozen
+
+from . import _wire
+from ._zone import IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX, Zone
+
+#: The engine answers every local name with this TTL; it cannot be configured.
+TTL = 600
+#: The engine's limit on a TCP answer (miekg/dns MaxMsgSize - 1).
+_TCP_LIMIT = 65534
+#: Sentinel from Responder._records: send nothing at all.
+_NO_REPLY: list[bytes] = []
+
+
+class Fault(enum.Enum):
+    """A way for the fake to misbehave, for one name or for every name."""
+
+    #: Answer SERVFAIL (the engine without an upstream, 24 and newer).
+    SERVFAIL = "servfail"
+    #: Answer REFUSED (the engine with more than 1024 queries in flight).
+    REFUSED = "refused"
+    #: Answer nothing, so that the client times out (engine 23 and older
+    #: without an upstream).
+    NO_REPLY = "no-reply"
+    #: Answer bytes that claim to be a reply but cannot be parsed.
+    GARBAGE = "garbage"
+    #: Answer correctly, but under another query ID.
+    WRONG_ID = "wrong-id"
+
+
+@frozen
+class Delay:
+    """Answer as usual, but only after ``seconds``.
+
+    Attributes:
+        seconds: How long to hold the answer back.
+    """
+
+    seconds: float = field()
+
+    @seconds.validator
+    def _check(self, _attribute: object, value: float) -> None:
+        if not 0 <= value <= 3600:
+            raise ValueError(f"a delay must be between 0 and 3600 seconds, not {value!r}")
+
+
+#: What can be injected: a fault, or a delay before the usual answer.
+Injected = Fault | Delay
+
+
+class Upstream(enum.Enum):
+    """What the engine answers for names it does not own (and empty services).
+
+    The engine forwards such names to the host's resolvers; what comes back
+    depends on whether it has any.
+    """
+
+    #: The host's resolvers answer: the name does not exist (the usual case).
+    NXDOMAIN = "nxdomain"
+    #: No upstream, engine 24 and newer: SERVFAIL.
+    SERVFAIL = "servfail"
+    #: No upstream, engine 23 and older: no reply at all.
+    NO_REPLY = "no-reply"
+
+
+class Outcome(enum.Enum):
+    """What the fake did with a query, as recorded in its log."""
+
+    NOERROR = "NOERROR"
+    NXDOMAIN = "NXDOMAIN"
+    SERVFAIL = "SERVFAIL"
+    REFUSED = "REFUSED"
+    FORMERR = "FORMERR"
+    NOTIMP = "NOTIMP"
+    NO_REPLY = "no-reply"
+    GARBAGE = "garbage"
+    WRONG_ID = "wrong-id"
+
+
+@frozen(kw_only=True)
+class QueryRecord:
+    """One message the fake received, and what it did with it.
+
+    Attributes:
+        name: The question's name as sent, without the root dot (None when
+            the message could not be parsed).
+        qtype: The question's type, such as ``"A"`` (None when unparsed).
+        transport: ``"udp"`` or ``"tcp"``.
+        outcome: What the fake answered.
+        answers: How many records the answer carried.
+        truncated: Whether the answer was cut short and flagged TC.
+        delay: How long the answer was held back, in seconds.
+        received: When the message arrived (``time.monotonic()``).
+    """
+
+    name: str | None
+    qtype: str | None
+    transport: str
+    outcome: Outcome
+    answers: int = 0
+    truncated: bool = False
+    delay: float = 0.0
+    received: float = field(repr=False, eq=False)
+
+
+@frozen(kw_only=True)
+class Reply:
+    """What to send back, and when.
+
+    Attributes:
+        data: The bytes to send, or None to send nothing.
+        delay: Seconds to wait before sending.
+    """
+
+    data: bytes | None
+    delay: float = 0.0
+
+
+def normalize_name(name: str) -> str:
+    """The form names are matched in: lower case, no root dot."""
+    if not isinstance(name, str) or not name.strip("."):
+        raise ValueError(f"a name to inject a fault for must be a non-empty string, not {name!r}")
+    return name.rstrip(".").lower()
+
+
+class FaultTable:
+    """Faults injected for one name or for every name; thread-safe.
+
+    A single fault lasts until cleared. A sequence is used up one query at a
+    time, after which the name is answered as usual again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str | None, list[Injected] | Injected] = {}
+
+    def inject(self, outcomes: Injected | Sequence[Injected], name: str | None) -> None:
+        """Inject ``outcomes`` for ``name`` (every name when None)."""
+        key = None if name is None else normalize_name(name)
+        if isinstance(outcomes, Fault | Delay):
+            entry: list[Injected] | Injected = outcomes
+        else:
+            entry = list(outcomes)
+            bad = [o for o in entry if not isinstance(o, Fault | Delay)]
+            if not entry or bad:
+                raise TypeError(
+                    "inject() takes a Fault, a Delay, or a non-empty sequence of them;"
+                    f" got {outcomes!r}"
+                )
+        with self._lock:
+            self._faults[key] = entry
+
+    def clear(self, name: str | None = None) -> None:
+        """Clear the faults of ``name``, or every fault when None."""
+        with self._lock:
+            if name is None:
+                self._faults.clear()
+            else:
+                self._faults.pop(normalize_name(name), None)
+
+    def take(self, key: str | None) -> Injected | None:
+        """The fault for the next query about ``key``: the name's own, else the global one."""
+        with self._lock:
+            for candidate in (key, None) if key is not None else (None,):
+                entry = self._faults.get(candidate)
+                if entry is None:
+                    continue
+                if not isinstance(entry, list):
+                    return entry
+                outcome = entry.pop(0)
+                if not entry:
+                    del self._faults[candidate]
+                return outcome
+        return None
+
+
+class QueryLog:
+    """The fake's record of every message received; thread-safe, waitable."""
+
+    def __init__(self) -> None:
+        self._records: list[QueryRecord] = []
+        self._changed = threading.Condition()
+
+    def append(self, record: QueryRecord) -> None:
+        """Record one message and wake up whoever waits for it."""
+        with self._changed:
+            self._records.append(record)
+            self._changed.notify_all()
+
+    def snapshot(self) -> tuple[QueryRecord, ...]:
+        """Every record so far, oldest first."""
+        with self._changed:
+            return tuple(self._records)
+
+    def clear(self) -> None:
+        """Forget every record."""
+        with self._changed:
+            self._records.clear()
+
+    def wait(self, count: int, *, name: str | None, timeout: float) -> tuple[QueryRecord, ...]:
+        """Block until ``count`` records (about ``name``, if given) exist.
+
+        Raises:
+            TimeoutError: Fewer arrived within ``timeout`` seconds.
+        """
+        key = None if name is None else normalize_name(name)
+
+        def matching() -> list[QueryRecord]:
+            return [
+                r
+                for r in self._records
+                if key is None or (r.name is not None and r.name.lower() == key)
+            ]
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(matching()) >= count, timeout):
+                about = "" if key is None else f" for {key!r}"
+                raise TimeoutError(
+                    f"the fake Swarm DNS received {len(matching())} of {count} queries{about}"
+                    f" within {timeout} s; check the code under test talks to"
+                    " SWARMDNS_NAMESERVER"
+                )
+            return tuple(matching())
+
+
+class Responder:
+    """Decides the reply to each message, as the engine would, plus faults.
+
+    Attributes:
+        zone: The names to answer from; replaced whole on every change.
+        upstream: What unknown names get.
+        faults: Injected faults.
+        log: Every message received.
+    """
+
+    def __init__(
+        self, *, seed: int | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.zone = Zone()
+        self.upstream = Upstream.NXDOMAIN
+        self.faults = FaultTable()
+        self.log = QueryLog()
+        self._rng = random.Random(seed)
+        self._clock = clock
+
+    def seed(self, seed: int | None) -> None:
+        """Make the order of answers repeatable (or random again with None)."""
+        self._rng.seed(seed)
+
+    def respond(self, data: bytes, transport: str) -> Reply:
+        """The reply to one message received over ``transport``."""
+        received = self._clock()
+        try:
+            query = _wire.parse_query(data)
+        except _wire.QueryFormatError as error:
+            return self._reject(error, transport, received)
+        name = _wire.name_to_text(query.labels).removesuffix(".") or "."
+        ascii_name = query.ascii_name
+        injected = self.faults.take(None if ascii_name is None else ascii_name.lower())
+        delay = injected.seconds if isinstance(injected, Delay) else 0.0
+        fault = injected if isinstance(injected, Fault) else None
+
+        def record(outcome: Outcome, answers: int = 0, truncated: bool = False) -> None:
+            self.log.append(
+                QueryRecord(
+                    name=name,
+                    qtype=dns.rdatatype.to_text(dns.rdatatype.RdataType.make(query.qtype)),
+                    transport=transport,
+                    outcome=outcome,
+                    answers=answers,
+                    truncated=truncated,
+                    delay=delay,
+                    received=received,
+                )
+            )
+
+        if fault is Fault.NO_REPLY:
+            record(Outcome.NO_REPLY)
+            return Reply(data=None)
+        if fault is Fault.SERVFAIL or fault is Fault.REFUSED:
+            rcode = _wire.RCODE_SERVFAIL if fault is Fault.SERVFAIL else _wire.RCODE_REFUSED
+            record(Outcome(fault.name))
+            return Reply(data=_wire.build_reply(query, rcode, [])[0])
+
+        records = self._records(query, ascii_name)
+        if records is _NO_REPLY:
+            record(Outcome.NO_REPLY)
+            return Reply(data=None)
+        if records is None:
+            if self.upstream is Upstream.NO_REPLY:
+                record(Outcome.NO_REPLY)
+                return Reply(data=None)
+            rcode = (
+                _wire.RCODE_NXDOMAIN
+                if self.upstream is Upstream.NXDOMAIN
+                else _wire.RCODE_SERVFAIL
+            )
+            records, outcome = [], Outcome(self.upstream.name)
+        else:
+            rcode, outcome = _wire.RCODE_NOERROR, Outcome.NOERROR
+        limit = _TCP_LIMIT
+        if transport == "udp":
+            limit = max(_wire.CLASSIC_UDP_LIMIT, query.udp_payload or 0)
+        query_id = (query.id + 1) & 0xFFFF if fault is Fault.WRONG_ID else None
+        reply, kept, truncated = _wire.build_reply(
+            query, rcode, records, limit=limit, query_id=query_id
+        )
+        if fault is Fault.GARBAGE:
+            reply = reply[: _wire.HEADER.size] + b"\x3fgarbage"
+            outcome = Outcome.GARBAGE
+        elif fault is Fault.WRONG_ID:
+            outcome = Outcome.WRONG_ID
+        record(outcome, kept, truncated)
+        return Reply(data=reply, delay=delay)
+
+    def _records(self, query: _wire.Query, name: str | None) -> list[bytes] | None:
+        """The answer records for a query; None to forward it, _NO_REPLY to drop it."""
+        if query.qtype == _wire.TYPE_PTR:
+            return self._reverse_records(query, name)
+        if name is None or query.qtype not in (_wire.TYPE_A, _wire.TYPE_AAAA, _wire.TYPE_MX):
+            return None  # the engine forwards every other type
+        addresses = self.zone.addresses(name)
+        if addresses is None:
+            return None
+        if query.qtype != _wire.TYPE_A:
+            return []  # a Swarm name has no IPv6 address and no mail exchanger
+        shuffled = list(addresses)
+        self._rng.shuffle(shuffled)
+        return [_wire.a_record(query.qname_wire, address, TTL) for address in shuffled]
+
+    def _reverse_records(self, query: _wire.Query, name: str | None) -> list[bytes] | None:
+        if name is None or not name.endswith((IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX)):
+            # The engine fails on a PTR query for any other name (its suffix test
+            # is case-sensitive too), logs the error and sends nothing.
+            return _NO_REPLY
+        target = self.zone.ptr_target(name) if name.endswith(IPV4_REVERSE_SUFFIX) else None
+        return None if target is None else [_wire.ptr_record(query.qname_wire, target, TTL)]
+
+    def _reject(self, error: _wire.QueryFormatError, transport: str, received: float) -> Reply:
+        if error.rcode is None or error.header is None:
+            self.log.append(
+                QueryRecord(
+                    name=None,
+                    qtype=None,
+                    transport=transport,
+                    outcome=Outcome.NO_REPLY,
+                    received=received,
+                )
+            )
+            return Reply(data=None)
+        outcome = Outcome.NOTIMP if error.rcode == _wire.RCODE_NOTIMP else Outcome.FORMERR
+        self.log.append(
+            QueryRecord(
+                name=None,
+                qtype=None,
+                transport=transport,
+                outcome=outcome,
+                received=received,
+            )
+        )
+        return Reply(data=_wire.error_reply(*error.header, error.rcode))

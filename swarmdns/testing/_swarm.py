@@ -1,0 +1,519 @@
+"""A model of a Swarm's services, tasks and overlay networks, without any I/O.
+
+The model holds what the engine's DNS depends on: which tasks run where, on
+which networks, with which addresses, and which of them are visible (running,
+and healthy when the service has a healthcheck). ``Swarm.zone()`` turns it into
+the lookup tables the fake server answers from.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import re
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from ipaddress import IPv4Address, IPv4Network
+
+from attrs import evolve, field, frozen
+
+from ._zone import NetworkZone, Zone
+
+#: Swarmkit's rule for service names (and so for aliases and stack names).
+_SERVICE_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
+#: Docker's rule for network names.
+_NETWORK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_MAX_NAME_LENGTH = 63
+_ID_ALPHABET = string.digits + string.ascii_lowercase
+_ID_LENGTH = 25
+#: Docker's default address pool for overlays: /24 networks out of 10.0.0.0/8,
+#: the first of which goes to the ingress network.
+_DEFAULT_POOL = IPv4Network("10.0.0.0/8")
+_DEFAULT_SUBNET_PREFIX = 24
+
+
+class SwarmError(ValueError):
+    """An operation on the fake Swarm that the engine would refuse too."""
+
+
+class TaskState(enum.Enum):
+    """Where a task is in its life, as far as DNS can tell."""
+
+    #: Started, waiting for its first successful healthcheck: not in DNS yet.
+    STARTING = "starting"
+    #: Running (and healthy, if the service has a healthcheck): in DNS.
+    RUNNING = "running"
+    #: Failing its healthcheck: out of DNS until it is replaced.
+    UNHEALTHY = "unhealthy"
+
+
+@frozen(kw_only=True)
+class Network:
+    """An overlay network of the fake Swarm.
+
+    Attributes:
+        name: The network's name, as in ``tasks.web.<name>``.
+        id: The network's ID.
+        subnet: Where its addresses come from.
+    """
+
+    name: str
+    id: str
+    subnet: IPv4Network
+
+    @property
+    def gateway(self) -> IPv4Address:
+        """The subnet's first address, which the engine keeps for the gateway."""
+        return self.subnet.network_address + 1
+
+
+@frozen(kw_only=True)
+class Task:
+    """One task of a service: a container with an address on each network.
+
+    Attributes:
+        id: The task ID (25 characters, like the engine's).
+        service: The name of the task's service.
+        slot: The replica slot, or None for a task of a global service.
+        node_id: The node the task runs on.
+        container_id: The container's full ID (64 hexadecimal digits).
+        hostname: The container's hostname (by default its short ID).
+        state: Whether DNS shows the task.
+        addresses: The task's address on each of its service's networks.
+    """
+
+    id: str
+    service: str
+    slot: int | None
+    node_id: str
+    container_id: str
+    hostname: str
+    state: TaskState
+    addresses: Mapping[str, IPv4Address] = field(hash=False)
+
+    @property
+    def name(self) -> str:
+        """The container name: ``<service>.<slot>.<id>``, or with the node ID."""
+        middle = self.node_id if self.slot is None else str(self.slot)
+        return f"{self.service}.{middle}.{self.id}"
+
+    @property
+    def ip(self) -> IPv4Address:
+        """The task's address on its service's first network."""
+        return next(iter(self.addresses.values()))
+
+    @property
+    def visible(self) -> bool:
+        """Whether the engine's DNS lists this task."""
+        return self.state is TaskState.RUNNING
+
+    def ptr_target(self, network: str) -> str:
+        """The name a PTR query for this task's address on ``network`` returns."""
+        return f"{self.name}.{network}."
+
+
+@frozen(kw_only=True)
+class Service:
+    """A snapshot of one service of the fake Swarm.
+
+    Attributes:
+        name: The service's full name (``<stack>_<name>`` in a stack).
+        id: The service ID.
+        mode: ``"replicated"`` or ``"global"``.
+        endpoint_mode: ``"vip"`` or ``"dnsrr"``.
+        networks: The networks the service is attached to, in order.
+        aliases: Extra names the service answers to on every network (a stack
+            adds the service's short name).
+        vips: The virtual IP on each network (empty in dnsrr mode).
+        tasks: Every task, visible in DNS or not, by slot (or node).
+        replicas: The number of replicas asked for (None for a global service).
+        healthcheck: Whether new tasks wait for a healthy check before DNS lists them.
+        stack: The stack the service belongs to, if any.
+    """
+
+    name: str
+    id: str
+    mode: str
+    endpoint_mode: str
+    networks: tuple[str, ...]
+    aliases: tuple[str, ...]
+    vips: Mapping[str, IPv4Address] = field(hash=False)
+    tasks: tuple[Task, ...]
+    replicas: int | None
+    healthcheck: bool
+    stack: str | None
+
+    @property
+    def vip(self) -> IPv4Address | None:
+        """The virtual IP on the first network, or None in dnsrr mode."""
+        return self.vips.get(self.networks[0])
+
+    @property
+    def task_ips(self) -> tuple[IPv4Address, ...]:
+        """Sorted addresses, on the first network, of the tasks DNS lists."""
+        return tuple(sorted(task.ip for task in self.tasks if task.visible))
+
+    def task_ips_on(self, network: str) -> tuple[IPv4Address, ...]:
+        """Sorted addresses, on ``network``, of the tasks DNS lists."""
+        if network not in self.networks:
+            raise SwarmError(f"service {self.name!r} is not attached to network {network!r}")
+        return tuple(sorted(task.addresses[network] for task in self.tasks if task.visible))
+
+
+def _check_name(kind: str, name: str, pattern: re.Pattern[str]) -> str:
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise SwarmError(
+            f"invalid {kind} name {name!r}: Docker allows letters, digits"
+            + (", '-', '_' and '.'" if pattern is _NETWORK_NAME else ", '-' and '_' inside")
+        )
+    if len(name) > _MAX_NAME_LENGTH:
+        raise SwarmError(f"invalid {kind} name {name!r}: longer than 63 characters")
+    return name
+
+
+class _AddressPool:
+    """Hands out a network's addresses the way the engine's IPAM does for overlays.
+
+    Allocation is serial: each new address follows the last one handed out,
+    wrapping around, so an address just released is not reused at once.
+    """
+
+    def __init__(self, subnet: IPv4Network) -> None:
+        self._first = int(subnet.network_address) + 2  # .1 is the gateway
+        self._last = int(subnet.broadcast_address) - 1
+        self._next = self._first
+        self._in_use: set[int] = set()
+        self._subnet = subnet
+
+    def allocate(self) -> IPv4Address:
+        size = self._last - self._first + 1
+        for step in range(size):
+            candidate = self._first + (self._next - self._first + step) % size
+            if candidate not in self._in_use:
+                self._in_use.add(candidate)
+                self._next = candidate + 1 if candidate < self._last else self._first
+                return IPv4Address(candidate)
+        raise SwarmError(f"no address left in {self._subnet}: give the network a larger subnet")
+
+    def release(self, address: IPv4Address) -> None:
+        self._in_use.discard(int(address))
+
+
+class Swarm:
+    """The mutable state of a fake Swarm; not thread-safe (FakeSwarm locks it)."""
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self._rng = random.Random(seed)
+        self._networks: dict[str, Network] = {}
+        self._pools: dict[str, _AddressPool] = {}
+        self._services: dict[str, Service] = {}
+        self._used_subnets = {IPv4Network("10.0.0.0/24")}  # the ingress network's
+        self.nodes: list[str] = [self._new_id()]
+        self.client_networks: tuple[str, ...] | None = None
+
+    # -- identifiers and addresses -------------------------------------------
+
+    def _new_id(self) -> str:
+        return "".join(self._rng.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
+
+    def _new_container_id(self) -> str:
+        return f"{self._rng.getrandbits(256):064x}"
+
+    def _free_subnet(self) -> IPv4Network:
+        for subnet in _DEFAULT_POOL.subnets(new_prefix=_DEFAULT_SUBNET_PREFIX):
+            if not any(subnet.overlaps(used) for used in self._used_subnets):
+                return subnet
+        raise SwarmError("the default address pool 10.0.0.0/8 is used up")  # pragma: no cover
+
+    # -- networks ------------------------------------------------------------
+
+    def create_network(self, name: str, *, subnet: str | IPv4Network | None = None) -> Network:
+        _check_name("network", name, _NETWORK_NAME)
+        if name in self._networks:
+            raise SwarmError(f"network {name!r} already exists")
+        if subnet is None:
+            chosen = self._free_subnet()
+        else:
+            try:
+                chosen = IPv4Network(subnet)
+            except ValueError as error:
+                raise SwarmError(
+                    f"invalid subnet {subnet!r} for network {name!r}: {error}"
+                ) from None
+            if chosen.num_addresses < 4:
+                raise SwarmError(f"subnet {chosen} of network {name!r} holds no task addresses")
+            clash = next((used for used in self._used_subnets if chosen.overlaps(used)), None)
+            if clash is not None:
+                raise SwarmError(f"subnet {chosen} of network {name!r} overlaps {clash}")
+        network = Network(name=name, id=self._new_id(), subnet=chosen)
+        self._networks[name] = network
+        self._pools[name] = _AddressPool(chosen)
+        self._used_subnets.add(chosen)
+        return network
+
+    def remove_network(self, name: str) -> None:
+        network = self._network(name)
+        users = sorted(s.name for s in self._services.values() if name in s.networks)
+        if users:
+            raise SwarmError(f"network {name!r} is in use by services {', '.join(users)}")
+        del self._networks[name], self._pools[name]
+        self._used_subnets.discard(network.subnet)
+
+    def _network(self, name: str) -> Network:
+        try:
+            return self._networks[name]
+        except KeyError:
+            raise SwarmError(f"no network named {name!r}") from None
+
+    @property
+    def networks(self) -> tuple[Network, ...]:
+        return tuple(self._networks.values())
+
+    # -- services ------------------------------------------------------------
+
+    def create_service(
+        self,
+        name: str,
+        replicas: int | None,
+        *,
+        networks: Sequence[str],
+        endpoint_mode: str,
+        aliases: Iterable[str],
+        healthcheck: bool,
+        stack: str | None,
+    ) -> Service:
+        _check_name("service", name, _SERVICE_NAME)
+        if stack is not None:
+            _check_name("stack", stack, _SERVICE_NAME)
+            aliases = (name, *aliases)
+            name = _check_name("service", f"{stack}_{name}", _SERVICE_NAME)
+        if name in self._services:
+            raise SwarmError(f"service {name!r} already exists")
+        if endpoint_mode not in ("vip", "dnsrr"):
+            raise SwarmError(f"endpoint mode must be 'vip' or 'dnsrr', not {endpoint_mode!r}")
+        if replicas is not None:
+            _check_replicas(replicas)
+        if not networks:
+            raise SwarmError(f"service {name!r} needs at least one network for DNS")
+        if len(set(networks)) != len(networks):
+            raise SwarmError(f"service {name!r} lists a network twice: {list(networks)}")
+        aliases = tuple(dict.fromkeys(_check_name("alias", a, _SERVICE_NAME) for a in aliases))
+        for network in networks:
+            if network not in self._networks:
+                self.create_network(network)
+        vips = {}
+        if endpoint_mode == "vip":
+            vips = {network: self._pools[network].allocate() for network in networks}
+        service = Service(
+            name=name,
+            id=self._new_id(),
+            mode="replicated" if replicas is not None else "global",
+            endpoint_mode=endpoint_mode,
+            networks=tuple(networks),
+            aliases=aliases,
+            vips=vips,
+            tasks=(),
+            replicas=replicas,
+            healthcheck=healthcheck,
+            stack=stack,
+        )
+        self._services[name] = service
+        if replicas is None:
+            tasks = tuple(self._new_task(service, slot=None, node_id=n) for n in self.nodes)
+        else:
+            tasks = tuple(self._new_task(service, slot=s) for s in range(1, replicas + 1))
+        return self._store(evolve(service, tasks=tasks))
+
+    def service(self, name: str) -> Service:
+        try:
+            return self._services[name]
+        except KeyError:
+            known = ", ".join(sorted(self._services)) or "none"
+            raise SwarmError(f"no service named {name!r} (services: {known})") from None
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        return tuple(self._services.values())
+
+    def remove_service(self, name: str) -> None:
+        service = self.service(name)
+        for task in service.tasks:
+            self._release(task)
+        for network, vip in service.vips.items():
+            self._pools[network].release(vip)
+        del self._services[name]
+
+    def remove_stack(self, stack: str) -> None:
+        members = [s.name for s in self._services.values() if s.stack == stack]
+        if not members:
+            raise SwarmError(f"no stack named {stack!r}")
+        for name in members:
+            self.remove_service(name)
+
+    def scale(self, name: str, replicas: int) -> Service:
+        service = self.service(name)
+        if service.replicas is None:
+            raise SwarmError(f"service {name!r} is global: it runs one task per node")
+        _check_replicas(replicas)
+        kept = tuple(t for t in service.tasks if t.slot is not None and t.slot <= replicas)
+        for task in service.tasks:
+            if task not in kept:
+                self._release(task)
+        used = {t.slot for t in kept}
+        added = tuple(
+            self._new_task(service, slot=slot)
+            for slot in range(1, replicas + 1)
+            if slot not in used
+        )
+        tasks = tuple(sorted(kept + added, key=_task_order))
+        return self._store(evolve(service, tasks=tasks, replicas=replicas))
+
+    # -- tasks ---------------------------------------------------------------
+
+    def _new_task(self, service: Service, *, slot: int | None, node_id: str | None = None) -> Task:
+        if node_id is None:
+            node_id = self.nodes[(slot or 1) % len(self.nodes) - 1]
+        container_id = self._new_container_id()
+        addresses = {}
+        try:
+            for network in service.networks:
+                addresses[network] = self._pools[network].allocate()
+        except SwarmError:
+            for network, address in addresses.items():
+                self._pools[network].release(address)
+            raise
+        return Task(
+            id=self._new_id(),
+            service=service.name,
+            slot=slot,
+            node_id=node_id,
+            container_id=container_id,
+            hostname=container_id[:12],
+            state=TaskState.STARTING if service.healthcheck else TaskState.RUNNING,
+            addresses=addresses,
+        )
+
+    def _release(self, task: Task) -> None:
+        for network, address in task.addresses.items():
+            self._pools[network].release(address)
+
+    def _store(self, service: Service) -> Service:
+        self._services[service.name] = service
+        return service
+
+    def find_task(self, task: Task | str) -> tuple[Service, Task]:
+        """Find a task by value, ID, name, container ID or (unique) ID prefix."""
+        key = task.id if isinstance(task, Task) else task
+        matches = [
+            (service, candidate)
+            for service in self._services.values()
+            for candidate in service.tasks
+            if key in (candidate.id, candidate.name, candidate.container_id)
+            or (len(key) >= 3 and candidate.id.startswith(key))
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise SwarmError(f"no running task {key!r}: it may have been killed or replaced")
+        raise SwarmError(f"task {key!r} is ambiguous: {len(matches)} tasks match")
+
+    def kill_task(self, task: Task | str) -> Service:
+        service, found = self.find_task(task)
+        self._release(found)
+        return self._store(evolve(service, tasks=tuple(t for t in service.tasks if t != found)))
+
+    def replace_task(self, task: Task | str) -> tuple[Service, Task]:
+        service, found = self.find_task(task)
+        self._release(found)
+        replacement = self._new_task(service, slot=found.slot, node_id=found.node_id)
+        tasks = tuple(replacement if t == found else t for t in service.tasks)
+        return self._store(evolve(service, tasks=tasks)), replacement
+
+    def reschedule(self, name: str) -> tuple[Task, ...]:
+        service = self.service(name)
+        if service.replicas is None:
+            wanted = {t.node_id for t in service.tasks}
+            new = tuple(
+                self._new_task(service, slot=None, node_id=node)
+                for node in self.nodes
+                if node not in wanted
+            )
+        else:
+            used = {t.slot for t in service.tasks}
+            new = tuple(
+                self._new_task(service, slot=slot)
+                for slot in range(1, service.replicas + 1)
+                if slot not in used
+            )
+        self._store(evolve(service, tasks=tuple(sorted(service.tasks + new, key=_task_order))))
+        return new
+
+    def set_state(self, task: Task | str, state: TaskState) -> Task:
+        service, found = self.find_task(task)
+        if not service.healthcheck:
+            raise SwarmError(f"service {service.name!r} has no healthcheck")
+        updated = evolve(found, state=state)
+        self._store(
+            evolve(
+                service,
+                tasks=tuple(updated if t == found else t for t in service.tasks),
+            )
+        )
+        return updated
+
+    # -- nodes ---------------------------------------------------------------
+
+    def add_node(self) -> str:
+        node = self._new_id()
+        self.nodes.append(node)
+        for service in list(self._services.values()):
+            if service.replicas is None:
+                task = self._new_task(service, slot=None, node_id=node)
+                self._store(evolve(service, tasks=(*service.tasks, task)))
+        return node
+
+    # -- DNS -----------------------------------------------------------------
+
+    def zone(self) -> Zone:
+        """The DNS tables the asking container sees.
+
+        The container is attached to ``client_networks`` (all networks when
+        None). Like the engine, a name is looked up network by network, in the
+        order of the container's networks (by name), and the first network that
+        knows it answers.
+        """
+        if self.client_networks is None:
+            attached = sorted(self._networks)
+        else:
+            attached = sorted(n for n in self.client_networks if n in self._networks)
+        return Zone(networks=tuple(self._network_zone(name) for name in attached))
+
+    def _network_zone(self, network: str) -> NetworkZone:
+        names: dict[str, list[IPv4Address]] = {}
+        reverse: dict[IPv4Address, str] = {}
+        for service in self._services.values():
+            if network not in service.networks:
+                continue
+            visible = [t for t in service.tasks if t.visible]
+            if not visible:
+                continue  # the engine forgets every name of a service without tasks
+            ips = [t.addresses[network] for t in visible]
+            for label in (service.name, *service.aliases):
+                names.setdefault(f"tasks.{label}", []).extend(ips)
+                vip = service.vips.get(network)
+                names.setdefault(label, []).extend([vip] if vip is not None else ips)
+            for task in visible:
+                address = task.addresses[network]
+                for label in (task.name, task.container_id[:12], task.hostname):
+                    names.setdefault(label, []).append(address)
+                reverse[address] = task.ptr_target(network)
+        return NetworkZone.build(name=network, names=names, reverse=reverse)
+
+
+def _check_replicas(replicas: int) -> None:
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+        raise SwarmError(f"replicas must be a whole number of at least 0, not {replicas!r}")
+
+
+def _task_order(task: Task) -> tuple[int, str]:
+    return (task.slot or 0, task.node_id)
