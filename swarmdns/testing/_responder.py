@@ -152,16 +152,18 @@ class FaultTable:
     def inject(self, outcomes: Injected | Sequence[Injected], name: str | None) -> None:
         """Inject ``outcomes`` for ``name`` (every name when None)."""
         key = None if name is None else normalize_name(name)
+        entry: list[Injected] | Injected
         if isinstance(outcomes, Fault | Delay):
-            entry: list[Injected] | Injected = outcomes
-        else:
+            entry = outcomes
+        elif isinstance(outcomes, list | tuple):
             entry = list(outcomes)
-            bad = [o for o in entry if not isinstance(o, Fault | Delay)]
-            if not entry or bad:
-                raise TypeError(
-                    "inject() takes a Fault, a Delay, or a non-empty sequence of them;"
-                    f" got {outcomes!r}"
-                )
+        else:
+            entry = []
+        if not entry or any(not isinstance(o, Fault | Delay) for o in _as_list(entry)):
+            raise TypeError(
+                "inject() takes a Fault, a Delay, or a non-empty sequence of them;"
+                f" got {outcomes!r}"
+            )
         with self._lock:
             self._faults[key] = entry
 
@@ -187,6 +189,10 @@ class FaultTable:
                     del self._faults[candidate]
                 return outcome
         return None
+
+
+def _as_list(entry: list[Injected] | Injected) -> list[Injected]:
+    return entry if isinstance(entry, list) else [entry]
 
 
 class QueryLog:

@@ -1,0 +1,118 @@
+"""Fuzzed datagrams never crash the fake or stop it answering."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import dns.message
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from swarmdns.testing import FakeSwarm
+from swarmdns.testing._responder import Responder
+from swarmdns.testing._swarm import Swarm
+
+from .dns_clients import ask_dnspython
+
+VALID = [
+    dns.message.make_query(name, rdtype, use_edns=edns).to_wire()
+    for name, rdtype, edns in [
+        ("tasks.web", "A", 0),
+        ("web", "AAAA", False),
+        ("3.1.0.10.in-addr.arpa", "PTR", 0),
+        ("tasks.web.proxy", "A", False),
+    ]
+]
+
+
+def mutate(data: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
+    buffer = bytearray(data)
+    for position, value in edits:
+        buffer[position % len(buffer)] = value
+    return bytes(buffer[: max(0, len(buffer) - cut)])
+
+
+datagrams = st.one_of(
+    st.binary(max_size=600),
+    st.builds(
+        mutate,
+        st.sampled_from(VALID),
+        st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=6),
+        st.integers(0, 12),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def responder() -> Responder:
+    swarm = Swarm(seed=1)
+    swarm.create_service(
+        "web",
+        25,
+        networks=["proxy"],
+        endpoint_mode="vip",
+        aliases=(),
+        healthcheck=False,
+        stack=None,
+    )
+    responder = Responder(seed=1)
+    responder.zone = swarm.zone()
+    return responder
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=datagrams, transport=st.sampled_from(["udp", "tcp"]))
+def test_every_reply_is_well_formed(responder: Responder, data: bytes, transport: str) -> None:
+    reply = responder.respond(data, transport)
+
+    if reply.data is not None:
+        message = dns.message.from_wire(reply.data)
+        assert message.id == int.from_bytes(data[:2], "big")
+        assert message.flags & dns.flags.QR
+        if transport == "udp":
+            assert len(reply.data) <= 4096 or message.flags & dns.flags.TC
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[FakeSwarm]:
+    with FakeSwarm(seed=1) as swarm:
+        swarm.create_service("web", replicas=3)
+        yield swarm
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=st.lists(datagrams, min_size=1, max_size=5))
+def test_the_server_keeps_answering(live: FakeSwarm, batch: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for data in batch:
+            sock.sendto(data, (live.host, live.port))
+    seen = len(live.queries)
+
+    answer = ask_dnspython(live, "tasks.web", timeout=5)
+
+    assert len(answer.values) == 3
+    assert len(live.queries) >= seen + 1
+    assert live.internal_errors == ()
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    stream=st.one_of(
+        st.binary(max_size=300), st.builds(lambda d: len(d).to_bytes(2, "big") + d, datagrams)
+    )
+)
+def test_tcp_streams_never_stop_the_server(live: FakeSwarm, stream: bytes) -> None:
+    with socket.create_connection((live.host, live.port), timeout=5) as sock:
+        sock.sendall(stream)
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(4096):
+            pass  # read whatever comes until the server hangs up
+
+    assert len(ask_dnspython(live, "tasks.web", transport="tcp", timeout=5).values) == 3
+    assert live.internal_errors == ()

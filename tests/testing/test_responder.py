@@ -1,0 +1,252 @@
+"""The decisions behind each reply, and injected faults, without sockets."""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+import dns.message
+import dns.rcode
+import pytest
+
+from swarmdns.testing import Delay, Fault, Outcome, Upstream
+from swarmdns.testing._responder import FaultTable, QueryLog, QueryRecord, Responder
+from swarmdns.testing._swarm import Swarm
+
+
+@pytest.fixture
+def responder() -> Responder:
+    swarm = Swarm(seed=1)
+    swarm.create_service(
+        "web",
+        3,
+        networks=["proxy"],
+        endpoint_mode="vip",
+        aliases=(),
+        healthcheck=False,
+        stack=None,
+    )
+    responder = Responder(seed=1, clock=lambda: 42.0)
+    responder.zone = swarm.zone()
+    return responder
+
+
+def ask(
+    responder: Responder, name: str, rdtype: str = "A", transport: str = "udp"
+) -> dns.message.Message | None:
+    query = dns.message.make_query(name, rdtype)
+    reply = responder.respond(query.to_wire(), transport)
+    if reply.data is None:
+        return None
+    return dns.message.from_wire(reply.data, ignore_trailing=False)
+
+
+def rcode(message: dns.message.Message | None) -> str | None:
+    return None if message is None else dns.rcode.to_text(message.rcode())
+
+
+def test_logs_each_query_with_its_outcome(responder: Responder) -> None:
+    ask(responder, "Tasks.Web")
+    ask(responder, "nope", "AAAA", transport="tcp")
+    responder.respond(b"\x00", "udp")
+
+    assert responder.log.snapshot() == (
+        QueryRecord(
+            name="Tasks.Web",
+            qtype="A",
+            transport="udp",
+            outcome=Outcome.NOERROR,
+            answers=3,
+            received=42.0,
+        ),
+        QueryRecord(
+            name="nope", qtype="AAAA", transport="tcp", outcome=Outcome.NXDOMAIN, received=42.0
+        ),
+        QueryRecord(
+            name=None, qtype=None, transport="udp", outcome=Outcome.NO_REPLY, received=42.0
+        ),
+    )
+
+
+def test_global_fault_applies_to_every_name(responder: Responder) -> None:
+    responder.faults.inject(Fault.SERVFAIL, None)
+
+    assert rcode(ask(responder, "web")) == "SERVFAIL"
+    assert rcode(ask(responder, "unknown")) == "SERVFAIL"
+    assert [r.outcome for r in responder.log.snapshot()] == [Outcome.SERVFAIL] * 2
+
+
+def test_name_fault_applies_to_that_name_in_any_case(responder: Responder) -> None:
+    responder.faults.inject(Fault.REFUSED, "Tasks.Web.")
+
+    assert rcode(ask(responder, "TASKS.web")) == "REFUSED"
+    assert rcode(ask(responder, "web")) == "NOERROR"
+
+
+def test_sequence_is_used_up_then_answers_resume(responder: Responder) -> None:
+    responder.faults.inject([Fault.SERVFAIL, Fault.NO_REPLY], "tasks.web")
+
+    outcomes = [rcode(ask(responder, "tasks.web")) for _ in range(3)]
+
+    assert outcomes == ["SERVFAIL", None, "NOERROR"]
+
+
+def test_name_fault_comes_before_the_global_one(responder: Responder) -> None:
+    responder.faults.inject(Fault.SERVFAIL, None)
+    responder.faults.inject([Fault.REFUSED], "web")
+
+    assert [rcode(ask(responder, "web")) for _ in range(2)] == ["REFUSED", "SERVFAIL"]
+
+
+def test_clearing_one_name_keeps_the_others(responder: Responder) -> None:
+    responder.faults.inject(Fault.SERVFAIL, "web")
+    responder.faults.inject(Fault.SERVFAIL, "tasks.web")
+    responder.faults.clear("WEB")
+
+    assert rcode(ask(responder, "web")) == "NOERROR"
+    assert rcode(ask(responder, "tasks.web")) == "SERVFAIL"
+
+
+def test_delay_answers_normally_later(responder: Responder) -> None:
+    responder.faults.inject(Delay(0.25), "web")
+    query = dns.message.make_query("web", "A")
+
+    reply = responder.respond(query.to_wire(), "udp")
+
+    assert reply.delay == 0.25
+    assert reply.data is not None
+    assert dns.message.from_wire(reply.data).answer
+    assert responder.log.snapshot()[-1].delay == 0.25
+
+
+def test_garbage_cannot_be_parsed(responder: Responder) -> None:
+    responder.faults.inject(Fault.GARBAGE, None)
+    query = dns.message.make_query("tasks.web", "A")
+
+    reply = responder.respond(query.to_wire(), "udp")
+
+    assert reply.data is not None
+    assert reply.data[:2] == query.to_wire()[:2]
+    with pytest.raises(dns.exception.FormError):
+        dns.message.from_wire(reply.data)
+    assert responder.log.snapshot()[-1].outcome is Outcome.GARBAGE
+
+
+def test_wrong_id_is_a_correct_answer_under_another_id(responder: Responder) -> None:
+    responder.faults.inject(Fault.WRONG_ID, None)
+    query = dns.message.make_query("tasks.web", "A")
+
+    reply = responder.respond(query.to_wire(), "udp")
+
+    assert reply.data is not None
+    message = dns.message.from_wire(reply.data)
+    assert message.id != query.id
+    assert len(message.answer[0]) == 3
+    assert not query.is_response(message)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[], [Fault.SERVFAIL, "servfail"], "servfail", None],
+    ids=["empty", "mixed", "str", "none"],
+)
+def test_inject_rejects_what_is_not_a_fault(bad: object) -> None:
+    with pytest.raises(TypeError, match="Fault, a Delay"):
+        FaultTable().inject(bad, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["", ".", 5])
+def test_inject_rejects_an_empty_name(name: object) -> None:
+    with pytest.raises(ValueError, match="non-empty string"):
+        FaultTable().inject(Fault.SERVFAIL, name)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seconds", [-1, 3601, float("nan")])
+def test_delay_must_be_sensible(seconds: float) -> None:
+    with pytest.raises(ValueError, match="between 0 and 3600"):
+        Delay(seconds)
+
+
+def test_upstream_no_reply_still_answers_swarm_names(responder: Responder) -> None:
+    responder.upstream = Upstream.NO_REPLY
+
+    assert ask(responder, "example.org") is None
+    assert rcode(ask(responder, "web")) == "NOERROR"
+    assert responder.log.snapshot()[0].outcome is Outcome.NO_REPLY
+
+
+@pytest.mark.parametrize("name", ["web", "3.0.0.10.IN-ADDR.ARPA"])
+def test_ptr_for_a_name_outside_the_reverse_zones_gets_no_reply(
+    responder: Responder, name: str
+) -> None:
+    # The engine's PTR handler fails on these (its suffix test is case-sensitive).
+    assert ask(responder, name, "PTR") is None
+
+
+def test_ptr_under_ip6_arpa_is_forwarded(responder: Responder) -> None:
+    assert rcode(ask(responder, "1.0.0.0.ip6.arpa", "PTR")) == "NXDOMAIN"
+
+
+def test_network_suffix_must_be_spelled_like_the_network(responder: Responder) -> None:
+    assert rcode(ask(responder, "TASKS.WEB.proxy")) == "NOERROR"
+    assert rcode(ask(responder, "tasks.web.PROXY")) == "NXDOMAIN"
+
+
+def test_class_is_not_checked(responder: Responder) -> None:
+    query = dns.message.make_query("web", "A", rdclass="CH")
+
+    reply = responder.respond(query.to_wire(), "udp")
+
+    assert reply.data is not None
+    message = dns.message.from_wire(reply.data)
+    assert message.answer[0].rdclass == dns.rdataclass.IN
+
+
+@pytest.mark.parametrize(
+    ("data", "outcome"),
+    [
+        (struct.pack("!HHHHHH", 9, 0x0100, 0, 0, 0, 0), Outcome.FORMERR),
+        (struct.pack("!HHHHHH", 9, 0x2900, 1, 0, 0, 0), Outcome.NOTIMP),
+        (struct.pack("!HHHHHH", 9, 0x8100, 1, 0, 0, 0), Outcome.NO_REPLY),
+    ],
+)
+def test_malformed_queries_are_answered_or_dropped(
+    responder: Responder, data: bytes, outcome: Outcome
+) -> None:
+    reply = responder.respond(data, "udp")
+
+    assert responder.log.snapshot()[-1].outcome is outcome
+    if outcome is Outcome.NO_REPLY:
+        assert reply.data is None
+    else:
+        assert reply.data is not None
+        assert reply.data[:2] == b"\x00\x09"
+
+
+def test_log_wait_returns_once_enough_arrived() -> None:
+    log = QueryLog()
+    record = QueryRecord(
+        name="web", qtype="A", transport="udp", outcome=Outcome.NOERROR, received=0.0
+    )
+
+    def write() -> None:
+        for _ in range(3):
+            log.append(record)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+
+    got = log.wait(3, name="WEB.", timeout=5.0)
+    writer.join()
+
+    assert got == (record,) * 3
+
+
+def test_log_wait_times_out_with_a_useful_message() -> None:
+    log = QueryLog()
+    log.append(
+        QueryRecord(name="db", qtype="A", transport="udp", outcome=Outcome.NOERROR, received=0.0)
+    )
+
+    with pytest.raises(TimeoutError, match=r"received 0 of 1 queries for 'web' within 0.01 s"):
+        log.wait(1, name="web", timeout=0.01)

@@ -1,0 +1,214 @@
+"""The fake's sockets: life cycle, transports, faults on the wire, robustness."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+
+from swarmdns.testing import Delay, FakeSwarm, Fault, Outcome
+
+from .dns_clients import NoReply, ask_dnspython, exchange
+
+
+def a_query(name: str = "tasks.web") -> bytes:
+    return dns.message.make_query(name, "A").to_wire()
+
+
+def test_start_and_stop_release_the_port_and_the_thread() -> None:
+    threads_before = set(threading.enumerate())
+    swarm = FakeSwarm().start()
+    port = swarm.port
+    swarm.create_service("web")
+    assert ask_dnspython(swarm, "web").rcode == "NOERROR"
+
+    swarm.stop()
+    swarm.stop()  # idempotent
+
+    assert set(threading.enumerate()) == threads_before
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.bind(("127.0.0.1", port))  # free again
+
+
+def test_serves_udp_and_tcp_on_the_given_port() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with FakeSwarm(port=port) as swarm:
+        swarm.create_service("web", replicas=2)
+        assert (swarm.host, swarm.port, swarm.nameserver) == (
+            "127.0.0.1",
+            port,
+            f"127.0.0.1:{port}",
+        )
+        for transport in ("udp", "tcp"):
+            assert len(ask_dnspython(swarm, "tasks.web", transport=transport).values) == 2
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with FakeSwarm() as running, pytest.raises(OSError, match="in use"):
+        FakeSwarm(port=running.port).start()
+
+
+def test_address_needs_a_running_server() -> None:
+    swarm = FakeSwarm()
+    with pytest.raises(RuntimeError, match=r"not running: call start\(\) first"):
+        _ = swarm.nameserver
+    assert "stopped" in repr(swarm)
+
+
+def test_start_twice_is_refused(swarm_dns: FakeSwarm) -> None:
+    with pytest.raises(RuntimeError, match="already running"):
+        swarm_dns.start()
+
+
+def test_stop_drops_open_connections_and_pending_replies() -> None:
+    swarm = FakeSwarm().start()
+    swarm.create_service("web")
+    swarm.inject(Delay(3600))  # were stop to wait for it, pytest-timeout would fail this
+    idle = socket.create_connection((swarm.host, swarm.port))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.sendto(a_query("web"), (swarm.host, swarm.port))
+        swarm.wait_for_queries(1)
+
+        swarm.stop()
+
+        udp.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            udp.recv(512)  # the pending reply was dropped, not sent
+    assert idle.recv(1) == b""  # the server closed the idle connection
+    idle.close()
+
+
+def test_no_reply_makes_the_client_time_out(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    swarm_dns.inject(Fault.NO_REPLY, name="web")
+
+    for transport in ("udp", "tcp"):
+        with pytest.raises(NoReply):
+            exchange(swarm_dns, a_query("web"), transport=transport, timeout=0.2)
+    assert [q.outcome for q in swarm_dns.queries] == [Outcome.NO_REPLY] * 2
+
+
+def test_a_delayed_answer_arrives_later_without_holding_up_others(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    swarm_dns.create_service("db")
+    swarm_dns.inject(Delay(3600), name="web")
+    swarm_dns.inject([Delay(0.05)], name="db")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as slow:
+        slow.sendto(a_query("web"), (swarm_dns.host, swarm_dns.port))
+        swarm_dns.wait_for_queries(1, name="web")
+
+        delayed = ask_dnspython(swarm_dns, "db", timeout=5)
+        prompt = ask_dnspython(swarm_dns, "db", timeout=5)
+
+        slow.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            slow.recv(512)  # still held back
+    assert (delayed.rcode, prompt.rcode) == ("NOERROR", "NOERROR")
+    assert [q.delay for q in swarm_dns.queries] == [3600, 0.05, 0.0]
+
+
+def test_sequence_of_outcomes_over_the_wire(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    swarm_dns.inject([Fault.SERVFAIL, Fault.SERVFAIL], name="tasks.web")
+
+    rcodes = [ask_dnspython(swarm_dns, "tasks.web").rcode for _ in range(3)]
+
+    assert rcodes == ["SERVFAIL", "SERVFAIL", "NOERROR"]
+
+
+def test_several_queries_share_one_tcp_connection(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=3)
+    with socket.create_connection((swarm_dns.host, swarm_dns.port), timeout=2) as sock:
+        for _ in range(3):
+            query = dns.message.make_query("tasks.web", "A")
+            dns.query.send_tcp(sock, query)
+            reply, _ = dns.query.receive_tcp(sock)
+            assert reply.id == query.id
+            assert len(reply.answer[0]) == 3
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [b"", b"\x00", b"\xff" * 11, b"\x00\x01" + b"\xff" * 40, b"\x12\x34\x81\x80" + b"\x00" * 8],
+)
+def test_malformed_datagrams_do_not_stop_the_server(swarm_dns: FakeSwarm, junk: bytes) -> None:
+    swarm_dns.create_service("web")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(junk, (swarm_dns.host, swarm_dns.port))
+    swarm_dns.wait_for_queries(1)
+
+    assert ask_dnspython(swarm_dns, "web").rcode == "NOERROR"
+
+
+def test_formerr_comes_back_over_udp(swarm_dns: FakeSwarm) -> None:
+    no_question = struct.pack("!HHHHHH", 0xABCD, 0x0100, 0, 0, 0, 0)
+
+    reply = dns.message.from_wire(exchange(swarm_dns, no_question))
+
+    assert (reply.id, dns.rcode.to_text(reply.rcode())) == (0xABCD, "FORMERR")
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"\x00",  # half a length prefix
+        b"\x00\x40tasks",  # a message cut short
+        b"\x00\x00",  # an empty message
+        b"\x00\x05\xff\xff\xff\xff\xff",  # five bytes of nonsense
+        b"\xff\xff" + b"\x00" * 100,  # a length the client never sends
+    ],
+)
+def test_broken_tcp_streams_only_lose_their_own_connection(
+    swarm_dns: FakeSwarm, stream: bytes
+) -> None:
+    swarm_dns.create_service("web")
+    with socket.create_connection((swarm_dns.host, swarm_dns.port), timeout=2) as broken:
+        broken.sendall(stream)
+        broken.shutdown(socket.SHUT_WR)
+        assert broken.recv(100) == b""  # the server hangs up
+
+    assert ask_dnspython(swarm_dns, "web", transport="tcp").rcode == "NOERROR"
+    assert ask_dnspython(swarm_dns, "web").rcode == "NOERROR"
+
+
+def test_concurrent_clients_all_get_their_answers(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=5)
+    results: list[list[str]] = []
+
+    def client() -> None:
+        for _ in range(20):
+            results.append(sorted(ask_dnspython(swarm_dns, "tasks.web", timeout=5).values))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results == [sorted(str(ip) for ip in web.task_ips)] * 160
+    assert len(swarm_dns.wait_for_queries(160, name="tasks.web")) == 160
+
+
+def test_wait_for_queries_names_what_is_missing(swarm_dns: FakeSwarm) -> None:
+    with pytest.raises(TimeoutError, match=r"received 0 of 2 queries for 'tasks\.web'"):
+        swarm_dns.wait_for_queries(2, name="tasks.web", timeout=0.05)
+
+
+def test_reset_empties_everything_but_keeps_the_port(swarm_dns: FakeSwarm) -> None:
+    port = swarm_dns.port
+    swarm_dns.create_service("web")
+    swarm_dns.inject(Fault.SERVFAIL)
+    ask_dnspython(swarm_dns, "web")
+
+    swarm_dns.reset()
+
+    assert (swarm_dns.port, swarm_dns.services, swarm_dns.queries) == (port, (), ())
+    assert ask_dnspython(swarm_dns, "web").rcode == "NXDOMAIN"
