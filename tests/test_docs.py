@@ -1,0 +1,54 @@
+"""Every Python example in the README and in docs/ runs, and passes."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+_FILE_MARKER = re.compile(r"\A# file: (test_\w+\.py)\n")
+
+
+def examples() -> Sequence[object]:
+    found = []
+    for page in PAGES:
+        text = page.read_text()
+        for match in _BLOCK.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            found.append(pytest.param(match.group(1), id=f"{page.relative_to(ROOT)}:{line}"))
+    return found
+
+
+def test_there_are_examples() -> None:
+    assert len(examples()) >= 4
+
+
+@pytest.mark.parametrize("code", examples())
+def test_example(code: str, tmp_path: Path, pytester: pytest.Pytester) -> None:
+    marker = _FILE_MARKER.match(code)
+    if marker:
+        # A test file for a downstream project: run it with pytest, as they would.
+        pytester.makepyfile(**{marker.group(1)[:-3]: code})
+        result = pytester.runpytest_subprocess("-W", "error")
+        outcomes = result.parseoutcomes()
+        assert outcomes.get("passed", 0) >= 1
+        result.assert_outcomes(passed=outcomes["passed"])
+    else:
+        script = tmp_path / "example.py"
+        script.write_text(code)
+        runpy.run_path(str(script), run_name="__main__")
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = re.findall(r"^```sh\n(.*?)\n```$", readme, re.MULTILINE | re.DOTALL)
+    test_command = next(c for c in commands if "pytest" in c)
+
+    assert test_command in ci.splitlines()
