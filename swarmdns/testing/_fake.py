@@ -55,8 +55,9 @@ class FakeSwarm:
         self._lock = threading.RLock()
         self._swarm = Swarm(seed=seed)
         self._responder = Responder(seed=seed)
-        self._responder.upstream = upstream
         self._server: DNSServer | None = None
+        self._initial_upstream = upstream
+        self.upstream = upstream
 
     # -- life cycle ------------------------------------------------------------
 
@@ -102,7 +103,7 @@ class FakeSwarm:
         """
         with self._lock:
             self._swarm = Swarm(seed=self._seed)
-            self._responder.upstream = Upstream.NXDOMAIN
+            self._responder.upstream = self._initial_upstream
             self._responder.seed(self._seed)
             self._responder.faults.clear()
             self._responder.log.clear()

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import dns.rdatatype
 from attrs import field, frozen
@@ -23,8 +24,6 @@ from ._zone import IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX, Zone
 TTL = 600
 #: The engine's limit on a TCP answer (miekg/dns MaxMsgSize - 1).
 _TCP_LIMIT = 65534
-#: Sentinel from Responder._records: send nothing at all.
-_NO_REPLY: list[bytes] = []
 
 
 class Fault(enum.Enum):
@@ -116,6 +115,22 @@ class QueryRecord:
     truncated: bool = False
     delay: float = 0.0
     received: float = field(repr=False, eq=False)
+
+
+class _Unanswered(enum.Enum):
+    """Why the engine has no records of its own for a query."""
+
+    #: It does not own the name (or type): it forwards the query upstream.
+    FORWARD = "forward"
+    #: Its handler fails: it logs an error and sends nothing.
+    FAIL = "fail"
+
+
+class _Answer(NamedTuple):
+    data: bytes | None
+    outcome: Outcome
+    answers: int = 0
+    truncated: bool = False
 
 
 @frozen(kw_only=True)
@@ -275,47 +290,42 @@ class Responder:
             query = _wire.parse_query(data)
         except _wire.QueryFormatError as error:
             return self._reject(error, transport, received)
-        name = _wire.name_to_text(query.labels).removesuffix(".") or "."
-        ascii_name = query.ascii_name
-        injected = self.faults.take(None if ascii_name is None else ascii_name.lower())
+        name = query.ascii_name
+        injected = self.faults.take(None if name is None else name.lower())
         delay = injected.seconds if isinstance(injected, Delay) else 0.0
-        fault = injected if isinstance(injected, Fault) else None
-
-        def record(outcome: Outcome, answers: int = 0, truncated: bool = False) -> None:
-            self.log.append(
-                QueryRecord(
-                    name=name,
-                    qtype=dns.rdatatype.to_text(dns.rdatatype.RdataType.make(query.qtype)),
-                    transport=transport,
-                    outcome=outcome,
-                    answers=answers,
-                    truncated=truncated,
-                    delay=delay,
-                    received=received,
-                )
+        answer = self._answer(
+            query, name, injected if isinstance(injected, Fault) else None, transport
+        )
+        self.log.append(
+            QueryRecord(
+                name=_wire.name_to_text(query.labels).removesuffix(".") or ".",
+                qtype=dns.rdatatype.to_text(dns.rdatatype.RdataType.make(query.qtype)),
+                transport=transport,
+                outcome=answer.outcome,
+                answers=answer.answers,
+                truncated=answer.truncated,
+                delay=delay,
+                received=received,
             )
+        )
+        return Reply(data=answer.data, delay=delay)
 
+    def _answer(
+        self, query: _wire.Query, name: str | None, fault: Fault | None, transport: str
+    ) -> _Answer:
         if fault is Fault.NO_REPLY:
-            record(Outcome.NO_REPLY)
-            return Reply(data=None)
+            return _Answer(None, Outcome.NO_REPLY)
         if fault is Fault.SERVFAIL or fault is Fault.REFUSED:
             rcode = _wire.RCODE_SERVFAIL if fault is Fault.SERVFAIL else _wire.RCODE_REFUSED
-            record(Outcome(fault.name))
-            return Reply(data=_wire.build_reply(query, rcode, [])[0])
-
-        records = self._records(query, ascii_name)
-        if records is _NO_REPLY:
-            record(Outcome.NO_REPLY)
-            return Reply(data=None)
-        if records is None:
-            if self.upstream is Upstream.NO_REPLY:
-                record(Outcome.NO_REPLY)
-                return Reply(data=None)
-            rcode = (
-                _wire.RCODE_NXDOMAIN
-                if self.upstream is Upstream.NXDOMAIN
-                else _wire.RCODE_SERVFAIL
-            )
+            return _Answer(_wire.build_reply(query, rcode, [])[0], Outcome(fault.name))
+        records = self._records(query, name)
+        if records is _Unanswered.FAIL or (
+            records is _Unanswered.FORWARD and self.upstream is Upstream.NO_REPLY
+        ):
+            return _Answer(None, Outcome.NO_REPLY)
+        if records is _Unanswered.FORWARD:
+            forwarded = self.upstream is Upstream.NXDOMAIN
+            rcode = _wire.RCODE_NXDOMAIN if forwarded else _wire.RCODE_SERVFAIL
             records, outcome = [], Outcome(self.upstream.name)
         else:
             rcode, outcome = _wire.RCODE_NOERROR, Outcome.NOERROR
@@ -327,35 +337,36 @@ class Responder:
             query, rcode, records, limit=limit, query_id=query_id
         )
         if fault is Fault.GARBAGE:
-            reply = reply[: _wire.HEADER.size] + b"\x3fgarbage"
-            outcome = Outcome.GARBAGE
-        elif fault is Fault.WRONG_ID:
+            # The header promises records that never come: no client can parse it.
+            return _Answer(reply[: _wire.HEADER.size] + b"\x3fgarbage", Outcome.GARBAGE)
+        if fault is Fault.WRONG_ID:
             outcome = Outcome.WRONG_ID
-        record(outcome, kept, truncated)
-        return Reply(data=reply, delay=delay)
+        return _Answer(reply, outcome, kept, truncated)
 
-    def _records(self, query: _wire.Query, name: str | None) -> list[bytes] | None:
-        """The answer records for a query; None to forward it, _NO_REPLY to drop it."""
+    def _records(self, query: _wire.Query, name: str | None) -> list[bytes] | _Unanswered:
+        """The answer records for a query, or why the engine has none of its own."""
         if query.qtype == _wire.TYPE_PTR:
             return self._reverse_records(query, name)
         if name is None or query.qtype not in (_wire.TYPE_A, _wire.TYPE_AAAA, _wire.TYPE_MX):
-            return None  # the engine forwards every other type
+            return _Unanswered.FORWARD  # the engine forwards every other type
         addresses = self.zone.addresses(name)
         if addresses is None:
-            return None
+            return _Unanswered.FORWARD
         if query.qtype != _wire.TYPE_A:
             return []  # a Swarm name has no IPv6 address and no mail exchanger
         shuffled = list(addresses)
         self._rng.shuffle(shuffled)
         return [_wire.a_record(query.qname_wire, address, TTL) for address in shuffled]
 
-    def _reverse_records(self, query: _wire.Query, name: str | None) -> list[bytes] | None:
+    def _reverse_records(self, query: _wire.Query, name: str | None) -> list[bytes] | _Unanswered:
         if name is None or not name.endswith((IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX)):
             # The engine fails on a PTR query for any other name (its suffix test
             # is case-sensitive too), logs the error and sends nothing.
-            return _NO_REPLY
+            return _Unanswered.FAIL
         target = self.zone.ptr_target(name) if name.endswith(IPV4_REVERSE_SUFFIX) else None
-        return None if target is None else [_wire.ptr_record(query.qname_wire, target, TTL)]
+        if target is None:
+            return _Unanswered.FORWARD
+        return [_wire.ptr_record(query.qname_wire, target, TTL)]
 
     def _reject(self, error: _wire.QueryFormatError, transport: str, received: float) -> Reply:
         if error.rcode is None or error.header is None:
