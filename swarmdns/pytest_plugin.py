@@ -14,10 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from swarmdns import NAMESERVER_VARIABLE
 from swarmdns.testing import FakeSwarm
-
-#: The variable that points swarmdns (and the code under test) at a nameserver.
-NAMESERVER_VARIABLE = "SWARMDNS_NAMESERVER"
 
 
 @pytest.fixture(scope="session")

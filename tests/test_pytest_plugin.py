@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from swarmdns.pytest_plugin import NAMESERVER_VARIABLE
+from swarmdns import NAMESERVER_VARIABLE
 from swarmdns.testing import FakeSwarm
 
 DOWNSTREAM_TESTS = '''

@@ -40,7 +40,7 @@ class Answer:
         return [value for _, _, _, value in self.records]
 
 
-class NoReply(Exception):  # noqa: N818 - reads better in pytest.raises
+class NoReply(Exception):
     """The client gave up waiting."""
 
 

@@ -1,0 +1,241 @@
+"""The default backend: dnspython, asking the configured nameserver directly.
+
+``_Exchange`` decides everything about one question (EDNS, falling back to
+TCP on truncation, moving to the next nameserver, the deadline, how each
+failure reads); the synchronous and asynchronous methods only carry its
+requests to dnspython and the replies back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+from attrs import frozen
+
+from ._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
+from ._model import Answer, Question
+from ._nameserver import Nameserver, configured_nameservers, parse_nameserver
+
+#: The EDNS buffer size offered: the engine honours it, and 4096 bytes carry
+#: about 160 task addresses in one datagram.
+EDNS_PAYLOAD = 4096
+
+#: What dnspython raises for a query that got no usable answer.
+_QUERY_ERRORS = (dns.exception.DNSException, OSError, EOFError)
+
+_RCODE_HINTS = {
+    dns.rcode.SERVFAIL: "the nameserver failed to answer; this is usually transient",
+    dns.rcode.REFUSED: "the engine refuses queries while more than 1024 are in flight",
+}
+
+
+@frozen
+class _Request:
+    server: Nameserver
+    tcp: bool
+    timeout: float
+
+
+class _Exchange:
+    """One question's way through the nameservers, without I/O."""
+
+    def __init__(
+        self,
+        question: Question,
+        servers: Sequence[Nameserver],
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.question = question
+        self.query = dns.message.make_query(
+            question.name, question.rdtype, use_edns=0, payload=EDNS_PAYLOAD
+        )
+        self._servers = servers
+        self._index = 0
+        self._tcp = False
+        self._timeout = timeout
+        self._clock = clock
+        self._deadline = clock() + timeout
+        self._answer: Answer | None = None
+        self._failure: SwarmDNSError | None = None
+        self._final = False
+
+    @property
+    def _server(self) -> Nameserver:
+        return self._servers[self._index]
+
+    def _what(self) -> str:
+        return f"{self.question.rdtype} {self.question.name!r}"
+
+    def next_request(self) -> _Request | None:
+        """The next query to send, or None when the exchange is over."""
+        if self._final:
+            return None
+        remaining = self._deadline - self._clock()
+        if remaining <= 0:
+            self._finish(self._timed_out())
+            return None
+        return _Request(self._server, self._tcp, remaining)
+
+    def handle_reply(self, reply: dns.message.Message) -> None:
+        """Take the reply to the last request."""
+        rcode = reply.rcode()
+        if rcode == dns.rcode.NOERROR and reply.flags & dns.flags.TC and not self._tcp:
+            self._tcp = True  # truncated: ask the same server again over TCP
+        elif rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            self._answer = Answer(
+                question=self.question,
+                records=self._records(reply),
+                nxdomain=rcode == dns.rcode.NXDOMAIN,
+                nameserver=str(self._server),
+            )
+            self._final = True
+        else:
+            hint = _RCODE_HINTS.get(rcode, "the nameserver could not answer")
+            self._next_server(
+                ResolutionError(
+                    f"{self._server} answered {dns.rcode.to_text(rcode)} for {self._what()}:"
+                    f" {hint}",
+                    name=self.question.name,
+                    nameserver=str(self._server),
+                )
+            )
+
+    def handle_error(self, error: Exception) -> None:
+        """Take the exception that the last request raised."""
+        server = str(self._server)
+        if isinstance(error, dns.exception.Timeout):
+            self._finish(self._timed_out())
+            return
+        if isinstance(error, OSError | EOFError):
+            reason = f"the connection failed: {getattr(error, 'strerror', None) or error!r}"
+        else:
+            reason = f"its answer was unusable ({type(error).__name__}: {error})"
+        failure = ResolutionError(
+            f"cannot get {self._what()} from {server}: {reason}",
+            name=self.question.name,
+            nameserver=server,
+        )
+        failure.__cause__ = error
+        self._next_server(failure)
+
+    def result(self) -> Answer:
+        """The answer, once ``next_request()`` returned None.
+
+        Raises:
+            ResolutionTimeout: No answer came before the deadline.
+            ResolutionError: Every nameserver failed.
+        """
+        if self._answer is not None:
+            return self._answer
+        if self._failure is None:
+            raise RuntimeError("result() called before the exchange was over")
+        raise self._failure
+
+    def _records(self, reply: dns.message.Message) -> tuple[str, ...]:
+        wanted = dns.rdatatype.from_text(self.question.rdtype)
+        name = self.query.question[0].name
+        values: list[str] = []
+        for rrset in reply.answer:
+            if rrset.rdtype == wanted and rrset.name == name:
+                values.extend(rdata.to_text() for rdata in rrset)
+        return tuple(values)
+
+    def _timed_out(self) -> ResolutionTimeout:
+        transport = "TCP" if self._tcp else "UDP"
+        return ResolutionTimeout(
+            f"no answer from {self._server} for {self._what()} within {self._timeout:.3g} s"
+            f" (over {transport}); check that the nameserver is reachable (127.0.0.11 in a"
+            " Swarm task) or pass a larger timeout",
+            name=self.question.name,
+            nameserver=str(self._server),
+        )
+
+    def _next_server(self, failure: SwarmDNSError) -> None:
+        self._failure = failure
+        self._index += 1
+        self._tcp = False
+        if self._index >= len(self._servers):
+            self._final = True
+
+    def _finish(self, failure: SwarmDNSError) -> None:
+        self._failure = failure
+        self._final = True
+
+
+class DNSPythonBackend:
+    """Asks a nameserver directly with dnspython; the default backend.
+
+    Queries carry EDNS with a 4096-byte buffer, truncated answers are asked
+    again over TCP, names are absolute (no search domains) and nothing is
+    cached. With several nameservers, each is tried in turn while time remains.
+
+    Args:
+        nameservers: ``host`` or ``host:port`` strings. By default, read on
+            every call: ``SWARMDNS_NAMESERVER``, else ``/etc/resolv.conf``
+            (127.0.0.11 inside a Swarm task).
+    """
+
+    def __init__(self, nameservers: Sequence[str] | None = None) -> None:
+        if isinstance(nameservers, str):
+            nameservers = [nameservers]
+        self._fixed = (
+            None
+            if nameservers is None
+            else tuple(parse_nameserver(n, source="a nameserver") for n in nameservers)
+        )
+        if self._fixed == ():
+            raise ValueError("nameservers must name at least one nameserver, or be None")
+
+    def __repr__(self) -> str:
+        if self._fixed is None:
+            return "DNSPythonBackend()"
+        return f"DNSPythonBackend({[str(n) for n in self._fixed]!r})"
+
+    def _exchange(self, question: Question, timeout: float) -> _Exchange:
+        servers = configured_nameservers() if self._fixed is None else self._fixed
+        return _Exchange(question, servers, timeout)
+
+    def resolve(self, question: Question, timeout: float) -> Answer:
+        """Answer ``question`` within ``timeout`` seconds."""
+        exchange = self._exchange(question, timeout)
+        while (request := exchange.next_request()) is not None:
+            send = dns.query.tcp if request.tcp else dns.query.udp
+            try:
+                reply = send(
+                    exchange.query,
+                    request.server.host,
+                    timeout=request.timeout,
+                    port=request.server.port,
+                )
+            except _QUERY_ERRORS as error:
+                exchange.handle_error(error)
+            else:
+                exchange.handle_reply(reply)
+        return exchange.result()
+
+    async def resolve_async(self, question: Question, timeout: float) -> Answer:
+        """Answer ``question`` within ``timeout`` seconds, without blocking the loop."""
+        exchange = self._exchange(question, timeout)
+        while (request := exchange.next_request()) is not None:
+            send = dns.asyncquery.tcp if request.tcp else dns.asyncquery.udp
+            try:
+                reply = await send(
+                    exchange.query,
+                    request.server.host,
+                    timeout=request.timeout,
+                    port=request.server.port,
+                )
+            except _QUERY_ERRORS as error:
+                exchange.handle_error(error)
+            else:
+                exchange.handle_reply(reply)
+        return exchange.result()

@@ -1,0 +1,73 @@
+"""The exceptions swarmdns raises: one base class, each also a matching built-in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address
+
+
+class SwarmDNSError(Exception):
+    """Base class of every error swarmdns raises.
+
+    Attributes:
+        name: The DNS name that was asked (or the name that was refused).
+        nameserver: The nameserver that was asked, when a query was sent.
+    """
+
+    def __init__(self, message: str, *, name: str, nameserver: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.nameserver = nameserver
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[SwarmDNSError], message: str, state: dict[str, object]) -> SwarmDNSError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class InvalidName(SwarmDNSError, ValueError):
+    """A service or network name that Docker would not accept; no query was sent."""
+
+
+class ConfigurationError(SwarmDNSError, ValueError):
+    """The nameserver configuration cannot be used (say, a bad SWARMDNS_NAMESERVER)."""
+
+
+class ServiceNotFound(SwarmDNSError, LookupError):
+    """The engine does not know the service's name (NXDOMAIN).
+
+    The engine also removes every name of a service with zero running tasks,
+    so this can mean "scaled to zero" as well as "no such service".
+    """
+
+
+class NoVirtualIP(SwarmDNSError, LookupError):
+    """The service name gave several addresses: it runs in dnsrr endpoint mode.
+
+    Attributes:
+        addresses: The addresses the name gave: its tasks'.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str,
+        nameserver: str | None = None,
+        addresses: Sequence[IPv4Address] = (),
+    ) -> None:
+        super().__init__(message, name=name, nameserver=nameserver)
+        self.addresses = tuple(addresses)
+
+
+class ResolutionTimeout(SwarmDNSError, TimeoutError):
+    """No answer arrived before the deadline."""
+
+
+class ResolutionError(SwarmDNSError):
+    """The nameserver failed (SERVFAIL, REFUSED) or its answer was unusable."""

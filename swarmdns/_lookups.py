@@ -1,0 +1,167 @@
+"""What each lookup asks and how it reads the answers, as plans without I/O.
+
+A plan is a generator: it yields the questions it needs answered together,
+receives for each an ``Answer`` or the error that stopped it, and returns the
+lookup's result or raises. The synchronous and asynchronous front ends only
+carry questions to a backend and answers back.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator, Sequence
+from ipaddress import AddressValueError, IPv4Address
+from typing import TypeVar
+
+from ._errors import (
+    NoVirtualIP,
+    ResolutionError,
+    ResolutionTimeout,
+    ServiceNotFound,
+    SwarmDNSError,
+)
+from ._model import Answer, Question, Task
+from ._names import reverse_name, service_name, tasks_name
+
+#: Seconds a lookup may take, all its queries together, unless told otherwise.
+DEFAULT_TIMEOUT = 2.0
+
+T = TypeVar("T")
+Result = Answer | SwarmDNSError
+Plan = Generator[Sequence[Question], Sequence[Result], T]
+
+
+def check_timeout(timeout: float) -> float:
+    """Return ``timeout`` if it is a usable number of seconds."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive, finite number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+class Deadline:
+    """The moment a whole lookup must be over by."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = check_timeout(timeout)
+        self._clock = clock
+        self._end = clock() + self.timeout
+
+    def remaining(self) -> float:
+        """Seconds left, never below zero."""
+        return max(0.0, self._end - self._clock())
+
+    def expired(self, question: Question) -> ResolutionTimeout:
+        """The error for a question there was no time left to ask."""
+        return ResolutionTimeout(
+            f"no time left to ask for {question.name!r}: the lookup's {self.timeout:g} s"
+            " deadline passed; pass a larger timeout if the nameserver is slow",
+            name=question.name,
+        )
+
+    def overrun(self, question: Question, backend: object) -> ResolutionTimeout:
+        """The error for a backend that ignored the deadline and was cut off."""
+        return ResolutionTimeout(
+            f"the backend {backend!r} gave no answer for {question.rdtype} {question.name!r}"
+            f" within the lookup's {self.timeout:g} s deadline",
+            name=question.name,
+        )
+
+
+def backend_failure(question: Question, backend: object, error: Exception) -> ResolutionError:
+    """Wrap an exception a backend raised that is not a swarmdns error."""
+    failure = ResolutionError(
+        f"the backend {backend!r} failed to answer {question.rdtype} {question.name!r}:"
+        f" {type(error).__name__}: {error}",
+        name=question.name,
+    )
+    failure.__cause__ = error
+    return failure
+
+
+def _answer(result: Result) -> Answer:
+    if isinstance(result, SwarmDNSError):
+        raise result
+    return result
+
+
+def _addresses(answer: Answer) -> tuple[IPv4Address, ...]:
+    try:
+        return tuple(IPv4Address(record) for record in answer.records)
+    except AddressValueError as error:
+        raise ResolutionError(
+            f"{answer.nameserver} answered {answer.question.name!r} with a malformed"
+            f" A record: {error}",
+            name=answer.question.name,
+            nameserver=answer.nameserver,
+        ) from error
+
+
+def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
+    """Plan: the single A record of ``<service>[.<network>]``."""
+    name = service_name(service, network)
+    (result,) = yield (Question(name=name, rdtype="A"),)
+    answer = _answer(result)
+    addresses = sorted(set(_addresses(answer)))
+    if not addresses:
+        answered = "NXDOMAIN" if answer.nxdomain else "no address"
+        raise ServiceNotFound(
+            f"no service {service!r}: {answer.nameserver} answered {answered} for {name!r}."
+            " The engine removes every name of a service with zero running (healthy) tasks,"
+            " so it may exist but be scaled to zero; or it shares no network with this"
+            " container.",
+            name=name,
+            nameserver=answer.nameserver,
+        )
+    if len(addresses) > 1:
+        raise NoVirtualIP(
+            f"service {service!r} has no virtual IP: {answer.nameserver} gave {len(addresses)}"
+            f" addresses for {name!r}, so it runs in endpoint mode dnsrr. Its tasks are"
+            f" these addresses; task_ips({service!r}) lists them.",
+            name=name,
+            nameserver=answer.nameserver,
+            addresses=addresses,
+        )
+    return addresses[0]
+
+
+def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]:
+    """Plan: the sorted, distinct A records of ``tasks.<service>[.<network>]``."""
+    name = tasks_name(service, network)
+    (result,) = yield (Question(name=name, rdtype="A"),)
+    return tuple(sorted(set(_addresses(_answer(result)))))
+
+
+def tasks(service: str, network: str | None) -> Plan[tuple[Task, ...]]:
+    """Plan: the task addresses, then each address's PTR record, all at once."""
+    addresses = yield from task_ips(service, network)
+    if not addresses:
+        return ()
+    results = yield tuple(Question(name=reverse_name(ip), rdtype="PTR") for ip in addresses)
+    return tuple(_task(ip, result) for ip, result in zip(addresses, results, strict=True))
+
+
+def _task(ip: IPv4Address, result: Result) -> Task:
+    if isinstance(result, SwarmDNSError) or not result.records:
+        return Task(ip=ip)
+    return parse_task(ip, result.records[0])
+
+
+def parse_task(ip: IPv4Address, target: str) -> Task:
+    """Read a task's identity from its PTR target, ``web.1.<task id>.<network>.``."""
+    labels = target.rstrip(".").split(".")
+    if len(labels) < 4 or not all(labels):
+        return Task(ip=ip)
+    service, slot_or_node, task_id, *network = labels
+    slot = int(slot_or_node) if slot_or_node.isdigit() else None
+    return Task(
+        ip=ip,
+        name=f"{service}.{slot_or_node}.{task_id}",
+        service=service,
+        slot=slot,
+        node_id=None if slot is not None else slot_or_node,
+        task_id=task_id,
+        network=".".join(network),
+    )

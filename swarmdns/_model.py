@@ -1,0 +1,70 @@
+"""The values swarmdns hands to backends and to users."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Literal
+
+from attrs import field, frozen
+
+#: The record types swarmdns asks for.
+RecordType = Literal["A", "PTR"]
+
+
+@frozen(kw_only=True)
+class Question:
+    """One DNS question a lookup needs answered.
+
+    Attributes:
+        name: The absolute name to ask for, such as ``"tasks.web."``.
+        rdtype: ``"A"`` for addresses, ``"PTR"`` for a task's identity.
+    """
+
+    name: str
+    rdtype: RecordType
+
+
+@frozen(kw_only=True)
+class Answer:
+    """A backend's answer to a ``Question``.
+
+    Attributes:
+        question: What was asked.
+        records: The answer's values as text: dotted quads for A, names for
+            PTR. Empty when the name exists without such records.
+        nxdomain: Whether the name does not exist at all.
+        nameserver: Who answered, for messages (``"127.0.0.11:53"``).
+    """
+
+    question: Question
+    records: tuple[str, ...] = ()
+    nxdomain: bool = False
+    nameserver: str
+
+
+@frozen(kw_only=True)
+class Task:
+    """One task of a service, as DNS describes it.
+
+    The engine's PTR record for a task's address is
+    ``<service>.<slot>.<task id>.<network>.`` (a global service's tasks have
+    the node ID instead of a slot). When that lookup fails, only ``ip`` is known
+    and the other fields are None.
+
+    Attributes:
+        ip: The task's address on the network that was asked about.
+        name: The task's container name, ``web.1.<task id>``.
+        service: The service's name.
+        slot: The replica slot; None for a task of a global service.
+        node_id: The node of a global service's task; None otherwise.
+        task_id: The task's ID.
+        network: The network the address belongs to.
+    """
+
+    ip: IPv4Address = field(repr=str)
+    name: str | None = None
+    service: str | None = None
+    slot: int | None = None
+    node_id: str | None = None
+    task_id: str | None = None
+    network: str | None = None

@@ -1,0 +1,110 @@
+"""Where queries go: SWARMDNS_NAMESERVER, else the system's resolv.conf. No sockets."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+
+from attrs import frozen
+
+from ._errors import ConfigurationError
+
+#: The variable that points swarmdns at a nameserver (``host`` or ``host:port``).
+NAMESERVER_VARIABLE = "SWARMDNS_NAMESERVER"
+RESOLV_CONF = "/etc/resolv.conf"
+DNS_PORT = 53
+_BRACKETED = re.compile(r"\[(?P<host>[^\]]+)\](?::(?P<port>[^:]*))?")
+
+
+@frozen
+class Nameserver:
+    """One nameserver's address.
+
+    Attributes:
+        host: Its IP address, as text.
+        port: Its port, for UDP and TCP alike.
+    """
+
+    host: str
+    port: int = DNS_PORT
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_nameserver(text: str, *, source: str) -> Nameserver:
+    """Parse ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``.
+
+    Raises:
+        ConfigurationError: The text is not an IP address with an optional port.
+    """
+    value = text.strip()
+    bracketed = _BRACKETED.fullmatch(value)
+    if bracketed:
+        host, port = bracketed["host"], bracketed["port"]
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, None  # an IPv4 address, or an IPv6 one without a port
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigurationError(
+            f"{source} is {text!r}, which is not an IP address with an optional port;"
+            " expected host, host:port or [IPv6]:port, such as 127.0.0.11 or 127.0.0.1:5353",
+            name=text,
+        ) from None
+    number = DNS_PORT
+    if port is not None:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(
+                f"{source} is {text!r}, whose port {port!r} is not a number from 1 to 65535",
+                name=text,
+            )
+        number = int(port)
+    return Nameserver(str(address), number)
+
+
+def nameservers_from_resolv_conf(text: str) -> tuple[Nameserver, ...]:
+    """The ``nameserver`` lines of a resolv.conf, in order."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            host = fields[1].split("%", 1)[0]  # drop an IPv6 zone
+            try:
+                found.append(Nameserver(str(ipaddress.ip_address(host))))
+            except ValueError:
+                continue  # the C library skips such lines too
+    return tuple(found)
+
+
+def configured_nameservers(resolv_conf: str = RESOLV_CONF) -> tuple[Nameserver, ...]:
+    """The nameservers to ask now: ``SWARMDNS_NAMESERVER``, else resolv.conf's.
+
+    Both are read on every call, so that a test fixture can redirect them.
+
+    Raises:
+        ConfigurationError: Neither names a nameserver.
+    """
+    configured = os.environ.get(NAMESERVER_VARIABLE)
+    if configured:
+        return (parse_nameserver(configured, source=NAMESERVER_VARIABLE),)
+    try:
+        with open(resolv_conf, encoding="utf-8", errors="replace") as file:
+            servers = nameservers_from_resolv_conf(file.read())
+    except OSError as error:
+        raise ConfigurationError(
+            f"no nameserver to ask: {NAMESERVER_VARIABLE} is not set and {resolv_conf}"
+            f" cannot be read ({error.strerror}); in a Swarm task it names 127.0.0.11",
+            name=resolv_conf,
+        ) from error
+    if not servers:
+        raise ConfigurationError(
+            f"no nameserver to ask: {NAMESERVER_VARIABLE} is not set and {resolv_conf}"
+            " has no nameserver line; in a Swarm task it names 127.0.0.11",
+            name=resolv_conf,
+        )
+    return servers

@@ -1,0 +1,175 @@
+"""The default backend's exchange: EDNS, TCP fallback, nameservers, deadline."""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import pytest
+
+from swarmdns import (
+    ConfigurationError,
+    DNSPythonBackend,
+    Question,
+    ResolutionError,
+    ResolutionTimeout,
+)
+from swarmdns._dnspython import _Exchange
+from swarmdns._nameserver import Nameserver
+from swarmdns.testing import FakeSwarm, Fault
+
+IN, A = dns.rdataclass.IN, dns.rdatatype.A
+QUESTION = Question(name="tasks.web.", rdtype="A")
+SERVERS = (Nameserver("127.0.0.11"), Nameserver("127.0.0.12", 5353))
+
+
+def reply(
+    exchange: _Exchange, rcode: dns.rcode.Rcode = dns.rcode.NOERROR, *addresses: str
+) -> dns.message.Message:
+    message = dns.message.make_response(exchange.query)
+    message.set_rcode(rcode)
+    if addresses:
+        rrset = message.find_rrset(
+            message.answer, exchange.query.question[0].name, IN, A, create=True
+        )
+        for address in addresses:
+            rrset.add(dns.rdata.from_text("IN", "A", address), 600)
+    return message
+
+
+def clock_at(now: list[float]) -> object:
+    return lambda: now[0]
+
+
+def test_query_is_absolute_with_edns_4096_and_recursion_desired() -> None:
+    exchange = _Exchange(QUESTION, SERVERS, 2.0)
+
+    assert exchange.query.question[0].name.to_text() == "tasks.web."
+    assert exchange.query.payload == 4096
+    assert exchange.query.flags & dns.flags.RD
+
+
+def test_truncated_answer_is_asked_again_over_tcp_of_the_same_server() -> None:
+    exchange = _Exchange(QUESTION, SERVERS, 2.0)
+    first = exchange.next_request()
+    truncated = reply(exchange, dns.rcode.NOERROR, "10.0.1.3")
+    truncated.flags |= dns.flags.TC
+
+    exchange.handle_reply(truncated)
+    second = exchange.next_request()
+    exchange.handle_reply(reply(exchange, dns.rcode.NOERROR, "10.0.1.3", "10.0.1.4"))
+
+    assert first is not None
+    assert second is not None
+    assert (first.server, first.tcp, second.server, second.tcp) == (
+        SERVERS[0],
+        False,
+        SERVERS[0],
+        True,
+    )
+    assert exchange.next_request() is None
+    assert exchange.result().records == ("10.0.1.3", "10.0.1.4")
+
+
+@pytest.mark.parametrize("rcode", [dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTIMP])
+def test_failure_moves_to_the_next_server_then_reports_the_last(rcode: dns.rcode.Rcode) -> None:
+    exchange = _Exchange(QUESTION, SERVERS, 2.0)
+    exchange.next_request()
+    exchange.handle_reply(reply(exchange, rcode))
+    request = exchange.next_request()
+    assert request is not None
+    assert request.server == SERVERS[1]
+    exchange.handle_error(ConnectionRefusedError(111, "Connection refused"))
+
+    assert exchange.next_request() is None
+    with pytest.raises(ResolutionError, match=r"127\.0\.0\.12:5353.*Connection refused") as caught:
+        exchange.result()
+    assert caught.value.nameserver == "127.0.0.12:5353"
+
+
+def test_second_server_can_still_answer() -> None:
+    exchange = _Exchange(QUESTION, SERVERS, 2.0)
+    exchange.next_request()
+    exchange.handle_error(dns.message.ShortHeader())  # type: ignore[no-untyped-call]
+    exchange.next_request()
+    exchange.handle_reply(reply(exchange, dns.rcode.NXDOMAIN))
+
+    answer = exchange.result()
+    assert (answer.nxdomain, answer.records, answer.nameserver) == (True, (), "127.0.0.12:5353")
+
+
+def test_timeout_ends_the_exchange_with_the_deadline() -> None:
+    now = [0.0]
+    exchange = _Exchange(QUESTION, SERVERS, 2.0, clock=lambda: now[0])
+    request = exchange.next_request()
+    assert request is not None
+    assert request.timeout == 2.0
+    now[0] = 2.0
+
+    exchange.handle_error(dns.exception.Timeout(timeout=2.0))  # type: ignore[no-untyped-call]
+
+    assert exchange.next_request() is None
+    with pytest.raises(ResolutionTimeout, match=r"within 2 s \(over UDP\)"):
+        exchange.result()
+
+
+def test_no_request_once_the_deadline_passed() -> None:
+    now = [0.0]
+    exchange = _Exchange(QUESTION, SERVERS, 1.0, clock=lambda: now[0])
+    exchange.next_request()
+    exchange.handle_reply(reply(exchange, dns.rcode.SERVFAIL))
+    now[0] = 1.5
+
+    assert exchange.next_request() is None
+    with pytest.raises(ResolutionTimeout):
+        exchange.result()
+
+
+def test_records_of_other_names_or_types_are_ignored() -> None:
+    exchange = _Exchange(QUESTION, SERVERS, 2.0)
+    message = reply(exchange, dns.rcode.NOERROR, "10.0.1.3")
+    other = message.find_rrset(message.answer, dns.name.from_text("evil."), IN, A, create=True)
+    other.add(dns.rdata.from_text("IN", "A", "6.6.6.6"), 600)
+
+    exchange.handle_reply(message)
+
+    assert exchange.result().records == ("10.0.1.3",)
+
+
+def test_nameservers_are_read_at_call_time(
+    swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = DNSPythonBackend()
+    swarm_dns.create_service("web")
+
+    assert backend.resolve(Question(name="web.", rdtype="A"), 2.0).records
+    monkeypatch.setenv("SWARMDNS_NAMESERVER", "not-an-address")
+    with pytest.raises(ConfigurationError, match="SWARMDNS_NAMESERVER is 'not-an-address'"):
+        backend.resolve(Question(name="web.", rdtype="A"), 2.0)
+
+
+def test_fixed_nameservers_are_tried_in_order(swarm_dns: FakeSwarm) -> None:
+    with FakeSwarm() as broken:
+        broken.inject(Fault.SERVFAIL)
+        swarm_dns.create_service("web", replicas=2)
+        backend = DNSPythonBackend([broken.nameserver, swarm_dns.nameserver])
+
+        answer = backend.resolve(Question(name="tasks.web.", rdtype="A"), 2.0)
+
+        assert len(answer.records) == 2
+        assert answer.nameserver == swarm_dns.nameserver
+        assert [q.outcome.name for q in broken.queries] == ["SERVFAIL"]
+
+
+def test_backend_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        DNSPythonBackend([])
+    with pytest.raises(ConfigurationError, match="'localhost:53', which is not an IP"):
+        DNSPythonBackend(["localhost:53"])
+    assert repr(DNSPythonBackend("127.0.0.1:5300")) == "DNSPythonBackend(['127.0.0.1:5300'])"

@@ -1,0 +1,114 @@
+"""The lookup plans: what they ask and how they read answers, without I/O."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+
+from swarmdns import Answer, Question, ResolutionError, ResolutionTimeout, Task
+from swarmdns._lookups import Deadline, parse_task, service_vip, task_ips, tasks
+
+
+def a(question: Question, *records: str, nxdomain: bool = False) -> Answer:
+    return Answer(question=question, records=records, nxdomain=nxdomain, nameserver="test")
+
+
+def test_task_ips_asks_once_and_sorts_distinct_addresses() -> None:
+    plan = task_ips("web", "proxy")
+    question = next(plan)[0]
+
+    with pytest.raises(StopIteration) as done:
+        plan.send([a(question, "10.0.1.9", "10.0.1.10", "10.0.1.9")])
+
+    assert question == Question(name="tasks.web.proxy.", rdtype="A")
+    assert done.value.value == (IPv4Address("10.0.1.9"), IPv4Address("10.0.1.10"))
+
+
+def test_a_malformed_address_is_a_resolution_error() -> None:
+    plan = task_ips("web", None)
+    question = next(plan)[0]
+
+    with pytest.raises(ResolutionError, match="malformed A record"):
+        plan.send([a(question, "10.0.1.300")])
+
+
+def test_an_empty_noerror_vip_is_not_found() -> None:
+    plan = service_vip("web", None)
+    question = next(plan)[0]
+
+    with pytest.raises(LookupError, match=r"answered no address for 'web\.'"):
+        plan.send([a(question)])
+
+
+def test_tasks_asks_every_ptr_at_once_and_keeps_failed_ones_bare() -> None:
+    plan = tasks("web", None)
+    (first,) = next(plan)
+    ptrs = plan.send([a(first, "10.0.1.4", "10.0.1.3")])
+    failure = ResolutionTimeout("late", name=ptrs[1].name)
+
+    with pytest.raises(StopIteration) as done:
+        plan.send([a(ptrs[0], "web.2.abc.proxy."), failure])
+
+    assert [q.name for q in ptrs] == ["3.1.0.10.in-addr.arpa.", "4.1.0.10.in-addr.arpa."]
+    assert {q.rdtype for q in ptrs} == {"PTR"}
+    assert done.value.value == (
+        Task(
+            ip=IPv4Address("10.0.1.3"),
+            name="web.2.abc",
+            service="web",
+            slot=2,
+            task_id="abc",
+            network="proxy",
+        ),
+        Task(ip=IPv4Address("10.0.1.4")),
+    )
+
+
+def test_tasks_of_an_empty_service_asks_no_ptr() -> None:
+    plan = tasks("web", None)
+    question = next(plan)[0]
+
+    with pytest.raises(StopIteration) as done:
+        plan.send([a(question, nxdomain=True)])
+
+    assert done.value.value == ()
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("web.1.abc.proxy.", ("web.1.abc", "web", 1, None, "abc", "proxy")),
+        ("agent.node9.abc.my.net.", ("agent.node9.abc", "agent", None, "node9", "abc", "my.net")),
+        ("web.abc.", None),
+        ("web..abc.proxy.", None),
+        ("", None),
+    ],
+)
+def test_parse_task(target: str, expected: tuple[object, ...] | None) -> None:
+    ip = IPv4Address("10.0.1.3")
+
+    task = parse_task(ip, target)
+
+    if expected is None:
+        assert task == Task(ip=ip)
+    else:
+        assert (task.name, task.service, task.slot, task.node_id, task.task_id, task.network) == (
+            expected
+        )
+
+
+def test_deadline_counts_down_on_its_clock() -> None:
+    now = [100.0]
+    deadline = Deadline(2.0, clock=lambda: now[0])
+
+    now[0] = 101.5
+    assert deadline.remaining() == 0.5
+    now[0] = 103.0
+    assert deadline.remaining() == 0.0
+
+
+def test_task_repr_reads_well() -> None:
+    task = Task(ip=IPv4Address("10.0.1.3"), name="web.1.abc", slot=1)
+
+    assert repr(task).startswith("Task(ip=10.0.1.3, name='web.1.abc', service=None, slot=1")
