@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import runpy
 from collections.abc import Sequence
 from pathlib import Path
+from unittest import mock
 
 import pytest
+
+import swarmdns
+from swarmdns.testing import FakeSwarm
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 _FILE_MARKER = re.compile(r"\A# file: (test_\w+\.py)\n")
+_IN_A_SWARM_TASK = '# in a Swarm task, with a service "web" of 3 replicas:'
 
 
 def examples() -> Sequence[object]:
@@ -39,9 +46,16 @@ def test_example(code: str, tmp_path: Path, pytester: pytest.Pytester) -> None:
         outcomes = result.parseoutcomes()
         assert outcomes.get("passed", 0) >= 1
         result.assert_outcomes(passed=outcomes["passed"])
-    else:
-        script = tmp_path / "example.py"
-        script.write_text(code)
+        return
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    with mock.patch.dict(os.environ), contextlib.ExitStack() as stack:
+        if code.startswith(_IN_A_SWARM_TASK):
+            # Stand in for the engine at 127.0.0.11, as the example describes.
+            swarm = stack.enter_context(FakeSwarm(seed=1))
+            swarm.create_service("web", replicas=3, network="proxy")
+            os.environ[swarmdns.NAMESERVER_VARIABLE] = swarm.nameserver
+        stack.callback(swarmdns.set_default_backend, None)
         runpy.run_path(str(script), run_name="__main__")
 
 
