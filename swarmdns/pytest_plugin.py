@@ -36,6 +36,9 @@ def swarm_dns(swarm_dns_server: FakeSwarm, monkeypatch: pytest.MonkeyPatch) -> I
     services, scale them, kill tasks or inject faults, and code under test that
     resolves through ``SWARMDNS_NAMESERVER`` sees the change at once.
     """
+    if not swarm_dns_server.running:  # a test before this one stopped it
+        swarm_dns_server.stop()
+        swarm_dns_server.start()
     swarm_dns_server.reset()
     monkeypatch.setenv(NAMESERVER_VARIABLE, swarm_dns_server.nameserver)
     errors_before = len(swarm_dns_server.internal_errors)

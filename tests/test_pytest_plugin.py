@@ -51,6 +51,15 @@ def test_after_a_fault(swarm_dns):
 
 def test_one_server_for_the_session(swarm_dns, request):
     assert swarm_dns is request.getfixturevalue("swarm_dns_server")
+
+
+def test_stops_the_server(swarm_dns):
+    swarm_dns.stop()
+
+
+def test_after_a_stop(swarm_dns):
+    swarm_dns.create_service("web")
+    assert len(resolve_tasks("web")) == 1
 '''
 
 
@@ -59,7 +68,7 @@ def test_fixture_is_available_without_configuration(pytester: pytest.Pytester) -
 
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
 
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=7)
 
 
 def test_fixture_is_listed_with_its_documentation(pytester: pytest.Pytester) -> None:

@@ -86,6 +86,12 @@ def serve(swarm: FakeSwarm) -> None:
         print("\nstopped")
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 0 to 65535")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demonstration, or serve until interrupted with ``--serve``."""
     parser = argparse.ArgumentParser(
@@ -100,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=0,
         help="port for UDP and TCP (default: any free port)",
     )

@@ -103,13 +103,19 @@ class FakeSwarm:
         """
         with self._lock:
             self._swarm = Swarm(seed=self._seed)
+            self._publish()
             self._responder.upstream = self._initial_upstream
             self._responder.seed(self._seed)
             self._responder.faults.clear()
             self._responder.log.clear()
-            self._publish()
 
     # -- where it listens ------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is answering."""
+        server = self._server
+        return server is not None and server.running
 
     @property
     def _running(self) -> DNSServer:
@@ -201,6 +207,8 @@ class FakeSwarm:
         Raises:
             SwarmError: The engine would refuse this (bad name, duplicate, ...).
         """
+        if isinstance(aliases, str):
+            raise TypeError(f"aliases takes a sequence of names, not one string: [{aliases!r}]")
         if mode not in ("replicated", "global"):
             raise SwarmError(f"mode must be 'replicated' or 'global', not {mode!r}")
         if network is None:
@@ -318,6 +326,15 @@ class FakeSwarm:
         if isinstance(networks, str):
             raise TypeError("client_networks takes a sequence of network names, not one string")
         with self._lock:
+            if networks is not None:
+                known = {n.name for n in self._swarm.networks}
+                unknown = [n for n in networks if n not in known]
+                if unknown:
+                    raise SwarmError(
+                        f"no network named {', '.join(map(repr, unknown))}"
+                        f" (networks: {', '.join(sorted(known)) or 'none'});"
+                        " create the services or networks first"
+                    )
             self._swarm.client_networks = None if networks is None else tuple(networks)
             self._publish()
 
@@ -342,8 +359,18 @@ class FakeSwarm:
         """Make the order of answers repeatable from now on (None: random again)."""
         self._responder.seed(seed)
 
-    def inject(self, fault: Injected | Sequence[Injected], *, name: str | None = None) -> None:
+    def inject(
+        self,
+        fault: Injected | Sequence[Injected],
+        *,
+        name: str | None = None,
+        qtype: str | None = None,
+    ) -> None:
         """Make the server misbehave for ``name`` (any case), or for every name.
+
+        With ``qtype`` (``"A"``, ``"AAAA"``, ``"PTR"``, ...), only queries of
+        that type misbehave, so that a one-time fault for A is not used up by
+        the AAAA query a C library sends alongside it.
 
         A single ``Fault`` or ``Delay`` lasts until ``clear_faults()``. A
         sequence is used up one query at a time, after which the name is
@@ -351,7 +378,7 @@ class FakeSwarm:
         fails twice, then answers. A name's own faults come before faults for
         every name.
         """
-        self._responder.faults.inject(fault, name)
+        self._responder.faults.inject(fault, name, qtype)
 
     def clear_faults(self, name: str | None = None) -> None:
         """Stop misbehaving for ``name``, or for every name when None."""

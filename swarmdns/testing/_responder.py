@@ -24,6 +24,8 @@ from ._zone import IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX, Zone
 TTL = 600
 #: The engine's limit on a TCP answer (miekg/dns MaxMsgSize - 1).
 _TCP_LIMIT = 65534
+#: The largest datagram the system sends over IPv4; EDNS may ask for more.
+_UDP_LIMIT = 65507
 
 
 class Fault(enum.Enum):
@@ -54,6 +56,8 @@ class Delay:
 
     @seconds.validator
     def _check(self, _attribute: object, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"a delay is a number of seconds, not {value!r}")
         if not 0 <= value <= 3600:
             raise ValueError(f"a delay must be between 0 and 3600 seconds, not {value!r}")
 
@@ -154,19 +158,25 @@ def normalize_name(name: str) -> str:
 
 
 class FaultTable:
-    """Faults injected for one name or for every name; thread-safe.
+    """Faults injected for a name, a query type, both, or everything; thread-safe.
 
     A single fault lasts until cleared. A sequence is used up one query at a
-    time, after which the name is answered as usual again.
+    time, after which the name is answered as usual again. The most specific
+    entry wins: name and type, then name, then type, then everything.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._faults: dict[str | None, list[Injected] | Injected] = {}
+        self._faults: dict[tuple[str | None, str | None], list[Injected] | Injected] = {}
 
-    def inject(self, outcomes: Injected | Sequence[Injected], name: str | None) -> None:
-        """Inject ``outcomes`` for ``name`` (every name when None)."""
-        key = None if name is None else normalize_name(name)
+    def inject(
+        self,
+        outcomes: Injected | Sequence[Injected],
+        name: str | None,
+        qtype: str | None = None,
+    ) -> None:
+        """Inject ``outcomes`` for ``name`` and ``qtype`` (None: any)."""
+        key = (None if name is None else normalize_name(name), _normalize_type(qtype))
         entry: list[Injected] | Injected
         if isinstance(outcomes, Fault | Delay):
             entry = outcomes
@@ -183,27 +193,40 @@ class FaultTable:
             self._faults[key] = entry
 
     def clear(self, name: str | None = None) -> None:
-        """Clear the faults of ``name``, or every fault when None."""
+        """Clear the faults of ``name`` (of any type), or every fault when None."""
         with self._lock:
             if name is None:
                 self._faults.clear()
-            else:
-                self._faults.pop(normalize_name(name), None)
+                return
+            normalized = normalize_name(name)
+            for key in [k for k in self._faults if k[0] == normalized]:
+                del self._faults[key]
 
-    def take(self, key: str | None) -> Injected | None:
-        """The fault for the next query about ``key``: the name's own, else the global one."""
+    def take(self, name: str | None, qtype: str | None) -> Injected | None:
+        """The fault for the next query about ``name`` of type ``qtype``, if any."""
         with self._lock:
-            for candidate in (key, None) if key is not None else (None,):
-                entry = self._faults.get(candidate)
+            for key in ((name, qtype), (name, None), (None, qtype), (None, None)):
+                entry = self._faults.get(key)
                 if entry is None:
                     continue
                 if not isinstance(entry, list):
                     return entry
                 outcome = entry.pop(0)
                 if not entry:
-                    del self._faults[candidate]
+                    del self._faults[key]
                 return outcome
         return None
+
+
+def _normalize_type(qtype: str | None) -> str | None:
+    if qtype is None:
+        return None
+    if not isinstance(qtype, str) or not qtype.strip():
+        raise TypeError(f"qtype must be a record type such as 'A', not {qtype!r}")
+    try:
+        return dns.rdatatype.to_text(dns.rdatatype.from_text(qtype))
+    except dns.rdatatype.UnknownRdatatype:
+        raise ValueError(f"unknown record type {qtype!r}; use 'A', 'AAAA', 'PTR', ...") from None
 
 
 def _as_list(entry: list[Injected] | Injected) -> list[Injected]:
@@ -291,7 +314,8 @@ class Responder:
         except _wire.QueryFormatError as error:
             return self._reject(error, transport, received)
         name = query.ascii_name
-        injected = self.faults.take(None if name is None else name.lower())
+        qtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(query.qtype))
+        injected = self.faults.take(None if name is None else name.lower(), qtype)
         delay = injected.seconds if isinstance(injected, Delay) else 0.0
         answer = self._answer(
             query, name, injected if isinstance(injected, Fault) else None, transport
@@ -299,7 +323,7 @@ class Responder:
         self.log.append(
             QueryRecord(
                 name=_wire.name_to_text(query.labels).removesuffix(".") or ".",
-                qtype=dns.rdatatype.to_text(dns.rdatatype.RdataType.make(query.qtype)),
+                qtype=qtype,
                 transport=transport,
                 outcome=answer.outcome,
                 answers=answer.answers,
@@ -318,20 +342,23 @@ class Responder:
         if fault is Fault.SERVFAIL or fault is Fault.REFUSED:
             rcode = _wire.RCODE_SERVFAIL if fault is Fault.SERVFAIL else _wire.RCODE_REFUSED
             return _Answer(_wire.build_reply(query, rcode, [])[0], Outcome(fault.name))
+        upstream = self.upstream  # read once: a test may change it meanwhile
         records = self._records(query, name)
+        if records is _Unanswered.FAIL and upstream is Upstream.SERVFAIL:
+            records = _Unanswered.FORWARD  # engines 24+ forward what they cannot handle
         if records is _Unanswered.FAIL or (
-            records is _Unanswered.FORWARD and self.upstream is Upstream.NO_REPLY
+            records is _Unanswered.FORWARD and upstream is Upstream.NO_REPLY
         ):
             return _Answer(None, Outcome.NO_REPLY)
         if records is _Unanswered.FORWARD:
-            forwarded = self.upstream is Upstream.NXDOMAIN
+            forwarded = upstream is Upstream.NXDOMAIN
             rcode = _wire.RCODE_NXDOMAIN if forwarded else _wire.RCODE_SERVFAIL
-            records, outcome = [], Outcome(self.upstream.name)
+            records, outcome = [], Outcome(upstream.name)
         else:
             rcode, outcome = _wire.RCODE_NOERROR, Outcome.NOERROR
         limit = _TCP_LIMIT
         if transport == "udp":
-            limit = max(_wire.CLASSIC_UDP_LIMIT, query.udp_payload or 0)
+            limit = min(_UDP_LIMIT, max(_wire.CLASSIC_UDP_LIMIT, query.udp_payload or 0))
         query_id = (query.id + 1) & 0xFFFF if fault is Fault.WRONG_ID else None
         reply, kept, truncated = _wire.build_reply(
             query, rcode, records, limit=limit, query_id=query_id

@@ -1,15 +1,23 @@
-"""UDP and TCP transport for the fake: an asyncio loop in one background thread."""
+"""UDP and TCP transport for the fake: one thread running a selector loop.
+
+A plain ``selectors`` loop rather than asyncio: stopping closes every socket
+the loop owns, at once and in this thread's own order, with no task left
+pending and no transport half-closed.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
+import heapq
+import itertools
 import logging
+import selectors
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
-from typing import cast
 
 from ._responder import Reply, Responder
 
@@ -23,7 +31,11 @@ _TCP_FIRST_READ = 2.0
 _TCP_IDLE = 8.0
 _TCP_MAX_QUERIES = 128
 _START_TIMEOUT = 10.0
+_STOP_TIMEOUT = 10.0
 _BIND_ATTEMPTS = 20
+#: Datagrams read per wake-up before the loop looks at its other sockets.
+_UDP_BATCH = 64
+_RECV_SIZE = 65536
 
 
 def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -49,158 +61,251 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
     raise OSError(f"found no port on {host} free for both UDP and TCP")  # pragma: no cover
 
 
-class _UDPProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DNSServer) -> None:
-        self._server = server
-        self.transport: asyncio.DatagramTransport | None = None
+class _Connection:
+    """One TCP client: what it sent that is not yet a whole message, and what to send it."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def __init__(self, sock: socket.socket, now: float) -> None:
+        self.sock = sock
+        self.received = bytearray()
+        self.outgoing = bytearray()
+        self.deadline = now + _TCP_FIRST_READ
+        self.queries = 0
+        self.pending = 0  # replies held back by a Delay
+        self.finishing = False  # close once everything owed is sent
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = self._server.respond(data, "udp")
-        if reply.data is None or self.transport is None:
-            return
-        if reply.delay:
-            self._server.call_later(reply.delay, self._send, reply.data, addr)
-        else:
-            self._send(reply.data, addr)
-
-    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        """Ignore ICMP errors: a client that went away is not the server's problem."""
+    def messages(self) -> list[bytes]:
+        """Take every whole length-prefixed message received so far."""
+        found = []
+        while len(self.received) >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self.received)
+            end = _LENGTH.size + length
+            if len(self.received) < end:
+                break
+            found.append(bytes(self.received[_LENGTH.size : end]))
+            del self.received[:end]
+        return found
 
 
 class DNSServer:
     """Serves a ``Responder`` over UDP and TCP on one port until stopped."""
 
     def __init__(self, responder: Responder, *, host: str, port: int) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be a whole number from 0 to 65535, not {port!r}")
         self._responder = responder
-        self._udp_sock, self._tcp_sock = _bind_pair(host, port)
+        self._udp, self._tcp = _bind_pair(host, port)
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
         self.host = host
-        self.port: int = self._udp_sock.getsockname()[1]
+        self.port: int = self._udp.getsockname()[1]
         self.internal_errors: list[BaseException] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._stopping = False
+        self._selector = selectors.DefaultSelector()
+        self._connections: dict[socket.socket, _Connection] = {}
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_ids = itertools.count()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
-        """Start serving; returns once both sockets are being served."""
-        ready = threading.Event()
-        failure: list[BaseException] = []
+        """Start serving in a background thread."""
+        self._selector.register(self._udp, selectors.EVENT_READ, self._on_udp)
+        self._selector.register(self._tcp, selectors.EVENT_READ, self._on_accept)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, self._on_wake)
         self._thread = threading.Thread(
-            target=self._run,
-            args=(ready, failure),
-            name=f"swarmdns-fake-{self.port}",
-            daemon=True,
+            target=self._run, name=f"swarmdns-fake-{self.port}", daemon=True
         )
         self._thread.start()
-        if not ready.wait(_START_TIMEOUT):  # pragma: no cover - a wedged machine
-            raise RuntimeError("the fake Swarm DNS server did not start within 10 s")
-        if failure:
-            self._thread.join()
-            raise failure[0]
 
     def stop(self) -> None:
-        """Stop serving, close every socket and connection, and join the thread."""
-        loop, thread = self._loop, self._thread
-        if loop is not None and thread is not None and thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # the loop already closed
-                loop.call_soon_threadsafe(self._request_stop)
-            thread.join()
-        self._udp_sock.close()
-        self._tcp_sock.close()
+        """Stop serving, close every socket, and join the thread; idempotent."""
+        self._stopping = True
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            with contextlib.suppress(OSError):
+                self._wake_writer.send(b"\0")
+            thread.join(_STOP_TIMEOUT)
+            if thread.is_alive():  # pragma: no cover - only a bug gets here
+                raise RuntimeError("the fake Swarm DNS server did not stop within 10 s")
+        self._close_all()
+
+    def _close_all(self) -> None:
+        for connection in list(self._connections.values()):
+            self._drop(connection)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.close()
+        for sock in (self._udp, self._tcp, self._wake_reader, self._wake_writer):
+            sock.close()
+        self._timers.clear()
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            events = self._selector.select(self._next_wakeup())
+            for key, _ in events:
+                handler: Callable[[socket.socket], None] = key.data
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                try:
+                    handler(sock)
+                except Exception as error:  # pragma: no cover - only a bug gets here
+                    self._record(error)
+                    connection = self._connections.get(sock)
+                    if connection is not None:
+                        self._drop(connection)
+            self._run_timers()
+            self._expire_idle()
+
+    def _next_wakeup(self) -> float | None:
+        deadlines = [c.deadline for c in self._connections.values() if not c.pending]
+        if self._timers:
+            deadlines.append(self._timers[0][0])
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - time.monotonic())
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, callback = heapq.heappop(self._timers)
+            try:
+                callback()
+            except Exception as error:  # pragma: no cover - only a bug gets here
+                self._record(error)
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_ids), callback))
+
+    def _on_wake(self, sock: socket.socket) -> None:
+        with contextlib.suppress(BlockingIOError):
+            sock.recv(64)
+
+    def _record(self, error: Exception) -> None:
+        logger.error("the fake Swarm DNS server failed", exc_info=error)
+        self.internal_errors.append(error)
 
     def respond(self, data: bytes, transport: str) -> Reply:
         """Ask the responder; a bug there is recorded, never fatal to the server."""
         try:
             return self._responder.respond(data, transport)
         except Exception as error:  # pragma: no cover - only a bug gets here
-            logger.exception("the fake Swarm DNS server failed to answer %r", data)
-            self.internal_errors.append(error)
+            self._record(error)
             return Reply(data=None)
 
-    def call_later(self, delay: float, callback: Callable[..., None], *args: object) -> None:
-        """Run ``callback`` after ``delay`` seconds unless the server stops first."""
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("the fake Swarm DNS server is not running")
+    # -- UDP -----------------------------------------------------------------------
 
-        def fire() -> None:
-            self._timers.discard(handle)
-            callback(*args)
-
-        handle = loop.call_later(delay, fire)
-        self._timers.add(handle)
-
-    def _request_stop(self) -> None:
-        if self._stopping is not None:
-            self._stopping.set()
-
-    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready))
-        except BaseException as error:  # pragma: no cover - start-up failure
-            failure.append(error)
-            ready.set()
-        finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _serve(self, ready: threading.Event) -> None:
-        loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        udp_transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UDPProtocol(self), sock=self._udp_sock
-        )
-        tcp_server = await asyncio.start_server(self._accept, sock=self._tcp_sock)
-        ready.set()
-        try:
-            await self._stopping.wait()
-        finally:
-            tcp_server.close()
-            udp_transport.close()
-            for timer in self._timers:
-                timer.cancel()
-            self._timers.clear()
-            for task in self._connections:
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
-            await tcp_server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = cast("asyncio.Task[None]", asyncio.current_task())
-        self._connections.add(task)
-        try:
-            await self._serve_connection(reader, writer)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-            pass  # a client that hangs up or stalls only loses its own connection
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
-
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        timeout = _TCP_FIRST_READ
-        for _ in range(_TCP_MAX_QUERIES):
-            prefix = await asyncio.wait_for(reader.readexactly(_LENGTH.size), timeout)
-            (length,) = _LENGTH.unpack(prefix)
-            message = await asyncio.wait_for(reader.readexactly(length), timeout)
-            timeout = _TCP_IDLE
-            reply = self.respond(message, "tcp")
+    def _on_udp(self, sock: socket.socket) -> None:
+        for _ in range(_UDP_BATCH):
+            try:
+                data, client = sock.recvfrom(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error for an earlier reply: not the server's problem
+            reply = self.respond(data, "udp")
             if reply.data is None:
                 continue
             if reply.delay:
-                await asyncio.sleep(reply.delay)
-            writer.write(_LENGTH.pack(len(reply.data)) + reply.data)
-            await writer.drain()
+                self._later(reply.delay, functools.partial(self._send_udp, reply.data, client))
+            else:
+                self._send_udp(reply.data, client)
+
+    def _send_udp(self, data: bytes, client: tuple[str, int]) -> None:
+        with contextlib.suppress(OSError):  # the client went away
+            self._udp.sendto(data, client)
+
+    # -- TCP -----------------------------------------------------------------------
+
+    def _on_accept(self, listener: socket.socket) -> None:
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        sock.setblocking(False)
+        self._connections[sock] = _Connection(sock, time.monotonic())
+        self._selector.register(sock, selectors.EVENT_READ, self._on_readable)
+
+    def _on_readable(self, sock: socket.socket) -> None:
+        connection = self._connections[sock]
+        try:
+            data = sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(connection)  # the client hung up, perhaps mid-message
+            return
+        connection.received += data
+        for message in connection.messages():
+            if connection.finishing:
+                break
+            connection.queries += 1
+            connection.deadline = time.monotonic() + _TCP_IDLE
+            if connection.queries >= _TCP_MAX_QUERIES:
+                connection.finishing = True
+            reply = self.respond(message, "tcp")
+            if reply.data is None:
+                continue
+            framed = _LENGTH.pack(len(reply.data)) + reply.data
+            if reply.delay:
+                connection.pending += 1
+                self._later(reply.delay, functools.partial(self._send_late, connection, framed))
+            else:
+                self._send_tcp(connection, framed)
+        self._finish_if_done(connection)
+
+    def _send_late(self, connection: _Connection, framed: bytes) -> None:
+        if connection.sock not in self._connections:
+            return  # closed meanwhile
+        connection.pending -= 1
+        connection.deadline = time.monotonic() + _TCP_IDLE
+        self._send_tcp(connection, framed)
+        self._finish_if_done(connection)
+
+    def _send_tcp(self, connection: _Connection, framed: bytes) -> None:
+        connection.outgoing += framed
+        self._flush(connection)
+
+    def _flush(self, connection: _Connection) -> None:
+        try:
+            sent = connection.sock.send(connection.outgoing)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._drop(connection)
+            return
+        del connection.outgoing[:sent]
+        events = selectors.EVENT_READ
+        if connection.outgoing:
+            events |= selectors.EVENT_WRITE
+        self._selector.modify(connection.sock, events, self._on_ready)
+
+    def _on_ready(self, sock: socket.socket) -> None:
+        connection = self._connections[sock]
+        if connection.outgoing:
+            self._flush(connection)
+            self._finish_if_done(connection)
+        if sock in self._connections:
+            self._on_readable(sock)
+
+    def _finish_if_done(self, connection: _Connection) -> None:
+        idle = not connection.outgoing and not connection.pending
+        if connection.finishing and idle and connection.sock in self._connections:
+            self._drop(connection)
+
+    def _expire_idle(self) -> None:
+        now = time.monotonic()
+        for connection in list(self._connections.values()):
+            if connection.deadline <= now and not connection.pending:
+                self._drop(connection)
+
+    def _drop(self, connection: _Connection) -> None:
+        self._connections.pop(connection.sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(connection.sock)
+        connection.sock.close()

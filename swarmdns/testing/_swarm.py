@@ -14,6 +14,7 @@ import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
+from types import MappingProxyType
 
 from attrs import evolve, field, frozen
 
@@ -30,6 +31,11 @@ _ID_LENGTH = 25
 #: the first of which goes to the ingress network.
 _DEFAULT_POOL = IPv4Network("10.0.0.0/8")
 _DEFAULT_SUBNET_PREFIX = 24
+
+
+def _read_only(mapping: Mapping[str, IPv4Address]) -> Mapping[str, IPv4Address]:
+    """A snapshot's own copy, which nobody can change under the server."""
+    return MappingProxyType(dict(mapping))
 
 
 class SwarmError(ValueError):
@@ -89,7 +95,7 @@ class Task:
     container_id: str
     hostname: str
     state: TaskState
-    addresses: Mapping[str, IPv4Address] = field(hash=False)
+    addresses: Mapping[str, IPv4Address] = field(hash=False, converter=_read_only)
 
     @property
     def name(self) -> str:
@@ -137,7 +143,7 @@ class Service:
     endpoint_mode: str
     networks: tuple[str, ...]
     aliases: tuple[str, ...]
-    vips: Mapping[str, IPv4Address] = field(hash=False)
+    vips: Mapping[str, IPv4Address] = field(hash=False, converter=_read_only)
     tasks: tuple[Task, ...]
     replicas: int | None
     healthcheck: bool
@@ -197,6 +203,9 @@ class _AddressPool:
 
     def release(self, address: IPv4Address) -> None:
         self._in_use.discard(int(address))
+
+    def claim(self, address: IPv4Address) -> None:
+        self._in_use.add(int(address))
 
 
 class Swarm:
@@ -282,6 +291,60 @@ class Swarm:
         healthcheck: bool,
         stack: str | None,
     ) -> Service:
+        name, aliases = self._check_spec(
+            name,
+            replicas,
+            networks=networks,
+            endpoint_mode=endpoint_mode,
+            aliases=aliases,
+            stack=stack,
+        )
+        for network in networks:
+            if network not in self._networks:
+                self.create_network(network)
+        vips: dict[str, IPv4Address] = {}
+        try:
+            for network in networks if endpoint_mode == "vip" else ():
+                vips[network] = self._pools[network].allocate()
+        except SwarmError:
+            self._release_addresses(vips)
+            raise
+        service = Service(
+            name=name,
+            id=self._new_id(),
+            mode="replicated" if replicas is not None else "global",
+            endpoint_mode=endpoint_mode,
+            networks=tuple(networks),
+            aliases=aliases,
+            vips=vips,
+            tasks=(),
+            replicas=replicas,
+            healthcheck=healthcheck,
+            stack=stack,
+        )
+        placements: list[tuple[int | None, str | None]]
+        if replicas is None:
+            placements = [(None, node) for node in self.nodes]
+        else:
+            placements = [(slot, None) for slot in range(1, replicas + 1)]
+        try:
+            tasks = self._new_tasks(service, placements)
+        except SwarmError:
+            self._release_addresses(vips)
+            raise
+        return self._store(evolve(service, tasks=tasks))
+
+    def _check_spec(
+        self,
+        name: str,
+        replicas: int | None,
+        *,
+        networks: Sequence[str],
+        endpoint_mode: str,
+        aliases: Iterable[str],
+        stack: str | None,
+    ) -> tuple[str, tuple[str, ...]]:
+        """Refuse what the engine would refuse; return the full name and the aliases."""
         _check_name("service", name, _SERVICE_NAME)
         if stack is not None:
             _check_name("stack", stack, _SERVICE_NAME)
@@ -297,32 +360,11 @@ class Swarm:
             raise SwarmError(f"service {name!r} needs at least one network for DNS")
         if len(set(networks)) != len(networks):
             raise SwarmError(f"service {name!r} lists a network twice: {list(networks)}")
-        aliases = tuple(dict.fromkeys(_check_name("alias", a, _SERVICE_NAME) for a in aliases))
         for network in networks:
             if network not in self._networks:
-                self.create_network(network)
-        vips = {}
-        if endpoint_mode == "vip":
-            vips = {network: self._pools[network].allocate() for network in networks}
-        service = Service(
-            name=name,
-            id=self._new_id(),
-            mode="replicated" if replicas is not None else "global",
-            endpoint_mode=endpoint_mode,
-            networks=tuple(networks),
-            aliases=aliases,
-            vips=vips,
-            tasks=(),
-            replicas=replicas,
-            healthcheck=healthcheck,
-            stack=stack,
-        )
-        self._services[name] = service
-        if replicas is None:
-            tasks = tuple(self._new_task(service, slot=None, node_id=n) for n in self.nodes)
-        else:
-            tasks = tuple(self._new_task(service, slot=s) for s in range(1, replicas + 1))
-        return self._store(evolve(service, tasks=tasks))
+                _check_name("network", network, _NETWORK_NAME)
+        checked = (_check_name("alias", alias, _SERVICE_NAME) for alias in aliases)
+        return name, tuple(dict.fromkeys(checked))
 
     def service(self, name: str) -> Service:
         try:
@@ -356,15 +398,13 @@ class Swarm:
             raise SwarmError(f"service {name!r} is global: it runs one task per node")
         _check_replicas(replicas)
         kept = tuple(t for t in service.tasks if t.slot is not None and t.slot <= replicas)
+        used = {t.slot for t in kept}
+        added = self._new_tasks(
+            service, [(slot, None) for slot in range(1, replicas + 1) if slot not in used]
+        )
         for task in service.tasks:
             if task not in kept:
                 self._release(task)
-        used = {t.slot for t in kept}
-        added = tuple(
-            self._new_task(service, slot=slot)
-            for slot in range(1, replicas + 1)
-            if slot not in used
-        )
         tasks = tuple(sorted(kept + added, key=_task_order))
         return self._store(evolve(service, tasks=tasks, replicas=replicas))
 
@@ -374,13 +414,12 @@ class Swarm:
         if node_id is None:
             node_id = self.nodes[(slot or 1) % len(self.nodes) - 1]
         container_id = self._new_container_id()
-        addresses = {}
+        addresses: dict[str, IPv4Address] = {}
         try:
             for network in service.networks:
                 addresses[network] = self._pools[network].allocate()
         except SwarmError:
-            for network, address in addresses.items():
-                self._pools[network].release(address)
+            self._release_addresses(addresses)
             raise
         return Task(
             id=self._new_id(),
@@ -393,8 +432,25 @@ class Swarm:
             addresses=addresses,
         )
 
+    def _new_tasks(
+        self, service: Service, placements: Iterable[tuple[int | None, str | None]]
+    ) -> tuple[Task, ...]:
+        """Start tasks at (slot, node) placements: all of them, or none."""
+        made: list[Task] = []
+        try:
+            for slot, node in placements:
+                made.append(self._new_task(service, slot=slot, node_id=node))
+        except SwarmError:
+            for task in made:
+                self._release(task)
+            raise
+        return tuple(made)
+
     def _release(self, task: Task) -> None:
-        for network, address in task.addresses.items():
+        self._release_addresses(task.addresses)
+
+    def _release_addresses(self, addresses: Mapping[str, IPv4Address]) -> None:
+        for network, address in addresses.items():
             self._pools[network].release(address)
 
     def _store(self, service: Service) -> Service:
@@ -403,6 +459,10 @@ class Swarm:
 
     def find_task(self, task: Task | str) -> tuple[Service, Task]:
         """Find a task by value, ID, name, container ID or (unique) ID prefix."""
+        if not isinstance(task, Task | str):
+            raise TypeError(
+                f"a task is a Task, or its ID, name or container ID as a str; not {task!r}"
+            )
         key = task.id if isinstance(task, Task) else task
         matches = [
             (service, candidate)
@@ -425,26 +485,24 @@ class Swarm:
     def replace_task(self, task: Task | str) -> tuple[Service, Task]:
         service, found = self.find_task(task)
         self._release(found)
-        replacement = self._new_task(service, slot=found.slot, node_id=found.node_id)
+        try:
+            replacement = self._new_task(service, slot=found.slot, node_id=found.node_id)
+        except SwarmError:
+            for network, address in found.addresses.items():
+                self._pools[network].claim(address)
+            raise
         tasks = tuple(replacement if t == found else t for t in service.tasks)
         return self._store(evolve(service, tasks=tasks)), replacement
 
     def reschedule(self, name: str) -> tuple[Task, ...]:
         service = self.service(name)
         if service.replicas is None:
-            wanted = {t.node_id for t in service.tasks}
-            new = tuple(
-                self._new_task(service, slot=None, node_id=node)
-                for node in self.nodes
-                if node not in wanted
-            )
+            running = {t.node_id for t in service.tasks}
+            new = self._new_tasks(service, [(None, n) for n in self.nodes if n not in running])
         else:
             used = {t.slot for t in service.tasks}
-            new = tuple(
-                self._new_task(service, slot=slot)
-                for slot in range(1, service.replicas + 1)
-                if slot not in used
-            )
+            slots = range(1, service.replicas + 1)
+            new = self._new_tasks(service, [(slot, None) for slot in slots if slot not in used])
         self._store(evolve(service, tasks=tuple(sorted(service.tasks + new, key=_task_order))))
         return new
 
@@ -465,11 +523,19 @@ class Swarm:
 
     def add_node(self) -> str:
         node = self._new_id()
+        globals_ = [s for s in self._services.values() if s.replicas is None]
+        started: list[tuple[Service, Task]] = []
+        try:
+            for service in globals_:
+                (task,) = self._new_tasks(service, [(None, node)])
+                started.append((service, task))
+        except SwarmError:
+            for _, task in started:
+                self._release(task)
+            raise
         self.nodes.append(node)
-        for service in list(self._services.values()):
-            if service.replicas is None:
-                task = self._new_task(service, slot=None, node_id=node)
-                self._store(evolve(service, tasks=(*service.tasks, task)))
+        for service, task in started:
+            self._store(evolve(service, tasks=(*service.tasks, task)))
         return node
 
     # -- DNS -----------------------------------------------------------------

@@ -85,6 +85,8 @@ class Zone:
         octets = name.removesuffix(IPV4_REVERSE_SUFFIX).split(".")
         if len(octets) != 4 or not all(o.isdigit() and len(o) <= 3 for o in octets):
             return None
+        if any(len(o) > 1 and o.startswith("0") for o in octets):
+            return None  # the engine's address parser refuses leading zeros
         if any(int(o) > 255 for o in octets):
             return None
         packed = bytes(int(o) for o in reversed(octets))

@@ -10,6 +10,7 @@ import sys
 
 import dns.message
 import dns.query
+import pytest
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,8 +56,11 @@ def test_serve_answers_until_interrupted() -> None:
         first = process.stdout.readline()
         match = re.search(r"listening on 127\.0\.0\.1:(\d+)", first)
         assert match, first
-        while "Ctrl-C" not in process.stdout.readline():
-            pass
+        for line in process.stdout:
+            if "Ctrl-C" in line:
+                break
+        else:
+            pytest.fail(f"the server ended early: {process.stderr and process.stderr.read()}")
         query = dns.message.make_query("tasks.web", "A")
         reply = dns.query.udp(query, "127.0.0.1", port=int(match.group(1)), timeout=5)
         assert len(reply.answer[0]) == 3
@@ -65,6 +69,14 @@ def test_serve_answers_until_interrupted() -> None:
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "stopped" in out
+
+
+def test_a_bad_port_is_a_usage_error() -> None:
+    result = run("--port", "70000")
+
+    assert result.returncode == 2
+    assert "'70000' is not a port number from 0 to 65535" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_port_in_use_is_reported_without_a_traceback() -> None:

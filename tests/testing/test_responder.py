@@ -250,3 +250,65 @@ def test_log_wait_times_out_with_a_useful_message() -> None:
 
     with pytest.raises(TimeoutError, match=r"received 0 of 1 queries for 'web' within 0.01 s"):
         log.wait(1, name="web", timeout=0.01)
+
+
+def test_a_fault_can_target_one_query_type(responder: Responder) -> None:
+    responder.faults.inject([Fault.SERVFAIL], "tasks.web", "a")
+
+    assert rcode(ask(responder, "tasks.web", "AAAA")) == "NOERROR"  # not used up by AAAA
+    assert rcode(ask(responder, "tasks.web", "A")) == "SERVFAIL"
+    assert rcode(ask(responder, "tasks.web", "A")) == "NOERROR"
+
+
+def test_a_type_fault_applies_to_every_name(responder: Responder) -> None:
+    responder.faults.inject(Fault.REFUSED, None, "PTR")
+
+    assert rcode(ask(responder, "3.1.0.10.in-addr.arpa", "PTR")) == "REFUSED"
+    assert rcode(ask(responder, "web")) == "NOERROR"
+
+
+@pytest.mark.parametrize(
+    ("qtype", "error"), [("BOGUS", ValueError), ("", TypeError), (1, TypeError)]
+)
+def test_an_unknown_type_is_refused(qtype: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        FaultTable().inject(Fault.SERVFAIL, None, qtype)  # type: ignore[arg-type]
+
+
+def test_delay_must_be_a_number() -> None:
+    with pytest.raises(TypeError, match="number of seconds"):
+        Delay("1")  # type: ignore[arg-type]
+
+
+def test_udp_answers_never_exceed_the_largest_datagram() -> None:
+    swarm = Swarm(seed=1)
+    swarm.create_network("huge", subnet="10.64.0.0/18")
+    swarm.create_service(
+        "web",
+        3000,
+        networks=["huge"],
+        endpoint_mode="dnsrr",
+        aliases=(),
+        healthcheck=False,
+        stack=None,
+    )
+    responder = Responder(seed=1)
+    responder.zone = swarm.zone()
+    query = dns.message.make_query("tasks.web", "A", use_edns=0, payload=65535)
+
+    reply = responder.respond(query.to_wire(), "udp")
+
+    assert reply.data is not None
+    assert len(reply.data) <= 65507
+    assert dns.message.from_wire(reply.data).flags & dns.flags.TC
+
+
+def test_engines_24_and_newer_forward_ptr_they_cannot_handle(responder: Responder) -> None:
+    responder.upstream = Upstream.SERVFAIL
+
+    assert rcode(ask(responder, "web", "PTR")) == "SERVFAIL"
+
+
+def test_reverse_names_with_leading_zeros_are_forwarded(responder: Responder) -> None:
+    assert rcode(ask(responder, "3.1.0.10.in-addr.arpa", "PTR")) == "NOERROR"
+    assert rcode(ask(responder, "003.001.000.010.in-addr.arpa", "PTR")) == "NXDOMAIN"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pathlib
 import socket
 import struct
+import subprocess
+import sys
+import textwrap
 import threading
 
 import dns.message
@@ -68,22 +72,116 @@ def test_start_twice_is_refused(swarm_dns: FakeSwarm) -> None:
         swarm_dns.start()
 
 
-def test_stop_drops_open_connections_and_pending_replies() -> None:
+def test_stop_does_not_wait_for_connections_or_pending_replies() -> None:
     swarm = FakeSwarm().start()
     swarm.create_service("web")
     swarm.inject(Delay(3600))  # were stop to wait for it, pytest-timeout would fail this
     idle = socket.create_connection((swarm.host, swarm.port))
+    delayed = socket.create_connection((swarm.host, swarm.port))
+    delayed.sendall(struct.pack("!H", len(a_query("web"))) + a_query("web"))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
         udp.sendto(a_query("web"), (swarm.host, swarm.port))
-        swarm.wait_for_queries(1)
+        swarm.wait_for_queries(2)
 
         swarm.stop()
 
-        udp.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            udp.recv(512)  # the pending reply was dropped, not sent
-    assert idle.recv(1) == b""  # the server closed the idle connection
-    idle.close()
+    for sock in (idle, delayed):
+        assert sock.recv(1) == b""  # the server closed the connection
+        sock.close()
+
+
+def test_stop_under_tcp_load_ends_every_connection() -> None:
+    swarm = FakeSwarm().start()
+    swarm.create_service("web")
+    framed = struct.pack("!H", len(a_query("web"))) + a_query("web")
+    ended = threading.Event()
+
+    def hammer(sock: socket.socket) -> None:
+        try:
+            while sock.recv(2):  # b"" once the server closes the connection
+                sock.recv(512)
+                sock.sendall(framed)
+        except OSError:
+            pass
+        ended.set()
+
+    sock = socket.create_connection((swarm.host, swarm.port), timeout=30)
+    sock.sendall(framed)
+    client = threading.Thread(target=hammer, args=(sock,))
+    client.start()
+    swarm.wait_for_queries(50)
+
+    swarm.stop()
+
+    client.join()
+    sock.close()
+    assert ended.is_set()
+
+
+def test_shutdown_leaves_no_warning_behind(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "churn.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import socket, struct
+            import dns.message
+            from swarmdns.testing import Delay, FakeSwarm
+
+            query = dns.message.make_query("web", "A").to_wire()
+            framed = struct.pack("!H", len(query)) + query
+            for _ in range(20):
+                swarm = FakeSwarm().start()
+                swarm.create_service("web")
+                swarm.inject([Delay(0.5)])
+                busy = socket.create_connection((swarm.host, swarm.port))
+                busy.sendall(framed)
+                idle = socket.create_connection((swarm.host, swarm.port))
+                udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                udp.sendto(query, (swarm.host, swarm.port))
+                swarm.wait_for_queries(2)
+                swarm.stop()
+                for sock in (busy, idle, udp):
+                    sock.close()
+            print("done")
+            """
+        )
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
+
+
+def test_tcp_connection_closes_after_128_queries(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    framed = struct.pack("!H", len(a_query("web"))) + a_query("web")
+    with socket.create_connection((swarm_dns.host, swarm_dns.port), timeout=10) as sock:
+        sock.sendall(framed * 130)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+
+    replies = []
+    while received:
+        (length,) = struct.unpack("!H", received[:2])
+        replies.append(dns.message.from_wire(received[2 : 2 + length]))
+        received = received[2 + length :]
+    assert len(replies) == 128
+    assert len(swarm_dns.queries) == 128
+
+
+def test_silent_tcp_connection_is_closed_by_the_server(swarm_dns: FakeSwarm) -> None:
+    # The engine waits 2 s for a connection's first query; the test waits for
+    # the server to hang up (recv returns b""), with a generous socket timeout.
+    with socket.create_connection((swarm_dns.host, swarm_dns.port), timeout=30) as sock:
+        assert sock.recv(1) == b""
 
 
 def test_no_reply_makes_the_client_time_out(swarm_dns: FakeSwarm) -> None:
@@ -93,7 +191,8 @@ def test_no_reply_makes_the_client_time_out(swarm_dns: FakeSwarm) -> None:
     for transport in ("udp", "tcp"):
         with pytest.raises(NoReply):
             exchange(swarm_dns, a_query("web"), transport=transport, timeout=0.2)
-    assert [q.outcome for q in swarm_dns.queries] == [Outcome.NO_REPLY] * 2
+    seen = swarm_dns.wait_for_queries(2)
+    assert [q.outcome for q in seen] == [Outcome.NO_REPLY] * 2
 
 
 def test_a_delayed_answer_arrives_later_without_holding_up_others(swarm_dns: FakeSwarm) -> None:

@@ -206,3 +206,61 @@ def test_zone_knows_only_visible_tasks_on_attached_networks() -> None:
     assert zone.addresses("db") is None
     assert zone.addresses("idle") is None
     assert zone.addresses("tasks.idle") is None
+
+
+def test_a_failed_create_leaves_nothing_behind() -> None:
+    swarm = Swarm(seed=1)
+    swarm.create_network("tiny", subnet="10.9.0.0/29")  # five addresses
+
+    with pytest.raises(SwarmError, match="no address left"):
+        create(swarm, "web", 5, networks=["tiny"])  # the VIP takes one
+    created = create(swarm, "web", 4, networks=["tiny"])
+
+    assert swarm.services == (created,)
+
+
+def test_a_failed_scale_changes_nothing() -> None:
+    swarm = Swarm(seed=1)
+    swarm.create_network("tiny", subnet="10.9.0.0/29")
+    before = create(swarm, "web", 2, networks=["tiny"])
+
+    with pytest.raises(SwarmError, match="no address left"):
+        swarm.scale("web", 5)
+
+    assert swarm.service("web") == before
+    assert len(swarm.scale("web", 4).tasks) == 4
+
+
+def test_a_failed_node_addition_changes_nothing() -> None:
+    swarm = Swarm(seed=1)
+    swarm.create_network("tiny", subnet="10.9.0.0/29")
+    create(swarm, "agent", None, networks=["tiny"], endpoint_mode="dnsrr")
+    for _ in range(4):
+        swarm.add_node()
+
+    with pytest.raises(SwarmError, match="no address left"):
+        swarm.add_node()
+
+    assert len(swarm.nodes) == 5
+    assert len(swarm.service("agent").tasks) == 5
+
+
+def test_snapshots_cannot_change_the_swarm() -> None:
+    swarm = Swarm(seed=1)
+    web = create(swarm, "web", 1)
+    task = swarm.service("web").tasks[0]
+
+    with pytest.raises(TypeError):
+        task.addresses["proxy"] = IPv4Address("6.6.6.6")  # type: ignore[index]
+    with pytest.raises(TypeError):
+        swarm.service("web").vips["proxy"] = IPv4Address("6.6.6.6")  # type: ignore[index]
+    assert swarm.service("web") == web
+
+
+@pytest.mark.parametrize("task", [5, None, 1.5])
+def test_a_task_is_named_by_value_or_string(task: object) -> None:
+    swarm = Swarm(seed=1)
+    create(swarm, "web")
+
+    with pytest.raises(TypeError, match="a task is a Task, or its ID"):
+        swarm.kill_task(task)  # type: ignore[arg-type]

@@ -1,0 +1,48 @@
+"""FakeSwarm's own checks on what it is asked to do."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarmdns.testing import FakeSwarm, SwarmError
+
+from .dns_clients import ask_dnspython
+
+
+def test_aliases_must_be_a_list(swarm_dns: FakeSwarm) -> None:
+    with pytest.raises(TypeError, match=r"not one string: \['www'\]"):
+        swarm_dns.create_service("web", aliases="www")
+
+
+def test_client_networks_must_exist(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", network="front")
+
+    with pytest.raises(SwarmError, match=r"no network named 'fornt' \(networks: front\)"):
+        swarm_dns.client_networks = ["fornt"]
+    with pytest.raises(TypeError, match="not one string"):
+        swarm_dns.client_networks = "front"
+    assert swarm_dns.client_networks is None
+
+
+def test_mode_is_checked(swarm_dns: FakeSwarm) -> None:
+    with pytest.raises(SwarmError, match="'replicated' or 'global'"):
+        swarm_dns.create_service("web", mode="daemon")
+
+
+@pytest.mark.parametrize("port", [-1, 65536, "53", True])
+def test_port_is_checked(port: object) -> None:
+    with pytest.raises(ValueError, match="port must be a whole number"):
+        FakeSwarm(port=port).start()  # type: ignore[arg-type]
+
+
+def test_upstream_is_checked() -> None:
+    with pytest.raises(TypeError, match="Upstream member"):
+        FakeSwarm(upstream="nxdomain")  # type: ignore[arg-type]
+
+
+def test_a_stopped_fake_can_start_again() -> None:
+    swarm = FakeSwarm()
+    with swarm:
+        swarm.create_service("web")
+    with swarm:
+        assert ask_dnspython(swarm, "web").rcode == "NOERROR"
