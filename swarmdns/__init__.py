@@ -8,6 +8,8 @@ Inside a Swarm container, ``<service>`` resolves to one virtual IP, while
     swarmdns.service_vip("web")  # IPv4Address('10.0.1.2')
     swarmdns.task_ips("web")  # (IPv4Address('10.0.1.3'), IPv4Address('10.0.1.4'))
 
+``watch_tasks()`` follows the set as tasks come and go, ``TaskWatcher`` does
+so in a background thread, and ``wait_for_tasks()`` waits for enough peers.
 ``swarmdns.aio`` has the same functions for asyncio, and ``swarmdns.testing``
 a fake of the engine's DNS server (with pytest fixtures) to test against.
 """
@@ -20,17 +22,21 @@ from ._dnspython import DNSPythonBackend
 from ._errors import (
     ConfigurationError,
     InvalidName,
+    NotEnoughTasks,
     NoVirtualIP,
     ResolutionError,
     ResolutionTimeout,
     ServiceNotFound,
     SwarmDNSError,
+    WatchTimeout,
 )
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import Answer, Question, RecordType, Task
 from ._nameserver import NAMESERVER_VARIABLE
 from ._static import StaticBackend
 from ._system import SystemBackend
+from ._watch import TaskSetChange, WatchHealth
+from ._watching import TaskWatcher, wait_for_tasks, watch_tasks
 
 __version__ = "0.1.0.dev0"
 
@@ -44,6 +50,7 @@ __all__ = [
     "DNSPythonBackend",
     "InvalidName",
     "NoVirtualIP",
+    "NotEnoughTasks",
     "Question",
     "RecordType",
     "ResolutionError",
@@ -53,10 +60,16 @@ __all__ = [
     "SwarmDNSError",
     "SystemBackend",
     "Task",
+    "TaskSetChange",
+    "TaskWatcher",
+    "WatchHealth",
+    "WatchTimeout",
     "__version__",
     "get_default_backend",
     "service_vip",
     "set_default_backend",
     "task_ips",
     "tasks",
+    "wait_for_tasks",
+    "watch_tasks",
 ]

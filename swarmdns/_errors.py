@@ -71,3 +71,44 @@ class ResolutionTimeout(SwarmDNSError, TimeoutError):
 
 class ResolutionError(SwarmDNSError):
     """The nameserver failed (SERVFAIL, REFUSED) or its answer was unusable."""
+
+
+class WatchTimeout(SwarmDNSError, TimeoutError):
+    """A watch went longer than its ``fail_after`` without a successful lookup.
+
+    Attributes:
+        last_error: The error of the last failed lookup.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str,
+        nameserver: str | None = None,
+        last_error: SwarmDNSError | None = None,
+    ) -> None:
+        super().__init__(message, name=name, nameserver=nameserver)
+        self.last_error = last_error
+
+
+class NotEnoughTasks(SwarmDNSError, TimeoutError):
+    """``wait_for_tasks()`` ran out of time before enough tasks were visible.
+
+    Attributes:
+        current: The addresses that were visible at the end, sorted.
+        wanted: How many tasks were waited for.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str,
+        nameserver: str | None = None,
+        current: Sequence[IPv4Address] = (),
+        wanted: int = 0,
+    ) -> None:
+        super().__init__(message, name=name, nameserver=nameserver)
+        self.current = tuple(current)
+        self.wanted = wanted

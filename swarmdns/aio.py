@@ -1,24 +1,26 @@
-"""The asyncio API: ``service_vip``, ``task_ips`` and ``tasks``, awaitable.
+"""The asyncio API: lookups, ``watch_tasks`` and ``wait_for_tasks``, awaitable.
 
 Each behaves exactly like its synchronous twin in ``swarmdns`` (they run the
-same plans); the backend must have an async ``resolve_async()`` method, as
-every built-in backend does.
+same plans and the same watch logic); the backend must have an async
+``resolve_async()`` method, as every built-in backend does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from ipaddress import IPv4Address
 from typing import TypeVar
 
 from . import _lookups
 from ._backend import AsyncBackend, Backend, async_backend
 from ._errors import SwarmDNSError
-from ._lookups import DEFAULT_TIMEOUT, Deadline, Plan, Result
+from ._lookups import DEFAULT_TIMEOUT, Deadline, Plan, Result, check_timeout
 from ._model import Question, Task
+from ._watch import Lookup, LookupResult, Sleep, Step, TaskSetChange, watch_steps
+from ._watching import new_wait, new_watch
 
-__all__ = ["service_vip", "task_ips", "tasks"]
+__all__ = ["service_vip", "task_ips", "tasks", "wait_for_tasks", "watch_tasks"]
 
 T = TypeVar("T")
 #: At most this many questions of one lookup are asked at once.
@@ -97,3 +99,100 @@ async def tasks(
 ) -> tuple[Task, ...]:
     """Every running task with its PTR identity; see ``swarmdns.tasks``."""
     return await run(_lookups.tasks(service, network), backend, timeout)
+
+
+def watch_tasks(
+    service: str,
+    *,
+    network: str | None = None,
+    interval: float = 2.0,
+    backend: Backend | AsyncBackend | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    removal_debounce: int = 1,
+    jitter: float = 0.1,
+    exclude_self: bool = False,
+    exclude: Iterable[IPv4Address | str] = (),
+    fail_after: float | None = None,
+) -> AsyncIterator[TaskSetChange]:
+    """Follow the tasks of ``service``; see ``swarmdns.watch_tasks``.
+
+    Leaving the ``async for`` loop, cancelling the task or ``aclose()`` ends
+    the watch at once; nothing is held between lookups.
+    """
+    core = new_watch(
+        service,
+        network=network,
+        interval=interval,
+        jitter=jitter,
+        removal_debounce=removal_debounce,
+        fail_after=fail_after,
+        exclude_self=exclude_self,
+        exclude=exclude,
+    )
+    steps = watch_steps(core, check_timeout(timeout))
+    return drive(steps, lookup(service, network, backend))
+
+
+def lookup(
+    service: str, network: str | None, backend: Backend | AsyncBackend | None
+) -> Callable[[float], Awaitable[LookupResult]]:
+    """A watch's lookup of ``tasks.<service>``: the addresses, or the error."""
+
+    async def task_ips_or_error(timeout: float) -> LookupResult:
+        try:
+            return await run(_lookups.task_ips(service, network), backend, timeout)
+        except SwarmDNSError as error:
+            return error
+
+    return task_ips_or_error
+
+
+async def drive(
+    steps: Generator[Step, LookupResult | None, object],
+    lookup: Callable[[float], Awaitable[LookupResult]],
+    result: list[object] | None = None,
+) -> AsyncIterator[TaskSetChange]:
+    """Carry out a watch's steps; yield its changes, and put its result in ``result``."""
+    reply: LookupResult | None = None
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration as done:
+            if result is not None:
+                result.append(done.value)
+            return
+        reply = None
+        if isinstance(step, Lookup):
+            reply = await lookup(step.timeout)
+        elif isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+        else:
+            yield step
+
+
+async def wait_for_tasks(
+    service: str,
+    count: int,
+    *,
+    timeout: float,
+    network: str | None = None,
+    interval: float = 0.5,
+    backend: Backend | AsyncBackend | None = None,
+    exclude_self: bool = False,
+    exclude: Iterable[IPv4Address | str] = (),
+) -> tuple[IPv4Address, ...]:
+    """Wait until at least ``count`` tasks are visible; see ``swarmdns.wait_for_tasks``."""
+    steps = new_wait(
+        service,
+        count,
+        timeout=timeout,
+        network=network,
+        interval=interval,
+        exclude_self=exclude_self,
+        exclude=exclude,
+    )
+    result: list[object] = []
+    async for _ in drive(steps, lookup(service, network, backend), result):
+        pass  # waiting reports no changes
+    (found,) = result
+    return found  # type: ignore[return-value]

@@ -1,0 +1,372 @@
+"""Following a service's tasks: diffing, debounce, error policy and pacing, without I/O.
+
+``WatchCore`` is told the outcome of each lookup and decides what to report
+and when to look again. The synchronous iterator, the asynchronous iterator
+and ``TaskWatcher``'s thread only perform the lookups and the waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable
+from datetime import datetime, timezone
+from ipaddress import IPv4Address
+
+from attrs import field, frozen
+
+from ._errors import (
+    NotEnoughTasks,
+    ResolutionError,
+    ResolutionTimeout,
+    SwarmDNSError,
+    WatchTimeout,
+)
+
+logger = logging.getLogger("swarmdns")
+
+#: A failed lookup is retried after interval / 16, then twice that each time,
+#: up to the interval.
+_BACKOFF_DIVISOR = 16
+
+
+def _addresses(value: frozenset[IPv4Address]) -> str:
+    return "{" + ", ".join(str(ip) for ip in sorted(value)) + "}"
+
+
+def _address_tuple(value: tuple[IPv4Address, ...]) -> str:
+    return "(" + ", ".join(str(ip) for ip in value) + ")"
+
+
+@frozen(kw_only=True)
+class TaskSetChange:
+    """A change in the set of a service's task addresses.
+
+    The first change of a watch is the initial set, all of it in ``added``
+    (even when empty); after that, a change is reported only when the set
+    changes.
+
+    Attributes:
+        service: The service watched.
+        added: Addresses that appeared.
+        removed: Addresses that disappeared.
+        current: Every address now, sorted.
+        observed_at: When the lookup that showed the change finished (UTC).
+    """
+
+    service: str
+    added: frozenset[IPv4Address] = field(repr=_addresses)
+    removed: frozenset[IPv4Address] = field(repr=_addresses)
+    current: tuple[IPv4Address, ...] = field(repr=_address_tuple)
+    observed_at: datetime = field(repr=False)
+
+
+@frozen(kw_only=True)
+class WatchHealth:
+    """How a watch's lookups are going.
+
+    Attributes:
+        consecutive_failures: Failed lookups since the last successful one.
+        last_success: When the last lookup succeeded (UTC), or None.
+        last_error: The error of the last failed lookup, or None.
+    """
+
+    consecutive_failures: int
+    last_success: datetime | None
+    last_error: SwarmDNSError | None = field(eq=False)
+
+
+def is_transient(error: SwarmDNSError) -> bool:
+    """Whether a lookup error may pass: a timeout or a failed or garbled answer.
+
+    Configuration and name errors will not get better by asking again.
+    """
+    return isinstance(error, ResolutionTimeout | ResolutionError)
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+    return float(value)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class WatchCore:
+    """The decisions of one watch: what changed, what to report, when to ask again.
+
+    Args:
+        service: The service watched, for events and messages.
+        query_name: The name looked up, for messages (``tasks.web.``).
+        interval: Seconds between lookups while they succeed.
+        jitter: Each wait is the interval times a random factor in
+            ``1 ± jitter``, so that replicas do not poll in step.
+        removal_debounce: Report an address as removed only once it has been
+            missing from this many successful lookups in a row.
+        fail_after: End the watch with ``WatchTimeout`` after this many seconds
+            without a successful lookup; None waits forever.
+        exclude: Addresses never to report (this container's own).
+        clock: Monotonic seconds, for pacing and ``fail_after``.
+        wall_clock: The time stamped on events and health.
+        rng: The source of jitter.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        query_name: str,
+        interval: float = 2.0,
+        jitter: float = 0.1,
+        removal_debounce: int = 1,
+        fail_after: float | None = None,
+        exclude: Iterable[IPv4Address] = (),
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.interval = _positive("interval", interval)
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
+            raise ValueError(
+                f"jitter must be a fraction from 0 up to (not including) 1, not {jitter!r}"
+            )
+        if isinstance(removal_debounce, bool) or not isinstance(removal_debounce, int):
+            raise TypeError(f"removal_debounce must be a whole number, not {removal_debounce!r}")
+        if removal_debounce < 1:
+            raise ValueError(f"removal_debounce must be at least 1, not {removal_debounce!r}")
+        self.fail_after = None if fail_after is None else _positive("fail_after", fail_after)
+        self.service = service
+        self.query_name = query_name
+        self.jitter = float(jitter)
+        self.removal_debounce = removal_debounce
+        self.exclude = frozenset(IPv4Address(ip) for ip in exclude)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng = rng if rng is not None else random.Random()
+        self._reported: frozenset[IPv4Address] | None = None
+        self._missing: dict[IPv4Address, int] = {}
+        self._failures = 0
+        self._last_error: SwarmDNSError | None = None
+        self._last_success: datetime | None = None
+        self._healthy_since = clock()
+        # The thread that drives the watch and the threads that read it.
+        self._lock = threading.RLock()
+
+    @property
+    def current(self) -> tuple[IPv4Address, ...]:
+        """The addresses reported so far, sorted (empty before the first lookup)."""
+        with self._lock:
+            return tuple(sorted(self._reported or ()))
+
+    @property
+    def started(self) -> bool:
+        """Whether a lookup has succeeded yet (and so the initial set is known)."""
+        with self._lock:
+            return self._reported is not None
+
+    @property
+    def health(self) -> WatchHealth:
+        """A snapshot of how the lookups are going."""
+        with self._lock:
+            return WatchHealth(
+                consecutive_failures=self._failures,
+                last_success=self._last_success,
+                last_error=self._last_error,
+            )
+
+    def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
+        """Take a successful lookup's addresses; return the change to report, if any."""
+        with self._lock:
+            return self._succeeded(frozenset(addresses) - self.exclude)
+
+    def _succeeded(self, seen: frozenset[IPv4Address]) -> TaskSetChange | None:
+        if self._failures:
+            logger.info(
+                "looking up %s works again after %d failed attempts; %d tasks",
+                self.query_name,
+                self._failures,
+                len(seen),
+            )
+        self._failures = 0
+        self._last_error = None
+        self._last_success = self._wall_clock()
+        self._healthy_since = self._clock()
+        if self._reported is None:
+            self._reported = seen
+            return self._change(added=seen, removed=frozenset())
+        for address in seen:
+            self._missing.pop(address, None)
+        removed = set()
+        for address in self._reported - seen:
+            count = self._missing.get(address, 0) + 1
+            if count >= self.removal_debounce:
+                removed.add(address)
+                self._missing.pop(address, None)
+            else:
+                self._missing[address] = count
+        added = seen - self._reported
+        if not added and not removed:
+            return None
+        self._reported = (self._reported | added) - removed
+        return self._change(added=frozenset(added), removed=frozenset(removed))
+
+    def failed(self, error: SwarmDNSError) -> None:
+        """Take a failed lookup: the set stays as it is.
+
+        Raises:
+            SwarmDNSError: ``error`` itself when it will not pass by retrying.
+            WatchTimeout: ``fail_after`` seconds went by without a success.
+        """
+        if not is_transient(error):
+            raise error
+        with self._lock:
+            self._failed(error)
+
+    def _failed(self, error: SwarmDNSError) -> None:
+        self._failures += 1
+        self._last_error = error
+        if self._failures == 1:
+            logger.warning(
+                "looking up %s failed; keeping the last %d known tasks and retrying: %s",
+                self.query_name,
+                len(self._reported or ()),
+                error,
+            )
+        stale = self._clock() - self._healthy_since
+        if self.fail_after is not None and stale >= self.fail_after:
+            raise WatchTimeout(
+                f"no successful lookup of {self.query_name!r} for {stale:.3g} s"
+                f" ({self._failures} attempts), over fail_after={self.fail_after:g}; last error:"
+                f" {error}",
+                name=self.query_name,
+                nameserver=error.nameserver,
+                last_error=error,
+            ) from error
+
+    def next_delay(self) -> float:
+        """Seconds to wait before the next lookup: the interval, or a backoff after failures."""
+        if self._failures:
+            first = self.interval / _BACKOFF_DIVISOR
+            base = min(self.interval, first * 2.0 ** min(self._failures - 1, 32))
+        else:
+            base = self.interval
+        return base * (1 + self._rng.uniform(-self.jitter, self.jitter))
+
+    def _change(
+        self, *, added: frozenset[IPv4Address], removed: frozenset[IPv4Address]
+    ) -> TaskSetChange:
+        return TaskSetChange(
+            service=self.service,
+            added=added,
+            removed=removed,
+            current=self.current,
+            observed_at=self._wall_clock(),
+        )
+
+
+class WaitCore:
+    """The decisions of ``wait_for_tasks()``: enough yet, or out of time."""
+
+    def __init__(
+        self,
+        watch: WatchCore,
+        count: int,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise TypeError(f"count must be a whole number of tasks, not {count!r}")
+        if count < 0:
+            raise ValueError(f"count must be at least 0, not {count!r}")
+        self.watch = watch
+        self.count = count
+        self.timeout = _positive("timeout", timeout)
+        self._clock = clock
+        self._end = clock() + self.timeout
+
+    def enough(self) -> bool:
+        """Whether the last successful lookup showed at least ``count`` tasks."""
+        return self.watch.started and len(self.watch.current) >= self.count
+
+    def remaining(self) -> float:
+        """Seconds left before giving up."""
+        return max(0.0, self._end - self._clock())
+
+    def next_delay(self) -> float:
+        """Seconds to wait before the next lookup, never past the end."""
+        return min(self.watch.next_delay(), self.remaining())
+
+    def timed_out(self) -> NotEnoughTasks:
+        """The error to raise once no time remains."""
+        current = self.watch.current
+        error = self.watch.health.last_error
+        seen = ", ".join(str(ip) for ip in current) or "none"
+        last = f"; the last lookup failed: {error}" if error is not None else ""
+        return NotEnoughTasks(
+            f"waited {self.timeout:g} s for {self.count} tasks of {self.watch.service!r}, but"
+            f" {self.watch.query_name!r} showed {len(current)} ({seen}){last}",
+            name=self.watch.query_name,
+            nameserver=None if error is None else error.nameserver,
+            current=current,
+            wanted=self.count,
+        )
+
+
+@frozen
+class Lookup:
+    """Step: look ``tasks.<service>`` up within ``timeout`` seconds, send back the result."""
+
+    timeout: float
+
+
+@frozen
+class Sleep:
+    """Step: wait ``seconds``, then send back None."""
+
+    seconds: float
+
+
+#: What a watch asks its driver to do next, or a change to hand to the user.
+Step = Lookup | Sleep | TaskSetChange
+#: What the driver sends back after a Lookup.
+LookupResult = tuple[IPv4Address, ...] | SwarmDNSError
+
+
+def watch_steps(core: WatchCore, timeout: float) -> Generator[Step, LookupResult | None, None]:
+    """The steps of a watch, forever: look up, report any change, wait."""
+    while True:
+        result = yield Lookup(timeout)
+        if isinstance(result, SwarmDNSError):
+            core.failed(result)
+        elif result is not None:
+            change = core.succeeded(result)
+            if change is not None:
+                yield change
+        yield Sleep(core.next_delay())
+
+
+def wait_steps(
+    wait: WaitCore, lookup_timeout: float
+) -> Generator[Step, LookupResult | None, tuple[IPv4Address, ...]]:
+    """The steps of ``wait_for_tasks()``: look up until enough tasks, or time is up."""
+    while True:
+        remaining = wait.remaining()
+        if remaining <= 0:
+            raise wait.timed_out()
+        result = yield Lookup(min(lookup_timeout, remaining))
+        if isinstance(result, SwarmDNSError):
+            wait.watch.failed(result)
+        elif result is not None:
+            wait.watch.succeeded(result)
+            if wait.enough():
+                return wait.watch.current
+        if wait.remaining() <= 0:
+            raise wait.timed_out()
+        yield Sleep(wait.next_delay())

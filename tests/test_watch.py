@@ -1,0 +1,318 @@
+"""The watch's decisions, on an injected clock: diffs, debounce, errors, pacing."""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timezone
+from ipaddress import IPv4Address
+
+import pytest
+
+from swarmdns import (
+    ConfigurationError,
+    NotEnoughTasks,
+    ResolutionError,
+    ResolutionTimeout,
+    TaskSetChange,
+    WatchTimeout,
+)
+from swarmdns._watch import Lookup, Sleep, WaitCore, WatchCore, wait_steps, watch_steps
+
+
+def ips(*last_octets: int) -> frozenset[IPv4Address]:
+    return frozenset(IPv4Address(f"10.0.1.{n}") for n in last_octets)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+WALL = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def core(clock: Clock | None = None, **options: object) -> WatchCore:
+    settings: dict[str, object] = {"query_name": "tasks.web.", "jitter": 0.0}
+    settings.update(options)
+    return WatchCore(
+        "web",
+        clock=clock or Clock(),
+        wall_clock=lambda: WALL,
+        rng=random.Random(1),
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+def failure() -> ResolutionError:
+    return ResolutionError("SERVFAIL", name="tasks.web.", nameserver="127.0.0.11:53")
+
+
+def test_first_change_is_the_whole_initial_set() -> None:
+    watch = core()
+
+    change = watch.succeeded(ips(3, 4))
+
+    assert change == TaskSetChange(
+        service="web",
+        added=ips(3, 4),
+        removed=frozenset(),
+        current=tuple(sorted(ips(3, 4))),
+        observed_at=WALL,
+    )
+
+
+def test_an_empty_initial_set_is_reported_too() -> None:
+    change = core().succeeded(())
+
+    assert change is not None
+    assert (change.added, change.removed, change.current) == (frozenset(), frozenset(), ())
+
+
+def test_later_changes_carry_the_difference_and_no_change_reports_nothing() -> None:
+    watch = core()
+    watch.succeeded(ips(3, 4))
+
+    assert watch.succeeded(ips(4, 3)) is None
+    change = watch.succeeded(ips(4, 5))
+
+    assert change is not None
+    assert (change.added, change.removed, change.current) == (
+        ips(5),
+        ips(3),
+        tuple(sorted(ips(4, 5))),
+    )
+
+
+def test_nxdomain_empties_the_set() -> None:
+    watch = core()
+    watch.succeeded(ips(3, 4))
+
+    change = watch.succeeded(())
+
+    assert change is not None
+    assert (change.removed, change.current) == (ips(3, 4), ())
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ResolutionError("SERVFAIL", name="tasks.web."),
+        ResolutionTimeout("timeout", name="tasks.web."),
+    ],
+)
+def test_a_transient_failure_keeps_the_set(error: Exception) -> None:
+    clock = Clock()
+    watch = core(clock)
+    watch.succeeded(ips(3, 4))
+
+    clock.now += 5
+    watch.failed(error)  # type: ignore[arg-type]
+    watch.failed(error)  # type: ignore[arg-type]
+
+    assert watch.current == tuple(sorted(ips(3, 4)))
+    assert watch.health.consecutive_failures == 2
+    assert watch.health.last_error is error
+    assert watch.health.last_success == WALL
+    assert watch.succeeded(ips(3, 4)) is None  # nothing changed, so nothing to report
+    assert watch.health.consecutive_failures == 0
+
+
+def test_an_error_that_retrying_cannot_fix_ends_the_watch() -> None:
+    error = ConfigurationError("bad SWARMDNS_NAMESERVER", name="x")
+
+    with pytest.raises(ConfigurationError):
+        core().failed(error)
+
+
+def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixture) -> None:
+    watch = core()
+    watch.succeeded(ips(3))
+    caplog.set_level(logging.INFO, logger="swarmdns")
+
+    for _ in range(5):
+        watch.failed(failure())
+    watch.succeeded(ips(3))
+    watch.failed(failure())
+
+    assert [(r.levelname, r.getMessage()[:32]) for r in caplog.records] == [
+        ("WARNING", "looking up tasks.web. failed; ke"),
+        ("INFO", "looking up tasks.web. works agai"),
+        ("WARNING", "looking up tasks.web. failed; ke"),
+    ]
+    assert "keeping the last 1 known tasks" in caplog.records[0].getMessage()
+
+
+def test_backoff_doubles_from_a_sixteenth_up_to_the_interval() -> None:
+    watch = core(interval=2.0)
+    watch.succeeded(ips(3))
+    delays = [watch.next_delay()]
+
+    for _ in range(7):
+        watch.failed(failure())
+        delays.append(watch.next_delay())
+
+    assert delays == [2.0, 0.125, 0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_jitter_stays_within_its_fraction_and_varies() -> None:
+    watch = core(interval=1.0, jitter=0.1)
+
+    delays = [watch.next_delay() for _ in range(200)]
+
+    assert all(0.9 <= d <= 1.1 for d in delays)
+    assert len(set(delays)) > 100
+
+
+def test_removal_debounce_waits_for_several_lookups_without_the_address() -> None:
+    watch = core(removal_debounce=3)
+    watch.succeeded(ips(3, 4))
+
+    assert watch.succeeded(ips(3)) is None
+    assert watch.succeeded(ips(3)) is None
+    change = watch.succeeded(ips(3))
+
+    assert change is not None
+    assert change.removed == ips(4)
+
+
+def test_an_address_back_before_the_debounce_is_never_reported() -> None:
+    watch = core(removal_debounce=2)
+    watch.succeeded(ips(3, 4))
+
+    assert watch.succeeded(ips(3)) is None
+    assert watch.succeeded(ips(3, 4)) is None
+    assert watch.succeeded(ips(3)) is None  # the count starts over
+    change = watch.succeeded(ips(3))
+    assert change is not None
+    assert change.removed == ips(4)
+
+
+def test_failures_do_not_count_towards_the_debounce() -> None:
+    watch = core(removal_debounce=2)
+    watch.succeeded(ips(3, 4))
+
+    watch.succeeded(ips(3))
+    watch.failed(failure())
+    watch.failed(failure())
+
+    assert watch.current == tuple(sorted(ips(3, 4)))
+
+
+def test_additions_are_reported_at_once_even_with_debounce() -> None:
+    watch = core(removal_debounce=5)
+    watch.succeeded(ips(3))
+
+    change = watch.succeeded(ips(3, 9))
+
+    assert change is not None
+    assert change.added == ips(9)
+
+
+def test_excluded_addresses_are_never_reported() -> None:
+    watch = core(exclude=[IPv4Address("10.0.1.3")])
+
+    first = watch.succeeded(ips(3, 4))
+    assert first is not None
+    assert first.added == ips(4)
+    assert watch.succeeded(ips(4)) is None
+
+
+def test_fail_after_ends_the_watch_after_that_long_without_success() -> None:
+    clock = Clock()
+    watch = core(clock, fail_after=10.0)
+    watch.succeeded(ips(3))
+
+    clock.now += 9.9
+    watch.failed(failure())
+    clock.now += 0.1
+
+    with pytest.raises(
+        WatchTimeout, match=r"no successful lookup of 'tasks\.web\.' for 10 s"
+    ) as caught:
+        watch.failed(failure())
+    assert isinstance(caught.value, TimeoutError)
+    assert caught.value.last_error is not None
+
+
+def test_fail_after_counts_from_the_start_before_any_success() -> None:
+    clock = Clock()
+    watch = core(clock, fail_after=1.0)
+    clock.now += 1.0
+
+    with pytest.raises(WatchTimeout):
+        watch.failed(failure())
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "words"),
+    [
+        ({"interval": 0}, ValueError, "interval must be a positive"),
+        ({"interval": "2"}, TypeError, "interval must be a number"),
+        ({"jitter": 1.0}, ValueError, "jitter must be a fraction"),
+        ({"jitter": -0.1}, ValueError, "jitter must be a fraction"),
+        ({"removal_debounce": 0}, ValueError, "at least 1"),
+        ({"removal_debounce": 1.5}, TypeError, "whole number"),
+        ({"fail_after": float("inf")}, ValueError, "fail_after must be a positive"),
+    ],
+)
+def test_options_are_checked(
+    options: dict[str, object], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        core(**options)  # type: ignore[arg-type]
+
+
+def test_watch_steps_look_up_report_and_wait() -> None:
+    watch = core(interval=2.0)
+    steps = watch_steps(watch, 0.5)
+
+    assert next(steps) == Lookup(0.5)
+    change = steps.send((IPv4Address("10.0.1.3"),))
+    assert isinstance(change, TaskSetChange)
+    assert steps.send(None) == Sleep(2.0)
+    assert steps.send(None) == Lookup(0.5)
+    assert steps.send(failure()) == Sleep(0.125)  # no change to report: straight to the wait
+
+
+def test_wait_steps_end_with_enough_tasks() -> None:
+    clock = Clock()
+    wait = WaitCore(core(clock, interval=0.5), 2, 10.0, clock=clock)
+    steps = wait_steps(wait, 2.0)
+
+    assert next(steps) == Lookup(2.0)
+    assert steps.send((IPv4Address("10.0.1.3"),)) == Sleep(0.5)
+    assert steps.send(None) == Lookup(2.0)
+    with pytest.raises(StopIteration) as done:
+        steps.send(tuple(sorted(ips(3, 4))))
+    assert done.value.value == tuple(sorted(ips(3, 4)))
+
+
+def test_wait_steps_never_look_or_wait_past_the_end() -> None:
+    clock = Clock()
+    wait = WaitCore(core(clock, interval=5.0), 3, 1.0, clock=clock)
+    steps = wait_steps(wait, 2.0)
+
+    assert next(steps) == Lookup(1.0)  # the lookup's time is cut to what is left
+    clock.now += 0.5
+    assert steps.send(failure()) == Sleep(5.0 / 16)  # the first retry, within the time left
+    clock.now += 0.5
+    with pytest.raises(
+        NotEnoughTasks,
+        match=r"waited 1 s for 3 tasks of 'web'.*showed 0 \(none\); the last lookup failed",
+    ) as caught:
+        steps.send(None)
+    assert caught.value.current == ()
+    assert caught.value.wanted == 3
+
+
+def test_change_repr_reads_well() -> None:
+    watch = core()
+
+    assert repr(watch.succeeded(ips(4, 3))) == (
+        "TaskSetChange(service='web', added={10.0.1.3, 10.0.1.4}, removed={},"
+        " current=(10.0.1.3, 10.0.1.4))"
+    )

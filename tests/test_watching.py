@@ -1,0 +1,394 @@
+"""Watching against the fake: scripted timelines through every driver.
+
+Each timeline runs through the synchronous iterator, the asynchronous
+iterator and ``TaskWatcher``. Nothing here sleeps: a test changes the Swarm,
+then waits for the watch's next event, or for the fake's log to show that the
+watch's lookups went through an injected burst of faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from ipaddress import IPv4Address
+from typing import Any, Protocol
+
+import pytest
+
+import swarmdns
+import swarmdns.aio
+from swarmdns import TaskSetChange, TaskWatcher
+from swarmdns.testing import Delay, FakeSwarm, Fault, Outcome, Upstream
+
+EVENT_TIMEOUT = 30.0  # a bound for a broken test, not a timing expectation
+FAST = {"interval": 0.01, "jitter": 0.0, "timeout": 0.25}
+
+
+class Source(Protocol):
+    def next_event(self) -> TaskSetChange: ...
+
+    def close(self) -> None: ...
+
+
+class SyncSource:
+    def __init__(self, service: str, **options: Any) -> None:
+        self._iterator: Iterator[TaskSetChange] = swarmdns.watch_tasks(service, **options)
+
+    def next_event(self) -> TaskSetChange:
+        return next(self._iterator)
+
+    def close(self) -> None:
+        self._iterator.close()  # type: ignore[attr-defined]
+
+
+class AsyncSource:
+    def __init__(self, service: str, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever)
+        self._thread.start()
+        self._iterator: AsyncIterator[TaskSetChange] = swarmdns.aio.watch_tasks(service, **options)
+
+    def next_event(self) -> TaskSetChange:
+        async def step() -> TaskSetChange:
+            return await anext(self._iterator)
+
+        return asyncio.run_coroutine_threadsafe(step(), self._loop).result(EVENT_TIMEOUT)
+
+    def close(self) -> None:
+        closing = self._iterator.aclose()  # type: ignore[attr-defined]
+        asyncio.run_coroutine_threadsafe(closing, self._loop).result(EVENT_TIMEOUT)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+
+class ThreadSource:
+    def __init__(self, service: str, **options: Any) -> None:
+        self._events: queue.Queue[TaskSetChange] = queue.Queue()
+        self.watcher = TaskWatcher(service, **options)
+        self.watcher.add_callback(self._events.put)
+        self.watcher.start()
+
+    def next_event(self) -> TaskSetChange:
+        return self._events.get(timeout=EVENT_TIMEOUT)
+
+    def close(self) -> None:
+        self.watcher.stop()
+
+
+Open = Callable[..., Source]
+
+
+@pytest.fixture(params=[SyncSource, AsyncSource, ThreadSource], ids=["sync", "async", "thread"])
+def watch(request: pytest.FixtureRequest, swarm_dns: FakeSwarm) -> Iterator[Open]:
+    """Open a watch through one driver; every watch is closed after the test."""
+    opened: list[Source] = []
+    threads_before = set(threading.enumerate())
+
+    def open_watch(service: str, **options: Any) -> Source:
+        source: Source = request.param(service, **{**FAST, **options})
+        opened.append(source)
+        return source
+
+    yield open_watch
+    for source in opened:
+        source.close()
+    assert set(threading.enumerate()) <= threads_before  # no thread left behind
+
+
+def ips(*addresses: IPv4Address) -> frozenset[IPv4Address]:
+    return frozenset(addresses)
+
+
+def through_faults(swarm: FakeSwarm, fault: Fault | Delay, count: int = 2) -> Callable[[], None]:
+    """Make the next ``count`` lookups of tasks.web fail; return a check they did."""
+    already = len([q for q in swarm.queries if q.name == "tasks.web"])
+    swarm.inject([fault] * count, name="tasks.web")
+
+    def check() -> None:
+        seen = swarm.wait_for_queries(already + count + 1, name="tasks.web")
+        burst = seen[already : already + count]
+        assert all(q.outcome is not Outcome.NOERROR or q.delay for q in burst), burst
+
+    return check
+
+
+FAULTS: list[Fault | Delay] = [
+    Fault.SERVFAIL,
+    Fault.REFUSED,
+    Fault.NO_REPLY,
+    Fault.GARBAGE,
+    Fault.WRONG_ID,
+    Delay(1.0),  # longer than the lookup's 0.25 s: a timeout
+]
+
+
+def test_scale_up_and_down_through_bursts_of_every_fault(
+    swarm_dns: FakeSwarm, watch: Open
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    events = watch("web")
+    first = events.next_event()
+    assert (first.added, first.removed) == (ips(*web.task_ips), frozenset())
+
+    for fault in FAULTS:
+        before = web.task_ips
+        check = through_faults(swarm_dns, fault)
+        web = swarm_dns.scale("web", len(before) + 1)
+        change = events.next_event()
+        check()
+        assert (change.added, change.removed) == (ips(*web.task_ips) - ips(*before), frozenset())
+        assert change.current == web.task_ips
+
+    for fault in FAULTS:
+        before = web.task_ips
+        check = through_faults(swarm_dns, fault)
+        web = swarm_dns.scale("web", len(before) - 1)
+        change = events.next_event()
+        check()
+        assert (change.added, change.removed) == (frozenset(), ips(*before) - ips(*web.task_ips))
+
+
+def test_a_killed_task_and_its_replacement(swarm_dns: FakeSwarm, watch: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=3)
+    events = watch("web")
+    events.next_event()
+    victim = web.tasks[1]
+
+    check = through_faults(swarm_dns, Fault.SERVFAIL, 3)
+    swarm_dns.kill_task(victim)
+    gone = events.next_event()
+    check()
+    (replacement,) = swarm_dns.reschedule("web")
+    back = events.next_event()
+
+    assert (gone.added, gone.removed) == (frozenset(), ips(victim.ip))
+    assert (back.added, back.removed) == (ips(replacement.ip), frozenset())
+    assert back.current == swarm_dns.service("web").task_ips
+
+
+def test_scale_to_zero_and_back(swarm_dns: FakeSwarm, watch: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    events = watch("web")
+    events.next_event()
+
+    swarm_dns.scale("web", 0)
+    empty = events.next_event()
+    check = through_faults(swarm_dns, Fault.REFUSED)
+    web_again = swarm_dns.scale("web", 2)
+    full = events.next_event()
+    check()
+
+    assert (empty.removed, empty.current) == (ips(*web.task_ips), ())
+    assert (full.added, full.current) == (ips(*web_again.task_ips), web_again.task_ips)
+
+
+def test_rolling_replacement(swarm_dns: FakeSwarm, watch: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=3)
+    events = watch("web")
+    events.next_event()
+
+    for old in web.tasks:
+        check = through_faults(swarm_dns, Fault.GARBAGE)
+        new = swarm_dns.replace_task(old)
+        change = events.next_event()
+        check()
+        assert (change.added, change.removed) == (ips(new.ip), ips(old.ip))
+
+    final = swarm_dns.service("web")
+    assert change.current == final.task_ips
+    assert not set(final.task_ips) & set(web.task_ips)
+
+
+def test_removal_debounce_needs_successive_lookups(swarm_dns: FakeSwarm, watch: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    events = watch("web", removal_debounce=3)
+    events.next_event()
+    victim = web.tasks[0]
+
+    swarm_dns.kill_task(victim)
+    asked_before = len([q for q in swarm_dns.queries if q.name == "tasks.web"])
+    change = events.next_event()
+    answered = [q for q in swarm_dns.queries if q.name == "tasks.web"]
+
+    assert change.removed == ips(victim.ip)
+    assert len(answered) - asked_before >= 3 - 1  # it waited for several lookups
+
+
+def test_excluded_addresses_never_appear(swarm_dns: FakeSwarm, watch: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=3)
+    me = web.tasks[0].ip
+    events = watch("web", exclude=[str(me)])
+
+    first = events.next_event()
+    swarm_dns.replace_task(web.tasks[1])
+    second = events.next_event()
+
+    assert me not in first.current
+    assert me not in second.current
+    assert len(first.current) == 2
+
+
+def test_exclude_self_uses_this_machines_addresses(
+    swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = swarm_dns.create_service("web", replicas=3)
+    me = web.tasks[2].ip
+    monkeypatch.setattr("swarmdns._watching.local_addresses", lambda: frozenset({me}))
+    iterator = swarmdns.watch_tasks("web", exclude_self=True, **FAST)  # type: ignore[arg-type]
+
+    first = next(iterator)
+    iterator.close()  # type: ignore[attr-defined]
+
+    assert first.current == tuple(ip for ip in web.task_ips if ip != me)
+
+
+def test_an_engine_without_upstream_makes_an_empty_service_a_failure(
+    swarm_dns: FakeSwarm,
+) -> None:
+    # Engines 24+ with no upstream answer SERVFAIL for a zero-task service:
+    # the watcher keeps the set and reports the trouble in its health instead.
+    web = swarm_dns.create_service("web", replicas=2)
+    swarm_dns.upstream = Upstream.SERVFAIL
+    with TaskWatcher("web", **FAST) as watcher:  # type: ignore[arg-type]
+        assert watcher.wait_until_started(EVENT_TIMEOUT)
+        seen = len(swarm_dns.queries)
+        swarm_dns.scale("web", 0)
+        swarm_dns.wait_for_queries(seen + 3)
+
+        assert watcher.current == web.task_ips
+        assert watcher.health.consecutive_failures >= 2
+        assert isinstance(watcher.health.last_error, swarmdns.ResolutionError)
+
+
+def test_fail_after_ends_the_watch(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    swarm_dns.inject(Fault.SERVFAIL)
+    iterator = swarmdns.watch_tasks("web", fail_after=0.1, **FAST)  # type: ignore[arg-type]
+
+    with pytest.raises(swarmdns.WatchTimeout, match="SERVFAIL"):
+        next(iterator)
+
+
+def test_fail_after_ends_a_task_watcher_and_says_why(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    swarm_dns.inject(Fault.SERVFAIL)
+    watcher = TaskWatcher("web", fail_after=0.1, **FAST).start()  # type: ignore[arg-type]
+
+    assert not watcher.wait_until_started(EVENT_TIMEOUT)
+    watcher.stop()
+    assert isinstance(watcher.error, swarmdns.WatchTimeout)
+    assert not watcher.running
+
+
+def test_a_failing_callback_is_logged_and_the_watch_goes_on(
+    swarm_dns: FakeSwarm, caplog: pytest.LogCaptureFixture
+) -> None:
+    swarm_dns.create_service("web")
+    seen: queue.Queue[TaskSetChange] = queue.Queue()
+
+    def broken(change: TaskSetChange) -> None:
+        raise RuntimeError("bug in the application")
+
+    with TaskWatcher("web", **FAST) as watcher:  # type: ignore[arg-type]
+        watcher.add_callback(broken)
+        watcher.add_callback(seen.put)
+        swarm_dns.scale("web", 2)
+        while len(seen.get(timeout=EVENT_TIMEOUT).current) != 2:
+            pass
+
+    assert "a TaskWatcher callback failed" in caplog.text
+    assert "bug in the application" in caplog.text
+
+
+def test_stop_abandons_a_lookup_in_flight(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    swarm_dns.inject(Delay(3600))
+    watcher = TaskWatcher("web", timeout=3000).start()
+    swarm_dns.wait_for_queries(1)
+
+    watcher.stop()  # pytest-timeout fails this test if stop waits for the lookup
+
+    assert not watcher.running
+
+
+def test_cancelling_the_async_watch_ends_a_lookup_in_flight(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    swarm_dns.inject(Delay(3600))
+
+    async def main() -> None:
+        async def consume() -> None:
+            async for _ in swarmdns.aio.watch_tasks("web", timeout=3000):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.to_thread(swarm_dns.wait_for_queries, 1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_wait_for_tasks_returns_once_enough_are_up(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=1, healthcheck=True)
+    result: list[tuple[IPv4Address, ...]] = []
+    waiter = threading.Thread(
+        target=lambda: result.append(
+            swarmdns.wait_for_tasks("web", 2, timeout=EVENT_TIMEOUT, interval=0.01)
+        )
+    )
+    waiter.start()
+    swarm_dns.wait_for_queries(2)  # it is polling and sees nothing yet
+    web = swarm_dns.scale("web", 2)
+    for task in web.tasks:
+        swarm_dns.mark_healthy(task)
+    waiter.join()
+
+    assert result == [swarm_dns.service("web").task_ips]
+    assert len(result[0]) == 2
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_wait_for_tasks_gives_up_with_what_it_saw(swarm_dns: FakeSwarm, api: str) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+
+    def wait() -> object:
+        if api == "sync":
+            return swarmdns.wait_for_tasks("web", 3, timeout=0.2, interval=0.01)
+        return asyncio.run(swarmdns.aio.wait_for_tasks("web", 3, timeout=0.2, interval=0.01))
+
+    with pytest.raises(swarmdns.NotEnoughTasks) as caught:
+        wait()
+
+    assert caught.value.current == web.task_ips
+    assert isinstance(caught.value, TimeoutError)
+
+
+def test_async_wait_for_tasks_rides_out_failures(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    swarm_dns.inject([Fault.SERVFAIL, Fault.NO_REPLY, Fault.GARBAGE], name="tasks.web")
+
+    found = asyncio.run(
+        swarmdns.aio.wait_for_tasks("web", 2, timeout=EVENT_TIMEOUT, interval=0.01)
+    )
+
+    assert found == web.task_ips
+    assert [q.outcome for q in swarm_dns.queries][:3] == [
+        Outcome.SERVFAIL,
+        Outcome.NO_REPLY,
+        Outcome.GARBAGE,
+    ]
+
+
+def test_invalid_names_are_refused_at_once() -> None:
+    with pytest.raises(swarmdns.InvalidName):
+        swarmdns.watch_tasks("tasks.web")
+    with pytest.raises(swarmdns.InvalidName):
+        swarmdns.aio.watch_tasks("-web")
+    with pytest.raises(swarmdns.InvalidName):
+        TaskWatcher("web!")
+    with pytest.raises(ValueError, match="interval"):
+        swarmdns.watch_tasks("web", interval=0)
