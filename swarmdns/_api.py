@@ -23,7 +23,7 @@ def _ask(backend: Backend, question: Question, deadline: Deadline) -> Result:
     if remaining <= 0:
         return deadline.expired(question)
     try:
-        return backend.resolve(question, remaining)
+        return _lookups.checked(question, backend, backend.resolve(question, remaining))
     except SwarmDNSError as error:
         return error
     except Exception as error:  # any backend failure is a failed question

@@ -42,6 +42,11 @@ def set_default_backend(backend: Backend | AsyncBackend | None) -> None:
     None restores the built-in default, ``DNSPythonBackend()``, which asks the
     nameserver in ``SWARMDNS_NAMESERVER`` or else ``/etc/resolv.conf``.
     """
+    if type(backend).__module__.startswith("dns."):
+        raise TypeError(
+            f"{backend!r} is dnspython's, not a swarmdns backend; use"
+            " swarmdns.DNSPythonBackend(['host:port']) to ask a given nameserver"
+        )
     if backend is not None and not isinstance(backend, Backend | AsyncBackend):
         raise TypeError(
             f"{backend!r} is not a backend: it needs a resolve() method, an async"

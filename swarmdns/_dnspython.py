@@ -91,12 +91,18 @@ class _Exchange:
         if rcode == dns.rcode.NOERROR and reply.flags & dns.flags.TC and not self._tcp:
             self._tcp = True  # truncated: ask the same server again over TCP
         elif rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            self._answer = Answer(
+            answer = Answer(
                 question=self.question,
                 records=self._records(reply),
                 nxdomain=rcode == dns.rcode.NXDOMAIN,
                 nameserver=str(self._server),
             )
+            if self._failure is not None and not answer.records:
+                # An earlier server failed. Another one's "no such name" may only
+                # mean that it is not the engine: "no tasks" cannot be trusted.
+                self._finish(self._failure)
+                return
+            self._answer = answer
             self._final = True
         else:
             hint = _RCODE_HINTS.get(rcode, "the nameserver could not answer")
@@ -114,6 +120,9 @@ class _Exchange:
         server = str(self._server)
         if isinstance(error, dns.exception.Timeout):
             self._finish(self._timed_out())
+            return
+        if isinstance(error, dns.message.Truncated) and not self._tcp:
+            self._tcp = True  # truncated, perhaps in the middle of a record: ask over TCP
             return
         if isinstance(error, OSError | EOFError):
             reason = f"the connection failed: {getattr(error, 'strerror', None) or error!r}"
@@ -208,14 +217,22 @@ class DNSPythonBackend:
         """Answer ``question`` within ``timeout`` seconds."""
         exchange = self._exchange(question, timeout)
         while (request := exchange.next_request()) is not None:
-            send = dns.query.tcp if request.tcp else dns.query.udp
             try:
-                reply = send(
-                    exchange.query,
-                    request.server.host,
-                    timeout=request.timeout,
-                    port=request.server.port,
-                )
+                if request.tcp:
+                    reply = dns.query.tcp(
+                        exchange.query,
+                        request.server.host,
+                        timeout=request.timeout,
+                        port=request.server.port,
+                    )
+                else:
+                    reply = dns.query.udp(
+                        exchange.query,
+                        request.server.host,
+                        timeout=request.timeout,
+                        port=request.server.port,
+                        raise_on_truncation=True,
+                    )
             except _QUERY_ERRORS as error:
                 exchange.handle_error(error)
             else:
@@ -226,14 +243,22 @@ class DNSPythonBackend:
         """Answer ``question`` within ``timeout`` seconds, without blocking the loop."""
         exchange = self._exchange(question, timeout)
         while (request := exchange.next_request()) is not None:
-            send = dns.asyncquery.tcp if request.tcp else dns.asyncquery.udp
             try:
-                reply = await send(
-                    exchange.query,
-                    request.server.host,
-                    timeout=request.timeout,
-                    port=request.server.port,
-                )
+                if request.tcp:
+                    reply = await dns.asyncquery.tcp(
+                        exchange.query,
+                        request.server.host,
+                        timeout=request.timeout,
+                        port=request.server.port,
+                    )
+                else:
+                    reply = await dns.asyncquery.udp(
+                        exchange.query,
+                        request.server.host,
+                        timeout=request.timeout,
+                        port=request.server.port,
+                        raise_on_truncation=True,
+                    )
             except _QUERY_ERRORS as error:
                 exchange.handle_error(error)
             else:

@@ -81,6 +81,18 @@ def backend_failure(question: Question, backend: object, error: Exception) -> Re
     return failure
 
 
+def checked(question: Question, backend: object, result: object) -> Result:
+    """What a backend returned, if it is an Answer to ``question``; else the error."""
+    if isinstance(result, Answer) and result.question == question:
+        return result
+    what = "an Answer to another question" if isinstance(result, Answer) else repr(result)
+    return ResolutionError(
+        f"the backend {backend!r} returned {what} for {question.rdtype} {question.name!r};"
+        " a backend must return an Answer to the question it was given",
+        name=question.name,
+    )
+
+
 def _answer(result: Result) -> Answer:
     if isinstance(result, SwarmDNSError):
         raise result
@@ -100,9 +112,15 @@ def _addresses(answer: Answer) -> tuple[IPv4Address, ...]:
 
 
 def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
-    """Plan: the single A record of ``<service>[.<network>]``."""
+    """Plan: the single A record of ``<service>[.<network>]``, checked against its tasks.
+
+    A dnsrr service with one task also has a single A record: its task's. So
+    ``tasks.<service>`` is asked at the same time, and a "virtual IP" that is
+    one of the tasks' addresses is reported as the ``NoVirtualIP`` it is.
+    """
     name = service_name(service, network)
-    (result,) = yield (Question(name=name, rdtype="A"),)
+    tasks_question = Question(name=tasks_name(service, network), rdtype="A")
+    result, tasks_result = yield (Question(name=name, rdtype="A"), tasks_question)
     answer = _answer(result)
     addresses = sorted(set(_addresses(answer)))
     if not addresses:
@@ -115,16 +133,16 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
             name=name,
             nameserver=answer.nameserver,
         )
-    if len(addresses) > 1:
-        raise NoVirtualIP(
-            f"service {service!r} has no virtual IP: {answer.nameserver} gave {len(addresses)}"
-            f" addresses for {name!r}, so it runs in endpoint mode dnsrr. Its tasks are"
-            f" these addresses; task_ips({service!r}) lists them.",
-            name=name,
-            nameserver=answer.nameserver,
-            addresses=addresses,
-        )
-    return addresses[0]
+    if len(addresses) == 1 and addresses[0] not in _addresses(_answer(tasks_result)):
+        return addresses[0]
+    raise NoVirtualIP(
+        f"service {service!r} has no virtual IP: {answer.nameserver} gave {name!r} the"
+        f" address of its {len(addresses)} task(s), so it runs in endpoint mode dnsrr."
+        f" task_ips({service!r}) lists its tasks.",
+        name=name,
+        nameserver=answer.nameserver,
+        addresses=addresses,
+    )
 
 
 def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]:

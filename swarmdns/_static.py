@@ -58,6 +58,11 @@ class StaticBackend:
         for name, values in (records or {}).items():
             self.set(name, values)
         for address, target in (ptr or {}).items():
+            if not isinstance(target, str) or not target.strip("."):
+                raise TypeError(
+                    f"the PTR target of {address} must be a name such as 'web.1.abc.proxy.',"
+                    f" not {target!r}"
+                )
             self._ptr[_key(reverse_name(IPv4Address(address)))] = target
 
     def __repr__(self) -> str:

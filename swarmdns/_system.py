@@ -23,7 +23,8 @@ class SystemBackend:
       read as "every task is gone".
     - Its own timeouts and retries (resolv.conf ``options timeout:`` and
       ``attempts:``) apply; swarmdns cannot cut a call short. The async API
-      stops waiting at the deadline, but the lookup runs on in a thread.
+      stops waiting at the deadline, but the lookup runs on in a worker thread,
+      which ``asyncio.run()`` waits for when it closes the loop.
     - musl before 1.2.4 (Alpine before 3.18) ignores truncation, so it sees at
       most the addresses that fit in 512 bytes (19 with Docker 20.10).
     - Names go through ``/etc/hosts`` and nsswitch, not only DNS.

@@ -37,14 +37,21 @@ async def _ask(
         remaining = deadline.remaining()
         if remaining <= 0:
             return deadline.expired(question)
+        # Not wait_for(): a TimeoutError the backend raises itself must not be
+        # mistaken for the backend overrunning the deadline.
+        asking = asyncio.ensure_future(backend.resolve_async(question, remaining))
         try:
-            return await asyncio.wait_for(
-                backend.resolve_async(question, remaining), remaining + _GRACE
-            )
+            done, _ = await asyncio.wait({asking}, timeout=remaining + _GRACE)
+        finally:
+            if not asking.done():
+                asking.cancel()
+                await asyncio.gather(asking, return_exceptions=True)
+        if not done:
+            return deadline.overrun(question, backend)
+        try:
+            return _lookups.checked(question, backend, asking.result())
         except SwarmDNSError as error:
             return error
-        except asyncio.TimeoutError:
-            return deadline.overrun(question, backend)
         except Exception as error:  # any backend failure is a failed question
             return _lookups.backend_failure(question, backend, error)
 
@@ -53,7 +60,15 @@ async def _ask_all(
     backend: AsyncBackend, questions: Sequence[Question], deadline: Deadline
 ) -> list[Result]:
     slots = asyncio.Semaphore(MAX_CONCURRENT)
-    return list(await asyncio.gather(*(_ask(backend, q, deadline, slots) for q in questions)))
+    asking = [asyncio.ensure_future(_ask(backend, q, deadline, slots)) for q in questions]
+    try:
+        return list(await asyncio.gather(*asking))
+    finally:
+        # Cancelled: end every question before going on, so that no socket
+        # outlives the call.
+        for task in asking:
+            task.cancel()
+        await asyncio.gather(*asking, return_exceptions=True)
 
 
 async def run(plan: Plan[T], backend: Backend | AsyncBackend | None, timeout: float) -> T:

@@ -69,6 +69,15 @@ def test_vip(swarm_dns: FakeSwarm, api: API) -> None:
     assert isinstance(api.task_ips("web")[0], IPv4Address)
 
 
+def test_dnsrr_with_one_task_has_no_virtual_ip_either(swarm_dns: FakeSwarm, api: API) -> None:
+    db = swarm_dns.create_service("db", replicas=1, endpoint_mode="dnsrr")
+
+    with pytest.raises(NoVirtualIP) as caught:
+        api.service_vip("db")
+
+    assert caught.value.addresses == db.task_ips
+
+
 def test_dnsrr_has_no_virtual_ip(swarm_dns: FakeSwarm, api: API) -> None:
     db = swarm_dns.create_service("db", replicas=3, endpoint_mode="dnsrr")
 
@@ -158,7 +167,7 @@ def test_only_a_records_are_asked_for(swarm_dns: FakeSwarm, api: API) -> None:
     api.service_vip("web")
     api.task_ips("web")
 
-    assert [q.qtype for q in swarm_dns.queries] == ["A", "A"]
+    assert [q.qtype for q in swarm_dns.queries] == ["A", "A", "A"]
 
 
 def test_task_identity_from_ptr(swarm_dns: FakeSwarm, api: API) -> None:
@@ -248,8 +257,8 @@ def test_each_fault_gives_its_error(
             assert time.monotonic() - started >= 0.3
         assert caught.value.nameserver == swarm_dns.nameserver
         assert "tasks.web." in str(caught.value) or "'web.'" in str(caught.value)
-    # ...and sent no query after it: one per lookup, never a retry.
-    assert len(swarm_dns.queries) == 3
+    # ...and sent no query after it: never a retry (service_vip() asks two names).
+    assert len(swarm_dns.queries) == 4
 
 
 def test_a_short_delay_is_just_a_slow_answer(swarm_dns: FakeSwarm, api: API) -> None:
@@ -344,3 +353,55 @@ def test_a_name_that_is_not_a_string_is_a_type_error(
 def test_timeout_must_be_positive_and_finite(api: API, timeout: float) -> None:
     with pytest.raises(ValueError, match="positive, finite"):
         api.task_ips("web", timeout=timeout)
+
+
+# -- the deadline, concurrency and cancellation ---------------------------------------
+
+
+def test_ptr_lookups_run_concurrently_within_the_deadline(swarm_dns: FakeSwarm, api: API) -> None:
+    # 48 PTR answers held back 0.3 s each fit a 2 s deadline only if asked
+    # many at a time: one by one, 6 would make it.
+    swarm_dns.create_service("web", replicas=48)
+    swarm_dns.inject(Delay(0.3), qtype="PTR")
+
+    found = api.tasks("web", timeout=2.0)
+
+    assert len(found) == 48
+    assert all(task.task_id for task in found)
+
+
+def test_ptr_lookups_past_the_deadline_leave_bare_tasks(swarm_dns: FakeSwarm, api: API) -> None:
+    web = swarm_dns.create_service("web", replicas=20)
+    swarm_dns.inject(Delay(3600), qtype="PTR")
+
+    found = api.tasks("web", timeout=0.3)  # pytest-timeout fails this if it waits
+
+    assert found == tuple(Task(ip=ip) for ip in web.task_ips)
+
+
+def test_a_failure_then_nxdomain_from_another_server_is_a_failure(
+    swarm_dns: FakeSwarm, api: API
+) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    swarm_dns.inject(Fault.SERVFAIL)
+    with FakeSwarm() as elsewhere:  # a second nameserver that knows nothing of the Swarm
+        backend = swarmdns.DNSPythonBackend([swarm_dns.nameserver, elsewhere.nameserver])
+
+        with pytest.raises(ResolutionError, match="SERVFAIL"):
+            api.task_ips("web", backend=backend)
+        assert len(elsewhere.queries) == 1  # it was asked, and its NXDOMAIN set aside
+
+
+def test_cancelling_an_async_lookup_leaves_nothing_running(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=20)
+    swarm_dns.inject(Delay(3600), qtype="PTR")
+
+    async def main() -> set[asyncio.Task[Any]]:
+        lookup = asyncio.create_task(swarmdns.aio.tasks("web", timeout=3000))
+        await asyncio.to_thread(swarm_dns.wait_for_queries, 17)  # the A, then 16 PTRs
+        lookup.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await lookup
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    assert asyncio.run(main()) == set()

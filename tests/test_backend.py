@@ -222,3 +222,40 @@ def test_public_api_is_sorted_and_complete() -> None:
 
     assert swarmdns.__all__ == sorted(swarmdns.__all__, key=group)
     assert all(hasattr(swarmdns, name) for name in swarmdns.__all__)
+
+
+class Careless:
+    def resolve(self, question: Question, timeout: float) -> Answer:
+        return None  # type: ignore[return-value]
+
+    async def resolve_async(self, question: Question, timeout: float) -> Answer:
+        return Answer(question=Question(name="other.", rdtype="A"), nameserver="careless")
+
+
+def test_a_backend_that_returns_nonsense_gets_a_clear_error() -> None:
+    with pytest.raises(ResolutionError, match=r"returned None for A 'tasks\.web\.'"):
+        swarmdns.task_ips("web", backend=Careless())
+    with pytest.raises(ResolutionError, match="returned an Answer to another question"):
+        asyncio.run(swarmdns.aio.task_ips("web", backend=Careless()))
+
+
+class OwnTimeout:
+    async def resolve_async(self, question: Question, timeout: float) -> Answer:
+        raise TimeoutError("the backend's own")
+
+
+def test_a_backends_own_timeout_error_is_its_failure_not_an_overrun() -> None:
+    with pytest.raises(ResolutionError, match="TimeoutError: the backend's own"):
+        asyncio.run(swarmdns.aio.task_ips("web", backend=OwnTimeout()))
+
+
+def test_a_dnspython_resolver_is_not_a_backend() -> None:
+    import dns.resolver  # noqa: PLC0415
+
+    with pytest.raises(TypeError, match="DNSPythonBackend"):
+        swarmdns.set_default_backend(dns.resolver.Resolver(configure=False))  # type: ignore[arg-type]
+
+
+def test_static_backend_checks_ptr_targets() -> None:
+    with pytest.raises(TypeError, match="PTR target"):
+        StaticBackend(ptr={"10.0.1.3": None})  # type: ignore[dict-item]

@@ -98,10 +98,50 @@ def test_second_server_can_still_answer() -> None:
     exchange.next_request()
     exchange.handle_error(dns.message.ShortHeader())  # type: ignore[no-untyped-call]
     exchange.next_request()
-    exchange.handle_reply(reply(exchange, dns.rcode.NXDOMAIN))
+    exchange.handle_reply(reply(exchange, dns.rcode.NOERROR, "10.0.1.3"))
 
     answer = exchange.result()
-    assert (answer.nxdomain, answer.records, answer.nameserver) == (True, (), "127.0.0.12:5353")
+    assert (answer.records, answer.nameserver) == (("10.0.1.3",), "127.0.0.12:5353")
+
+
+@pytest.mark.parametrize("rcode", [dns.rcode.NXDOMAIN, dns.rcode.NOERROR])
+def test_no_tasks_from_a_second_server_after_a_failure_is_the_failure(
+    rcode: dns.rcode.Rcode,
+) -> None:
+    # The engine failed; another server not knowing the name proves nothing.
+    exchange = _Exchange(QUESTION, SERVERS, 2.0)
+    exchange.next_request()
+    exchange.handle_reply(reply(exchange, dns.rcode.SERVFAIL))
+    exchange.next_request()
+    exchange.handle_reply(reply(exchange, rcode))
+
+    assert exchange.next_request() is None
+    with pytest.raises(ResolutionError, match=r"127\.0\.0\.11:53 answered SERVFAIL"):
+        exchange.result()
+
+
+def test_a_truncation_error_moves_to_tcp() -> None:
+    exchange = _Exchange(QUESTION, SERVERS, 2.0)
+    exchange.next_request()
+
+    exchange.handle_error(dns.message.Truncated())  # type: ignore[no-untyped-call]
+    request = exchange.next_request()
+
+    assert request is not None
+    assert (request.server, request.tcp) == (SERVERS[0], True)
+
+
+def test_each_request_gets_the_time_that_is_left() -> None:
+    now = [0.0]
+    exchange = _Exchange(QUESTION, SERVERS, 2.0, clock=lambda: now[0])
+    first = exchange.next_request()
+    now[0] = 0.5
+    exchange.handle_reply(reply(exchange, dns.rcode.SERVFAIL))
+    second = exchange.next_request()
+
+    assert first is not None
+    assert second is not None
+    assert (first.timeout, second.timeout) == (2.0, 1.5)
 
 
 def test_timeout_ends_the_exchange_with_the_deadline() -> None:
@@ -136,6 +176,10 @@ def test_records_of_other_names_or_types_are_ignored() -> None:
     message = reply(exchange, dns.rcode.NOERROR, "10.0.1.3")
     other = message.find_rrset(message.answer, dns.name.from_text("evil."), IN, A, create=True)
     other.add(dns.rdata.from_text("IN", "A", "6.6.6.6"), 600)
+    text = message.find_rrset(
+        message.answer, exchange.query.question[0].name, IN, dns.rdatatype.TXT, create=True
+    )
+    text.add(dns.rdata.from_text("IN", "TXT", '"10.6.6.6"'), 600)
 
     exchange.handle_reply(message)
 

@@ -6,8 +6,15 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from swarmdns import Answer, Question, ResolutionError, ResolutionTimeout, Task
-from swarmdns._lookups import Deadline, parse_task, service_vip, task_ips, tasks
+from swarmdns import Answer, NoVirtualIP, Question, ResolutionError, ResolutionTimeout, Task
+from swarmdns._lookups import (
+    Deadline,
+    checked,
+    parse_task,
+    service_vip,
+    task_ips,
+    tasks,
+)
 
 
 def a(question: Question, *records: str, nxdomain: bool = False) -> Answer:
@@ -35,10 +42,45 @@ def test_a_malformed_address_is_a_resolution_error() -> None:
 
 def test_an_empty_noerror_vip_is_not_found() -> None:
     plan = service_vip("web", None)
-    question = next(plan)[0]
+    question, tasks_question = next(plan)
 
     with pytest.raises(LookupError, match=r"answered no address for 'web\.'"):
-        plan.send([a(question)])
+        plan.send([a(question), a(tasks_question, nxdomain=True)])
+
+
+def test_service_vip_asks_both_names_at_once() -> None:
+    plan = service_vip("web", "proxy")
+
+    assert next(plan) == (
+        Question(name="web.proxy.", rdtype="A"),
+        Question(name="tasks.web.proxy.", rdtype="A"),
+    )
+
+
+def test_a_single_address_that_is_a_tasks_is_no_virtual_ip() -> None:
+    plan = service_vip("db", None)
+    question, tasks_question = next(plan)
+
+    with pytest.raises(NoVirtualIP) as caught:
+        plan.send([a(question, "10.0.1.7"), a(tasks_question, "10.0.1.7")])
+    assert caught.value.addresses == (IPv4Address("10.0.1.7"),)
+
+
+def test_a_failed_tasks_lookup_fails_the_vip_lookup() -> None:
+    # Without the tasks, a single address cannot be told apart from a VIP.
+    plan = service_vip("web", None)
+    question, _ = next(plan)
+
+    with pytest.raises(ResolutionTimeout):
+        plan.send([a(question, "10.0.1.2"), ResolutionTimeout("late", name="tasks.web.")])
+
+
+def test_a_malformed_backend_result_is_a_resolution_error() -> None:
+    question = Question(name="web.", rdtype="A")
+
+    assert isinstance(checked(question, "backend", None), ResolutionError)
+    other = Answer(question=Question(name="db.", rdtype="A"), nameserver="x")
+    assert "another question" in str(checked(question, "backend", other))
 
 
 def test_tasks_asks_every_ptr_at_once_and_keeps_failed_ones_bare() -> None:
