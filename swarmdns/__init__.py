@@ -36,7 +36,7 @@ from ._nameserver import NAMESERVER_VARIABLE
 from ._static import StaticBackend
 from ._system import SystemBackend
 from ._watch import TaskSetChange, WatchHealth
-from ._watching import TaskWatcher, wait_for_tasks, watch_tasks
+from ._watching import TaskWatch, TaskWatcher, wait_for_tasks, watch_tasks
 
 __version__ = "0.1.0.dev0"
 
@@ -61,6 +61,7 @@ __all__ = [
     "SystemBackend",
     "Task",
     "TaskSetChange",
+    "TaskWatch",
     "TaskWatcher",
     "WatchHealth",
     "WatchTimeout",

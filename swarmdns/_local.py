@@ -14,12 +14,15 @@ FIB_TRIE = "/proc/net/fib_trie"
 def parse_fib_trie(text: str) -> frozenset[IPv4Address]:
     """The addresses that ``/proc/net/fib_trie`` marks as local host addresses."""
     found = set()
-    previous = ""
+    leaf = None
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped.startswith("/32 host LOCAL") and previous.startswith("|-- "):
-            found.add(IPv4Address(previous[4:]))
-        previous = stripped
+        if stripped.startswith("|-- "):
+            leaf = stripped[4:]
+        elif stripped.startswith("+-- "):
+            leaf = None
+        elif leaf is not None and stripped.startswith("/32 host LOCAL"):
+            found.add(IPv4Address(leaf))
     return frozenset(found)
 
 

@@ -159,6 +159,11 @@ class WatchCore:
         # The thread that drives the watch and the threads that read it.
         self._lock = threading.RLock()
 
+    def begin(self) -> None:
+        """Start the clocks: the watch begins now, not when it was set up."""
+        with self._lock:
+            self._healthy_since = self._clock()
+
     @property
     def current(self) -> tuple[IPv4Address, ...]:
         """The addresses reported so far, sorted (empty before the first lookup)."""
@@ -341,6 +346,7 @@ LookupResult = tuple[IPv4Address, ...] | SwarmDNSError
 
 def watch_steps(core: WatchCore, timeout: float) -> Generator[Step, LookupResult | None, None]:
     """The steps of a watch, forever: look up, report any change, wait."""
+    core.begin()
     while True:
         result = yield Lookup(timeout)
         if isinstance(result, SwarmDNSError):
@@ -356,6 +362,7 @@ def wait_steps(
     wait: WaitCore, lookup_timeout: float
 ) -> Generator[Step, LookupResult | None, tuple[IPv4Address, ...]]:
     """The steps of ``wait_for_tasks()``: look up until enough tasks, or time is up."""
+    wait.watch.begin()
     while True:
         remaining = wait.remaining()
         if remaining <= 0:

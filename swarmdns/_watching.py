@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from . import _api, _lookups
-from ._backend import AsyncBackend, Backend, async_backend
+from ._backend import AsyncBackend, Backend, get_default_backend, sync_backend
 from ._errors import SwarmDNSError
 from ._local import local_addresses
 from ._lookups import DEFAULT_TIMEOUT, check_timeout
@@ -50,6 +50,8 @@ def new_watch(
 ) -> WatchCore:
     """Check a watch's arguments and set up its decisions; shared by every driver."""
     query_name = tasks_name(service, network)
+    if isinstance(exclude, str | IPv4Address):
+        raise TypeError(f"exclude takes a list of addresses, not one: [{str(exclude)!r}]")
     excluded = {IPv4Address(ip) for ip in exclude}
     if exclude_self:
         excluded |= local_addresses()
@@ -76,7 +78,7 @@ def watch_tasks(
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
     fail_after: float | None = None,
-) -> Iterator[TaskSetChange]:
+) -> TaskWatch:
     """Follow the tasks of ``service``: yield a ``TaskSetChange`` whenever they change.
 
     The first event is the initial set. A failed lookup (timeout, SERVFAIL,
@@ -98,6 +100,10 @@ def watch_tasks(
         fail_after: End with ``WatchTimeout`` after this many seconds without a
             successful lookup (by default, never).
 
+    Returns:
+        An iterator of changes that also shows the watch's ``current`` set and
+        its ``health``; ``close()`` ends it.
+
     Raises:
         InvalidName: At once, for a name Docker would not accept.
         WatchTimeout: From the iterator, once ``fail_after`` has passed.
@@ -113,7 +119,45 @@ def watch_tasks(
         exclude=exclude,
     )
     steps = watch_steps(core, check_timeout(timeout))
-    return _drive(steps, _lookup(service, network, backend))
+    return TaskWatch(core, _drive(steps, _lookup(service, network, backend)))
+
+
+class TaskWatch(Iterator[TaskSetChange]):
+    """The iterator ``watch_tasks()`` returns: changes, plus the watch's state.
+
+    ``close()`` (or leaving a ``with`` block) ends it; between changes it
+    holds no socket and no thread.
+    """
+
+    def __init__(self, core: WatchCore, changes: Generator[TaskSetChange, None, None]) -> None:
+        self._core = core
+        self._changes = changes
+
+    def __repr__(self) -> str:
+        return f"<TaskWatch {self._core.query_name!r}: {len(self.current)} tasks>"
+
+    def __next__(self) -> TaskSetChange:
+        return next(self._changes)
+
+    def close(self) -> None:
+        """End the watch."""
+        self._changes.close()
+
+    def __enter__(self) -> TaskWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def current(self) -> tuple[IPv4Address, ...]:
+        """The addresses as last reported, sorted."""
+        return self._core.current
+
+    @property
+    def health(self) -> WatchHealth:
+        """Consecutive failures, the last success and the last error."""
+        return self._core.health
 
 
 def _lookup(
@@ -225,16 +269,19 @@ class TaskWatcher:
     """Follows a service's tasks in a background thread.
 
     For applications not built around a loop: read ``current`` at any time,
-    or register callbacks that run (in the watcher's thread) on each change.
-    A callback that raises is logged, and the watch goes on::
+    and have ``on_change`` (or callbacks added later) called on each change,
+    in the watcher's thread. A callback that raises is logged, and the watch
+    goes on::
 
-        with TaskWatcher("web", exclude_self=True) as peers:
-            peers.add_callback(lambda change: print(change.added, change.removed))
+        with TaskWatcher("web", exclude_self=True, on_change=print) as peers:
             ...
             send_to_all(peers.current)
 
-    The arguments are those of ``watch_tasks()``. The thread runs an asyncio
-    loop, so ``stop()`` ends a lookup in flight at once and returns promptly.
+    The other arguments are those of ``watch_tasks()``. The thread runs an
+    asyncio loop, so ``stop()`` abandons a lookup in flight and returns at
+    once; with a backend that has only a synchronous ``resolve()``, it waits
+    for that lookup (at most ``timeout``). ``stop()`` also waits for a
+    callback that is running.
     """
 
     def __init__(
@@ -250,6 +297,7 @@ class TaskWatcher:
         exclude_self: bool = False,
         exclude: Iterable[IPv4Address | str] = (),
         fail_after: float | None = None,
+        on_change: Callable[[TaskSetChange], object] | None = None,
     ) -> None:
         self._core = new_watch(
             service,
@@ -266,6 +314,8 @@ class TaskWatcher:
         self._network = network
         self._backend = backend
         self._callbacks: list[Callable[[TaskSetChange], object]] = []
+        if on_change is not None:
+            self.add_callback(on_change)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._changes = 0
@@ -273,6 +323,8 @@ class TaskWatcher:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._finished = False
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -282,23 +334,26 @@ class TaskWatcher:
 
     def start(self: _Watcher) -> _Watcher:
         """Start watching in a background thread; returns the watcher itself."""
-        if self._thread is not None:
-            raise RuntimeError("a TaskWatcher can be started once; create a new one")
-        backend = self._backend
-        if backend is not None and not isinstance(backend, AsyncBackend):
-            backend = _ThreadedBackend(backend)
-        chosen = async_backend(backend) if backend is not None else None
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(chosen, ready), name=f"swarmdns-watch-{self._service}"
-        )
-        self._thread.start()
-        ready.wait()
+        chosen = self._backend if self._backend is not None else get_default_backend()
+        if not isinstance(chosen, AsyncBackend):
+            chosen = _ThreadedBackend(sync_backend(chosen))
+        with self._lock:
+            if self._thread is not None or self._stopping:
+                raise RuntimeError("a TaskWatcher can be started once; create a new one")
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(chosen,),
+                name=f"swarmdns-watch-{self._service}",
+                daemon=True,
+            )
+            self._thread.start()
         return self
 
     def stop(self) -> None:
         """Stop watching and join the thread; a lookup in flight is abandoned."""
-        loop, task, thread = self._loop, self._task, self._thread
+        with self._lock:
+            self._stopping = True
+            loop, task, thread = self._loop, self._task, self._thread
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: the watch had ended
                 loop.call_soon_threadsafe(task.cancel)
@@ -319,7 +374,8 @@ class TaskWatcher:
     @property
     def running(self) -> bool:
         """Whether the watch is going on."""
-        return self._thread is not None and self._thread.is_alive()
+        with self._lock:
+            return self._thread is not None and not self._finished
 
     # -- what it sees ------------------------------------------------------------
 
@@ -339,60 +395,57 @@ class TaskWatcher:
         return self._error
 
     def add_callback(self, callback: Callable[[TaskSetChange], object]) -> None:
-        """Call ``callback(change)`` in the watcher's thread on every change."""
+        """Call ``callback(change)`` in the watcher's thread on every later change.
+
+        To be sure to see the initial set too, pass ``on_change=`` instead.
+        """
         if not callable(callback):
             raise TypeError(f"a callback must be callable, not {callback!r}")
-        with self._lock:
-            self._callbacks.append(callback)
+        self._callbacks = [*self._callbacks, callback]
 
     def remove_callback(self, callback: Callable[[TaskSetChange], object]) -> None:
         """Stop calling ``callback``."""
-        with self._lock:
-            self._callbacks.remove(callback)
+        self._callbacks = [c for c in self._callbacks if c is not callback]
 
     def wait_for_change(self, timeout: float | None = None) -> bool:
-        """Block until the next change (the initial set counts); False on timeout."""
+        """Block until the next change (the initial set counts); False on timeout or end."""
         with self._changed:
             seen = self._changes
-            return (
-                self._changed.wait_for(lambda: self._changes > seen or not self.running, timeout)
-                and self._changes > seen
-            )
+            self._changed.wait_for(lambda: self._changes > seen or self._finished, timeout)
+            return self._changes > seen
 
     def wait_until_started(self, timeout: float | None = None) -> bool:
         """Block until the first lookup succeeded; False on timeout or if the watch ended."""
         with self._changed:
-            return (
-                self._changed.wait_for(
-                    lambda: self._core.started or self._error is not None, timeout
-                )
-                and self._core.started
-            )
+            self._changed.wait_for(lambda: self._core.started or self._finished, timeout)
+            return self._core.started
 
     # -- the thread ----------------------------------------------------------------
 
-    def _run(self, backend: AsyncBackend | None, ready: threading.Event) -> None:
+    def _run(self, backend: AsyncBackend) -> None:
         from . import aio  # noqa: PLC0415 - aio imports this module
 
         loop = asyncio.new_event_loop()
-        self._loop = loop
         try:
             steps = watch_steps(self._core, self._timeout)
             watch = aio.drive(steps, aio.lookup(self._service, self._network, backend))
-            self._task = loop.create_task(self._consume(watch))
-            ready.set()
-            loop.run_until_complete(self._task)
+            task = loop.create_task(self._consume(watch))
+            with self._lock:
+                self._loop, self._task = loop, task
+                if self._stopping:
+                    task.cancel()  # stop() came before the loop was ready
+            loop.run_until_complete(task)
         except asyncio.CancelledError:
             pass
         except BaseException as error:  # kept for .error, then logged
             self._error = error
-            logger.error("watching %s ended: %s", self._core.query_name, error)
+            logger.error("watching %s ended", self._core.query_name, exc_info=error)
         finally:
-            ready.set()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
             with self._changed:
+                self._finished = True
                 self._changed.notify_all()
 
     async def _consume(self, watch: AsyncIterator[TaskSetChange]) -> None:
@@ -403,8 +456,7 @@ class TaskWatcher:
         with self._changed:
             self._changes += 1
             self._changed.notify_all()
-            callbacks = list(self._callbacks)
-        for callback in callbacks:
+        for callback in self._callbacks:
             try:
                 callback(change)
             except Exception:

@@ -8,7 +8,15 @@ same plans and the same watch logic); the backend must have an async
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Sequence,
+)
 from ipaddress import IPv4Address
 from typing import TypeVar
 
@@ -17,10 +25,26 @@ from ._backend import AsyncBackend, Backend, async_backend
 from ._errors import SwarmDNSError
 from ._lookups import DEFAULT_TIMEOUT, Deadline, Plan, Result, check_timeout
 from ._model import Question, Task
-from ._watch import Lookup, LookupResult, Sleep, Step, TaskSetChange, watch_steps
+from ._watch import (
+    Lookup,
+    LookupResult,
+    Sleep,
+    Step,
+    TaskSetChange,
+    WatchCore,
+    WatchHealth,
+    watch_steps,
+)
 from ._watching import new_wait, new_watch
 
-__all__ = ["service_vip", "task_ips", "tasks", "wait_for_tasks", "watch_tasks"]
+__all__ = [
+    "AsyncTaskWatch",
+    "service_vip",
+    "task_ips",
+    "tasks",
+    "wait_for_tasks",
+    "watch_tasks",
+]
 
 T = TypeVar("T")
 #: At most this many questions of one lookup are asked at once.
@@ -128,11 +152,11 @@ def watch_tasks(
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
     fail_after: float | None = None,
-) -> AsyncIterator[TaskSetChange]:
+) -> AsyncTaskWatch:
     """Follow the tasks of ``service``; see ``swarmdns.watch_tasks``.
 
-    Leaving the ``async for`` loop, cancelling the task or ``aclose()`` ends
-    the watch at once; nothing is held between lookups.
+    Cancelling the task or ``aclose()`` ends the watch at once, a lookup in
+    flight included; between changes nothing is held.
     """
     core = new_watch(
         service,
@@ -145,7 +169,41 @@ def watch_tasks(
         exclude=exclude,
     )
     steps = watch_steps(core, check_timeout(timeout))
-    return drive(steps, lookup(service, network, backend))
+    return AsyncTaskWatch(core, drive(steps, lookup(service, network, backend)))
+
+
+class AsyncTaskWatch(AsyncIterator[TaskSetChange]):
+    """The async iterator ``watch_tasks()`` returns: changes, plus the watch's state."""
+
+    def __init__(self, core: WatchCore, changes: AsyncGenerator[TaskSetChange, None]) -> None:
+        self._core = core
+        self._changes = changes
+
+    def __repr__(self) -> str:
+        return f"<AsyncTaskWatch {self._core.query_name!r}: {len(self.current)} tasks>"
+
+    async def __anext__(self) -> TaskSetChange:
+        return await self._changes.__anext__()
+
+    async def aclose(self) -> None:
+        """End the watch."""
+        await self._changes.aclose()
+
+    async def __aenter__(self) -> AsyncTaskWatch:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @property
+    def current(self) -> tuple[IPv4Address, ...]:
+        """The addresses as last reported, sorted."""
+        return self._core.current
+
+    @property
+    def health(self) -> WatchHealth:
+        """Consecutive failures, the last success and the last error."""
+        return self._core.health
 
 
 def lookup(
@@ -166,7 +224,7 @@ async def drive(
     steps: Generator[Step, LookupResult | None, object],
     lookup: Callable[[float], Awaitable[LookupResult]],
     result: list[object] | None = None,
-) -> AsyncIterator[TaskSetChange]:
+) -> AsyncGenerator[TaskSetChange, None]:
     """Carry out a watch's steps; yield its changes, and put its result in ``result``."""
     reply: LookupResult | None = None
     while True:

@@ -195,11 +195,15 @@ def test_failures_do_not_count_towards_the_debounce() -> None:
     watch = core(removal_debounce=2)
     watch.succeeded(ips(3, 4))
 
-    watch.succeeded(ips(3))
+    watch.succeeded(ips(3))  # missing once
     watch.failed(failure())
-    watch.failed(failure())
-
+    watch.failed(failure())  # failures neither add to the count nor reset it
     assert watch.current == tuple(sorted(ips(3, 4)))
+
+    change = watch.succeeded(ips(3))  # missing twice: removed
+
+    assert change is not None
+    assert change.removed == ips(4)
 
 
 def test_additions_are_reported_at_once_even_with_debounce() -> None:
@@ -307,6 +311,18 @@ def test_wait_steps_never_look_or_wait_past_the_end() -> None:
         steps.send(None)
     assert caught.value.current == ()
     assert caught.value.wanted == 3
+
+
+def test_fail_after_counts_from_the_first_step_not_from_set_up() -> None:
+    clock = Clock()
+    watch = core(clock, fail_after=1.0)
+    clock.now += 60  # built long before it was used
+    steps = watch_steps(watch, 0.5)
+
+    next(steps)
+    steps.send(failure())  # a first failure, right after starting, is no reason to give up
+
+    assert watch.health.consecutive_failures == 1
 
 
 def test_change_repr_reads_well() -> None:

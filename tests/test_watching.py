@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from typing import Any, Protocol
 
@@ -34,13 +34,13 @@ class Source(Protocol):
 
 class SyncSource:
     def __init__(self, service: str, **options: Any) -> None:
-        self._iterator: Iterator[TaskSetChange] = swarmdns.watch_tasks(service, **options)
+        self._iterator = swarmdns.watch_tasks(service, **options)
 
     def next_event(self) -> TaskSetChange:
         return next(self._iterator)
 
     def close(self) -> None:
-        self._iterator.close()  # type: ignore[attr-defined]
+        self._iterator.close()
 
 
 class AsyncSource:
@@ -48,7 +48,7 @@ class AsyncSource:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever)
         self._thread.start()
-        self._iterator: AsyncIterator[TaskSetChange] = swarmdns.aio.watch_tasks(service, **options)
+        self._iterator = swarmdns.aio.watch_tasks(service, **options)
 
     def next_event(self) -> TaskSetChange:
         async def step() -> TaskSetChange:
@@ -57,7 +57,7 @@ class AsyncSource:
         return asyncio.run_coroutine_threadsafe(step(), self._loop).result(EVENT_TIMEOUT)
 
     def close(self) -> None:
-        closing = self._iterator.aclose()  # type: ignore[attr-defined]
+        closing = self._iterator.aclose()
         asyncio.run_coroutine_threadsafe(closing, self._loop).result(EVENT_TIMEOUT)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
@@ -67,8 +67,7 @@ class AsyncSource:
 class ThreadSource:
     def __init__(self, service: str, **options: Any) -> None:
         self._events: queue.Queue[TaskSetChange] = queue.Queue()
-        self.watcher = TaskWatcher(service, **options)
-        self.watcher.add_callback(self._events.put)
+        self.watcher = TaskWatcher(service, on_change=self._events.put, **options)
         self.watcher.start()
 
     def next_event(self) -> TaskSetChange:
@@ -209,12 +208,23 @@ def test_removal_debounce_needs_successive_lookups(swarm_dns: FakeSwarm, watch: 
     victim = web.tasks[0]
 
     swarm_dns.kill_task(victim)
-    asked_before = len([q for q in swarm_dns.queries if q.name == "tasks.web"])
     change = events.next_event()
-    answered = [q for q in swarm_dns.queries if q.name == "tasks.web"]
 
     assert change.removed == ips(victim.ip)
-    assert len(answered) - asked_before >= 3 - 1  # it waited for several lookups
+
+
+def test_removal_debounce_counts_lookups_exactly(swarm_dns: FakeSwarm) -> None:
+    # The synchronous iterator looks up only inside next(): the queries it
+    # sends while waiting for the removal can be counted exactly.
+    web = swarm_dns.create_service("web", replicas=2)
+    with swarmdns.watch_tasks("web", removal_debounce=3, **FAST) as changes:  # type: ignore[arg-type]
+        next(changes)
+        swarm_dns.kill_task(web.tasks[0])
+        before = len(swarm_dns.queries)
+        change = next(changes)
+
+    assert change.removed == {web.tasks[0].ip}
+    assert len(swarm_dns.queries) - before == 3
 
 
 def test_excluded_addresses_never_appear(swarm_dns: FakeSwarm, watch: Open) -> None:
@@ -240,7 +250,7 @@ def test_exclude_self_uses_this_machines_addresses(
     iterator = swarmdns.watch_tasks("web", exclude_self=True, **FAST)  # type: ignore[arg-type]
 
     first = next(iterator)
-    iterator.close()  # type: ignore[attr-defined]
+    iterator.close()
 
     assert first.current == tuple(ip for ip in web.task_ips if ip != me)
 
@@ -392,3 +402,124 @@ def test_invalid_names_are_refused_at_once() -> None:
         TaskWatcher("web!")
     with pytest.raises(ValueError, match="interval"):
         swarmdns.watch_tasks("web", interval=0)
+
+
+# -- TaskWatcher's life cycle ------------------------------------------------------------
+
+
+def test_on_change_sees_the_initial_set(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    seen: queue.Queue[TaskSetChange] = queue.Queue()
+
+    with TaskWatcher("web", on_change=seen.put, **FAST):  # type: ignore[arg-type]
+        first = seen.get(timeout=EVENT_TIMEOUT)
+
+    assert first.added == set(web.task_ips)
+
+
+def test_waiting_on_a_watcher_that_never_started_ends_when_it_stops(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.inject(Fault.SERVFAIL)
+    watcher = TaskWatcher("web", **FAST).start()  # type: ignore[arg-type]
+
+    def stop_after_two_failures() -> None:
+        swarm_dns.wait_for_queries(2)
+        watcher.stop()
+
+    stopper = threading.Thread(target=stop_after_two_failures)
+    stopper.start()
+
+    assert not watcher.wait_until_started()  # no timeout: returns because the watch ended
+    assert not watcher.wait_for_change()
+    stopper.join()
+    assert watcher.error is None
+
+
+def test_stop_before_start_and_start_after_stop(swarm_dns: FakeSwarm) -> None:
+    watcher = TaskWatcher("web", **FAST)  # type: ignore[arg-type]
+    watcher.stop()
+
+    with pytest.raises(RuntimeError, match="started once"):
+        watcher.start()
+    assert not watcher.running
+
+
+def test_stop_from_inside_a_callback(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    stopped = threading.Event()
+
+    def stop_now(change: TaskSetChange) -> None:
+        watcher.stop()
+        stopped.set()
+
+    watcher = TaskWatcher("web", on_change=stop_now, **FAST).start()  # type: ignore[arg-type]
+    assert stopped.wait(EVENT_TIMEOUT)
+    watcher.stop()  # joins the thread, which ended by itself
+
+    assert not watcher.running
+
+
+def test_callbacks_can_be_added_and_removed_while_changes_arrive(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    later: queue.Queue[TaskSetChange] = queue.Queue()
+
+    def add_another(change: TaskSetChange) -> None:
+        watcher.add_callback(later.put)
+        watcher.remove_callback(add_another)
+
+    with TaskWatcher("web", on_change=add_another, **FAST) as watcher:  # type: ignore[arg-type]
+        assert watcher.wait_until_started(EVENT_TIMEOUT)
+        swarm_dns.scale("web", 2)
+        change = later.get(timeout=EVENT_TIMEOUT)
+
+    assert len(change.current) == 2
+
+
+class SyncOnlyBackend:
+    def __init__(self, inner: swarmdns.DNSPythonBackend) -> None:
+        self.inner = inner
+
+    def resolve(self, question: swarmdns.Question, timeout: float) -> swarmdns.Answer:
+        return self.inner.resolve(question, timeout)
+
+
+def test_a_task_watcher_runs_a_sync_only_backend_in_a_thread(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    backend = SyncOnlyBackend(swarmdns.DNSPythonBackend([swarm_dns.nameserver]))
+
+    with TaskWatcher("web", backend=backend, **FAST) as watcher:  # type: ignore[arg-type]
+        assert watcher.wait_until_started(EVENT_TIMEOUT)
+        assert watcher.current == web.task_ips
+
+
+def test_a_configuration_error_ends_the_watcher_and_says_why(
+    swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWARMDNS_NAMESERVER", "not an address")
+    watcher = TaskWatcher("web", **FAST).start()  # type: ignore[arg-type]
+
+    assert not watcher.wait_until_started()
+    watcher.stop()
+    assert isinstance(watcher.error, swarmdns.ConfigurationError)
+
+
+def test_iterators_show_their_health(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web")
+    swarm_dns.inject([Fault.SERVFAIL], name="tasks.web")
+    with swarmdns.watch_tasks("web", **FAST) as changes:  # type: ignore[arg-type]
+        first = next(changes)
+        assert changes.current == first.current
+        assert changes.health.consecutive_failures == 0
+        assert changes.health.last_success is not None
+
+    async def main() -> tuple[bool, bool]:
+        swarm_dns.inject([Fault.SERVFAIL], name="tasks.web")
+        async with swarmdns.aio.watch_tasks("web", **FAST) as watch:  # type: ignore[arg-type]
+            first = await anext(watch)
+            return watch.current == first.current, watch.health.last_success is not None
+
+    assert asyncio.run(main()) == (True, True)
+
+
+def test_exclude_must_be_a_list() -> None:
+    with pytest.raises(TypeError, match=r"not one: \['10.0.0.5'\]"):
+        swarmdns.watch_tasks("web", exclude="10.0.0.5")

@@ -218,6 +218,7 @@ class Swarm:
         self._services: dict[str, Service] = {}
         self._used_subnets = {IPv4Network("10.0.0.0/24")}  # the ingress network's
         self.nodes: list[str] = [self._new_id()]
+        self._load_balancers: dict[tuple[str, str], IPv4Address] = {}
         self.client_networks: tuple[str, ...] | None = None
 
     # -- identifiers and addresses -------------------------------------------
@@ -266,6 +267,8 @@ class Swarm:
         if users:
             raise SwarmError(f"network {name!r} is in use by services {', '.join(users)}")
         del self._networks[name], self._pools[name]
+        for key in [k for k in self._load_balancers if k[0] == name]:
+            del self._load_balancers[key]
         self._used_subnets.discard(network.subnet)
 
     def _network(self, name: str) -> Network:
@@ -444,7 +447,23 @@ class Swarm:
             for task in made:
                 self._release(task)
             raise
+        for task in made:
+            self._attach_node(task)
         return tuple(made)
+
+    def _attach_node(self, task: Task) -> None:
+        """Give the task's node a load-balancer address on each of its networks.
+
+        The engine does so when a node first runs a task on a network; the
+        address is never in DNS, but it takes its place in the serial order.
+        """
+        for network in task.addresses:
+            key = (network, task.node_id)
+            if key not in self._load_balancers:
+                try:
+                    self._load_balancers[key] = self._pools[network].allocate()
+                except SwarmError:
+                    return  # a full subnet: the task still runs
 
     def _release(self, task: Task) -> None:
         self._release_addresses(task.addresses)

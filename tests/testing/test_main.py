@@ -31,7 +31,7 @@ def test_demo_shows_vip_tasks_changes_and_vanishing() -> None:
     assert re.search(r"^    web +10\.0\.1\.2$", out, re.MULTILINE)
     assert re.search(r"^    tasks\.web +10\.0\.1\.3 10\.0\.1\.4 10\.0\.1\.5$", out, re.MULTILINE)
     assert re.search(r"PTR 10\.0\.1\.3 +web\.1\.\w{25}\.proxy\.$", out, re.MULTILINE)
-    assert re.search(r"^    db +10\.0\.1\.9 10\.0\.1\.10$", out, re.MULTILINE)
+    assert re.search(r"^    db +10\.0\.1\.10 10\.0\.1\.11$", out, re.MULTILINE)
     assert re.search(r"^    web +NXDOMAIN$", out, re.MULTILINE)
     assert re.search(r"^    tasks\.web +NXDOMAIN$", out, re.MULTILINE)
     assert result.stderr == ""
