@@ -1,0 +1,561 @@
+"""One interface, two Swarms: the fake, and a real single-node Docker Swarm.
+
+A scenario drives a ``Driver``: it creates services, changes them, asks the
+engine (or the fake) for its own list of tasks, and runs swarmdns the way an
+application in a task would. Run against both, the same scenario proves
+swarmdns on the engine and the fake faithful to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any, Protocol
+from unittest import mock
+
+import attrs
+
+from swarmdns import NAMESERVER_VARIABLE
+from swarmdns.testing import FakeSwarm
+
+from . import probe
+
+NETWORKS = ("sdnstest-a", "sdnstest-b")
+IMAGE = "swarmdns-busybox:1"
+#: The Engine API of Docker 20.10 (Debian 12's docker.io), which newer engines also serve.
+API_VERSION = "1.41"
+DOCKER = "/usr/bin/docker"
+#: Inside the task's container, not on this machine.
+HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
+PROBE = Path(probe.__file__)
+#: How long the engine may take to converge; a bound for a broken engine, not
+#: a timing expectation.
+CONVERGE_TIMEOUT = 120.0
+
+
+@attrs.frozen(kw_only=True)
+class EngineTask:
+    """A running task, as the Swarm itself lists it."""
+
+    id: str
+    slot: int | None
+    node_id: str
+    container_id: str
+    addresses: dict[str, IPv4Address] = attrs.field(hash=False)
+
+
+class Watch(Protocol):
+    """A watch running where an application would run it."""
+
+    def next_event(self, timeout: float = CONVERGE_TIMEOUT) -> dict[str, Any]:
+        """The next change, as probe.watch() describes it."""
+        ...
+
+    def close(self) -> None:
+        """Stop watching."""
+        ...
+
+
+class Driver(Protocol):
+    """What a scenario can do to a Swarm, and ask of it."""
+
+    kind: str
+
+    def create_service(
+        self,
+        name: str,
+        replicas: int = 1,
+        *,
+        networks: Sequence[str] = NETWORKS[:1],
+        endpoint_mode: str = "vip",
+        mode: str = "replicated",
+        healthcheck: bool = False,
+    ) -> None: ...
+
+    def deploy_stack(self, stack: str, services: dict[str, int]) -> None: ...
+
+    def scale(self, name: str, replicas: int) -> None: ...
+
+    def kill_task(self, name: str) -> EngineTask: ...
+
+    def converge(self, name: str, replicas: int, *, replaced: Sequence[str] = ()) -> None: ...
+
+    def rolling_update(self, name: str) -> None: ...
+
+    def make_healthy(self, task: EngineTask) -> None: ...
+
+    def remove(self, name: str) -> None: ...
+
+    def tasks(self, name: str, *, starting: bool = False) -> list[EngineTask]:
+        """The running tasks, as the Swarm lists them (with ``starting``, unhealthy ones too)."""
+        ...
+
+    def vip(self, name: str, network: str = NETWORKS[0]) -> IPv4Address: ...
+
+    def call(self, *requests: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def watch(self, **options: Any) -> Watch: ...
+
+    def cleanup(self) -> None: ...
+
+
+def wait_until(
+    condition: Callable[[], bool], what: str, timeout: float = CONVERGE_TIMEOUT
+) -> None:
+    """Poll ``condition`` until it holds; fail saying ``what`` did not happen."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.1)
+
+
+class _ProcessWatch:
+    """probe.py's watch in a process of its own, one JSON line per change."""
+
+    def __init__(self, command: list[str], environment: dict[str, str] | None) -> None:
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, env=environment
+        )
+        self._events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._events.put(json.loads(line))
+
+    def next_event(self, timeout: float = CONVERGE_TIMEOUT) -> dict[str, Any]:
+        return self._events.get(timeout=timeout)
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()  # the process this watch started, by its id
+        self._process.wait(30)
+        self._reader.join()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+
+# -- the fake ------------------------------------------------------------------------
+
+
+class FakeDriver:
+    """The fake, with an application attached to both test networks."""
+
+    kind = "fake"
+
+    def __init__(self) -> None:
+        self.swarm = FakeSwarm().start()
+        for network in NETWORKS:
+            self.swarm.create_network(network)
+        self.swarm.client_networks = NETWORKS
+        self._watches: list[_ProcessWatch] = []
+
+    def _environment(self) -> contextlib.AbstractContextManager[Any]:
+        return mock.patch.dict(os.environ, {NAMESERVER_VARIABLE: self.swarm.nameserver})
+
+    def create_service(
+        self,
+        name: str,
+        replicas: int = 1,
+        *,
+        networks: Sequence[str] = NETWORKS[:1],
+        endpoint_mode: str = "vip",
+        mode: str = "replicated",
+        healthcheck: bool = False,
+    ) -> None:
+        self.swarm.create_service(
+            name,
+            replicas,
+            network=list(networks),
+            endpoint_mode=endpoint_mode,
+            mode=mode,
+            healthcheck=healthcheck,
+        )
+
+    def deploy_stack(self, stack: str, services: dict[str, int]) -> None:
+        for name, replicas in services.items():
+            self.swarm.create_service(name, replicas, stack=stack, network=NETWORKS[0])
+
+    def scale(self, name: str, replicas: int) -> None:
+        self.swarm.scale(name, replicas)
+
+    def kill_task(self, name: str) -> EngineTask:
+        victim = self.tasks(name)[0]
+        self.swarm.kill_task(victim.id)
+        return victim
+
+    def converge(self, name: str, replicas: int, *, replaced: Sequence[str] = ()) -> None:
+        self.swarm.reschedule(name)  # what the engine's orchestrator does by itself
+
+    def rolling_update(self, name: str) -> None:
+        for task in self.swarm.service(name).tasks:
+            self.swarm.replace_task(task)
+
+    def make_healthy(self, task: EngineTask) -> None:
+        self.swarm.mark_healthy(task.id)
+
+    def remove(self, name: str) -> None:
+        self.swarm.remove_service(name)
+
+    def tasks(self, name: str, *, starting: bool = False) -> list[EngineTask]:
+        return [
+            EngineTask(
+                id=t.id,
+                slot=t.slot,
+                node_id=t.node_id,
+                container_id=t.container_id,
+                addresses=dict(t.addresses),
+            )
+            for t in self.swarm.service(name).tasks
+            if t.visible or starting
+        ]
+
+    def vip(self, name: str, network: str = NETWORKS[0]) -> IPv4Address:
+        return self.swarm.service(name).vips[network]
+
+    def call(self, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+        with self._environment():
+            return [probe.handle(r) for r in requests]
+
+    def watch(self, **options: Any) -> Watch:
+        environment = {**os.environ, NAMESERVER_VARIABLE: self.swarm.nameserver}
+        watch = _ProcessWatch(
+            [sys.executable, str(PROBE), "watch", json.dumps(options)], environment
+        )
+        self._watches.append(watch)
+        return watch
+
+    def cleanup(self) -> None:
+        while self._watches:
+            self._watches.pop().close()
+        for service in self.swarm.services:
+            self.swarm.remove_service(service.name)
+
+    def stop(self) -> None:
+        self.swarm.stop()
+
+
+# -- the real engine -------------------------------------------------------------------
+
+
+class SwarmDriver:
+    """A real single-node Docker Swarm, and an application task on both networks."""
+
+    kind = "swarm"
+
+    def __init__(self) -> None:
+        import docker  # noqa: PLC0415 - only the real Swarm needs it
+
+        self.client = docker.from_env(version=API_VERSION)
+        self._watches: list[_ProcessWatch] = []
+        self._docker = docker
+        self._created: list[str] = []
+        self._stacks: list[str] = []
+        self._scratch = Path(tempfile.mkdtemp(prefix="swarmdns-conformance-"))
+        for network in NETWORKS:
+            if not self.client.networks.list(names=[network]):
+                self.client.networks.create(network, driver="overlay", attachable=True)
+        self._service(
+            "sdnstest-probe",
+            1,
+            networks=NETWORKS,
+            endpoint_mode="vip",
+            mode="replicated",
+            healthcheck=False,
+        )
+        self.converge("sdnstest-probe", 1)
+        (app,) = self.tasks("sdnstest-probe")
+        self._pid = self.client.containers.get(app.container_id).attrs["State"]["Pid"]
+        container = self.client.containers.get(app.container_id)
+        self._resolv_conf = container.attrs["ResolvConfPath"]
+        self._upstream = self._start_upstream()
+
+    # The engine forwards names it does not own to 127.0.0.1 in the task (see
+    # .ci/swarm-setup); an empty fake there answers NXDOMAIN, like a host's
+    # resolver would, without any packet leaving the task's namespace.
+    def _start_upstream(self) -> subprocess.Popen[str]:
+        code = textwrap.dedent(
+            """
+            import signal, sys, threading
+            from swarmdns.testing import FakeSwarm
+            with FakeSwarm(host="127.0.0.1", port=53):
+                print("ready", flush=True)
+                signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+                threading.Event().wait()
+            """
+        )
+        upstream = subprocess.Popen(
+            ["nsenter", "-t", str(self._pid), "-n", sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert upstream.stdout is not None
+        assert upstream.stdout.readline().strip() == "ready"
+        return upstream
+
+    def _in_task(self, *command: str) -> list[str]:
+        """A command line that runs ``command`` as an application in the probe task would.
+
+        In the task's network namespace, with the container's own resolv.conf
+        (bind-mounted in a private mount namespace), and no SWARMDNS_NAMESERVER.
+        """
+        return [
+            "nsenter", "-t", str(self._pid), "-n",
+            "unshare", "-m", "sh", "-c",
+            'mount --bind "$0" /etc/resolv.conf && exec env -u SWARMDNS_NAMESERVER "$@"',
+            self._resolv_conf,
+            *command,
+        ]  # fmt: skip
+
+    def _service(
+        self,
+        name: str,
+        replicas: int,
+        *,
+        networks: Sequence[str],
+        endpoint_mode: str,
+        mode: str,
+        healthcheck: bool,
+    ) -> None:
+        types = self._docker.types
+        options: dict[str, Any] = {}
+        if healthcheck:
+            # Unhealthy until the scenario creates /tmp/healthy. A long start
+            # period keeps failed checks from getting the task replaced.
+            options["healthcheck"] = types.Healthcheck(
+                test=["CMD", "test", "-e", HEALTHY_FILE],
+                interval=200_000_000,
+                timeout=1_000_000_000,
+                retries=3,
+                start_period=600_000_000_000,
+            )
+        self.client.services.create(
+            IMAGE,
+            ["sleep", "1000000"],
+            name=name,
+            stop_grace_period=1_000_000_000,  # sleep ignores SIGTERM: do not wait 10 s
+            networks=list(networks),
+            mode=types.ServiceMode(mode, replicas=replicas if mode == "replicated" else None),
+            endpoint_spec=types.EndpointSpec(mode=endpoint_mode),
+            **options,
+        )
+        self._created.append(name)
+
+    def create_service(
+        self,
+        name: str,
+        replicas: int = 1,
+        *,
+        networks: Sequence[str] = NETWORKS[:1],
+        endpoint_mode: str = "vip",
+        mode: str = "replicated",
+        healthcheck: bool = False,
+    ) -> None:
+        self._service(
+            name,
+            replicas,
+            networks=networks,
+            endpoint_mode=endpoint_mode,
+            mode=mode,
+            healthcheck=healthcheck,
+        )
+        self.converge(name, replicas if mode == "replicated" else 1, starting=healthcheck)
+
+    def deploy_stack(self, stack: str, services: dict[str, int]) -> None:
+        compose = {
+            "version": "3.8",
+            "services": {
+                name: {
+                    "image": IMAGE,
+                    "command": ["sleep", "1000000"],
+                    "deploy": {"replicas": replicas},
+                    "stop_grace_period": "1s",
+                }
+                for name, replicas in services.items()
+            },
+            "networks": {"default": {"external": True, "name": NETWORKS[0]}},
+        }
+        path = self._scratch / f"{stack}.json"
+        path.write_text(json.dumps(compose))  # JSON is YAML
+        self._stacks.append(stack)
+        subprocess.run(
+            [DOCKER, "stack", "deploy", "-c", str(path), stack],
+            check=True,
+            capture_output=True,
+        )
+        for name, replicas in services.items():
+            self.converge(f"{stack}_{name}", replicas)
+
+    def _get(self, name: str) -> Any:
+        return self.client.services.get(name)
+
+    def scale(self, name: str, replicas: int) -> None:
+        # Not the SDK's Service.scale(): its update rewrites the task template,
+        # which makes the engine replace every task.
+        subprocess.run(
+            [DOCKER, "service", "scale", "--detach", f"{name}={replicas}"],
+            check=True,
+            capture_output=True,
+        )
+        self.converge(name, replicas)
+
+    def kill_task(self, name: str) -> EngineTask:
+        victim = self.tasks(name)[0]
+        self.client.containers.get(victim.container_id).kill()
+        wait_until(lambda: victim.id not in {t.id for t in self.tasks(name)}, "the kill")
+        return victim
+
+    def converge(
+        self, name: str, replicas: int, *, replaced: Sequence[str] = (), starting: bool = False
+    ) -> None:
+        def converged() -> bool:
+            running = self.tasks(name, starting=starting)
+            if len(running) != replicas or {t.id for t in running} & set(replaced):
+                return False
+            # Tasks on their way out leave DNS before their containers stop:
+            # once every one has stopped, DNS shows the new state.
+            every = self.client.api.tasks(filters={"service": name})
+            leaving = [t for t in every if t["DesiredState"] != "running"]
+            return all(task["Status"]["State"] != "running" for task in leaving)
+
+        wait_until(converged, f"{name} running {replicas} tasks")
+
+    def rolling_update(self, name: str) -> None:
+        old = [t.id for t in self.tasks(name)]
+        subprocess.run(
+            [DOCKER, "service", "update", "--detach", "--force", name],
+            check=True,
+            capture_output=True,
+        )
+        self.converge(name, len(old), replaced=old)
+
+    def make_healthy(self, task: EngineTask) -> None:
+        self.client.containers.get(task.container_id).exec_run(["touch", HEALTHY_FILE])
+
+    def remove(self, name: str) -> None:
+        self._get(name).remove()
+        self._created.remove(name)
+
+    def tasks(self, name: str, *, starting: bool = False) -> list[EngineTask]:
+        states = {"running", "starting"} if starting else {"running"}
+        found = []
+        for task in self.client.api.tasks(filters={"service": name, "desired-state": "running"}):
+            status = task["Status"]
+            if status["State"] not in states:
+                continue
+            addresses = {
+                attachment["Network"]["Spec"]["Name"]: IPv4Address(
+                    attachment["Addresses"][0].split("/")[0]
+                )
+                for attachment in task.get("NetworksAttachments", [])
+            }
+            found.append(
+                EngineTask(
+                    id=task["ID"],
+                    slot=task.get("Slot"),
+                    node_id=task["NodeID"],
+                    container_id=status["ContainerStatus"]["ContainerID"],
+                    addresses=addresses,
+                )
+            )
+        return sorted(found, key=lambda t: (t.slot or 0, t.node_id))
+
+    def vip(self, name: str, network: str = NETWORKS[0]) -> IPv4Address:
+        network_id = self.client.networks.get(network).id
+        for vip in self._get(name).attrs["Endpoint"].get("VirtualIPs", []):
+            if vip["NetworkID"] == network_id:
+                return IPv4Address(vip["Addr"].split("/")[0])
+        raise LookupError(f"{name} has no VIP on {network}")
+
+    def call(self, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+        result = subprocess.run(
+            self._in_task(sys.executable, str(PROBE), json.dumps(list(requests))),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        answers: list[dict[str, Any]] = json.loads(result.stdout)
+        return answers
+
+    def watch(self, **options: Any) -> Watch:
+        command = self._in_task(sys.executable, str(PROBE), "watch", json.dumps(options))
+        watch = _ProcessWatch(command, None)
+        self._watches.append(watch)
+        return watch
+
+    def cleanup(self) -> None:
+        while self._watches:
+            self._watches.pop().close()
+        for stack in self._stacks:
+            subprocess.run([DOCKER, "stack", "rm", stack], check=False, capture_output=True)
+        self._stacks.clear()
+        for name in [n for n in self._created if n != "sdnstest-probe"]:
+            with contextlib.suppress(self._docker.errors.NotFound):
+                self._get(name).remove()
+            self._created.remove(name)
+
+    def stop(self) -> None:
+        self.cleanup()
+        self._upstream.terminate()
+        self._upstream.wait(30)
+        if self._upstream.stdout is not None:
+            self._upstream.stdout.close()
+        with contextlib.suppress(self._docker.errors.NotFound):
+            self._get("sdnstest-probe").remove()
+        self.client.close()
+        shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def engine_available() -> str | None:  # noqa: PLR0911 - one return per missing piece
+    """None when a Docker engine in Swarm mode answers; otherwise why not."""
+    if not Path(DOCKER).exists() or shutil.which("nsenter") is None:
+        return f"{DOCKER} or nsenter is missing"
+    try:
+        import docker  # noqa: PLC0415
+    except ImportError:
+        return "the docker Python package is not installed"
+    # The SDK leaves its socket open when the engine does not answer: look first.
+    socket_path = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not socket_path.startswith("unix://"):
+        return f"DOCKER_HOST={socket_path}: only the local engine's socket is used"
+    with socket.socket(socket.AF_UNIX) as probe_socket:
+        try:
+            probe_socket.connect(socket_path.removeprefix("unix://"))
+        except OSError as error:
+            return f"no Docker engine answers at {socket_path}: {error.strerror}"
+    client = docker.from_env(version=API_VERSION)
+    try:
+        state = client.info()["Swarm"]["LocalNodeState"]
+    except docker.errors.DockerException as error:
+        return f"no Docker engine answers: {error}"
+    finally:
+        client.close()
+    if state != "active":
+        return f"the Docker engine is not in Swarm mode ({state})"
+    if os.geteuid() != 0:
+        return "entering a task's namespaces needs root"
+    return None
+
+
+def consume(watch: Watch) -> Iterator[dict[str, Any]]:
+    """Every event of ``watch``, as they come."""
+    while True:
+        yield watch.next_event()

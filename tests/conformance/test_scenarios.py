@@ -1,0 +1,257 @@
+"""Scenarios that run unchanged on the fake and on a real single-node Swarm.
+
+Every expectation comes from the Swarm itself (the driver's list of tasks and
+their addresses), never from the fake's model, so a scenario that passes on
+both shows swarmdns right on the engine and the fake faithful to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+from .drivers import NETWORKS, Driver, Watch, wait_until
+
+
+def ok(response: dict[str, Any]) -> Any:
+    assert "ok" in response, response
+    return response["ok"]
+
+
+def call(driver: Driver, op: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    (response,) = driver.call({"op": op, "args": list(args), "kwargs": kwargs})
+    return response
+
+
+def engine_ips(driver: Driver, service: str, network: str = NETWORKS[0]) -> list[str]:
+    return sorted((str(t.addresses[network]) for t in driver.tasks(service)), key=IPv4Address)
+
+
+def test_vip(driver: Driver) -> None:
+    driver.create_service("vip", 3)
+
+    assert ok(call(driver, "service_vip", "vip")) == str(driver.vip("vip"))
+    assert ok(call(driver, "task_ips", "vip")) == engine_ips(driver, "vip")
+    answer = ok(call(driver, "query", "vip"))
+    assert [r[3] for r in answer["records"]] == [str(driver.vip("vip"))]
+
+
+def test_dnsrr(driver: Driver) -> None:
+    driver.create_service("rr", 3, endpoint_mode="dnsrr")
+
+    response = call(driver, "service_vip", "rr")
+
+    assert response["error"] == "NoVirtualIP"
+    assert response["addresses"] == engine_ips(driver, "rr")
+    assert ok(call(driver, "task_ips", "rr")) == engine_ips(driver, "rr")
+
+
+def test_dnsrr_with_a_single_task(driver: Driver) -> None:
+    driver.create_service("rr1", 1, endpoint_mode="dnsrr")
+
+    assert call(driver, "service_vip", "rr1")["error"] == "NoVirtualIP"
+
+
+def test_tasks_and_network_scoped_names_on_two_networks(driver: Driver) -> None:
+    driver.create_service("two", 2, networks=NETWORKS)
+    first, second = NETWORKS
+
+    responses = driver.call(
+        {"op": "task_ips", "args": ["two"]},
+        {"op": "task_ips", "args": ["two"], "kwargs": {"network": first}},
+        {"op": "task_ips", "args": ["two"], "kwargs": {"network": second}},
+        {"op": "service_vip", "args": ["two"], "kwargs": {"network": second}},
+    )
+
+    assert ok(responses[0]) == engine_ips(driver, "two", first)  # the first network by name
+    assert ok(responses[1]) == engine_ips(driver, "two", first)
+    assert ok(responses[2]) == engine_ips(driver, "two", second)
+    assert ok(responses[3]) == str(driver.vip("two", second))
+
+
+def test_stack_long_and_short_names(driver: Driver) -> None:
+    driver.deploy_stack("shop", {"front": 2})
+    expected = engine_ips(driver, "shop_front")
+
+    responses = driver.call(
+        {"op": "task_ips", "args": ["shop_front"]},
+        {"op": "task_ips", "args": ["front"]},
+        {"op": "service_vip", "args": ["front"]},
+    )
+
+    assert ok(responses[0]) == expected
+    assert ok(responses[1]) == expected
+    assert ok(responses[2]) == str(driver.vip("shop_front"))
+
+
+def test_scaled_to_zero(driver: Driver) -> None:
+    driver.create_service("zero", 2)
+    driver.scale("zero", 0)
+
+    responses = driver.call(
+        {"op": "task_ips", "args": ["zero"]},
+        {"op": "service_vip", "args": ["zero"]},
+        {"op": "query", "args": ["tasks.zero"]},
+        {"op": "query", "args": ["zero"]},
+        {"op": "query", "args": ["no-such-service"]},
+    )
+
+    assert ok(responses[0]) == []
+    assert responses[1]["error"] == "ServiceNotFound"
+    assert [ok(r)["rcode"] for r in responses[2:]] == ["NXDOMAIN"] * 3
+
+
+def test_more_tasks_than_fit_in_512_bytes(driver: Driver) -> None:
+    driver.create_service("many", 45)
+    expected = engine_ips(driver, "many")
+
+    ips, plain = driver.call(
+        {"op": "task_ips", "args": ["many"]},
+        {"op": "query", "args": ["tasks.many"], "kwargs": {"edns": False}},
+    )
+
+    assert ok(ips) == expected
+    assert len(expected) == 45
+    answer = ok(plain)
+    assert "tc" in answer["flags"]
+    # Names written out in full (no compression): as many whole records as fit.
+    name = len("tasks.many") + 2  # in wire form
+    assert len(answer["records"]) == (512 - 12 - (name + 4)) // (name + 14)
+
+
+def test_edns_and_tcp_carry_everything(driver: Driver) -> None:
+    driver.create_service("many2", 45)
+    expected = engine_ips(driver, "many2")
+
+    edns, tcp = driver.call(
+        {"op": "query", "args": ["tasks.many2"], "kwargs": {"edns": True}},
+        {"op": "query", "args": ["tasks.many2"], "kwargs": {"edns": False, "tcp": True}},
+    )
+
+    for answer in (ok(edns), ok(tcp)):
+        assert "tc" not in answer["flags"]
+        assert sorted((r[3] for r in answer["records"]), key=IPv4Address) == expected
+        assert not answer["opt"]
+
+
+def test_records_flags_ttl_and_aaaa(driver: Driver) -> None:
+    driver.create_service("flags", 2)
+
+    a, aaaa, mx = driver.call(
+        {"op": "query", "args": ["tasks.flags"]},
+        {"op": "query", "args": ["tasks.flags", "AAAA"]},
+        {"op": "query", "args": ["flags", "MX"]},
+    )
+
+    assert ok(a)["flags"] == ["qr", "ra", "rd"]
+    assert {r[1] for r in ok(a)["records"]} == {600}
+    assert (ok(aaaa)["rcode"], ok(aaaa)["records"]) == ("NOERROR", [])
+    assert (ok(mx)["rcode"], ok(mx)["records"]) == ("NOERROR", [])
+
+
+def test_ptr_task_identity(driver: Driver) -> None:
+    driver.create_service("ptr", 3)
+    driver.create_service("agent", mode="global")
+
+    web, agent = driver.call({"op": "tasks", "args": ["ptr"]}, {"op": "tasks", "args": ["agent"]})
+
+    expected = sorted((str(t.addresses[NETWORKS[0]]), t.slot, t.id) for t in driver.tasks("ptr"))
+    assert sorted((t["ip"], t["slot"], t["task_id"]) for t in ok(web)) == expected
+    assert {t["network"] for t in ok(web)} == {NETWORKS[0]}
+    (global_task,) = ok(agent)
+    (engine_task,) = driver.tasks("agent")
+    assert (global_task["slot"], global_task["node_id"], global_task["task_id"]) == (
+        None,
+        engine_task.node_id,
+        engine_task.id,
+    )
+
+
+def test_case(driver: Driver) -> None:
+    driver.create_service("case", 2)
+
+    ips, raw, suffix = driver.call(
+        {"op": "task_ips", "args": ["CASE"]},
+        {"op": "query", "args": ["TASKS.Case"]},
+        {"op": "query", "args": [f"tasks.case.{NETWORKS[0].upper()}"]},
+    )
+
+    assert ok(ips) == engine_ips(driver, "case")
+    assert {r[0] for r in ok(raw)["records"]} == {"TASKS.Case."}
+    # The network suffix is compared as spelled: not a Swarm name, so forwarded.
+    assert ok(suffix)["rcode"] == "NXDOMAIN"
+
+
+def test_healthcheck_gates_dns(driver: Driver) -> None:
+    driver.create_service("health", 2, healthcheck=True)
+    first, _ = driver.tasks("health", starting=True)
+
+    assert ok(call(driver, "task_ips", "health")) == []
+    driver.make_healthy(first)
+    wait_until(
+        lambda: ok(call(driver, "task_ips", "health")) == [str(first.addresses[NETWORKS[0]])],
+        "the healthy task appearing in DNS",
+    )
+
+
+# -- watching --------------------------------------------------------------------------
+
+
+class Follower:
+    """Reads a watch's events, checking that each follows from the one before."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        self.current: set[str] = set()
+
+    def until(self, expected: Callable[[], list[str]]) -> list[dict[str, Any]]:
+        """Events until the watch's set is the engine's."""
+        events: list[dict[str, Any]] = []
+        while True:
+            event = self.watch.next_event()
+            added, removed = set(event["added"]), set(event["removed"])
+            assert not added & removed
+            assert set(event["current"]) == (self.current | added) - removed
+            self.current = set(event["current"])
+            events.append(event)
+            if event["current"] == expected():
+                return events
+
+
+def test_watching_scale_kill_and_rolling_update(driver: Driver) -> None:
+    driver.create_service("watched", 2)
+    watch = driver.watch(service="watched", interval=0.2, jitter=0.0)
+
+    def now() -> list[str]:
+        return engine_ips(driver, "watched")
+
+    follow = Follower(watch)
+    (initial,) = follow.until(now)
+    assert (initial["added"], initial["removed"], initial["current"]) == (now(), [], now())
+
+    driver.scale("watched", 4)
+    events = follow.until(now)
+    assert all(not e["removed"] for e in events), "\n".join(map(str, [initial, *events]))
+
+    driver.scale("watched", 3)
+    events = follow.until(now)
+    assert all(not e["added"] for e in events)
+
+    victim = driver.kill_task("watched")
+    gone = str(victim.addresses[NETWORKS[0]])
+    events = follow.until(now)
+    assert gone in events[-1]["removed"] or any(gone in e["removed"] for e in events)
+    driver.converge("watched", 3)
+    events = follow.until(now)
+    replacement = {str(t.addresses[NETWORKS[0]]) for t in driver.tasks("watched")} - {
+        ip for e in events for ip in e["removed"]
+    }
+    assert any(set(e["added"]) & replacement for e in events)
+
+    before = set(now())
+    driver.rolling_update("watched")
+    events = follow.until(now)
+    assert before <= {ip for e in events for ip in e["removed"]}
+    assert set(now()) <= {ip for e in events for ip in e["added"]}
+    watch.close()
