@@ -38,7 +38,7 @@ from ._system import SystemBackend
 from ._watch import TaskSetChange, WatchHealth
 from ._watching import TaskWatch, TaskWatcher, wait_for_tasks, watch_tasks
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import runpy
@@ -66,3 +67,28 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     test_command = next(c for c in commands if "pytest" in c)
 
     assert test_command in ci.splitlines()
+
+
+def test_json_examples_parse() -> None:
+    blocks = [
+        block
+        for page in PAGES
+        for block in re.findall(
+            r"^```json\n(.*?)^```$", page.read_text(), re.MULTILINE | re.DOTALL
+        )
+    ]
+
+    assert blocks
+    for block in blocks:
+        json.loads(block)
+
+
+def test_the_serve_description_example_runs(tmp_path: Path) -> None:
+    (block,) = re.findall(
+        r"^```json\n(.*?)^```$", (ROOT / "docs" / "cli.md").read_text(), re.MULTILINE | re.DOTALL
+    )
+    description = json.loads(block)
+    with FakeSwarm() as swarm:
+        for service in description["services"]:
+            swarm.create_service(**service)
+        assert [s.name for s in swarm.services] == ["web", "db"]
