@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
 from typing import TypeVar
 
@@ -33,6 +32,8 @@ def _ask(backend: Backend, question: Question, deadline: Deadline) -> Result:
 def _ask_all(backend: Backend, questions: Sequence[Question], deadline: Deadline) -> list[Result]:
     if len(questions) == 1:
         return [_ask(backend, questions[0], deadline)]
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - slow to import
+
     workers = min(MAX_CONCURRENT, len(questions))
     with ThreadPoolExecutor(workers, thread_name_prefix="swarmdns") as pool:
         return list(pool.map(lambda q: _ask(backend, q, deadline), questions))

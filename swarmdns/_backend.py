@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from ._model import Answer, Question
 
@@ -71,20 +71,20 @@ def get_default_backend() -> Backend | AsyncBackend:
 def sync_backend(backend: Backend | AsyncBackend | None) -> Backend:
     """The backend to use from synchronous code, or a TypeError saying why not."""
     chosen = get_default_backend() if backend is None else backend
-    if not isinstance(chosen, Backend):
+    if not callable(getattr(chosen, "resolve", None)):  # isinstance(Protocol) is slow
         raise TypeError(
             f"the backend {chosen!r} has no resolve() method, so it cannot be used from"
             " synchronous code; use swarmdns.aio, or give the backend a resolve() method"
         )
-    return chosen
+    return cast(Backend, chosen)
 
 
 def async_backend(backend: Backend | AsyncBackend | None) -> AsyncBackend:
     """The backend to use from swarmdns.aio, or a TypeError saying why not."""
     chosen = get_default_backend() if backend is None else backend
-    if not isinstance(chosen, AsyncBackend):
+    if not callable(getattr(chosen, "resolve_async", None)):
         raise TypeError(
             f"the backend {chosen!r} has no async resolve_async() method, so swarmdns.aio"
             " cannot use it; call the synchronous API, or give the backend resolve_async()"
         )
-    return chosen
+    return cast(AsyncBackend, chosen)

@@ -8,18 +8,21 @@ requests to dnspython and the replies back.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address
 
-import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
-import dns.query
 import dns.rcode
 import dns.rdatatype
 from attrs import frozen
 
+from . import _wire
 from ._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
 from ._model import Answer, Question
 from ._nameserver import Nameserver, configured_nameservers, parse_nameserver
@@ -55,9 +58,11 @@ class _Exchange:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.question = question
-        self.query = dns.message.make_query(
-            question.name, question.rdtype, use_edns=0, payload=EDNS_PAYLOAD
+        self._rdtype = _wire.TYPE_A if question.rdtype == "A" else _wire.TYPE_PTR
+        self.wire = _wire.build_query(
+            question.name, self._rdtype, int.from_bytes(os.urandom(2), "big")
         )
+        self._query: dns.message.Message | None = None
         self._servers = servers
         self._index = 0
         self._tcp = False
@@ -67,6 +72,28 @@ class _Exchange:
         self._answer: Answer | None = None
         self._failure: SwarmDNSError | None = None
         self._final = False
+
+    @property
+    def query(self) -> dns.message.Message:
+        """The query as a dnspython message, for TCP and for unusual answers."""
+        if self._query is None:
+            self._query = dns.message.from_wire(self.wire)
+        return self._query
+
+    def handle_wire(self, data: bytes, *, tcp: bool = False) -> None:
+        """Take the reply to the last request, as received."""
+        fast = _wire.read_reply(data, self.wire, self._rdtype)
+        if fast is not None:
+            self._take(fast.records, nxdomain=fast.rcode == dns.rcode.NXDOMAIN)
+            return
+        try:
+            reply = dns.message.from_wire(data, raise_on_truncation=not tcp)
+            if not self.query.is_response(reply):
+                raise dns.exception.FormError("the answer is not to the question asked")  # type: ignore[no-untyped-call]
+        except _QUERY_ERRORS as error:
+            self.handle_error(error)
+        else:
+            self.handle_reply(reply)
 
     @property
     def _server(self) -> Nameserver:
@@ -91,19 +118,7 @@ class _Exchange:
         if rcode == dns.rcode.NOERROR and reply.flags & dns.flags.TC and not self._tcp:
             self._tcp = True  # truncated: ask the same server again over TCP
         elif rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            answer = Answer(
-                question=self.question,
-                records=self._records(reply),
-                nxdomain=rcode == dns.rcode.NXDOMAIN,
-                nameserver=str(self._server),
-            )
-            if self._failure is not None and not answer.records:
-                # An earlier server failed. Another one's "no such name" may only
-                # mean that it is not the engine: "no tasks" cannot be trusted.
-                self._finish(self._failure)
-                return
-            self._answer = answer
-            self._final = True
+            self._take(self._records(reply), nxdomain=rcode == dns.rcode.NXDOMAIN)
         else:
             hint = _RCODE_HINTS.get(rcode, "the nameserver could not answer")
             self._next_server(
@@ -114,6 +129,20 @@ class _Exchange:
                     nameserver=str(self._server),
                 )
             )
+
+    def _take(self, records: tuple[str, ...] | tuple[IPv4Address, ...], *, nxdomain: bool) -> None:
+        if self._failure is not None and not records:
+            # An earlier server failed. Another one's "no such name" may only
+            # mean that it is not the engine: "no tasks" cannot be trusted.
+            self._finish(self._failure)
+            return
+        self._answer = Answer(
+            question=self.question,
+            records=records,
+            nxdomain=nxdomain,
+            nameserver=str(self._server),
+        )
+        self._final = True
 
     def handle_error(self, error: Exception) -> None:
         """Take the exception that the last request raised."""
@@ -217,50 +246,108 @@ class DNSPythonBackend:
         """Answer ``question`` within ``timeout`` seconds."""
         exchange = self._exchange(question, timeout)
         while (request := exchange.next_request()) is not None:
+            send = _tcp_exchange if request.tcp else _udp_exchange
             try:
-                if request.tcp:
-                    reply = dns.query.tcp(
-                        exchange.query,
-                        request.server.host,
-                        timeout=request.timeout,
-                        port=request.server.port,
-                    )
-                else:
-                    reply = dns.query.udp(
-                        exchange.query,
-                        request.server.host,
-                        timeout=request.timeout,
-                        port=request.server.port,
-                        raise_on_truncation=True,
-                    )
+                data = send(exchange.wire, request.server, request.timeout)
             except _QUERY_ERRORS as error:
                 exchange.handle_error(error)
             else:
-                exchange.handle_reply(reply)
+                exchange.handle_wire(data, tcp=request.tcp)
         return exchange.result()
 
     async def resolve_async(self, question: Question, timeout: float) -> Answer:
         """Answer ``question`` within ``timeout`` seconds, without blocking the loop."""
         exchange = self._exchange(question, timeout)
         while (request := exchange.next_request()) is not None:
+            send = _tcp_exchange_async if request.tcp else _udp_exchange_async
             try:
-                if request.tcp:
-                    reply = await dns.asyncquery.tcp(
-                        exchange.query,
-                        request.server.host,
-                        timeout=request.timeout,
-                        port=request.server.port,
-                    )
-                else:
-                    reply = await dns.asyncquery.udp(
-                        exchange.query,
-                        request.server.host,
-                        timeout=request.timeout,
-                        port=request.server.port,
-                        raise_on_truncation=True,
-                    )
+                data = await send(exchange.wire, request.server, request.timeout)
             except _QUERY_ERRORS as error:
                 exchange.handle_error(error)
             else:
-                exchange.handle_reply(reply)
+                exchange.handle_wire(data, tcp=request.tcp)
         return exchange.result()
+
+
+def _socket_family(server: Nameserver) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in server.host else socket.AF_INET
+
+
+def _timed_out(timeout: float) -> dns.exception.Timeout:
+    return dns.exception.Timeout(timeout=timeout)  # type: ignore[no-untyped-call]
+
+
+def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
+    """Send ``query`` over UDP and return the first datagram that comes back."""
+    with socket.socket(_socket_family(server), socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((server.host, server.port))
+            sock.send(query)
+            return sock.recv(65535)
+        except TimeoutError:
+            raise _timed_out(timeout) from None
+
+
+def _tcp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
+    """Send ``query`` over TCP and return the answer, all within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
+            sock.sendall(len(query).to_bytes(2, "big") + query)
+            length = int.from_bytes(_receive(sock, 2, deadline), "big")
+            return _receive(sock, length, deadline)
+    except TimeoutError:
+        raise _timed_out(timeout) from None
+
+
+def _receive(sock: socket.socket, size: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < size:
+        sock.settimeout(max(deadline - time.monotonic(), 1e-6))
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError("the nameserver closed the connection mid-answer")
+        data += chunk
+    return data
+
+
+async def _udp_exchange_async(query: bytes, server: Nameserver, timeout: float) -> bytes:
+    """``_udp_exchange`` for asyncio: the socket is closed even when cancelled."""
+    import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
+
+    loop = asyncio.get_running_loop()
+    with socket.socket(_socket_family(server), socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+
+        async def exchange() -> bytes:
+            await loop.sock_connect(sock, (server.host, server.port))
+            await loop.sock_sendall(sock, query)
+            return await loop.sock_recv(sock, 65535)
+
+        try:
+            return await asyncio.wait_for(exchange(), timeout)
+        except asyncio.TimeoutError:
+            raise _timed_out(timeout) from None
+
+
+async def _tcp_exchange_async(query: bytes, server: Nameserver, timeout: float) -> bytes:
+    """``_tcp_exchange`` for asyncio: the connection is closed even when cancelled."""
+    import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
+
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            writer.write(len(query).to_bytes(2, "big") + query)
+            await writer.drain()
+            length = int.from_bytes(await reader.readexactly(2), "big")
+            return await reader.readexactly(length)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+
+    try:
+        return await asyncio.wait_for(exchange(), timeout)
+    except asyncio.TimeoutError:
+        raise _timed_out(timeout) from None

@@ -21,7 +21,7 @@ from ._errors import (
     ServiceNotFound,
     SwarmDNSError,
 )
-from ._model import Answer, Question, Task
+from ._model import Answer, Question, SortedAddresses, Task
 from ._names import reverse_name, service_name, tasks_name
 
 #: Seconds a lookup may take, all its queries together, unless told otherwise.
@@ -99,9 +99,19 @@ def _answer(result: Result) -> Answer:
     return result
 
 
+def _distinct_sorted(answer: Answer) -> tuple[IPv4Address, ...]:
+    """The answer's addresses, each once, in ascending order."""
+    if isinstance(answer.records, SortedAddresses):
+        return answer.records  # the fast path did it already
+    return tuple(sorted(set(_addresses(answer)), key=int))
+
+
 def _addresses(answer: Answer) -> tuple[IPv4Address, ...]:
     try:
-        return tuple(IPv4Address(record) for record in answer.records)
+        return tuple(
+            record if isinstance(record, IPv4Address) else IPv4Address(record)
+            for record in answer.records
+        )
     except AddressValueError as error:
         raise ResolutionError(
             f"{answer.nameserver} answered {answer.question.name!r} with a malformed"
@@ -122,7 +132,7 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
     tasks_question = Question(name=tasks_name(service, network), rdtype="A")
     result, tasks_result = yield (Question(name=name, rdtype="A"), tasks_question)
     answer = _answer(result)
-    addresses = sorted(set(_addresses(answer)))
+    addresses = _distinct_sorted(answer)
     if not addresses:
         answered = "NXDOMAIN" if answer.nxdomain else "no address"
         raise ServiceNotFound(
@@ -133,7 +143,7 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
             name=name,
             nameserver=answer.nameserver,
         )
-    if len(addresses) == 1 and addresses[0] not in _addresses(_answer(tasks_result)):
+    if len(addresses) == 1 and addresses[0] not in _distinct_sorted(_answer(tasks_result)):
         return addresses[0]
     raise NoVirtualIP(
         f"service {service!r} has no virtual IP: {answer.nameserver} gave {name!r} the"
@@ -149,7 +159,7 @@ def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]
     """Plan: the sorted, distinct A records of ``tasks.<service>[.<network>]``."""
     name = tasks_name(service, network)
     (result,) = yield (Question(name=name, rdtype="A"),)
-    return tuple(sorted(set(_addresses(_answer(result)))))
+    return _distinct_sorted(_answer(result))
 
 
 def tasks(service: str, network: str | None) -> Plan[tuple[Task, ...]]:
@@ -164,7 +174,7 @@ def tasks(service: str, network: str | None) -> Plan[tuple[Task, ...]]:
 def _task(ip: IPv4Address, result: Result) -> Task:
     if isinstance(result, SwarmDNSError) or not result.records:
         return Task(ip=ip)
-    return parse_task(ip, result.records[0])
+    return parse_task(ip, str(result.records[0]))
 
 
 def parse_task(ip: IPv4Address, target: str) -> Task:

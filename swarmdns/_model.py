@@ -24,20 +24,27 @@ class Question:
     rdtype: RecordType
 
 
+class SortedAddresses(tuple[IPv4Address, ...]):
+    """A-record values already distinct and in ascending order (the fast path's)."""
+
+    __slots__ = ()
+
+
 @frozen(kw_only=True)
 class Answer:
     """A backend's answer to a ``Question``.
 
     Attributes:
         question: What was asked.
-        records: The answer's values as text: dotted quads for A, names for
-            PTR. Empty when the name exists without such records.
+        records: The answer's values: for A, dotted quads as text or
+            ``IPv4Address`` objects; for PTR, names as text. Empty when the name
+            exists without such records.
         nxdomain: Whether the name does not exist at all.
         nameserver: Who answered, for messages (``"127.0.0.11:53"``).
     """
 
     question: Question
-    records: tuple[str, ...] = ()
+    records: tuple[str, ...] | tuple[IPv4Address, ...] = ()
     nxdomain: bool = False
     nameserver: str
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 from ._errors import ResolutionError, ResolutionTimeout
@@ -57,6 +56,8 @@ class SystemBackend:
 
     async def resolve_async(self, question: Question, timeout: float) -> Answer:
         """Answer in a worker thread, giving up waiting at ``timeout``."""
+        import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
+
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(self.resolve, question, timeout), timeout

@@ -7,7 +7,6 @@ and ``TaskWatcher``'s thread only perform the lookups and the waiting.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import threading
@@ -15,8 +14,12 @@ import time
 from collections.abc import Callable, Generator, Iterable
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
+
+if TYPE_CHECKING:
+    import logging
 
 from ._errors import (
     NotEnoughTasks,
@@ -26,7 +29,13 @@ from ._errors import (
     WatchTimeout,
 )
 
-logger = logging.getLogger("swarmdns")
+
+def logger() -> logging.Logger:
+    """The ``swarmdns`` logger; logging is imported only when there is something to log."""
+    import logging  # noqa: PLC0415 - slow to import, needed only on trouble
+
+    return logging.getLogger("swarmdns")
+
 
 #: A failed lookup is retried after interval / 16, then twice that each time,
 #: up to the interval.
@@ -193,7 +202,7 @@ class WatchCore:
 
     def _succeeded(self, seen: frozenset[IPv4Address]) -> TaskSetChange | None:
         if self._failures:
-            logger.info(
+            logger().info(
                 "looking up %s works again after %d failed attempts; %d tasks",
                 self.query_name,
                 self._failures,
@@ -238,7 +247,7 @@ class WatchCore:
         self._failures += 1
         self._last_error = error
         if self._failures == 1:
-            logger.warning(
+            logger().warning(
                 "looking up %s failed; keeping the last %d known tasks and retrying: %s",
                 self.query_name,
                 len(self._reported or ()),

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from ipaddress import IPv4Address
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import asyncio
 
 from . import _api, _lookups
 from ._backend import AsyncBackend, Backend, get_default_backend, sync_backend
@@ -28,11 +29,11 @@ from ._watch import (
     WaitCore,
     WatchCore,
     WatchHealth,
+    logger,
     wait_steps,
     watch_steps,
 )
 
-logger = logging.getLogger("swarmdns")
 _Watcher = TypeVar("_Watcher", bound="TaskWatcher")
 T = TypeVar("T")
 
@@ -262,6 +263,8 @@ class _ThreadedBackend:
         return repr(self.backend)
 
     async def resolve_async(self, question: Question, timeout: float) -> Answer:
+        import asyncio  # noqa: PLC0415 - asyncio only when a watcher runs
+
         return await asyncio.to_thread(self.backend.resolve, question, timeout)
 
 
@@ -423,6 +426,8 @@ class TaskWatcher:
     # -- the thread ----------------------------------------------------------------
 
     def _run(self, backend: AsyncBackend) -> None:
+        import asyncio  # noqa: PLC0415 - asyncio only when a watcher runs
+
         from . import aio  # noqa: PLC0415 - aio imports this module
 
         loop = asyncio.new_event_loop()
@@ -439,7 +444,7 @@ class TaskWatcher:
             pass
         except BaseException as error:  # kept for .error, then logged
             self._error = error
-            logger.error("watching %s ended", self._core.query_name, exc_info=error)
+            logger().error("watching %s ended", self._core.query_name, exc_info=error)
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
@@ -460,4 +465,4 @@ class TaskWatcher:
             try:
                 callback(change)
             except Exception:
-                logger.exception("a TaskWatcher callback failed on %r", change)
+                logger().exception("a TaskWatcher callback failed on %r", change)

@@ -290,13 +290,13 @@ def test_engines_without_upstream_fail_rather_than_say_empty(
         api.task_ips("ghost", timeout=0.3)
 
 
-def test_unreachable_nameserver_times_out(
+def test_a_nameserver_that_is_not_listening_is_a_failure(
     swarm_dns: FakeSwarm, api: API, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     swarm_dns.stop()
     try:
-        with pytest.raises(ResolutionTimeout):
-            api.task_ips("web", timeout=0.2)
+        with pytest.raises(ResolutionError, match="Connection refused"):
+            api.task_ips("web", timeout=5)
     finally:
         swarm_dns.start()
         monkeypatch.setenv(swarmdns.NAMESERVER_VARIABLE, swarm_dns.nameserver)
