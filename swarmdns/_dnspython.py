@@ -11,15 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
 from attrs import frozen
 
 from . import _wire
@@ -27,17 +24,35 @@ from ._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
 from ._model import Answer, Question
 from ._nameserver import Nameserver, configured_nameservers, parse_nameserver
 
+if TYPE_CHECKING:
+    import dns.message
+
+# dnspython is imported only for answers the fast path hands over: most
+# programs never pay for importing it.
+
 #: The EDNS buffer size offered: the engine honours it, and 4096 bytes carry
 #: about 160 task addresses in one datagram.
 EDNS_PAYLOAD = 4096
 
 #: What dnspython raises for a query that got no usable answer.
-_QUERY_ERRORS = (dns.exception.DNSException, OSError, EOFError)
-
+_NOERROR, _SERVFAIL, _NXDOMAIN, _REFUSED = 0, 2, 3, 5
+_TC = 0x0200
 _RCODE_HINTS = {
-    dns.rcode.SERVFAIL: "the nameserver failed to answer; this is usually transient",
-    dns.rcode.REFUSED: "the engine refuses queries while more than 1024 are in flight",
+    _SERVFAIL: "the nameserver failed to answer; this is usually transient",
+    _REFUSED: "the engine refuses queries while more than 1024 are in flight",
 }
+
+
+class _Timeout(Exception):
+    """No answer arrived in time (the sockets' own timeout)."""
+
+
+class _Truncated(Exception):
+    """The answer over UDP was truncated: ask again over TCP."""
+
+
+#: What a query can fail with before any answer is read.
+_QUERY_ERRORS = (OSError, EOFError, _Timeout)
 
 
 @frozen
@@ -75,8 +90,10 @@ class _Exchange:
 
     @property
     def query(self) -> dns.message.Message:
-        """The query as a dnspython message, for TCP and for unusual answers."""
+        """The query as a dnspython message, to judge unusual answers."""
         if self._query is None:
+            import dns.message  # noqa: PLC0415 - see the module's imports
+
             self._query = dns.message.from_wire(self.wire)
         return self._query
 
@@ -84,16 +101,22 @@ class _Exchange:
         """Take the reply to the last request, as received."""
         fast = _wire.read_reply(data, self.wire, self._rdtype)
         if fast is not None:
-            self._take(fast.records, nxdomain=fast.rcode == dns.rcode.NXDOMAIN)
+            self._take(fast.records, nxdomain=fast.rcode == _NXDOMAIN)
             return
+        import dns.message  # noqa: PLC0415 - see the module's imports
+
         try:
             reply = dns.message.from_wire(data, raise_on_truncation=not tcp)
-            if not self.query.is_response(reply):
-                raise dns.exception.FormError("the answer is not to the question asked")  # type: ignore[no-untyped-call]
-        except _QUERY_ERRORS as error:
+        except dns.message.Truncated:
+            self.handle_error(_Truncated())
+            return
+        except Exception as error:  # dnspython found the answer malformed
             self.handle_error(error)
-        else:
-            self.handle_reply(reply)
+            return
+        if not self.query.is_response(reply):
+            self.handle_error(ValueError("the answer is not to the question asked"))
+            return
+        self.handle_reply(reply)
 
     @property
     def _server(self) -> Nameserver:
@@ -115,16 +138,15 @@ class _Exchange:
     def handle_reply(self, reply: dns.message.Message) -> None:
         """Take the reply to the last request."""
         rcode = reply.rcode()
-        if rcode == dns.rcode.NOERROR and reply.flags & dns.flags.TC and not self._tcp:
+        if rcode == _NOERROR and reply.flags & _TC and not self._tcp:
             self._tcp = True  # truncated: ask the same server again over TCP
-        elif rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-            self._take(self._records(reply), nxdomain=rcode == dns.rcode.NXDOMAIN)
+        elif rcode in (_NOERROR, _NXDOMAIN):
+            self._take(self._records(reply), nxdomain=rcode == _NXDOMAIN)
         else:
             hint = _RCODE_HINTS.get(rcode, "the nameserver could not answer")
             self._next_server(
                 ResolutionError(
-                    f"{self._server} answered {dns.rcode.to_text(rcode)} for {self._what()}:"
-                    f" {hint}",
+                    f"{self._server} answered {_rcode_text(rcode)} for {self._what()}: {hint}",
                     name=self.question.name,
                     nameserver=str(self._server),
                 )
@@ -147,10 +169,13 @@ class _Exchange:
     def handle_error(self, error: Exception) -> None:
         """Take the exception that the last request raised."""
         server = str(self._server)
-        if isinstance(error, dns.exception.Timeout):
+        if isinstance(error, _Timeout) or _is_dnspython(error, "dns.exception", "Timeout"):
             self._finish(self._timed_out())
             return
-        if isinstance(error, dns.message.Truncated) and not self._tcp:
+        truncated = isinstance(error, _Truncated) or _is_dnspython(
+            error, "dns.message", "Truncated"
+        )
+        if truncated and not self._tcp:
             self._tcp = True  # truncated, perhaps in the middle of a record: ask over TCP
             return
         if isinstance(error, OSError | EOFError):
@@ -179,7 +204,7 @@ class _Exchange:
         raise self._failure
 
     def _records(self, reply: dns.message.Message) -> tuple[str, ...]:
-        wanted = dns.rdatatype.from_text(self.question.rdtype)
+        wanted = _wire.TYPE_A if self.question.rdtype == "A" else _wire.TYPE_PTR
         name = self.query.question[0].name
         values: list[str] = []
         for rrset in reply.answer:
@@ -273,8 +298,20 @@ def _socket_family(server: Nameserver) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in server.host else socket.AF_INET
 
 
-def _timed_out(timeout: float) -> dns.exception.Timeout:
-    return dns.exception.Timeout(timeout=timeout)  # type: ignore[no-untyped-call]
+def _is_dnspython(error: Exception, module: str, name: str) -> bool:
+    """Whether ``error`` is dnspython's ``module.name``, without importing dnspython."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(error, getattr(loaded, name))
+
+
+def _timed_out(timeout: float) -> _Timeout:
+    return _Timeout(f"no answer within {timeout:.3g} s")
+
+
+def _rcode_text(rcode: int) -> str:
+    import dns.rcode  # noqa: PLC0415 - see the module's imports
+
+    return dns.rcode.to_text(dns.rcode.Rcode.make(rcode))
 
 
 def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:

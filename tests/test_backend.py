@@ -259,3 +259,19 @@ def test_a_dnspython_resolver_is_not_a_backend() -> None:
 def test_static_backend_checks_ptr_targets() -> None:
     with pytest.raises(TypeError, match="PTR target"):
         StaticBackend(ptr={"10.0.1.3": None})  # type: ignore[dict-item]
+
+
+def test_importing_swarmdns_leaves_heavy_modules_alone() -> None:
+    # Import time is measured in tests/benchmarks; this guards the reason it is low.
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = (
+        "import sys, swarmdns; print(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('dns', 'asyncio', 'logging', 'concurrent')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.strip() == "[]"
