@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -53,6 +54,7 @@ class FakeSwarm:
         self._port = port
         self._seed = seed
         self._lock = threading.RLock()
+        self._batches = 0
         self._swarm = Swarm(seed=seed)
         self._responder = Responder(seed=seed)
         self._server: DNSServer | None = None
@@ -340,7 +342,24 @@ class FakeSwarm:
 
     def _publish(self) -> None:
         """Hand the server the tables for the Swarm as it is now."""
-        self._responder.zone = self._swarm.zone()
+        if not self._batches:
+            self._responder.zone = self._swarm.zone()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every change inside the block visible in DNS at once, at its end.
+
+        For many changes that the engine would show together, or simply to
+        set up a large Swarm quickly (DNS is rebuilt once, not per change).
+        Other threads see DNS as it was until the block ends.
+        """
+        with self._lock:
+            self._batches += 1
+            try:
+                yield
+            finally:
+                self._batches -= 1
+                self._publish()
 
     # -- DNS behaviour and faults --------------------------------------------------
 

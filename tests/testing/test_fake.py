@@ -46,3 +46,19 @@ def test_a_stopped_fake_can_start_again() -> None:
         swarm.create_service("web")
     with swarm:
         assert ask_dnspython(swarm, "web").rcode == "NOERROR"
+
+
+def test_a_batch_shows_its_changes_together_at_its_end(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=1)
+
+    with swarm_dns.batch():
+        swarm_dns.scale("web", 3)
+        swarm_dns.create_service("db", replicas=2)
+        during = (
+            ask_dnspython(swarm_dns, "tasks.web").values,
+            ask_dnspython(swarm_dns, "db").rcode,
+        )
+
+    assert (len(during[0]), during[1]) == (1, "NXDOMAIN")
+    assert len(ask_dnspython(swarm_dns, "tasks.web").values) == 3
+    assert len(ask_dnspython(swarm_dns, "tasks.db").values) == 2
