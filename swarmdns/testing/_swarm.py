@@ -219,6 +219,7 @@ class Swarm:
         self._used_subnets = {IPv4Network("10.0.0.0/24")}  # the ingress network's
         self.nodes: list[str] = [self._new_id()]
         self._load_balancers: dict[tuple[str, str], IPv4Address] = {}
+        self._zone_cache: dict[str, tuple[tuple[Service, ...], NetworkZone]] = {}
         self.client_networks: tuple[str, ...] | None = None
 
     # -- identifiers and addresses -------------------------------------------
@@ -571,14 +572,30 @@ class Swarm:
             attached = sorted(self._networks)
         else:
             attached = sorted(n for n in self.client_networks if n in self._networks)
-        return Zone(networks=tuple(self._network_zone(name) for name in attached))
+        return Zone(networks=tuple(self._cached_network_zone(name) for name in attached))
 
-    def _network_zone(self, network: str) -> NetworkZone:
+    def _cached_network_zone(self, network: str) -> NetworkZone:
+        """A network's tables, rebuilt only when one of its services changed.
+
+        Snapshots are immutable and replaced on every change, so the same
+        service objects (by identity) mean the same tables.
+        """
+        members = tuple(s for s in self._services.values() if network in s.networks)
+        cached = self._zone_cache.get(network)
+        if (
+            cached is not None
+            and len(cached[0]) == len(members)
+            and all(old is new for old, new in zip(cached[0], members, strict=True))
+        ):
+            return cached[1]
+        zone = self._network_zone(network, members)
+        self._zone_cache[network] = (members, zone)
+        return zone
+
+    def _network_zone(self, network: str, members: tuple[Service, ...]) -> NetworkZone:
         names: dict[str, list[IPv4Address]] = {}
         reverse: dict[IPv4Address, str] = {}
-        for service in self._services.values():
-            if network not in service.networks:
-                continue
+        for service in members:
             visible = [t for t in service.tasks if t.visible]
             if not visible:
                 continue  # the engine forgets every name of a service without tasks

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import platform
 import socket
 import struct
@@ -26,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +232,63 @@ def fake_throughput_table() -> list[str]:
     return rows
 
 
+WATCHER = Path(__file__).with_name("watcher.py")
+
+
+def watch_table(services: int = 1000, tasks_each: int = 50, interval: float = 1.0) -> list[str]:
+    """One loop watching ``services`` services: its CPU share and how late changes arrive."""
+    window = 15.0
+    with FakeSwarm() as swarm:
+        with swarm.batch():
+            for index in range(services):
+                network = f"net{index // 10}"  # 10 services of 50 tasks per /23
+                if index % 10 == 0:
+                    base = int(IPv4Address("10.64.0.0")) + (index // 10) * 512
+                    swarm.create_network(network, subnet=str(IPv4Network((base, 23))))
+                swarm.create_service(
+                    f"s{index}", tasks_each, network=network, endpoint_mode="dnsrr"
+                )
+        watcher = subprocess.Popen(
+            [sys.executable, str(WATCHER), swarm.nameserver, str(services), str(interval),
+             str(window)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        assert watcher.stdout is not None
+        lines = iter(watcher.stdout)
+        ready = json.loads(next(lines))["ready"]
+        changed: dict[str, float] = {}
+        time.sleep(interval)  # let the watches settle into their rhythm
+        while time.monotonic() < ready + window - 2 * interval:
+            name = f"s{len(changed) * 7 % services}"
+            swarm.scale(name, tasks_each + 1)
+            changed[name] = time.monotonic()
+            time.sleep(0.1)
+        delays, usage = [], None
+        for line in lines:
+            record = json.loads(line)
+            if "cpu" in record:
+                usage = record
+            elif record["service"] in changed:
+                delays.append(record["at"] - changed[record["service"]])
+        watcher.wait(60)
+        watcher.stdout.close()
+        failed = [q for q in swarm.queries if q.outcome.name != "NOERROR"]
+    assert usage is not None
+    delays.sort()
+    p50 = delays[len(delays) // 2]
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    return [
+        "| services x tasks | interval | CPU, share of one core | changes seen | p50 delay |"
+        " p99 delay |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| {services} x {tasks_each} | {interval:g} s | {usage['cpu'] / usage['wall']:.1%} |"
+        f" {len(delays)} of {len(changed)} | {p50:.3f} s | {p99:.3f} s |",
+        "",
+        f"(the fake answered {len(swarm.queries)} queries; {len(failed)} not NOERROR)",
+    ]
+
+
 def import_seconds(statement: str) -> float:
     best = float("inf")
     for _ in range(7):
@@ -261,6 +320,8 @@ def main() -> None:
     print("\n".join(lookups_table()))
     print("\n## The fake server's throughput against dnslib's DNSServer\n")
     print("\n".join(fake_throughput_table()))
+    print("\n## Watching many services in one asyncio loop\n")
+    print("\n".join(watch_table()))
     print("\n## Import time\n")
     print("\n".join(import_table()))
 
