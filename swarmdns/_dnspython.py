@@ -353,18 +353,17 @@ async def _udp_exchange_async(query: bytes, server: Nameserver, timeout: float) 
     """``_udp_exchange`` for asyncio: the socket is closed even when cancelled."""
     import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
 
+    from ._deadlines import Overrun, within  # noqa: PLC0415 - it imports asyncio
+
     loop = asyncio.get_running_loop()
     with socket.socket(_socket_family(server), socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
-
-        async def exchange() -> bytes:
-            await loop.sock_connect(sock, (server.host, server.port))
-            await loop.sock_sendall(sock, query)
-            return await loop.sock_recv(sock, 65535)
+        sock.connect((server.host, server.port))  # UDP: no packet, no waiting
+        sock.send(query)  # a datagram this small never blocks
 
         try:
-            return await asyncio.wait_for(exchange(), timeout)
-        except asyncio.TimeoutError:
+            return await within(loop.sock_recv(sock, 65535), timeout)
+        except Overrun:
             raise _timed_out(timeout) from None
 
 

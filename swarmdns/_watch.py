@@ -165,6 +165,7 @@ class WatchCore:
         self._last_error: SwarmDNSError | None = None
         self._last_success: datetime | None = None
         self._healthy_since = clock()
+        self._last_answer: tuple[IPv4Address, ...] | None = None
         # The thread that drives the watch and the threads that read it.
         self._lock = threading.RLock()
 
@@ -197,8 +198,16 @@ class WatchCore:
 
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
         """Take a successful lookup's addresses; return the change to report, if any."""
+        answer = tuple(addresses)
         with self._lock:
-            return self._succeeded(frozenset(addresses) - self.exclude)
+            if answer == self._last_answer and not self._missing and not self._failures:
+                # The usual case: the same answer as last time, nothing pending.
+                # Comparing tuples is far cheaper than hashing the addresses.
+                self._last_success = self._wall_clock()
+                self._healthy_since = self._clock()
+                return None
+            self._last_answer = answer
+            return self._succeeded(frozenset(answer) - self.exclude)
 
     def _succeeded(self, seen: frozenset[IPv4Address]) -> TaskSetChange | None:
         if self._failures:

@@ -8,6 +8,7 @@ same plans and the same watch logic); the backend must have an async
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from . import _lookups
 from ._backend import AsyncBackend, Backend, async_backend
+from ._deadlines import Overrun, within
 from ._errors import SwarmDNSError
 from ._lookups import DEFAULT_TIMEOUT, Deadline, Plan, Result, check_timeout
 from ._model import Question, Task
@@ -55,34 +57,31 @@ _GRACE = 0.1
 
 
 async def _ask(
-    backend: AsyncBackend, question: Question, deadline: Deadline, slots: asyncio.Semaphore
+    backend: AsyncBackend,
+    question: Question,
+    deadline: Deadline,
+    slots: asyncio.Semaphore | None = None,
 ) -> Result:
-    async with slots:
+    async with slots if slots is not None else contextlib.nullcontext():
         remaining = deadline.remaining()
         if remaining <= 0:
             return deadline.expired(question)
-        # Not wait_for(): a TimeoutError the backend raises itself must not be
-        # mistaken for the backend overrunning the deadline.
-        asking = asyncio.ensure_future(backend.resolve_async(question, remaining))
         try:
-            done, _ = await asyncio.wait({asking}, timeout=remaining + _GRACE)
-        finally:
-            if not asking.done():
-                asking.cancel()
-                await asyncio.gather(asking, return_exceptions=True)
-        if not done:
+            answer = await within(backend.resolve_async(question, remaining), remaining + _GRACE)
+        except Overrun:
             return deadline.overrun(question, backend)
-        try:
-            return _lookups.checked(question, backend, asking.result())
         except SwarmDNSError as error:
             return error
         except Exception as error:  # any backend failure is a failed question
             return _lookups.backend_failure(question, backend, error)
+        return _lookups.checked(question, backend, answer)
 
 
 async def _ask_all(
     backend: AsyncBackend, questions: Sequence[Question], deadline: Deadline
 ) -> list[Result]:
+    if len(questions) == 1:  # the usual case: no task to create
+        return [await _ask(backend, questions[0], deadline)]
     slots = asyncio.Semaphore(MAX_CONCURRENT)
     asking = [asyncio.ensure_future(_ask(backend, q, deadline, slots)) for q in questions]
     try:
