@@ -74,13 +74,25 @@ _POINTED_PREFIX = _POINTER_TO_QUESTION + struct.pack("!HH", 1, 1)
 _TYPE_AND_CLASS = struct.pack("!HH", 1, 1)
 
 
+#: Addresses already made, so that the same task's address is the same object
+#: from one lookup to the next: comparing two answers then costs next to
+#: nothing. Bounded: past the limit, new addresses are not kept.
+_KNOWN: dict[int, IPv4Address] = {}
+_KNOWN_LIMIT = 1 << 16
+
+
 def _unchecked(values: list[int]) -> SortedAddresses:
     """``IPv4Address(value)`` for each value, without its checks (32 bits by construction)."""
+    known = _KNOWN.get
     new = object.__new__
     addresses = []
     for value in values:
-        address = new(IPv4Address)
-        address._ip = value  # type: ignore[attr-defined]
+        address = known(value)
+        if address is None:
+            address = new(IPv4Address)
+            address._ip = value  # type: ignore[attr-defined]
+            if len(_KNOWN) < _KNOWN_LIMIT:
+                _KNOWN[value] = address
         addresses.append(address)
     return SortedAddresses(addresses)
 
