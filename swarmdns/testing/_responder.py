@@ -8,6 +8,7 @@ an answer lives here so that it can be tested and fuzzed without sockets.
 from __future__ import annotations
 
 import enum
+import functools
 import random
 import threading
 import time
@@ -148,6 +149,12 @@ class Reply:
 
     data: bytes | None
     delay: float = 0.0
+
+
+@functools.lru_cache(maxsize=256)
+def _type_text(qtype: int) -> str:
+    """``A``, ``AAAA``, ``TYPE65280``...: a query type as the log shows it."""
+    return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
 
 
 def normalize_name(name: str) -> str:
@@ -314,7 +321,7 @@ class Responder:
         except _wire.QueryFormatError as error:
             return self._reject(error, transport, received)
         name = query.ascii_name
-        qtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(query.qtype))
+        qtype = _type_text(query.qtype)
         injected = self.faults.take(None if name is None else name.lower(), qtype)
         delay = injected.seconds if isinstance(injected, Delay) else 0.0
         answer = self._answer(

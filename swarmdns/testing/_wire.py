@@ -7,6 +7,7 @@ encodes answers itself instead of going through ``dns.message``.
 
 from __future__ import annotations
 
+import re
 import struct
 
 from attrs import frozen
@@ -112,8 +113,13 @@ class Query:
         return ".".join(text)
 
 
+_PLAIN_LABEL = re.compile(rb"[A-Za-z0-9_-]*")
+
+
 def name_to_text(labels: tuple[bytes, ...]) -> str:
     """Render wire labels as presentation text, escaping bytes like dnspython."""
+    if all(_PLAIN_LABEL.fullmatch(label) for label in labels):  # the usual case
+        return b".".join(labels).decode("ascii") + "."
     return ".".join(_label_to_text(label) for label in labels) + "."
 
 
