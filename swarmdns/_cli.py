@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+import attrs
+
 from . import __version__
 from ._api import service_vip, task_ips, tasks
 from ._backend import Backend
@@ -151,15 +153,7 @@ def _backend(options: argparse.Namespace) -> Backend | None:
 
 
 def _task_json(task: Task) -> dict[str, Any]:
-    return {
-        "ip": str(task.ip),
-        "name": task.name,
-        "service": task.service,
-        "slot": task.slot,
-        "node_id": task.node_id,
-        "task_id": task.task_id,
-        "network": task.network,
-    }
+    return {**attrs.asdict(task), "ip": str(task.ip)}
 
 
 def _change_line(change: TaskSetChange, as_json: bool) -> str:

@@ -294,6 +294,25 @@ class WatchCore:
         )
 
 
+class WatchView:
+    """What every way of watching shows of its watch: the current set, its health."""
+
+    _core: WatchCore
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._core.query_name!r}: {len(self.current)} tasks>"
+
+    @property
+    def current(self) -> tuple[IPv4Address, ...]:
+        """The addresses as last reported, sorted (empty before the first lookup)."""
+        return self._core.current
+
+    @property
+    def health(self) -> WatchHealth:
+        """Consecutive failures, the last success and the last error."""
+        return self._core.health
+
+
 class WaitCore:
     """The decisions of ``wait_for_tasks()``: enough yet, or out of time."""
 

@@ -28,7 +28,7 @@ from ._watch import (
     TaskSetChange,
     WaitCore,
     WatchCore,
-    WatchHealth,
+    WatchView,
     logger,
     wait_steps,
     watch_steps,
@@ -123,7 +123,7 @@ def watch_tasks(
     return TaskWatch(core, _drive(steps, _lookup(service, network, backend)))
 
 
-class TaskWatch(Iterator[TaskSetChange]):
+class TaskWatch(WatchView, Iterator[TaskSetChange]):
     """The iterator ``watch_tasks()`` returns: changes, plus the watch's state.
 
     ``close()`` (or leaving a ``with`` block) ends it; between changes it
@@ -133,9 +133,6 @@ class TaskWatch(Iterator[TaskSetChange]):
     def __init__(self, core: WatchCore, changes: Generator[TaskSetChange, None, None]) -> None:
         self._core = core
         self._changes = changes
-
-    def __repr__(self) -> str:
-        return f"<TaskWatch {self._core.query_name!r}: {len(self.current)} tasks>"
 
     def __next__(self) -> TaskSetChange:
         return next(self._changes)
@@ -149,16 +146,6 @@ class TaskWatch(Iterator[TaskSetChange]):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def current(self) -> tuple[IPv4Address, ...]:
-        """The addresses as last reported, sorted."""
-        return self._core.current
-
-    @property
-    def health(self) -> WatchHealth:
-        """Consecutive failures, the last success and the last error."""
-        return self._core.health
 
 
 def _lookup(
@@ -268,7 +255,7 @@ class _ThreadedBackend:
         return await asyncio.to_thread(self.backend.resolve, question, timeout)
 
 
-class TaskWatcher:
+class TaskWatcher(WatchView):
     """Follows a service's tasks in a background thread.
 
     For applications not built around a loop: read ``current`` at any time,
@@ -381,16 +368,6 @@ class TaskWatcher:
             return self._thread is not None and not self._finished
 
     # -- what it sees ------------------------------------------------------------
-
-    @property
-    def current(self) -> tuple[IPv4Address, ...]:
-        """The service's task addresses as last seen, sorted (empty until the first lookup)."""
-        return self._core.current
-
-    @property
-    def health(self) -> WatchHealth:
-        """Consecutive failures, the last success and the last error."""
-        return self._core.health
 
     @property
     def error(self) -> BaseException | None:

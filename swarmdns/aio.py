@@ -34,7 +34,7 @@ from ._watch import (
     Step,
     TaskSetChange,
     WatchCore,
-    WatchHealth,
+    WatchView,
     watch_steps,
 )
 from ._watching import new_wait, new_watch
@@ -171,15 +171,12 @@ def watch_tasks(
     return AsyncTaskWatch(core, drive(steps, lookup(service, network, backend)))
 
 
-class AsyncTaskWatch(AsyncIterator[TaskSetChange]):
+class AsyncTaskWatch(WatchView, AsyncIterator[TaskSetChange]):
     """The async iterator ``watch_tasks()`` returns: changes, plus the watch's state."""
 
     def __init__(self, core: WatchCore, changes: AsyncGenerator[TaskSetChange, None]) -> None:
         self._core = core
         self._changes = changes
-
-    def __repr__(self) -> str:
-        return f"<AsyncTaskWatch {self._core.query_name!r}: {len(self.current)} tasks>"
 
     async def __anext__(self) -> TaskSetChange:
         return await self._changes.__anext__()
@@ -193,16 +190,6 @@ class AsyncTaskWatch(AsyncIterator[TaskSetChange]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    @property
-    def current(self) -> tuple[IPv4Address, ...]:
-        """The addresses as last reported, sorted."""
-        return self._core.current
-
-    @property
-    def health(self) -> WatchHealth:
-        """Consecutive failures, the last success and the last error."""
-        return self._core.health
 
 
 def lookup(

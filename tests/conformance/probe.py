@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import dns.flags
 import dns.message
 import dns.query
@@ -25,15 +26,7 @@ from swarmdns._nameserver import configured_nameservers
 
 
 def _task(task: swarmdns.Task) -> dict[str, Any]:
-    return {
-        "ip": str(task.ip),
-        "name": task.name,
-        "service": task.service,
-        "slot": task.slot,
-        "node_id": task.node_id,
-        "task_id": task.task_id,
-        "network": task.network,
-    }
+    return {**attrs.asdict(task), "ip": str(task.ip)}
 
 
 def query(name: str, rdtype: str = "A", *, edns: bool = True, tcp: bool = False) -> dict[str, Any]:
