@@ -8,16 +8,16 @@ requests to dnspython and the replies back.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
-
-from attrs import frozen
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import _wire
 from ._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
@@ -55,8 +55,7 @@ class _Truncated(Exception):
 _QUERY_ERRORS = (OSError, EOFError, _Timeout)
 
 
-@frozen
-class _Request:
+class _Request(NamedTuple):
     server: Nameserver
     tcp: bool
     timeout: float
@@ -162,7 +161,7 @@ class _Exchange:
             question=self.question,
             records=records,
             nxdomain=nxdomain,
-            nameserver=str(self._server),
+            nameserver=_text(self._server),
         )
         self._final = True
 
@@ -294,6 +293,10 @@ class DNSPythonBackend:
         return exchange.result()
 
 
+#: A nameserver as text, for answers and messages (the same few, again and again).
+_text = lru_cache(maxsize=64)(str)
+
+
 def _socket_family(server: Nameserver) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in server.host else socket.AF_INET
 
@@ -316,14 +319,18 @@ def _rcode_text(rcode: int) -> str:
 
 def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
     """Send ``query`` over UDP and return the first datagram that comes back."""
-    with socket.socket(_socket_family(server), socket.SOCK_DGRAM) as sock:
+    # The socket module's own type: its Python subclass costs more than the
+    # exchange's other work.
+    sock = _socket.socket(_socket_family(server), socket.SOCK_DGRAM)
+    try:
         sock.settimeout(timeout)
-        try:
-            sock.connect((server.host, server.port))
-            sock.send(query)
-            return sock.recv(65535)
-        except TimeoutError:
-            raise _timed_out(timeout) from None
+        sock.connect((server.host, server.port))
+        sock.send(query)
+        return sock.recv(65535)
+    except TimeoutError:
+        raise _timed_out(timeout) from None
+    finally:
+        sock.close()
 
 
 def _tcp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Generator, Sequence
+from functools import lru_cache
 from ipaddress import AddressValueError, IPv4Address
 from typing import TypeVar
 
@@ -157,9 +158,14 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
 
 def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]:
     """Plan: the sorted, distinct A records of ``tasks.<service>[.<network>]``."""
-    name = tasks_name(service, network)
-    (result,) = yield (Question(name=name, rdtype="A"),)
+    (result,) = yield _tasks_questions(tasks_name(service, network))
     return _distinct_sorted(_answer(result))
+
+
+@lru_cache(maxsize=1024)
+def _tasks_questions(name: str) -> tuple[Question]:
+    """The one question ``task_ips`` asks, made once per name (a watch asks it often)."""
+    return (Question(name=name, rdtype="A"),)
 
 
 def tasks(service: str, network: str | None) -> Plan[tuple[Task, ...]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import lru_cache
 from ipaddress import IPv4Address
 
 from ._errors import InvalidName
@@ -84,6 +86,26 @@ def _absolute(*labels: str) -> str:
     return name
 
 
+#: Names already checked: a watch asks for the same name again and again.
+_remembered = lru_cache(maxsize=1024)
+
+
+def _cached_for_text(
+    build: Callable[[str, str | None], str],
+) -> Callable[[str, str | None], str]:
+    """``build``, remembering its answers for text arguments (errors are not kept)."""
+    cached = _remembered(build)
+
+    def name(service: str, network: str | None) -> str:
+        if type(service) is str and (network is None or type(network) is str):
+            return cached(service, network)
+        return build(service, network)  # whatever is wrong with the arguments, said once
+
+    name.__doc__ = build.__doc__
+    return name
+
+
+@_cached_for_text
 def service_name(service: str, network: str | None) -> str:
     """The absolute name of a service's VIP (or dnsrr list): ``web.`` or ``web.net.``."""
     checked = check_service(service)
@@ -92,6 +114,7 @@ def service_name(service: str, network: str | None) -> str:
     return _absolute(checked, check_network(network))
 
 
+@_cached_for_text
 def tasks_name(service: str, network: str | None) -> str:
     """The absolute name listing a service's tasks: ``tasks.web.`` or ``tasks.web.net.``."""
     checked = check_service(service)

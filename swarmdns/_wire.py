@@ -15,8 +15,7 @@ import struct
 from collections.abc import Callable
 from functools import lru_cache
 from ipaddress import IPv4Address
-
-from attrs import frozen
+from typing import NamedTuple
 
 from ._model import SortedAddresses
 
@@ -29,7 +28,11 @@ _QR = 0x8000
 _OPCODE = 0x7800
 _TC = 0x0200
 _RCODE = 0x000F
-_ACCEPTED_RCODES = (0, 3)  # NOERROR, NXDOMAIN
+#: A reply's QR, opcode, TC and rcode bits, when it is the usual shape: the rcode.
+_USUAL_FLAGS = {_QR: 0, _QR | 3: 3}  # NOERROR, NXDOMAIN; opcode QUERY, not truncated
+_FLAGS_AND_ANCOUNT = struct.Struct("!H2xH")
+_ONE = b"\x00\x01"
+_NONE_NONE = bytes(4)
 TYPE_A = 1
 TYPE_PTR = 12
 _CLASS_IN = 1
@@ -37,9 +40,8 @@ _MAX_NAME = 255
 _MAX_LABEL = 63
 
 
-@frozen
-class Reply:
-    """An answer read by the fast path.
+class Reply(NamedTuple):
+    """An answer read by the fast path (a named tuple: made on every lookup).
 
     Attributes:
         rcode: 0 (NOERROR) or 3 (NXDOMAIN).
@@ -60,7 +62,12 @@ def encode_name(name: str) -> bytes:
 def build_query(name: str, rdtype: int, query_id: int) -> bytes:
     """A recursive query for ``name`` with EDNS0 and a 4096-byte buffer."""
     header = _HEADER.pack(query_id, _FLAGS_QUERY, 1, 0, 0, 1)
-    return header + encode_name(name) + _QUESTION_FIXED.pack(rdtype, _CLASS_IN) + _OPT
+    return header + _question_and_opt(name, rdtype)
+
+
+@lru_cache(maxsize=1024)
+def _question_and_opt(name: str, rdtype: int) -> bytes:
+    return encode_name(name) + _QUESTION_FIXED.pack(rdtype, _CLASS_IN) + _OPT
 
 
 @lru_cache(maxsize=64)
@@ -81,7 +88,7 @@ _KNOWN: dict[int, IPv4Address] = {}
 _KNOWN_LIMIT = 1 << 16
 
 
-def _unchecked(values: list[int]) -> SortedAddresses:
+def _unchecked(values: tuple[int, ...]) -> SortedAddresses:
     """``IPv4Address(value)`` for each value, without its checks (32 bits by construction)."""
     known = _KNOWN.get
     new = object.__new__
@@ -97,46 +104,63 @@ def _unchecked(values: list[int]) -> SortedAddresses:
     return SortedAddresses(addresses)
 
 
-def _checked(values: list[int]) -> SortedAddresses:
+def _checked(values: tuple[int, ...]) -> SortedAddresses:
     return SortedAddresses(IPv4Address(value) for value in values)
 
 
 # The shortcut relies on how ipaddress stores an address: use it only if it agrees.
 _SAMPLE = IPv4Address("10.0.1.3")
-(_shortcut,) = _unchecked([int(_SAMPLE)])
-_addresses_of: Callable[[list[int]], SortedAddresses] = (
+(_shortcut,) = _unchecked((int(_SAMPLE),))
+_new_addresses: Callable[[tuple[int, ...]], SortedAddresses] = (
     _unchecked if _shortcut == _SAMPLE and hash(_shortcut) == hash(_SAMPLE) else _checked
 )
 
+#: Answers already read, by their sorted addresses: the same tasks, in any
+#: order, give the same tuple as last time, which a watch compares with its
+#: last at no cost. Bounded: past the limit, the oldest goes.
+_SEEN: dict[tuple[int, ...], SortedAddresses] = {}
+_SEEN_LIMIT = 4096
+
+
+def _addresses_of(values: tuple[int, ...]) -> SortedAddresses:
+    """The addresses with these sorted, distinct 32-bit values."""
+    addresses = _SEEN.get(values)
+    if addresses is None:
+        addresses = _new_addresses(values)
+        if len(_SEEN) >= _SEEN_LIMIT:
+            _SEEN.pop(next(iter(_SEEN), values), None)
+        _SEEN[values] = addresses
+    return addresses
+
 
 def read_reply(data: bytes, query: bytes, rdtype: int) -> Reply | None:
-    """Read ``data`` as the answer to ``query``, or return None if it is not the usual shape."""
-    if len(data) < _HEADER.size:
-        return None
-    query_id, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    """Read ``data`` as the answer to ``query`` (made by ``build_query``), or return None.
+
+    None means that the answer is not in the usual shape: dnspython reads it.
+    """
+    question_end = len(query) - len(_OPT)
     if (
-        query_id != _HEADER.unpack_from(query)[0]
-        or not flags & _QR
-        or flags & (_OPCODE | _TC)
-        or (flags & _RCODE) not in _ACCEPTED_RCODES
-        or (qdcount, nscount, arcount) != (1, 0, 0)
+        len(data) < question_end
+        or data[:2] != query[:2]  # the ID
+        or data[4:6] != _ONE  # one question
+        or data[8:12] != _NONE_NONE  # no authority or additional records
+        # The question, echoed; the name in any case. (Lowering changes only
+        # letters, and none of the query's type and class bytes is one.)
+        or data[_HEADER.size : question_end].lower() != query[_HEADER.size : question_end].lower()
     ):
         return None
-    name_end = query.index(b"\x00", _HEADER.size) + 1
-    question_end = name_end + _QUESTION_FIXED.size
-    owner = data[_HEADER.size : name_end]
-    if (
-        owner.lower() != query[_HEADER.size : name_end].lower()
-        or data[name_end:question_end] != query[name_end:question_end]
-    ):
+    flags, ancount = _FLAGS_AND_ANCOUNT.unpack_from(data, 2)
+    rcode = _USUAL_FLAGS.get(flags & (_QR | _OPCODE | _TC | _RCODE))
+    if rcode is None:
         return None
+    owner = data[_HEADER.size : question_end - _QUESTION_FIXED.size]
     body = data[question_end:]
     records: tuple[IPv4Address, ...] | tuple[str, ...] | None
     if rdtype == TYPE_A:
         records = _read_addresses(body, owner, ancount)
     else:
         records = _read_targets(body, owner, ancount)
-    return None if records is None else Reply(rcode=flags & _RCODE, records=records)
+    return None if records is None else Reply(rcode=rcode, records=records)
 
 
 def _read_addresses(body: bytes, owner: bytes, count: int) -> SortedAddresses | None:
@@ -149,13 +173,21 @@ def _read_addresses(body: bytes, owner: bytes, count: int) -> SortedAddresses | 
     size = len(prefix) + 10  # then the TTL, the data length and the address
     if len(body) != size * count:
         return None
-    # Column by column, every record must have the same owner, type and class,
-    # and a data length of 4 (the TTL can be anything).
-    columns = [*enumerate(prefix), (len(prefix) + 4, 0), (len(prefix) + 5, 4)]
-    for column, byte in columns:
-        if body[column::size] != bytes((byte,)) * count:
+    for column, expected in _fixed_columns(prefix, count):
+        if body[column::size] != expected:
             return None
-    return _addresses_of(sorted(set(_addresses_layout(size, count).unpack(body))))
+    return _addresses_of(tuple(sorted(set(_addresses_layout(size, count).unpack(body)))))
+
+
+@lru_cache(maxsize=1024)  # by name and count: enough for a watch over many services
+def _fixed_columns(prefix: bytes, count: int) -> tuple[tuple[int, bytes], ...]:
+    """What each byte column of ``count`` A records must hold, by its offset in a record.
+
+    Every record must have the same owner, type and class (``prefix``), and a
+    data length of 4; the TTL and the address can be anything.
+    """
+    columns = [*enumerate(prefix), (len(prefix) + 4, 0), (len(prefix) + 5, 4)]
+    return tuple((column, bytes((byte,)) * count) for column, byte in columns)
 
 
 _RECORD_FIXED = struct.Struct("!HHIH")

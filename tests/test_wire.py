@@ -18,6 +18,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -130,6 +131,28 @@ def test_reads_the_engines_ptr_answers() -> None:
 
     assert fast is not None
     assert fast.records == (f"{service.tasks[0].name}.proxy.",)
+
+
+def test_the_same_tasks_in_another_order_read_as_the_same_tuple() -> None:
+    first = check(dnspython_reply(QUERY_A, ["10.0.1.4", "10.0.1.3"]), QUERY_A, _wire.TYPE_A)
+    second = check(dnspython_reply(QUERY_A, ["10.0.1.3", "10.0.1.4"]), QUERY_A, _wire.TYPE_A)
+
+    assert first is not None
+    assert second is not None
+    assert first.records is second.records  # a watch compares them at no cost
+    assert [str(r) for r in first.records] == ["10.0.1.3", "10.0.1.4"]
+
+
+def test_answers_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_wire, "_SEEN", {})
+    monkeypatch.setattr(_wire, "_SEEN_LIMIT", 3)
+
+    read = [_wire._addresses_of((0x0A000000 + n,)) for n in range(5)]
+
+    assert len(_wire._SEEN) == 3
+    assert [str(a) for (a,) in read] == [f"10.0.0.{n}" for n in range(5)]
+    assert _wire._addresses_of((0x0A000004,)) is read[4]  # the newest are kept
+    assert _wire._addresses_of((0x0A000000,)) is not read[0]  # the oldest went
 
 
 def test_hands_back_what_it_does_not_know() -> None:
