@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from functools import lru_cache
 
 from attrs import frozen
 
@@ -84,17 +85,25 @@ def nameservers_from_resolv_conf(text: str) -> tuple[Nameserver, ...]:
 def configured_nameservers(resolv_conf: str = RESOLV_CONF) -> tuple[Nameserver, ...]:
     """The nameservers to ask now: ``SWARMDNS_NAMESERVER``, else resolv.conf's.
 
-    Both are read on every call, so that a test fixture can redirect them.
+    Both are looked at on every call, so that a test fixture can redirect
+    them; resolv.conf is read again only when it changed (its inode, size or
+    modification time), as the C library does.
 
     Raises:
         ConfigurationError: Neither names a nameserver.
     """
     configured = os.environ.get(NAMESERVER_VARIABLE)
     if configured:
-        return (parse_nameserver(configured, source=NAMESERVER_VARIABLE),)
+        return (_parse_variable(configured),)
     try:
-        with open(resolv_conf, encoding="utf-8", errors="replace") as file:
-            servers = nameservers_from_resolv_conf(file.read())
+        status = os.stat(resolv_conf)
+        version = (resolv_conf, status.st_ino, status.st_size, status.st_mtime_ns)
+        servers = _read.get(version)
+        if servers is None:
+            with open(resolv_conf, encoding="utf-8", errors="replace") as file:
+                servers = nameservers_from_resolv_conf(file.read())
+            _read.clear()  # one version of one file is all a process uses
+            _read[version] = servers
     except OSError as error:
         raise ConfigurationError(
             f"no nameserver to ask: {NAMESERVER_VARIABLE} is not set and {resolv_conf}"
@@ -108,3 +117,13 @@ def configured_nameservers(resolv_conf: str = RESOLV_CONF) -> tuple[Nameserver, 
             name=resolv_conf,
         )
     return servers
+
+
+#: resolv.conf's nameservers, by the file's path and version.
+_read: dict[tuple[str, int, int, int], tuple[Nameserver, ...]] = {}
+
+
+@lru_cache(maxsize=16)
+def _parse_variable(value: str) -> Nameserver:
+    """``SWARMDNS_NAMESERVER``'s value, read (a bad value raises every time)."""
+    return parse_nameserver(value, source=NAMESERVER_VARIABLE)

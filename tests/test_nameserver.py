@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,29 @@ def test_no_nameserver_anywhere_is_a_clear_error(
         configured_nameservers(str(empty))
     with pytest.raises(ConfigurationError, match="cannot be read"):
         configured_nameservers(str(tmp_path / "missing"))
+
+
+def test_a_changed_resolv_conf_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SWARMDNS_NAMESERVER", raising=False)
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 10.0.0.1\n")
+    assert configured_nameservers(str(conf)) == (Nameserver("10.0.0.1"),)
+
+    conf.write_text("nameserver 10.0.0.2\n")  # the same size: only the time tells
+    os.utime(conf, ns=(0, 10**9))
+    assert configured_nameservers(str(conf)) == (Nameserver("10.0.0.2"),)
+
+    replaced = tmp_path / "new"
+    replaced.write_text("nameserver 127.0.0.11\n")
+    replaced.replace(conf)  # as Docker rewrites it: a new file
+    assert configured_nameservers(str(conf)) == (Nameserver("127.0.0.11"),)
+
+
+def test_a_bad_variable_is_an_error_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWARMDNS_NAMESERVER", "not an address")
+
+    for _ in range(2):
+        with pytest.raises(ConfigurationError, match="SWARMDNS_NAMESERVER is 'not an address'"):
+            configured_nameservers()
