@@ -131,6 +131,29 @@ class _Unanswered(enum.Enum):
     FAIL = "fail"
 
 
+#: How many parsed queries, and how many names' records, a responder keeps.
+_REMEMBERED = 4096
+
+
+class _Parsed(NamedTuple):
+    """A query as parsed, and what answering it needs; the same for any query ID."""
+
+    query: _wire.Query
+    name: str | None
+    qtype: str
+    logged_name: str
+
+    @classmethod
+    def of(cls, query: _wire.Query) -> _Parsed:
+        """What a newly parsed query says."""
+        return cls(
+            query=query,
+            name=query.ascii_name,
+            qtype=_type_text(query.qtype),
+            logged_name=_wire.name_to_text(query.labels).removesuffix(".") or ".",
+        )
+
+
 class _Answer(NamedTuple):
     data: bytes | None
     outcome: Outcome
@@ -211,6 +234,8 @@ class FaultTable:
 
     def take(self, name: str | None, qtype: str | None) -> Injected | None:
         """The fault for the next query about ``name`` of type ``qtype``, if any."""
+        if not self._faults:  # the usual case, decided without the lock
+            return None
         with self._lock:
             for key in ((name, qtype), (name, None), (None, qtype), (None, None)):
                 entry = self._faults.get(key)
@@ -308,6 +333,12 @@ class Responder:
         self.log = QueryLog()
         self._rng = random.Random(seed)
         self._clock = clock
+        # Clients ask the same few questions again and again: what a query
+        # says (all but its ID) is parsed once, and a name's records are
+        # written once per zone.
+        self._parsed: dict[bytes, _Parsed] = {}
+        self._written: dict[tuple[bytes, int], list[bytes] | _Unanswered] = {}
+        self._written_for = self.zone
 
     def seed(self, seed: int | None) -> None:
         """Make the order of answers repeatable (or random again with None)."""
@@ -316,20 +347,28 @@ class Responder:
     def respond(self, data: bytes, transport: str) -> Reply:
         """The reply to one message received over ``transport``."""
         received = self._clock()
-        try:
-            query = _wire.parse_query(data)
-        except _wire.QueryFormatError as error:
-            return self._reject(error, transport, received)
-        name = query.ascii_name
-        qtype = _type_text(query.qtype)
+        parsed = self._parsed.get(data[2:])
+        if parsed is None:
+            try:
+                parsed = _Parsed.of(_wire.parse_query(data))
+            except _wire.QueryFormatError as error:
+                return self._reject(error, transport, received)
+            if len(self._parsed) >= _REMEMBERED:
+                self._parsed.clear()
+            self._parsed[data[2:]] = parsed
+        query, name, qtype = parsed.query, parsed.name, parsed.qtype
         injected = self.faults.take(None if name is None else name.lower(), qtype)
         delay = injected.seconds if isinstance(injected, Delay) else 0.0
         answer = self._answer(
-            query, name, injected if isinstance(injected, Fault) else None, transport
+            query,
+            int.from_bytes(data[:2], "big"),
+            injected if isinstance(injected, Fault) else None,
+            transport,
+            self._written_records(query, name),
         )
         self.log.append(
             QueryRecord(
-                name=_wire.name_to_text(query.labels).removesuffix(".") or ".",
+                name=parsed.logged_name,
                 qtype=qtype,
                 transport=transport,
                 outcome=answer.outcome,
@@ -341,16 +380,38 @@ class Responder:
         )
         return Reply(data=answer.data, delay=delay)
 
+    def _written_records(self, query: _wire.Query, name: str | None) -> list[bytes] | _Unanswered:
+        """The answer records for a query in the current zone, in the zone's order."""
+        zone = self.zone  # read once: a test may replace it meanwhile
+        if zone is not self._written_for:
+            self._written.clear()
+            self._written_for = zone
+        key = (query.qname_wire, query.qtype)
+        records = self._written.get(key)
+        if records is None:
+            records = self._records(zone, query, name)
+            if len(self._written) >= _REMEMBERED:
+                self._written.clear()
+            self._written[key] = records
+        return records
+
     def _answer(
-        self, query: _wire.Query, name: str | None, fault: Fault | None, transport: str
+        self,
+        query: _wire.Query,
+        query_id: int,
+        fault: Fault | None,
+        transport: str,
+        written: list[bytes] | _Unanswered,
     ) -> _Answer:
         if fault is Fault.NO_REPLY:
             return _Answer(None, Outcome.NO_REPLY)
         if fault is Fault.SERVFAIL or fault is Fault.REFUSED:
             rcode = _wire.RCODE_SERVFAIL if fault is Fault.SERVFAIL else _wire.RCODE_REFUSED
-            return _Answer(_wire.build_reply(query, rcode, [])[0], Outcome(fault.name))
+            return _Answer(
+                _wire.build_reply(query, rcode, [], query_id=query_id)[0], Outcome(fault.name)
+            )
         upstream = self.upstream  # read once: a test may change it meanwhile
-        records = self._records(query, name)
+        records = written
         if records is _Unanswered.FAIL and upstream is Upstream.SERVFAIL:
             records = _Unanswered.FORWARD  # engines 24+ forward what they cannot handle
         if records is _Unanswered.FAIL or (
@@ -363,10 +424,14 @@ class Responder:
             records, outcome = [], Outcome(upstream.name)
         else:
             rcode, outcome = _wire.RCODE_NOERROR, Outcome.NOERROR
+            if len(records) > 1:
+                records = records.copy()
+                self._rng.shuffle(records)  # the engine shuffles every answer
         limit = _TCP_LIMIT
         if transport == "udp":
             limit = min(_UDP_LIMIT, max(_wire.CLASSIC_UDP_LIMIT, query.udp_payload or 0))
-        query_id = (query.id + 1) & 0xFFFF if fault is Fault.WRONG_ID else None
+        if fault is Fault.WRONG_ID:
+            query_id = (query_id + 1) & 0xFFFF
         reply, kept, truncated = _wire.build_reply(
             query, rcode, records, limit=limit, query_id=query_id
         )
@@ -377,27 +442,29 @@ class Responder:
             outcome = Outcome.WRONG_ID
         return _Answer(reply, outcome, kept, truncated)
 
-    def _records(self, query: _wire.Query, name: str | None) -> list[bytes] | _Unanswered:
+    def _records(
+        self, zone: Zone, query: _wire.Query, name: str | None
+    ) -> list[bytes] | _Unanswered:
         """The answer records for a query, or why the engine has none of its own."""
         if query.qtype == _wire.TYPE_PTR:
-            return self._reverse_records(query, name)
+            return self._reverse_records(zone, query, name)
         if name is None or query.qtype not in (_wire.TYPE_A, _wire.TYPE_AAAA, _wire.TYPE_MX):
             return _Unanswered.FORWARD  # the engine forwards every other type
-        addresses = self.zone.addresses(name)
+        addresses = zone.addresses(name)
         if addresses is None:
             return _Unanswered.FORWARD
         if query.qtype != _wire.TYPE_A:
             return []  # a Swarm name has no IPv6 address and no mail exchanger
-        shuffled = list(addresses)
-        self._rng.shuffle(shuffled)
-        return [_wire.a_record(query.qname_wire, address, TTL) for address in shuffled]
+        return [_wire.a_record(query.qname_wire, address, TTL) for address in addresses]
 
-    def _reverse_records(self, query: _wire.Query, name: str | None) -> list[bytes] | _Unanswered:
+    def _reverse_records(
+        self, zone: Zone, query: _wire.Query, name: str | None
+    ) -> list[bytes] | _Unanswered:
         if name is None or not name.endswith((IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX)):
             # The engine fails on a PTR query for any other name (its suffix test
             # is case-sensitive too), logs the error and sends nothing.
             return _Unanswered.FAIL
-        target = self.zone.ptr_target(name) if name.endswith(IPV4_REVERSE_SUFFIX) else None
+        target = zone.ptr_target(name) if name.endswith(IPV4_REVERSE_SUFFIX) else None
         if target is None:
             return _Unanswered.FORWARD
         return [_wire.ptr_record(query.qname_wire, target, TTL)]

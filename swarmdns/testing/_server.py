@@ -33,8 +33,6 @@ _TCP_MAX_QUERIES = 128
 _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 _BIND_ATTEMPTS = 20
-#: Datagrams read per wake-up before the loop looks at its other sockets.
-_UDP_BATCH = 64
 _RECV_SIZE = 65536
 
 
@@ -161,6 +159,8 @@ class DNSServer:
             self._expire_idle()
 
     def _next_wakeup(self) -> float | None:
+        if not self._connections and not self._timers:
+            return None
         deadlines = [c.deadline for c in self._connections.values() if not c.pending]
         if self._timers:
             deadlines.append(self._timers[0][0])
@@ -169,6 +169,8 @@ class DNSServer:
         return max(0.0, min(deadlines) - time.monotonic())
 
     def _run_timers(self) -> None:
+        if not self._timers:
+            return
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             _, _, callback = heapq.heappop(self._timers)
@@ -199,24 +201,25 @@ class DNSServer:
     # -- UDP -----------------------------------------------------------------------
 
     def _on_udp(self, sock: socket.socket) -> None:
-        for _ in range(_UDP_BATCH):
-            try:
-                data, client = sock.recvfrom(_RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue  # an ICMP error for an earlier reply: not the server's problem
-            reply = self.respond(data, "udp")
-            if reply.data is None:
-                continue
-            if reply.delay:
-                self._later(reply.delay, functools.partial(self._send_udp, reply.data, client))
-            else:
-                self._send_udp(reply.data, client)
+        # One datagram per wakeup: the selector reports the socket again while
+        # more are queued, and no wakeup ends in a failed read.
+        try:
+            data, client = sock.recvfrom(_RECV_SIZE)
+        except OSError:
+            return  # nothing after all, or an ICMP error for an earlier reply
+        reply = self.respond(data, "udp")
+        if reply.data is None:
+            return
+        if reply.delay:
+            self._later(reply.delay, functools.partial(self._send_udp, reply.data, client))
+        else:
+            self._send_udp(reply.data, client)
 
     def _send_udp(self, data: bytes, client: tuple[str, int]) -> None:
-        with contextlib.suppress(OSError):  # the client went away
+        try:  # noqa: SIM105 - suppress() would cost more than the send itself
             self._udp.sendto(data, client)
+        except OSError:
+            pass  # the client went away
 
     # -- TCP -----------------------------------------------------------------------
 
@@ -299,6 +302,8 @@ class DNSServer:
             self._drop(connection)
 
     def _expire_idle(self) -> None:
+        if not self._connections:
+            return
         now = time.monotonic()
         for connection in list(self._connections.values()):
             if connection.deadline <= now and not connection.pending:

@@ -312,3 +312,45 @@ def test_engines_24_and_newer_forward_ptr_they_cannot_handle(responder: Responde
 def test_reverse_names_with_leading_zeros_are_forwarded(responder: Responder) -> None:
     assert rcode(ask(responder, "3.1.0.10.in-addr.arpa", "PTR")) == "NOERROR"
     assert rcode(ask(responder, "003.001.000.010.in-addr.arpa", "PTR")) == "NXDOMAIN"
+
+
+def test_the_same_question_under_another_id_gets_its_own_id(responder: Responder) -> None:
+    query = dns.message.make_query("tasks.WEB", "A")
+    for query_id in (1, 2, 0xFFFF):
+        query.id = query_id
+        data = responder.respond(query.to_wire(), "udp").data
+        assert data is not None
+
+        reply = dns.message.from_wire(data)
+
+        assert query.is_response(reply)
+        assert str(reply.question[0].name) == "tasks.WEB."  # the case as sent, each time
+        assert len(reply.answer[0]) == 3
+
+
+def test_a_new_zone_is_answered_from_at_once(responder: Responder) -> None:
+    swarm = Swarm(seed=2)
+    first = ask(responder, "tasks.web")
+    swarm.create_service(
+        "web", 5, networks=["proxy"], endpoint_mode="vip", aliases=(), healthcheck=False,
+        stack=None,
+    )  # fmt: skip
+
+    responder.zone = swarm.zone()
+    second = ask(responder, "tasks.web")
+
+    assert first is not None
+    assert second is not None
+    assert len(first.answer[0]) == 3
+    assert len(second.answer[0]) == 5
+
+
+def test_answers_are_shuffled_each_time(responder: Responder) -> None:
+    orders = set()
+    for _ in range(30):
+        reply = ask(responder, "tasks.web")
+        assert reply is not None
+        orders.add(tuple(rdata.to_text() for rdata in reply.answer[0]))
+
+    assert len(orders) > 1
+    assert len({frozenset(order) for order in orders}) == 1
