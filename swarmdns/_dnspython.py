@@ -25,6 +25,8 @@ from ._model import Answer, Question
 from ._nameserver import Nameserver, configured_nameservers, parse_nameserver
 
 if TYPE_CHECKING:
+    import asyncio
+
     import dns.message
 
 # dnspython is imported only for answers the fast path hands over: most
@@ -357,21 +359,47 @@ def _receive(sock: socket.socket, size: int, deadline: float) -> bytes:
 
 
 async def _udp_exchange_async(query: bytes, server: Nameserver, timeout: float) -> bytes:
-    """``_udp_exchange`` for asyncio: the socket is closed even when cancelled."""
+    """``_udp_exchange`` for asyncio: the socket is closed even when cancelled.
+
+    Waits for the socket itself (a reader and a timer on the loop), which
+    costs a watch over many services less than ``loop.sock_recv()`` inside a
+    timeout scope.
+    """
     import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
 
-    from ._deadlines import Overrun, within  # noqa: PLC0415 - it imports asyncio
-
     loop = asyncio.get_running_loop()
-    with socket.socket(_socket_family(server), socket.SOCK_DGRAM) as sock:
+    sock = _socket.socket(_socket_family(server), socket.SOCK_DGRAM)
+    try:
         sock.setblocking(False)
         sock.connect((server.host, server.port))  # UDP: no packet, no waiting
         sock.send(query)  # a datagram this small never blocks
-
+        received: asyncio.Future[bytes] = loop.create_future()
+        loop.add_reader(sock.fileno(), _deliver, sock, received)
+        timer = loop.call_later(timeout, _expire, received, timeout)
         try:
-            return await within(loop.sock_recv(sock, 65535), timeout)
-        except Overrun:
-            raise _timed_out(timeout) from None
+            return await received
+        finally:
+            timer.cancel()
+            loop.remove_reader(sock.fileno())
+    finally:
+        sock.close()
+
+
+def _deliver(sock: _socket.socket, received: asyncio.Future[bytes]) -> None:
+    """The socket is readable: hand the datagram (or the error) to whoever waits."""
+    if received.done():
+        return
+    try:
+        received.set_result(sock.recv(65535))
+    except (BlockingIOError, InterruptedError):
+        return  # woken for nothing: wait on
+    except OSError as error:  # such as an ICMP "port unreachable"
+        received.set_exception(error)
+
+
+def _expire(received: asyncio.Future[bytes], timeout: float) -> None:
+    if not received.done():
+        received.set_exception(_timed_out(timeout))
 
 
 async def _tcp_exchange_async(query: bytes, server: Nameserver, timeout: float) -> bytes:

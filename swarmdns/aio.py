@@ -24,9 +24,11 @@ from typing import TypeVar
 from . import _lookups
 from ._backend import AsyncBackend, Backend, async_backend
 from ._deadlines import Overrun, within
+from ._dnspython import DNSPythonBackend
 from ._errors import SwarmDNSError
 from ._lookups import DEFAULT_TIMEOUT, Deadline, Plan, Result, check_timeout
 from ._model import Question, Task
+from ._static import StaticBackend
 from ._watch import (
     Lookup,
     LookupResult,
@@ -54,6 +56,9 @@ MAX_CONCURRENT = 16
 #: A backend gets this long past the deadline to report its own timeout
 #: before it is cut off.
 _GRACE = 0.1
+#: Backends that end every lookup by its deadline themselves: they are not
+#: watched with a timer of their own (subclasses are, as they may do more).
+_KEEPING_DEADLINES = (DNSPythonBackend, StaticBackend)
 
 
 async def _ask(
@@ -67,7 +72,12 @@ async def _ask(
         if remaining <= 0:
             return deadline.expired(question)
         try:
-            answer = await within(backend.resolve_async(question, remaining), remaining + _GRACE)
+            if type(backend) in _KEEPING_DEADLINES:
+                answer = await backend.resolve_async(question, remaining)
+            else:
+                answer = await within(
+                    backend.resolve_async(question, remaining), remaining + _GRACE
+                )
         except Overrun:
             return deadline.overrun(question, backend)
         except SwarmDNSError as error:
