@@ -86,15 +86,14 @@ def _absolute(*labels: str) -> str:
     return name
 
 
-#: Names already checked: a watch asks for the same name again and again.
-_remembered = lru_cache(maxsize=1024)
-
-
 def _cached_for_text(
     build: Callable[[str, str | None], str],
 ) -> Callable[[str, str | None], str]:
-    """``build``, remembering its answers for text arguments (errors are not kept)."""
-    cached = _remembered(build)
+    """``build``, remembering its answers for text arguments (errors are not kept).
+
+    A watch asks for the same name again and again.
+    """
+    cached = lru_cache(maxsize=1024)(build)
 
     def name(service: str, network: str | None) -> str:
         if type(service) is str and (network is None or type(network) is str):

@@ -136,7 +136,11 @@ _REMEMBERED = 4096
 
 
 class _Parsed(NamedTuple):
-    """A query as parsed, and what answering it needs; the same for any query ID."""
+    """A query as parsed, and what answering it needs; the same for any query ID.
+
+    ``query.id`` is that of the first query parsed so: answers take the ID
+    from the datagram at hand.
+    """
 
     query: _wire.Query
     name: str | None
@@ -401,7 +405,7 @@ class Responder:
         query_id: int,
         fault: Fault | None,
         transport: str,
-        written: list[bytes] | _Unanswered,
+        records: list[bytes] | _Unanswered,
     ) -> _Answer:
         if fault is Fault.NO_REPLY:
             return _Answer(None, Outcome.NO_REPLY)
@@ -411,7 +415,6 @@ class Responder:
                 _wire.build_reply(query, rcode, [], query_id=query_id)[0], Outcome(fault.name)
             )
         upstream = self.upstream  # read once: a test may change it meanwhile
-        records = written
         if records is _Unanswered.FAIL and upstream is Upstream.SERVFAIL:
             records = _Unanswered.FORWARD  # engines 24+ forward what they cannot handle
         if records is _Unanswered.FAIL or (

@@ -159,8 +159,6 @@ class DNSServer:
             self._expire_idle()
 
     def _next_wakeup(self) -> float | None:
-        if not self._connections and not self._timers:
-            return None
         deadlines = [c.deadline for c in self._connections.values() if not c.pending]
         if self._timers:
             deadlines.append(self._timers[0][0])

@@ -31,43 +31,37 @@ async def main(
 ) -> None:
     backend = swarmdns.DNSPythonBackend([nameserver])
     started = asyncio.Event()
-    pending = count
+    unsettled = set(range(count))
+
+    def settled(index: int) -> None:
+        """A watch has its first answer: once every one has, the window can start."""
+        unsettled.discard(index)
+        if not unsettled:
+            started.set()
 
     async def follow(index: int) -> None:
-        nonlocal pending
         await asyncio.sleep(random.uniform(0, interval))
-        first = True
         async with swarmdns.aio.watch_tasks(
             f"s{index}", backend=backend, interval=interval
         ) as changes:
+            await anext(changes)  # the initial set
+            settled(index)
             async for change in changes:
-                if first:
-                    first = False
-                    pending -= 1
-                    if not pending:
-                        started.set()
-                    continue
                 line = {"service": change.service, "at": time.monotonic()}
                 print(json.dumps(line), flush=True)
 
     async def exchange_only(index: int) -> None:
-        nonlocal pending
         loop = asyncio.get_running_loop()
         host, port = nameserver.rsplit(":", 1)
         query = _wire.build_query(f"tasks.s{index}.", _wire.TYPE_A, index)
         await asyncio.sleep(random.uniform(0, interval))
-        first = True
         while True:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.setblocking(False)
                 sock.connect((host, int(port)))
                 sock.send(query)
                 await within(loop.sock_recv(sock, 65535), 2)
-            if first:
-                first = False
-                pending -= 1
-                if not pending:
-                    started.set()
+            settled(index)
             await asyncio.sleep(interval * random.uniform(0.9, 1.1))
 
     each = exchange_only if floor else follow
