@@ -11,6 +11,7 @@ from typing import TypeVar
 from ._responder import Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
 from ._swarm import Network, Service, Swarm, SwarmError, Task, TaskState
+from ._zone import ZoneBuilder
 
 _DEFAULT_NETWORK = "default"
 _Fake = TypeVar("_Fake", bound="FakeSwarm")
@@ -56,6 +57,7 @@ class FakeSwarm:
         self._lock = threading.RLock()
         self._batches = 0
         self._swarm = Swarm(seed=seed)
+        self._zones = ZoneBuilder()
         self._responder = Responder(seed=seed)
         self._server: DNSServer | None = None
         self._initial_upstream = upstream
@@ -104,8 +106,9 @@ class FakeSwarm:
         calls this between tests.
         """
         with self._lock:
-            self._swarm = Swarm(seed=self._seed)
-            self._publish()
+            with self._changing():
+                self._swarm = Swarm(seed=self._seed)
+                self._zones = ZoneBuilder()
             self._responder.upstream = self._initial_upstream
             self._responder.seed(self._seed)
             self._responder.faults.clear()
@@ -157,16 +160,13 @@ class FakeSwarm:
         Services create the networks they name, so this is needed only to
         choose a subnet, such as a larger one for hundreds of tasks.
         """
-        with self._lock:
-            network = self._swarm.create_network(name, subnet=subnet)
-            self._publish()
-            return network
+        with self._changing() as swarm:
+            return swarm.create_network(name, subnet=subnet)
 
     def remove_network(self, name: str) -> None:
         """Remove a network that no service uses."""
-        with self._lock:
-            self._swarm.remove_network(name)
-            self._publish()
+        with self._changing() as swarm:
+            swarm.remove_network(name)
 
     @property
     def networks(self) -> tuple[Network, ...]:
@@ -219,8 +219,8 @@ class FakeSwarm:
             networks = (network,)
         else:
             networks = tuple(network)
-        with self._lock:
-            service = self._swarm.create_service(
+        with self._changing() as swarm:
+            return swarm.create_service(
                 name,
                 replicas if mode == "replicated" else None,
                 networks=networks,
@@ -229,8 +229,6 @@ class FakeSwarm:
                 healthcheck=healthcheck,
                 stack=stack,
             )
-            self._publish()
-            return service
 
     def service(self, name: str) -> Service:
         """The current snapshot of a service."""
@@ -245,22 +243,18 @@ class FakeSwarm:
 
     def scale(self, name: str, replicas: int) -> Service:
         """Set a replicated service's task count; new tasks take new addresses."""
-        with self._lock:
-            service = self._swarm.scale(name, replicas)
-            self._publish()
-            return service
+        with self._changing() as swarm:
+            return swarm.scale(name, replicas)
 
     def remove_service(self, name: str) -> None:
         """Remove a service: every one of its names vanishes from DNS."""
-        with self._lock:
-            self._swarm.remove_service(name)
-            self._publish()
+        with self._changing() as swarm:
+            swarm.remove_service(name)
 
     def remove_stack(self, stack: str) -> None:
         """Remove every service of a stack."""
-        with self._lock:
-            self._swarm.remove_stack(stack)
-            self._publish()
+        with self._changing() as swarm:
+            swarm.remove_stack(stack)
 
     def kill_task(self, task: Task | str) -> Service:
         """Kill one task (by value, ID, name or container ID) without replacing it.
@@ -268,45 +262,34 @@ class FakeSwarm:
         Its slot stays empty until ``reschedule()``, like the engine's restart
         delay; use ``replace_task()`` to do both at once.
         """
-        with self._lock:
-            service = self._swarm.kill_task(task)
-            self._publish()
-            return service
+        with self._changing() as swarm:
+            return swarm.kill_task(task)
 
     def replace_task(self, task: Task | str) -> Task:
         """Kill one task and start its replacement in the same slot (new ID, new address)."""
-        with self._lock:
-            _, replacement = self._swarm.replace_task(task)
-            self._publish()
-            return replacement
+        with self._changing() as swarm:
+            _, replacement = swarm.replace_task(task)
+        return replacement
 
     def reschedule(self, name: str) -> tuple[Task, ...]:
         """Start tasks in every empty slot of a service (or node, for global)."""
-        with self._lock:
-            tasks = self._swarm.reschedule(name)
-            self._publish()
-            return tasks
+        with self._changing() as swarm:
+            return swarm.reschedule(name)
 
     def mark_healthy(self, task: Task | str) -> Task:
         """Report a task of a service with a healthcheck healthy: DNS lists it."""
-        with self._lock:
-            updated = self._swarm.set_state(task, TaskState.RUNNING)
-            self._publish()
-            return updated
+        with self._changing() as swarm:
+            return swarm.set_state(task, TaskState.RUNNING)
 
     def mark_unhealthy(self, task: Task | str) -> Task:
         """Report a task unhealthy: DNS stops listing it."""
-        with self._lock:
-            updated = self._swarm.set_state(task, TaskState.UNHEALTHY)
-            self._publish()
-            return updated
+        with self._changing() as swarm:
+            return swarm.set_state(task, TaskState.UNHEALTHY)
 
     def add_node(self) -> str:
         """Add a node to the Swarm; every global service starts a task on it."""
-        with self._lock:
-            node = self._swarm.add_node()
-            self._publish()
-            return node
+        with self._changing() as swarm:
+            return swarm.add_node()
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -327,9 +310,9 @@ class FakeSwarm:
     def client_networks(self, networks: Sequence[str] | None) -> None:
         if isinstance(networks, str):
             raise TypeError("client_networks takes a sequence of network names, not one string")
-        with self._lock:
+        with self._changing() as swarm:
             if networks is not None:
-                known = {n.name for n in self._swarm.networks}
+                known = {n.name for n in swarm.networks}
                 unknown = [n for n in networks if n not in known]
                 if unknown:
                     raise SwarmError(
@@ -337,13 +320,22 @@ class FakeSwarm:
                         f" (networks: {', '.join(sorted(known)) or 'none'});"
                         " create the services or networks first"
                     )
-            self._swarm.client_networks = None if networks is None else tuple(networks)
+            swarm.client_networks = None if networks is None else tuple(networks)
+
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[Swarm]:
+        """Lock the model for one change, then publish it unless a batch defers that.
+
+        A change the model refuses publishes nothing: the model is as it was.
+        """
+        with self._lock:
+            yield self._swarm
             self._publish()
 
     def _publish(self) -> None:
         """Hand the server the tables for the Swarm as it is now."""
         if not self._batches:
-            self._responder.zone = self._swarm.zone()
+            self._responder.zone = self._zones.build(self._swarm)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

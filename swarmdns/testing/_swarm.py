@@ -2,8 +2,8 @@
 
 The model holds what the engine's DNS depends on: which tasks run where, on
 which networks, with which addresses, and which of them are visible (running,
-and healthy when the service has a healthcheck). ``Swarm.zone()`` turns it into
-the lookup tables the fake server answers from.
+and healthy when the service has a healthcheck). ``_zone.ZoneBuilder`` projects
+it onto the lookup tables the fake server answers from.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
 
 from attrs import evolve, field, frozen
-
-from ._zone import NetworkZone, Zone
 
 #: Swarmkit's rule for service names (and so for aliases and stack names).
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
@@ -219,7 +217,6 @@ class Swarm:
         self._used_subnets = {IPv4Network("10.0.0.0/24")}  # the ingress network's
         self.nodes: list[str] = [self._new_id()]
         self._load_balancers: dict[tuple[str, str], IPv4Address] = {}
-        self._zone_cache: dict[str, tuple[tuple[Service, ...], NetworkZone]] = {}
         self.client_networks: tuple[str, ...] | None = None
 
     # -- identifiers and addresses -------------------------------------------
@@ -557,59 +554,6 @@ class Swarm:
         for service, task in started:
             self._store(evolve(service, tasks=(*service.tasks, task)))
         return node
-
-    # -- DNS -----------------------------------------------------------------
-
-    def zone(self) -> Zone:
-        """The DNS tables the asking container sees.
-
-        The container is attached to ``client_networks`` (all networks when
-        None). Like the engine, a name is looked up network by network, in the
-        order of the container's networks (by name), and the first network that
-        knows it answers.
-        """
-        if self.client_networks is None:
-            attached = sorted(self._networks)
-        else:
-            attached = sorted(n for n in self.client_networks if n in self._networks)
-        return Zone(networks=tuple(self._cached_network_zone(name) for name in attached))
-
-    def _cached_network_zone(self, network: str) -> NetworkZone:
-        """A network's tables, rebuilt only when one of its services changed.
-
-        Snapshots are immutable and replaced on every change, so the same
-        service objects (by identity) mean the same tables.
-        """
-        members = tuple(s for s in self._services.values() if network in s.networks)
-        cached = self._zone_cache.get(network)
-        if (
-            cached is not None
-            and len(cached[0]) == len(members)
-            and all(old is new for old, new in zip(cached[0], members, strict=True))
-        ):
-            return cached[1]
-        zone = self._network_zone(network, members)
-        self._zone_cache[network] = (members, zone)
-        return zone
-
-    def _network_zone(self, network: str, members: tuple[Service, ...]) -> NetworkZone:
-        names: dict[str, list[IPv4Address]] = {}
-        reverse: dict[IPv4Address, str] = {}
-        for service in members:
-            visible = [t for t in service.tasks if t.visible]
-            if not visible:
-                continue  # the engine forgets every name of a service without tasks
-            ips = [t.addresses[network] for t in visible]
-            for label in (service.name, *service.aliases):
-                names.setdefault(f"tasks.{label}", []).extend(ips)
-                vip = service.vips.get(network)
-                names.setdefault(label, []).extend([vip] if vip is not None else ips)
-            for task in visible:
-                address = task.addresses[network]
-                for label in (task.name, task.container_id[:12], task.hostname):
-                    names.setdefault(label, []).append(address)
-                reverse[address] = task.ptr_target(network)
-        return NetworkZone.build(name=network, names=names, reverse=reverse)
 
 
 def _check_replicas(replicas: int) -> None:

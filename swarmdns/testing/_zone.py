@@ -1,4 +1,9 @@
-"""The lookup tables the fake server answers from, built once per change."""
+"""The lookup tables the fake server answers from, projected from the Swarm model.
+
+The model knows services, tasks and networks; this module turns them into
+what the engine's DNS would answer, once per change, so that answering a
+query is a dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from ipaddress import IPv4Address
 
 from attrs import field, frozen
 
+from ._swarm import Service, Swarm
 from ._wire import encode_text_name
 
 #: The engine recognises reverse names by these suffixes, spelled exactly so.
@@ -95,3 +101,67 @@ class Zone:
             if target is not None:
                 return target
         return None
+
+
+class ZoneBuilder:
+    """Projects a Swarm onto its DNS tables, rebuilding only the networks that changed.
+
+    Service snapshots are immutable and replaced on every change, so a network
+    whose services are the same objects (by identity) has the same tables: the
+    previous ``NetworkZone`` is reused. The ``Zone`` itself is new on every
+    build, which tells the responder to forget the records it wrote.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[tuple[Service, ...], NetworkZone]] = {}
+
+    def build(self, swarm: Swarm) -> Zone:
+        """The DNS tables the asking container sees.
+
+        The container is attached to ``swarm.client_networks`` (all networks
+        when None). Like the engine, a name is looked up network by network, in
+        the order of the container's networks (by name), and the first network
+        that knows it answers.
+        """
+        existing = {network.name for network in swarm.networks}
+        if swarm.client_networks is None:
+            attached = sorted(existing)
+        else:
+            attached = sorted(n for n in swarm.client_networks if n in existing)
+        services = swarm.services
+        return Zone(networks=tuple(self._network_zone(name, services) for name in attached))
+
+    def _network_zone(self, network: str, services: tuple[Service, ...]) -> NetworkZone:
+        """A network's tables: the previous ones unless one of its services changed."""
+        members = tuple(s for s in services if network in s.networks)
+        built = self._built.get(network)
+        if (
+            built is not None
+            and len(built[0]) == len(members)
+            and all(old is new for old, new in zip(built[0], members, strict=True))
+        ):
+            return built[1]
+        zone = _project_network(network, members)
+        self._built[network] = (members, zone)
+        return zone
+
+
+def _project_network(network: str, members: tuple[Service, ...]) -> NetworkZone:
+    """What the engine's DNS knows on ``network`` about the services attached to it."""
+    names: dict[str, list[IPv4Address]] = {}
+    reverse: dict[IPv4Address, str] = {}
+    for service in members:
+        visible = [t for t in service.tasks if t.visible]
+        if not visible:
+            continue  # the engine forgets every name of a service without tasks
+        ips = [t.addresses[network] for t in visible]
+        for label in (service.name, *service.aliases):
+            names.setdefault(f"tasks.{label}", []).extend(ips)
+            vip = service.vips.get(network)
+            names.setdefault(label, []).extend([vip] if vip is not None else ips)
+        for task in visible:
+            address = task.addresses[network]
+            for label in (task.name, task.container_id[:12], task.hostname):
+                names.setdefault(label, []).append(address)
+            reverse[address] = task.ptr_target(network)
+    return NetworkZone.build(name=network, names=names, reverse=reverse)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from swarmdns.testing import FakeSwarm, _wire
 from swarmdns.testing._responder import Responder
 from swarmdns.testing._swarm import Swarm
+from swarmdns.testing._zone import ZoneBuilder
 
 from .dns_clients import ask_dnspython
 
@@ -58,7 +59,7 @@ def responder() -> Responder:
         stack=None,
     )
     responder = Responder(seed=1)
-    responder.zone = swarm.zone()
+    responder.zone = ZoneBuilder().build(swarm)
     return responder
 
 

@@ -12,6 +12,7 @@ import pytest
 from swarmdns.testing import Delay, Fault, Outcome, Upstream
 from swarmdns.testing._responder import FaultTable, QueryLog, QueryRecord, Responder
 from swarmdns.testing._swarm import Swarm
+from swarmdns.testing._zone import ZoneBuilder
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def responder() -> Responder:
         stack=None,
     )
     responder = Responder(seed=1, clock=lambda: 42.0)
-    responder.zone = swarm.zone()
+    responder.zone = ZoneBuilder().build(swarm)
     return responder
 
 
@@ -293,7 +294,7 @@ def test_udp_answers_never_exceed_the_largest_datagram() -> None:
         stack=None,
     )
     responder = Responder(seed=1)
-    responder.zone = swarm.zone()
+    responder.zone = ZoneBuilder().build(swarm)
     query = dns.message.make_query("tasks.web", "A", use_edns=0, payload=65535)
 
     reply = responder.respond(query.to_wire(), "udp")
@@ -336,7 +337,7 @@ def test_a_new_zone_is_answered_from_at_once(responder: Responder) -> None:
         stack=None,
     )  # fmt: skip
 
-    responder.zone = swarm.zone()
+    responder.zone = ZoneBuilder().build(swarm)
     second = ask(responder, "tasks.web")
 
     assert first is not None

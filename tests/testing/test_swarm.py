@@ -193,22 +193,6 @@ def test_stacks_prefix_names_and_add_the_short_alias() -> None:
         swarm.remove_stack("shop")
 
 
-def test_zone_knows_only_visible_tasks_on_attached_networks() -> None:
-    swarm = Swarm(seed=1)
-    create(swarm, "web", 2, networks=["front"])
-    create(swarm, "db", 1, networks=["back"])
-    create(swarm, "idle", 0, networks=["front"])
-    swarm.client_networks = ("front",)
-
-    zone = swarm.zone()
-
-    assert [n.name for n in zone.networks] == ["front"]
-    assert zone.addresses("tasks.web") is not None
-    assert zone.addresses("db") is None
-    assert zone.addresses("idle") is None
-    assert zone.addresses("tasks.idle") is None
-
-
 def test_a_failed_create_leaves_nothing_behind() -> None:
     swarm = Swarm(seed=1)
     swarm.create_network("tiny", subnet="10.9.0.0/29")  # five addresses
