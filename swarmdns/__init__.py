@@ -12,13 +12,26 @@ Inside a Swarm container, ``<service>`` resolves to one virtual IP, while
 so in a background thread, and ``wait_for_tasks()`` waits for enough peers.
 ``swarmdns.aio`` has the same functions for asyncio, and ``swarmdns.testing``
 a fake of the engine's DNS server (with pytest fixtures) to test against.
+
+The package reads in layers, each importing only those below it:
+
+- ``_model``, ``_errors``, ``_deadlines``, ``_memo`` (every cache): values and rules.
+- ``_names`` (query names), ``_lookups`` (what each lookup asks, and what
+  NXDOMAIN and every other answer mean), ``_watch`` (how a watch decides
+  changes, removals, failures and pacing): decisions, without I/O.
+- ``_backends``: who answers, and how (``direct`` decides when TCP is used).
+- ``_sync`` and ``_async``: the front ends, which carry out the decisions;
+  ``_watcher``, a watch in a thread, on top of ``_async``.
 """
 
 from __future__ import annotations
 
-from ._api import service_vip, task_ips, tasks
-from ._backend import AsyncBackend, Backend, get_default_backend, set_default_backend
-from ._dnspython import DNSPythonBackend
+from ._backends.base import AsyncBackend, Backend
+from ._backends.default import get_default_backend, set_default_backend
+from ._backends.direct import DirectBackend, DNSPythonBackend
+from ._backends.nameserver import NAMESERVER_VARIABLE
+from ._backends.static import StaticBackend
+from ._backends.system import SystemBackend
 from ._errors import (
     ConfigurationError,
     InvalidName,
@@ -32,11 +45,9 @@ from ._errors import (
 )
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import Answer, Question, RecordType, Task
-from ._nameserver import NAMESERVER_VARIABLE
-from ._static import StaticBackend
-from ._system import SystemBackend
+from ._sync import TaskWatch, service_vip, task_ips, tasks, wait_for_tasks, watch_tasks
 from ._watch import TaskSetChange, WatchHealth
-from ._watching import TaskWatch, TaskWatcher, wait_for_tasks, watch_tasks
+from ._watcher import TaskWatcher
 
 __version__ = "0.1.0"
 
@@ -48,6 +59,7 @@ __all__ = [
     "Backend",
     "ConfigurationError",
     "DNSPythonBackend",
+    "DirectBackend",
     "InvalidName",
     "NoVirtualIP",
     "NotEnoughTasks",

@@ -20,9 +20,8 @@ from typing import Any, NoReturn, TextIO
 import attrs
 
 from . import __version__
-from ._api import service_vip, task_ips, tasks
-from ._backend import Backend
-from ._dnspython import DNSPythonBackend
+from ._backends.base import Backend
+from ._backends.direct import DirectBackend
 from ._errors import (
     ConfigurationError,
     InvalidName,
@@ -32,8 +31,9 @@ from ._errors import (
 )
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import Task
+from ._sync import service_vip, task_ips, tasks, watch_tasks
 from ._watch import TaskSetChange
-from ._watching import TaskWatcher, watch_tasks
+from ._watcher import TaskWatcher
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -149,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
 def _backend(options: argparse.Namespace) -> Backend | None:
     if options.nameserver is None:
         return None
-    return DNSPythonBackend([options.nameserver])
+    return DirectBackend([options.nameserver])
 
 
 def _task_json(task: Task) -> dict[str, Any]:
@@ -228,14 +228,14 @@ def _services_from(options: argparse.Namespace) -> list[dict[str, Any]]:
             raise ConfigurationError(
                 f"cannot use {str(options.file)!r}: {error}; expected"
                 ' {"services": [{"name": "web", "replicas": 3}]}',
-                name=str(options.file),
+                source="--file",
             ) from error
         services.extend(listed)
     for text in options.service:
         name, _, replicas = text.partition("=")
         if replicas and not replicas.isdigit():
             raise ConfigurationError(
-                f"--service {text!r}: REPLICAS must be a whole number", name=text
+                f"--service {text!r}: REPLICAS must be a whole number", source="--service"
             )
         services.append({"name": name, "replicas": int(replicas or 1)})
     return services or [{"name": "web", "replicas": 3}]
@@ -258,14 +258,16 @@ def _serve(options: argparse.Namespace, out: TextIO) -> int:
     except OSError as error:
         raise ConfigurationError(
             f"cannot listen on {options.host}:{options.port}: {error.strerror}",
-            name=options.host,
+            source="--host/--port",
         ) from error
     try:
         for spec in services:
             try:
                 swarm.create_service(**{"replicas": 1, **spec})
             except (SwarmError, TypeError) as error:
-                raise ConfigurationError(f"service {spec!r}: {error}", name=str(spec)) from error
+                raise ConfigurationError(
+                    f"service {spec!r}: {error}", source="--service/--file"
+                ) from error
         print(f"fake Swarm DNS listening on {swarm.nameserver} (UDP and TCP)", file=out)
         for service in swarm.services:
             ips = " ".join(str(ip) for ip in service.task_ips)
@@ -286,7 +288,7 @@ def _demo(options: argparse.Namespace, out: TextIO) -> int:
         print(text, file=out, flush=True)
 
     with FakeSwarm() as swarm:
-        backend = DNSPythonBackend([swarm.nameserver])
+        backend = DirectBackend([swarm.nameserver])
         web = swarm.create_service("web", replicas=3, network="proxy")
         say(f"A fake Swarm (Docker's embedded DNS, on {swarm.nameserver}) runs service 'web'.")
         say()

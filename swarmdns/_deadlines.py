@@ -1,13 +1,67 @@
-"""Waiting for an awaitable with a time limit, as cheaply as the running Python allows."""
+"""Time limits: checking a number of seconds, the moment a limit runs out, and waiting within one.
+
+One vocabulary for every limit: a *timeout* is a number of seconds given by
+the caller (checked by ``seconds()``), a ``Deadline`` is the moment it runs
+out, and ``within()`` awaits something no longer than that.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import math
 import sys
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+def seconds(name: str, value: object) -> float:
+    """Return ``value`` as a positive, finite number of seconds.
+
+    Raises:
+        TypeError: ``value`` is not a number.
+        ValueError: It is zero, negative, infinite or NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+    return float(value)
+
+
+class Deadline:
+    """The moment a timeout of ``timeout`` seconds, starting now, runs out.
+
+    Args:
+        timeout: The seconds allowed, checked with ``seconds()``.
+        name: What the timeout is called, for the error a bad value raises.
+        clock: Monotonic seconds.
+    """
+
+    __slots__ = ("_clock", "_end", "timeout")
+
+    def __init__(
+        self,
+        timeout: float,
+        *,
+        name: str = "timeout",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.timeout = seconds(name, timeout)
+        self._clock = clock
+        self._end = clock() + self.timeout
+
+    def __repr__(self) -> str:
+        return f"<Deadline of {self.timeout:g} s, {self.remaining():.3g} s left>"
+
+    def remaining(self) -> float:
+        """Seconds left, never below zero."""
+        return max(0.0, self._end - self._clock())
+
+    def passed(self) -> bool:
+        """Whether no time is left."""
+        return self._clock() >= self._end
 
 
 class Overrun(Exception):
@@ -16,12 +70,14 @@ class Overrun(Exception):
 
 if sys.version_info >= (3, 11):
 
-    async def within(awaitable: Awaitable[T], seconds: float) -> T:
-        """Await ``awaitable``, cancelling it after ``seconds``: then raise ``Overrun``.
+    async def within(awaitable: Awaitable[T], limit: float) -> T:
+        """Await ``awaitable``, cancelling it after ``limit`` seconds: then raise ``Overrun``.
 
         A ``TimeoutError`` the awaitable raises itself passes through as it is.
         """
-        scope = asyncio.timeout(seconds)  # no extra task, unlike wait_for()
+        import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
+
+        scope = asyncio.timeout(limit)  # no extra task, unlike wait_for()
         try:
             async with scope:
                 return await awaitable
@@ -32,11 +88,13 @@ if sys.version_info >= (3, 11):
 
 else:  # pragma: no cover - Python 3.10
 
-    async def within(awaitable: Awaitable[T], seconds: float) -> T:
-        """Await ``awaitable``, cancelling it after ``seconds``: then raise ``Overrun``."""
+    async def within(awaitable: Awaitable[T], limit: float) -> T:
+        """Await ``awaitable``, cancelling it after ``limit`` seconds: then raise ``Overrun``."""
+        import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
+
         task = asyncio.ensure_future(awaitable)
         try:
-            done, _ = await asyncio.wait({task}, timeout=seconds)
+            done, _ = await asyncio.wait({task}, timeout=limit)
         finally:
             if not task.done():
                 task.cancel()

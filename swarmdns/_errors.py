@@ -10,11 +10,14 @@ class SwarmDNSError(Exception):
     """Base class of every error swarmdns raises.
 
     Attributes:
-        name: The DNS name that was asked (or the name that was refused).
+        name: The DNS name that was asked, or the name that was refused; None
+            when the error is not about a name.
         nameserver: The nameserver that was asked, when a query was sent.
     """
 
-    def __init__(self, message: str, *, name: str, nameserver: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, name: str | None = None, nameserver: str | None = None
+    ) -> None:
         super().__init__(message)
         self.name = name
         self.nameserver = nameserver
@@ -35,7 +38,16 @@ class InvalidName(SwarmDNSError, ValueError):
 
 
 class ConfigurationError(SwarmDNSError, ValueError):
-    """The nameserver configuration cannot be used (say, a bad SWARMDNS_NAMESERVER)."""
+    """The configuration cannot be used (say, a bad ``SWARMDNS_NAMESERVER``).
+
+    Attributes:
+        source: Where the bad setting came from: a variable, a file, an argument
+            (``"SWARMDNS_NAMESERVER"``, ``"/etc/resolv.conf"``, ``"--service"``).
+    """
+
+    def __init__(self, message: str, *, source: str) -> None:
+        super().__init__(message)
+        self.source = source
 
 
 class ServiceNotFound(SwarmDNSError, LookupError):
@@ -57,7 +69,7 @@ class NoVirtualIP(SwarmDNSError, LookupError):
         self,
         message: str,
         *,
-        name: str,
+        name: str | None = None,
         nameserver: str | None = None,
         addresses: Sequence[IPv4Address] = (),
     ) -> None:
@@ -84,7 +96,7 @@ class WatchTimeout(SwarmDNSError, TimeoutError):
         self,
         message: str,
         *,
-        name: str,
+        name: str | None = None,
         nameserver: str | None = None,
         last_error: SwarmDNSError | None = None,
     ) -> None:
@@ -104,7 +116,7 @@ class NotEnoughTasks(SwarmDNSError, TimeoutError):
         self,
         message: str,
         *,
-        name: str,
+        name: str | None = None,
         nameserver: str | None = None,
         current: Sequence[IPv4Address] = (),
         wanted: int = 0,

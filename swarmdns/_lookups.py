@@ -8,13 +8,12 @@ carry questions to a backend and answers back.
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Generator, Sequence
-from functools import lru_cache
+from collections.abc import Generator, Sequence
 from ipaddress import AddressValueError, IPv4Address
 from typing import TypeVar
 
+from . import _memo
+from ._deadlines import Deadline
 from ._errors import (
     NoVirtualIP,
     ResolutionError,
@@ -27,52 +26,36 @@ from ._names import reverse_name, service_name, tasks_name
 
 #: Seconds a lookup may take, all its queries together, unless told otherwise.
 DEFAULT_TIMEOUT = 2.0
+#: At most this many questions of one lookup are asked at once.
+MAX_CONCURRENT = 16
 
 T = TypeVar("T")
 Result = Answer | SwarmDNSError
 Plan = Generator[Sequence[Question], Sequence[Result], T]
 
 
-def check_timeout(timeout: float) -> float:
-    """Return ``timeout`` if it is a usable number of seconds."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
-    if not (timeout > 0 and math.isfinite(timeout)):
-        raise ValueError(f"timeout must be a positive, finite number of seconds, not {timeout!r}")
-    return float(timeout)
+def expired(question: Question, deadline: Deadline) -> ResolutionTimeout:
+    """The error for a question there was no time left to ask."""
+    return ResolutionTimeout(
+        f"no time left to ask for {question.name!r}: the lookup's {deadline.timeout:g} s"
+        " deadline passed; pass a larger timeout if the nameserver is slow",
+        name=question.name,
+    )
 
 
-class Deadline:
-    """The moment a whole lookup must be over by."""
-
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.timeout = check_timeout(timeout)
-        self._clock = clock
-        self._end = clock() + self.timeout
-
-    def remaining(self) -> float:
-        """Seconds left, never below zero."""
-        return max(0.0, self._end - self._clock())
-
-    def expired(self, question: Question) -> ResolutionTimeout:
-        """The error for a question there was no time left to ask."""
-        return ResolutionTimeout(
-            f"no time left to ask for {question.name!r}: the lookup's {self.timeout:g} s"
-            " deadline passed; pass a larger timeout if the nameserver is slow",
-            name=question.name,
-        )
-
-    def overrun(self, question: Question, backend: object) -> ResolutionTimeout:
-        """The error for a backend that ignored the deadline and was cut off."""
-        return ResolutionTimeout(
-            f"the backend {backend!r} gave no answer for {question.rdtype} {question.name!r}"
-            f" within the lookup's {self.timeout:g} s deadline",
-            name=question.name,
-        )
+def overrun(question: Question, backend: object, deadline: Deadline) -> ResolutionTimeout:
+    """The error for a backend that ignored the deadline and was cut off."""
+    return ResolutionTimeout(
+        f"the backend {backend!r} gave no answer for {question.rdtype} {question.name!r}"
+        f" within the lookup's {deadline.timeout:g} s deadline",
+        name=question.name,
+    )
 
 
-def backend_failure(question: Question, backend: object, error: Exception) -> ResolutionError:
-    """Wrap an exception a backend raised that is not a swarmdns error."""
+def failed(question: Question, backend: object, error: Exception) -> SwarmDNSError:
+    """What a backend's exception means for the lookup: any failure is a failed question."""
+    if isinstance(error, SwarmDNSError):
+        return error
     failure = ResolutionError(
         f"the backend {backend!r} failed to answer {question.rdtype} {question.name!r}:"
         f" {type(error).__name__}: {error}",
@@ -162,7 +145,7 @@ def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]
     return _distinct_sorted(_answer(result))
 
 
-@lru_cache(maxsize=1024)
+@_memo.memoize(maxsize=1024)
 def _tasks_questions(name: str) -> tuple[Question]:
     """The one question ``task_ips`` asks, made once per name (a watch asks it often)."""
     return (Question(name=name, rdtype="A"),)

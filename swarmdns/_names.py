@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import lru_cache
 from ipaddress import IPv4Address
 
+from . import _memo
 from ._errors import InvalidName
 
 #: Swarmkit's rule for service names: letters and digits, with '-' or '_'
@@ -93,7 +93,7 @@ def _cached_for_text(
 
     A watch asks for the same name again and again.
     """
-    cached = lru_cache(maxsize=1024)(build)
+    cached = _memo.memoize(maxsize=1024)(build)
 
     def name(service: str, network: str | None) -> str:
         if type(service) is str and (network is None or type(network) is str):

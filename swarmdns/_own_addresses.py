@@ -39,5 +39,5 @@ def local_addresses(path: str = FIB_TRIE) -> frozenset[IPv4Address]:
         raise ConfigurationError(
             f"exclude_self needs this container's addresses, but {path} cannot be read"
             f" ({error.strerror}); it exists on Linux. Pass exclude=[...] instead.",
-            name=path,
+            source=path,
         ) from error

@@ -1,13 +1,15 @@
 """Following a service's tasks: diffing, debounce, error policy and pacing, without I/O.
 
 ``WatchCore`` is told the outcome of each lookup and decides what to report
-and when to look again. The synchronous iterator, the asynchronous iterator
-and ``TaskWatcher``'s thread only perform the lookups and the waiting.
+and when to look again; ``watch_steps()`` and ``wait_steps()`` turn those
+decisions into steps (look up, sleep, report). The synchronous iterator, the
+asynchronous iterator and ``TaskWatcher``'s thread only carry out the steps.
+``prepare_watch()`` and ``prepare_wait()`` check a watch's arguments and set
+it up, once for every front end.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
@@ -21,6 +23,7 @@ from attrs import field, frozen
 if TYPE_CHECKING:
     import logging
 
+from ._deadlines import Deadline, seconds
 from ._errors import (
     NotEnoughTasks,
     ResolutionError,
@@ -28,6 +31,9 @@ from ._errors import (
     SwarmDNSError,
     WatchTimeout,
 )
+from ._lookups import DEFAULT_TIMEOUT
+from ._names import tasks_name
+from ._own_addresses import local_addresses
 
 
 def logger() -> logging.Logger:
@@ -96,14 +102,6 @@ def is_transient(error: SwarmDNSError) -> bool:
     return isinstance(error, ResolutionTimeout | ResolutionError)
 
 
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
-    return float(value)
-
-
 def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -141,7 +139,7 @@ class WatchCore:
         wall_clock: Callable[[], datetime] = _utc_now,
         rng: random.Random | None = None,
     ) -> None:
-        self.interval = _positive("interval", interval)
+        self.interval = seconds("interval", interval)
         if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
             raise ValueError(
                 f"jitter must be a fraction from 0 up to (not including) 1, not {jitter!r}"
@@ -150,7 +148,7 @@ class WatchCore:
             raise TypeError(f"removal_debounce must be a whole number, not {removal_debounce!r}")
         if removal_debounce < 1:
             raise ValueError(f"removal_debounce must be at least 1, not {removal_debounce!r}")
-        self.fail_after = None if fail_after is None else _positive("fail_after", fail_after)
+        self.fail_after = None if fail_after is None else seconds("fail_after", fail_after)
         self.service = service
         self.query_name = query_name
         self.jitter = float(jitter)
@@ -329,9 +327,7 @@ class WaitCore:
             raise ValueError(f"count must be at least 0, not {count!r}")
         self.watch = watch
         self.count = count
-        self.timeout = _positive("timeout", timeout)
-        self._clock = clock
-        self._end = clock() + self.timeout
+        self.deadline = Deadline(timeout, clock=clock)
 
     def enough(self) -> bool:
         """Whether the last successful lookup showed at least ``count`` tasks."""
@@ -339,7 +335,7 @@ class WaitCore:
 
     def remaining(self) -> float:
         """Seconds left before giving up."""
-        return max(0.0, self._end - self._clock())
+        return self.deadline.remaining()
 
     def next_delay(self) -> float:
         """Seconds to wait before the next lookup, never past the end."""
@@ -352,8 +348,9 @@ class WaitCore:
         seen = ", ".join(str(ip) for ip in current) or "none"
         last = f"; the last lookup failed: {error}" if error is not None else ""
         return NotEnoughTasks(
-            f"waited {self.timeout:g} s for {self.count} tasks of {self.watch.service!r}, but"
-            f" {self.watch.query_name!r} showed {len(current)} ({seen}){last}",
+            f"waited {self.deadline.timeout:g} s for {self.count} tasks of"
+            f" {self.watch.service!r}, but {self.watch.query_name!r} showed {len(current)}"
+            f" ({seen}){last}",
             name=self.watch.query_name,
             nameserver=None if error is None else error.nameserver,
             current=current,
@@ -414,3 +411,66 @@ def wait_steps(
         if wait.remaining() <= 0:
             raise wait.timed_out()
         yield Sleep(wait.next_delay())
+
+
+def prepare_watch(
+    service: str,
+    *,
+    network: str | None,
+    interval: float,
+    jitter: float,
+    removal_debounce: int,
+    fail_after: float | None,
+    exclude_self: bool,
+    exclude: Iterable[IPv4Address | str],
+) -> WatchCore:
+    """Check a watch's arguments and set up its decisions; shared by every front end.
+
+    Raises:
+        InvalidName: ``service`` or ``network`` is not a name Docker allows.
+        ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
+        TypeError, ValueError: Another argument is out of range.
+    """
+    query_name = tasks_name(service, network)
+    if isinstance(exclude, str | IPv4Address):
+        raise TypeError(f"exclude takes a list of addresses, not one: [{str(exclude)!r}]")
+    excluded = {IPv4Address(ip) for ip in exclude}
+    if exclude_self:
+        excluded |= local_addresses()
+    return WatchCore(
+        service,
+        query_name=query_name,
+        interval=interval,
+        jitter=jitter,
+        removal_debounce=removal_debounce,
+        fail_after=fail_after,
+        exclude=excluded,
+    )
+
+
+def prepare_wait(
+    service: str,
+    count: int,
+    *,
+    timeout: float,
+    network: str | None,
+    interval: float,
+    exclude_self: bool,
+    exclude: Iterable[IPv4Address | str],
+) -> Generator[Step, LookupResult | None, tuple[IPv4Address, ...]]:
+    """Check ``wait_for_tasks()``'s arguments and set up its steps; shared by both APIs.
+
+    ``timeout`` bounds the whole wait; each lookup in it gets at most
+    ``DEFAULT_TIMEOUT`` of it.
+    """
+    core = prepare_watch(
+        service,
+        network=network,
+        interval=interval,
+        jitter=0.1,
+        removal_debounce=1,
+        fail_after=None,
+        exclude_self=exclude_self,
+        exclude=exclude,
+    )
+    return wait_steps(WaitCore(core, count, timeout), DEFAULT_TIMEOUT)

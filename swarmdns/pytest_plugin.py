@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from swarmdns import NAMESERVER_VARIABLE
+from swarmdns._backends.default import swap_default_backend
 from swarmdns.testing import FakeSwarm
 
 
@@ -35,6 +36,11 @@ def swarm_dns(swarm_dns_server: FakeSwarm, monkeypatch: pytest.MonkeyPatch) -> I
     The server answers like Docker's embedded DNS at 127.0.0.11: create
     services, scale them, kill tasks or inject faults, and code under test that
     resolves through ``SWARMDNS_NAMESERVER`` sees the change at once.
+
+    During the test, swarmdns's process-wide default backend is the built-in
+    one (which follows ``SWARMDNS_NAMESERVER``); whatever default was set
+    before the test, and whatever the test sets, the default is put back as
+    it was afterwards.
     """
     if not swarm_dns_server.running:  # a test before this one stopped it
         swarm_dns_server.stop()
@@ -42,7 +48,11 @@ def swarm_dns(swarm_dns_server: FakeSwarm, monkeypatch: pytest.MonkeyPatch) -> I
     swarm_dns_server.reset()
     monkeypatch.setenv(NAMESERVER_VARIABLE, swarm_dns_server.nameserver)
     errors_before = len(swarm_dns_server.internal_errors)
-    yield swarm_dns_server
+    default_before = swap_default_backend(None)
+    try:
+        yield swarm_dns_server
+    finally:
+        swap_default_backend(default_before)
     errors = swarm_dns_server.internal_errors[errors_before:]
     swarm_dns_server.reset()
     if errors:

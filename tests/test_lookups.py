@@ -8,7 +8,6 @@ import pytest
 
 from swarmdns import Answer, NoVirtualIP, Question, ResolutionError, ResolutionTimeout, Task
 from swarmdns._lookups import (
-    Deadline,
     checked,
     parse_task,
     service_vip,
@@ -138,19 +137,3 @@ def test_parse_task(target: str, expected: tuple[object, ...] | None) -> None:
         assert (task.name, task.service, task.slot, task.node_id, task.task_id, task.network) == (
             expected
         )
-
-
-def test_deadline_counts_down_on_its_clock() -> None:
-    now = [100.0]
-    deadline = Deadline(2.0, clock=lambda: now[0])
-
-    now[0] = 101.5
-    assert deadline.remaining() == 0.5
-    now[0] = 103.0
-    assert deadline.remaining() == 0.0
-
-
-def test_task_repr_reads_well() -> None:
-    task = Task(ip=IPv4Address("10.0.1.3"), name="web.1.abc", slot=1)
-
-    assert repr(task).startswith("Task(ip=10.0.1.3, name='web.1.abc', service=None, slot=1")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarmdns import ConfigurationError
-from swarmdns._local import local_addresses, parse_fib_trie
+from swarmdns._own_addresses import local_addresses, parse_fib_trie
 
 # /proc/net/fib_trie in a Swarm task: lo, an overlay and docker_gwbridge.
 FIB_TRIE = """\

@@ -122,7 +122,7 @@ def test_a_transient_failure_keeps_the_set(error: Exception) -> None:
 
 
 def test_an_error_that_retrying_cannot_fix_ends_the_watch() -> None:
-    error = ConfigurationError("bad SWARMDNS_NAMESERVER", name="x")
+    error = ConfigurationError("bad SWARMDNS_NAMESERVER", source="SWARMDNS_NAMESERVER")
 
     with pytest.raises(ConfigurationError):
         core().failed(error)

@@ -1,28 +1,28 @@
-"""The default backend: dnspython, asking the configured nameserver directly.
+"""The default backend: asks the configured nameservers directly, over its own sockets.
 
-``_Exchange`` decides everything about one question (EDNS, falling back to
-TCP on truncation, moving to the next nameserver, the deadline, how each
-failure reads); the synchronous and asynchronous methods only carry its
-requests to dnspython and the replies back.
+``Exchange`` decides everything about one question (EDNS, when to use TCP,
+moving to the next nameserver, the deadline, how each failure reads); the
+synchronous and asynchronous methods only carry its queries to a socket and
+the replies back. The engine's usual answers are read by ``wire``; dnspython
+reads the rest.
 """
 
 from __future__ import annotations
 
-import _socket
 import contextlib
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, NamedTuple
 
-from . import _wire
-from ._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
-from ._model import Answer, Question
-from ._nameserver import Nameserver, configured_nameservers, parse_nameserver
+from .. import _memo
+from .._deadlines import Deadline
+from .._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
+from .._model import Answer, Question
+from . import wire
+from .nameserver import Nameserver, configured_nameservers, parse_nameserver
 
 if TYPE_CHECKING:
     import asyncio
@@ -32,13 +32,7 @@ if TYPE_CHECKING:
 # dnspython is imported only for answers the fast path hands over: most
 # programs never pay for importing it.
 
-#: The EDNS buffer size offered: the engine honours it, and 4096 bytes carry
-#: about 160 task addresses in one datagram.
-EDNS_PAYLOAD = 4096
-
-#: What dnspython raises for a query that got no usable answer.
 _NOERROR, _SERVFAIL, _NXDOMAIN, _REFUSED = 0, 2, 3, 5
-_TC = 0x0200
 _RCODE_HINTS = {
     _SERVFAIL: "the nameserver failed to answer; this is usually transient",
     _REFUSED: "the engine refuses queries while more than 1024 are in flight",
@@ -49,22 +43,26 @@ class _Timeout(Exception):
     """No answer arrived in time (the sockets' own timeout)."""
 
 
-class _Truncated(Exception):
-    """The answer over UDP was truncated: ask again over TCP."""
-
-
 #: What a query can fail with before any answer is read.
 _QUERY_ERRORS = (OSError, EOFError, _Timeout)
 
 
-class _Request(NamedTuple):
+class Request(NamedTuple):
+    """A query to send: to whom, over which transport, and how long to wait."""
+
     server: Nameserver
     tcp: bool
     timeout: float
 
 
-class _Exchange:
-    """One question's way through the nameservers, without I/O."""
+class Exchange:
+    """One question's way through the nameservers, without I/O.
+
+    The query goes over UDP with EDNS first; a reply with the TC bit set is
+    asked again over TCP of the same server (``_truncated``, the one place
+    that decides it). A failing server passes the question to the next one
+    while time remains.
+    """
 
     def __init__(
         self,
@@ -74,17 +72,15 @@ class _Exchange:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.question = question
-        self._rdtype = _wire.TYPE_A if question.rdtype == "A" else _wire.TYPE_PTR
-        self.wire = _wire.build_query(
+        self._rdtype = wire.TYPE_A if question.rdtype == "A" else wire.TYPE_PTR
+        self.wire = wire.build_query(
             question.name, self._rdtype, int.from_bytes(os.urandom(2), "big")
         )
         self._query: dns.message.Message | None = None
         self._servers = servers
         self._index = 0
         self._tcp = False
-        self._timeout = timeout
-        self._clock = clock
-        self._deadline = clock() + timeout
+        self._deadline = Deadline(timeout, clock=clock)
         self._answer: Answer | None = None
         self._failure: SwarmDNSError | None = None
         self._final = False
@@ -98,86 +94,48 @@ class _Exchange:
             self._query = dns.message.from_wire(self.wire)
         return self._query
 
-    def handle_wire(self, data: bytes, *, tcp: bool = False) -> None:
+    def next_request(self) -> Request | None:
+        """The next query to send, or None when the exchange is over."""
+        if self._final:
+            return None
+        remaining = self._deadline.remaining()
+        if remaining <= 0:
+            self._finish(self._timed_out())
+            return None
+        return Request(self._server, self._tcp, remaining)
+
+    def handle_wire(self, data: bytes) -> None:
         """Take the reply to the last request, as received."""
-        fast = _wire.read_reply(data, self.wire, self._rdtype)
+        if wire.is_truncated(data) and self._truncated():
+            return
+        fast = wire.read_reply(data, self.wire, self._rdtype)
         if fast is not None:
             self._take(fast.records, nxdomain=fast.rcode == _NXDOMAIN)
             return
         import dns.message  # noqa: PLC0415 - see the module's imports
 
         try:
-            reply = dns.message.from_wire(data, raise_on_truncation=not tcp)
-        except dns.message.Truncated:
-            self.handle_error(_Truncated())
-            return
+            reply = dns.message.from_wire(data)
         except Exception as error:  # dnspython found the answer malformed
             self.handle_error(error)
             return
         if not self.query.is_response(reply):
             self.handle_error(ValueError("the answer is not to the question asked"))
             return
-        self.handle_reply(reply)
+        self._handle_reply(reply)
 
-    @property
-    def _server(self) -> Nameserver:
-        return self._servers[self._index]
-
-    def _what(self) -> str:
-        return f"{self.question.rdtype} {self.question.name!r}"
-
-    def next_request(self) -> _Request | None:
-        """The next query to send, or None when the exchange is over."""
-        if self._final:
-            return None
-        remaining = self._deadline - self._clock()
-        if remaining <= 0:
-            self._finish(self._timed_out())
-            return None
-        return _Request(self._server, self._tcp, remaining)
-
-    def handle_reply(self, reply: dns.message.Message) -> None:
-        """Take the reply to the last request."""
-        rcode = reply.rcode()
-        if rcode == _NOERROR and reply.flags & _TC and not self._tcp:
-            self._tcp = True  # truncated: ask the same server again over TCP
-        elif rcode in (_NOERROR, _NXDOMAIN):
-            self._take(self._records(reply), nxdomain=rcode == _NXDOMAIN)
-        else:
-            hint = _RCODE_HINTS.get(rcode, "the nameserver could not answer")
-            self._next_server(
-                ResolutionError(
-                    f"{self._server} answered {_rcode_text(rcode)} for {self._what()}: {hint}",
-                    name=self.question.name,
-                    nameserver=str(self._server),
-                )
-            )
-
-    def _take(self, records: tuple[str, ...] | tuple[IPv4Address, ...], *, nxdomain: bool) -> None:
-        if self._failure is not None and not records:
-            # An earlier server failed. Another one's "no such name" may only
-            # mean that it is not the engine: "no tasks" cannot be trusted.
-            self._finish(self._failure)
-            return
-        self._answer = Answer(
-            question=self.question,
-            records=records,
-            nxdomain=nxdomain,
-            nameserver=_text(self._server),
-        )
-        self._final = True
+    def _truncated(self) -> bool:
+        """A reply came with TC set: whether to ask again, over TCP."""
+        if self._tcp:
+            return False  # over TCP the reply is read as it is
+        self._tcp = True
+        return True
 
     def handle_error(self, error: Exception) -> None:
         """Take the exception that the last request raised."""
         server = str(self._server)
-        if isinstance(error, _Timeout) or _is_dnspython(error, "dns.exception", "Timeout"):
+        if isinstance(error, _Timeout):
             self._finish(self._timed_out())
-            return
-        truncated = isinstance(error, _Truncated) or _is_dnspython(
-            error, "dns.message", "Truncated"
-        )
-        if truncated and not self._tcp:
-            self._tcp = True  # truncated, perhaps in the middle of a record: ask over TCP
             return
         if isinstance(error, OSError | EOFError):
             reason = f"the connection failed: {getattr(error, 'strerror', None) or error!r}"
@@ -204,21 +162,55 @@ class _Exchange:
             raise RuntimeError("result() called before the exchange was over")
         raise self._failure
 
+    @property
+    def _server(self) -> Nameserver:
+        return self._servers[self._index]
+
+    def _what(self) -> str:
+        return f"{self.question.rdtype} {self.question.name!r}"
+
+    def _handle_reply(self, reply: dns.message.Message) -> None:
+        rcode = reply.rcode()
+        if rcode in (_NOERROR, _NXDOMAIN):
+            self._take(self._records(reply), nxdomain=rcode == _NXDOMAIN)
+            return
+        hint = _RCODE_HINTS.get(rcode, "the nameserver could not answer")
+        self._next_server(
+            ResolutionError(
+                f"{self._server} answered {_rcode_text(rcode)} for {self._what()}: {hint}",
+                name=self.question.name,
+                nameserver=str(self._server),
+            )
+        )
+
+    def _take(self, records: tuple[str, ...] | tuple[IPv4Address, ...], *, nxdomain: bool) -> None:
+        if self._failure is not None and not records:
+            # An earlier server failed. Another one's "no such name" may only
+            # mean that it is not the engine: "no tasks" cannot be trusted.
+            self._finish(self._failure)
+            return
+        self._answer = Answer(
+            question=self.question,
+            records=records,
+            nxdomain=nxdomain,
+            nameserver=_text(self._server),
+        )
+        self._final = True
+
     def _records(self, reply: dns.message.Message) -> tuple[str, ...]:
-        wanted = _wire.TYPE_A if self.question.rdtype == "A" else _wire.TYPE_PTR
         name = self.query.question[0].name
         values: list[str] = []
         for rrset in reply.answer:
-            if rrset.rdtype == wanted and rrset.name == name:
+            if rrset.rdtype == self._rdtype and rrset.name == name:
                 values.extend(rdata.to_text() for rdata in rrset)
         return tuple(values)
 
     def _timed_out(self) -> ResolutionTimeout:
         transport = "TCP" if self._tcp else "UDP"
         return ResolutionTimeout(
-            f"no answer from {self._server} for {self._what()} within {self._timeout:.3g} s"
-            f" (over {transport}); check that the nameserver is reachable (127.0.0.11 in a"
-            " Swarm task) or pass a larger timeout",
+            f"no answer from {self._server} for {self._what()} within"
+            f" {self._deadline.timeout:.3g} s (over {transport}); check that the nameserver is"
+            " reachable (127.0.0.11 in a Swarm task) or pass a larger timeout",
             name=self.question.name,
             nameserver=str(self._server),
         )
@@ -235,18 +227,27 @@ class _Exchange:
         self._final = True
 
 
-class DNSPythonBackend:
-    """Asks a nameserver directly with dnspython; the default backend.
+class DirectBackend:
+    """Asks the nameservers directly, over its own sockets; the default backend.
 
     Queries carry EDNS with a 4096-byte buffer, truncated answers are asked
     again over TCP, names are absolute (no search domains) and nothing is
     cached. With several nameservers, each is tried in turn while time remains.
+    The engine's usual answers are read by a fast reader of swarmdns's own;
+    dnspython reads anything else. ``DNSPythonBackend`` is another name for it.
 
     Args:
         nameservers: ``host`` or ``host:port`` strings. By default, read on
             every call: ``SWARMDNS_NAMESERVER``, else ``/etc/resolv.conf``
             (127.0.0.11 inside a Swarm task).
+
+    Raises:
+        ConfigurationError: A nameserver is not an IP address with an optional port.
+        ValueError: ``nameservers`` is an empty list.
     """
+
+    #: Every call ends by its timeout: the sockets' waits are bounded by it.
+    keeps_deadline = True
 
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
         if isinstance(nameservers, str):
@@ -254,19 +255,19 @@ class DNSPythonBackend:
         self._fixed = (
             None
             if nameservers is None
-            else tuple(parse_nameserver(n, source="a nameserver") for n in nameservers)
+            else tuple(parse_nameserver(n, source="nameservers") for n in nameservers)
         )
         if self._fixed == ():
             raise ValueError("nameservers must name at least one nameserver, or be None")
 
     def __repr__(self) -> str:
         if self._fixed is None:
-            return "DNSPythonBackend()"
-        return f"DNSPythonBackend({[str(n) for n in self._fixed]!r})"
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({[str(n) for n in self._fixed]!r})"
 
-    def _exchange(self, question: Question, timeout: float) -> _Exchange:
+    def _exchange(self, question: Question, timeout: float) -> Exchange:
         servers = configured_nameservers() if self._fixed is None else self._fixed
-        return _Exchange(question, servers, timeout)
+        return Exchange(question, servers, timeout)
 
     def resolve(self, question: Question, timeout: float) -> Answer:
         """Answer ``question`` within ``timeout`` seconds."""
@@ -278,7 +279,7 @@ class DNSPythonBackend:
             except _QUERY_ERRORS as error:
                 exchange.handle_error(error)
             else:
-                exchange.handle_wire(data, tcp=request.tcp)
+                exchange.handle_wire(data)
         return exchange.result()
 
     async def resolve_async(self, question: Question, timeout: float) -> Answer:
@@ -291,22 +292,22 @@ class DNSPythonBackend:
             except _QUERY_ERRORS as error:
                 exchange.handle_error(error)
             else:
-                exchange.handle_wire(data, tcp=request.tcp)
+                exchange.handle_wire(data)
         return exchange.result()
 
 
-#: A nameserver as text, for answers and messages (the same few, again and again).
-_text = lru_cache(maxsize=64)(str)
+#: The name the default backend had before it spoke over its own sockets.
+DNSPythonBackend = DirectBackend
+
+
+@_memo.memoize(maxsize=64)
+def _text(server: Nameserver) -> str:
+    """A nameserver as text, for answers and messages (the same few, again and again)."""
+    return str(server)
 
 
 def _socket_family(server: Nameserver) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in server.host else socket.AF_INET
-
-
-def _is_dnspython(error: Exception, module: str, name: str) -> bool:
-    """Whether ``error`` is dnspython's ``module.name``, without importing dnspython."""
-    loaded = sys.modules.get(module)
-    return loaded is not None and isinstance(error, getattr(loaded, name))
 
 
 def _timed_out(timeout: float) -> _Timeout:
@@ -321,9 +322,7 @@ def _rcode_text(rcode: int) -> str:
 
 def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
     """Send ``query`` over UDP and return the first datagram that comes back."""
-    # The socket module's own type: its Python subclass costs more than the
-    # exchange's other work.
-    sock = _socket.socket(_socket_family(server), socket.SOCK_DGRAM)
+    sock = socket.socket(_socket_family(server), socket.SOCK_DGRAM)
     try:
         sock.settimeout(timeout)
         sock.connect((server.host, server.port))
@@ -337,7 +336,7 @@ def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
 
 def _tcp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
     """Send ``query`` over TCP and return the answer, all within ``timeout``."""
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     try:
         with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
             sock.sendall(len(query).to_bytes(2, "big") + query)
@@ -347,10 +346,10 @@ def _tcp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
         raise _timed_out(timeout) from None
 
 
-def _receive(sock: socket.socket, size: int, deadline: float) -> bytes:
+def _receive(sock: socket.socket, size: int, deadline: Deadline) -> bytes:
     data = b""
     while len(data) < size:
-        sock.settimeout(max(deadline - time.monotonic(), 1e-6))
+        sock.settimeout(max(deadline.remaining(), 1e-6))
         chunk = sock.recv(size - len(data))
         if not chunk:
             raise EOFError("the nameserver closed the connection mid-answer")
@@ -368,7 +367,7 @@ async def _udp_exchange_async(query: bytes, server: Nameserver, timeout: float) 
     import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
 
     loop = asyncio.get_running_loop()
-    sock = _socket.socket(_socket_family(server), socket.SOCK_DGRAM)
+    sock = socket.socket(_socket_family(server), socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         sock.connect((server.host, server.port))  # UDP: no packet, no waiting
@@ -385,7 +384,7 @@ async def _udp_exchange_async(query: bytes, server: Nameserver, timeout: float) 
         sock.close()
 
 
-def _deliver(sock: _socket.socket, received: asyncio.Future[bytes]) -> None:
+def _deliver(sock: socket.socket, received: asyncio.Future[bytes]) -> None:
     """The socket is readable: hand the datagram (or the error) to whoever waits."""
     if received.done():
         return

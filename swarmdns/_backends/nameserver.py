@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from functools import lru_cache
 
 from attrs import frozen
 
-from ._errors import ConfigurationError
+from .. import _memo
+from .._errors import ConfigurationError
 
 #: The variable that points swarmdns at a nameserver (``host`` or ``host:port``).
 NAMESERVER_VARIABLE = "SWARMDNS_NAMESERVER"
@@ -55,14 +55,14 @@ def parse_nameserver(text: str, *, source: str) -> Nameserver:
         raise ConfigurationError(
             f"{source} is {text!r}, which is not an IP address with an optional port;"
             " expected host, host:port or [IPv6]:port, such as 127.0.0.11 or 127.0.0.1:5353",
-            name=text,
+            source=source,
         ) from None
     number = DNS_PORT
     if port is not None:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigurationError(
                 f"{source} is {text!r}, whose port {port!r} is not a number from 1 to 65535",
-                name=text,
+                source=source,
             )
         number = int(port)
     return Nameserver(str(address), number)
@@ -97,33 +97,30 @@ def configured_nameservers(resolv_conf: str = RESOLV_CONF) -> tuple[Nameserver, 
         return (_parse_variable(configured),)
     try:
         status = os.stat(resolv_conf)
-        version = (resolv_conf, status.st_ino, status.st_size, status.st_mtime_ns)
-        servers = _read.get(version)
-        if servers is None:
-            with open(resolv_conf, encoding="utf-8", errors="replace") as file:
-                servers = nameservers_from_resolv_conf(file.read())
-            _read.clear()  # one version of one file is all a process uses
-            _read[version] = servers
+        servers = _read_resolv_conf(resolv_conf, status.st_ino, status.st_size, status.st_mtime_ns)
     except OSError as error:
         raise ConfigurationError(
             f"no nameserver to ask: {NAMESERVER_VARIABLE} is not set and {resolv_conf}"
             f" cannot be read ({error.strerror}); in a Swarm task it names 127.0.0.11",
-            name=resolv_conf,
+            source=resolv_conf,
         ) from error
     if not servers:
         raise ConfigurationError(
             f"no nameserver to ask: {NAMESERVER_VARIABLE} is not set and {resolv_conf}"
             " has no nameserver line; in a Swarm task it names 127.0.0.11",
-            name=resolv_conf,
+            source=resolv_conf,
         )
     return servers
 
 
-#: resolv.conf's nameservers, by the file's path and version.
-_read: dict[tuple[str, int, int, int], tuple[Nameserver, ...]] = {}
+@_memo.memoize(maxsize=1)  # one version of one file is all a process uses
+def _read_resolv_conf(path: str, inode: int, size: int, mtime_ns: int) -> tuple[Nameserver, ...]:
+    """The nameservers of the file at ``path``, read once per version of it."""
+    with open(path, encoding="utf-8", errors="replace") as file:
+        return nameservers_from_resolv_conf(file.read())
 
 
-@lru_cache(maxsize=16)
+@_memo.memoize(maxsize=16)
 def _parse_variable(value: str) -> Nameserver:
     """``SWARMDNS_NAMESERVER``'s value, read (a bad value raises every time)."""
     return parse_nameserver(value, source=NAMESERVER_VARIABLE)

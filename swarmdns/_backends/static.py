@@ -6,8 +6,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 
-from ._model import Answer, Question
-from ._names import reverse_name
+from .._model import Answer, Question
+from .._names import reverse_name
 
 
 def _key(name: str) -> str:
@@ -45,6 +45,8 @@ class StaticBackend:
     """
 
     nameserver = "static"
+    #: Answers come from memory, at once.
+    keeps_deadline = True
 
     def __init__(
         self,

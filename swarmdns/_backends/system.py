@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from ._errors import ResolutionError, ResolutionTimeout
-from ._model import Answer, Question
+from .._errors import ResolutionError, ResolutionTimeout
+from .._model import Answer, Question
 
 #: getaddrinfo() errors that mean "no such name" rather than a failure.
 _NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}

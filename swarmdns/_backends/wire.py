@@ -12,16 +12,18 @@ dnspython; so it never accepts what dnspython would reject. No I/O.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
-from ._model import SortedAddresses
+from .. import _memo
+from .._model import SortedAddresses
 
 _HEADER = struct.Struct("!HHHHHH")
 _QUESTION_FIXED = struct.Struct("!HH")
-_OPT = b"\x00" + struct.pack("!HHIH", 41, 4096, 0, 0)  # EDNS0, a 4096-byte buffer
+#: The EDNS buffer size offered: the engine honours it, and 4096 bytes carry
+#: about 160 task addresses in one datagram.
+EDNS_PAYLOAD = 4096
+_OPT = b"\x00" + struct.pack("!HHIH", 41, EDNS_PAYLOAD, 0, 0)  # an OPT record: EDNS0
 _POINTER_TO_QUESTION = b"\xc0\x0c"
 _FLAGS_QUERY = 0x0100  # RD
 _QR = 0x8000
@@ -60,17 +62,17 @@ def encode_name(name: str) -> bytes:
 
 
 def build_query(name: str, rdtype: int, query_id: int) -> bytes:
-    """A recursive query for ``name`` with EDNS0 and a 4096-byte buffer."""
+    """A recursive query for ``name`` with EDNS0 and an ``EDNS_PAYLOAD``-byte buffer."""
     header = _HEADER.pack(query_id, _FLAGS_QUERY, 1, 0, 0, 1)
     return header + _question_and_opt(name, rdtype)
 
 
-@lru_cache(maxsize=1024)
+@_memo.memoize(maxsize=1024)
 def _question_and_opt(name: str, rdtype: int) -> bytes:
     return encode_name(name) + _QUESTION_FIXED.pack(rdtype, _CLASS_IN) + _OPT
 
 
-@lru_cache(maxsize=64)
+@_memo.memoize(maxsize=64)
 def _addresses_layout(record_size: int, count: int) -> struct.Struct:
     """Pick the address out of each of ``count`` records of ``record_size`` bytes."""
     return struct.Struct("!" + f"{record_size - 4}xI" * count)
@@ -81,56 +83,14 @@ _POINTED_PREFIX = _POINTER_TO_QUESTION + struct.pack("!HH", 1, 1)
 _TYPE_AND_CLASS = struct.pack("!HH", 1, 1)
 
 
-#: Addresses already made, so that the same task's address is the same object
-#: from one lookup to the next: comparing two answers then costs next to
-#: nothing. Bounded: past the limit, new addresses are not kept.
-_KNOWN: dict[int, IPv4Address] = {}
-_KNOWN_LIMIT = 1 << 16
-
-
-def _unchecked(values: tuple[int, ...]) -> SortedAddresses:
-    """``IPv4Address(value)`` for each value, without its checks (32 bits by construction)."""
-    known = _KNOWN.get
-    new = object.__new__
-    addresses = []
-    for value in values:
-        address = known(value)
-        if address is None:
-            address = new(IPv4Address)
-            address._ip = value  # type: ignore[attr-defined]
-            if len(_KNOWN) < _KNOWN_LIMIT:
-                _KNOWN[value] = address
-        addresses.append(address)
-    return SortedAddresses(addresses)
-
-
-def _checked(values: tuple[int, ...]) -> SortedAddresses:
-    return SortedAddresses(IPv4Address(value) for value in values)
-
-
-# The shortcut relies on how ipaddress stores an address: use it only if it agrees.
-_SAMPLE = IPv4Address("10.0.1.3")
-(_shortcut,) = _unchecked((int(_SAMPLE),))
-_new_addresses: Callable[[tuple[int, ...]], SortedAddresses] = (
-    _unchecked if _shortcut == _SAMPLE and hash(_shortcut) == hash(_SAMPLE) else _checked
-)
-
-#: Answers already read, by their sorted addresses: the same tasks, in any
-#: order, give the same tuple as last time, which a watch compares with its
-#: last at no cost. Bounded: past the limit, the oldest goes.
-_SEEN: dict[tuple[int, ...], SortedAddresses] = {}
-_SEEN_LIMIT = 4096
-
-
 def _addresses_of(values: tuple[int, ...]) -> SortedAddresses:
     """The addresses with these sorted, distinct 32-bit values."""
-    addresses = _SEEN.get(values)
-    if addresses is None:
-        addresses = _new_addresses(values)
-        if len(_SEEN) >= _SEEN_LIMIT:
-            _SEEN.pop(next(iter(_SEEN), values), None)
-        _SEEN[values] = addresses
-    return addresses
+    return SortedAddresses(map(_memo.address, values))
+
+
+def is_truncated(data: bytes) -> bool:
+    """Whether the reply in ``data`` has its TC bit set (``data`` holds at least a header)."""
+    return len(data) >= _HEADER.size and bool(data[2] << 8 & _TC)
 
 
 def read_reply(data: bytes, query: bytes, rdtype: int) -> Reply | None:
@@ -179,7 +139,7 @@ def _read_addresses(body: bytes, owner: bytes, count: int) -> SortedAddresses | 
     return _addresses_of(tuple(sorted(set(_addresses_layout(size, count).unpack(body)))))
 
 
-@lru_cache(maxsize=1024)  # by name and count: enough for a watch over many services
+@_memo.memoize(maxsize=1024)  # by name and count: enough for a watch over many services
 def _fixed_columns(prefix: bytes, count: int) -> tuple[tuple[int, bytes], ...]:
     """What each byte column of ``count`` A records must hold, by its offset in a record.
 

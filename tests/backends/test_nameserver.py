@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from swarmdns import ConfigurationError
-from swarmdns._nameserver import (
+from swarmdns._backends.nameserver import (
     Nameserver,
     configured_nameservers,
     nameservers_from_resolv_conf,

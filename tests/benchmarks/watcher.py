@@ -22,7 +22,7 @@ import time
 
 import swarmdns
 import swarmdns.aio
-from swarmdns import _wire
+from swarmdns._backends import wire as _wire
 from swarmdns._deadlines import within
 
 

@@ -22,7 +22,7 @@ import dns.rcode
 import dns.rdatatype
 
 import swarmdns
-from swarmdns._nameserver import configured_nameservers
+from swarmdns._backends.nameserver import configured_nameservers
 
 
 def _task(task: swarmdns.Task) -> dict[str, Any]:

@@ -1,0 +1,9 @@
+"""Resolver backends: who answers swarmdns's questions.
+
+- ``base``: what a backend is (the ``Backend`` and ``AsyncBackend`` protocols).
+- ``default``: the process-wide default backend, and picking one for a call.
+- ``threaded``: runs a synchronous backend for asyncio code.
+- ``direct``: the default, asking the nameserver over swarmdns's own sockets;
+  ``wire`` (its reader of DNS messages) and ``nameserver`` (where it sends).
+- ``static`` and ``system``: answers from memory, and from the C library.
+"""

@@ -1,0 +1,26 @@
+"""The asyncio API: lookups, ``watch_tasks`` and ``wait_for_tasks``, awaitable.
+
+Each behaves exactly like its synchronous twin in ``swarmdns`` (they run the
+same plans and the same watch logic); the backend must have an async
+``resolve_async()`` method, as every built-in backend does.
+"""
+
+from __future__ import annotations
+
+from ._async import (
+    AsyncTaskWatch,
+    service_vip,
+    task_ips,
+    tasks,
+    wait_for_tasks,
+    watch_tasks,
+)
+
+__all__ = [
+    "AsyncTaskWatch",
+    "service_vip",
+    "task_ips",
+    "tasks",
+    "wait_for_tasks",
+    "watch_tasks",
+]
