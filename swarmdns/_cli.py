@@ -22,6 +22,7 @@ import attrs
 from . import __version__
 from ._backends.base import Backend
 from ._backends.direct import DirectBackend
+from ._deadlines import seconds
 from ._errors import (
     ConfigurationError,
     InvalidName,
@@ -48,12 +49,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _positive(text: str) -> float:
     try:
-        value = float(text)
+        return seconds("SECONDS", float(text))
     except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds") from None
 
 
 def _port(text: str) -> int:

@@ -114,3 +114,29 @@ def test_variable_is_restored_after_the_test(
     result = pytester.runpytest_subprocess()
 
     result.assert_outcomes(passed=2)
+
+
+def test_the_default_backend_is_the_built_in_one_and_is_restored(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_default="""
+        import swarmdns
+
+        MINE = swarmdns.StaticBackend({"tasks.web": ["10.9.9.9"]})
+        swarmdns.set_default_backend(MINE)  # the project's own default, for all its tests
+
+        def test_talks_to_the_fake(swarm_dns):
+            assert swarmdns.get_default_backend() is not MINE
+            web = swarm_dns.create_service("web", replicas=2)
+            assert swarmdns.task_ips("web") == web.task_ips
+            swarmdns.set_default_backend(swarmdns.StaticBackend())  # left behind by the test
+
+        def test_the_projects_default_is_back():
+            assert swarmdns.get_default_backend() is MINE
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+
+    result.assert_outcomes(passed=2)
