@@ -59,7 +59,7 @@ def test_reading_ever_new_answers_from_eight_threads(switch_often: None) -> None
     with ThreadPoolExecutor(8) as pool:
         assert sorted(pool.map(read_many, range(8))) == list(range(8))
     for name, size in _memo.cache_sizes().items():
-        assert size <= 16384, name
+        assert size <= 65536, name
 
 
 class EverNewAnswers:

@@ -85,7 +85,7 @@ _TYPE_AND_CLASS = struct.pack("!HH", 1, 1)
 
 def _addresses_of(values: tuple[int, ...]) -> SortedAddresses:
     """The addresses with these sorted, distinct 32-bit values."""
-    return SortedAddresses(map(_memo.address, values))
+    return SortedAddresses(_memo.addresses.addresses(values))
 
 
 def is_truncated(data: bytes) -> bool:
