@@ -16,10 +16,12 @@ class Backend(Protocol):
     ``ResolutionTimeout`` or ``ResolutionError`` when there is no usable
     answer. Any other exception is reported as a ``ResolutionError``.
 
-    A backend may set the class attribute ``keeps_deadline = True`` to
+    A backend class may set the class attribute ``keeps_deadline = True`` to
     declare that every call ends by its ``timeout`` on its own; ``swarmdns.aio``
     then spares it a timer of its own. Without it, an async call that runs
     past its deadline is cancelled and reported as a ``ResolutionTimeout``.
+    The declaration is not inherited: a subclass may do more than its base,
+    so it declares it again if it keeps the promise too.
     """
 
     def resolve(self, question: Question, timeout: float) -> Answer:
@@ -37,5 +39,5 @@ class AsyncBackend(Protocol):
 
 
 def keeps_deadline(backend: object) -> bool:
-    """Whether ``backend`` declares that it ends every call by its timeout itself."""
-    return getattr(backend, "keeps_deadline", False) is True
+    """Whether ``backend``'s own class declares that every call ends by its timeout."""
+    return vars(type(backend)).get("keeps_deadline", False) is True

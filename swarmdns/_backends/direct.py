@@ -59,9 +59,9 @@ class Exchange:
     """One question's way through the nameservers, without I/O.
 
     The query goes over UDP with EDNS first; a reply with the TC bit set is
-    asked again over TCP of the same server (``_truncated``, the one place
-    that decides it). A failing server passes the question to the next one
-    while time remains.
+    asked again over TCP of the same server (``handle_wire``, the one place
+    that decides it; over TCP the reply is read as it is). A failing server
+    passes the question to the next one while time remains.
     """
 
     def __init__(
@@ -106,7 +106,8 @@ class Exchange:
 
     def handle_wire(self, data: bytes) -> None:
         """Take the reply to the last request, as received."""
-        if wire.is_truncated(data) and self._truncated():
+        if wire.is_truncated(data) and not self._tcp:
+            self._tcp = True  # the one place that decides: ask the same server over TCP
             return
         fast = wire.read_reply(data, self.wire, self._rdtype)
         if fast is not None:
@@ -123,13 +124,6 @@ class Exchange:
             self.handle_error(ValueError("the answer is not to the question asked"))
             return
         self._handle_reply(reply)
-
-    def _truncated(self) -> bool:
-        """A reply came with TC set: whether to ask again, over TCP."""
-        if self._tcp:
-            return False  # over TCP the reply is read as it is
-        self._tcp = True
-        return True
 
     def handle_error(self, error: Exception) -> None:
         """Take the exception that the last request raised."""

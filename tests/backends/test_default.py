@@ -127,3 +127,16 @@ def test_a_dnspython_resolver_is_not_a_backend() -> None:
 
     with pytest.raises(TypeError, match=r"use swarmdns\.DirectBackend"):
         swarmdns.set_default_backend(dns.resolver.Resolver(configure=False))  # type: ignore[arg-type]
+
+
+class SlowerDirect(swarmdns.DirectBackend):
+    """A subclass that does more than its base, and so no longer keeps its deadline."""
+
+    async def resolve_async(self, question: Question, timeout: float) -> Answer:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+def test_keeping_the_deadline_is_declared_by_each_class_not_inherited() -> None:
+    with pytest.raises(ResolutionTimeout, match="SlowerDirect"):
+        asyncio.run(swarmdns.aio.task_ips("web", backend=SlowerDirect(["127.0.0.1"]), timeout=0.1))
