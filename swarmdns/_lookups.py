@@ -118,9 +118,9 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
     answer = _answer(result)
     addresses = _distinct_sorted(answer)
     if not addresses:
-        answered = "NXDOMAIN" if answer.nxdomain else "no address"
+        said = "does not know {} (NXDOMAIN)" if answer.nxdomain else "answered no address for {}"
         raise ServiceNotFound(
-            f"no service {service!r}: {answer.nameserver} answered {answered} for {name!r}."
+            f"no service {service!r}: {answer.nameserver} {said.format(repr(name))}."
             " The engine removes every name of a service with zero running (healthy) tasks,"
             " so it may exist but be scaled to zero; or it shares no network with this"
             " container.",

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 # programs never pay for importing it.
 
 _NOERROR, _SERVFAIL, _NXDOMAIN, _REFUSED = 0, 2, 3, 5
+#: Where a task reaches the engine's embedded DNS server.
+ENGINE_ADDRESS = "127.0.0.11"
+_RA = 0x0080
 _RCODE_HINTS = {
     _SERVFAIL: "the nameserver failed to answer; this is usually transient",
     _REFUSED: "the engine refuses queries while more than 1024 are in flight",
@@ -168,6 +171,9 @@ class Exchange:
         if rcode in (_NOERROR, _NXDOMAIN):
             self._take(self._records(reply), nxdomain=rcode == _NXDOMAIN)
             return
+        if self._engine_disowns(rcode, reply.flags):
+            self._take((), nxdomain=True)
+            return
         hint = _RCODE_HINTS.get(rcode, "the nameserver could not answer")
         self._next_server(
             ResolutionError(
@@ -175,6 +181,22 @@ class Exchange:
                 name=self.question.name,
                 nameserver=str(self._server),
             )
+        )
+
+    def _engine_disowns(self, rcode: int, flags: int) -> bool:
+        """Whether the engine said that the name is not one of its own.
+
+        Docker 24 and newer answer every name they own themselves, with RA set
+        (a service with no running task has no name). A name they do not own
+        goes to the upstream nameservers, and when none of those answers, the
+        engine says SERVFAIL (or REFUSED, past 1,024 forwards in flight)
+        without RA: for a name of the Swarm, that is as good as NXDOMAIN. Only
+        the engine's own address is read so; elsewhere SERVFAIL is a failure.
+        """
+        return (
+            rcode in (_SERVFAIL, _REFUSED)
+            and not flags & _RA
+            and self._server.host == ENGINE_ADDRESS
         )
 
     def _take(self, records: tuple[str, ...] | tuple[IPv4Address, ...], *, nxdomain: bool) -> None:

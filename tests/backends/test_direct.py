@@ -30,9 +30,13 @@ SERVERS = (Nameserver("127.0.0.11"), Nameserver("127.0.0.12", 5353))
 
 
 def reply(
-    exchange: Exchange, rcode: dns.rcode.Rcode = dns.rcode.NOERROR, *addresses: str
+    exchange: Exchange,
+    rcode: dns.rcode.Rcode = dns.rcode.NOERROR,
+    *addresses: str,
+    recursion_available: bool = True,
 ) -> dns.message.Message:
-    message = dns.message.make_response(exchange.query)
+    """A reply as a recursive server (or the engine, for its own names) writes it: RA set."""
+    message = dns.message.make_response(exchange.query, recursion_available)
     message.set_rcode(rcode)
     if addresses:
         rrset = message.find_rrset(
@@ -219,3 +223,38 @@ def test_backend_arguments_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="'localhost:53', which is not an IP"):
         DNSPythonBackend(["localhost:53"])
     assert repr(DNSPythonBackend("127.0.0.1:5300")) == "DirectBackend(['127.0.0.1:5300'])"
+
+
+@pytest.mark.parametrize("rcode", [dns.rcode.SERVFAIL, dns.rcode.REFUSED])
+def test_the_engine_failing_without_ra_disowns_the_name(rcode: dns.rcode.Rcode) -> None:
+    # Docker 24+: a name it does not own went upstream, and the upstream failed.
+    exchange = Exchange(QUESTION, SERVERS, 2.0)
+    exchange.next_request()
+
+    feed(exchange, reply(exchange, rcode, recursion_available=False))
+
+    assert exchange.next_request() is None
+    answer = exchange.result()
+    assert (answer.records, answer.nxdomain, answer.nameserver) == ((), True, "127.0.0.11:53")
+
+
+def test_the_engine_relaying_a_failure_with_ra_is_a_failure() -> None:
+    # Docker 20.10 relays its upstream's SERVFAIL as it is, RA included.
+    exchange = Exchange(QUESTION, SERVERS[:1], 2.0)
+    exchange.next_request()
+
+    feed(exchange, reply(exchange, dns.rcode.SERVFAIL))
+
+    assert exchange.next_request() is None
+    with pytest.raises(ResolutionError, match="answered SERVFAIL"):
+        exchange.result()
+
+
+def test_servfail_without_ra_from_another_nameserver_is_a_failure() -> None:
+    exchange = Exchange(QUESTION, SERVERS[1:], 2.0)
+    exchange.next_request()
+
+    feed(exchange, reply(exchange, dns.rcode.SERVFAIL, recursion_available=False))
+
+    with pytest.raises(ResolutionError, match=r"127\.0\.0\.12:5353 answered SERVFAIL"):
+        exchange.result()
