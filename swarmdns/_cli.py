@@ -135,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help='a JSON description: {"services": [{"name": "web", "replicas": 3, ...}]}',
     )
+    serve.add_argument(
+        "--engine",
+        metavar="VERSION",
+        help="the Docker Engine version to answer like: 20.10, 26.1 or 28.5 (default: 28.5)",
+    )
     commands.add_parser(
         "demo",
         help="show swarmdns at work on a fake Swarm (no Swarm needed)",
@@ -248,11 +253,17 @@ def _wait_for_interrupt() -> None:
 
 
 def _serve(options: argparse.Namespace, out: TextIO) -> int:
-    from .testing import FakeSwarm, SwarmError  # noqa: PLC0415 - the fake only when asked
+    from .testing import ENGINES, FakeSwarm, SwarmError  # noqa: PLC0415 - the fake only when asked
 
     services = _services_from(options)
     try:
-        swarm = FakeSwarm(host=options.host, port=options.port).start()
+        swarm = FakeSwarm(
+            host=options.host, port=options.port, engine=options.engine or ENGINES[-1]
+        )
+    except ValueError as error:
+        raise ConfigurationError(f"--engine: {error}", source="--engine") from error
+    try:
+        swarm.start()
     except OSError as error:
         raise ConfigurationError(
             f"cannot listen on {options.host}:{options.port}: {error.strerror}",

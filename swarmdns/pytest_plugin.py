@@ -6,6 +6,10 @@ project's tests can ask for the ``swarm_dns`` fixture::
     def test_sees_every_replica(swarm_dns):
         swarm_dns.create_service("web", replicas=3)
         ...  # code that resolves tasks.web through SWARMDNS_NAMESERVER
+
+The fake answers like the newest Docker Engine it models unless a test is
+marked ``@pytest.mark.swarm_dns(engine="20.10")``, or the whole run is started
+with ``--swarm-dns-engine=20.10``.
 """
 
 from __future__ import annotations
@@ -16,36 +20,114 @@ import pytest
 
 from swarmdns import NAMESERVER_VARIABLE
 from swarmdns._backends.default import swap_default_backend
-from swarmdns.testing import FakeSwarm
+from swarmdns.testing import ENGINES, FakeSwarm, NodeDelays
+
+_MARKER = "swarm_dns"
+_ENGINE_OPTION = "--swarm-dns-engine"
+#: What the marker takes: its keyword arguments.
+_MARKER_ARGUMENTS = ("engine", "nodes", "delays")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--swarm-dns-engine``: the engine version the fake answers like by default."""
+    group = parser.getgroup("swarmdns", "the fake Swarm DNS server (swarm_dns fixture)")
+    group.addoption(
+        _ENGINE_OPTION,
+        choices=ENGINES,
+        default=None,
+        metavar="VERSION",
+        help="the Docker Engine version the swarm_dns fixture answers like, unless a"
+        f" test's marker says otherwise: {', '.join(ENGINES)} (default: {ENGINES[-1]})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``swarm_dns`` marker."""
+    config.addinivalue_line(
+        "markers",
+        f"{_MARKER}(engine=VERSION): the swarm_dns fixture answers like this Docker Engine"
+        f" version during the test ({', '.join(ENGINES)})",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{_MARKER}(nodes=N, delays=NodeDelays(...)): the swarm_dns fixture is a Swarm of"
+        " N nodes, each with its own DNS, with these delays, during the test",
+    )
+
+
+def _marked_engine(node: pytest.Item) -> str | None:
+    """The engine the closest ``swarm_dns`` marker asks for, if any."""
+    marker = node.get_closest_marker(_MARKER)
+    if marker is None:
+        return None
+    unknown = sorted(set(marker.kwargs) - set(_MARKER_ARGUMENTS))
+    if marker.args or unknown:
+        given = [*map(repr, marker.args), *unknown]
+        raise TypeError(
+            f"@pytest.mark.{_MARKER}() takes keyword arguments only"
+            f" ({', '.join(_MARKER_ARGUMENTS)}), not {', '.join(given)}"
+        )
+    engine: str | None = marker.kwargs.get("engine")
+    return engine
+
+
+def _marked_nodes(node: pytest.Item) -> tuple[int | None, NodeDelays | None]:
+    """The nodes and the delays the closest ``swarm_dns`` marker asks for, if any."""
+    marker = node.get_closest_marker(_MARKER)
+    if marker is None:
+        return None, None
+    nodes: int | None = marker.kwargs.get("nodes")
+    delays: NodeDelays | None = marker.kwargs.get("delays")
+    return nodes, delays
 
 
 @pytest.fixture(scope="session")
-def swarm_dns_server() -> Iterator[FakeSwarm]:
+def swarm_dns_server(request: pytest.FixtureRequest) -> Iterator[FakeSwarm]:
     """One running fake Swarm DNS server for the whole session.
 
-    Tests normally want ``swarm_dns``, which empties it before each test.
+    It answers like the engine given with ``--swarm-dns-engine`` (else the
+    newest). Tests normally want ``swarm_dns``, which empties it before each
+    test.
     """
-    with FakeSwarm() as swarm:
+    engine: str | None = request.config.getoption(_ENGINE_OPTION)
+    with FakeSwarm(engine=engine or ENGINES[-1]) as swarm:
         yield swarm
 
 
 @pytest.fixture
-def swarm_dns(swarm_dns_server: FakeSwarm, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSwarm]:
+def swarm_dns(
+    swarm_dns_server: FakeSwarm, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[FakeSwarm]:
     """An empty fake Swarm for this test, with ``SWARMDNS_NAMESERVER`` pointing at it.
 
     The server answers like Docker's embedded DNS at 127.0.0.11: create
     services, scale them, kill tasks or inject faults, and code under test that
     resolves through ``SWARMDNS_NAMESERVER`` sees the change at once.
 
+    It answers like the engine version of the test's
+    ``@pytest.mark.swarm_dns(engine=...)`` marker (on the test, its class or
+    its module), else like the session's (``--swarm-dns-engine``, else the
+    newest); the session's comes back after the test.
+
+    The Swarm has one node unless the marker asks for more:
+    ``@pytest.mark.swarm_dns(nodes=3)``, optionally with
+    ``delays=NodeDelays(...)`` (by default the measured ones). Node 1's DNS is
+    the one ``SWARMDNS_NAMESERVER`` names; ``swarm_dns.nodes`` gives every
+    node's. After the test, the Swarm has one node again.
+
     During the test, swarmdns's process-wide default backend is the built-in
     one (which follows ``SWARMDNS_NAMESERVER``); whatever default was set
     before the test, and whatever the test sets, the default is put back as
     it was afterwards.
     """
+    engine = _marked_engine(request.node)
     if not swarm_dns_server.running:  # a test before this one stopped it
         swarm_dns_server.stop()
         swarm_dns_server.start()
-    swarm_dns_server.reset()
+    nodes, delays = _marked_nodes(request.node)
+    swarm_dns_server.reset(nodes=nodes, delays=delays)
+    if engine is not None:
+        swarm_dns_server.use_engine(engine)
     monkeypatch.setenv(NAMESERVER_VARIABLE, swarm_dns_server.nameserver)
     errors_before = len(swarm_dns_server.internal_errors)
     default_before = swap_default_backend(None)

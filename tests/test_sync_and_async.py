@@ -192,6 +192,7 @@ def test_task_identity_from_ptr(swarm_dns: FakeSwarm, api: API) -> None:
 def test_global_task_identity_has_a_node_instead_of_a_slot(swarm_dns: FakeSwarm, api: API) -> None:
     swarm_dns.add_node()
     agent = swarm_dns.create_service("agent", mode="global", network="proxy")
+    swarm_dns.settle()  # node 2's task reaches node 1's DNS by gossip
 
     found = api.tasks("agent")
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TypeVar
 
+from ._engines import DEFAULT_ENGINE, engine_profile, resolv_conf
+from ._nodes import SILENT, Delivery, Gossip, Node, NodeDelays, NodeView, Scheduler, Timer
 from ._responder import Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
 from ._swarm import Network, Service, Swarm, SwarmError, Task, TaskState
 from ._zone import ZoneBuilder
 
 _DEFAULT_NETWORK = "default"
+#: Each node has a DNS server, with a thread and two sockets.
+_MAX_NODES = 64
 _Fake = TypeVar("_Fake", bound="FakeSwarm")
 
 
@@ -30,6 +35,10 @@ class FakeSwarm:
     Addresses come from per-network subnets like the engine's (10.0.1.0/24,
     10.0.2.0/24, ...); nothing is ever sent to them.
 
+    Where Docker Engine versions answer differently (truncation, failures,
+    a task's resolv.conf), the fake answers like ``engine``: ``"20.10"``,
+    ``"26.1"`` or ``"28.5"`` (the default).
+
     Use it as a context manager, or call ``start()`` and ``stop()``::
 
         with FakeSwarm() as swarm:
@@ -41,6 +50,14 @@ class FakeSwarm:
         port: The port for both UDP and TCP; 0 lets the system choose.
         seed: Makes the answers' order (and generated IDs) repeatable.
         upstream: What names the Swarm does not own get (see ``Upstream``).
+        engine: The Docker Engine version to answer like.
+        nodes: How many nodes the Swarm has, each with a DNS server of its own
+            (see ``nodes``); the fake's own server is the first node's.
+        delays: How long changes take to reach the other nodes, and how a
+            node's loss plays out (see ``NodeDelays``); the measured ones by default.
+
+    Raises:
+        ValueError: ``engine`` is not a version the fake models.
     """
 
     def __init__(
@@ -50,7 +67,11 @@ class FakeSwarm:
         port: int = 0,
         seed: int | None = None,
         upstream: Upstream = Upstream.NXDOMAIN,
+        engine: str = DEFAULT_ENGINE,
+        nodes: int = 1,
+        delays: NodeDelays | None = None,
     ) -> None:
+        self._initial_engine = engine_profile(engine).version
         self._host = host
         self._port = port
         self._seed = seed
@@ -58,8 +79,9 @@ class FakeSwarm:
         self._batches = 0
         self._swarm = Swarm(seed=seed)
         self._zones = ZoneBuilder()
-        self._responder = Responder(seed=seed)
+        self._responder = Responder(seed=seed, engine=engine)
         self._server: DNSServer | None = None
+        self._init_nodes(nodes, delays)
         self._initial_upstream = upstream
         self.upstream = upstream
 
@@ -75,14 +97,18 @@ class FakeSwarm:
             server = DNSServer(self._responder, host=self._host, port=self._port)
             server.start()
             self._server = server
+            self._start_nodes()
         return self
 
     def stop(self) -> None:
         """Stop answering and release the sockets and the thread; idempotent."""
         with self._lock:
             server, self._server = self._server, None
-        if server is not None:
-            server.stop()
+            servers = [server, *self._detach_node_servers()]
+        self._scheduler.stop()
+        for each in servers:
+            if each is not None:
+                each.stop()
 
     def __enter__(self: _Fake) -> _Fake:
         return self.start()
@@ -97,22 +123,68 @@ class FakeSwarm:
 
     def __repr__(self) -> str:
         where = self.nameserver if self._server is not None else "stopped"
-        return f"<FakeSwarm {where}: {len(self._swarm.services)} services>"
+        return f"<FakeSwarm {where}, engine {self.engine}: {len(self._swarm.services)} services>"
 
-    def reset(self) -> None:
+    def reset(self, *, nodes: int | None = None, delays: NodeDelays | None = None) -> None:
         """Forget every service, network, node, fault and logged query.
 
-        The server keeps running on the same port; the ``swarm_dns`` fixture
-        calls this between tests.
+        The Swarm has the nodes and delays the fake was created with again
+        (none isolated), unless ``nodes`` or ``delays`` say otherwise until the
+        next reset; pending delayed effects are dropped.
+
+        The upstream and the engine go back to those the fake was created
+        with. The server keeps running on the same port; the ``swarm_dns``
+        fixture calls this between tests.
         """
         with self._lock:
+            self._forget_nodes(nodes, delays)
             with self._changing():
                 self._swarm = Swarm(seed=self._seed)
                 self._zones = ZoneBuilder()
             self._responder.upstream = self._initial_upstream
+            self.use_engine(self._initial_engine)
             self._responder.seed(self._seed)
             self._responder.faults.clear()
             self._responder.log.clear()
+            self._add_nodes(self._node_count - 1)
+
+    # -- the engine version ------------------------------------------------------
+
+    @property
+    def engine(self) -> str:
+        """The Docker Engine version answered like, such as ``"28.5"``."""
+        return self._responder.engine.version
+
+    def use_engine(self, engine: str) -> None:
+        """Answer like another Docker Engine version from the next query on.
+
+        Cheap enough to call per test: nothing is rebuilt. ``reset()`` goes
+        back to the version the fake was created with.
+
+        Raises:
+            ValueError: ``engine`` is not a version the fake models.
+        """
+        profile = engine_profile(engine)
+        for responder in self._responders():
+            responder.engine = profile
+
+    def resolv_conf(self, *, search: Sequence[str] = (), options: Sequence[str] = ()) -> str:
+        """A task's ``/etc/resolv.conf``, as this engine version writes it.
+
+        The nameserver is the engine's, 127.0.0.11, as in a real task (not
+        the fake's own address). 20.10 writes the directives alone; 26.1 and
+        newer add a comment block around them.
+
+        Args:
+            search: The host's search domains, which the engine copies.
+            options: The host's resolver options (such as ``"edns0"``), which
+                the engine copies; an ``ndots:<n>`` among them stops the
+                engine adding its own ``ndots:0``.
+
+        Returns:
+            The file's text.
+        """
+        return resolv_conf(self._responder.engine, search=search, options=options)
 
     # -- where it listens ------------------------------------------------------
 
@@ -150,7 +222,8 @@ class FakeSwarm:
     def internal_errors(self) -> tuple[BaseException, ...]:
         """Exceptions the server caught in its own code (always empty, barring bugs)."""
         server = self._server
-        return () if server is None else tuple(server.internal_errors)
+        errors = [] if server is None else list(server.internal_errors)
+        return (*errors, *self._node_errors())
 
     # -- the Swarm ---------------------------------------------------------------
 
@@ -286,17 +359,6 @@ class FakeSwarm:
         with self._changing() as swarm:
             return swarm.set_state(task, TaskState.UNHEALTHY)
 
-    def add_node(self) -> str:
-        """Add a node to the Swarm; every global service starts a task on it."""
-        with self._changing() as swarm:
-            return swarm.add_node()
-
-    @property
-    def nodes(self) -> tuple[str, ...]:
-        """The node IDs, starting with the one the fake starts with."""
-        with self._lock:
-            return tuple(self._swarm.nodes)
-
     @property
     def client_networks(self) -> tuple[str, ...] | None:
         """The networks the asking container is attached to (None: every network).
@@ -335,7 +397,10 @@ class FakeSwarm:
     def _publish(self) -> None:
         """Hand the server the tables for the Swarm as it is now."""
         if not self._batches:
-            self._responder.zone = self._zones.build(self._swarm)
+            if self._gossip is None:
+                self._responder.zone = self._zones.build(self._swarm)
+            else:
+                self._publish_nodes()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -353,6 +418,296 @@ class FakeSwarm:
                 self._batches -= 1
                 self._publish()
 
+    # -- several nodes -------------------------------------------------------------
+
+    def add_node(self) -> Node:
+        """Add a node, with a DNS server of its own; every global service starts a task on it.
+
+        The new node's tasks reach the other nodes' DNS, and theirs its DNS,
+        after ``delays.propagation``.
+        """
+        with self._changing() as swarm:
+            node = swarm.add_node()
+            self._join(node)
+        return self.node(node)
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """Every node, in the order they joined.
+
+        The first, ``node-1``, is the manager, and its DNS server is the fake's
+        own (``host``, ``port``, ``nameserver``). Each other node's embedded DNS
+        listens on a port of its own, on the same host, and answers from what
+        that node knows: its own tasks at once, other nodes' after
+        ``delays.propagation``.
+        """
+        with self._lock:
+            return tuple(self._node_value(node) for node in self._swarm.nodes)
+
+    def node(self, node: Node | Task | str) -> Node:
+        """A node by name (``"node-2"``) or ID, as it is now; or the node a task runs on.
+
+        Raises:
+            SwarmError: There is no such node.
+        """
+        with self._lock:
+            return self._node_value(self._node_id(node))
+
+    def tasks_on(self, node: Node | str) -> tuple[Task, ...]:
+        """Every task placed on a node (by name, ID or value), visible in DNS or not."""
+        with self._lock:
+            node_id = self._node_id(node)
+            return tuple(
+                task
+                for service in self._swarm.services
+                for task in service.tasks
+                if task.node_id == node_id
+            )
+
+    @property
+    def delays(self) -> NodeDelays:
+        """How long changes take to reach other nodes, and how a node's loss plays out."""
+        return self._delays
+
+    def isolate(self, node: Node | str) -> Node:
+        """Cut a node off from the others, as a lost link or a paused engine does.
+
+        At once, its own DNS stops answering: queries to it time out. After
+        ``delays.failure_detection``, the other nodes' DNS drops its tasks.
+        After ``delays.down`` (if still isolated), the manager marks it Down and
+        starts its replicated tasks on the other nodes, with new IDs and new
+        addresses; tasks of global services stay on it. With zero delays, all
+        of this happens before the call returns.
+
+        Raises:
+            SwarmError: The node is unknown, already isolated, or the first
+                node (the manager, whose loss is not modelled).
+        """
+        with self._lock:
+            node_id, gossip, view = self._worker(node)
+            if view.isolated:
+                raise SwarmError(f"{self._node_name(node_id)} is already isolated")
+            epoch = gossip.isolate(node_id)
+            if view.server is not None:
+                view.server.responder = SILENT
+            timers = [
+                self._after(
+                    self._delays.failure_detection,
+                    functools.partial(gossip.detect, node_id, epoch),
+                ),
+                self._after(self._delays.down, functools.partial(self._mark_down, node_id, epoch)),
+            ]
+            self._isolation_timers[node_id] = [t for t in timers if t is not None]
+            self._refresh_zones()
+            return self._node_value(node_id)
+
+    def rejoin(self, node: Node | str) -> Node:
+        """Bring an isolated node back.
+
+        Its own DNS answers again at once. After ``delays.rejoin``, the other
+        nodes' DNS shows its tasks again and its DNS theirs. If the manager had
+        marked it Down, it comes back without the replicated tasks started
+        elsewhere meanwhile, and global services start their tasks on it if
+        missing.
+
+        Raises:
+            SwarmError: The node is unknown or not isolated.
+        """
+        with self._lock:
+            node_id, gossip, view = self._worker(node)
+            if not view.isolated:
+                raise SwarmError(f"{self._node_name(node_id)} is not isolated")
+            for timer in self._isolation_timers.pop(node_id, ()):
+                self._scheduler.cancel(timer)
+            epoch = gossip.rejoin(node_id)
+            if node_id in self._swarm.down:
+                with self._changing() as swarm:
+                    swarm.node_up(node_id)
+            self._refresh_zones()
+            if view.server is not None:
+                view.server.responder = view.responder
+            self._after(self._delays.rejoin, functools.partial(gossip.sync, node_id, epoch))
+            self._refresh_zones()
+            return self._node_value(node_id)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until no delayed effect of the nodes is pending.
+
+        Propagation to other nodes, failure detection, a node marked Down, a
+        returning node's synchronisation: each is applied when due, by one
+        thread of the fake's (while it is stopped, by this call). With zero
+        delays nothing is ever pending.
+
+        Raises:
+            TimeoutError: Effects are still pending after ``timeout`` seconds.
+            RuntimeError: Called inside ``batch()``, which holds every effect back.
+        """
+        if self._batches:
+            raise RuntimeError("settle() inside batch() would wait for the batch itself")
+        self._scheduler.settle(timeout)
+
+    def _init_nodes(self, nodes: int, delays: NodeDelays | None) -> None:
+        """Set up what several nodes need; ``__init__`` calls this once."""
+        self._initial_nodes = _check_node_count(nodes)
+        self._initial_delays = _check_delays(delays) or NodeDelays()
+        self._node_count = self._initial_nodes
+        self._delays = self._initial_delays
+        self._gossip: Gossip | None = None
+        self._scheduler = Scheduler()
+        self._isolation_timers: dict[str, list[Timer]] = {}
+        self._generation = 0  # counts resets: an effect from before one is void
+        self._add_nodes(self._node_count - 1)
+
+    def _add_nodes(self, count: int) -> None:
+        for _ in range(count):
+            self.add_node()
+
+    def _forget_nodes(self, nodes: int | None, delays: NodeDelays | None) -> None:
+        """Drop every node but the first, and every pending effect (for ``reset()``)."""
+        count = self._initial_nodes if nodes is None else _check_node_count(nodes)
+        chosen = _check_delays(delays) or self._initial_delays
+        self._generation += 1
+        self._scheduler.clear()
+        self._isolation_timers.clear()
+        for server in self._detach_node_servers():
+            server.stop()
+        self._gossip = None
+        self._node_count, self._delays = count, chosen
+
+    def _join(self, node: str) -> None:
+        """Give a node that joined the model its view and DNS server."""
+        if self._gossip is None:
+            self._gossip = Gossip()
+            self._gossip.join(self._swarm.nodes[0], self._responder, self._swarm)
+        responder = Responder(seed=self._seed, engine=self._responder.engine.version)
+        responder.faults = self._responder.faults  # one fault table, one log
+        responder.log = self._responder.log
+        responder.upstream = self._responder.upstream
+        self._spread(self._gossip.join(node, responder, self._swarm))
+        if self._server is not None:
+            view = self._gossip.views[node]
+            view.server = self._serve(view)
+
+    def _serve(self, view: NodeView) -> DNSServer:
+        server = DNSServer(SILENT if view.isolated else view.responder, host=self._host, port=0)
+        server.start()
+        return server
+
+    def _start_nodes(self) -> None:
+        if self._gossip is not None:
+            for view in list(self._gossip.views.values())[1:]:
+                view.server = self._serve(view)
+        if self._scheduler.pending:
+            self._scheduler.start()
+
+    def _detach_node_servers(self) -> list[DNSServer]:
+        servers = []
+        for view in () if self._gossip is None else self._gossip.views.values():
+            if view.server is not None:
+                servers.append(view.server)
+                view.server = None
+        return servers
+
+    def _responders(self) -> list[Responder]:
+        """Every node's responder, the fake's own first."""
+        views = () if self._gossip is None else list(self._gossip.views.values())[1:]
+        return [self._responder, *(view.responder for view in views)]
+
+    def _node_errors(self) -> list[BaseException]:
+        errors = list(self._scheduler.errors)
+        for view in () if self._gossip is None else self._gossip.views.values():
+            if view.server is not None:
+                errors.extend(view.server.internal_errors)
+        return errors
+
+    def _node_id(self, node: Node | Task | str) -> str:
+        if isinstance(node, Node):
+            key = node.id
+        elif isinstance(node, Task):
+            key = node.node_id
+        elif isinstance(node, str):
+            key = node
+        else:
+            raise TypeError(f"a node is a Node, a Task, or a node's name or ID; not {node!r}")
+        nodes = self._swarm.nodes
+        if key in nodes:
+            return key
+        number = key.removeprefix("node-")
+        if number.isdigit() and 1 <= int(number) <= len(nodes) and key != number:
+            return nodes[int(number) - 1]
+        raise SwarmError(f"no node {key!r} (nodes: node-1 to node-{len(nodes)}, or their IDs)")
+
+    def _node_name(self, node_id: str) -> str:
+        return f"node-{self._swarm.nodes.index(node_id) + 1}"
+
+    def _node_value(self, node_id: str) -> Node:
+        server = self._server
+        view = None if self._gossip is None else self._gossip.views[node_id]
+        if node_id != self._swarm.nodes[0]:
+            server = None if view is None else view.server
+        return Node(
+            name=self._node_name(node_id),
+            id=node_id,
+            host=self._host,
+            port=None if server is None else server.port,
+            isolated=view is not None and view.isolated,
+            down=node_id in self._swarm.down,
+        )
+
+    def _worker(self, node: Node | str) -> tuple[str, Gossip, NodeView]:
+        """A node other than the manager, with its view."""
+        node_id = self._node_id(node)
+        if self._gossip is None or node_id == self._swarm.nodes[0]:
+            raise SwarmError(
+                "node-1 is the manager, whose DNS is the fake's own: its loss is not"
+                " modelled; isolate another node (FakeSwarm(nodes=3), add_node())"
+            )
+        return node_id, self._gossip, self._gossip.views[node_id]
+
+    def _mark_down(self, node: str, epoch: int) -> None:
+        """The manager's Down timeout for an isolated node has passed."""
+        if self._gossip is not None and self._gossip.isolated_since(node, epoch):
+            with self._changing() as swarm:
+                swarm.node_down(node)
+
+    def _publish_nodes(self) -> None:
+        """Each node takes in a change: its own at once, the others' later."""
+        if self._gossip is not None:
+            self._spread(self._gossip.publish(self._swarm))
+            self._refresh_zones()
+
+    def _spread(self, deliveries: list[Delivery]) -> None:
+        gossip = self._gossip
+        if gossip is not None:
+            for delivery in deliveries:
+                self._after(self._delays.propagation, functools.partial(gossip.deliver, delivery))
+
+    def _after(self, delay: float, effect: Callable[[], None]) -> Timer | None:
+        """Apply ``effect`` now (delay 0), or when due; returns what cancels it."""
+        if delay <= 0:
+            effect()
+            return None
+        generation = self._generation
+
+        def apply() -> None:
+            with self._lock:
+                if generation == self._generation:
+                    effect()
+                    self._refresh_zones()
+
+        timer = self._scheduler.later(delay, apply)
+        if self._server is not None:
+            self._scheduler.start()
+        return timer
+
+    def _refresh_zones(self) -> None:
+        """Give each node whose knowledge changed its new DNS tables."""
+        gossip = self._gossip
+        if gossip is None or self._batches:
+            return
+        for node in gossip.take_dirty():
+            gossip.views[node].responder.zone = gossip.zone(node, self._swarm)
+
     # -- DNS behaviour and faults --------------------------------------------------
 
     @property
@@ -364,11 +719,13 @@ class FakeSwarm:
     def upstream(self, upstream: Upstream) -> None:
         if not isinstance(upstream, Upstream):
             raise TypeError(f"upstream must be an Upstream member, not {upstream!r}")
-        self._responder.upstream = upstream
+        for responder in self._responders():
+            responder.upstream = upstream
 
     def seed(self, seed: int | None) -> None:
         """Make the order of answers repeatable from now on (None: random again)."""
-        self._responder.seed(seed)
+        for responder in self._responders():
+            responder.seed(seed)
 
     def inject(
         self,
@@ -418,3 +775,15 @@ class FakeSwarm:
             TimeoutError: Fewer arrived within ``timeout`` seconds.
         """
         return self._responder.log.wait(count, name=name, timeout=timeout)
+
+
+def _check_node_count(nodes: int) -> int:
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= _MAX_NODES:
+        raise ValueError(f"nodes must be a whole number from 1 to {_MAX_NODES}, not {nodes!r}")
+    return nodes
+
+
+def _check_delays(delays: NodeDelays | None) -> NodeDelays | None:
+    if delays is not None and not isinstance(delays, NodeDelays):
+        raise TypeError(f"delays must be a NodeDelays, not {delays!r}")
+    return delays

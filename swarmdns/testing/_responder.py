@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import heapq
 import random
 import threading
 import time
@@ -19,6 +20,7 @@ import dns.rdatatype
 from attrs import field, frozen
 
 from . import _wire
+from ._engines import DEFAULT_ENGINE, EngineProfile, engine_profile
 from ._zone import IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX, Zone
 
 #: The engine answers every local name with this TTL; it cannot be configured.
@@ -27,14 +29,21 @@ TTL = 600
 _TCP_LIMIT = 65534
 #: The largest datagram the system sends over IPv4; EDNS may ask for more.
 _UDP_LIMIT = 65507
+#: How long the engine waits for an upstream, and for a free forwarding slot
+#: (moby's ``extIOTimeout``).
+UPSTREAM_TIMEOUT = 4.0
 
 
 class Fault(enum.Enum):
-    """A way for the fake to misbehave, for one name or for every name."""
+    """A way for the fake to misbehave, for one name or for every name.
+
+    SERVFAIL and REFUSED are the engine's own: without RA from engine 24 on,
+    with RA (as an upstream's relayed failure) on 20.10.
+    """
 
     #: Answer SERVFAIL (the engine without an upstream, 24 and newer).
     SERVFAIL = "servfail"
-    #: Answer REFUSED (the engine with more than 1024 queries in flight).
+    #: Answer REFUSED (the engine with more than 1024 forwards in flight, 24+).
     REFUSED = "refused"
     #: Answer nothing, so that the client times out (engine 23 and older
     #: without an upstream).
@@ -68,17 +77,24 @@ Injected = Fault | Delay
 
 
 class Upstream(enum.Enum):
-    """What the engine answers for names it does not own (and empty services).
+    """How the host's resolvers treat what the engine forwards to them.
 
-    The engine forwards such names to the host's resolvers; what comes back
-    depends on whether it has any.
+    The engine forwards names it does not own (and the names of services
+    without tasks) to the resolvers of its host; what the client then sees
+    depends on them and on the engine's version.
     """
 
-    #: The host's resolvers answer: the name does not exist (the usual case).
+    #: They answer that the name does not exist (the usual case); relayed.
     NXDOMAIN = "nxdomain"
-    #: No upstream, engine 24 and newer: SERVFAIL.
+    #: They answer SERVFAIL. 20.10 relays it (RA set); 24 and newer answer a
+    #: SERVFAIL of their own, without RA.
     SERVFAIL = "servfail"
-    #: No upstream, engine 23 and older: no reply at all.
+    #: None can be reached (no resolvers, or a closed port): 20.10 sends no
+    #: reply at all; 24 and newer answer SERVFAIL without RA at once.
+    UNREACHABLE = "unreachable"
+    #: They never answer (packets dropped): 20.10 sends no reply at all; 24
+    #: and newer answer SERVFAIL without RA after 4 s, and more than 1,024 such
+    #: forwards in flight make the engine answer REFUSED.
     NO_REPLY = "no-reply"
 
 
@@ -163,6 +179,27 @@ class _Answer(NamedTuple):
     outcome: Outcome
     answers: int = 0
     truncated: bool = False
+    delay: float = 0.0
+
+
+class _Forwarded(NamedTuple):
+    """What comes back from forwarding a query upstream, as the engine relays it."""
+
+    rcode: int
+    outcome: Outcome
+    recursion: bool
+    delay: float = 0.0
+
+
+#: An upstream's NXDOMAIN or SERVFAIL, relayed as it came (with its RA).
+_RELAYED_NXDOMAIN = _Forwarded(_wire.RCODE_NXDOMAIN, Outcome.NXDOMAIN, recursion=True)
+_RELAYED_SERVFAIL = _Forwarded(_wire.RCODE_SERVFAIL, Outcome.SERVFAIL, recursion=True)
+#: The engine's own SERVFAIL (24+) when no upstream answered: at once when
+#: none can be reached, after its timeout when they stay silent.
+_OWN_SERVFAIL = _Forwarded(_wire.RCODE_SERVFAIL, Outcome.SERVFAIL, recursion=False)
+_OWN_SERVFAIL_LATE = _OWN_SERVFAIL._replace(delay=UPSTREAM_TIMEOUT)
+#: The engine's own REFUSED (24+): no forwarding slot came free in time.
+_OWN_REFUSED = _Forwarded(_wire.RCODE_REFUSED, Outcome.REFUSED, False, UPSTREAM_TIMEOUT)
 
 
 @frozen(kw_only=True)
@@ -318,23 +355,72 @@ class QueryLog:
             return tuple(matching())
 
 
+class ForwardSlots:
+    """The engine's limit on forwards in flight (24 and newer), decided on arrival.
+
+    The engine holds a semaphore of ``size`` slots in front of its upstreams:
+    a forward waits, first come first served, up to ``UPSTREAM_TIMEOUT`` for
+    a slot, and is REFUSED when none frees in time. A forward's duration is
+    known when it arrives (the fake's upstream answers at once or never), so
+    the slot it gets, and when it is answered, are too.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._free_at: list[float] = []  # a heap: when each busy slot frees
+
+    def acquire(self, now: float, duration: float) -> float | None:
+        """When a forward arriving at ``now`` is answered, or None if it is refused.
+
+        Args:
+            now: When the query arrived.
+            duration: How long the forward holds its slot.
+        """
+        if not duration and len(self._free_at) < self.size:
+            return now  # at once, with a slot free: nothing to remember
+        with self._lock:
+            free_at = self._free_at
+            if len(free_at) < self.size:
+                if duration > 0:
+                    heapq.heappush(free_at, now + duration)
+                return now + duration
+            start = max(now, free_at[0])
+            if start - now >= UPSTREAM_TIMEOUT:
+                return None
+            heapq.heapreplace(free_at, start + duration)
+            return start + duration
+
+    def clear(self) -> None:
+        """Forget every forward in flight."""
+        with self._lock:
+            self._free_at.clear()
+
+
 class Responder:
     """Decides the reply to each message, as the engine would, plus faults.
 
     Attributes:
         zone: The names to answer from; replaced whole on every change.
-        upstream: What unknown names get.
+        upstream: How the host's resolvers treat forwarded queries.
         faults: Injected faults.
         log: Every message received.
+        forwards: The engine's forwards in flight (engine 24 and newer).
     """
 
     def __init__(
-        self, *, seed: int | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        engine: str = DEFAULT_ENGINE,
     ) -> None:
         self.zone = Zone()
         self.upstream = Upstream.NXDOMAIN
         self.faults = FaultTable()
         self.log = QueryLog()
+        self._engine = engine_profile(engine)
+        self.forwards = ForwardSlots(self._engine.forward_limit or 0)
         self._rng = random.Random(seed)
         self._clock = clock
         # Clients ask the same few questions again and again: what a query
@@ -343,6 +429,18 @@ class Responder:
         self._parsed: dict[bytes, _Parsed] = {}
         self._written: dict[tuple[bytes, int], list[bytes] | _Unanswered] = {}
         self._written_for = self.zone
+
+    @property
+    def engine(self) -> EngineProfile:
+        """The engine version answered like."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, profile: EngineProfile) -> None:
+        # One assignment, read once per query: a switch takes effect between
+        # two queries, never in the middle of one.
+        self.forwards = ForwardSlots(profile.forward_limit or 0)
+        self._engine = profile
 
     def seed(self, seed: int | None) -> None:
         """Make the order of answers repeatable (or random again with None)."""
@@ -362,14 +460,17 @@ class Responder:
             self._parsed[data[2:]] = parsed
         query, name, qtype = parsed.query, parsed.name, parsed.qtype
         injected = self.faults.take(None if name is None else name.lower(), qtype)
-        delay = injected.seconds if isinstance(injected, Delay) else 0.0
         answer = self._answer(
             query,
-            int.from_bytes(data[:2], "big"),
-            injected if isinstance(injected, Fault) else None,
-            transport,
             self._written_records(query, name),
+            query_id=int.from_bytes(data[:2], "big"),
+            fault=injected if isinstance(injected, Fault) else None,
+            transport=transport,
+            received=received,
         )
+        delay = answer.delay
+        if isinstance(injected, Delay):
+            delay += injected.seconds
         self.log.append(
             QueryRecord(
                 name=parsed.logged_name,
@@ -402,48 +503,83 @@ class Responder:
     def _answer(
         self,
         query: _wire.Query,
+        records: list[bytes] | _Unanswered,
+        *,
         query_id: int,
         fault: Fault | None,
         transport: str,
-        records: list[bytes] | _Unanswered,
+        received: float,
     ) -> _Answer:
+        engine = self._engine  # read once: a test may switch engines meanwhile
         if fault is Fault.NO_REPLY:
             return _Answer(None, Outcome.NO_REPLY)
         if fault is Fault.SERVFAIL or fault is Fault.REFUSED:
             rcode = _wire.RCODE_SERVFAIL if fault is Fault.SERVFAIL else _wire.RCODE_REFUSED
-            return _Answer(
-                _wire.build_reply(query, rcode, [], query_id=query_id)[0], Outcome(fault.name)
-            )
-        upstream = self.upstream  # read once: a test may change it meanwhile
-        if records is _Unanswered.FAIL and upstream is Upstream.SERVFAIL:
-            records = _Unanswered.FORWARD  # engines 24+ forward what they cannot handle
-        if records is _Unanswered.FAIL or (
-            records is _Unanswered.FORWARD and upstream is Upstream.NO_REPLY
-        ):
-            return _Answer(None, Outcome.NO_REPLY)
-        if records is _Unanswered.FORWARD:
-            forwarded = upstream is Upstream.NXDOMAIN
-            rcode = _wire.RCODE_NXDOMAIN if forwarded else _wire.RCODE_SERVFAIL
-            records, outcome = [], Outcome(upstream.name)
+            reply = _wire.build_reply(
+                query, rcode, [], query_id=query_id, recursion=not engine.own_errors_clear_ra
+            )[0]
+            return _Answer(reply, Outcome(fault.name))
+        if isinstance(records, _Unanswered):
+            forwarded = self._forward(records, engine, received)
+            if forwarded is None:
+                return _Answer(None, Outcome.NO_REPLY)
+            rcode, outcome, recursion, delay = forwarded
+            records = []
         else:
-            rcode, outcome = _wire.RCODE_NOERROR, Outcome.NOERROR
+            rcode, outcome, recursion, delay = _wire.RCODE_NOERROR, Outcome.NOERROR, True, 0.0
             if len(records) > 1:
                 records = records.copy()
                 self._rng.shuffle(records)  # the engine shuffles every answer
-        limit = _TCP_LIMIT
         if transport == "udp":
             limit = min(_UDP_LIMIT, max(_wire.CLASSIC_UDP_LIMIT, query.udp_payload or 0))
+            flag_truncation = True
+        else:
+            limit, flag_truncation = engine.tcp_limit, engine.tc_over_tcp
         if fault is Fault.WRONG_ID:
             query_id = (query_id + 1) & 0xFFFF
         reply, kept, truncated = _wire.build_reply(
-            query, rcode, records, limit=limit, query_id=query_id
+            query,
+            rcode,
+            records,
+            limit=limit,
+            query_id=query_id,
+            compress=engine.compresses_to_fit,
+            flag_truncation=flag_truncation,
+            recursion=recursion,
         )
         if fault is Fault.GARBAGE:
             # The header promises records that never come: no client can parse it.
-            return _Answer(reply[: _wire.HEADER.size] + b"\x3fgarbage", Outcome.GARBAGE)
+            return _Answer(
+                reply[: _wire.HEADER.size] + b"\x3fgarbage", Outcome.GARBAGE, delay=delay
+            )
         if fault is Fault.WRONG_ID:
             outcome = Outcome.WRONG_ID
-        return _Answer(reply, outcome, kept, truncated)
+        return _Answer(reply, outcome, kept, truncated, delay)
+
+    def _forward(
+        self, why: _Unanswered, engine: EngineProfile, received: float
+    ) -> _Forwarded | None:
+        """What the client gets for a query the engine has no records for (None: nothing)."""
+        if why is _Unanswered.FAIL and not engine.forwards_foreign_ptr:
+            return None  # the handler of 20.10 fails; 24+ forward the query instead
+        upstream = self.upstream  # read once: a test may change it meanwhile
+        if upstream is Upstream.NXDOMAIN:
+            answer = _RELAYED_NXDOMAIN
+        elif upstream is Upstream.SERVFAIL and engine.relays_upstream_failures:
+            answer = _RELAYED_SERVFAIL
+        elif not engine.replies_without_upstream:
+            return None  # 20.10: no upstream answered, so nothing is sent
+        elif upstream is Upstream.NO_REPLY:
+            answer = _OWN_SERVFAIL_LATE
+        else:
+            answer = _OWN_SERVFAIL
+        if engine.forward_limit is None:
+            return answer
+        answered = self.forwards.acquire(received, answer.delay)
+        if answered is None:
+            return _OWN_REFUSED
+        delay = answered - received
+        return answer if delay == answer.delay else answer._replace(delay=delay)
 
     def _records(
         self, zone: Zone, query: _wire.Query, name: str | None
@@ -464,8 +600,9 @@ class Responder:
         self, zone: Zone, query: _wire.Query, name: str | None
     ) -> list[bytes] | _Unanswered:
         if name is None or not name.endswith((IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX)):
-            # The engine fails on a PTR query for any other name (its suffix test
-            # is case-sensitive too), logs the error and sends nothing.
+            # The handler of 20.10 fails on a PTR query for any other name (its
+            # suffix test is case-sensitive too), logs the error and sends
+            # nothing; 24 and newer forward the query instead.
             return _Unanswered.FAIL
         target = zone.ptr_target(name) if name.endswith(IPV4_REVERSE_SUFFIX) else None
         if target is None:

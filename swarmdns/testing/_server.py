@@ -18,8 +18,9 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-from ._responder import Reply, Responder
+from ._responder import Reply
 
 logger = logging.getLogger("swarmdns.testing")
 
@@ -84,13 +85,25 @@ class _Connection:
         return found
 
 
-class DNSServer:
-    """Serves a ``Responder`` over UDP and TCP on one port until stopped."""
+class Answering(Protocol):
+    """What the server asks for each message: a ``Responder``, or a stand-in."""
 
-    def __init__(self, responder: Responder, *, host: str, port: int) -> None:
+    def respond(self, data: bytes, transport: str) -> Reply:
+        """The reply to one message received over ``transport``."""
+        ...
+
+
+class DNSServer:
+    """Serves a ``Responder`` over UDP and TCP on one port until stopped.
+
+    ``responder`` may be replaced while serving (a paused node's engine answers
+    nothing); each message is answered by the one in place when it arrives.
+    """
+
+    def __init__(self, responder: Answering, *, host: str, port: int) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be a whole number from 0 to 65535, not {port!r}")
-        self._responder = responder
+        self.responder = responder
         self._udp, self._tcp = _bind_pair(host, port)
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
@@ -191,7 +204,7 @@ class DNSServer:
     def respond(self, data: bytes, transport: str) -> Reply:
         """Ask the responder; a bug there is recorded, never fatal to the server."""
         try:
-            return self._responder.respond(data, transport)
+            return self.responder.respond(data, transport)
         except Exception as error:  # pragma: no cover - only a bug gets here
             self._record(error)
             return Reply(data=None)

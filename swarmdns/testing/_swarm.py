@@ -12,6 +12,7 @@ import enum
 import random
 import re
 import string
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from types import MappingProxyType
@@ -216,6 +217,8 @@ class Swarm:
         self._services: dict[str, Service] = {}
         self._used_subnets = {IPv4Network("10.0.0.0/24")}  # the ingress network's
         self.nodes: list[str] = [self._new_id()]
+        #: Nodes the manager has marked Down: no new task is placed on them.
+        self.down: set[str] = set()
         self._load_balancers: dict[tuple[str, str], IPv4Address] = {}
         self.client_networks: tuple[str, ...] | None = None
 
@@ -325,7 +328,7 @@ class Swarm:
         )
         placements: list[tuple[int | None, str | None]]
         if replicas is None:
-            placements = [(None, node) for node in self.nodes]
+            placements = [(None, node) for node in self.nodes if node not in self.down]
         else:
             placements = [(slot, None) for slot in range(1, replicas + 1)]
         try:
@@ -413,7 +416,7 @@ class Swarm:
 
     def _new_task(self, service: Service, *, slot: int | None, node_id: str | None = None) -> Task:
         if node_id is None:
-            node_id = self.nodes[(slot or 1) % len(self.nodes) - 1]
+            node_id = self._place(service, slot, ())
         container_id = self._new_container_id()
         addresses: dict[str, IPv4Address] = {}
         try:
@@ -439,7 +442,8 @@ class Swarm:
         """Start tasks at (slot, node) placements: all of them, or none."""
         made: list[Task] = []
         try:
-            for slot, node in placements:
+            for slot, chosen in placements:
+                node = self._place(service, slot, made) if chosen is None else chosen
                 made.append(self._new_task(service, slot=slot, node_id=node))
         except SwarmError:
             for task in made:
@@ -514,7 +518,7 @@ class Swarm:
     def reschedule(self, name: str) -> tuple[Task, ...]:
         service = self.service(name)
         if service.replicas is None:
-            running = {t.node_id for t in service.tasks}
+            running = {t.node_id for t in service.tasks} | self.down
             new = self._new_tasks(service, [(None, n) for n in self.nodes if n not in running])
         else:
             used = {t.slot for t in service.tasks}
@@ -554,6 +558,73 @@ class Swarm:
         for service, task in started:
             self._store(evolve(service, tasks=(*service.tasks, task)))
         return node
+
+    def _place(self, service: Service, slot: int | None, planned: Sequence[Task]) -> str:
+        """The node a new replica goes to: round-robin by slot, in the order nodes joined.
+
+        A slot whose node is Down goes to the node left with the fewest of the
+        service's tasks (the earliest to join, on a tie), as the scheduler spreads.
+        """
+        node = self.nodes[(slot or 1) % len(self.nodes) - 1]
+        if node not in self.down:
+            return node
+        load = Counter(t.node_id for t in (*service.tasks, *planned))
+        return min((n for n in self.nodes if n not in self.down), key=lambda n: load[n])
+
+    def node_down(self, node: str) -> tuple[Task, ...]:
+        """The manager marks ``node`` Down: its replicated tasks start again elsewhere.
+
+        Each replacement takes the lost task's slot, with a new ID and new
+        addresses. Tasks of global services stay where they are. A slot that
+        finds no free address stays empty, as a task pending in the engine.
+
+        Returns:
+            The replacement tasks.
+        """
+        self._known_node(node)
+        if node == self.nodes[0]:
+            raise SwarmError("the first node is the manager: it cannot be marked Down")
+        self.down.add(node)
+        started: list[Task] = []
+        for service in self.services:
+            lost = [t for t in service.tasks if t.node_id == node and t.slot is not None]
+            if not lost:
+                continue
+            kept = tuple(t for t in service.tasks if t not in lost)
+            try:
+                new = self._new_tasks(evolve(service, tasks=kept), [(t.slot, None) for t in lost])
+            except SwarmError:
+                new = ()
+            for task in lost:
+                self._release(task)
+            self._store(evolve(service, tasks=tuple(sorted(kept + new, key=_task_order))))
+            started.extend(new)
+        return tuple(started)
+
+    def node_up(self, node: str) -> tuple[Task, ...]:
+        """``node`` is Ready again: every global service without a task there starts one.
+
+        Returns:
+            The tasks started.
+        """
+        self._known_node(node)
+        self.down.discard(node)
+        started: list[Task] = []
+        for service in self.services:
+            if service.replicas is None and all(t.node_id != node for t in service.tasks):
+                try:
+                    (task,) = self._new_tasks(service, [(None, node)])
+                except SwarmError:
+                    continue  # no address left: the task stays pending
+                self._store(
+                    evolve(service, tasks=tuple(sorted((*service.tasks, task), key=_task_order)))
+                )
+                started.append(task)
+        return tuple(started)
+
+    def _known_node(self, node: str) -> None:
+        if node not in self.nodes:
+            raise SwarmError(f"no node {node!r} (nodes: {', '.join(self.nodes)})")
 
 
 def _check_replicas(replicas: int) -> None:

@@ -1,8 +1,9 @@
 """The few pieces of the DNS wire format that the fake server reads and writes.
 
-The fake must reproduce the engine byte for byte where clients can tell (no
-name compression, truncation to a prefix of the answers, no OPT record), so it
-encodes answers itself instead of going through ``dns.message``.
+The fake must reproduce the engine byte for byte where clients can tell (names
+compressed only to fit, and then only as each version does, truncation to a
+prefix of the answers, no OPT record), so it encodes answers itself instead of
+going through ``dns.message``.
 """
 
 from __future__ import annotations
@@ -249,9 +250,13 @@ def parse_query(data: bytes) -> Query:
     )
 
 
-def reply_flags(query_flags: int, rcode: int, *, truncated: bool = False) -> int:
-    """Header flags of a reply: QR and RA set, RD and CD copied, AA clear."""
-    flags = FLAG_QR | FLAG_RA | (query_flags & (OPCODE_MASK | FLAG_RD | FLAG_CD))
+def reply_flags(
+    query_flags: int, rcode: int, *, truncated: bool = False, recursion: bool = True
+) -> int:
+    """Header flags of a reply: QR set, RD and CD copied, AA clear, RA if ``recursion``."""
+    flags = FLAG_QR | (query_flags & (OPCODE_MASK | FLAG_RD | FLAG_CD))
+    if recursion:
+        flags |= FLAG_RA
     if truncated:
         flags |= FLAG_TC
     return flags | rcode
@@ -279,6 +284,31 @@ def ptr_record(owner: bytes, target: bytes, ttl: int) -> bytes:
     return owner + RR_FIXED.pack(TYPE_PTR, CLASS_IN, ttl, len(target)) + target
 
 
+#: A compressed owner name: a pointer to the question's name, just after the header.
+QUESTION_POINTER = (0xC000 | HEADER.size).to_bytes(2, "big")
+
+
+def compress_owners(records: list[bytes], owner: bytes) -> list[bytes]:
+    """The same records with their owner, ``owner`` in full, as a pointer to the question."""
+    skip = len(owner)
+    return [QUESTION_POINTER + record[skip:] for record in records]
+
+
+def _fitting(records: list[bytes], size: int, limit: int, shrink: int = 0) -> int:
+    """How many leading records fit in ``limit`` bytes after ``size`` bytes.
+
+    Each record counts ``shrink`` bytes shorter than it is (its owner, once
+    compressed).
+    """
+    kept = 0
+    for record in records:
+        size += len(record) - shrink
+        if size > limit:
+            break
+        kept += 1
+    return kept
+
+
 def build_reply(
     query: Query,
     rcode: int,
@@ -286,21 +316,41 @@ def build_reply(
     *,
     limit: int | None = None,
     query_id: int | None = None,
+    compress: bool = False,
+    flag_truncation: bool = True,
+    recursion: bool = True,
 ) -> tuple[bytes, int, bool]:
     """Assemble a reply, dropping trailing records until it fits ``limit``.
 
+    Args:
+        query: The query answered.
+        rcode: The reply's response code.
+        records: The answer records, each owned by the question's name in full.
+        limit: The largest reply allowed, in bytes (None: no limit).
+        query_id: The ID to answer under (default: the query's).
+        compress: When the records do not all fit, write every owner as a
+            pointer to the question first, and drop records only then (what
+            engines 24 and newer do). A reply that fits is never compressed.
+        flag_truncation: Set TC when records were dropped.
+        recursion: Set RA.
+
     Returns:
-        The message, how many records it carries, and whether it was truncated.
+        The message, how many records it carries, and whether records were dropped.
     """
     question = query.qname_wire + QUESTION_FIXED.pack(query.qtype, query.qclass)
-    size = HEADER.size + len(question)
-    kept = 0
-    for record in records:
-        if limit is not None and size + len(record) > limit:
-            break
-        size += len(record)
-        kept += 1
+    start = HEADER.size + len(question)
+    body = records
+    if limit is not None and start + sum(map(len, records)) > limit:
+        if compress:
+            # Only the records kept are compressed: each owner becomes 2 bytes.
+            kept = _fitting(records, start, limit, len(query.qname_wire) - 2)
+            body = compress_owners(records[:kept], query.qname_wire)
+        else:
+            body = records[: _fitting(records, start, limit)]
+    kept = len(body)
     truncated = kept < len(records)
-    flags = reply_flags(query.flags, rcode, truncated=truncated)
+    flags = reply_flags(
+        query.flags, rcode, truncated=truncated and flag_truncation, recursion=recursion
+    )
     header = HEADER.pack(query.id if query_id is None else query_id, flags, 1, kept, 0, 0)
-    return header + question + b"".join(records[:kept]), kept, truncated
+    return header + question + b"".join(body), kept, truncated

@@ -123,12 +123,20 @@ class ZoneBuilder:
         the order of the container's networks (by name), and the first network
         that knows it answers.
         """
+        return self.build_view(swarm, swarm.services)
+
+    def build_view(self, swarm: Swarm, services: tuple[Service, ...]) -> Zone:
+        """The DNS tables of a node that knows ``services`` (with the tasks it knows of).
+
+        The networks and the asking container's networks are the Swarm's; the
+        services are one node's view of them. Give each node its own builder,
+        and the same service object for a service whose view has not changed.
+        """
         existing = {network.name for network in swarm.networks}
         if swarm.client_networks is None:
             attached = sorted(existing)
         else:
             attached = sorted(n for n in swarm.client_networks if n in existing)
-        services = swarm.services
         return Zone(networks=tuple(self._network_zone(name, services) for name in attached))
 
     def _network_zone(self, network: str, services: tuple[Service, ...]) -> NetworkZone:

@@ -112,6 +112,47 @@ def test_truncation_keeps_a_prefix_that_fits() -> None:
     assert [r.address for r in parsed.answer[0]] == [f"10.0.1.{i}" for i in range(19)]
 
 
+def test_compression_keeps_a_longer_prefix_with_owners_pointing_at_the_question() -> None:
+    query = _wire.parse_query(header() + QUESTION)
+    records = [_wire.a_record(query.qname_wire, bytes([10, 0, 1, i]), 600) for i in range(40)]
+
+    reply, kept, truncated = _wire.build_reply(query, 0, records, limit=512, compress=True)
+
+    assert (kept, truncated, len(reply)) == (30, True, 507)
+    start = _wire.HEADER.size + len(query.qname_wire) + 4
+    assert reply[start:] == b"".join(
+        b"\xc0\x0c" + r[len(query.qname_wire) :] for r in records[:30]
+    )
+    parsed = dns.message.from_wire(reply)
+    assert [r.address for r in parsed.answer[0]] == [f"10.0.1.{i}" for i in range(30)]
+
+
+def test_compression_is_used_only_when_the_records_do_not_fit() -> None:
+    query = _wire.parse_query(header() + QUESTION)
+    records = [_wire.a_record(query.qname_wire, bytes([10, 0, 1, i]), 600) for i in range(19)]
+
+    compressed = _wire.build_reply(query, 0, records, limit=512, compress=True)
+    plain = _wire.build_reply(query, 0, records, limit=512)
+
+    assert compressed == plain
+    assert compressed[1:] == (19, False)
+
+
+@pytest.mark.parametrize(("recursion", "flag_truncation"), [(True, False), (False, True)])
+def test_ra_and_tc_can_be_left_clear(recursion: bool, flag_truncation: bool) -> None:
+    query = _wire.parse_query(header() + QUESTION)
+    records = [_wire.a_record(query.qname_wire, bytes([10, 0, 1, i]), 600) for i in range(30)]
+
+    reply, _, truncated = _wire.build_reply(
+        query, 0, records, limit=512, recursion=recursion, flag_truncation=flag_truncation
+    )
+
+    (flags,) = struct.unpack_from("!H", reply, 2)
+    assert truncated
+    assert bool(flags & _wire.FLAG_RA) is recursion
+    assert bool(flags & _wire.FLAG_TC) is flag_truncation
+
+
 def test_name_to_text_escapes_like_dnspython() -> None:
     labels = (b"a.b", b"x y", b"\x00\xff", b'q"\\')
 

@@ -1,0 +1,502 @@
+"""Several nodes: what each node's engine knows of the Swarm, and when it learns more.
+
+Each node of a real Swarm runs its own embedded DNS server, which answers
+from the endpoint records its engine holds: its own tasks' at once, other
+nodes' as gossip brings them (about 0.1 s later). A node cut off from the
+others drops out of their DNS once they detect the failure (5-8 s), and the
+manager starts its replicated tasks elsewhere once it marks the node Down
+(10-15 s).
+
+``Gossip`` keeps each node's knowledge and builds its DNS tables, without
+I/O or clock: ``FakeSwarm`` decides when each of its effects happens, with
+``Scheduler`` (one thread) for the delayed ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import ClassVar
+
+from attrs import evolve, field, frozen
+
+from ._responder import Reply, Responder
+from ._server import DNSServer
+from ._swarm import Service, Swarm, Task
+from ._zone import Zone, ZoneBuilder
+
+logger = logging.getLogger("swarmdns.testing")
+
+_STOP_TIMEOUT = 10.0
+
+
+def _seconds(_instance: object, attribute: object, value: float) -> None:
+    name = getattr(attribute, "name", "delay")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} is a number of seconds, not {value!r}")
+    if not (math.isfinite(value) and 0 <= value <= 3600):
+        raise ValueError(f"{name} must be between 0 and 3600 seconds, not {value!r}")
+
+
+@frozen(kw_only=True)
+class NodeDelays:
+    """How long a Swarm of several nodes takes to show a change on each node.
+
+    The defaults are what a three-node Swarm was seen doing (engines 20.10,
+    26.1 and 28.5). With every delay 0, each effect happens within the call
+    that causes it, and tests need no waiting.
+
+    Attributes:
+        propagation: From a change on a node (its tasks start, stop, die or
+            turn healthy; that node's own DNS shows it at once) until every
+            other node's DNS shows it. Seen: 5-190 ms.
+        failure_detection: From ``isolate()`` until the other nodes' DNS drops
+            the isolated node's tasks. Seen: 5-8 s.
+        down: From ``isolate()`` until the manager marks the node Down and
+            starts its replicated tasks on the other nodes. Seen: 10-15 s.
+        rejoin: From ``rejoin()`` until the nodes' DNS agree again: the
+            others show the returning node's tasks, and it theirs.
+            Seen: 0.03-2 s.
+    """
+
+    #: Every delay 0: every effect within the call that causes it.
+    INSTANT: ClassVar[NodeDelays]
+
+    propagation: float = field(default=0.1, validator=_seconds)
+    failure_detection: float = field(default=6.0, validator=_seconds)
+    down: float = field(default=12.0, validator=_seconds)
+    rejoin: float = field(default=0.5, validator=_seconds)
+
+
+NodeDelays.INSTANT = NodeDelays(propagation=0, failure_detection=0, down=0, rejoin=0)
+
+
+@frozen(kw_only=True)
+class Node:
+    """A snapshot of one node of the fake Swarm, and where its DNS listens.
+
+    Attributes:
+        name: ``node-1``, ``node-2``, ... in the order the nodes joined;
+            ``node-1`` is the manager, whose DNS is the fake's own.
+        id: The node ID, as in a global task's name.
+        host: The address its DNS server listens on.
+        port: Its DNS server's port (UDP and TCP), or None while the fake is stopped.
+        isolated: Cut off from the other nodes (``isolate()``): its DNS does
+            not answer.
+        down: Marked Down by the manager: no task is placed on it.
+    """
+
+    name: str
+    id: str
+    host: str
+    port: int | None
+    isolated: bool = False
+    down: bool = False
+
+    @property
+    def nameserver(self) -> str:
+        """``host:port`` (``[host]:port`` for IPv6), as ``SWARMDNS_NAMESERVER`` takes it.
+
+        Raises:
+            RuntimeError: The fake is stopped.
+        """
+        if self.port is None:
+            raise RuntimeError(f"{self.name} has no DNS server: the fake Swarm is stopped")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class Silent:
+    """Answers nothing: the DNS of a node whose engine is paused, so clients time out."""
+
+    def respond(self, data: bytes, transport: str) -> Reply:
+        """No reply, whatever the message."""
+        return Reply(data=None)
+
+
+SILENT = Silent()
+
+#: A node's endpoint records: each service's tasks on that node, by service ID.
+Records = Mapping[str, tuple[Task, ...]]
+#: A delayed effect as the scheduler holds it: when it is due, its number, itself.
+Timer = tuple[float, int, Callable[[], None]]
+
+
+@frozen(kw_only=True)
+class Delivery:
+    """One node's records as gossip carries them to another node.
+
+    Attributes:
+        source: The node the records are about.
+        target: The node that learns them.
+        records: The source's records when they were sent.
+        epochs: Both nodes' epochs when they were sent: an isolation or a
+            return in between makes the delivery void.
+    """
+
+    source: str
+    target: str
+    records: Records
+    epochs: tuple[int, int]
+
+
+class NodeView:
+    """What one node's engine knows, and the DNS that answers from it."""
+
+    def __init__(self, node: str, responder: Responder) -> None:
+        self.node = node
+        self.responder = responder
+        self.server: DNSServer | None = None
+        self.zones = ZoneBuilder()
+        #: Each node's records as this node last learnt them.
+        self.known: dict[str, Records] = {}
+        self.isolated = False
+        #: The other nodes have given up on this one (failure detection passed).
+        self.detected = False
+        #: Counts isolations and returns, to void what was sent before.
+        self.epoch = 0
+        self._services: dict[str, tuple[tuple[tuple[Task, ...], ...], Service]] = {}
+
+    def services(
+        self, nodes: list[str], definitions: Mapping[str, Service], rank: Mapping[str, int]
+    ) -> tuple[Service, ...]:
+        """Each service this node knows a task of, with only those tasks.
+
+        A service whose known tasks did not change is the same object as at
+        the last call, so that ``ZoneBuilder`` reuses its networks' tables.
+        """
+        parts: dict[str, list[tuple[Task, ...]]] = {}
+        for node in nodes:
+            for service_id, tasks in self.known.get(node, {}).items():
+                parts.setdefault(service_id, []).append(tasks)
+        cached, self._services = self._services, {}
+        views = []
+        for service_id in sorted(parts, key=rank.__getitem__):
+            key = tuple(parts[service_id])
+            previous = cached.get(service_id)
+            if previous is not None and previous[0] == key:
+                view = previous[1]
+            else:
+                tasks = tuple(itertools.chain.from_iterable(key))
+                view = evolve(definitions[service_id], tasks=tasks)
+            self._services[service_id] = (key, view)
+            views.append(view)
+        return tuple(views)
+
+
+class Gossip:
+    """Each node's knowledge of the Swarm's tasks, and how it changes; no I/O, no clock.
+
+    Every change to the model is a change on the nodes whose tasks it touches:
+    that node knows it at once, the others through a ``Delivery`` that the
+    caller applies after the propagation delay. The first node is the manager.
+    """
+
+    def __init__(self) -> None:
+        self.views: dict[str, NodeView] = {}
+        self._local: dict[str, Records] = {}
+        self._definitions: dict[str, Service] = {}
+        self._rank: dict[str, int] = {}
+        self._split: dict[str, tuple[Service, dict[str, tuple[Task, ...]]]] = {}
+        self._dirty: set[str] = set()
+
+    # -- the model, node by node ---------------------------------------------------
+
+    def _records(self, swarm: Swarm) -> dict[str, Records]:
+        """Each node's records in the model as it is now."""
+        local: dict[str, dict[str, tuple[Task, ...]]] = {node: {} for node in swarm.nodes}
+        split: dict[str, tuple[Service, dict[str, tuple[Task, ...]]]] = {}
+        for service in swarm.services:
+            previous = self._split.get(service.id)
+            if previous is not None and previous[0] is service:
+                by_node = previous[1]
+            else:
+                grouped: dict[str, list[Task]] = {}
+                for task in service.tasks:
+                    grouped.setdefault(task.node_id, []).append(task)
+                by_node = {node: tuple(tasks) for node, tasks in grouped.items()}
+                self._definitions[service.id] = service
+                self._rank.setdefault(service.id, len(self._rank))
+            split[service.id] = (service, by_node)
+            for node, tasks in by_node.items():
+                local[node][service.id] = tasks
+        self._split = split
+        return dict(local)
+
+    def join(self, node: str, responder: Responder, swarm: Swarm) -> list[Delivery]:
+        """Add a node's view; the first one knows its own tasks, as the model has them.
+
+        Returns:
+            What the other nodes send the new one.
+        """
+        view = NodeView(node, responder)
+        self.views[node] = view
+        self._dirty.add(node)
+        if len(self.views) == 1:
+            self._local = self._records(swarm)
+            view.known = {node: self._local.get(node, {})}
+            self._local = {node: view.known[node]}  # others' records: news to it
+            return []
+        deliveries = (self._delivery(source, node) for source in self.views if source != node)
+        return [d for d in deliveries if d is not None]
+
+    def publish(self, swarm: Swarm) -> list[Delivery]:
+        """Take in the model after a change.
+
+        Returns:
+            What each node whose tasks changed sends every other node.
+        """
+        local = self._records(swarm)
+        changed = [node for node in local if local[node] != self._local.get(node, {})]
+        self._local = local
+        self._dirty.update(self.views)  # networks or attachments may have changed
+        deliveries: list[Delivery | None] = []
+        for source in changed:
+            view = self.views[source]
+            if not view.isolated:
+                view.known[source] = local[source]
+            deliveries.extend(
+                self._delivery(source, target) for target in self.views if target != source
+            )
+        return [d for d in deliveries if d is not None]
+
+    def _delivery(self, source: str, target: str) -> Delivery | None:
+        sender, receiver = self.views[source], self.views[target]
+        records = self._local.get(source, {})
+        if sender.isolated or receiver.isolated or receiver.known.get(source, {}) == records:
+            return None
+        return Delivery(
+            source=source, target=target, records=records, epochs=(sender.epoch, receiver.epoch)
+        )
+
+    def deliver(self, delivery: Delivery) -> None:
+        """A node learns another's records, unless either was cut off meanwhile."""
+        sender, receiver = self.views[delivery.source], self.views[delivery.target]
+        if (sender.epoch, receiver.epoch) != delivery.epochs:
+            return
+        receiver.known[delivery.source] = delivery.records
+        self._dirty.add(delivery.target)
+
+    # -- losing a node and getting it back -----------------------------------------
+
+    def isolate(self, node: str) -> int:
+        """Cut a node off: nobody learns from it, it learns from nobody.
+
+        Returns:
+            Its new epoch, which later effects of the isolation check.
+        """
+        view = self.views[node]
+        view.isolated = True
+        view.epoch += 1
+        return view.epoch
+
+    def isolated_since(self, node: str, epoch: int) -> bool:
+        """Whether the node is still cut off since the isolation that gave ``epoch``."""
+        view = self.views[node]
+        return view.isolated and view.epoch == epoch
+
+    def detect(self, node: str, epoch: int) -> None:
+        """The other nodes give up on an isolated node: they forget its tasks."""
+        if not self.isolated_since(node, epoch):
+            return
+        self.views[node].detected = True
+        for other in self.views.values():
+            if other.node != node and not other.isolated:
+                other.known.pop(node, None)
+                self._dirty.add(other.node)
+
+    def rejoin(self, node: str) -> int:
+        """A node is back: its own DNS answers again, from its own tasks as they are now.
+
+        Returns:
+            Its new epoch, which the coming ``sync`` checks.
+        """
+        view = self.views[node]
+        view.isolated = False
+        view.epoch += 1
+        view.known[node] = self._local.get(node, {})
+        self._dirty.add(node)
+        return view.epoch
+
+    def sync(self, node: str, epoch: int) -> None:
+        """A returning node and the others exchange everything they know."""
+        view = self.views[node]
+        if view.isolated or view.epoch != epoch:
+            return
+        view.detected = False
+        for other in self.views.values():
+            if other.node == node:
+                continue
+            if other.isolated:
+                if other.detected:
+                    view.known.pop(other.node, None)
+                continue
+            view.known[other.node] = self._local.get(other.node, {})
+            other.known[node] = self._local.get(node, {})
+            self._dirty.add(other.node)
+        self._dirty.add(node)
+
+    # -- DNS -------------------------------------------------------------------------
+
+    def take_dirty(self) -> list[str]:
+        """The nodes whose DNS tables need building again, once each."""
+        dirty = [node for node in self.views if node in self._dirty]
+        self._dirty.clear()
+        return dirty
+
+    def zone(self, node: str, swarm: Swarm) -> Zone:
+        """The DNS tables of one node, from what it knows."""
+        view = self.views[node]
+        services = view.services(list(self.views), self._definitions, self._rank)
+        return view.zones.build_view(swarm, services)
+
+
+class Scheduler:
+    """Runs delayed effects in time order on one thread of its own, while started.
+
+    While stopped, effects wait (``settle()`` then runs them in the caller's
+    thread, each when it is due). An effect that raises is recorded in
+    ``errors`` and logged.
+    """
+
+    def __init__(self, name: str = "swarmdns-fake-nodes") -> None:
+        self._name = name
+        self._changed = threading.Condition()
+        self._queue: list[Timer] = []
+        self._order = itertools.count()
+        self._busy = 0
+        self._thread: threading.Thread | None = None
+        self._stopping: threading.Event | None = None
+        self.errors: list[BaseException] = []
+
+    @property
+    def pending(self) -> int:
+        """How many effects are waiting or running."""
+        with self._changed:
+            return len(self._queue) + self._busy
+
+    def later(self, delay: float, effect: Callable[[], None]) -> Timer:
+        """Run ``effect`` in ``delay`` seconds; returns what ``cancel()`` takes."""
+        entry = (time.monotonic() + delay, next(self._order), effect)
+        with self._changed:
+            heapq.heappush(self._queue, entry)
+            self._changed.notify_all()
+        return entry
+
+    def cancel(self, timer: Timer) -> None:
+        """Forget an effect that has not run yet."""
+        with self._changed:
+            for index, entry in enumerate(self._queue):
+                if entry[1] == timer[1]:
+                    self._queue[index] = self._queue[-1]
+                    self._queue.pop()
+                    heapq.heapify(self._queue)
+                    self._changed.notify_all()
+                    return
+
+    def clear(self) -> None:
+        """Forget every effect that has not run yet."""
+        with self._changed:
+            self._queue.clear()
+            self._changed.notify_all()
+
+    def start(self) -> None:
+        """Start the thread; idempotent."""
+        with self._changed:
+            if self._thread is not None:
+                return
+            stopping = threading.Event()
+            thread = threading.Thread(
+                target=self._run, args=(stopping,), name=self._name, daemon=True
+            )
+            self._thread, self._stopping = thread, stopping
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop and join the thread, keeping what is pending; idempotent."""
+        with self._changed:
+            thread, self._thread = self._thread, None
+            if self._stopping is not None:
+                self._stopping.set()
+            self._changed.notify_all()
+        if thread is not None:
+            thread.join(_STOP_TIMEOUT)
+            if thread.is_alive():  # pragma: no cover - only a bug gets here
+                raise RuntimeError("the fake Swarm's node scheduler did not stop within 10 s")
+
+    def _due(self) -> Callable[[], None] | None:
+        """Under the lock: take the first effect if it is due."""
+        if self._queue and self._queue[0][0] <= time.monotonic():
+            effect = heapq.heappop(self._queue)[2]
+            self._busy += 1
+            return effect
+        return None
+
+    def _wait(self, limit: float | None = None) -> float | None:
+        """Under the lock: how long until the first effect is due (at most ``limit``)."""
+        if not self._queue:
+            return limit
+        until = max(0.0, self._queue[0][0] - time.monotonic())
+        return until if limit is None else min(until, limit)
+
+    def _run(self, stopping: threading.Event) -> None:
+        while True:
+            with self._changed:
+                effect = None
+                while effect is None:
+                    if stopping.is_set():
+                        return
+                    effect = self._due()
+                    if effect is None:
+                        self._changed.wait(self._wait())
+            self._apply(effect)
+
+    def _apply(self, effect: Callable[[], None]) -> None:
+        try:
+            effect()
+        except Exception as error:  # pragma: no cover - only a bug gets here
+            logger.error("a delayed effect of the fake Swarm failed", exc_info=error)
+            self.errors.append(error)
+        finally:
+            with self._changed:
+                self._busy -= 1
+                self._changed.notify_all()
+
+    def settle(self, timeout: float) -> None:
+        """Wait until no effect is waiting or running.
+
+        Raises:
+            TimeoutError: Effects are still pending after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        for effect in self._drive(deadline):
+            self._apply(effect)
+
+    def _drive(self, deadline: float) -> Iterator[Callable[[], None]]:
+        """Wait for the queue to empty; while stopped, hand over each effect when due."""
+        while True:
+            with self._changed:
+                while True:
+                    if not self._queue and not self._busy:
+                        return
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        due = self._wait()
+                        raise TimeoutError(
+                            f"{len(self._queue) + self._busy} delayed effects of the fake"
+                            f" Swarm are still pending"
+                            + ("" if due is None else f", the next due in {due:.3f} s")
+                        )
+                    if self._thread is None and not self._busy:
+                        effect = self._due()
+                        if effect is not None:
+                            break
+                        self._changed.wait(self._wait(remaining))
+                    else:
+                        self._changed.wait(remaining)
+            yield effect
