@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dns.exception
 import dns.flags
 import dns.message
@@ -13,16 +15,18 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
+import swarmdns
 from swarmdns import (
     ConfigurationError,
     DNSPythonBackend,
     Question,
     ResolutionError,
     ResolutionTimeout,
+    ServiceNotFound,
 )
 from swarmdns._backends.direct import Exchange, _timed_out
 from swarmdns._backends.nameserver import Nameserver
-from swarmdns.testing import FakeSwarm, Fault
+from swarmdns.testing import FakeSwarm, Fault, Upstream
 
 IN, A = dns.rdataclass.IN, dns.rdatatype.A
 QUESTION = Question(name="tasks.web.", rdtype="A")
@@ -258,3 +262,42 @@ def test_servfail_without_ra_from_another_nameserver_is_a_failure() -> None:
 
     with pytest.raises(ResolutionError, match=r"127\.0\.0\.12:5353 answered SERVFAIL"):
         exchange.result()
+
+
+@pytest.fixture
+def engine_address() -> Iterator[FakeSwarm]:
+    """A fake engine where tasks find the real one: 127.0.0.11, with no upstream."""
+    with FakeSwarm(host="127.0.0.11", engine="28.5", upstream=Upstream.UNREACHABLE) as swarm:
+        yield swarm
+
+
+def test_an_empty_service_on_an_engine_without_upstream_has_no_tasks(
+    engine_address: FakeSwarm,
+) -> None:
+    backend = DNSPythonBackend([engine_address.nameserver])
+    engine_address.create_service("web", replicas=2)
+
+    assert len(swarmdns.task_ips("web", backend=backend)) == 2
+    engine_address.scale("web", 0)
+
+    assert swarmdns.task_ips("web", backend=backend) == ()
+    with pytest.raises(ServiceNotFound, match=r"127\.0\.0\.11:\d+ does not know 'web\.'"):
+        swarmdns.service_vip("web", backend=backend)
+
+
+def test_an_old_engine_without_upstream_is_silent_so_that_is_a_timeout(
+    engine_address: FakeSwarm,
+) -> None:
+    engine_address.use_engine("20.10")
+    backend = DNSPythonBackend([engine_address.nameserver])
+
+    with pytest.raises(ResolutionTimeout):
+        swarmdns.task_ips("web", backend=backend, timeout=0.2)
+
+
+def test_the_same_answer_from_a_nameserver_that_is_not_the_engine_is_a_failure() -> None:
+    with (
+        FakeSwarm(engine="28.5", upstream=Upstream.UNREACHABLE) as elsewhere,
+        pytest.raises(ResolutionError, match="answered SERVFAIL"),
+    ):
+        swarmdns.task_ips("web", backend=DNSPythonBackend([elsewhere.nameserver]))
