@@ -15,12 +15,13 @@ with ``--swarm-dns-engine=20.10``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from swarmdns import NAMESERVER_VARIABLE
 from swarmdns._backends.default import swap_default_backend
-from swarmdns.testing import ENGINES, FakeSwarm, NodeDelays
+from swarmdns.testing import ENGINES, FakeSwarm
 
 _MARKER = "swarm_dns"
 _ENGINE_OPTION = "--swarm-dns-engine"
@@ -55,11 +56,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _marked_engine(node: pytest.Item) -> str | None:
-    """The engine the closest ``swarm_dns`` marker asks for, if any."""
+def _marked(node: pytest.Item) -> dict[str, Any]:
+    """What the closest ``swarm_dns`` marker asks for (engine, nodes, delays), if any."""
     marker = node.get_closest_marker(_MARKER)
     if marker is None:
-        return None
+        return {}
     unknown = sorted(set(marker.kwargs) - set(_MARKER_ARGUMENTS))
     if marker.args or unknown:
         given = [*map(repr, marker.args), *unknown]
@@ -67,18 +68,7 @@ def _marked_engine(node: pytest.Item) -> str | None:
             f"@pytest.mark.{_MARKER}() takes keyword arguments only"
             f" ({', '.join(_MARKER_ARGUMENTS)}), not {', '.join(given)}"
         )
-    engine: str | None = marker.kwargs.get("engine")
-    return engine
-
-
-def _marked_nodes(node: pytest.Item) -> tuple[int | None, NodeDelays | None]:
-    """The nodes and the delays the closest ``swarm_dns`` marker asks for, if any."""
-    marker = node.get_closest_marker(_MARKER)
-    if marker is None:
-        return None, None
-    nodes: int | None = marker.kwargs.get("nodes")
-    delays: NodeDelays | None = marker.kwargs.get("delays")
-    return nodes, delays
+    return dict(marker.kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -120,14 +110,13 @@ def swarm_dns(
     before the test, and whatever the test sets, the default is put back as
     it was afterwards.
     """
-    engine = _marked_engine(request.node)
+    marked = _marked(request.node)
     if not swarm_dns_server.running:  # a test before this one stopped it
         swarm_dns_server.stop()
         swarm_dns_server.start()
-    nodes, delays = _marked_nodes(request.node)
-    swarm_dns_server.reset(nodes=nodes, delays=delays)
-    if engine is not None:
-        swarm_dns_server.use_engine(engine)
+    swarm_dns_server.reset(nodes=marked.get("nodes"), delays=marked.get("delays"))
+    if marked.get("engine") is not None:
+        swarm_dns_server.use_engine(marked["engine"])
     monkeypatch.setenv(NAMESERVER_VARIABLE, swarm_dns_server.nameserver)
     errors_before = len(swarm_dns_server.internal_errors)
     default_before = swap_default_backend(None)
