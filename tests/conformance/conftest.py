@@ -1,8 +1,10 @@
-"""The conformance suite runs every scenario on the fake and on a real Swarm.
+"""The conformance suite runs every scenario on the fake and on each real Swarm.
 
-The real Swarm needs a Docker engine in Swarm mode (``bash .ci/swarm-setup``)
-and root. Without one, its half of the suite is skipped, unless
-SWARMDNS_REAL_SWARM=1 (as in .ci/run) makes a missing engine an error.
+The real Swarms are the engines that SWARMDNS_ENGINES lists, or else those
+``bash .ci/swarm-setup`` started (20.10, 26.1 and 28.5, single-node, listed in
+its state folder); they need root. Without them, their half of the suite is
+skipped, unless SWARMDNS_REAL_SWARM=1 (as in .ci/run) makes a missing engine
+an error. Each Swarm is set up once and shared by the session's scenarios.
 """
 
 from __future__ import annotations
@@ -12,35 +14,38 @@ from collections.abc import Iterator
 
 import pytest
 
-from .drivers import Driver, FakeDriver, SwarmDriver, engine_available
+from .drivers import Driver, FakeDriver, SwarmDriver, engine_available, listed_engines
 
 REQUIRE_ENGINE = "SWARMDNS_REAL_SWARM"
 
-
-@pytest.fixture(scope="session")
-def fake_driver() -> Iterator[FakeDriver]:
-    driver = FakeDriver()
-    yield driver
-    driver.stop()
+ENGINES = listed_engines()
+SWARMS = [pytest.param(engine, id=f"swarm-{engine.version}") for engine in ENGINES] or [
+    pytest.param(None, id="swarm")
+]
 
 
-@pytest.fixture(scope="session")
-def swarm_driver() -> Iterator[SwarmDriver]:
-    missing = engine_available()
+@pytest.fixture(scope="session", params=[pytest.param("fake", id="fake"), *SWARMS])
+def session_driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """The fake, or one engine's Swarm: made once, for every scenario that runs on it."""
+    if request.param == "fake":
+        fake = FakeDriver()
+        yield fake
+        fake.stop()
+        return
+    missing = "no engine is listed" if request.param is None else engine_available(request.param)
     if missing is not None:
         if os.environ.get(REQUIRE_ENGINE) == "1":
             pytest.fail(f"{REQUIRE_ENGINE}=1 but {missing}", pytrace=False)
         pytest.skip(f"real Swarm tests skipped: {missing} (run .ci/swarm-setup as root)")
-    driver = SwarmDriver()
-    yield driver
-    driver.stop()
+    swarm = SwarmDriver(request.param)
+    yield swarm
+    swarm.stop()
 
 
-@pytest.fixture(params=["fake", "swarm"])
-def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+@pytest.fixture
+def driver(session_driver: Driver) -> Iterator[Driver]:
     """A Swarm to run the scenario on; whatever the test creates is removed after it."""
-    chosen: Driver = request.getfixturevalue(f"{request.param}_driver")
     try:
-        yield chosen
+        yield session_driver
     finally:
-        chosen.cleanup()
+        session_driver.cleanup()

@@ -1,19 +1,21 @@
-"""One interface, two Swarms: the fake, and a real single-node Docker Swarm.
+"""One interface, several Swarms: the fake, and real single-node Docker Swarms.
 
 A scenario drives a ``Driver``: it creates services, changes them, asks the
 engine (or the fake) for its own list of tasks, and runs swarmdns the way an
-application in a task would. Run against both, the same scenario proves
-swarmdns on the engine and the fake faithful to it.
+application in a task would. Run against all of them, the same scenario proves
+swarmdns on each engine and the fake faithful to them.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import queue
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -37,13 +39,42 @@ NETWORKS = ("sdnstest-a", "sdnstest-b")
 IMAGE = "swarmdns-busybox:1"
 #: The Engine API of Docker 20.10 (Debian 12's docker.io), which newer engines also serve.
 API_VERSION = "1.41"
+#: Debian 12's CLI (API 1.41), for every engine.
 DOCKER = "/usr/bin/docker"
+#: The engines to run on, ``VERSION=unix://SOCKET`` separated by white space.
+ENGINES_VARIABLE = "SWARMDNS_ENGINES"
+#: Without ENGINES_VARIABLE: the folder where .ci/swarm-setup lists its engines.
+STATE_VARIABLE = "SWARMDNS_SWARM_STATE"
+DEFAULT_STATE = "/tmp/swarmdns-swarm"  # noqa: S108 - .ci/swarm-setup's default
 #: Inside the task's container, not on this machine.
 HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
 PROBE = Path(probe.__file__)
 #: How long the engine may take to converge; a bound for a broken engine, not
 #: a timing expectation.
 CONVERGE_TIMEOUT = 120.0
+
+
+@attrs.frozen
+class Engine:
+    """A Docker engine in Swarm mode: its version as the tests name it, and its API socket."""
+
+    version: str
+    socket: str
+
+
+def listed_engines() -> list[Engine]:
+    """The engines SWARMDNS_ENGINES lists, else those .ci/swarm-setup listed."""
+    listing = os.environ.get(ENGINES_VARIABLE)
+    if listing is None:
+        written = Path(os.environ.get(STATE_VARIABLE, DEFAULT_STATE)) / "engines"
+        listing = written.read_text() if written.exists() else ""
+    engines = []
+    for pair in listing.split():
+        version, separator, socket_url = pair.partition("=")
+        if not separator or not socket_url.startswith("unix://"):
+            raise ValueError(f"{ENGINES_VARIABLE}: {pair!r} is not VERSION=unix://SOCKET")
+        engines.append(Engine(version, socket_url))
+    return engines
 
 
 @attrs.frozen(kw_only=True)
@@ -73,6 +104,8 @@ class Driver(Protocol):
     """What a scenario can do to a Swarm, and ask of it."""
 
     kind: str
+    #: The engine version whose behaviour to expect, as "MAJOR.MINOR".
+    engine: str
 
     def create_service(
         self,
@@ -110,6 +143,15 @@ class Driver(Protocol):
     def watch(self, **options: Any) -> Watch: ...
 
     def cleanup(self) -> None: ...
+
+
+def since(driver: Driver, version: str) -> bool:
+    """Whether the driver's engine is ``version`` (such as "24.0") or newer."""
+
+    def number(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in text.split("."))
+
+    return number(driver.engine) >= number(version)
 
 
 def wait_until(
@@ -161,6 +203,7 @@ class FakeDriver:
 
     def __init__(self) -> None:
         self.swarm = FakeSwarm().start()
+        self.engine = self.swarm.engine  # the newest it models
         for network in NETWORKS:
             self.swarm.create_network(network)
         self.swarm.client_networks = NETWORKS
@@ -259,10 +302,12 @@ class SwarmDriver:
 
     kind = "swarm"
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
         import docker  # noqa: PLC0415 - only the real Swarm needs it
 
-        self.client = docker.from_env(version=API_VERSION)
+        self.engine = engine.version
+        self.client = docker.DockerClient(base_url=engine.socket, version=API_VERSION)
+        self._cli_environment = {**os.environ, "DOCKER_HOST": engine.socket}
         self._watches: list[_ProcessWatch] = []
         self._docker = docker
         self._created: list[str] = []
@@ -284,24 +329,32 @@ class SwarmDriver:
         self._pid = self.client.containers.get(app.container_id).attrs["State"]["Pid"]
         container = self.client.containers.get(app.container_id)
         self._resolv_conf = container.attrs["ResolvConfPath"]
-        self._upstream = self._start_upstream()
+        self._upstream = self._start_upstream(_serving_pid(engine.socket))
 
-    # The engine forwards names it does not own to 127.0.0.1 in the task (see
-    # .ci/swarm-setup); an empty fake there answers NXDOMAIN, like a host's
-    # resolver would, without any packet leaving the task's namespace.
-    def _start_upstream(self) -> subprocess.Popen[str]:
+    # The engine forwards the names it does not own to its --dns address, in
+    # the network namespace of its own that .ci/swarm-setup runs it in; an
+    # empty fake there answers NXDOMAIN, like a host's resolver would, and no
+    # packet leaves the machine.
+    def _start_upstream(self, engine_pid: int) -> subprocess.Popen[str]:
+        if os.stat(f"/proc/{engine_pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
+            raise RuntimeError(
+                f"the engine (process {engine_pid}) shares this machine's network namespace,"
+                " where its forwarded queries could leave the machine: start it with"
+                " .ci/swarm-setup"
+            )
         code = textwrap.dedent(
             """
             import signal, sys, threading
             from swarmdns.testing import FakeSwarm
-            with FakeSwarm(host="127.0.0.1", port=53):
+            with FakeSwarm(host=sys.argv[1], port=53):
                 print("ready", flush=True)
                 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
                 threading.Event().wait()
             """
         )
+        address = _dns_option(engine_pid)
         upstream = subprocess.Popen(
-            ["nsenter", "-t", str(self._pid), "-n", sys.executable, "-c", code],
+            ["nsenter", "-t", str(engine_pid), "-n", sys.executable, "-c", code, address],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -345,6 +398,8 @@ class SwarmDriver:
                 retries=3,
                 start_period=600_000_000_000,
             )
+        # Through API 1.30 and newer, the engine leaves the image as named
+        # (the CLI's --no-resolve-image): no registry is asked for its digest.
         self.client.services.create(
             IMAGE,
             ["sleep", "1000000"],
@@ -394,13 +449,15 @@ class SwarmDriver:
         path = self._scratch / f"{stack}.json"
         path.write_text(json.dumps(compose))  # JSON is YAML
         self._stacks.append(stack)
-        subprocess.run(
-            [DOCKER, "stack", "deploy", "-c", str(path), stack],
-            check=True,
-            capture_output=True,
-        )
+        self._cli("stack", "deploy", "--resolve-image", "never", "-c", str(path), stack)
         for name, replicas in services.items():
             self.converge(f"{stack}_{name}", replicas)
+
+    def _cli(self, *arguments: str, check: bool = True) -> None:
+        """Run Debian 12's docker CLI on this engine; never let it look up a registry."""
+        subprocess.run(
+            [DOCKER, *arguments], env=self._cli_environment, check=check, capture_output=True
+        )
 
     def _get(self, name: str) -> Any:
         return self.client.services.get(name)
@@ -408,11 +465,7 @@ class SwarmDriver:
     def scale(self, name: str, replicas: int) -> None:
         # Not the SDK's Service.scale(): its update rewrites the task template,
         # which makes the engine replace every task.
-        subprocess.run(
-            [DOCKER, "service", "scale", "--detach", f"{name}={replicas}"],
-            check=True,
-            capture_output=True,
-        )
+        self._cli("service", "scale", "--detach", f"{name}={replicas}")
         self.converge(name, replicas)
 
     def kill_task(self, name: str) -> EngineTask:
@@ -438,11 +491,7 @@ class SwarmDriver:
 
     def rolling_update(self, name: str) -> None:
         old = [t.id for t in self.tasks(name)]
-        subprocess.run(
-            [DOCKER, "service", "update", "--detach", "--force", name],
-            check=True,
-            capture_output=True,
-        )
+        self._cli("service", "update", "--detach", "--force", "--no-resolve-image", name)
         self.converge(name, len(old), replaced=old)
 
     def make_healthy(self, task: EngineTask) -> None:
@@ -505,7 +554,7 @@ class SwarmDriver:
         while self._watches:
             self._watches.pop().close()
         for stack in self._stacks:
-            subprocess.run([DOCKER, "stack", "rm", stack], check=False, capture_output=True)
+            self._cli("stack", "rm", stack, check=False)
         self._stacks.clear()
         for name in [n for n in self._created if n != "sdnstest-probe"]:
             with contextlib.suppress(self._docker.errors.NotFound):
@@ -524,8 +573,8 @@ class SwarmDriver:
         shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def engine_available() -> str | None:  # noqa: PLR0911 - one return per missing piece
-    """None when a Docker engine in Swarm mode answers; otherwise why not."""
+def engine_available(engine: Engine) -> str | None:  # noqa: PLR0911 - one return per missing piece
+    """None when the engine answers, in Swarm mode and of its listed version; otherwise why not."""
     if not Path(DOCKER).exists() or shutil.which("nsenter") is None:
         return f"{DOCKER} or nsenter is missing"
     try:
@@ -533,26 +582,50 @@ def engine_available() -> str | None:  # noqa: PLR0911 - one return per missing 
     except ImportError:
         return "the docker Python package is not installed"
     # The SDK leaves its socket open when the engine does not answer: look first.
-    socket_path = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not socket_path.startswith("unix://"):
-        return f"DOCKER_HOST={socket_path}: only the local engine's socket is used"
     with socket.socket(socket.AF_UNIX) as probe_socket:
         try:
-            probe_socket.connect(socket_path.removeprefix("unix://"))
+            probe_socket.connect(engine.socket.removeprefix("unix://"))
         except OSError as error:
-            return f"no Docker engine answers at {socket_path}: {error.strerror}"
-    client = docker.from_env(version=API_VERSION)
+            return f"no Docker engine answers at {engine.socket}: {error.strerror}"
+    client = docker.DockerClient(base_url=engine.socket, version=API_VERSION)
     try:
         state = client.info()["Swarm"]["LocalNodeState"]
+        version = client.version()["Version"]
     except docker.errors.DockerException as error:
-        return f"no Docker engine answers: {error}"
+        return f"no Docker engine answers at {engine.socket}: {error}"
     finally:
         client.close()
+    if not version.startswith(f"{engine.version}."):
+        return f"the engine at {engine.socket} is {version}, not {engine.version}"
     if state != "active":
-        return f"the Docker engine is not in Swarm mode ({state})"
+        return f"the Docker engine at {engine.socket} is not in Swarm mode ({state})"
     if os.geteuid() != 0:
         return "entering a task's namespaces needs root"
     return None
+
+
+def _serving_pid(socket_url: str) -> int:
+    """The process id of the engine that listens on ``socket_url``."""
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(socket_url.removeprefix("unix://"))
+        credentials = connection.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+        )
+    pid: int = struct.unpack("3i", credentials)[0]
+    return pid
+
+
+def _dns_option(engine_pid: int) -> str:
+    """The address the engine forwards to: its dockerd's ``--dns``."""
+    command_line = Path(f"/proc/{engine_pid}/cmdline").read_bytes().decode().split("\0")
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--dns")
+    address: str | None = parser.parse_known_args(command_line[1:])[0].dns
+    if address is None:
+        raise RuntimeError(
+            f"the engine (process {engine_pid}) has no --dns: start it with .ci/swarm-setup"
+        )
+    return address
 
 
 def consume(watch: Watch) -> Iterator[dict[str, Any]]:
