@@ -1,4 +1,4 @@
-"""The conformance suite runs every scenario on the fake and on each real Swarm.
+"""The conformance suite runs every scenario on the fake as each engine and on each real Swarm.
 
 The real Swarms are the engines that SWARMDNS_ENGINES lists, or else those
 ``bash .ci/swarm-setup`` started (20.10, 26.1 and 28.5, single-node, listed in
@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from swarmdns.testing import ENGINES as FAKE_ENGINES
+
 from .drivers import Driver, FakeDriver, SwarmDriver, engine_available, listed_engines
 
 REQUIRE_ENGINE = "SWARMDNS_REAL_SWARM"
@@ -24,11 +26,14 @@ SWARMS = [pytest.param(engine, id=f"swarm-{engine.version}") for engine in ENGIN
 ]
 
 
-@pytest.fixture(scope="session", params=[pytest.param("fake", id="fake"), *SWARMS])
+FAKES = [pytest.param(f"fake-{engine}", id=f"fake-{engine}") for engine in FAKE_ENGINES]
+
+
+@pytest.fixture(scope="session", params=[*FAKES, *SWARMS])
 def session_driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
-    """The fake, or one engine's Swarm: made once, for every scenario that runs on it."""
-    if request.param == "fake":
-        fake = FakeDriver()
+    """The fake as each engine, or one engine's Swarm: made once, for every scenario on it."""
+    if isinstance(request.param, str):
+        fake = FakeDriver(request.param.removeprefix("fake-"))
         yield fake
         fake.stop()
         return

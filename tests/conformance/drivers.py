@@ -31,7 +31,7 @@ from unittest import mock
 import attrs
 
 from swarmdns import NAMESERVER_VARIABLE
-from swarmdns.testing import FakeSwarm
+from swarmdns.testing import ENGINES, FakeSwarm, Upstream
 
 from . import probe
 
@@ -142,6 +142,10 @@ class Driver(Protocol):
 
     def watch(self, **options: Any) -> Watch: ...
 
+    def upstream_unreachable(self) -> contextlib.AbstractContextManager[None]:
+        """While in the block, the engine's upstream nameserver cannot be reached."""
+        ...
+
     def cleanup(self) -> None: ...
 
 
@@ -197,13 +201,17 @@ class _ProcessWatch:
 
 
 class FakeDriver:
-    """The fake, with an application attached to both test networks."""
+    """The fake, with an application attached to both test networks.
+
+    It listens on the engine's own address, 127.0.0.11 (another port), so that
+    swarmdns reads its answers as it reads the engine's.
+    """
 
     kind = "fake"
 
-    def __init__(self) -> None:
-        self.swarm = FakeSwarm().start()
-        self.engine = self.swarm.engine  # the newest it models
+    def __init__(self, engine: str = ENGINES[-1]) -> None:
+        self.swarm = FakeSwarm(host="127.0.0.11", engine=engine).start()
+        self.engine = self.swarm.engine
         for network in NETWORKS:
             self.swarm.create_network(network)
         self.swarm.client_networks = NETWORKS
@@ -284,6 +292,14 @@ class FakeDriver:
         self._watches.append(watch)
         return watch
 
+    @contextlib.contextmanager
+    def upstream_unreachable(self) -> Iterator[None]:
+        self.swarm.upstream = Upstream.UNREACHABLE
+        try:
+            yield
+        finally:
+            self.swarm.upstream = Upstream.NXDOMAIN
+
     def cleanup(self) -> None:
         while self._watches:
             self._watches.pop().close()
@@ -329,7 +345,8 @@ class SwarmDriver:
         self._pid = self.client.containers.get(app.container_id).attrs["State"]["Pid"]
         container = self.client.containers.get(app.container_id)
         self._resolv_conf = container.attrs["ResolvConfPath"]
-        self._upstream = self._start_upstream(_serving_pid(engine.socket))
+        self._engine_pid = _serving_pid(engine.socket)
+        self._upstream = self._start_upstream(self._engine_pid)
 
     # The engine forwards the names it does not own to its --dns address, in
     # the network namespace of its own that .ci/swarm-setup runs it in; an
@@ -550,6 +567,21 @@ class SwarmDriver:
         self._watches.append(watch)
         return watch
 
+    @contextlib.contextmanager
+    def upstream_unreachable(self) -> Iterator[None]:
+        """Stop the upstream: its port is closed, as on a host without a resolver."""
+        self._stop_upstream()
+        try:
+            yield
+        finally:
+            self._upstream = self._start_upstream(self._engine_pid)
+
+    def _stop_upstream(self) -> None:
+        self._upstream.terminate()
+        self._upstream.wait(30)
+        if self._upstream.stdout is not None:
+            self._upstream.stdout.close()
+
     def cleanup(self) -> None:
         while self._watches:
             self._watches.pop().close()
@@ -563,10 +595,7 @@ class SwarmDriver:
 
     def stop(self) -> None:
         self.cleanup()
-        self._upstream.terminate()
-        self._upstream.wait(30)
-        if self._upstream.stdout is not None:
-            self._upstream.stdout.close()
+        self._stop_upstream()
         with contextlib.suppress(self._docker.errors.NotFound):
             self._get("sdnstest-probe").remove()
         self.client.close()

@@ -123,6 +123,42 @@ def test_more_tasks_than_fit_in_512_bytes(driver: Driver) -> None:
     assert len(answer["records"]) == (512 - 12 - (name + 4)) // (owner + 14)
 
 
+def test_an_unreachable_upstream(driver: Driver) -> None:
+    """Names the engine does not own, while its upstream nameserver cannot be reached.
+
+    A service with no task is such a name. 20.10 sends no reply at all; 24 and
+    newer answer SERVFAIL without RA, which swarmdns reads from 127.0.0.11 as
+    the engine saying that the name is not one of its own. Names it owns are
+    answered as ever, with RA.
+    """
+    driver.create_service("kept", 2)
+    driver.create_service("gone", 1)
+    kept = engine_ips(driver, "kept")
+    driver.scale("gone", 0)
+    wait_until(
+        lambda: ok(driver.call({"op": "task_ips", "args": ["gone"]})[0]) == [],
+        "the names of a service scaled to zero to go",
+    )
+
+    with driver.upstream_unreachable():
+        own, raw, ips, vip = driver.call(
+            {"op": "query", "args": ["tasks.kept"]},
+            {"op": "query", "args": ["tasks.gone"]},
+            {"op": "task_ips", "args": ["gone"], "kwargs": {"timeout": 1.0}},
+            {"op": "service_vip", "args": ["gone"], "kwargs": {"timeout": 1.0}},
+        )
+
+    assert sorted((r[3] for r in ok(own)["records"]), key=IPv4Address) == kept
+    assert "ra" in ok(own)["flags"]
+    if since(driver, "24.0"):
+        assert (ok(raw)["rcode"], "ra" in ok(raw)["flags"]) == ("SERVFAIL", False)
+        assert ok(ips) == []
+        assert vip["error"] == "ServiceNotFound"
+    else:
+        assert ok(raw) == {"rcode": "no reply"}
+        assert (ips["error"], vip["error"]) == ("ResolutionTimeout", "ResolutionTimeout")
+
+
 def test_edns_and_tcp_carry_everything(driver: Driver) -> None:
     driver.create_service("many2", 45)
     expected = engine_ips(driver, "many2")
