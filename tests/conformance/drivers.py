@@ -146,6 +146,10 @@ class Driver(Protocol):
         """While in the block, the engine's upstream nameserver cannot be reached."""
         ...
 
+    def resolv_conf(self) -> str:
+        """The probe task's ``/etc/resolv.conf``, as the engine wrote it."""
+        ...
+
     def cleanup(self) -> None: ...
 
 
@@ -291,6 +295,9 @@ class FakeDriver:
         )
         self._watches.append(watch)
         return watch
+
+    def resolv_conf(self) -> str:
+        return self.swarm.resolv_conf()
 
     @contextlib.contextmanager
     def upstream_unreachable(self) -> Iterator[None]:
@@ -566,6 +573,9 @@ class SwarmDriver:
         watch = _ProcessWatch(command, None)
         self._watches.append(watch)
         return watch
+
+    def resolv_conf(self) -> str:
+        return Path(self._resolv_conf).read_text()
 
     @contextlib.contextmanager
     def upstream_unreachable(self) -> Iterator[None]:
