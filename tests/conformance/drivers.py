@@ -146,6 +146,10 @@ class Driver(Protocol):
         """While in the block, the engine's upstream nameserver cannot be reached."""
         ...
 
+    def upstream_silent(self) -> contextlib.AbstractContextManager[None]:
+        """While in the block, the engine's upstream nameserver drops every query."""
+        ...
+
     def resolv_conf(self) -> str:
         """The probe task's ``/etc/resolv.conf``, as the engine wrote it."""
         ...
@@ -299,9 +303,15 @@ class FakeDriver:
     def resolv_conf(self) -> str:
         return self.swarm.resolv_conf()
 
+    def upstream_unreachable(self) -> contextlib.AbstractContextManager[None]:
+        return self._upstream(Upstream.UNREACHABLE)
+
+    def upstream_silent(self) -> contextlib.AbstractContextManager[None]:
+        return self._upstream(Upstream.NO_REPLY)
+
     @contextlib.contextmanager
-    def upstream_unreachable(self) -> Iterator[None]:
-        self.swarm.upstream = Upstream.UNREACHABLE
+    def _upstream(self, upstream: Upstream) -> Iterator[None]:
+        self.swarm.upstream = upstream
         try:
             yield
         finally:
@@ -359,7 +369,7 @@ class SwarmDriver:
     # the network namespace of its own that .ci/swarm-setup runs it in; an
     # empty fake there answers NXDOMAIN, like a host's resolver would, and no
     # packet leaves the machine.
-    def _start_upstream(self, engine_pid: int) -> subprocess.Popen[str]:
+    def _start_upstream(self, engine_pid: int, *, silent: bool = False) -> subprocess.Popen[str]:
         if os.stat(f"/proc/{engine_pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
             raise RuntimeError(
                 f"the engine (process {engine_pid}) shares this machine's network namespace,"
@@ -369,8 +379,10 @@ class SwarmDriver:
         code = textwrap.dedent(
             """
             import signal, sys, threading
-            from swarmdns.testing import FakeSwarm
-            with FakeSwarm(host=sys.argv[1], port=53):
+            from swarmdns.testing import FakeSwarm, Fault
+            with FakeSwarm(host=sys.argv[1], port=53) as upstream:
+                if sys.argv[2:] == ["silent"]:
+                    upstream.inject(Fault.NO_REPLY)
                 print("ready", flush=True)
                 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
                 threading.Event().wait()
@@ -378,7 +390,10 @@ class SwarmDriver:
         )
         address = _dns_option(engine_pid)
         upstream = subprocess.Popen(
-            ["nsenter", "-t", str(engine_pid), "-n", sys.executable, "-c", code, address],
+            [
+                *("nsenter", "-t", str(engine_pid), "-n", sys.executable, "-c", code, address),
+                *(["silent"] if silent else []),
+            ],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -584,6 +599,17 @@ class SwarmDriver:
         try:
             yield
         finally:
+            self._upstream = self._start_upstream(self._engine_pid)
+
+    @contextlib.contextmanager
+    def upstream_silent(self) -> Iterator[None]:
+        """Swap the upstream for one that reads every query and answers none."""
+        self._stop_upstream()
+        self._upstream = self._start_upstream(self._engine_pid, silent=True)
+        try:
+            yield
+        finally:
+            self._stop_upstream()
             self._upstream = self._start_upstream(self._engine_pid)
 
     def _stop_upstream(self) -> None:

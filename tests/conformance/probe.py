@@ -29,13 +29,15 @@ def _task(task: swarmdns.Task) -> dict[str, Any]:
     return {**attrs.asdict(task), "ip": str(task.ip)}
 
 
-def query(name: str, rdtype: str = "A", *, edns: bool = True, tcp: bool = False) -> dict[str, Any]:
+def query(
+    name: str, rdtype: str = "A", *, edns: bool = True, tcp: bool = False, timeout: float = 3
+) -> dict[str, Any]:
     """One raw query to the configured nameserver, as dig would send it."""
     (server, *_) = configured_nameservers()
     message = dns.message.make_query(name, rdtype, use_edns=0 if edns else False, payload=4096)
     send = dns.query.tcp if tcp else dns.query.udp
     try:
-        reply = send(message, server.host, port=server.port, timeout=3)
+        reply = send(message, server.host, port=server.port, timeout=timeout)
     except dns.exception.Timeout:
         return {"rcode": "no reply"}
     return {

@@ -161,6 +161,31 @@ def test_an_unreachable_upstream(driver: Driver) -> None:
         assert (ips["error"], vip["error"]) == ("ResolutionTimeout", "ResolutionTimeout")
 
 
+def test_an_upstream_that_drops_queries(driver: Driver) -> None:
+    """20.10 sends no reply; 24 and newer answer SERVFAIL without RA after 4 s."""
+    driver.create_service("silent", 1)
+    driver.scale("silent", 0)
+    wait_until(
+        lambda: ok(driver.call({"op": "task_ips", "args": ["silent"]})[0]) == [],
+        "the names of a service scaled to zero to go",
+    )
+    newer = since(driver, "24.0")
+    timeout = 6.0 if newer else 1.0  # past the engine's 4 s, or not worth waiting
+
+    with driver.upstream_silent():
+        raw, ips = driver.call(
+            {"op": "query", "args": ["tasks.silent"], "kwargs": {"timeout": timeout}},
+            {"op": "task_ips", "args": ["silent"], "kwargs": {"timeout": timeout}},
+        )
+
+    if newer:
+        assert (ok(raw)["rcode"], "ra" in ok(raw)["flags"]) == ("SERVFAIL", False)
+        assert ok(ips) == []
+    else:
+        assert ok(raw) == {"rcode": "no reply"}
+        assert ips["error"] == "ResolutionTimeout"
+
+
 def test_a_tasks_resolv_conf(driver: Driver) -> None:
     """127.0.0.11 and ndots:0 on every engine; 26.1 and newer add a comment block."""
     text = driver.resolv_conf()
