@@ -10,7 +10,10 @@ Swarm) or with SWARMDNS_NAMESERVER pointing at the fake. Usage:
 from __future__ import annotations
 
 import json
+import selectors
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +56,47 @@ def query(
     }
 
 
+def burst(count: int, *, spread: float = 1.0, wait: float = 10.0) -> dict[str, Any]:
+    """Send ``count`` queries for names no one owns, spread over ``spread`` seconds.
+
+    Returns how many replies came back with each rcode (and RA or not), how
+    many never came within ``wait`` seconds of the last query, and the
+    median delay of each rcode.
+    """
+    (server, *_) = configured_nameservers()
+    delays: dict[str, list[float]] = {}
+    sent: dict[int, float] = {}
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock, selectors.DefaultSelector() as sel:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        sock.connect((server.host, server.port))
+        sel.register(sock, selectors.EVENT_READ)
+
+        def drain(until: float) -> None:
+            while sent and (timeout := until - time.monotonic()) > 0:
+                if not sel.select(timeout):
+                    continue
+                reply = dns.message.from_wire(sock.recv(4096))
+                asked = sent.pop(reply.id, None)
+                if asked is not None:
+                    ra = "+ra" if reply.flags & dns.flags.RA else "-ra"
+                    key = f"{dns.rcode.to_text(reply.rcode())} {ra}"
+                    delays.setdefault(key, []).append(time.monotonic() - asked)
+
+        start = time.monotonic()
+        for number in range(count):
+            query = dns.message.make_query(f"tasks.burst{number}", "A", id=number)
+            sent[number] = time.monotonic()
+            sock.send(query.to_wire())
+            drain(start + spread * (number + 1) / count)
+        drain(time.monotonic() + wait)
+    return {
+        "counts": {key: len(values) for key, values in sorted(delays.items())},
+        "no reply": len(sent),
+        "delays": {key: sorted(values)[len(values) // 2] for key, values in delays.items()},
+    }
+
+
 def handle(request: dict[str, Any]) -> dict[str, Any]:
     """Carry out one request; describe the result or the error."""
     op, args, kwargs = request["op"], request.get("args", []), request.get("kwargs", {})
@@ -65,6 +109,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             return {"ok": [_task(t) for t in swarmdns.tasks(*args, **kwargs)]}
         if op == "query":
             return {"ok": query(*args, **kwargs)}
+        if op == "burst":
+            return {"ok": burst(*args, **kwargs)}
     except swarmdns.SwarmDNSError as error:
         addresses = [str(ip) for ip in getattr(error, "addresses", ())]
         return {"error": type(error).__name__, "message": str(error), "addresses": addresses}

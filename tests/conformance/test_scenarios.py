@@ -186,6 +186,47 @@ def test_an_upstream_that_drops_queries(driver: Driver) -> None:
         assert ips["error"] == "ResolutionTimeout"
 
 
+def test_more_forwards_than_the_engine_holds(driver: Driver) -> None:
+    """24 and newer hold 1,024 forwards in flight, and refuse a query that waits 4 s for one.
+
+    With an upstream that drops every query, each forward holds its slot for
+    the engine's 4 s upstream timeout. Of a burst sent within 1 s, the first
+    1,024 take the slots, the next 1,024 take them over as they free (each
+    within the 4 s it may wait), and the rest find none in time: REFUSED,
+    without RA, 4 s after they were asked. 20.10 drops a query it has no
+    slot for, and every failed forward too: no reply at all.
+    """
+    newer = since(driver, "24.0")
+    count = 2300
+    with driver.upstream_silent():
+        (response,) = driver.call(
+            {"op": "burst", "args": [count], "kwargs": {"wait": 10.0 if newer else 2.0}}
+        )
+
+    result = ok(response)
+    if newer:
+        refused = count - 2 * 1024
+        assert result["counts"] == {"REFUSED -ra": refused, "SERVFAIL -ra": count - refused}
+        assert result["no reply"] == 0
+        assert 3.5 < result["delays"]["REFUSED -ra"] < 5.0
+    else:
+        assert (result["counts"], result["no reply"]) == ({}, count)
+
+
+def test_ptr_outside_the_reverse_zones(driver: Driver) -> None:
+    """24 and newer forward a PTR query for any other name; 20.10's handler fails, unanswered."""
+    (response,) = driver.call(
+        {"op": "query", "args": ["web.example", "PTR"], "kwargs": {"timeout": 2.0}}
+    )
+
+    answer = ok(response)
+    if since(driver, "24.0"):
+        # What the upstream (an empty fake, like a host's resolver) says, relayed.
+        assert (answer["rcode"], "ra" in answer["flags"]) == ("NXDOMAIN", True)
+    else:
+        assert answer == {"rcode": "no reply"}
+
+
 def test_a_tasks_resolv_conf(driver: Driver) -> None:
     """127.0.0.11 and ndots:0 on every engine; 26.1 and newer add a comment block."""
     text = driver.resolv_conf()
