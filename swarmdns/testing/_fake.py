@@ -469,15 +469,18 @@ class FakeSwarm:
         """How long changes take to reach other nodes, and how a node's loss plays out."""
         return self._delays
 
-    def isolate(self, node: Node | str) -> Node:
-        """Cut a node off from the others, as a lost link or a paused engine does.
+    def isolate(self, node: Node | str, *, paused: bool = True) -> Node:
+        """Cut a node off from the others, as a paused engine or a lost link does.
 
-        At once, its own DNS stops answering: queries to it time out. After
-        ``delays.failure_detection``, the other nodes' DNS drops its tasks.
-        After ``delays.down`` (if still isolated), the manager marks it Down and
-        starts its replicated tasks on the other nodes, with new IDs and new
-        addresses; tasks of global services stay on it. With zero delays, all
-        of this happens before the call returns.
+        At once, a paused node's own DNS stops answering: queries to it time
+        out. A node whose link was cut (``paused=False``) goes on answering
+        from what it knew when it was cut off, every node's tasks included,
+        as the engine does. After ``delays.failure_detection``, the other
+        nodes' DNS drops its tasks, and a cut-off node's DNS drops theirs,
+        keeping its own. After ``delays.down`` (if still isolated), the
+        manager marks it Down and starts its replicated tasks on the other
+        nodes, with new IDs and new addresses; tasks of global services stay
+        on it. With zero delays, all of this happens before the call returns.
 
         Raises:
             SwarmError: The node is unknown, already isolated, or the first
@@ -487,8 +490,8 @@ class FakeSwarm:
             node_id, gossip, view = self._worker(node)
             if view.isolated:
                 raise SwarmError(f"{self._node_name(node_id)} is already isolated")
-            epoch = gossip.isolate(node_id)
-            if view.server is not None:
+            epoch = gossip.isolate(node_id, paused=paused)
+            if view.server is not None and paused:
                 view.server.responder = SILENT
             timers = [
                 self._after(
@@ -589,7 +592,7 @@ class FakeSwarm:
             view.server = self._serve(view)
 
     def _serve(self, view: NodeView) -> DNSServer:
-        server = DNSServer(SILENT if view.isolated else view.responder, host=self._host, port=0)
+        server = DNSServer(SILENT if view.paused else view.responder, host=self._host, port=0)
         server.start()
         return server
 
@@ -651,6 +654,7 @@ class FakeSwarm:
             host=self._host,
             port=None if server is None else server.port,
             isolated=view is not None and view.isolated,
+            paused=view is not None and view.paused,
             down=node_id in self._swarm.down,
         )
 

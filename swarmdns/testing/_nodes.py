@@ -86,8 +86,10 @@ class Node:
         id: The node ID, as in a global task's name.
         host: The address its DNS server listens on.
         port: Its DNS server's port (UDP and TCP), or None while the fake is stopped.
-        isolated: Cut off from the other nodes (``isolate()``): its DNS does
-            not answer.
+        isolated: Cut off from the other nodes (``isolate()``).
+        paused: Isolated as a paused engine: its DNS does not answer. A node
+            whose link was cut (``isolate(node, paused=False)``) answers from
+            what it knew.
         down: Marked Down by the manager: no task is placed on it.
     """
 
@@ -96,6 +98,7 @@ class Node:
     host: str
     port: int | None
     isolated: bool = False
+    paused: bool = False
     down: bool = False
 
     @property
@@ -156,6 +159,8 @@ class NodeView:
         #: Each node's records as this node last learnt them.
         self.known: dict[str, Records] = {}
         self.isolated = False
+        #: Isolated as a paused engine, whose DNS does not answer.
+        self.paused = False
         #: The other nodes have given up on this one (failure detection passed).
         self.detected = False
         #: Counts isolations and returns, to void what was sent before.
@@ -284,14 +289,19 @@ class Gossip:
 
     # -- losing a node and getting it back -----------------------------------------
 
-    def isolate(self, node: str) -> int:
+    def isolate(self, node: str, *, paused: bool) -> int:
         """Cut a node off: nobody learns from it, it learns from nobody.
+
+        Whether paused or cut off, what it knows stays as it was, its own
+        tasks included: a worker cut off from the manager goes on running them
+        (until ``detect``).
 
         Returns:
             Its new epoch, which later effects of the isolation check.
         """
         view = self.views[node]
         view.isolated = True
+        view.paused = paused
         view.epoch += 1
         return view.epoch
 
@@ -301,10 +311,17 @@ class Gossip:
         return view.isolated and view.epoch == epoch
 
     def detect(self, node: str, epoch: int) -> None:
-        """The other nodes give up on an isolated node: they forget its tasks."""
+        """An isolated node and the others give up on each other: they forget each other's tasks.
+
+        A paused node forgets nothing: it does not run, and its DNS is silent.
+        """
         if not self.isolated_since(node, epoch):
             return
-        self.views[node].detected = True
+        view = self.views[node]
+        view.detected = True
+        if not view.paused:
+            view.known = {node: view.known[node]} if node in view.known else {}
+            self._dirty.add(node)
         for other in self.views.values():
             if other.node != node and not other.isolated:
                 other.known.pop(node, None)
@@ -318,6 +335,7 @@ class Gossip:
         """
         view = self.views[node]
         view.isolated = False
+        view.paused = False
         view.epoch += 1
         view.known[node] = self._local.get(node, {})
         self._dirty.add(node)

@@ -161,8 +161,7 @@ def test_an_isolated_node_is_silent_and_the_others_drop_its_tasks() -> None:
 
         node_3 = swarm.isolate("node-3")
 
-        assert node_3.isolated
-        assert not node_3.down
+        assert (node_3.isolated, node_3.paused, node_3.down) == (True, True, False)
         with pytest.raises(swarmdns.ResolutionTimeout):
             swarmdns.task_ips(
                 "web", backend=swarmdns.DirectBackend([node_3.nameserver]), timeout=0.3
@@ -170,6 +169,38 @@ def test_an_isolated_node_is_silent_and_the_others_drop_its_tasks() -> None:
         for node in swarm.nodes[:2]:
             assert dns_ips(node) == set(web.task_ips) - on_node_3
         assert swarm.service("web") == web  # the manager has changed nothing yet
+
+
+def test_a_node_cut_off_answers_from_what_it_knew_until_it_gives_up_on_the_others() -> None:
+    delays = NodeDelays(propagation=0, failure_detection=3600, down=3600, rejoin=0)
+    with FakeSwarm(nodes=3, delays=delays) as swarm:
+        web = swarm.create_service("web", replicas=6)
+        on_node_3 = ips_on(swarm, "node-3")
+
+        node_3 = swarm.isolate("node-3", paused=False)
+        swarm.create_service("later", replicas=3)
+
+        assert (node_3.isolated, node_3.paused) == (True, False)
+        assert dns_ips(node_3) == set(web.task_ips)  # the others' tasks too, as they were
+        assert dns_ips(node_3, "later") == set()  # news from the others never reaches it
+        for node in swarm.nodes[:2]:
+            assert dns_ips(node) == set(web.task_ips)  # not detected yet
+        swarm.rejoin("node-3")
+        assert dns_ips(node_3, "later") == set(swarm.service("later").task_ips)
+
+    with FakeSwarm(nodes=3, delays=NEVER_DOWN) as swarm:
+        web = swarm.create_service("web", replicas=6)
+        on_node_3 = ips_on(swarm, "node-3")
+
+        node_3 = swarm.isolate("node-3", paused=False)  # detected at once, both ways
+
+        assert dns_ips(node_3) == on_node_3
+        for node in swarm.nodes[:2]:
+            assert dns_ips(node) == set(web.task_ips) - on_node_3
+        node_3 = swarm.rejoin("node-3")
+        assert (node_3.isolated, node_3.paused) == (False, False)
+        for node in swarm.nodes:
+            assert dns_ips(node) == set(web.task_ips)
 
 
 def test_a_node_back_before_down_brings_the_same_tasks_back() -> None:
