@@ -362,7 +362,7 @@ class SwarmDriver:
         self._pid = self.client.containers.get(app.container_id).attrs["State"]["Pid"]
         container = self.client.containers.get(app.container_id)
         self._resolv_conf = container.attrs["ResolvConfPath"]
-        self._engine_pid = _serving_pid(engine.socket)
+        self._engine_pid = serving_pid(engine.socket)
         self._upstream = self._start_upstream(self._engine_pid)
 
     # The engine forwards the names it does not own to its --dns address, in
@@ -401,17 +401,19 @@ class SwarmDriver:
         assert upstream.stdout.readline().strip() == "ready"
         return upstream
 
-    def _in_task(self, *command: str) -> list[str]:
+    def _in_task(self, *command: str, task: tuple[int, str] | None = None) -> list[str]:
         """A command line that runs ``command`` as an application in the probe task would.
 
         In the task's network namespace, with the container's own resolv.conf
         (bind-mounted in a private mount namespace), and no SWARMDNS_NAMESERVER.
+        ``task`` (process id, resolv.conf path) names another task to run in.
         """
+        pid, resolv_conf = task or (self._pid, self._resolv_conf)
         return [
-            "nsenter", "-t", str(self._pid), "-n",
+            "nsenter", "-t", str(pid), "-n",
             "unshare", "-m", "sh", "-c",
             'mount --bind "$0" /etc/resolv.conf && exec env -u SWARMDNS_NAMESERVER "$@"',
-            self._resolv_conf,
+            resolv_conf,
             *command,
         ]  # fmt: skip
 
@@ -572,8 +574,13 @@ class SwarmDriver:
         raise LookupError(f"{name} has no VIP on {network}")
 
     def call(self, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._probe(requests)
+
+    def _probe(
+        self, requests: Sequence[dict[str, Any]], task: tuple[int, str] | None = None
+    ) -> list[dict[str, Any]]:
         result = subprocess.run(
-            self._in_task(sys.executable, str(PROBE), json.dumps(list(requests))),
+            self._in_task(sys.executable, str(PROBE), json.dumps(list(requests)), task=task),
             capture_output=True,
             text=True,
             timeout=60,
@@ -669,7 +676,7 @@ def engine_available(engine: Engine) -> str | None:  # noqa: PLR0911 - one retur
     return None
 
 
-def _serving_pid(socket_url: str) -> int:
+def serving_pid(socket_url: str) -> int:
     """The process id of the engine that listens on ``socket_url``."""
     with socket.socket(socket.AF_UNIX) as connection:
         connection.connect(socket_url.removeprefix("unix://"))

@@ -5,20 +5,27 @@ A scenario sees nodes by number, 1 to 3, as ``.ci/swarm-nodes`` labels them
 on node 1: on the real Swarm in a task placed there, on the fake with node 1's
 DNS server. ``cut_off(3)`` severs node 3 from the others and ``restore(3)``
 brings it back: on the real Swarm its link to the lab's hub goes down and up,
-on the fake ``isolate()`` and ``rejoin()``.
+on the fake ``isolate(paused=False)`` and ``rejoin()``. ``pause(3)`` and
+``resume(3)`` stop and continue node 3's dockerd (SIGSTOP, SIGCONT) on the
+real Swarm, and are ``isolate()`` and ``rejoin()`` on the fake.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+from unittest import mock
 
+from swarmdns import NAMESERVER_VARIABLE
 from swarmdns.testing import FakeSwarm
 
+from . import probe
 from .drivers import (
+    API_VERSION,
     DEFAULT_STATE,
     IMAGE,
     NETWORKS,
@@ -29,6 +36,7 @@ from .drivers import (
     SwarmDriver,
     Watch,
     engine_available,
+    serving_pid,
     wait_until,
 )
 
@@ -73,6 +81,18 @@ class NodesDriver(Protocol):
         """Bring a node that ``cut_off()`` severed back."""
         ...
 
+    def pause(self, node: int) -> None:
+        """Pause ``node``'s engine (2 or 3), its embedded DNS with it."""
+        ...
+
+    def resume(self, node: int) -> None:
+        """Let a node that ``pause()`` stopped go on."""
+        ...
+
+    def ask_node(self, node: int, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+        """Carry out probe requests against ``node``'s own DNS, as a task there would."""
+        ...
+
     def cleanup(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -108,12 +128,23 @@ class FakeNodesDriver(FakeDriver):
         """Nothing to wait for: the fake's scheduler is synchronous."""
 
     def cut_off(self, node: int) -> None:
-        self.swarm.isolate(f"node-{node}")
+        self.swarm.isolate(f"node-{node}", paused=False)
         self._cut.add(node)
 
     def restore(self, node: int) -> None:
         self.swarm.rejoin(f"node-{node}")
         self._cut.discard(node)
+
+    def pause(self, node: int) -> None:
+        self.swarm.isolate(f"node-{node}")
+        self._cut.add(node)
+
+    resume = restore
+
+    def ask_node(self, node: int, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+        nameserver = self.swarm.nodes[node - 1].nameserver
+        with mock.patch.dict(os.environ, {NAMESERVER_VARIABLE: nameserver}):
+            return [probe.handle(r) for r in requests]
 
     def cleanup(self) -> None:
         while self._cut:
@@ -168,6 +199,9 @@ class SwarmNodesDriver(SwarmDriver):
         self._hub = _hub_path().read_text().strip()
         self._placement: dict[str, int] = {"sdnstest-probe": 1}
         self._cut: set[int] = set()
+        self._sockets = [socket_url for _, socket_url in nodes]
+        self._paused: set[int] = set()
+        self._tasks_on: dict[int, tuple[int, str]] = {}
         super().__init__(Engine(first.partition("-")[0], first_socket))
         numbered = {
             int(node.attrs["Spec"]["Labels"][NODE_LABEL]): node.id
@@ -229,8 +263,37 @@ class SwarmNodesDriver(SwarmDriver):
         self._link(node, "up")
         self._cut.discard(node)
 
+    def pause(self, node: int) -> None:
+        if node == 1:
+            raise ValueError("node 1 runs the application and the manager: pause 2 or 3")
+        self._tasks_on[node] = self._task_on(node)  # its engine cannot say while paused
+        os.kill(serving_pid(self._sockets[node - 1]), signal.SIGSTOP)
+        self._paused.add(node)
+
+    def resume(self, node: int) -> None:
+        os.kill(serving_pid(self._sockets[node - 1]), signal.SIGCONT)
+        self._paused.discard(node)
+        self._tasks_on.pop(node, None)
+
+    def ask_node(self, node: int, *requests: dict[str, Any]) -> list[dict[str, Any]]:
+        """In the network namespace of a task on ``node`` (found before a pause)."""
+        task = self._tasks_on.get(node) or self._task_on(node)
+        return self._probe(requests, task)
+
+    def _task_on(self, node: int) -> tuple[int, str]:
+        """A running task on ``node``: its process id and resolv.conf, from that node's engine."""
+        client = self._docker.DockerClient(base_url=self._sockets[node - 1], version=API_VERSION)
+        try:
+            for container in client.containers.list(filters={"label": "com.docker.swarm.task"}):
+                return container.attrs["State"]["Pid"], container.attrs["ResolvConfPath"]
+        finally:
+            client.close()
+        raise RuntimeError(f"no task runs on node {node}: create a service with tasks there")
+
     def cleanup(self) -> None:
-        restored = bool(self._cut)
+        restored = bool(self._cut or self._paused)
+        while self._paused:
+            self.resume(min(self._paused))
         while self._cut:
             self.restore(min(self._cut))
         super().cleanup()

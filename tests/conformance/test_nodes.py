@@ -150,14 +150,45 @@ def test_nodes_propagation_to_node_1(nodes: NodesDriver) -> None:
     )
 
 
-def test_nodes_loss_and_return(nodes: NodesDriver) -> None:
-    nodes.create_service("lost", 6)
-    before = nodes.tasks("lost")
+def node_says(nodes: NodesDriver, node: int, service: str) -> set[str] | None:
+    """The tasks ``node``'s own DNS answers for the service, or None if it does not answer."""
+    request = {"op": "query", "args": [f"tasks.{service}"], "kwargs": {"timeout": 1.0}}
+    (response,) = nodes.ask_node(node, request)
+    answer = ok(response)
+    if answer["rcode"] == "no reply":
+        return None
+    assert answer["rcode"] == "NOERROR", answer
+    return {record[3] for record in answer["records"]}
+
+
+def in_words(tasks: set[str] | None) -> str:
+    return "no reply" if tasks is None else f"{len(tasks)} tasks"
+
+
+@pytest.mark.parametrize("fault", ["cut", "pause"])
+def test_nodes_loss_and_return(nodes: NodesDriver, fault: str) -> None:
+    """Node 3 lost (its link cut, or its engine paused) and back before it is marked Down.
+
+    A paused engine's own DNS stops answering; a node cut off goes on
+    answering from what it knew, every node's tasks included, until it gives
+    up on the others (as they give up on it). A watch on node 1 reports node
+    3's tasks leaving and coming back. After a pause it never reports a task
+    of nodes 1 or 2 removed. After a cut, the real engine (28.5) may drop
+    tasks of nodes 1 and 2 from node 1's DNS for several seconds once node 3
+    is back (the cut-off node's deletions spread when the partition heals):
+    those removals are reported, and the tasks must come back.
+    """
+    lose, bring_back = (
+        (nodes.cut_off, nodes.restore) if fault == "cut" else (nodes.pause, nodes.resume)
+    )
+    service = f"lost-{fault}"  # the last scenario's tasks may still be in node 1's DNS
+    nodes.create_service(service, 6)
+    before = nodes.tasks(service)
     on_3 = {ip(t) for t in before if node_of(nodes, t) == 3}
     kept = {ip(t) for t in before if node_of(nodes, t) != 3}
     assert len(on_3) == 2
     assert len(kept) == 4
-    watch = nodes.watch(service="lost", interval=0.2, jitter=0.0)
+    watch = nodes.watch(service=service, interval=0.2, jitter=0.0)
     history: list[dict[str, Any]] = []
     # Started on their nodes, the tasks reach node 1's DNS by gossip.
     for event in events(watch, time.monotonic() + PROPAGATION_BOUND):
@@ -169,14 +200,24 @@ def test_nodes_loss_and_return(nodes: NodesDriver) -> None:
     assert history, "the watch reported nothing"
     assert history[-1]["current"] == ips(before), history
 
+    # Tasks of nodes 1 and 2 that left node 1's DNS: (address, when it left, when it came back).
+    gaps: list[tuple[str, float, float | None]] = []
+
     def record(event: dict[str, Any]) -> set[str]:
         history.append(event)
-        assert not set(event["removed"]) & kept, f"a task on node 1 or 2 removed: {history}"
+        now = time.monotonic()
+        for address in set(event["removed"]) & kept:
+            assert fault == "cut", f"a task on node 1 or 2 removed: {history}"
+            gaps.append((address, now, None))
+        for address in set(event["added"]) & kept:
+            gaps[:] = [(a, left, now if a == address else back) for a, left, back in gaps]
         return set(event["current"])
 
-    # Node 3 cut off: its tasks leave node 1's DNS once the others give up on it.
+    # Node 3 lost: its tasks leave node 1's DNS once the others give up on it.
     start = time.monotonic()
-    nodes.cut_off(3)
+    lose(3)
+    said = node_says(nodes, 3, service)
+    assert said == (None if fault == "pause" else set(ips(before)))
     current = set(ips(before))
     for event in events(watch, start + DETECTION_BOUND):
         if event is not None:
@@ -185,23 +226,32 @@ def test_nodes_loss_and_return(nodes: NodesDriver) -> None:
             break
     assert not current & on_3, f"node 3's tasks still in node 1's DNS: {history}"
     detected = time.monotonic()
+    if fault == "cut":  # and node 3 gives up on the others, keeping its own tasks
+        wait_until(
+            lambda: node_says(nodes, 3, service) == on_3,
+            "node 3's DNS keeping only its own tasks",
+            DETECTION_BOUND,
+        )
+    said_later = node_says(nodes, 3, service)
+    assert said_later == (None if fault == "pause" else on_3)
 
-    # Back well before the manager would mark it Down (10-15 s after the cut).
-    nodes.restore(3)
+    # Back well before the manager would mark it Down (10-15 s after the loss).
+    bring_back(3)
     restored = time.monotonic()
     back: float | None = None
     for event in events(watch, restored + RETURN_BOUND):
         if event is not None:
             current = record(event)
-        engine = nodes.tasks("lost")
+        engine = nodes.tasks(service)
         if len(engine) == 6 and current == set(ips(engine)):
             back = time.monotonic()
             break
     assert back is not None, (
-        f"node 1 shows {sorted(current)}, the Swarm {ips(nodes.tasks('lost'))}"
+        f"node 1 shows {sorted(current)}, the Swarm {ips(nodes.tasks(service))}"
     )
 
-    after = nodes.tasks("lost")
+    assert kept <= current, f"tasks of nodes 1 and 2 missing at the end: {history}"
+    after = nodes.tasks(service)
     if current == set(ips(before)):
         outcome = "the same addresses came back"
     else:
@@ -211,7 +261,21 @@ def test_nodes_loss_and_return(nodes: NodesDriver) -> None:
         outcome = f"node 3's tasks were replaced on nodes 1/2 ({len(new)} new)"
     report(
         nodes,
-        f"node loss: node 3's tasks left node 1's DNS {detected - start:.2f} s after the cut;"
-        f" restored {restored - start:.2f} s after the cut; back {back - restored:.2f} s after"
-        f" the restore; {outcome}",
+        f"node loss ({fault}): node 3's own DNS said {in_words(said)} at once,"
+        f" {in_words(said_later)} later; node 1 dropped node 3's tasks"
+        f" {detected - start:.2f} s after the {fault};"
+        f" node 3 was back {restored - start:.2f} s after the {fault}, and its tasks"
+        f" {back - restored:.2f} s after that; {outcome}; {gaps_in_words(gaps, restored)}",
     )
+
+
+def gaps_in_words(gaps: list[tuple[str, float, float | None]], restored: float) -> str:
+    """How long tasks of nodes 1 and 2 were missing from node 1's DNS, in words."""
+    if not gaps:
+        return "no task of nodes 1 or 2 ever left node 1's DNS"
+    spans = ", ".join(
+        f"{address} from {left - restored:+.2f} s to {back - restored:+.2f} s"
+        for address, left, back in gaps
+        if back is not None
+    )
+    return f"tasks of nodes 1 or 2 missing from node 1's DNS (relative to the return): {spans}"
