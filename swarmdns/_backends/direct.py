@@ -18,7 +18,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, NamedTuple
 
 from .. import _memo
-from .._deadlines import Deadline
+from .._deadlines import Deadline, Overrun, within
 from .._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._model import Answer, Question
 from . import wire
@@ -42,6 +42,30 @@ _RCODE_HINTS = {
 }
 
 
+#: CNAMEs followed inside one answer before giving up (a loop, or a chain too long).
+_MAX_CNAMES = 8
+_TRUNCATED_OVER_TCP = (
+    "its answer was truncated even over TCP (more records than fit in 65,535 bytes),"
+    " so it is not the whole list; check the nameserver"
+)
+
+
+def _unusable(reply: dns.message.Message) -> str:
+    """Why an answer with records answers nothing, naming what it holds."""
+    import dns.rcode  # noqa: PLC0415 - see the module's imports
+    import dns.rdatatype  # noqa: PLC0415 - the same reason
+
+    held = ", ".join(
+        f"{rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}" for rrset in reply.answer[:3]
+    )
+    more = f" and {len(reply.answer) - 3} more" if len(reply.answer) > 3 else ""
+    return (
+        f"its {dns.rcode.to_text(reply.rcode())} answer holds no usable record for the"
+        f" name asked ({held}{more}), so it is not read as a list of tasks; check the"
+        " nameserver"
+    )
+
+
 class _Timeout(Exception):
     """No answer arrived in time (the sockets' own timeout)."""
 
@@ -63,8 +87,10 @@ class Exchange:
 
     The query goes over UDP with EDNS first; a reply with the TC bit set is
     asked again over TCP of the same server (``handle_wire``, the one place
-    that decides it; over TCP the reply is read as it is). A failing server
-    passes the question to the next one while time remains.
+    that decides it). A reply still truncated over TCP is a failure, never
+    data. Each server gets an equal share of the time left for the servers
+    not yet tried, and a failing or silent one passes the question to the
+    next while time remains.
     """
 
     def __init__(
@@ -84,6 +110,7 @@ class Exchange:
         self._index = 0
         self._tcp = False
         self._deadline = Deadline(timeout, clock=clock)
+        self._waited = timeout  # what the last request was given
         self._answer: Answer | None = None
         self._failure: SwarmDNSError | None = None
         self._final = False
@@ -105,12 +132,17 @@ class Exchange:
         if remaining <= 0:
             self._finish(self._timed_out())
             return None
-        return Request(self._server, self._tcp, remaining)
+        # A silent server must leave time for the others.
+        self._waited = remaining / (len(self._servers) - self._index)
+        return Request(self._server, self._tcp, self._waited)
 
     def handle_wire(self, data: bytes) -> None:
         """Take the reply to the last request, as received."""
-        if wire.is_truncated(data) and not self._tcp:
-            self._tcp = True  # the one place that decides: ask the same server over TCP
+        if wire.is_truncated(data):
+            if not self._tcp:
+                self._tcp = True  # the one place that decides: ask the same server over TCP
+                return
+            self._next_server(self._failure_of(_TRUNCATED_OVER_TCP))
             return
         fast = wire.read_reply(data, self.wire, self._rdtype)
         if fast is not None:
@@ -130,19 +162,18 @@ class Exchange:
 
     def handle_error(self, error: Exception) -> None:
         """Take the exception that the last request raised."""
-        server = str(self._server)
         if isinstance(error, _Timeout):
-            self._finish(self._timed_out())
+            timed_out = self._timed_out()
+            if self._index + 1 < len(self._servers):
+                self._next_server(timed_out)
+            else:
+                self._finish(timed_out)
             return
         if isinstance(error, OSError | EOFError):
             reason = f"the connection failed: {getattr(error, 'strerror', None) or error!r}"
         else:
             reason = f"its answer was unusable ({type(error).__name__}: {error})"
-        failure = ResolutionError(
-            f"cannot get {self._what()} from {server}: {reason}",
-            name=self.question.name,
-            nameserver=server,
-        )
+        failure = self._failure_of(reason)
         failure.__cause__ = error
         self._next_server(failure)
 
@@ -166,10 +197,21 @@ class Exchange:
     def _what(self) -> str:
         return f"{self.question.rdtype} {self.question.name!r}"
 
+    def _failure_of(self, reason: str) -> ResolutionError:
+        return ResolutionError(
+            f"cannot get {self._what()} from {self._server}: {reason}",
+            name=self.question.name,
+            nameserver=str(self._server),
+        )
+
     def _handle_reply(self, reply: dns.message.Message) -> None:
         rcode = reply.rcode()
         if rcode in (_NOERROR, _NXDOMAIN):
-            self._take(self._records(reply), nxdomain=rcode == _NXDOMAIN)
+            records = self._records(reply)
+            if records is None:
+                self._next_server(self._failure_of(_unusable(reply)))
+                return
+            self._take(records, nxdomain=rcode == _NXDOMAIN)
             return
         if self._engine_disowns(rcode, reply.flags):
             self._take((), nxdomain=True)
@@ -213,19 +255,45 @@ class Exchange:
         )
         self._final = True
 
-    def _records(self, reply: dns.message.Message) -> tuple[str, ...]:
+    def _records(self, reply: dns.message.Message) -> tuple[str, ...] | None:
+        """The records of the type asked for the name asked, or None if the answer has none.
+
+        A CNAME chain inside the answer is followed, as resolvers do. An empty
+        answer section (NODATA, or NXDOMAIN) means no records. An answer that
+        holds records, none of them ours, does not answer the question: None.
+        So does an NXDOMAIN that carries records.
+        """
+        import dns.rdatatype  # noqa: PLC0415 - see the module's imports
+
+        if not reply.answer:
+            return ()
+        if reply.rcode() == _NXDOMAIN:
+            return None
         name = self.query.question[0].name
-        values: list[str] = []
-        for rrset in reply.answer:
-            if rrset.rdtype == self._rdtype and rrset.name == name:
-                values.extend(rdata.to_text() for rdata in rrset)
-        return tuple(values)
+        for _ in range(_MAX_CNAMES + 1):
+            values = [
+                rdata.to_text()
+                for rrset in reply.answer
+                if rrset.rdtype == self._rdtype and rrset.name == name
+                for rdata in rrset
+            ]
+            if values:
+                return tuple(values)
+            aliases = [
+                rrset[0].target
+                for rrset in reply.answer
+                if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == name
+            ]
+            if not aliases:
+                return None
+            name = aliases[0]
+        return None  # a chain too long, or a loop
 
     def _timed_out(self) -> ResolutionTimeout:
         transport = "TCP" if self._tcp else "UDP"
         return ResolutionTimeout(
             f"no answer from {self._server} for {self._what()} within"
-            f" {self._deadline.timeout:.3g} s (over {transport}); check that the nameserver is"
+            f" {self._waited:.3g} s (over {transport}); check that the nameserver is"
             " reachable (127.0.0.11 in a Swarm task) or pass a larger timeout",
             name=self.question.name,
             nameserver=str(self._server),
@@ -248,7 +316,8 @@ class DirectBackend:
 
     Queries carry EDNS with a 4096-byte buffer, truncated answers are asked
     again over TCP, names are absolute (no search domains) and nothing is
-    cached. With several nameservers, each is tried in turn while time remains.
+    cached. With several nameservers, each is tried in turn with an equal
+    share of the time left. Datagrams that do not answer the query are ignored.
     The engine's usual answers are read by a fast reader of swarmdns's own;
     dnspython reads anything else. ``DNSPythonBackend`` is another name for it.
 
@@ -337,13 +406,20 @@ def _rcode_text(rcode: int) -> str:
 
 
 def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
-    """Send ``query`` over UDP and return the first datagram that comes back."""
+    """Send ``query`` over UDP and return the first datagram that answers it.
+
+    Datagrams that are not a reply to it (``wire.answers``) are dropped.
+    """
+    deadline = Deadline(timeout)
     sock = socket.socket(_socket_family(server), socket.SOCK_DGRAM)
     try:
-        sock.settimeout(timeout)
         sock.connect((server.host, server.port))
         sock.send(query)
-        return sock.recv(65535)
+        while True:
+            sock.settimeout(max(deadline.remaining(), 1e-6))
+            data = sock.recv(65535)
+            if wire.answers(data, query):
+                return data
     except TimeoutError:
         raise _timed_out(timeout) from None
     finally:
@@ -389,7 +465,7 @@ async def _udp_exchange_async(query: bytes, server: Nameserver, timeout: float) 
         sock.connect((server.host, server.port))  # UDP: no packet, no waiting
         sock.send(query)  # a datagram this small never blocks
         received: asyncio.Future[bytes] = loop.create_future()
-        loop.add_reader(sock.fileno(), _deliver, sock, received)
+        loop.add_reader(sock.fileno(), _deliver, sock, query, received)
         timer = loop.call_later(timeout, _expire, received, timeout)
         try:
             return await received
@@ -400,16 +476,22 @@ async def _udp_exchange_async(query: bytes, server: Nameserver, timeout: float) 
         sock.close()
 
 
-def _deliver(sock: socket.socket, received: asyncio.Future[bytes]) -> None:
-    """The socket is readable: hand the datagram (or the error) to whoever waits."""
+def _deliver(sock: socket.socket, query: bytes, received: asyncio.Future[bytes]) -> None:
+    """The socket is readable: hand the reply (or the error) to whoever waits.
+
+    A datagram that does not answer ``query`` is dropped, and the wait goes on.
+    """
     if received.done():
         return
     try:
-        received.set_result(sock.recv(65535))
+        data = sock.recv(65535)
     except (BlockingIOError, InterruptedError):
         return  # woken for nothing: wait on
     except OSError as error:  # such as an ICMP "port unreachable"
         received.set_exception(error)
+        return
+    if wire.answers(data, query):
+        received.set_result(data)
 
 
 def _expire(received: asyncio.Future[bytes], timeout: float) -> None:
@@ -429,11 +511,11 @@ async def _tcp_exchange_async(query: bytes, server: Nameserver, timeout: float) 
             length = int.from_bytes(await reader.readexactly(2), "big")
             return await reader.readexactly(length)
         finally:
-            writer.close()
-            with contextlib.suppress(OSError, asyncio.CancelledError):
+            writer.close()  # a cancel that lands in wait_closed() still propagates
+            with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
     try:
-        return await asyncio.wait_for(exchange(), timeout)
-    except asyncio.TimeoutError:
+        return await within(exchange(), timeout)
+    except Overrun:
         raise _timed_out(timeout) from None

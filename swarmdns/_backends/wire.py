@@ -88,6 +88,22 @@ def _addresses_of(values: tuple[int, ...]) -> SortedAddresses:
     return SortedAddresses(_memo.addresses.addresses(values))
 
 
+def answers(data: bytes, query: bytes) -> bool:
+    """Whether the datagram ``data`` can be the reply to ``query`` (made by ``build_query``).
+
+    It must carry the query's ID and the QR bit, and echo the question (the
+    name in any case); an error reply may leave the question out. Anything
+    else (a stray or late datagram, another question's answer, garbage) is
+    not a reply to this query at all, and the client waits on.
+    """
+    if len(data) < _HEADER.size or data[:2] != query[:2] or not data[2] & 0x80:
+        return False
+    if data[4:6] == _ONE:
+        start, end = _HEADER.size, len(query) - len(_OPT)
+        return data[start:end].lower() == query[start:end].lower()
+    return data[4:6] == b"\x00\x00" and bool(data[3] & _RCODE)
+
+
 def is_truncated(data: bytes) -> bool:
     """Whether the reply in ``data`` has its TC bit set (``data`` holds at least a header)."""
     return len(data) >= _HEADER.size and bool(data[2] << 8 & _TC)

@@ -13,6 +13,7 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 import swarmdns
@@ -24,7 +25,7 @@ from swarmdns import (
     ResolutionTimeout,
     ServiceNotFound,
 )
-from swarmdns._backends.direct import Exchange, _timed_out
+from swarmdns._backends.direct import Exchange, _timed_out, _Timeout
 from swarmdns._backends.nameserver import Nameserver
 from swarmdns.testing import FakeSwarm, Fault, Upstream
 
@@ -141,7 +142,7 @@ def test_a_truncated_datagram_cut_mid_record_moves_to_tcp() -> None:
     assert (request.server, request.tcp) == (SERVERS[0], True)
 
 
-def test_each_request_gets_the_time_that_is_left() -> None:
+def test_each_server_gets_an_equal_share_of_the_time_left() -> None:
     now = [0.0]
     exchange = Exchange(QUESTION, SERVERS, 2.0, clock=lambda: now[0])
     first = exchange.next_request()
@@ -151,12 +152,29 @@ def test_each_request_gets_the_time_that_is_left() -> None:
 
     assert first is not None
     assert second is not None
-    assert (first.timeout, second.timeout) == (2.0, 1.5)
+    assert (first.timeout, second.timeout) == (1.0, 1.5)  # the last server gets all that is left
+
+
+def test_a_silent_server_passes_the_question_on_at_the_end_of_its_share() -> None:
+    now = [0.0]
+    exchange = Exchange(QUESTION, SERVERS, 2.0, clock=lambda: now[0])
+    exchange.next_request()
+    now[0] = 1.0
+    exchange.handle_error(_Timeout("no answer within 1 s"))
+    request = exchange.next_request()
+
+    assert request is not None
+    assert (request.server, request.tcp, request.timeout) == (SERVERS[1], False, 1.0)
+    now[0] = 2.0
+    exchange.handle_error(_Timeout("no answer within 1 s"))
+    assert exchange.next_request() is None
+    with pytest.raises(ResolutionTimeout, match=str(SERVERS[1])):
+        exchange.result()
 
 
 def test_timeout_ends_the_exchange_with_the_deadline() -> None:
     now = [0.0]
-    exchange = Exchange(QUESTION, SERVERS, 2.0, clock=lambda: now[0])
+    exchange = Exchange(QUESTION, SERVERS[:1], 2.0, clock=lambda: now[0])
     request = exchange.next_request()
     assert request is not None
     assert request.timeout == 2.0
@@ -301,3 +319,80 @@ def test_the_same_answer_from_a_nameserver_that_is_not_the_engine_is_a_failure()
         pytest.raises(ResolutionError, match="answered SERVFAIL"),
     ):
         swarmdns.task_ips("web", backend=DNSPythonBackend([elsewhere.nameserver]))
+
+
+def rrset(name: str, rdtype: str, *values: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text(name, 600, "IN", rdtype, *values)
+
+
+def test_an_answer_truncated_even_over_tcp_is_a_failure_not_data() -> None:
+    exchange = Exchange(QUESTION, SERVERS[:1], 2.0)
+    exchange.next_request()
+    for _ in ("udp", "tcp"):
+        truncated = reply(exchange, dns.rcode.NOERROR, "10.0.1.3")
+        truncated.flags |= dns.flags.TC
+        feed(exchange, truncated)
+
+    assert exchange.next_request() is None
+    with pytest.raises(ResolutionError, match="truncated even over TCP"):
+        exchange.result()
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [rrset("tasks.web.", "CNAME", "elsewhere.")],
+        [rrset("tasks.web.", "CNAME", "loop."), rrset("loop.", "CNAME", "tasks.web.")],
+        [rrset("tasks.api.", "A", "10.0.1.3")],
+        [rrset("tasks.web.", "TXT", '"hello"')],
+    ],
+    ids=["cname-to-nowhere", "cname-loop", "another-name", "another-type"],
+)
+def test_an_answer_with_no_usable_record_is_a_failure(records: list[dns.rrset.RRset]) -> None:
+    exchange = Exchange(QUESTION, SERVERS[:1], 2.0)
+    exchange.next_request()
+    message = reply(exchange)
+    message.answer.extend(records)
+
+    feed(exchange, message)
+
+    assert exchange.next_request() is None
+    with pytest.raises(ResolutionError, match="no usable record"):
+        exchange.result()
+
+
+def test_an_nxdomain_with_records_is_a_failure() -> None:
+    exchange = Exchange(QUESTION, SERVERS[:1], 2.0)
+    exchange.next_request()
+
+    feed(exchange, reply(exchange, dns.rcode.NXDOMAIN, "10.0.1.3"))
+
+    with pytest.raises(ResolutionError, match="NXDOMAIN answer holds no usable record"):
+        exchange.result()
+
+
+def test_a_cname_chain_inside_the_answer_is_followed() -> None:
+    exchange = Exchange(QUESTION, SERVERS[:1], 2.0)
+    exchange.next_request()
+    message = reply(exchange)
+    message.answer.extend(
+        [
+            rrset("tasks.web.", "CNAME", "a."),
+            rrset("a.", "CNAME", "b."),
+            rrset("b.", "A", "10.0.1.3", "10.0.1.4"),
+        ]
+    )
+
+    feed(exchange, message)
+
+    assert exchange.result().records == ("10.0.1.3", "10.0.1.4")
+
+
+def test_an_empty_noerror_answer_still_means_no_records() -> None:
+    exchange = Exchange(QUESTION, SERVERS[:1], 2.0)
+    exchange.next_request()
+
+    feed(exchange, reply(exchange))
+
+    answer = exchange.result()
+    assert (answer.records, answer.nxdomain) == ((), False)

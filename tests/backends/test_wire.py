@@ -229,3 +229,25 @@ def test_reads_every_generated_answer_as_dnspython_does(
 def test_random_bytes(data: bytes) -> None:
     check(struct.pack("!H", 0x1234) + data, QUERY_A, wire.TYPE_A)
     check(data, QUERY_PTR, wire.TYPE_PTR)
+
+
+def test_a_reply_must_carry_the_querys_id_and_question() -> None:
+    query = wire.build_query("tasks.web.", wire.TYPE_A, 0x1234)
+    good = dnspython_reply(query, ["10.0.1.3"])
+    other_id = b"\x43\x21" + good[2:]
+    other_question = dnspython_reply(wire.build_query("tasks.api.", wire.TYPE_A, 0x1234), [])
+    not_a_reply = query
+    echoed_in_capitals = good[:12] + good[12:22].upper() + good[22:]
+    refused_without_question = good[:2] + b"\x81\x05\x00\x00" + bytes(6)
+
+    assert wire.answers(good, query)
+    assert wire.answers(echoed_in_capitals, query)
+    assert wire.answers(refused_without_question, query)
+    assert not wire.answers(other_id, query)
+    assert not wire.answers(other_question, query)
+    assert not wire.answers(not_a_reply, query)
+    assert not wire.answers(good[:11], query)
+    assert not wire.answers(good[:12] + b"\x3fgarbage", query)
+    assert not wire.answers(
+        good[:2] + b"\x81\x80\x00\x00" + bytes(6), query
+    )  # NOERROR, no question
