@@ -24,6 +24,8 @@ from ._lookups import DEFAULT_TIMEOUT
 from ._watch import TaskSetChange, WatchView, logger, prepare_watch, watch_steps
 
 _Watcher = TypeVar("_Watcher", bound="TaskWatcher")
+#: How long ``stop()`` waits for the thread before cancelling the watch again.
+_CANCEL_AGAIN_AFTER = 0.05
 
 
 class TaskWatcher(WatchView):
@@ -128,15 +130,27 @@ class TaskWatcher(WatchView):
         return self
 
     def stop(self) -> None:
-        """Stop watching and join the thread; a lookup in flight is abandoned."""
+        """Stop watching and join the thread; a lookup in flight is abandoned.
+
+        Returns once the thread has ended: at once, or, with a synchronous
+        backend, when the lookup in flight ends (within its ``timeout``).
+        """
         with self._lock:
             self._stopping = True
-            loop, task, thread = self._loop, self._task, self._thread
-        if loop is not None and task is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: the watch had ended
-                loop.call_soon_threadsafe(task.cancel)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+        thread = self._thread
+        while True:
+            with self._lock:
+                loop, task = self._loop, self._task
+            if loop is not None and task is not None:
+                # Cancelled again until it ends: a cancel can be lost (a library
+                # that swallows it, or one landing as a step completes).
+                with contextlib.suppress(RuntimeError):  # the loop closed: the watch ended
+                    loop.call_soon_threadsafe(task.cancel)
+            if thread is None or thread is threading.current_thread():
+                return
+            thread.join(_CANCEL_AGAIN_AFTER)
+            if not thread.is_alive():
+                return
 
     def __enter__(self: _Watcher) -> _Watcher:
         return self.start()

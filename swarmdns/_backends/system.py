@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+from .._deadlines import Overrun, within
 from .._errors import ResolutionError, ResolutionTimeout
 from .._model import Answer, Question
 
@@ -59,10 +60,8 @@ class SystemBackend:
         import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
 
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(self.resolve, question, timeout), timeout
-            )
-        except asyncio.TimeoutError:
+            return await within(asyncio.to_thread(self.resolve, question, timeout), timeout)
+        except Overrun:
             raise ResolutionTimeout(
                 f"the system resolver gave no answer for {question.rdtype} {question.name!r}"
                 f" within {timeout:g} s",
