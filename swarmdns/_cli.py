@@ -257,8 +257,12 @@ def _serve(options: argparse.Namespace, out: TextIO) -> int:
 
     services = _services_from(options)
     try:
+        # Nobody reads this fake's query log, and it may run for days: keep none.
         swarm = FakeSwarm(
-            host=options.host, port=options.port, engine=options.engine or ENGINES[-1]
+            host=options.host,
+            port=options.port,
+            engine=options.engine or ENGINES[-1],
+            query_log=0,
         )
     except ValueError as error:
         raise ConfigurationError(f"--engine: {error}", source="--engine") from error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import signal
@@ -14,6 +15,8 @@ import dns.message
 import dns.query
 import pytest
 
+import swarmdns.testing
+from swarmdns import _cli
 from swarmdns.testing import FakeSwarm, Fault
 
 SWARMDNS = [sys.executable, "-m", "swarmdns"]
@@ -201,6 +204,29 @@ def test_serve_runs_the_fake_until_interrupted(
     assert len(reply.answer[0]) == 2
     assert len(db.answer[0]) == 1
     assert (serve.returncode, err) == (0, "")
+
+
+def test_serve_keeps_no_query_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nobody reads the log of a fake started by serve, which may run for days.
+    started: list[FakeSwarm] = []
+
+    class Recorded(FakeSwarm):
+        def start(self) -> Recorded:
+            started.append(self)
+            return super().start()
+
+    def ask_while_serving() -> None:
+        (swarm,) = started
+        for _ in range(50):
+            query = dns.message.make_query("tasks.web", "A")
+            dns.query.udp(query, swarm.host, port=swarm.port, timeout=60)
+        swarm.wait_for_queries(50)  # still counted
+
+    monkeypatch.setattr(swarmdns.testing, "FakeSwarm", Recorded)
+    monkeypatch.setattr(_cli, "_wait_for_interrupt", ask_while_serving)
+
+    assert _cli.main(["serve"], out=io.StringIO()) == 0
+    assert started[0].queries == ()
 
 
 def test_serve_with_a_bad_description_exits_2(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from ._engines import DEFAULT_ENGINE, engine_profile, resolv_conf
 from ._nodes import SILENT, Delivery, Gossip, Node, NodeDelays, NodeView, Scheduler, Timer
-from ._responder import Injected, QueryRecord, Responder, Upstream
+from ._responder import DEFAULT_QUERY_LOG, Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
 from ._swarm import Network, Service, Swarm, SwarmError, Task, TaskState
 from ._zone import ZoneBuilder
@@ -55,9 +55,13 @@ class FakeSwarm:
             (see ``nodes``); the fake's own server is the first node's.
         delays: How long changes take to reach the other nodes, and how a
             node's loss plays out (see ``NodeDelays``); the measured ones by default.
+        query_log: How many of the newest messages ``queries`` keeps (10,000
+            by default, about 1.5 MB; 0 keeps none). Older ones fall off, but
+            ``wait_for_queries()`` and ``count_queries()`` count every message.
 
     Raises:
-        ValueError: ``engine`` is not a version the fake models.
+        ValueError: ``engine`` is not a version the fake models, or
+            ``query_log`` is negative.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class FakeSwarm:
         engine: str = DEFAULT_ENGINE,
         nodes: int = 1,
         delays: NodeDelays | None = None,
+        query_log: int = DEFAULT_QUERY_LOG,
     ) -> None:
         self._initial_engine = engine_profile(engine).version
         self._host = host
@@ -79,7 +84,7 @@ class FakeSwarm:
         self._batches = 0
         self._swarm = Swarm(seed=seed)
         self._zones = ZoneBuilder()
-        self._responder = Responder(seed=seed, engine=engine)
+        self._responder = Responder(seed=seed, engine=engine, query_log=query_log)
         self._server: DNSServer | None = None
         self._init_nodes(nodes, delays)
         self._initial_upstream = upstream
@@ -760,11 +765,21 @@ class FakeSwarm:
 
     @property
     def queries(self) -> tuple[QueryRecord, ...]:
-        """Every message received since the start (or the last reset), oldest first."""
+        """The messages received since the start (or the last reset), oldest first.
+
+        Only the newest ``query_log`` of them (see ``FakeSwarm``).
+        """
         return self._responder.log.snapshot()
 
+    def count_queries(self, name: str | None = None) -> int:
+        """How many messages (about ``name``, if given) arrived since the start or last reset.
+
+        Unlike ``len(queries)``, this counts those the log no longer keeps.
+        """
+        return self._responder.log.count(name)
+
     def clear_queries(self) -> None:
-        """Forget the messages received so far."""
+        """Forget the messages received so far, and their count."""
         self._responder.log.clear()
 
     def wait_for_queries(
@@ -772,8 +787,11 @@ class FakeSwarm:
     ) -> tuple[QueryRecord, ...]:
         """Block until ``count`` messages (about ``name``, if given) have arrived.
 
+        Every message since the start (or the last reset) counts, including
+        those the log no longer keeps.
+
         Returns:
-            Those messages, oldest first.
+            Those messages still in the log, oldest first.
 
         Raises:
             TimeoutError: Fewer arrived within ``timeout`` seconds.

@@ -7,9 +7,11 @@ an answer lives here so that it can be tested and fuzzed without sockets.
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 import heapq
+import itertools
 import random
 import threading
 import time
@@ -306,53 +308,133 @@ def _as_list(entry: list[Injected] | Injected) -> list[Injected]:
     return entry if isinstance(entry, list) else [entry]
 
 
-class QueryLog:
-    """The fake's record of every message received; thread-safe, waitable."""
+#: How many messages the query log keeps by default: about 1.5 MB of records.
+DEFAULT_QUERY_LOG = 10_000
+#: How many names the log counts past its end (for ``wait(name=...)``).
+_COUNTED_NAMES = 4096
 
-    def __init__(self) -> None:
-        self._records: list[QueryRecord] = []
-        self._changed = threading.Condition()
+
+class QueryLog:
+    """The newest messages the fake received, and how many it received in all.
+
+    A ring of ``size`` records (0: none): older ones fall off, so that a fake
+    running for hours keeps the same memory. Counts cover every message,
+    those fallen off included. Thread-safe: the server appends while tests
+    read and wait.
+    """
+
+    def __init__(self, size: int = DEFAULT_QUERY_LOG) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(
+                f"query_log is how many queries to keep: a whole number, 0 or more; not {size!r}"
+            )
+        self.size = size
+        self._records: collections.deque[QueryRecord] = collections.deque(maxlen=size)
+        self._total = 0
+        self._clears = 0  # tells a waiter the log was emptied meanwhile
+        # The messages fallen off the ring, by name (at most _COUNTED_NAMES names).
+        self._fallen: dict[str, int] = {}
+        self._uncounted = False  # a name fell off without being counted
+        self._changed = threading.Condition(threading.Lock())
 
     def append(self, record: QueryRecord) -> None:
         """Record one message and wake up whoever waits for it."""
         with self._changed:
-            self._records.append(record)
+            records = self._records
+            if len(records) == self.size:
+                self._count_fallen(records[0] if records else record)
+            records.append(record)
+            self._total += 1
             self._changed.notify_all()
 
+    def _count_fallen(self, record: QueryRecord) -> None:
+        if record.name is None:
+            return
+        key = record.name.lower()
+        fallen = self._fallen
+        if key in fallen:
+            fallen[key] += 1
+        elif len(fallen) < _COUNTED_NAMES:
+            fallen[key] = 1
+        else:
+            self._uncounted = True
+
     def snapshot(self) -> tuple[QueryRecord, ...]:
-        """Every record so far, oldest first."""
+        """The records kept, oldest first."""
         with self._changed:
             return tuple(self._records)
 
+    def count(self, name: str | None = None) -> int:
+        """How many messages (about ``name``, if given) arrived, kept or not."""
+        key = None if name is None else normalize_name(name)
+        with self._changed:
+            return self._count(key)
+
+    def _count(self, key: str | None) -> int:
+        if key is None:
+            return self._total
+        return self._fallen.get(key, 0) + sum(1 for r in self._records if _about(r, key))
+
     def clear(self) -> None:
-        """Forget every record."""
+        """Forget every record, and every count."""
         with self._changed:
             self._records.clear()
+            self._total = 0
+            self._clears += 1
+            self._fallen.clear()
+            self._uncounted = False
 
     def wait(self, count: int, *, name: str | None, timeout: float) -> tuple[QueryRecord, ...]:
-        """Block until ``count`` records (about ``name``, if given) exist.
+        """Block until ``count`` messages (about ``name``, if given) arrived in all.
+
+        Returns:
+            The matching records still kept, oldest first.
 
         Raises:
             TimeoutError: Fewer arrived within ``timeout`` seconds.
         """
         key = None if name is None else normalize_name(name)
-
-        def matching() -> list[QueryRecord]:
-            return [
-                r
-                for r in self._records
-                if key is None or (r.name is not None and r.name.lower() == key)
-            ]
-
         with self._changed:
-            if not self._changed.wait_for(lambda: len(matching()) >= count, timeout):
-                about = "" if key is None else f" for {key!r}"
-                raise TimeoutError(
-                    f"the fake Swarm DNS received {len(matching())} of {count} queries{about}"
-                    f" within {timeout} s; check the code under test talks to"
-                    " SWARMDNS_NAMESERVER"
-                )
-            return tuple(matching())
+            counter = self._counter(key)
+            if not self._changed.wait_for(lambda: counter() >= count, timeout):
+                raise TimeoutError(self._missing(counter(), count, key, timeout))
+            return tuple(r for r in self._records if key is None or _about(r, key))
+
+    def _counter(self, key: str | None) -> Callable[[], int]:
+        """What counts the messages about ``key`` as they come, each looked at once."""
+        if key is None:
+            return lambda: self._total
+        state = [self._clears, self._total, self._count(key)]  # as of: clears, total; count
+
+        def count() -> int:
+            clears, total, found = state
+            new = self._total - total
+            if clears != self._clears or new > len(self._records):
+                found = self._count(key)  # emptied, or some fell off unseen: count afresh
+            elif new:
+                recent = itertools.islice(reversed(self._records), new)
+                found += sum(1 for r in recent if _about(r, key))
+            state[:] = [self._clears, self._total, found]
+            return found
+
+        return count
+
+    def _missing(self, found: int, count: int, key: str | None, timeout: float) -> str:
+        about = "" if key is None else f" for {key!r}"
+        message = (
+            f"the fake Swarm DNS received {found} of {count} queries{about} within {timeout} s;"
+            " check the code under test talks to SWARMDNS_NAMESERVER"
+        )
+        if key is not None and self._uncounted and key not in self._fallen:
+            message += (
+                f" (more than {_COUNTED_NAMES} names fell out of the query log uncounted:"
+                " give FakeSwarm a larger query_log)"
+            )
+        return message
+
+
+def _about(record: QueryRecord, key: str) -> bool:
+    return record.name is not None and record.name.lower() == key
 
 
 class ForwardSlots:
@@ -404,7 +486,7 @@ class Responder:
         zone: The names to answer from; replaced whole on every change.
         upstream: How the host's resolvers treat forwarded queries.
         faults: Injected faults.
-        log: Every message received.
+        log: The newest messages received (``query_log`` of them), and their count.
         forwards: The engine's forwards in flight (engine 24 and newer).
     """
 
@@ -414,11 +496,12 @@ class Responder:
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         engine: str = DEFAULT_ENGINE,
+        query_log: int = DEFAULT_QUERY_LOG,
     ) -> None:
         self.zone = Zone()
         self.upstream = Upstream.NXDOMAIN
         self.faults = FaultTable()
-        self.log = QueryLog()
+        self.log = QueryLog(query_log)
         self._engine = engine_profile(engine)
         self.forwards = ForwardSlots(self._engine.forward_limit or 0)
         self._rng = random.Random(seed)

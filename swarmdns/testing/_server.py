@@ -8,6 +8,7 @@ pending and no transport half-closed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import heapq
 import itertools
@@ -35,6 +36,12 @@ _START_TIMEOUT = 10.0
 _STOP_TIMEOUT = 10.0
 _BIND_ATTEMPTS = 20
 _RECV_SIZE = 65536
+#: accept() failures that last until the process or the system frees memory
+#: or descriptors: the server stops accepting for a pause, doubled up to a
+#: limit while they last, instead of retrying at once for ever.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_PAUSE_FIRST = 0.01
+_ACCEPT_PAUSE_MAX = 0.5
 
 
 def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -116,6 +123,7 @@ class DNSServer:
         self._connections: dict[socket.socket, _Connection] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_ids = itertools.count()
+        self._accept_pause = 0.0  # while accept() lacks resources: the next pause
 
     @property
     def running(self) -> bool:
@@ -237,11 +245,40 @@ class DNSServer:
     def _on_accept(self, listener: socket.socket) -> None:
         try:
             sock, _ = listener.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        except BlockingIOError:
+            self._accept_pause = 0.0  # every pending connection taken: recovered
+            return
+        except (InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as error:
+            if error.errno not in _OUT_OF_RESOURCES:
+                raise
+            self._pause_accepting(listener, error)
             return
         sock.setblocking(False)
         self._connections[sock] = _Connection(sock, time.monotonic())
         self._selector.register(sock, selectors.EVENT_READ, self._on_readable)
+
+    def _pause_accepting(self, listener: socket.socket, error: OSError) -> None:
+        """Stop accepting for a while, as retrying at once would spin until resources free."""
+        if not self._accept_pause:
+            logger.warning(
+                "the fake Swarm DNS server on port %d cannot accept TCP connections: %s;"
+                " it stops accepting for up to %g s at a time until descriptors or memory"
+                " free up, and goes on serving UDP and its open connections. Raise the"
+                " process's descriptor limit (ulimit -n) or hold fewer connections open.",
+                self.port,
+                error,
+                _ACCEPT_PAUSE_MAX,
+            )
+        pause = self._accept_pause or _ACCEPT_PAUSE_FIRST
+        self._accept_pause = min(pause * 2, _ACCEPT_PAUSE_MAX)
+        self._selector.unregister(listener)
+        self._later(pause, functools.partial(self._resume_accepting, listener))
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if not self._stopping:
+            self._selector.register(listener, selectors.EVENT_READ, self._on_accept)
 
     def _on_readable(self, sock: socket.socket) -> None:
         connection = self._connections[sock]

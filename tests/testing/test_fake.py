@@ -35,6 +35,12 @@ def test_port_is_checked(port: object) -> None:
         FakeSwarm(port=port).start()  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("size", [-1, True, 1.5, "100"])
+def test_query_log_is_checked(size: object) -> None:
+    with pytest.raises(ValueError, match="query_log is how many queries to keep"):
+        FakeSwarm(query_log=size)  # type: ignore[arg-type]
+
+
 def test_upstream_is_checked() -> None:
     with pytest.raises(TypeError, match="Upstream member"):
         FakeSwarm(upstream="nxdomain")  # type: ignore[arg-type]

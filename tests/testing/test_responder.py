@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import tracemalloc
 
 import dns.message
 import dns.rcode
@@ -258,6 +259,64 @@ def test_log_wait_times_out_with_a_useful_message() -> None:
 
     with pytest.raises(TimeoutError, match=r"received 0 of 1 queries for 'web' within 0.01 s"):
         log.wait(1, name="web", timeout=0.01)
+
+
+def a_record(number: int, name: str | None = None) -> QueryRecord:
+    return QueryRecord(
+        name=f"n{number}.example" if name is None else name,
+        qtype="A",
+        transport="udp",
+        outcome=Outcome.NXDOMAIN,
+        received=float(number),
+    )
+
+
+def test_the_query_log_stays_bounded_however_many_queries_arrive() -> None:
+    # A fake that runs for hours (swarmdns serve, a long session) receives
+    # millions of messages: the log keeps the newest ones, in constant memory.
+    log = Responder().log
+
+    def fill(start: int, stop: int) -> None:
+        for number in range(start, stop):  # every name different, as from a fuzzer
+            log.append(a_record(number))
+
+    tracemalloc.start()
+    try:
+        fill(0, 20_000)  # more than the log holds: from here on it is full
+        before, _ = tracemalloc.get_traced_memory()
+        fill(20_000, 220_000)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+    kept = log.snapshot()
+    assert grown < 1_000_000, f"the log grew by {grown:,} bytes over 200,000 queries"
+    assert len(kept) == 10_000  # the documented default
+    assert [r.received for r in kept[::9_999]] == [210_000.0, 219_999.0]
+
+
+def test_waiting_counts_every_query_even_those_the_log_no_longer_holds() -> None:
+    log = QueryLog(size=100)
+
+    def write() -> None:
+        for number in range(1_000):
+            log.append(a_record(number, "web" if number % 2 else "db"))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    got = log.wait(1_000, name=None, timeout=30.0)
+    writer.join()
+
+    assert [r.received for r in got] == [float(n) for n in range(900, 1_000)]
+    assert log.count() == 1_000
+    assert log.count("WEB.") == 500
+    assert len(log.wait(500, name="web", timeout=0.0)) == 50
+    with pytest.raises(TimeoutError, match=r"received 500 of 501 queries for 'db'"):
+        log.wait(501, name="db", timeout=0.01)
+
+    log.clear()
+
+    assert (log.snapshot(), log.count(), log.count("web")) == ((), 0, 0)
 
 
 def test_a_fault_can_target_one_query_type(responder: Responder) -> None:

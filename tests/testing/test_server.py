@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
+import select
 import socket
 import struct
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+from typing import Any
 
 import dns.message
 import dns.query
@@ -158,6 +163,118 @@ def test_shutdown_leaves_no_warning_behind(tmp_path: pathlib.Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
 
 
+class Reports:
+    """The JSON lines a child process prints, each awaited with a deadline."""
+
+    def __init__(self, child: subprocess.Popen[bytes]) -> None:
+        assert child.stdout is not None
+        self._fd = child.stdout.fileno()
+        self._buffer = b""
+
+    def next(self, timeout: float = 60.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._fd], [], [], left)[0]:
+                raise TimeoutError(f"the child printed nothing more within {timeout} s")
+            chunk = os.read(self._fd, 65536)
+            if not chunk:
+                raise EOFError(f"the child exited; it printed {self._buffer!r}")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+
+def test_at_the_descriptor_limit_the_fake_pauses_accepting_instead_of_spinning(
+    tmp_path: pathlib.Path,
+) -> None:
+    # The fake runs in a child whose descriptor limit is 64; this process
+    # holds 100 connections to it, more than it can accept.
+    script = tmp_path / "limit.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, logging, resource, sys, threading, time
+            from swarmdns.testing import FakeSwarm
+
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+            records, first = [], threading.Event()
+
+            class Keep(logging.Handler):
+                def emit(self, record):
+                    records.append(f"{record.levelname} {record.getMessage()}")
+                    first.set()
+
+            logger = logging.getLogger("swarmdns")
+            logger.addHandler(Keep())
+            logger.setLevel(logging.DEBUG)
+
+            def report(**values):
+                print(json.dumps(values), flush=True)
+
+            with FakeSwarm() as swarm:
+                swarm.create_service("web")
+                report(port=swarm.port)
+                report(limit=first.wait(60))  # the first record: out of descriptors
+                # The measurement window, while the parent holds its connections.
+                wall, cpu = time.monotonic(), time.process_time()
+                threading.Event().wait(1.0)
+                report(cpu=(time.process_time() - cpu) / (time.monotonic() - wall))
+                sys.stdin.readline()  # the parent has let go and asked again
+                report(records=records, errors=len(swarm.internal_errors))
+            """
+        )
+    )
+    framed = struct.pack("!H", len(a_query("web"))) + a_query("web")
+    child = subprocess.Popen(
+        [sys.executable, "-W", "error", str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    clients: list[socket.socket] = []
+    try:
+        reports = Reports(child)
+        port = reports.next()["port"]
+        for _ in range(100):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=60))
+            clients[-1].sendall(framed)
+        limit = reports.next()
+        # Meanwhile, it answers over the connections it holds, and over UDP.
+        held = [dns.query.receive_tcp(clients[0], time.time() + 60)[0]]
+        dns.query.send_tcp(clients[0], dns.message.make_query("web", "A"))
+        held.append(dns.query.receive_tcp(clients[0], time.time() + 60)[0])
+        udp = dns.query.udp(dns.message.make_query("web", "A"), "127.0.0.1", port=port, timeout=60)
+        cpu = reports.next()["cpu"]
+        for client in clients:
+            client.close()
+        again = dns.query.tcp(
+            dns.message.make_query("web", "A"), "127.0.0.1", port=port, timeout=60
+        )
+        assert child.stdin is not None
+        child.stdin.write(b"\n")
+        child.stdin.flush()
+        final = reports.next()
+        _, err = child.communicate(timeout=60)
+    finally:
+        for client in clients:
+            client.close()
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=60)
+
+    assert limit == {"limit": True}
+    assert cpu < 0.5, f"the fake used {cpu:.0%} of a core while out of descriptors"
+    assert final["errors"] == 0
+    assert len(final["records"]) <= 3, final["records"][:5]
+    assert [r.split()[0] for r in final["records"]] == ["WARNING"]
+    assert "Too many open files" in final["records"][0]
+    answers = [*held, udp, again]
+    assert [m.rcode() for m in answers] == [dns.rcode.NOERROR] * 4
+    assert (child.returncode, err) == (0, b"")
+
+
 def test_tcp_connection_closes_after_128_queries(swarm_dns: FakeSwarm) -> None:
     swarm_dns.create_service("web")
     framed = struct.pack("!H", len(a_query("web"))) + a_query("web")
@@ -299,6 +416,24 @@ def test_concurrent_clients_all_get_their_answers(swarm_dns: FakeSwarm) -> None:
 def test_wait_for_queries_names_what_is_missing(swarm_dns: FakeSwarm) -> None:
     with pytest.raises(TimeoutError, match=r"received 0 of 2 queries for 'tasks\.web'"):
         swarm_dns.wait_for_queries(2, name="tasks.web", timeout=0.05)
+
+
+def test_the_log_keeps_the_newest_queries_and_counts_every_one() -> None:
+    with FakeSwarm(query_log=10) as swarm:
+        swarm.create_service("web")
+        for name in ["web", "db"] * 15:
+            exchange(swarm, a_query(name), timeout=60)  # answered, so logged
+
+        assert [q.name for q in swarm.queries] == ["web", "db"] * 5
+        assert [swarm.count_queries(n) for n in (None, "WEB", "db.")] == [30, 15, 15]
+        assert len(swarm.wait_for_queries(30)) == 10
+        assert len(swarm.wait_for_queries(15, name="db", timeout=0)) == 5
+        with pytest.raises(TimeoutError, match="received 30 of 31 queries"):
+            swarm.wait_for_queries(31, timeout=0.01)
+
+        swarm.reset()
+
+        assert (swarm.queries, swarm.count_queries(), swarm.count_queries("web")) == ((), 0, 0)
 
 
 def test_reset_empties_everything_but_keeps_the_port(swarm_dns: FakeSwarm) -> None:
