@@ -349,6 +349,8 @@ class SwarmDriver:
         for network in NETWORKS:
             if not self.client.networks.list(names=[network]):
                 self.client.networks.create(network, driver="overlay", attachable=True)
+        for leftover in self.client.services.list(filters={"name": "sdnstest-probe"}):
+            leftover.remove()  # a run that crashed left it
         self._service(
             "sdnstest-probe",
             1,
