@@ -48,6 +48,11 @@ _TRUNCATED_OVER_TCP = (
     "its answer was truncated even over TCP (more records than fit in 65,535 bytes),"
     " so it is not the whole list; check the nameserver"
 )
+_FULL_OVER_TCP = (
+    "its answer over TCP fills the 65,535-byte limit, where Docker 20.10 drops"
+    " records without saying so, so it may not be the whole list; on 20.10,"
+    " shorter service and network names leave room for more tasks"
+)
 
 
 def _unusable(reply: dns.message.Message) -> str:
@@ -143,6 +148,9 @@ class Exchange:
                 self._tcp = True  # the one place that decides: ask the same server over TCP
                 return
             self._next_server(self._failure_of(_TRUNCATED_OVER_TCP))
+            return
+        if self._tcp and wire.may_be_cut(data, self.wire):
+            self._next_server(self._failure_of(_FULL_OVER_TCP))
             return
         fast = wire.read_reply(data, self.wire, self._rdtype)
         if fast is not None:

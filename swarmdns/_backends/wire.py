@@ -104,6 +104,23 @@ def answers(data: bytes, query: bytes) -> bool:
     return data[4:6] == b"\x00\x00" and bool(data[3] & _RCODE)
 
 
+#: Docker 20.10 drops records from a TCP answer until it fits in this many
+#: bytes, and does not set TC.
+SILENT_TCP_LIMIT = 65534
+
+
+def may_be_cut(data: bytes, query: bytes) -> bool:
+    """Whether a TCP answer fills the limit so nearly that records may have been dropped unsaid.
+
+    Docker 20.10 drops records from a TCP answer longer than
+    ``SILENT_TCP_LIMIT`` bytes without setting TC; newer engines set TC. An
+    answer with no room left for one more record written out (the question's
+    name, then 14 bytes) may be such a cut answer, so it is not the whole list.
+    """
+    owner = len(query) - len(_OPT) - _HEADER.size - _QUESTION_FIXED.size
+    return len(data) + owner + 14 > SILENT_TCP_LIMIT
+
+
 def is_truncated(data: bytes) -> bool:
     """Whether the reply in ``data`` has its TC bit set (``data`` holds at least a header)."""
     return len(data) >= _HEADER.size and bool(data[2] << 8 & _TC)

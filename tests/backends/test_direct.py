@@ -396,3 +396,25 @@ def test_an_empty_noerror_answer_still_means_no_records() -> None:
 
     answer = exchange.result()
     assert (answer.records, answer.nxdomain) == ((), False)
+
+
+@pytest.mark.parametrize("engine", ["20.10", "28.5"])
+def test_an_answer_too_long_for_tcp_is_never_taken_as_the_whole_list(engine: str) -> None:
+    """600 tasks under names of 63 characters: 89 KB written out.
+
+    20.10 drops records to fit 65,534 bytes without TC (seen on the real
+    engine: 438 of 450 such tasks); 24 and newer compress, and all fit.
+    """
+    service, network = "s" * 63, "n" * 63
+    with FakeSwarm(engine=engine) as swarm:
+        swarm.create_network(network, subnet="10.8.0.0/22")
+        created = swarm.create_service(service, replicas=600, network=network)
+        backend = DNSPythonBackend([swarm.nameserver])
+
+        if engine == "20.10":
+            with pytest.raises(ResolutionError, match="fills the 65,535-byte limit"):
+                swarmdns.task_ips(service, network=network, backend=backend)
+        else:
+            assert swarmdns.task_ips(service, network=network, backend=backend) == (
+                created.task_ips
+            )
