@@ -15,6 +15,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import swarmdns
 from swarmdns import (
@@ -418,3 +420,83 @@ def test_an_answer_too_long_for_tcp_is_never_taken_as_the_whole_list(engine: str
             assert swarmdns.task_ips(service, network=network, backend=backend) == (
                 created.task_ips
             )
+
+
+# -- any answer: the exchange takes exactly what answers the question, or fails -----------
+
+_NAMES = ["tasks.web.", "a.", "b.", "other."]
+_RECORDS = st.tuples(
+    st.sampled_from(_NAMES),
+    st.sampled_from(["A", "CNAME", "TXT", "AAAA"]),
+    st.integers(0, 3),
+)
+
+
+def _value(rdtype: str, index: int) -> str:
+    return {
+        "A": f"10.0.1.{index + 1}",
+        "CNAME": _NAMES[index],
+        "TXT": f'"t{index}"',
+        "AAAA": f"fd00::{index + 1}",
+    }[rdtype]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    rcode=st.sampled_from([dns.rcode.NOERROR, dns.rcode.NXDOMAIN]),
+    truncated_over_udp=st.booleans(),
+    truncated_over_tcp=st.booleans(),
+    records=st.lists(_RECORDS, max_size=6),
+)
+def test_any_answer_is_taken_exactly_or_fails(
+    rcode: dns.rcode.Rcode,
+    truncated_over_udp: bool,
+    truncated_over_tcp: bool,
+    records: list[tuple[str, str, int]],
+) -> None:
+    """dnspython's own reading (``resolve_chaining``) is the reference."""
+    exchange = Exchange(QUESTION, SERVERS[:1], 2.0)
+    message = reply(exchange, rcode)
+    for name, rdtype, index in records:
+        found = message.find_rrset(
+            message.answer,
+            dns.name.from_text(name),
+            IN,
+            dns.rdatatype.from_text(rdtype),
+            create=True,
+        )
+        found.add(dns.rdata.from_text("IN", rdtype, _value(rdtype, index)), 600)
+    exchange.next_request()
+    if truncated_over_udp:
+        message.flags |= dns.flags.TC
+        feed(exchange, message)
+        request = exchange.next_request()
+        assert request is not None
+        assert request.tcp
+        message.flags &= ~dns.flags.TC
+    if truncated_over_tcp and truncated_over_udp:
+        message.flags |= dns.flags.TC
+    feed(exchange, message)
+
+    assert exchange.next_request() is None
+    expected: set[str] | None
+    if message.flags & dns.flags.TC:
+        expected = None
+    elif not message.answer:
+        expected = set()
+    elif rcode == dns.rcode.NXDOMAIN:
+        expected = None  # records under NXDOMAIN contradict it
+    else:
+        assert isinstance(message, dns.message.QueryMessage)
+        try:
+            chained = message.resolve_chaining().answer
+        except dns.message.ChainTooLong:
+            chained = None
+        expected = None if chained is None else {rdata.to_text() for rdata in chained}
+    if expected is None:
+        with pytest.raises(ResolutionError):
+            exchange.result()
+    else:
+        answer = exchange.result()
+        assert {str(r) for r in answer.records} == expected
+        assert answer.nxdomain == (rcode == dns.rcode.NXDOMAIN)
