@@ -144,7 +144,7 @@ def read_reply(data: bytes, query: bytes, rdtype: int) -> Reply | None:
         return None
     flags, ancount = _FLAGS_AND_ANCOUNT.unpack_from(data, 2)
     rcode = _USUAL_FLAGS.get(flags & (_QR | _OPCODE | _TC | _RCODE))
-    if rcode is None:
+    if rcode is None or (rcode and ancount):  # records under NXDOMAIN: not the usual shape
         return None
     owner = data[_HEADER.size : question_end - _QUESTION_FIXED.size]
     body = data[question_end:]

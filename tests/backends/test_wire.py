@@ -222,7 +222,8 @@ def test_reads_every_generated_answer_as_dnspython_does(
 
     fast = check(data, query, wire.TYPE_A)
 
-    assert fast is not None
+    # Records under NXDOMAIN contradict it: left to dnspython, and then failed.
+    assert (fast is not None) == (rcode == 0 or not addresses)
 
 
 @given(st.binary(max_size=200))
