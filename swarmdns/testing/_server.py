@@ -40,6 +40,8 @@ _RECV_SIZE = 65536
 #: or descriptors: the server stops accepting for a pause, doubled up to a
 #: limit while they last, instead of retrying at once for ever.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: The UDP receive buffer asked for, in bytes.
+_UDP_BUFFER = 4 << 20
 _ACCEPT_PAUSE_FIRST = 0.01
 _ACCEPT_PAUSE_MAX = 0.5
 
@@ -51,6 +53,10 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
         udp = socket.socket(family, socket.SOCK_DGRAM)
         tcp = socket.socket(family, socket.SOCK_STREAM)
         try:
+            # Room for a burst while the server's thread is busy (the kernel
+            # caps it at net.core.rmem_max): a Python server reads slower than
+            # the engine, and a test's burst should not be lost in its buffer.
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_BUFFER)
             udp.bind((host, port))
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             tcp.bind((host, udp.getsockname()[1]))

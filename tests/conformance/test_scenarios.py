@@ -205,9 +205,14 @@ def test_more_forwards_than_the_engine_holds(driver: Driver) -> None:
 
     result = ok(response)
     if newer:
-        refused = count - 2 * 1024
-        assert result["counts"] == {"REFUSED -ra": refused, "SERVFAIL -ra": count - refused}
-        assert result["no reply"] == 0
+        # A datagram lost on its way in (the fake, a Python server, can drop a
+        # few under load) gets no reply and takes no slot: every other query
+        # past the first 2,048 is refused.
+        counts, lost = result["counts"], result["no reply"]
+        assert counts.keys() <= {"REFUSED -ra", "SERVFAIL -ra"}, counts
+        assert counts["SERVFAIL -ra"] == 2 * 1024, result
+        assert counts["REFUSED -ra"] + lost == count - 2 * 1024, result
+        assert lost <= count // 50, result
         assert 3.5 < result["delays"]["REFUSED -ra"] < 5.0
     else:
         assert (result["counts"], result["no reply"]) == ({}, count)
