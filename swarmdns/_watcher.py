@@ -21,7 +21,7 @@ from ._backends.default import get_default_backend, sync_backend
 from ._backends.threaded import ThreadedBackend
 from ._deadlines import seconds
 from ._lookups import DEFAULT_TIMEOUT
-from ._watch import TaskSetChange, WatchView, logger, prepare_watch, watch_steps
+from ._watch import TaskSetChange, WaitCore, WatchView, logger, prepare_watch, watch_steps
 
 _Watcher = TypeVar("_Watcher", bound="TaskWatcher")
 #: How long ``stop()`` waits for the thread before cancelling the watch again.
@@ -201,6 +201,37 @@ class TaskWatcher(WatchView):
         with self._changed:
             self._changed.wait_for(lambda: self._core.started or self._finished, timeout)
             return self._core.started
+
+    def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:
+        """Block until the watch shows at least ``count`` tasks; return them all.
+
+        Waits on the watch's own lookups, so an application that already
+        follows a service needs no second poller (``swarmdns.wait_for_tasks``)
+        to wait for its peers.
+
+        Args:
+            count: How many tasks to wait for.
+            timeout: Seconds to wait at most.
+
+        Raises:
+            NotEnoughTasks: Fewer than ``count`` were shown when ``timeout`` ran
+                out (it carries the ``current`` addresses).
+            RuntimeError: The watcher was never started, or has stopped (the
+                error that ended it is the cause).
+        """
+        wait = WaitCore(self._core, count, seconds("timeout", timeout))
+        with self._changed:
+            if self._thread is None:
+                raise RuntimeError("the TaskWatcher was never started: call start() first")
+            self._changed.wait_for(lambda: wait.enough() or self._finished, wait.remaining())
+            if wait.enough():
+                return self._core.current
+            if self._finished:
+                raise RuntimeError(
+                    f"the TaskWatcher of {self._core.query_name!r} stopped before it showed"
+                    f" {count} tasks (it showed {len(self._core.current)})"
+                ) from self._error
+        raise wait.timed_out()
 
     # -- the thread ----------------------------------------------------------------
 

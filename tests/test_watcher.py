@@ -155,3 +155,55 @@ def test_a_configuration_error_ends_the_watcher_and_says_why(
     assert not watcher.wait_until_started()
     watcher.stop()
     assert isinstance(watcher.error, swarmdns.ConfigurationError)
+
+
+# -- waiting on a watcher ----------------------------------------------------------------
+
+
+def test_waiting_for_tasks_on_a_watcher_uses_its_own_lookups(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    with TaskWatcher("web", **FAST) as watcher:  # type: ignore[arg-type]
+        assert watcher.wait_until_started(EVENT_TIMEOUT)
+        assert len(watcher.wait_for_tasks(2, timeout=EVENT_TIMEOUT)) == 2  # already there
+        web = swarm_dns.scale("web", 4)  # after the watcher saw 2: it must look again
+
+        found = watcher.wait_for_tasks(4, timeout=EVENT_TIMEOUT)
+
+    assert found == web.task_ips
+    # Nothing but the watcher's own A lookups reached the nameserver.
+    assert {(q.name, q.qtype) for q in swarm_dns.queries} == {("tasks.web", "A")}
+
+
+def test_waiting_for_more_tasks_than_come_ends_at_the_timeout(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    with (
+        TaskWatcher("web", **FAST) as watcher,  # type: ignore[arg-type]
+        pytest.raises(swarmdns.NotEnoughTasks, match="for 3 tasks of 'web'") as caught,
+    ):
+        watcher.wait_for_tasks(3, timeout=0.2)
+
+    assert caught.value.current == web.task_ips
+    assert caught.value.wanted == 3
+
+
+def test_waiting_on_a_watcher_that_is_not_running_says_so(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    watcher = TaskWatcher("web", **FAST)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="never started"):
+        watcher.wait_for_tasks(1, timeout=1.0)
+    watcher.start()
+    watcher.stop()
+
+    with pytest.raises(RuntimeError, match="stopped before it showed 5 tasks"):
+        watcher.wait_for_tasks(5, timeout=EVENT_TIMEOUT)  # at once: it cannot come any more
+
+
+@pytest.mark.parametrize("count", [-1, 1.5, True])
+def test_waiting_for_a_count_that_is_not_a_whole_number_fails_at_once(
+    swarm_dns: FakeSwarm, count: object
+) -> None:
+    with (
+        TaskWatcher("web", **FAST) as watcher,  # type: ignore[arg-type]
+        pytest.raises((TypeError, ValueError), match="count must be"),
+    ):
+        watcher.wait_for_tasks(count, timeout=1.0)  # type: ignore[arg-type]
