@@ -430,7 +430,7 @@ class SwarmDriver:
         healthcheck: bool,
     ) -> None:
         types = self._docker.types
-        options: dict[str, Any] = {}
+        options = self._placement_of(name)
         if healthcheck:
             # Unhealthy until the scenario creates /tmp/healthy. A long start
             # period keeps failed checks from getting the task replaced.
@@ -454,6 +454,10 @@ class SwarmDriver:
             **options,
         )
         self._created.append(name)
+
+    def _placement_of(self, name: str) -> dict[str, Any]:
+        """Options that place the service's tasks: none on a single node."""
+        return {}
 
     def create_service(
         self,

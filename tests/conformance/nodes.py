@@ -27,7 +27,6 @@ from . import probe
 from .drivers import (
     API_VERSION,
     DEFAULT_STATE,
-    IMAGE,
     NETWORKS,
     STATE_VARIABLE,
     Engine,
@@ -210,31 +209,10 @@ class SwarmNodesDriver(SwarmDriver):
         }
         self.node_ids = [numbered[n] for n in range(1, NODE_COUNT + 1)]
 
-    def _service(
-        self,
-        name: str,
-        replicas: int,
-        *,
-        networks: Sequence[str],
-        endpoint_mode: str,
-        mode: str,
-        healthcheck: bool,
-    ) -> None:
+    def _placement_of(self, name: str) -> dict[str, Any]:
+        """Pin the service to the node ``create_service()`` named, if any."""
         node = self._placement.get(name)
-        constraints = None if node is None else [f"node.labels.{NODE_LABEL}=={node}"]
-        types = self._docker.types
-        # As SwarmDriver's, with the constraint; the engine never asks a registry.
-        self.client.services.create(
-            IMAGE,
-            ["sleep", "1000000"],
-            name=name,
-            stop_grace_period=1_000_000_000,
-            networks=list(networks),
-            mode=types.ServiceMode(mode, replicas=replicas if mode == "replicated" else None),
-            endpoint_spec=types.EndpointSpec(mode=endpoint_mode),
-            constraints=constraints,
-        )
-        self._created.append(name)
+        return {} if node is None else {"constraints": [f"node.labels.{NODE_LABEL}=={node}"]}
 
     def create_service(  # type: ignore[override]
         self, name: str, replicas: int = 1, *, node: int | None = None
