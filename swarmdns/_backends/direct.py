@@ -171,11 +171,7 @@ class Exchange:
     def handle_error(self, error: Exception) -> None:
         """Take the exception that the last request raised."""
         if isinstance(error, _Timeout):
-            timed_out = self._timed_out()
-            if self._index + 1 < len(self._servers):
-                self._next_server(timed_out)
-            else:
-                self._finish(timed_out)
+            self._next_server(self._timed_out())  # its share is spent; the last one ends it
             return
         if isinstance(error, OSError | EOFError):
             reason = f"the connection failed: {getattr(error, 'strerror', None) or error!r}"
