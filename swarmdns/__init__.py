@@ -45,7 +45,16 @@ from ._errors import (
 )
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import Answer, Question, RecordType, Task
-from ._sync import TaskWatch, service_vip, task_ips, tasks, wait_for_tasks, watch_tasks
+from ._sync import (
+    FleetWatch,
+    TaskWatch,
+    service_vip,
+    task_ips,
+    tasks,
+    wait_for_tasks,
+    watch_services,
+    watch_tasks,
+)
 from ._watch import TaskSetChange, WatchHealth
 from ._watcher import TaskWatcher
 
@@ -60,6 +69,7 @@ __all__ = [
     "ConfigurationError",
     "DNSPythonBackend",
     "DirectBackend",
+    "FleetWatch",
     "InvalidName",
     "NoVirtualIP",
     "NotEnoughTasks",
@@ -84,5 +94,6 @@ __all__ = [
     "task_ips",
     "tasks",
     "wait_for_tasks",
+    "watch_services",
     "watch_tasks",
 ]

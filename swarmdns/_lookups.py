@@ -142,6 +142,15 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
 def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]:
     """Plan: the sorted, distinct A records of ``tasks.<service>[.<network>]``."""
     (result,) = yield _tasks_questions(tasks_name(service, network))
+    return task_addresses(result)
+
+
+def task_addresses(result: Result) -> tuple[IPv4Address, ...]:
+    """What the answer to ``tasks.<service>`` says: its addresses, sorted (none for NXDOMAIN).
+
+    Raises:
+        SwarmDNSError: The question failed, or an A record is malformed.
+    """
     return _distinct_sorted(_answer(result))
 
 

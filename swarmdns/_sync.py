@@ -6,16 +6,26 @@ module only carries questions to a backend, answers back, and sleeps.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import selectors
+import socket
+import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 from typing import TypeVar
 
 from . import _lookups
 from ._backends.base import AsyncBackend, Backend
-from ._backends.default import sync_backend
+from ._backends.default import get_default_backend, sync_backend
+from ._backends.direct import DirectBackend, Request, timed_out
+from ._backends.mux import Flight, Multiplexer
+from ._backends.nameserver import Nameserver
 from ._deadlines import Deadline, seconds
 from ._errors import SwarmDNSError
+from ._fleet import MAX_IN_FLIGHT, FleetCore, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
 from ._watch import (
@@ -24,7 +34,9 @@ from ._watch import (
     Sleep,
     Step,
     TaskSetChange,
+    WaitCore,
     WatchCore,
+    WatchHealth,
     WatchView,
     prepare_wait,
     prepare_watch,
@@ -312,3 +324,456 @@ def wait_for_tasks(
             next(changes)  # waiting reports no changes
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+
+
+def watch_services(
+    services: Iterable[str],
+    *,
+    network: str | None = None,
+    interval: float = 2.0,
+    backend: Backend | AsyncBackend | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    removal_debounce: int = 1,
+    jitter: float = 0.1,
+    exclude_self: bool = False,
+    exclude: Iterable[IPv4Address | str] = (),
+) -> FleetWatch:
+    """Follow the tasks of many services at once: yield a ``TaskSetChange`` whenever one changes.
+
+    Each service's first event is its initial set. Every rule of
+    ``watch_tasks()`` holds for each service on its own: a failed lookup never
+    changes its set, NXDOMAIN means no tasks, removals are debounced, and
+    failures back off. With the default backend (or a ``DirectBackend``) every
+    query goes through one UDP socket held for the whole watch, matched to
+    its service by ID and question, with TCP for truncated answers; other
+    backends are asked one lookup at a time. The lookups run while the
+    iterator is asked for its next change (or waits, in ``wait_for_tasks``).
+    ``swarmdns.aio.watch_services`` is the asyncio twin; ``FleetWatcher``
+    watches in a background thread.
+
+    Args:
+        services: The services' names; more can be added while it runs.
+        network: Watch the services' addresses on this network only.
+        interval: Seconds between each service's lookups.
+        backend: Who answers; by default the process-wide default backend.
+        timeout: Seconds each lookup may take.
+        removal_debounce: Report an address removed only after it has been
+            missing from this many successful lookups in a row.
+        jitter: Vary each wait by this fraction of the interval, either way.
+        exclude_self: Leave out this container's own addresses.
+        exclude: Further addresses to leave out.
+
+    Returns:
+        An iterator of changes that also shows each service's ``current`` set
+        and ``health``, and can ``add()`` and ``discard()`` services;
+        ``close()`` ends it.
+
+    Raises:
+        InvalidName: At once, for a name Docker would not accept.
+        SwarmDNSError: From the iterator, for an error that retrying will not
+            mend (a ``ConfigurationError``); the watch is then over.
+    """
+    core = FleetCore(
+        services,
+        network=network,
+        interval=interval,
+        jitter=jitter,
+        removal_debounce=removal_debounce,
+        exclude_self=exclude_self,
+        exclude=exclude,
+    )
+    lookup_timeout = seconds("timeout", timeout)
+    chosen = get_default_backend() if backend is None else backend
+    driver: _FleetDriver
+    if type(chosen) is DirectBackend:
+        driver = _SocketDriver(core, chosen, lookup_timeout)
+    else:
+        driver = _LookupDriver(core, sync_backend(chosen), lookup_timeout)
+    return FleetWatch(core, driver)
+
+
+class FleetView:
+    """What every way of watching a fleet shows: each service's set and health."""
+
+    _core: FleetCore
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {len(self._core.slots())} services>"
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services followed, in the order they were added."""
+        return tuple(self._core.slots())
+
+    @property
+    def current(self) -> Mapping[str, tuple[IPv4Address, ...]]:
+        """Each service's addresses as last reported, sorted (a read-only, live mapping)."""
+        return self._core.current
+
+    @property
+    def health(self) -> Mapping[str, WatchHealth]:
+        """Each service's consecutive failures, last success and last error (live mapping)."""
+        return self._core.health
+
+
+class FleetWatch(FleetView, Iterator[TaskSetChange]):
+    """The iterator ``watch_services()`` returns: changes, each service's state, and control.
+
+    ``add()`` and ``discard()`` may be called from any thread, also while
+    another thread waits for the next change. ``close()`` (or leaving a
+    ``with`` block) ends the watch and closes its sockets.
+    ``swarmdns.aio.AsyncFleetWatch`` is the asyncio twin.
+    """
+
+    def __init__(self, core: FleetCore, driver: _FleetDriver) -> None:
+        self._core = core
+        self._driver = driver
+
+    def __next__(self) -> TaskSetChange:
+        changes = self._core.changes
+        if not changes:
+            self._driver.run(lambda: bool(changes))
+        if not changes:
+            raise StopIteration  # closed
+        return changes.popleft()
+
+    def add(self, service: str) -> bool:
+        """Follow ``service`` too; its first lookup is due at once. False if already followed.
+
+        Raises:
+            InvalidName: ``service`` is not a name Docker allows.
+        """
+        added = self._core.add(service)
+        self._driver.wake()
+        return added
+
+    def discard(self, service: str) -> bool:
+        """Stop following ``service`` (changes of it not yet taken stay); False if not followed."""
+        return self._core.discard(service)
+
+    def wait_for_tasks(
+        self, service: str, count: int, *, timeout: float
+    ) -> tuple[IPv4Address, ...]:
+        """Wait until ``service`` shows at least ``count`` tasks; return them all.
+
+        Runs the watch's own lookups, so an application that follows its
+        peers needs no second poller to wait for them. Changes seen while
+        waiting are kept for the iterator.
+
+        Raises:
+            KeyError: ``service`` is not followed.
+            NotEnoughTasks: Fewer than ``count`` were shown when ``timeout``
+                ran out (it carries the ``current`` addresses).
+            RuntimeError: The watch is closed.
+        """
+        wait = WaitCore(self._core.watch_of(service), count, seconds("timeout", timeout))
+        if not wait.enough():
+            self._driver.run(wait.enough, wait.deadline)
+        if wait.enough():
+            return wait.watch.current
+        if self._driver.closed:
+            shown = len(wait.watch.current)
+            raise RuntimeError(f"the watch was closed; {service!r} showed {shown} tasks")
+        raise wait.timed_out()
+
+    def close(self) -> None:
+        """End the watch and close its sockets; safe from any thread, and more than once."""
+        self._driver.close()
+
+    def __enter__(self) -> FleetWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _FleetDriver:
+    """Carries out a fleet's lookups in the calling thread, until told to stop.
+
+    One thread runs it at a time; ``wake()`` and ``close()`` may come from any.
+    """
+
+    def __init__(self, core: FleetCore, timeout: float) -> None:
+        self._core = core
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._running = False
+        self._closing = False
+        self._released = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._closing
+
+    def run(self, until: Callable[[], bool], deadline: Deadline | None = None) -> None:
+        """Carry out lookups until ``until()`` holds, ``deadline`` passes, or the watch closes.
+
+        Raises:
+            SwarmDNSError: A lookup failed in a way retrying will not mend;
+                the watch is closed.
+            RuntimeError: Another thread is running the watch.
+        """
+        with self._lock:
+            if self._running:
+                raise RuntimeError("the watch is already being run by another thread")
+            if self._closing:
+                return
+            self._running = True
+        try:
+            self._catch_up()
+            while not until() and not self._closing:
+                if deadline is not None and deadline.remaining() <= 0:
+                    return
+                self._step(deadline)
+        except BaseException:
+            self._closing = True
+            raise
+        finally:
+            with self._lock:
+                self._running = False
+                release = self._closing and not self._released
+                self._released |= release
+            if release:
+                self._release()
+
+    def wake(self) -> None:
+        """Have the running loop look at the schedule again (a service was added)."""
+
+    def close(self) -> None:
+        """Stop the loop (from any thread) and release what it holds once it has stopped."""
+        with self._lock:
+            self._closing = True
+            release = not self._running and not self._released
+            self._released |= release
+        if release:
+            self._release()
+        else:
+            self.wake()
+
+    def _wait_time(self, deadline: Deadline | None, *more: float | None) -> float:
+        """Seconds until the next thing to do: a lookup due, a timeout, the deadline."""
+        now = time.monotonic()
+        times = [t - now for t in (self._core.next_due(), *more) if t is not None]
+        if deadline is not None:
+            times.append(deadline.remaining())
+        return max(0.0, min(times, default=self._core.interval))
+
+    def _catch_up(self) -> None:
+        """Take what came in while nobody ran the watch."""
+
+    def _step(self, deadline: Deadline | None) -> None:
+        """Do what is due, or wait for it."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Close what the driver holds."""
+
+
+class _LookupDriver(_FleetDriver):
+    """A fleet's lookups through a backend's own ``resolve()``, one after the other."""
+
+    def __init__(self, core: FleetCore, backend: Backend, timeout: float) -> None:
+        super().__init__(core, timeout)
+        self._backend = backend
+        self._woken = threading.Event()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def _step(self, deadline: Deadline | None) -> None:
+        core = self._core
+        due = core.due(time.monotonic(), room=1)
+        if due:
+            lookup = _lookup(due[0].service, core.network, self._backend)
+            core.finished(due[0], lookup(self._timeout))
+            return
+        self._woken.wait(self._wait_time(deadline))
+        self._woken.clear()
+
+
+class _SocketDriver(_FleetDriver):
+    """A fleet's lookups through one UDP socket (TCP for truncated answers), on a selector."""
+
+    def __init__(self, core: FleetCore, backend: DirectBackend, timeout: float) -> None:
+        super().__init__(core, timeout)
+        self._backend = backend
+        self._mux: Multiplexer[Slot] = Multiplexer()
+        self._selector = selectors.DefaultSelector()
+        self._udp: dict[socket.AddressFamily, socket.socket] = {}
+        self._tcp: dict[socket.socket, _TcpCall] = {}
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):  # already woken (full), or closed
+            self._wake_writer.send(b"\0")
+
+    def _catch_up(self) -> None:
+        for sock in self._udp.values():
+            self._read_datagrams(sock)
+
+    def _step(self, deadline: Deadline | None) -> None:
+        now = time.monotonic()
+        for flight in self._mux.expired(now):
+            self._carry_on(flight)
+        for call in [c for c in self._tcp.values() if c.deadline <= now]:
+            self._end_tcp(call, timed_out(call.timeout))
+        room = MAX_IN_FLIGHT - len(self._mux) - len(self._tcp)
+        due = self._core.due(now, room) if room > 0 else []
+        if due:
+            try:
+                servers = self._backend.nameservers()
+            except SwarmDNSError as error:
+                for slot in due:
+                    self._core.finished(slot, error)
+                return
+            for slot in due:
+                self._carry_on(self._mux.start(slot, slot.question, servers, self._timeout))
+            return
+        if self._core.changes:
+            return
+        tcp_deadlines = min((c.deadline for c in self._tcp.values()), default=None)
+        wait = self._wait_time(deadline, self._mux.next_expiry(), tcp_deadlines)
+        for key, events in self._selector.select(wait):
+            if key.fileobj is self._wake_reader:
+                with contextlib.suppress(OSError):
+                    self._wake_reader.recv(4096)
+            elif isinstance(key.data, _TcpCall):
+                self._on_tcp(key.data, events)
+            else:
+                self._read_datagrams(key.fileobj)  # type: ignore[arg-type]
+
+    def _read_datagrams(self, sock: socket.socket) -> None:
+        mux = self._mux
+        while True:
+            try:
+                data, source = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # an ICMP error from a server: its request times out
+            flight = mux.received(data, source)
+            if flight is not None:
+                self._carry_on(flight)
+
+    def _carry_on(self, flight: Flight[Slot]) -> None:
+        """Send the flight's next request, or hand its outcome to the fleet."""
+        request = flight.request
+        if request is None:
+            settle(self._core, flight)
+        elif request.tcp:
+            call = _TcpCall(flight, request)
+            if call.error is not None:
+                self._mux.answered(flight, call.error)
+                self._carry_on(flight)
+                return
+            self._tcp[call.sock] = call
+            self._selector.register(call.sock, selectors.EVENT_WRITE, call)
+        else:
+            server = request.server
+            try:
+                self._socket_for(server).sendto(flight.exchange.wire, (server.host, server.port))
+            except OSError as error:
+                self._mux.answered(flight, error)
+                self._carry_on(flight)
+
+    def _socket_for(self, server: Nameserver) -> socket.socket:
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        sock = self._udp.get(family)
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ)
+            self._udp[family] = sock
+        return sock
+
+    def _on_tcp(self, call: _TcpCall, events: int) -> None:
+        try:
+            reply = call.progress(events)
+        except (OSError, EOFError) as error:
+            self._end_tcp(call, error)
+            return
+        if reply is not None:
+            self._end_tcp(call, reply)
+        elif call.reading and events & selectors.EVENT_WRITE:
+            self._selector.modify(call.sock, selectors.EVENT_READ, call)
+
+    def _end_tcp(self, call: _TcpCall, reply: bytes | Exception) -> None:
+        del self._tcp[call.sock]
+        self._selector.unregister(call.sock)
+        call.sock.close()
+        self._mux.answered(call.flight, reply)
+        self._carry_on(call.flight)
+
+    def _release(self) -> None:
+        for call in list(self._tcp.values()):
+            call.sock.close()
+        self._tcp.clear()
+        for sock in self._udp.values():
+            sock.close()
+        self._selector.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+
+def settle(core: FleetCore, flight: Flight[Slot]) -> None:
+    """Hand a finished flight's outcome to the fleet: the usual answer's values, or else."""
+    outcome = flight.outcome()
+    if isinstance(outcome, tuple):
+        core.succeeded_with(flight.key, outcome)
+        return
+    try:
+        result: LookupResult = _lookups.task_addresses(outcome)
+    except SwarmDNSError as error:
+        result = error
+    core.finished(flight.key, result)
+
+
+class _TcpCall:
+    """One TCP request of a fleet, carried out without blocking: connect, send, read."""
+
+    def __init__(self, flight: Flight[Slot], request: Request) -> None:
+        self.flight = flight
+        self.timeout = request.timeout
+        self.deadline = time.monotonic() + request.timeout
+        self.reading = False
+        self.error: OSError | None = None
+        query = flight.exchange.wire
+        self._outgoing = len(query).to_bytes(2, "big") + query
+        self._incoming = bytearray()
+        server = request.server
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        code = self.sock.connect_ex((server.host, server.port))
+        if code not in (0, errno.EINPROGRESS):
+            self.sock.close()
+            self.error = OSError(code, os.strerror(code))
+
+    def progress(self, events: int) -> bytes | None:
+        """Move on after ``events``; the answer once it is all in.
+
+        Raises:
+            OSError: The connection failed.
+            EOFError: The server closed it mid-answer.
+        """
+        if not self.reading:
+            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            sent = self.sock.send(self._outgoing)
+            self._outgoing = self._outgoing[sent:]
+            self.reading = not self._outgoing
+            return None
+        chunk = self.sock.recv(65537)
+        if not chunk:
+            raise EOFError("the nameserver closed the connection mid-answer")
+        self._incoming += chunk
+        if len(self._incoming) >= 2:
+            length = int.from_bytes(self._incoming[:2], "big")
+            if len(self._incoming) >= 2 + length:
+                return bytes(self._incoming[2 : 2 + length])
+        return None

@@ -198,14 +198,28 @@ class WatchCore:
         """Take a successful lookup's addresses; return the change to report, if any."""
         answer = tuple(addresses)
         with self._lock:
-            if answer == self._last_answer and not self._missing and not self._failures:
-                # The usual case: the same answer as last time, nothing pending.
-                # Comparing tuples is far cheaper than hashing the addresses.
-                self._last_success = self._wall_clock()
-                self._healthy_since = self._clock()
+            # The usual case: the same answer as last time, nothing pending.
+            # Comparing tuples is far cheaper than hashing the addresses.
+            if answer == self._last_answer and self._repeated():
                 return None
             self._last_answer = answer
             return self._succeeded(frozenset(answer) - self.exclude)
+
+    def repeated(self) -> bool:
+        """Take a successful lookup with the same answer as the last one, if nothing is pending.
+
+        For a caller that compares answers more cheaply than ``succeeded``
+        can. False: a removal or a recovery is pending, so call ``succeeded``.
+        """
+        with self._lock:
+            return self._repeated()
+
+    def _repeated(self) -> bool:
+        if self._missing or self._failures or self._reported is None:
+            return False
+        self._last_success = self._wall_clock()
+        self._healthy_since = self._clock()
+        return True
 
     def _succeeded(self, seen: frozenset[IPv4Address]) -> TaskSetChange | None:
         if self._failures:

@@ -104,12 +104,13 @@ class Exchange:
         servers: Sequence[Nameserver],
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        query_id: int | None = None,
     ) -> None:
         self.question = question
         self._rdtype = wire.TYPE_A if question.rdtype == "A" else wire.TYPE_PTR
-        self.wire = wire.build_query(
-            question.name, self._rdtype, int.from_bytes(os.urandom(2), "big")
-        )
+        if query_id is None:
+            query_id = int.from_bytes(os.urandom(2), "big")
+        self.wire = wire.build_query(question.name, self._rdtype, query_id)
         self._query: dns.message.Message | None = None
         self._servers = servers
         self._index = 0
@@ -140,6 +141,21 @@ class Exchange:
         # A silent server must leave time for the others.
         self._waited = remaining / (len(self._servers) - self._index)
         return Request(self._server, self._tcp, self._waited)
+
+    def usual_values(self, data: bytes) -> tuple[int, ...] | None:
+        """The addresses of the usual reply to a first A query over UDP, as integers.
+
+        A watch's fast path: when this returns the sorted, distinct address
+        values (``()`` for NXDOMAIN or no records), that is the exchange's
+        whole outcome, as ``handle_wire`` would have read it. None: pass
+        ``data`` to ``handle_wire``.
+        """
+        if self._tcp or self._failure is not None or self._rdtype != wire.TYPE_A:
+            return None
+        values = wire.read_values(data, self.wire)
+        if values is not None:
+            self._final = True
+        return values
 
     def handle_wire(self, data: bytes) -> None:
         """Take the reply to the last request, as received."""
@@ -354,9 +370,16 @@ class DirectBackend:
             return f"{type(self).__name__}()"
         return f"{type(self).__name__}({[str(n) for n in self._fixed]!r})"
 
+    def nameservers(self) -> tuple[Nameserver, ...]:
+        """The nameservers a question asked now goes to, in order.
+
+        Raises:
+            ConfigurationError: None is configured, or one is malformed.
+        """
+        return configured_nameservers() if self._fixed is None else self._fixed
+
     def _exchange(self, question: Question, timeout: float) -> Exchange:
-        servers = configured_nameservers() if self._fixed is None else self._fixed
-        return Exchange(question, servers, timeout)
+        return Exchange(question, self.nameservers(), timeout)
 
     def resolve(self, question: Question, timeout: float) -> Answer:
         """Answer ``question`` within ``timeout`` seconds."""
@@ -399,7 +422,8 @@ def _socket_family(server: Nameserver) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in server.host else socket.AF_INET
 
 
-def _timed_out(timeout: float) -> _Timeout:
+def timed_out(timeout: float) -> _Timeout:
+    """The exception a request without an answer within ``timeout`` seconds ends with."""
     return _Timeout(f"no answer within {timeout:.3g} s")
 
 
@@ -425,7 +449,7 @@ def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
             if wire.answers(data, query):
                 return data
     except TimeoutError:
-        raise _timed_out(timeout) from None
+        raise timed_out(timeout) from None
     finally:
         sock.close()
 
@@ -439,7 +463,7 @@ def _tcp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
             length = int.from_bytes(_receive(sock, 2, deadline), "big")
             return _receive(sock, length, deadline)
     except TimeoutError:
-        raise _timed_out(timeout) from None
+        raise timed_out(timeout) from None
 
 
 def _receive(sock: socket.socket, size: int, deadline: Deadline) -> bytes:
@@ -500,7 +524,7 @@ def _deliver(sock: socket.socket, query: bytes, received: asyncio.Future[bytes])
 
 def _expire(received: asyncio.Future[bytes], timeout: float) -> None:
     if not received.done():
-        received.set_exception(_timed_out(timeout))
+        received.set_exception(timed_out(timeout))
 
 
 async def _tcp_exchange_async(query: bytes, server: Nameserver, timeout: float) -> bytes:
@@ -522,4 +546,4 @@ async def _tcp_exchange_async(query: bytes, server: Nameserver, timeout: float) 
     try:
         return await within(exchange(), timeout)
     except Overrun:
-        raise _timed_out(timeout) from None
+        raise timed_out(timeout) from None

@@ -83,9 +83,12 @@ _POINTED_PREFIX = _POINTER_TO_QUESTION + struct.pack("!HH", 1, 1)
 _TYPE_AND_CLASS = struct.pack("!HH", 1, 1)
 
 
-def _addresses_of(values: tuple[int, ...]) -> SortedAddresses:
+def addresses_of(values: tuple[int, ...]) -> SortedAddresses:
     """The addresses with these sorted, distinct 32-bit values."""
-    return SortedAddresses(_memo.addresses.addresses(values))
+    return SortedAddresses(_memo.addresses.addresses(values)) if values else _NO_ADDRESSES
+
+
+_NO_ADDRESSES = SortedAddresses()
 
 
 def answers(data: bytes, query: bytes) -> bool:
@@ -131,6 +134,32 @@ def read_reply(data: bytes, query: bytes, rdtype: int) -> Reply | None:
 
     None means that the answer is not in the usual shape: dnspython reads it.
     """
+    usual = _usual_body(data, query)
+    if usual is None:
+        return None
+    rcode, ancount, owner, body = usual
+    records: tuple[IPv4Address, ...] | tuple[str, ...] | None
+    if rdtype == TYPE_A:
+        values = _read_values(body, owner, ancount)
+        records = None if values is None else addresses_of(values)
+    else:
+        records = _read_targets(body, owner, ancount)
+    return None if records is None else Reply(rcode=rcode, records=records)
+
+
+def read_values(data: bytes, query: bytes) -> tuple[int, ...] | None:
+    """The sorted, distinct addresses of the usual answer to an A ``query``, as integers.
+
+    What ``read_reply`` reads, before the addresses become objects: a watch
+    that compares each answer with the last one needs no more. NXDOMAIN and
+    NOERROR without records give ``()``. None: not the usual shape.
+    """
+    usual = _usual_body(data, query)
+    return None if usual is None else _read_values(usual[3], usual[2], usual[1])
+
+
+def _usual_body(data: bytes, query: bytes) -> tuple[int, int, bytes, bytes] | None:
+    """The rcode, answer count, question's owner and answer records of a usual reply."""
     question_end = len(query) - len(_OPT)
     if (
         len(data) < question_end
@@ -147,19 +176,13 @@ def read_reply(data: bytes, query: bytes, rdtype: int) -> Reply | None:
     if rcode is None or (rcode and ancount):  # records under NXDOMAIN: not the usual shape
         return None
     owner = data[_HEADER.size : question_end - _QUESTION_FIXED.size]
-    body = data[question_end:]
-    records: tuple[IPv4Address, ...] | tuple[str, ...] | None
-    if rdtype == TYPE_A:
-        records = _read_addresses(body, owner, ancount)
-    else:
-        records = _read_targets(body, owner, ancount)
-    return None if records is None else Reply(rcode=rcode, records=records)
+    return rcode, ancount, owner, data[question_end:]
 
 
-def _read_addresses(body: bytes, owner: bytes, count: int) -> SortedAddresses | None:
+def _read_values(body: bytes, owner: bytes, count: int) -> tuple[int, ...] | None:
     """Read ``count`` A records, all written alike, that fill ``body`` exactly."""
     if not count:
-        return SortedAddresses() if not body else None
+        return () if not body else None
     # An owner written out in another case than the question's goes to dnspython.
     pointed = body.startswith(_POINTER_TO_QUESTION)
     prefix = _POINTED_PREFIX if pointed else owner + _TYPE_AND_CLASS
@@ -169,7 +192,7 @@ def _read_addresses(body: bytes, owner: bytes, count: int) -> SortedAddresses | 
     for column, expected in _fixed_columns(prefix, count):
         if body[column::size] != expected:
             return None
-    return _addresses_of(tuple(sorted(set(_addresses_layout(size, count).unpack(body)))))
+    return tuple(sorted(set(_addresses_layout(size, count).unpack(body))))
 
 
 @_memo.memoize(maxsize=1024)  # by name and count: enough for a watch over many services

@@ -27,7 +27,7 @@ from swarmdns import (
     ResolutionTimeout,
     ServiceNotFound,
 )
-from swarmdns._backends.direct import Exchange, _timed_out, _Timeout
+from swarmdns._backends.direct import Exchange, _Timeout, timed_out
 from swarmdns._backends.nameserver import Nameserver
 from swarmdns.testing import FakeSwarm, Fault, Upstream
 
@@ -182,7 +182,7 @@ def test_timeout_ends_the_exchange_with_the_deadline() -> None:
     assert request.timeout == 2.0
     now[0] = 2.0
 
-    exchange.handle_error(_timed_out(2.0))
+    exchange.handle_error(timed_out(2.0))
 
     assert exchange.next_request() is None
     with pytest.raises(ResolutionTimeout, match=r"within 2 s \(over UDP\)"):

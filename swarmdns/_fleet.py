@@ -1,0 +1,307 @@
+"""Following many services at once: which lookup is due, and what each outcome means, without I/O.
+
+``FleetCore`` keeps one ``WatchCore`` per service, so every rule of a single
+watch holds for each (a failure never changes the set, NXDOMAIN means no
+tasks, removals are debounced, failures back off), and one schedule for them
+all. The drivers in ``_sync`` and ``_async`` ask it which services are due,
+carry out the lookups (through one socket, or a backend's own way) and hand
+the outcomes back; the changes wait in ``FleetCore.changes`` for the user.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from ipaddress import IPv4Address
+from typing import TypeVar
+
+from . import _memo
+from ._errors import SwarmDNSError
+from ._model import Question
+from ._names import tasks_name
+from ._own_addresses import local_addresses
+from ._watch import LookupResult, TaskSetChange, WatchCore, WatchHealth
+
+V = TypeVar("V")
+
+#: Lookups due within this many seconds of the one that wakes the driver go
+#: out with it: fewer wake-ups, and well inside the jitter.
+SLACK = 0.005
+#: Lookups in flight at once, at most: a fleet's first round (or a backend's
+#: own lookups) would otherwise burst past the socket's receive buffer.
+MAX_IN_FLIGHT = 256
+
+
+class Slot:
+    """One service of the fleet: its watch, its question, and its place in the schedule.
+
+    Attributes:
+        service: The service's name.
+        watch: The decisions of its watch.
+        question: The question its lookups ask (``tasks.<service>[.<network>].``).
+        values: The address values of its last usual answer, to spot a repeat
+            without building the addresses again.
+        watched: False once the service is discarded: its outcomes are dropped.
+    """
+
+    __slots__ = ("question", "service", "ticket", "values", "watch", "watched")
+
+    def __init__(self, service: str, watch: WatchCore, question: Question) -> None:
+        self.service = service
+        self.watch = watch
+        self.question = question
+        self.values: tuple[int, ...] | None = None
+        self.watched = True
+        self.ticket = -1  # the schedule entry that is this slot's next lookup
+
+    def __repr__(self) -> str:
+        return f"<Slot {self.service!r}: {len(self.watch.current)} tasks>"
+
+
+class FleetCore:
+    """The decisions of a watch over many services: the schedule and each service's watch.
+
+    Args:
+        services: The services to follow at first.
+        network: Follow each service's addresses on this network only.
+        interval: Seconds between each service's lookups while they succeed.
+        jitter: Each wait is the interval times a random factor in ``1 ± jitter``.
+        removal_debounce: Report an address removed only after it has been
+            missing from this many successful lookups of its service in a row.
+        exclude_self: Leave out this container's own addresses.
+        exclude: Further addresses to leave out.
+        clock: Monotonic seconds, for the schedule.
+        rng: The source of jitter.
+
+    Raises:
+        InvalidName: A service or the network is not a name Docker allows.
+        TypeError, ValueError: Another argument is out of range.
+    """
+
+    def __init__(
+        self,
+        services: Iterable[str],
+        *,
+        network: str | None,
+        interval: float,
+        jitter: float,
+        removal_debounce: int,
+        exclude_self: bool,
+        exclude: Iterable[IPv4Address | str],
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if isinstance(exclude, str | IPv4Address):
+            raise TypeError(f"exclude takes a list of addresses, not one: [{str(exclude)!r}]")
+        excluded = frozenset(IPv4Address(ip) for ip in exclude)
+        if exclude_self:
+            excluded |= local_addresses()
+        self.network = network
+        # Every service's watch is set up as this one, whose checks run once.
+        self._model = WatchCore(
+            "",
+            query_name="",
+            interval=interval,
+            jitter=jitter,
+            removal_debounce=removal_debounce,
+            exclude=excluded,
+        )
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        # Written only under the lock, by copying: readers in other threads
+        # take the dict as it is and never see it change under them.
+        self._slots: dict[str, Slot] = {}
+        self._lock = threading.Lock()
+        self._schedule: list[tuple[float, int, Slot]] = []
+        self._tickets = itertools.count()
+        #: Changes not yet handed to the user, oldest first.
+        self.changes: deque[TaskSetChange] = deque()
+        slots: dict[str, Slot] = {}
+        for service in _names_of(services):
+            if service not in slots:
+                slots[service] = self._new_slot(service)
+        self._slots = slots
+        now = clock()
+        for slot in slots.values():
+            self._schedule_at(slot, now)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between each service's lookups while they succeed."""
+        return self._model.interval
+
+    # -- the services ----------------------------------------------------------
+
+    def add(self, service: str) -> bool:
+        """Start following ``service`` (its first lookup is due now); False if already followed.
+
+        Raises:
+            InvalidName: ``service`` is not a name Docker allows.
+        """
+        (name,) = _names_of([service])
+        slot = self._new_slot(name)
+        with self._lock:
+            if name in self._slots:
+                return False
+            self._slots = {**self._slots, name: slot}
+            self._schedule_at(slot, self._clock())
+        return True
+
+    def discard(self, service: str) -> bool:
+        """Stop following ``service``; False if it was not followed.
+
+        Its changes not yet handed out stay; a lookup in flight is dropped.
+        """
+        with self._lock:
+            slot = self._slots.get(service)
+            if slot is None:
+                return False
+            slot.watched = False
+            self._slots = {name: s for name, s in self._slots.items() if name != service}
+        return True
+
+    def watch_of(self, service: str) -> WatchCore:
+        """The watch of ``service``.
+
+        Raises:
+            KeyError: ``service`` is not followed (with a message naming those that are).
+        """
+        slot = self._slots.get(service)
+        if slot is None:
+            followed = ", ".join(repr(name) for name in list(self._slots)[:5]) or "none"
+            more = "..." if len(self._slots) > 5 else ""
+            raise KeyError(
+                f"{service!r} is not one of the services watched ({followed}{more});"
+                " add() it first"
+            )
+        return slot.watch
+
+    @property
+    def current(self) -> Mapping[str, tuple[IPv4Address, ...]]:
+        """Each service's addresses as last reported (a read-only, live view)."""
+        return _View(self, lambda slot: slot.watch.current)
+
+    @property
+    def health(self) -> Mapping[str, WatchHealth]:
+        """Each service's lookups: consecutive failures, last success, last error (live view)."""
+        return _View(self, lambda slot: slot.watch.health)
+
+    def slots(self) -> dict[str, Slot]:
+        """The services followed now (a dict that is never changed afterwards)."""
+        return self._slots
+
+    # -- the schedule ------------------------------------------------------------
+
+    def due(self, now: float, room: int = MAX_IN_FLIGHT) -> list[Slot]:
+        """The services whose lookup is due by ``now`` (within ``SLACK``), at most ``room``.
+
+        Each is off the schedule until its outcome comes back.
+        """
+        ready: list[Slot] = []
+        with self._lock:
+            schedule = self._schedule
+            while schedule and len(ready) < room and schedule[0][0] <= now + SLACK:
+                _, ticket, slot = heapq.heappop(schedule)
+                if slot.watched and slot.ticket == ticket:
+                    slot.ticket = -1
+                    ready.append(slot)
+        return ready
+
+    def next_due(self) -> float | None:
+        """When the next lookup is due (None: no service is waiting for one)."""
+        with self._lock:
+            schedule = self._schedule
+            while schedule and not _is_current(schedule[0]):
+                heapq.heappop(schedule)
+            return schedule[0][0] if schedule else None
+
+    def succeeded_with(self, slot: Slot, values: tuple[int, ...]) -> None:
+        """Take a usual answer's address values for ``slot``'s service.
+
+        The same values as last time, with nothing pending, cost no addresses.
+        """
+        if not slot.watched:
+            return
+        if values != slot.values or not slot.watch.repeated():
+            slot.values = values
+            self._report(slot.watch.succeeded(_memo.addresses.addresses(values)))
+        self._schedule_at(slot, self._clock() + slot.watch.next_delay())
+
+    def finished(self, slot: Slot, result: LookupResult) -> None:
+        """Take the outcome of ``slot``'s lookup: its addresses, or the error.
+
+        Raises:
+            SwarmDNSError: An error that will not pass by retrying (the watch ends).
+        """
+        if not slot.watched:
+            return
+        if isinstance(result, SwarmDNSError):
+            slot.watch.failed(result)
+        else:
+            slot.values = None
+            self._report(slot.watch.succeeded(result))
+        self._schedule_at(slot, self._clock() + slot.watch.next_delay())
+
+    def _report(self, change: TaskSetChange | None) -> None:
+        if change is not None:
+            self.changes.append(change)
+
+    def _schedule_at(self, slot: Slot, when: float) -> None:
+        with self._lock:
+            if not slot.watched:
+                return
+            slot.ticket = next(self._tickets)
+            heapq.heappush(self._schedule, (when, slot.ticket, slot))
+
+    def _new_slot(self, service: str) -> Slot:
+        name = tasks_name(service, self.network)
+        model = self._model
+        watch = WatchCore(
+            service,
+            query_name=name,
+            interval=model.interval,
+            jitter=model.jitter,
+            removal_debounce=model.removal_debounce,
+            exclude=model.exclude,
+            clock=self._clock,
+            rng=self._rng,
+        )
+        watch.begin()
+        return Slot(service, watch, Question(name=name, rdtype="A"))
+
+
+def _is_current(entry: tuple[float, int, Slot]) -> bool:
+    _, ticket, slot = entry
+    return slot.watched and slot.ticket == ticket
+
+
+def _names_of(services: Iterable[str]) -> list[str]:
+    """The services given, as a list (one string is not read as a list of letters)."""
+    if isinstance(services, str):
+        raise TypeError(f"services takes a list of names, not one: [{services!r}]")
+    return list(services)
+
+
+class _View(Mapping[str, V]):
+    """A read-only mapping from each service followed to something of its watch."""
+
+    def __init__(self, core: FleetCore, read: Callable[[Slot], V]) -> None:
+        self._core = core
+        self._read = read
+
+    def __getitem__(self, service: str) -> V:
+        return self._read(self._core.slots()[service])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._core.slots())
+
+    def __len__(self) -> int:
+        return len(self._core.slots())
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
