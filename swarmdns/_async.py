@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Generator,
     Iterable,
     Sequence,
@@ -23,17 +26,23 @@ from typing import TypeVar
 
 from . import _lookups
 from ._backends.base import AsyncBackend, Backend, keeps_deadline
-from ._backends.default import async_backend
+from ._backends.default import async_backend, get_default_backend
+from ._backends.direct import DirectBackend, tcp_exchange_async
+from ._backends.mux import Flight, Multiplexer
+from ._backends.nameserver import Nameserver
 from ._deadlines import Deadline, Overrun, seconds, within
 from ._errors import SwarmDNSError
+from ._fleet import MAX_IN_FLIGHT, FleetCore, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
+from ._sync import FleetView, settle
 from ._watch import (
     Lookup,
     LookupResult,
     Sleep,
     Step,
     TaskSetChange,
+    WaitCore,
     WatchCore,
     WatchView,
     prepare_wait,
@@ -251,7 +260,7 @@ class AsyncTaskWatch(WatchView, AsyncIterator[TaskSetChange]):
 
 def lookup(
     service: str, network: str | None, backend: Backend | AsyncBackend | None
-) -> Callable[[float], Awaitable[LookupResult]]:
+) -> Callable[[float], Coroutine[object, object, LookupResult]]:
     """A watch's lookup of ``tasks.<service>``: the addresses, or the error."""
 
     async def task_ips_or_error(timeout: float) -> LookupResult:
@@ -343,3 +352,404 @@ async def wait_for_tasks(
         exclude=exclude,
     )
     return await _outcome(steps, lookup(service, network, backend))
+
+
+def watch_services(
+    services: Iterable[str],
+    *,
+    network: str | None = None,
+    interval: float = 2.0,
+    backend: Backend | AsyncBackend | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    removal_debounce: int = 1,
+    jitter: float = 0.1,
+    exclude_self: bool = False,
+    exclude: Iterable[IPv4Address | str] = (),
+) -> AsyncFleetWatch:
+    """Follow the tasks of many services at once; the asyncio twin of ``swarmdns.watch_services``.
+
+    With the default backend (or a ``DirectBackend``) every query goes
+    through one UDP socket on the running loop; other backends are asked
+    through ``resolve_async()``, a few lookups at a time. The lookups run
+    while the iterator is awaited (or ``wait_for_tasks`` waits); ``aclose()``
+    ends the watch and closes its sockets.
+
+    Args:
+        services: The services' names; more can be added while it runs.
+        network: Watch the services' addresses on this network only.
+        interval: Seconds between each service's lookups.
+        backend: Who answers; by default the process-wide default backend.
+        timeout: Seconds each lookup may take.
+        removal_debounce: Report an address removed only after it has been
+            missing from this many successful lookups in a row.
+        jitter: Vary each wait by this fraction of the interval, either way.
+        exclude_self: Leave out this container's own addresses.
+        exclude: Further addresses to leave out.
+
+    Returns:
+        An async iterator of changes that also shows each service's
+        ``current`` set and ``health``, and can ``add()`` and ``discard()``
+        services.
+
+    Raises:
+        InvalidName: At once, for a name Docker would not accept.
+        SwarmDNSError: From the iterator, for an error that retrying will not
+            mend (a ``ConfigurationError``); the watch is then over.
+    """
+    core = FleetCore(
+        services,
+        network=network,
+        interval=interval,
+        jitter=jitter,
+        removal_debounce=removal_debounce,
+        exclude_self=exclude_self,
+        exclude=exclude,
+    )
+    lookup_timeout = seconds("timeout", timeout)
+    chosen = get_default_backend() if backend is None else backend
+    driver: _AsyncFleetDriver
+    if type(chosen) is DirectBackend:
+        driver = _AsyncSocketDriver(core, chosen, lookup_timeout)
+    else:
+        driver = _AsyncLookupDriver(core, async_backend(chosen), lookup_timeout)
+    return AsyncFleetWatch(core, driver)
+
+
+class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
+    """The async iterator ``watch_services()`` returns; the twin of ``swarmdns.FleetWatch``.
+
+    Use it from the loop that iterates it; ``add()`` may also come from
+    another thread.
+    """
+
+    def __init__(self, core: FleetCore, driver: _AsyncFleetDriver) -> None:
+        self._core = core
+        self._driver = driver
+
+    async def __anext__(self) -> TaskSetChange:
+        changes = self._core.changes
+        if not changes:
+            await self._driver.run(lambda: bool(changes))
+        if not changes:
+            raise StopAsyncIteration  # closed
+        return changes.popleft()
+
+    def add(self, service: str) -> bool:
+        """Follow ``service`` too; its first lookup is due at once. False if already followed.
+
+        Raises:
+            InvalidName: ``service`` is not a name Docker allows.
+        """
+        added = self._core.add(service)
+        self._driver.wake()
+        return added
+
+    def discard(self, service: str) -> bool:
+        """Stop following ``service`` (changes of it not yet taken stay); False if not followed."""
+        return self._core.discard(service)
+
+    async def wait_for_tasks(
+        self, service: str, count: int, *, timeout: float
+    ) -> tuple[IPv4Address, ...]:
+        """Wait until ``service`` shows at least ``count`` tasks; return them all.
+
+        The twin of ``FleetWatch.wait_for_tasks``: changes seen while waiting
+        are kept for the iterator.
+
+        Raises:
+            KeyError: ``service`` is not followed.
+            NotEnoughTasks: Fewer than ``count`` were shown when ``timeout``
+                ran out (it carries the ``current`` addresses).
+            RuntimeError: The watch is closed.
+        """
+        wait = WaitCore(self._core.watch_of(service), count, seconds("timeout", timeout))
+        if not wait.enough():
+            await self._driver.run(wait.enough, wait.deadline)
+        if wait.enough():
+            return wait.watch.current
+        if self._driver.closed:
+            shown = len(wait.watch.current)
+            raise RuntimeError(f"the watch was closed; {service!r} showed {shown} tasks")
+        raise wait.timed_out()
+
+    async def aclose(self) -> None:
+        """End the watch and close its sockets."""
+        self._driver.close()
+
+    async def __aenter__(self) -> AsyncFleetWatch:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _AsyncFleetDriver:
+    """Carries out a fleet's lookups on the running loop while someone awaits ``run()``."""
+
+    def __init__(self, core: FleetCore, timeout: float) -> None:
+        self._core = core
+        self._timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._until: Callable[[], bool] = lambda: False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self.closed = False
+
+    async def run(self, until: Callable[[], bool], deadline: Deadline | None = None) -> None:
+        """Carry out lookups until ``until()`` holds, ``deadline`` passes, or the watch closes.
+
+        Raises:
+            SwarmDNSError: A lookup failed in a way retrying will not mend;
+                the watch is closed.
+            RuntimeError: Another task is already awaiting the watch, or it
+                was started on another loop.
+        """
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("the watch runs on the event loop that first iterated it")
+        if self._waiter is not None:
+            raise RuntimeError("the watch is already being awaited by another task")
+        self._until = until
+        self._waiter = loop.create_future()
+        give_up = None
+        if deadline is not None:
+            give_up = loop.call_later(max(deadline.remaining(), 0.0), self._done)
+        self._start()
+        try:
+            self._tick()
+            await self._waiter
+        finally:
+            if give_up is not None:
+                give_up.cancel()
+            self._waiter = None
+            self._pause()
+
+    @property
+    def _bound_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the watch runs on (set by the first ``run()``)."""
+        if self._loop is None:
+            raise RuntimeError("the watch has not run on a loop yet")
+        return self._loop
+
+    def wake(self) -> None:
+        """Have the running loop look at the schedule again (a service was added)."""
+        if self._loop is not None and self._waiter is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                self._loop.call_soon_threadsafe(self._tick)
+
+    def close(self) -> None:
+        """End the watch: release what it holds, and end a ``run()`` in progress."""
+        if self.closed:
+            return
+        self.closed = True
+        self._done()
+        self._pause()
+        self._release()
+
+    def _tick(self) -> None:
+        """Do what is due, then sleep until the next thing to do."""
+        if self._waiter is None or self.closed:
+            return
+        self._timer = None
+        self._timer_at = float("inf")
+        try:
+            self._do_due(time.monotonic())
+        except SwarmDNSError as error:
+            self._fail(error)
+            return
+        self._check()
+
+    def _check(self) -> None:
+        """End ``run()`` if what it waits for holds; else set the timer for the next step."""
+        if self._waiter is None:
+            return
+        if self._until():
+            self._done()
+            return
+        when = min((t for t in self._next_times() if t is not None), default=None)
+        if when is None or when >= self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._bound_loop.call_at(when, self._tick)
+        self._timer_at = when
+
+    def _done(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _fail(self, error: SwarmDNSError) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(error)
+        self.close()
+
+    def _pause(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = float("inf")
+
+    def _next_times(self) -> list[float | None]:
+        return [self._core.next_due()]
+
+    def _start(self) -> None:
+        """Begin listening (``run()`` starts)."""
+
+    def _do_due(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Close what the driver holds."""
+
+
+class _AsyncLookupDriver(_AsyncFleetDriver):
+    """A fleet's lookups through a backend's ``resolve_async()``, a few at a time."""
+
+    def __init__(self, core: FleetCore, backend: AsyncBackend, timeout: float) -> None:
+        super().__init__(core, timeout)
+        self._backend = backend
+        self._lookups: dict[asyncio.Task[LookupResult], Slot] = {}
+
+    def _do_due(self, now: float) -> None:
+        for slot in self._core.due(now, MAX_IN_FLIGHT - len(self._lookups)):
+            ask = lookup(slot.service, self._core.network, self._backend)
+            task = self._bound_loop.create_task(ask(self._timeout))
+            self._lookups[task] = slot
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[LookupResult]) -> None:
+        slot = self._lookups.pop(task)
+        if task.cancelled() or self.closed:
+            return
+        try:
+            self._core.finished(slot, task.result())
+        except SwarmDNSError as error:
+            self._fail(error)
+            return
+        self._check()
+
+    def _release(self) -> None:
+        for task in self._lookups:
+            task.cancel()
+
+
+class _AsyncSocketDriver(_AsyncFleetDriver):
+    """A fleet's lookups through one UDP socket on the loop (TCP for truncated answers)."""
+
+    def __init__(self, core: FleetCore, backend: DirectBackend, timeout: float) -> None:
+        super().__init__(core, timeout)
+        self._backend = backend
+        self._mux: Multiplexer[Slot] = Multiplexer()
+        self._udp: dict[socket.AddressFamily, socket.socket] = {}
+        self._tcp: set[asyncio.Task[bytes]] = set()
+        self._listening = False
+
+    def _next_times(self) -> list[float | None]:
+        return [self._core.next_due(), self._mux.next_expiry()]
+
+    def _start(self) -> None:
+        for sock in self._udp.values():
+            self._read_datagrams(sock)  # what came while nobody awaited the watch
+            self._bound_loop.add_reader(sock.fileno(), self._on_readable, sock)
+        self._listening = True
+
+    def _pause(self) -> None:
+        super()._pause()
+        if self._listening and self._loop is not None:
+            for sock in self._udp.values():
+                self._loop.remove_reader(sock.fileno())
+        self._listening = False
+
+    def _do_due(self, now: float) -> None:
+        for flight in self._mux.expired(now):
+            self._carry_on(flight)
+        room = MAX_IN_FLIGHT - len(self._mux) - len(self._tcp)
+        due = self._core.due(now, room) if room > 0 else []
+        if not due:
+            return
+        try:
+            servers = self._backend.nameservers()
+        except SwarmDNSError as error:
+            for slot in due:
+                self._core.finished(slot, error)
+            return
+        for slot in due:
+            self._carry_on(self._mux.start(slot, slot.question, servers, self._timeout))
+
+    def _on_readable(self, sock: socket.socket) -> None:
+        try:
+            self._read_datagrams(sock)
+        except SwarmDNSError as error:
+            self._fail(error)
+            return
+        self._check()
+
+    def _read_datagrams(self, sock: socket.socket) -> None:
+        mux = self._mux
+        while True:
+            try:
+                data, source = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # an ICMP error from a server: its request times out
+            flight = mux.received(data, source)
+            if flight is not None:
+                self._carry_on(flight)
+
+    def _carry_on(self, flight: Flight[Slot]) -> None:
+        """Send the flight's next request, or hand its outcome to the fleet."""
+        request = flight.request
+        if request is None:
+            settle(self._core, flight)
+            return
+        if request.tcp:
+            ask = tcp_exchange_async(flight.exchange.wire, request.server, request.timeout)
+            task = self._bound_loop.create_task(ask)
+            self._tcp.add(task)
+            task.add_done_callback(lambda done: self._tcp_done(flight, done))
+            return
+        server = request.server
+        try:
+            self._socket_for(server).sendto(flight.exchange.wire, (server.host, server.port))
+        except OSError as error:
+            self._mux.answered(flight, error)
+            self._carry_on(flight)
+
+    def _tcp_done(self, flight: Flight[Slot], task: asyncio.Task[bytes]) -> None:
+        self._tcp.discard(task)
+        if task.cancelled() or self.closed:
+            return
+        error = task.exception()
+        if error is not None and not isinstance(error, Exception):
+            raise error
+        self._mux.answered(flight, task.result() if error is None else error)
+        try:
+            self._carry_on(flight)
+        except SwarmDNSError as failure:
+            self._fail(failure)
+            return
+        self._check()
+
+    def _socket_for(self, server: Nameserver) -> socket.socket:
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        sock = self._udp.get(family)
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self._udp[family] = sock
+            if self._listening and self._loop is not None:
+                self._loop.add_reader(sock.fileno(), self._on_readable, sock)
+        return sock
+
+    def _release(self) -> None:
+        for task in self._tcp:
+            task.cancel()
+        for sock in self._udp.values():
+            sock.close()
+        self._udp.clear()

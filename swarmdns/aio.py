@@ -1,4 +1,4 @@
-"""The asyncio API: lookups, ``watch_tasks`` and ``wait_for_tasks``, awaitable.
+"""The asyncio API: lookups, ``watch_tasks``, ``watch_services`` and ``wait_for_tasks``, awaitable.
 
 Each behaves exactly like its synchronous twin in ``swarmdns`` (they run the
 same plans and the same watch logic); the backend must have an async
@@ -8,19 +8,23 @@ same plans and the same watch logic); the backend must have an async
 from __future__ import annotations
 
 from ._async import (
+    AsyncFleetWatch,
     AsyncTaskWatch,
     service_vip,
     task_ips,
     tasks,
     wait_for_tasks,
+    watch_services,
     watch_tasks,
 )
 
 __all__ = [
+    "AsyncFleetWatch",
     "AsyncTaskWatch",
     "service_vip",
     "task_ips",
     "tasks",
     "wait_for_tasks",
+    "watch_services",
     "watch_tasks",
 ]

@@ -398,7 +398,7 @@ class DirectBackend:
         """Answer ``question`` within ``timeout`` seconds, without blocking the loop."""
         exchange = self._exchange(question, timeout)
         while (request := exchange.next_request()) is not None:
-            send = _tcp_exchange_async if request.tcp else _udp_exchange_async
+            send = tcp_exchange_async if request.tcp else _udp_exchange_async
             try:
                 data = await send(exchange.wire, request.server, request.timeout)
             except _QUERY_ERRORS as error:
@@ -527,7 +527,7 @@ def _expire(received: asyncio.Future[bytes], timeout: float) -> None:
         received.set_exception(timed_out(timeout))
 
 
-async def _tcp_exchange_async(query: bytes, server: Nameserver, timeout: float) -> bytes:
+async def tcp_exchange_async(query: bytes, server: Nameserver, timeout: float) -> bytes:
     """``_tcp_exchange`` for asyncio: the connection is closed even when cancelled."""
     import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
 
