@@ -10,6 +10,8 @@ Inside a Swarm container, ``<service>`` resolves to one virtual IP, while
 
 ``watch_tasks()`` follows the set as tasks come and go, ``TaskWatcher`` does
 so in a background thread, and ``wait_for_tasks()`` waits for enough peers.
+``watch_services()`` (and ``FleetWatcher``) follow many services through one
+socket.
 ``swarmdns.aio`` has the same functions for asyncio, and ``swarmdns.testing``
 a fake of the engine's DNS server (with pytest fixtures) to test against.
 
@@ -18,10 +20,12 @@ The package reads in layers, each importing only those below it:
 - ``_model``, ``_errors``, ``_deadlines``, ``_memo`` (every cache): values and rules.
 - ``_names`` (query names), ``_lookups`` (what each lookup asks, and what
   NXDOMAIN and every other answer mean), ``_watch`` (how a watch decides
-  changes, removals, failures and pacing): decisions, without I/O.
-- ``_backends``: who answers, and how (``direct`` decides when TCP is used).
+  changes, removals, failures and pacing), ``_fleet`` (the schedule of a
+  watch over many services): decisions, without I/O.
+- ``_backends``: who answers, and how (``direct`` decides when TCP is used;
+  ``mux`` matches many queries in flight on one socket).
 - ``_sync`` and ``_async``: the front ends, which carry out the decisions;
-  ``_watcher``, a watch in a thread, on top of ``_async``.
+  ``_watcher``, watches in a thread, on top of both.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from ._sync import (
     watch_tasks,
 )
 from ._watch import TaskSetChange, WatchHealth
-from ._watcher import TaskWatcher
+from ._watcher import FleetWatcher, TaskWatcher
 
 __version__ = "0.1.0"
 
@@ -70,6 +74,7 @@ __all__ = [
     "DNSPythonBackend",
     "DirectBackend",
     "FleetWatch",
+    "FleetWatcher",
     "InvalidName",
     "NoVirtualIP",
     "NotEnoughTasks",

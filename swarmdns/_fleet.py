@@ -128,7 +128,7 @@ class FleetCore:
         self._slots = slots
         now = clock()
         for slot in slots.values():
-            self._schedule_at(slot, now)
+            self._push(slot, now)
 
     @property
     def interval(self) -> float:
@@ -149,7 +149,7 @@ class FleetCore:
             if name in self._slots:
                 return False
             self._slots = {**self._slots, name: slot}
-            self._schedule_at(slot, self._clock())
+            self._push(slot, self._clock())
         return True
 
     def discard(self, service: str) -> bool:
@@ -253,8 +253,11 @@ class FleetCore:
 
     def _schedule_at(self, slot: Slot, when: float) -> None:
         with self._lock:
-            if not slot.watched:
-                return
+            self._push(slot, when)
+
+    def _push(self, slot: Slot, when: float) -> None:
+        """Put ``slot``'s next lookup on the schedule (the lock held)."""
+        if slot.watched:
             slot.ticket = next(self._tickets)
             heapq.heappush(self._schedule, (when, slot.ticket, slot))
 

@@ -382,14 +382,7 @@ def watch_services(
         exclude_self=exclude_self,
         exclude=exclude,
     )
-    lookup_timeout = seconds("timeout", timeout)
-    chosen = get_default_backend() if backend is None else backend
-    driver: _FleetDriver
-    if type(chosen) is DirectBackend:
-        driver = _SocketDriver(core, chosen, lookup_timeout)
-    else:
-        driver = _LookupDriver(core, sync_backend(chosen), lookup_timeout)
-    return FleetWatch(core, driver)
+    return FleetWatch.driven(core, backend, seconds("timeout", timeout))
 
 
 class FleetView:
@@ -428,6 +421,16 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
     def __init__(self, core: FleetCore, driver: _FleetDriver) -> None:
         self._core = core
         self._driver = driver
+
+    @classmethod
+    def driven(
+        cls, core: FleetCore, backend: Backend | AsyncBackend | None, timeout: float
+    ) -> FleetWatch:
+        """The watch of ``core``, its lookups through one socket or through ``backend``."""
+        chosen = get_default_backend() if backend is None else backend
+        if type(chosen) is DirectBackend:
+            return cls(core, _SocketDriver(core, chosen, timeout))
+        return cls(core, _LookupDriver(core, sync_backend(chosen), timeout))
 
     def __next__(self) -> TaskSetChange:
         changes = self._core.changes
@@ -602,16 +605,23 @@ class _SocketDriver(_FleetDriver):
         self._selector = selectors.DefaultSelector()
         self._udp: dict[socket.AddressFamily, socket.socket] = {}
         self._tcp: dict[socket.socket, _TcpCall] = {}
-        self._wake_reader, self._wake_writer = socket.socketpair()
-        self._wake_reader.setblocking(False)
-        self._wake_writer.setblocking(False)
-        self._selector.register(self._wake_reader, selectors.EVENT_READ)
+        # A socket pair to wake the selector from another thread, made when
+        # the watch first runs: a watch that never runs holds no socket.
+        self._wake_reader: socket.socket | None = None
+        self._wake_writer: socket.socket | None = None
 
     def wake(self) -> None:
-        with contextlib.suppress(OSError):  # already woken (full), or closed
-            self._wake_writer.send(b"\0")
+        writer = self._wake_writer
+        if writer is not None:
+            with contextlib.suppress(OSError):  # already woken (full), or closed
+                writer.send(b"\0")
 
     def _catch_up(self) -> None:
+        if self._wake_reader is None:
+            self._wake_reader, self._wake_writer = socket.socketpair()
+            self._wake_reader.setblocking(False)
+            self._wake_writer.setblocking(False)
+            self._selector.register(self._wake_reader, selectors.EVENT_READ)
         for sock in self._udp.values():
             self._read_datagrams(sock)
 
@@ -640,7 +650,7 @@ class _SocketDriver(_FleetDriver):
         for key, events in self._selector.select(wait):
             if key.fileobj is self._wake_reader:
                 with contextlib.suppress(OSError):
-                    self._wake_reader.recv(4096)
+                    key.fileobj.recv(4096)
             elif isinstance(key.data, _TcpCall):
                 self._on_tcp(key.data, events)
             else:
@@ -715,8 +725,9 @@ class _SocketDriver(_FleetDriver):
         for sock in self._udp.values():
             sock.close()
         self._selector.close()
-        self._wake_reader.close()
-        self._wake_writer.close()
+        for end in (self._wake_reader, self._wake_writer):
+            if end is not None:
+                end.close()
 
 
 def settle(core: FleetCore, flight: Flight[Slot]) -> None:

@@ -1,14 +1,17 @@
-"""``TaskWatcher``: a watch that runs in a background thread, for code without a loop.
+"""Watches that run in a background thread, for code without a loop.
 
-It sits above both front ends: the thread runs the asyncio driver of
-``_async``, so that ``stop()`` can abandon a lookup in flight.
+``TaskWatcher`` sits above both front ends: its thread runs the asyncio
+driver of ``_async``, so that ``stop()`` can abandon a lookup in flight.
+``FleetWatcher``'s thread runs the synchronous fleet driver of ``_sync``,
+whose ``close()`` wakes it from any thread. ``_Background`` is what both share:
+the thread's life cycle, callbacks and waiting for changes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from ipaddress import IPv4Address
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -20,15 +23,172 @@ from ._backends.base import AsyncBackend, Backend
 from ._backends.default import get_default_backend, sync_backend
 from ._backends.threaded import ThreadedBackend
 from ._deadlines import seconds
+from ._fleet import FleetCore
 from ._lookups import DEFAULT_TIMEOUT
-from ._watch import TaskSetChange, WaitCore, WatchView, logger, prepare_watch, watch_steps
+from ._sync import FleetView, FleetWatch
+from ._watch import (
+    TaskSetChange,
+    WaitCore,
+    WatchCore,
+    WatchView,
+    logger,
+    prepare_watch,
+    watch_steps,
+)
 
-_Watcher = TypeVar("_Watcher", bound="TaskWatcher")
+_Watcher = TypeVar("_Watcher", bound="_Background")
 #: How long ``stop()`` waits for the thread before cancelling the watch again.
 _CANCEL_AGAIN_AFTER = 0.05
 
 
-class TaskWatcher(WatchView):
+class _Background:
+    """A watch in a background thread: its life cycle, its callbacks, and waiting on it.
+
+    A subclass says what the thread does (``_work``) and how to make it end
+    (``_interrupt``, called again every 50 ms until the thread has ended).
+    """
+
+    def __init__(self, name: str, on_change: Callable[[TaskSetChange], object] | None) -> None:
+        self._name = name
+        self._callbacks: list[Callable[[TaskSetChange], object]] = []
+        if on_change is not None:
+            self.add_callback(on_change)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._changes = 0
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._finished = False
+
+    # -- life cycle ------------------------------------------------------------
+
+    def start(self: _Watcher) -> _Watcher:
+        """Start watching in a background thread; returns the watcher itself."""
+        with self._lock:
+            if self._thread is not None or self._stopping:
+                raise RuntimeError(
+                    f"a {type(self).__name__} can be started once; create a new one"
+                )
+            self._thread = threading.Thread(
+                target=self._run, name=f"swarmdns-watch-{self._name}", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching and join the thread; a lookup in flight is abandoned.
+
+        Returns once the thread has ended: at once, or, with a synchronous
+        backend, when the lookup in flight ends (within its ``timeout``).
+        """
+        with self._lock:
+            self._stopping = True
+        thread = self._thread
+        while True:
+            # Interrupted again until it ends: a cancel can be lost (a library
+            # that swallows it, or one landing as a step completes).
+            self._interrupt()
+            if thread is None or thread is threading.current_thread():
+                return
+            thread.join(_CANCEL_AGAIN_AFTER)
+            if not thread.is_alive():
+                return
+
+    def __enter__(self: _Watcher) -> _Watcher:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the watch is going on."""
+        with self._lock:
+            return self._thread is not None and not self._finished
+
+    # -- what it sees ------------------------------------------------------------
+
+    @property
+    def error(self) -> BaseException | None:
+        """What ended the watch (``WatchTimeout``, a configuration error), or None."""
+        return self._error
+
+    def add_callback(self, callback: Callable[[TaskSetChange], object]) -> None:
+        """Call ``callback(change)`` in the watcher's thread on every later change.
+
+        To be sure to see the initial set too, pass ``on_change=`` instead.
+        """
+        if not callable(callback):
+            raise TypeError(f"a callback must be callable, not {callback!r}")
+        self._callbacks = [*self._callbacks, callback]
+
+    def remove_callback(self, callback: Callable[[TaskSetChange], object]) -> None:
+        """Stop calling ``callback``."""
+        self._callbacks = [c for c in self._callbacks if c is not callback]
+
+    def wait_for_change(self, timeout: float | None = None) -> bool:
+        """Block until the next change (an initial set counts); False on timeout or end."""
+        with self._changed:
+            seen = self._changes
+            self._changed.wait_for(lambda: self._changes > seen or self._finished, timeout)
+            return self._changes > seen
+
+    def _wait_for(self, wait: WaitCore, what: str) -> tuple[IPv4Address, ...]:
+        """Block until ``wait`` has enough tasks, or its time is up."""
+        with self._changed:
+            if self._thread is None:
+                raise RuntimeError(
+                    f"the {type(self).__name__} was never started: call start() first"
+                )
+            self._changed.wait_for(lambda: wait.enough() or self._finished, wait.remaining())
+            if wait.enough():
+                return wait.watch.current
+            if self._finished:
+                raise RuntimeError(
+                    f"the {type(self).__name__} of {what} stopped before it showed"
+                    f" {wait.count} tasks (it showed {len(wait.watch.current)})"
+                ) from self._error
+        raise wait.timed_out()
+
+    # -- the thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._work()
+        except BaseException as error:  # kept for .error, then logged
+            self._error = error
+            logger().error("watching %s ended", self._name, exc_info=error)
+        finally:
+            with self._changed:
+                self._finished = True
+                self._changed.notify_all()
+
+    def _work(self) -> None:
+        """Watch until interrupted; hand each change to ``_deliver``."""
+        raise NotImplementedError
+
+    def _interrupt(self) -> None:
+        """Make ``_work`` end soon; called from any thread, maybe more than once."""
+        raise NotImplementedError
+
+    def _deliver(self, change: TaskSetChange) -> None:
+        with self._changed:
+            self._changes += 1
+            self._changed.notify_all()
+        for callback in self._callbacks:
+            try:
+                callback(change)
+            except Exception:
+                logger().exception("a %s callback failed on %r", type(self).__name__, change)
+
+
+class TaskWatcher(_Background, WatchView):
     """Follows a service's tasks in a background thread.
 
     For applications not built around a loop: read ``current`` at any time,
@@ -79,7 +239,7 @@ class TaskWatcher(WatchView):
         fail_after: float | None = None,
         on_change: Callable[[TaskSetChange], object] | None = None,
     ) -> None:
-        self._core = prepare_watch(
+        self._core: WatchCore = prepare_watch(
             service,
             network=network,
             interval=interval,
@@ -89,112 +249,31 @@ class TaskWatcher(WatchView):
             exclude_self=exclude_self,
             exclude=exclude,
         )
+        super().__init__(service, on_change)
         self._timeout = seconds("timeout", timeout)
         self._service = service
         self._network = network
         self._backend = backend
-        self._callbacks: list[Callable[[TaskSetChange], object]] = []
-        if on_change is not None:
-            self.add_callback(on_change)
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._changes = 0
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._chosen: AsyncBackend | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._finished = False
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<TaskWatcher {self._core.query_name!r} {state}: {len(self.current)} tasks>"
 
-    # -- life cycle ------------------------------------------------------------
+    def start(self) -> TaskWatcher:
+        """Start watching in a background thread; returns the watcher itself.
 
-    def start(self: _Watcher) -> _Watcher:
-        """Start watching in a background thread; returns the watcher itself."""
+        Raises:
+            TypeError: The backend can answer neither synchronously nor asynchronously.
+        """
         chosen = self._backend if self._backend is not None else get_default_backend()
         if not isinstance(chosen, AsyncBackend):
             chosen = ThreadedBackend(sync_backend(chosen))
-        with self._lock:
-            if self._thread is not None or self._stopping:
-                raise RuntimeError("a TaskWatcher can be started once; create a new one")
-            self._thread = threading.Thread(
-                target=self._run,
-                args=(chosen,),
-                name=f"swarmdns-watch-{self._service}",
-                daemon=True,
-            )
-            self._thread.start()
+        self._chosen = chosen
+        super().start()
         return self
-
-    def stop(self) -> None:
-        """Stop watching and join the thread; a lookup in flight is abandoned.
-
-        Returns once the thread has ended: at once, or, with a synchronous
-        backend, when the lookup in flight ends (within its ``timeout``).
-        """
-        with self._lock:
-            self._stopping = True
-        thread = self._thread
-        while True:
-            with self._lock:
-                loop, task = self._loop, self._task
-            if loop is not None and task is not None:
-                # Cancelled again until it ends: a cancel can be lost (a library
-                # that swallows it, or one landing as a step completes).
-                with contextlib.suppress(RuntimeError):  # the loop closed: the watch ended
-                    loop.call_soon_threadsafe(task.cancel)
-            if thread is None or thread is threading.current_thread():
-                return
-            thread.join(_CANCEL_AGAIN_AFTER)
-            if not thread.is_alive():
-                return
-
-    def __enter__(self: _Watcher) -> _Watcher:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        """Whether the watch is going on."""
-        with self._lock:
-            return self._thread is not None and not self._finished
-
-    # -- what it sees ------------------------------------------------------------
-
-    @property
-    def error(self) -> BaseException | None:
-        """What ended the watch (``WatchTimeout``, a configuration error), or None."""
-        return self._error
-
-    def add_callback(self, callback: Callable[[TaskSetChange], object]) -> None:
-        """Call ``callback(change)`` in the watcher's thread on every later change.
-
-        To be sure to see the initial set too, pass ``on_change=`` instead.
-        """
-        if not callable(callback):
-            raise TypeError(f"a callback must be callable, not {callback!r}")
-        self._callbacks = [*self._callbacks, callback]
-
-    def remove_callback(self, callback: Callable[[TaskSetChange], object]) -> None:
-        """Stop calling ``callback``."""
-        self._callbacks = [c for c in self._callbacks if c is not callback]
-
-    def wait_for_change(self, timeout: float | None = None) -> bool:
-        """Block until the next change (the initial set counts); False on timeout or end."""
-        with self._changed:
-            seen = self._changes
-            self._changed.wait_for(lambda: self._changes > seen or self._finished, timeout)
-            return self._changes > seen
 
     def wait_until_started(self, timeout: float | None = None) -> bool:
         """Block until the first lookup succeeded; False on timeout or if the watch ended."""
@@ -220,26 +299,14 @@ class TaskWatcher(WatchView):
                 error that ended it is the cause).
         """
         wait = WaitCore(self._core, count, seconds("timeout", timeout))
-        with self._changed:
-            if self._thread is None:
-                raise RuntimeError("the TaskWatcher was never started: call start() first")
-            self._changed.wait_for(lambda: wait.enough() or self._finished, wait.remaining())
-            if wait.enough():
-                return self._core.current
-            if self._finished:
-                raise RuntimeError(
-                    f"the TaskWatcher of {self._core.query_name!r} stopped before it showed"
-                    f" {count} tasks (it showed {len(self._core.current)})"
-                ) from self._error
-        raise wait.timed_out()
+        return self._wait_for(wait, repr(self._core.query_name))
 
-    # -- the thread ----------------------------------------------------------------
-
-    def _run(self, backend: AsyncBackend) -> None:
+    def _work(self) -> None:
         import asyncio  # noqa: PLC0415 - asyncio only when a watcher runs
 
         from . import _async  # noqa: PLC0415 - the same reason
 
+        backend = self._chosen
         loop = asyncio.new_event_loop()
         try:
             steps = watch_steps(self._core, self._timeout)
@@ -249,30 +316,119 @@ class TaskWatcher(WatchView):
                 self._loop, self._task = loop, task
                 if self._stopping:
                     task.cancel()  # stop() came before the loop was ready
-            loop.run_until_complete(task)
-        except asyncio.CancelledError:
-            pass
-        except BaseException as error:  # kept for .error, then logged
-            self._error = error
-            logger().error("watching %s ended", self._core.query_name, exc_info=error)
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(task)
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
-            with self._changed:
-                self._finished = True
-                self._changed.notify_all()
+
+    def _interrupt(self) -> None:
+        with self._lock:
+            loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the watch ended
+                loop.call_soon_threadsafe(task.cancel)
 
     async def _consume(self, watch: AsyncIterator[TaskSetChange]) -> None:
         async for change in watch:
             self._deliver(change)
 
-    def _deliver(self, change: TaskSetChange) -> None:
-        with self._changed:
-            self._changes += 1
-            self._changed.notify_all()
-        for callback in self._callbacks:
-            try:
-                callback(change)
-            except Exception:
-                logger().exception("a TaskWatcher callback failed on %r", change)
+
+class FleetWatcher(_Background, FleetView):
+    """Follows many services' tasks in a background thread, through one socket.
+
+    ``watch_services()`` for code without a loop: read ``current[service]``
+    at any time, and have ``on_change`` (or callbacks added later) called on
+    each change of any service, in the watcher's thread::
+
+        with FleetWatcher(["web", "api"], on_change=reload) as fleet:
+            ...
+            fleet.add("worker")
+
+    ``stop()`` wakes the thread and returns once it has ended (with a
+    backend other than ``DirectBackend``, once the lookup in flight ends).
+
+    Args:
+        services: The services' names; more can be added while it runs.
+        network: Watch the services' addresses on this network only.
+        interval: Seconds between each service's lookups.
+        backend: Who answers; by default the process-wide default backend.
+        timeout: Seconds each lookup may take.
+        removal_debounce: Report an address removed only after it has been
+            missing from this many successful lookups in a row.
+        jitter: Vary each wait by this fraction of the interval, either way.
+        exclude_self: Leave out this container's own addresses.
+        exclude: Further addresses to leave out.
+        on_change: Called with each ``TaskSetChange``, every initial set included.
+
+    Raises:
+        InvalidName: At once, for a name Docker would not accept.
+    """
+
+    def __init__(
+        self,
+        services: Iterable[str],
+        *,
+        network: str | None = None,
+        interval: float = 2.0,
+        backend: Backend | AsyncBackend | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        removal_debounce: int = 1,
+        jitter: float = 0.1,
+        exclude_self: bool = False,
+        exclude: Iterable[IPv4Address | str] = (),
+        on_change: Callable[[TaskSetChange], object] | None = None,
+    ) -> None:
+        self._core = FleetCore(
+            services,
+            network=network,
+            interval=interval,
+            jitter=jitter,
+            removal_debounce=removal_debounce,
+            exclude_self=exclude_self,
+            exclude=exclude,
+        )
+        self._watch = FleetWatch.driven(self._core, backend, seconds("timeout", timeout))
+        super().__init__("fleet", on_change)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<FleetWatcher {state}: {len(self._core.slots())} services>"
+
+    def add(self, service: str) -> bool:
+        """Follow ``service`` too; its first lookup is due at once. False if already followed.
+
+        Raises:
+            InvalidName: ``service`` is not a name Docker allows.
+        """
+        return self._watch.add(service)
+
+    def discard(self, service: str) -> bool:
+        """Stop following ``service``; False if it was not followed."""
+        return self._watch.discard(service)
+
+    def wait_for_tasks(
+        self, service: str, count: int, *, timeout: float
+    ) -> tuple[IPv4Address, ...]:
+        """Block until ``service`` shows at least ``count`` tasks; return them all.
+
+        Raises:
+            KeyError: ``service`` is not followed.
+            NotEnoughTasks: Fewer than ``count`` were shown when ``timeout`` ran
+                out (it carries the ``current`` addresses).
+            RuntimeError: The watcher was never started, or has stopped.
+        """
+        wait = WaitCore(self._core.watch_of(service), count, seconds("timeout", timeout))
+        return self._wait_for(wait, repr(service))
+
+    def _work(self) -> None:
+        changes: Iterator[TaskSetChange] = self._watch
+        with self._watch:
+            if self._stopping:
+                return
+            for change in changes:
+                self._deliver(change)
+
+    def _interrupt(self) -> None:
+        self._watch.close()

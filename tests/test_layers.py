@@ -79,7 +79,8 @@ def test_decisions_do_no_io() -> None:
         assert not any(m.startswith("swarmdns._backends") for m in reachable(module)), module
 
 
-TWINS = ["service_vip", "task_ips", "tasks", "watch_tasks", "wait_for_tasks"]
+TWINS = ["service_vip", "task_ips", "tasks", "watch_tasks", "watch_services", "wait_for_tasks"]
+ITERATORS = {"watch_tasks", "watch_services"}
 
 
 def parameters(function: Callable[..., Any]) -> list[tuple[str, object, object, object]]:
@@ -94,7 +95,7 @@ def test_sync_and_async_twins_take_the_same_arguments(name: str) -> None:
     sync, asynchronous = getattr(swarmdns, name), getattr(swarmdns.aio, name)
 
     assert parameters(sync) == parameters(asynchronous)
-    assert inspect.iscoroutinefunction(asynchronous) == (name != "watch_tasks")
+    assert inspect.iscoroutinefunction(asynchronous) == (name not in ITERATORS)
 
 
 def test_the_thread_watcher_takes_what_watch_tasks_takes_and_a_callback() -> None:
@@ -108,3 +109,13 @@ def test_every_watch_shows_the_same_state() -> None:
     for watch in (swarmdns.TaskWatch, swarmdns.aio.AsyncTaskWatch, swarmdns.TaskWatcher):
         assert isinstance(inspect.getattr_static(watch, "current"), property)
         assert isinstance(inspect.getattr_static(watch, "health"), property)
+
+
+def test_every_fleet_watch_shows_and_does_the_same() -> None:
+    shared = ("current", "health", "services", "add", "discard", "wait_for_tasks")
+    for name in shared:
+        sync = inspect.getattr_static(swarmdns.FleetWatch, name)
+        asynchronous = inspect.getattr_static(swarmdns.aio.AsyncFleetWatch, name)
+        assert type(sync) is type(asynchronous), name
+        if callable(sync):
+            assert parameters(sync) == parameters(asynchronous), name
