@@ -32,7 +32,7 @@ from ._errors import (
 )
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import Task
-from ._sync import service_vip, task_ips, tasks, watch_tasks
+from ._sync import service_vip, task_ips, tasks, watch_services
 from ._watch import TaskSetChange
 from ._watcher import TaskWatcher
 
@@ -70,7 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     query = _Parser(add_help=False)
-    query.add_argument("service", metavar="SERVICE", help="the service's name")
     query.add_argument("--network", metavar="N", help="only the service's addresses on N")
     query.add_argument(
         "--nameserver",
@@ -86,18 +85,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--json", action="store_true", help="print JSON")
 
-    commands.add_parser(
+    vip_command = commands.add_parser(
         "vip",
         parents=[query],
         help="print the service's virtual IP",
         description="Print the virtual IP of SERVICE (the A record of SERVICE).",
     )
+    vip_command.add_argument("service", metavar="SERVICE", help="the service's name")
     tasks_command = commands.add_parser(
         "tasks",
         parents=[query],
         help="print the address of every running task",
         description="Print the address of every running task of SERVICE (tasks.SERVICE).",
     )
+    tasks_command.add_argument("service", metavar="SERVICE", help="the service's name")
     tasks_command.add_argument(
         "--names", action="store_true", help="also each task's name, slot and ID (PTR records)"
     )
@@ -105,8 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         "watch",
         parents=[query],
         help="print a line whenever the tasks change, until interrupted",
-        description="Follow the tasks of SERVICE: one line for the initial set, then one per "
-        "change. A failed lookup never changes the set. Ctrl-C ends it.",
+        description="Follow the tasks of each SERVICE: one line for each initial set, then one "
+        "per change. A failed lookup never changes the set. With several services, each text "
+        "line names its service; all go through one socket. Ctrl-C ends it.",
+    )
+    watch_command.add_argument(
+        "services", nargs="+", metavar="SERVICE", help="the services' names (one or more)"
     )
     watch_command.add_argument(
         "--interval", type=_positive, default=2.0, metavar="S", help="seconds between lookups"
@@ -159,7 +164,7 @@ def _task_json(task: Task) -> dict[str, Any]:
     return {**attrs.asdict(task), "ip": str(task.ip)}
 
 
-def _change_line(change: TaskSetChange, as_json: bool) -> str:
+def _change_line(change: TaskSetChange, as_json: bool, *, named: bool = False) -> str:
     if as_json:
         return json.dumps(
             {
@@ -173,7 +178,8 @@ def _change_line(change: TaskSetChange, as_json: bool) -> str:
     removed = " ".join(f"-{ip}" for ip in sorted(change.removed))
     current = " ".join(str(ip) for ip in change.current) or "(none)"
     stamp = change.observed_at.strftime("%H:%M:%S")
-    return " ".join(p for p in (stamp, added, removed, "now:", current) if p)
+    service = change.service if named else ""
+    return " ".join(p for p in (stamp, service, added, removed, "now:", current) if p)
 
 
 def _vip(options: argparse.Namespace, out: TextIO) -> int:
@@ -207,15 +213,16 @@ def _tasks(options: argparse.Namespace, out: TextIO) -> int:
 
 
 def _watch(options: argparse.Namespace, out: TextIO) -> int:
-    with watch_tasks(
-        options.service,
+    named = len(set(options.services)) > 1
+    with watch_services(
+        options.services,
         network=options.network,
         interval=options.interval,
         backend=_backend(options),
         timeout=options.timeout,
     ) as changes:
         for change in changes:
-            print(_change_line(change, options.json), file=out, flush=True)
+            print(_change_line(change, options.json, named=named), file=out, flush=True)
     return EXIT_OK  # pragma: no cover - the watch ends by interruption
 
 

@@ -181,6 +181,48 @@ def test_watch_plain_lines(swarm_dns: FakeSwarm, process: list[subprocess.Popen[
     assert re.fullmatch(rf"\d\d:\d\d:\d\d \+{web.task_ips[0]} now: {web.task_ips[0]}\n", line)
 
 
+def test_watch_follows_several_services_and_names_each_on_its_line(
+    swarm_dns: FakeSwarm, process: list[subprocess.Popen[str]]
+) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    api = swarm_dns.create_service("api", replicas=2)
+    watch = start(process, "watch", "web", "api", "nosuch", "--interval", "0.05")
+    assert watch.stdout is not None
+
+    first = {watch.stdout.readline() for _ in range(3)}
+    api = swarm_dns.scale("api", 3)
+    change = watch.stdout.readline()
+
+    stamp = r"\d\d:\d\d:\d\d"
+    web_ip, (api_1, api_2, api_3) = web.task_ips[0], api.task_ips
+    assert sorted(re.sub(stamp, "T", line) for line in first) == [
+        f"T api +{api_1} +{api_2} now: {api_1} {api_2}\n",
+        "T nosuch now: (none)\n",
+        f"T web +{web_ip} now: {web_ip}\n",
+    ]
+    assert re.sub(stamp, "T", change) == f"T api +{api_3} now: {api_1} {api_2} {api_3}\n"
+
+
+def test_watch_json_lines_of_several_services(
+    swarm_dns: FakeSwarm, process: list[subprocess.Popen[str]]
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    swarm_dns.create_service("api", replicas=2)
+    watch = start(process, "watch", "web", "api", "--json", "--interval", "0.05")
+    assert watch.stdout is not None
+
+    lines = [json.loads(watch.stdout.readline()) for _ in range(2)]
+
+    assert sorted((line["service"], len(line["current"])) for line in lines) == [
+        ("api", 2),
+        ("web", 1),
+    ]
+
+
+def test_watch_needs_a_service() -> None:
+    assert_one_line_error(run("watch"), 2, "the following arguments are required: SERVICE")
+
+
 def test_serve_runs_the_fake_until_interrupted(
     process: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
