@@ -41,6 +41,7 @@ from ._watch import (
     LookupResult,
     Sleep,
     Step,
+    Stepper,
     TaskSetChange,
     WaitCore,
     WatchCore,
@@ -230,8 +231,8 @@ def watch_tasks(
         exclude_self=exclude_self,
         exclude=exclude,
     )
-    steps = watch_steps(core, seconds("timeout", timeout))
-    return AsyncTaskWatch(core, changes(steps, lookup(service, network, backend)))
+    steps = Stepper(watch_steps(core, seconds("timeout", timeout)))
+    return AsyncTaskWatch(core, steps, lookup(service, network, backend))
 
 
 class AsyncTaskWatch(WatchView, AsyncIterator[TaskSetChange]):
@@ -240,22 +241,77 @@ class AsyncTaskWatch(WatchView, AsyncIterator[TaskSetChange]):
     The asyncio twin of ``swarmdns.TaskWatch``.
     """
 
-    def __init__(self, core: WatchCore, changes: AsyncGenerator[TaskSetChange, None]) -> None:
+    def __init__(
+        self,
+        core: WatchCore,
+        steps: Stepper,
+        lookup: Callable[[float], Coroutine[object, object, LookupResult]],
+    ) -> None:
         self._core = core
-        self._changes = changes
+        self._steps = steps
+        self._lookup = lookup
 
     async def __anext__(self) -> TaskSetChange:
-        return await self._changes.__anext__()
+        pending = self._steps.pending
+        if not pending:
+            await _run_steps(self._steps, self._lookup, lambda: bool(pending))
+        if not pending:
+            raise StopAsyncIteration  # closed
+        return pending.popleft()
+
+    async def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:
+        """Wait until the watch shows at least ``count`` tasks; return them all.
+
+        The twin of ``TaskWatch.wait_for_tasks``; a lookup in flight at the
+        deadline is abandoned, and asked again when the watch goes on.
+
+        Raises:
+            NotEnoughTasks: Fewer than ``count`` were shown when ``timeout``
+                ran out (it carries the ``current`` addresses).
+            RuntimeError: The watch is closed.
+        """
+        wait = WaitCore(self._core, count, seconds("timeout", timeout))
+        await _run_steps(self._steps, self._lookup, wait.enough, wait.deadline)
+        if wait.enough():
+            return self._core.current
+        if self._steps.ended:
+            raise RuntimeError(
+                f"the watch of {self._core.query_name!r} is closed; it showed"
+                f" {len(self._core.current)} tasks"
+            )
+        raise wait.timed_out()
 
     async def aclose(self) -> None:
         """End the watch."""
-        await self._changes.aclose()
+        self._steps.close()
 
     async def __aenter__(self) -> AsyncTaskWatch:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+async def _run_steps(
+    steps: Stepper,
+    lookup: Callable[[float], Coroutine[object, object, LookupResult]],
+    until: Callable[[], bool],
+    deadline: Deadline | None = None,
+) -> None:
+    """Carry out a watch's steps until ``until()`` holds, the deadline passes, or it ends.
+
+    A lookup that the deadline cuts short is abandoned; the steps ask it again.
+    """
+    while (action := steps.next_action(until, deadline)) is not None:
+        if isinstance(action, Sleep):
+            await asyncio.sleep(action.seconds)
+        elif deadline is None:
+            steps.took(await lookup(action.timeout))
+        else:
+            try:
+                steps.took(await within(lookup(action.timeout), deadline.remaining()))
+            except Overrun:
+                return
 
 
 def lookup(

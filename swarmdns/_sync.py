@@ -33,6 +33,7 @@ from ._watch import (
     LookupResult,
     Sleep,
     Step,
+    Stepper,
     TaskSetChange,
     WaitCore,
     WatchCore,
@@ -214,34 +215,81 @@ def watch_tasks(
         exclude_self=exclude_self,
         exclude=exclude,
     )
-    steps = watch_steps(core, seconds("timeout", timeout))
-    return TaskWatch(core, _drive(steps, _lookup(service, network, backend)))
+    steps = Stepper(watch_steps(core, seconds("timeout", timeout)))
+    return TaskWatch(core, steps, _lookup(service, network, backend))
 
 
 class TaskWatch(WatchView, Iterator[TaskSetChange]):
     """The iterator ``watch_tasks()`` returns: changes, plus the watch's state.
 
-    ``close()`` (or leaving a ``with`` block) ends it; between changes it
-    holds no socket and no thread. ``swarmdns.aio.AsyncTaskWatch`` is the
-    asyncio twin.
+    Its lookups run while it is asked for the next change (or waits, in
+    ``wait_for_tasks``); between them it holds no socket and no thread.
+    ``close()`` (or leaving a ``with`` block) ends it.
+    ``swarmdns.aio.AsyncTaskWatch`` is the asyncio twin.
     """
 
-    def __init__(self, core: WatchCore, changes: Generator[TaskSetChange, None, None]) -> None:
+    def __init__(
+        self, core: WatchCore, steps: Stepper, lookup: Callable[[float], LookupResult]
+    ) -> None:
         self._core = core
-        self._changes = changes
+        self._steps = steps
+        self._lookup = lookup
 
     def __next__(self) -> TaskSetChange:
-        return next(self._changes)
+        pending = self._steps.pending
+        if not pending:
+            _run_steps(self._steps, self._lookup, lambda: bool(pending))
+        if not pending:
+            raise StopIteration  # closed
+        return pending.popleft()
+
+    def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:
+        """Wait until the watch shows at least ``count`` tasks; return them all.
+
+        Runs the watch's own lookups, so an application that follows its
+        peers needs no second poller to wait for them. Changes seen while
+        waiting are kept for the iterator. A lookup in flight at the deadline
+        is let finish (it takes at most the watch's ``timeout``).
+
+        Raises:
+            NotEnoughTasks: Fewer than ``count`` were shown when ``timeout``
+                ran out (it carries the ``current`` addresses).
+            RuntimeError: The watch is closed.
+        """
+        wait = WaitCore(self._core, count, seconds("timeout", timeout))
+        _run_steps(self._steps, self._lookup, wait.enough, wait.deadline)
+        if wait.enough():
+            return self._core.current
+        if self._steps.ended:
+            raise RuntimeError(
+                f"the watch of {self._core.query_name!r} is closed; it showed"
+                f" {len(self._core.current)} tasks"
+            )
+        raise wait.timed_out()
 
     def close(self) -> None:
         """End the watch."""
-        self._changes.close()
+        self._steps.close()
 
     def __enter__(self) -> TaskWatch:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _run_steps(
+    steps: Stepper,
+    lookup: Callable[[float], LookupResult],
+    until: Callable[[], bool],
+    deadline: Deadline | None = None,
+) -> None:
+    """Carry out a watch's steps until ``until()`` holds, the deadline passes, or it ends."""
+    while (action := steps.next_action(until, deadline)) is not None:
+        if isinstance(action, Lookup):
+            steps.took(lookup(action.timeout))
+        else:
+            time.sleep(action.seconds)
 
 
 def _lookup(

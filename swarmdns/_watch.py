@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
@@ -390,6 +391,76 @@ class Sleep:
 Step = Lookup | Sleep | TaskSetChange
 #: What the driver sends back after a Lookup.
 LookupResult = tuple[IPv4Address, ...] | SwarmDNSError
+
+
+class Stepper:
+    """Carries a watch's steps over many calls: changes not yet taken, a wait cut short.
+
+    An iterator watch runs its steps only while it is asked for something:
+    the next change, or enough tasks before a deadline. ``next_action()``
+    says what to do until that holds; a wait or a lookup that a deadline
+    cut short is taken up again where it stopped by the next call.
+
+    Args:
+        steps: The watch's steps (``watch_steps()``).
+        clock: Monotonic seconds, for waits cut short.
+    """
+
+    def __init__(
+        self,
+        steps: Generator[Step, LookupResult | None, object],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._steps = steps
+        self._clock = clock
+        self._reply: LookupResult | None = None
+        self._lookup: Lookup | None = None
+        self._wake_at: float | None = None
+        #: Changes not yet handed to the user, oldest first.
+        self.pending: deque[TaskSetChange] = deque()
+        self.ended = False
+
+    def next_action(
+        self, until: Callable[[], bool], deadline: Deadline | None = None
+    ) -> Lookup | Sleep | None:
+        """What to do next, or None once ``until()`` holds, the deadline passed or the steps ended.
+
+        After a ``Lookup``, pass its result to ``took()``; after a ``Sleep``,
+        just ask again.
+        """
+        while not until() and not self.ended:
+            if deadline is not None and deadline.remaining() <= 0:
+                return None
+            if self._lookup is not None:
+                return self._lookup
+            if self._wake_at is not None:
+                left = self._wake_at - self._clock()
+                if left > 0:
+                    return Sleep(left if deadline is None else min(left, deadline.remaining()))
+                self._wake_at = None
+            try:
+                step = self._steps.send(self._reply)
+            except StopIteration:
+                self.ended = True
+                return None
+            self._reply = None
+            if isinstance(step, Lookup):
+                self._lookup = step
+            elif isinstance(step, Sleep):
+                self._wake_at = self._clock() + step.seconds
+            else:
+                self.pending.append(step)
+        return None
+
+    def took(self, result: LookupResult) -> None:
+        """The result of the ``Lookup`` that ``next_action()`` asked for."""
+        self._reply = result
+        self._lookup = None
+
+    def close(self) -> None:
+        """End the steps."""
+        self._steps.close()
+        self.ended = True
 
 
 def watch_steps(core: WatchCore, timeout: float) -> Generator[Step, LookupResult | None, None]:

@@ -17,7 +17,16 @@ from swarmdns import (
     TaskSetChange,
     WatchTimeout,
 )
-from swarmdns._watch import Lookup, Sleep, WaitCore, WatchCore, wait_steps, watch_steps
+from swarmdns._deadlines import Deadline
+from swarmdns._watch import (
+    Lookup,
+    Sleep,
+    Stepper,
+    WaitCore,
+    WatchCore,
+    wait_steps,
+    watch_steps,
+)
 
 
 def ips(*last_octets: int) -> frozenset[IPv4Address]:
@@ -332,3 +341,30 @@ def test_change_repr_reads_well() -> None:
         "TaskSetChange(service='web', added={10.0.1.3, 10.0.1.4}, removed={},"
         " current=(10.0.1.3, 10.0.1.4))"
     )
+
+
+def test_a_stepper_takes_up_a_wait_cut_short_where_it_stopped() -> None:
+    clock = Clock()
+    steps = Stepper(watch_steps(core(clock, interval=2.0), 1.0), clock=clock)
+    deadline = Deadline(0.5, clock=clock)
+
+    assert steps.next_action(lambda: False) == Lookup(1.0)
+    steps.took((IPv4Address("10.0.1.3"),))
+    assert steps.next_action(lambda: False, deadline) == Sleep(0.5)  # cut to the deadline
+    clock.now += 0.5
+    assert steps.next_action(lambda: False, deadline) is None  # the deadline passed
+    assert steps.next_action(lambda: False) == Sleep(1.5)  # the rest of the interval
+    clock.now += 1.5
+    assert steps.next_action(lambda: False) == Lookup(1.0)
+    assert [change.current for change in steps.pending] == [(IPv4Address("10.0.1.3"),)]
+
+
+def test_a_stepper_stops_as_soon_as_what_it_waits_for_holds() -> None:
+    steps = Stepper(watch_steps(core(), 1.0))
+
+    assert steps.next_action(lambda: False) == Lookup(1.0)
+    steps.took((IPv4Address("10.0.1.3"),))
+    assert steps.next_action(lambda: bool(steps.pending)) is None
+    steps.close()
+    assert steps.ended
+    assert steps.next_action(lambda: False) is None

@@ -29,6 +29,8 @@ FAST = {"interval": 0.01, "jitter": 0.0, "timeout": 0.25}
 class Source(Protocol):
     def next_event(self) -> TaskSetChange: ...
 
+    def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]: ...
+
     def close(self) -> None: ...
 
 
@@ -38,6 +40,9 @@ class SyncSource:
 
     def next_event(self) -> TaskSetChange:
         return next(self._iterator)
+
+    def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:
+        return self._iterator.wait_for_tasks(count, timeout=timeout)
 
     def close(self) -> None:
         self._iterator.close()
@@ -56,6 +61,10 @@ class AsyncSource:
 
         return asyncio.run_coroutine_threadsafe(step(), self._loop).result(EVENT_TIMEOUT)
 
+    def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:
+        waiting = self._iterator.wait_for_tasks(count, timeout=timeout)
+        return asyncio.run_coroutine_threadsafe(waiting, self._loop).result(EVENT_TIMEOUT)
+
     def close(self) -> None:
         closing = self._iterator.aclose()
         asyncio.run_coroutine_threadsafe(closing, self._loop).result(EVENT_TIMEOUT)
@@ -72,6 +81,9 @@ class ThreadSource:
 
     def next_event(self) -> TaskSetChange:
         return self._events.get(timeout=EVENT_TIMEOUT)
+
+    def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:
+        return self.watcher.wait_for_tasks(count, timeout=timeout)
 
     def close(self) -> None:
         self.watcher.stop()
@@ -386,3 +398,32 @@ def test_iterators_show_their_health(swarm_dns: FakeSwarm) -> None:
 def test_exclude_must_be_a_list() -> None:
     with pytest.raises(TypeError, match=r"not one: \['10.0.0.5'\]"):
         swarmdns.watch_tasks("web", exclude="10.0.0.5")
+
+
+def test_waiting_on_a_watch_keeps_the_changes_it_saw(swarm_dns: FakeSwarm, watch: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    events = watch("web")
+    assert events.next_event().current == web.task_ips
+
+    web = swarm_dns.scale("web", 3)
+    found = events.wait_for_tasks(3, timeout=EVENT_TIMEOUT)
+    change = events.next_event()  # seen while waiting, still delivered
+
+    assert found == web.task_ips
+    assert (change.added, change.current) == (ips(*web.task_ips[1:]), web.task_ips)
+
+
+def test_a_wait_that_times_out_leaves_the_watch_going(swarm_dns: FakeSwarm, watch: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    events = watch("web")
+    events.next_event()
+    check = through_faults(swarm_dns, Delay(1.0), count=3)  # lookups in flight at the deadline
+
+    with pytest.raises(swarmdns.NotEnoughTasks) as raised:
+        events.wait_for_tasks(2, timeout=0.1)
+    web = swarm_dns.scale("web", 2)
+    change = events.next_event()
+    check()
+
+    assert raised.value.current == web.task_ips[:1]
+    assert change.added == ips(web.task_ips[1])
