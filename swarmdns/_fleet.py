@@ -23,7 +23,7 @@ from typing import TypeVar
 from . import _memo
 from ._errors import SwarmDNSError
 from ._model import Question
-from ._names import tasks_name
+from ._names import check_network, tasks_name
 from ._own_addresses import local_addresses
 from ._watch import LookupResult, TaskSetChange, WatchCore, WatchHealth
 
@@ -101,6 +101,8 @@ class FleetCore:
         excluded = frozenset(IPv4Address(ip) for ip in exclude)
         if exclude_self:
             excluded |= local_addresses()
+        if network is not None:
+            check_network(network)
         self.network = network
         # Every service's watch is set up as this one, whose checks run once.
         self._model = WatchCore(

@@ -79,6 +79,7 @@ class Multiplexer(Generic[K]):
         self._clock = clock
         self._rng = rng if rng is not None else random.SystemRandom()
         self._waiting: dict[int, Flight[K]] = {}  # UDP requests by query ID
+        self._ids: set[int] = set()  # the IDs of every flight not over, TCP ones too
         self._timers: list[tuple[float, int, Flight[K], int]] = []
         self._order = itertools.count()
 
@@ -91,8 +92,9 @@ class Multiplexer(Generic[K]):
     ) -> Flight[K]:
         """Set off ``question``: its first request is the flight's ``request``."""
         query_id = self._rng.getrandbits(16)
-        while query_id in self._waiting:
+        while query_id in self._ids:
             query_id = self._rng.getrandbits(16)
+        self._ids.add(query_id)
         flight = Flight(key, Exchange(question, servers, timeout, self._clock, query_id))
         self._advance(flight)
         return flight
@@ -117,7 +119,7 @@ class Multiplexer(Generic[K]):
         values = flight.exchange.usual_values(data)
         if values is not None:
             flight.values = values
-            flight.request = None
+            self._end(flight)
             return flight
         flight.exchange.handle_wire(data)
         self._advance(flight)
@@ -161,16 +163,23 @@ class Multiplexer(Generic[K]):
         """Forget ``flight``: a late answer to it is dropped like a stray one."""
         if flight.request is not None and not flight.request.tcp:
             self._waiting.pop(_query_id(flight), None)
-        flight.request = None
+        self._end(flight)
 
     def _advance(self, flight: Flight[K]) -> None:
         request = flight.exchange.next_request()
         flight.request = request
         flight.attempt += 1
-        if request is not None and not request.tcp:
+        if request is None:
+            self._end(flight)
+        elif not request.tcp:
             self._waiting[_query_id(flight)] = flight
             deadline = self._clock() + request.timeout
             heapq.heappush(self._timers, (deadline, next(self._order), flight, flight.attempt))
+
+    def _end(self, flight: Flight[K]) -> None:
+        """The flight is over: its ID is free again."""
+        flight.request = None
+        self._ids.discard(_query_id(flight))
 
     def _live(self, flight: Flight[K], attempt: int) -> bool:
         """Whether a timer is still that of the flight's request in progress."""

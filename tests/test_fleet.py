@@ -1,0 +1,680 @@
+"""The fleet's decisions, on an injected clock: the schedule, and each service's watch."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from ipaddress import IPv4Address
+
+import pytest
+
+from swarmdns import (
+    ConfigurationError,
+    InvalidName,
+    ResolutionError,
+    ResolutionTimeout,
+    SwarmDNSError,
+    _memo,
+)
+from swarmdns._fleet import SLACK, FleetCore, Slot
+
+#: Long enough for add() to return on any machine; it only bounds a hang.
+ADD_TIMEOUT = 5.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fleet(
+    services: Iterable[str] = ("web", "db"),
+    clock: Clock | None = None,
+    **options: object,
+) -> FleetCore:
+    settings: dict[str, object] = {
+        "network": None,
+        "interval": 2.0,
+        "jitter": 0.0,
+        "removal_debounce": 1,
+        "exclude_self": False,
+        "exclude": (),
+    }
+    settings.update(options)
+    return FleetCore(
+        services,
+        clock=clock or Clock(),
+        rng=random.Random(1),
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+def value(last_octet: int) -> int:
+    return int(IPv4Address(f"10.0.1.{last_octet}"))
+
+
+def values(*last_octets: int) -> tuple[int, ...]:
+    return tuple(sorted({value(n) for n in last_octets}))
+
+
+def ips(*last_octets: int) -> tuple[IPv4Address, ...]:
+    return tuple(sorted({IPv4Address(f"10.0.1.{n}") for n in last_octets}))
+
+
+def failure(name: str = "tasks.web.") -> ResolutionError:
+    return ResolutionError("SERVFAIL", name=name, nameserver="127.0.0.11:53")
+
+
+def add(core: FleetCore, service: str) -> bool:
+    """``core.add(service)``, failing (not hanging) if it never returns."""
+    outcome: list[bool | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(core.add(service))
+        except BaseException as error:  # handed to the test's thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(ADD_TIMEOUT)
+    assert outcome, f"FleetCore.add({service!r}) did not return: it deadlocks"
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def at(when: float | list[float]) -> object:
+    """``when``, give or take rounding (not the millisecond ``pytest.approx`` allows here)."""
+    return pytest.approx(when, abs=1e-9)
+
+
+def take(core: FleetCore, now: float) -> dict[str, Slot]:
+    """The slots due by ``now``, by service."""
+    return {slot.service: slot for slot in core.due(now)}
+
+
+def names(slots: Sequence[Slot]) -> list[str]:
+    return [slot.service for slot in slots]
+
+
+# -- arguments -----------------------------------------------------------------
+
+
+def test_services_given_as_one_string_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"services takes a list of names, not one: \['web'\]"):
+        fleet("web")
+
+
+def test_exclude_given_as_one_address_is_refused() -> None:
+    with pytest.raises(TypeError, match="exclude takes a list of addresses"):
+        fleet(exclude="10.0.1.3")
+
+
+@pytest.mark.parametrize("bad", ["bad name", "tasks.web", "-web", ""])
+def test_an_invalid_service_name_is_refused_at_once(bad: str) -> None:
+    with pytest.raises(InvalidName):
+        fleet(["web", bad])
+
+
+@pytest.mark.parametrize("services", [["web"], []])
+def test_an_invalid_network_is_refused_at_once_even_without_services(
+    services: list[str],
+) -> None:
+    with pytest.raises(InvalidName, match="network"):
+        fleet(services, network="bad network!")
+
+
+@pytest.mark.parametrize("services", [["web"], []])
+@pytest.mark.parametrize(
+    ("options", "error", "words"),
+    [
+        ({"interval": 0}, ValueError, "interval must be a positive"),
+        ({"interval": -1.0}, ValueError, "interval must be a positive"),
+        ({"interval": float("nan")}, ValueError, "interval must be a positive"),
+        ({"interval": "2"}, TypeError, "interval must be a number"),
+        ({"jitter": 1.0}, ValueError, "jitter must be a fraction"),
+        ({"jitter": -0.1}, ValueError, "jitter must be a fraction"),
+        ({"jitter": True}, ValueError, "jitter must be a fraction"),
+        ({"removal_debounce": 0}, ValueError, "at least 1"),
+        ({"removal_debounce": 1.5}, TypeError, "whole number"),
+        ({"removal_debounce": True}, TypeError, "whole number"),
+    ],
+)
+def test_options_are_checked_even_without_services(
+    services: list[str], options: dict[str, object], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        fleet(services, **options)  # type: ignore[arg-type]
+
+
+def test_duplicates_are_followed_once_in_the_order_first_given() -> None:
+    clock = Clock()
+    core = fleet(["web", "db", "web", "cache", "db"], clock)
+
+    assert list(core.slots()) == ["web", "db", "cache"]
+    assert names(core.due(clock.now)) == ["web", "db", "cache"]
+    assert core.due(clock.now + 100) == []
+
+
+def test_services_can_come_from_any_iterable() -> None:
+    clock = Clock()
+    core = fleet((name for name in ["web", "db"]), clock)
+
+    assert names(core.due(clock.now)) == ["web", "db"]
+
+
+def test_each_slot_asks_for_its_tasks_name() -> None:
+    core = fleet(["web"], network="proxy")
+
+    (slot,) = core.slots().values()
+    assert (slot.question.name, slot.question.rdtype) == ("tasks.web.proxy.", "A")
+    assert core.watch_of("web").query_name == "tasks.web.proxy."
+
+
+# -- the schedule ----------------------------------------------------------------
+
+
+def test_every_first_lookup_is_due_at_once() -> None:
+    clock = Clock()
+    core = fleet(["a", "b", "c"], clock, jitter=0.5)
+
+    assert core.next_due() == clock.now
+    assert names(core.due(clock.now)) == ["a", "b", "c"]
+
+
+def test_due_gives_at_most_room_slots_and_keeps_the_rest() -> None:
+    clock = Clock()
+    core = fleet(["a", "b", "c"], clock)
+
+    assert core.due(clock.now, room=0) == []
+    assert names(core.due(clock.now, room=2)) == ["a", "b"]
+    assert core.next_due() == clock.now
+    assert names(core.due(clock.now, room=2)) == ["c"]
+    assert core.next_due() is None
+
+
+def test_due_takes_what_falls_within_the_slack_and_no_more() -> None:
+    clock = Clock()
+    core = fleet(["a", "b", "c"], clock)
+    slots = take(core, clock.now)
+    start = clock.now
+    core.succeeded_with(slots["a"], ())
+    clock.now = start + SLACK * 0.8
+    core.succeeded_with(slots["b"], ())
+    clock.now = start + SLACK * 1.2
+    core.succeeded_with(slots["c"], ())
+    due_at = start + 2.0
+
+    assert core.due(due_at - SLACK * 1.1) == []
+    assert names(core.due(due_at)) == ["a", "b"]
+    assert core.next_due() == at(due_at + SLACK * 1.2)
+    assert names(core.due(due_at + SLACK * 1.2)) == ["c"]
+
+
+def test_a_slot_is_off_the_schedule_until_its_outcome_comes_back() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+
+    assert core.next_due() is None
+    assert core.due(clock.now + 1000) == []
+
+    clock.now += 0.3
+    core.succeeded_with(slot, values(3))
+
+    assert core.next_due() == at(clock.now + 2.0)
+    assert core.due(clock.now + 1.9) == []
+    assert core.due(clock.now + 2.0) == [slot]
+
+
+def test_the_wait_is_the_interval_within_its_jitter() -> None:
+    clock = Clock()
+    core = fleet([f"s{n}" for n in range(50)], clock, jitter=0.1)
+    for slot in core.due(clock.now, room=1000):
+        core.succeeded_with(slot, ())
+
+    waits = []
+    while (when := core.next_due()) is not None:
+        waits.append(when - clock.now)
+        core.due(when, room=1)
+
+    assert len(waits) == 50
+    assert all(1.8 <= wait <= 2.2 for wait in waits)
+    assert len({round(wait, 9) for wait in waits}) > 40  # not in step
+
+
+def test_next_due_skips_the_entries_of_discarded_services() -> None:
+    clock = Clock()
+    core = fleet(["a", "b"], clock)
+    slots = take(core, clock.now)
+    core.succeeded_with(slots["a"], ())
+    clock.now += 0.5
+    core.succeeded_with(slots["b"], ())
+
+    assert core.next_due() == at(1002.0)
+    core.discard("a")
+
+    assert core.next_due() == at(1002.5)
+    assert core.due(1002.0) == []
+    assert core.due(1002.5) == [slots["b"]]
+
+
+# -- outcomes --------------------------------------------------------------------
+
+
+def test_the_first_outcome_is_the_initial_set() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+
+    core.succeeded_with(slot, values(4, 3))
+
+    (change,) = core.changes
+    assert change.service == "web"
+    assert (change.added, change.removed, change.current) == (
+        frozenset(ips(3, 4)),
+        frozenset(),
+        ips(3, 4),
+    )
+    assert core.current["web"] == ips(3, 4)
+    assert core.health["web"].last_success is not None
+
+
+def test_an_empty_first_outcome_is_reported_too() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+
+    core.succeeded_with(slot, ())
+
+    (change,) = core.changes
+    assert (change.service, change.added, change.removed, change.current) == (
+        "web",
+        frozenset(),
+        frozenset(),
+        (),
+    )
+
+
+def test_the_same_values_again_report_nothing_and_make_no_addresses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+    core.succeeded_with(slot, values(3, 4))
+    core.changes.clear()
+    watch = core.watch_of("web")
+    later = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    monkeypatch.setattr(watch, "_wall_clock", lambda: later)
+    made: list[tuple[int, ...]] = []
+    original = _memo.addresses.addresses
+
+    def spy(wanted: Sequence[int]) -> tuple[IPv4Address, ...]:
+        made.append(tuple(wanted))
+        return original(wanted)
+
+    monkeypatch.setattr(_memo.addresses, "addresses", spy)
+    (slot,) = core.due(clock.now + 2.0)
+    clock.now += 2.0
+
+    core.succeeded_with(slot, values(3, 4))
+
+    assert list(core.changes) == []
+    assert made == []
+    assert core.health["web"].last_success == later
+    assert core.current["web"] == ips(3, 4)
+    assert core.next_due() == at(clock.now + 2.0)
+
+
+def test_changed_values_report_one_change() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+    core.succeeded_with(slot, values(3, 4))
+    core.changes.clear()
+    (slot,) = core.due(clock.now + 2.0)
+
+    core.succeeded_with(slot, values(4, 5))
+
+    (change,) = core.changes
+    assert (change.added, change.removed, change.current) == (
+        frozenset(ips(5)),
+        frozenset(ips(3)),
+        ips(4, 5),
+    )
+
+
+def test_excluded_addresses_are_never_reported() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock, exclude=["10.0.1.3"])
+    (slot,) = core.due(clock.now)
+
+    core.succeeded_with(slot, values(3, 4))
+
+    assert core.current["web"] == ips(4)
+    assert core.changes[0].added == frozenset(ips(4))
+
+
+def test_finished_with_addresses_works_like_succeeded_with() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+    core.succeeded_with(slot, values(3))
+    (slot,) = core.due(clock.now + 2.0)
+
+    core.finished(slot, ips(3, 4))
+    (slot,) = core.due(clock.now + 4.0)
+    core.succeeded_with(slot, values(3, 4))  # the same set as the other path's
+
+    assert [change.current for change in core.changes] == [ips(3), ips(3, 4)]
+    assert core.current["web"] == ips(3, 4)
+
+
+def test_the_values_before_a_finished_success_are_a_change_again() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+    core.succeeded_with(slot, values(3))
+    (slot,) = core.due(clock.now + 2.0)
+    core.finished(slot, ips(3, 4))
+    (slot,) = core.due(clock.now + 4.0)
+
+    core.succeeded_with(slot, values(3))  # what succeeded_with saw last, but not the set now
+
+    assert [change.current for change in core.changes] == [ips(3), ips(3, 4), ips(3)]
+    assert core.current["web"] == ips(3)
+
+
+def test_a_failure_keeps_the_set_and_backs_off_from_a_sixteenth_of_the_interval() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock, interval=16.0)
+    (slot,) = core.due(clock.now)
+    core.succeeded_with(slot, values(3, 4))
+    core.changes.clear()
+    error = failure()
+
+    waits = []
+    for _ in range(6):
+        when = core.next_due()
+        assert when is not None
+        clock.now = when
+        (slot,) = core.due(clock.now)
+        core.finished(slot, error)
+        after = core.next_due()
+        assert after is not None
+        waits.append(after - clock.now)
+
+    assert waits == at([1.0, 2.0, 4.0, 8.0, 16.0, 16.0])
+    assert list(core.changes) == []
+    assert core.current["web"] == ips(3, 4)
+    health = core.health["web"]
+    assert (health.consecutive_failures, health.last_error) == (6, error)
+    assert health.last_error is error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ResolutionTimeout("timeout", name="tasks.web."),
+        ResolutionError("SERVFAIL", name="tasks.web."),
+    ],
+)
+def test_a_failure_before_any_success_reports_nothing(error: SwarmDNSError) -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+
+    core.finished(slot, error)
+
+    assert list(core.changes) == []
+    assert core.current["web"] == ()
+    assert core.next_due() == at(clock.now + 2.0 / 16)
+
+
+def test_the_same_values_after_a_failure_mend_the_health() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+    core.succeeded_with(slot, values(3))
+    (slot,) = core.due(clock.now + 2.0)
+    core.finished(slot, failure())
+    (slot,) = core.due(clock.now + 2.0)
+
+    core.succeeded_with(slot, values(3))
+
+    health = core.health["web"]
+    assert (health.consecutive_failures, health.last_error) == (0, None)
+    assert core.next_due() == at(clock.now + 2.0)  # no longer backing off
+    assert len(core.changes) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigurationError("no nameserver", source="/etc/resolv.conf"),
+        InvalidName("too long", name="tasks.web."),
+    ],
+)
+def test_an_error_that_retrying_cannot_mend_is_raised(error: SwarmDNSError) -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+
+    with pytest.raises(type(error)) as caught:
+        core.finished(slot, error)
+
+    assert caught.value is error
+
+
+def test_removal_debounce_counts_each_services_own_lookups() -> None:
+    clock = Clock()
+    core = fleet(["web", "db"], clock, removal_debounce=2)
+    slots = take(core, clock.now)
+    core.succeeded_with(slots["web"], values(3, 4))
+    core.succeeded_with(slots["db"], values(7, 8))
+    core.changes.clear()
+    clock.now += 2.0
+    slots = take(core, clock.now)
+    web = slots["web"]  # in flight while db looks up again and again
+    core.succeeded_with(slots["db"], values(7))  # db's 8 missing once
+    for _ in range(3):
+        clock.now += 2.0
+        (db,) = core.due(clock.now)
+        core.succeeded_with(db, values(7))  # the same values: the cheap path
+
+    core.succeeded_with(web, values(3))  # web's 4 missing once
+
+    (db_change,) = core.changes
+    assert (db_change.service, db_change.removed) == ("db", frozenset(ips(8)))
+    assert core.current["web"] == ips(3, 4)
+
+    clock.now += 2.0
+    slots = take(core, clock.now)
+    core.succeeded_with(slots["web"], values(3))  # missing twice, the same values again
+    core.succeeded_with(slots["db"], values(7))
+
+    assert len(core.changes) == 2
+    web_change = core.changes[1]
+    assert (web_change.service, web_change.removed, web_change.current) == (
+        "web",
+        frozenset(ips(4)),
+        ips(3),
+    )
+    assert core.current == {"web": ips(3), "db": ips(7)}
+
+
+# -- following more, or fewer -----------------------------------------------------
+
+
+def test_a_discarded_services_lookup_in_flight_is_dropped() -> None:
+    clock = Clock()
+    core = fleet(["web", "db"], clock)
+    slots = take(core, clock.now)
+
+    assert core.discard("web") is True
+    core.succeeded_with(slots["web"], values(3))
+    core.finished(slots["web"], ConfigurationError("gone", source="x"))  # not even raised
+
+    assert list(core.changes) == []
+    assert core.next_due() is None  # db is in flight; nothing is left for web
+    assert core.due(clock.now + 1000) == []
+    assert list(core.current) == ["db"]
+    assert list(core.health) == ["db"]
+    assert "web" not in core.current
+    with pytest.raises(KeyError):
+        core.current["web"]
+    with pytest.raises(KeyError):
+        core.health["web"]
+    assert core.discard("web") is False
+
+
+def test_a_discarded_service_leaves_its_changes_not_yet_taken() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+    core.succeeded_with(slot, values(3))
+
+    core.discard("web")
+
+    assert [change.service for change in core.changes] == ["web"]
+    assert core.next_due() is None
+
+
+def test_discarding_an_unknown_service_is_false() -> None:
+    assert fleet(["web"]).discard("db") is False
+
+
+def test_a_service_added_during_the_watch_is_due_at_once() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (web,) = core.due(clock.now)
+    core.succeeded_with(web, values(3))
+    clock.now += 0.7
+
+    assert add(core, "db") is True
+
+    assert core.next_due() == clock.now
+    (db,) = core.due(clock.now)
+    assert db.service == "db"
+    core.succeeded_with(db, values(9))
+    assert [change.service for change in core.changes] == ["web", "db"]
+    assert list(core.current) == ["web", "db"]
+
+
+def test_adding_a_service_already_followed_is_false() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+
+    assert core.add("web") is False
+    assert core.next_due() is None  # still waiting for the outcome of its lookup
+    assert core.slots()["web"] is slot
+
+
+@pytest.mark.parametrize("bad", ["bad name", "tasks.web", ""])
+def test_adding_an_invalid_name_is_refused(bad: str) -> None:
+    core = fleet(["web"])
+
+    with pytest.raises(InvalidName):
+        core.add(bad)
+
+    assert list(core.slots()) == ["web"]
+
+
+def test_a_service_added_again_after_discard_starts_afresh() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (old,) = core.due(clock.now)
+    core.succeeded_with(old, values(3))
+    (old,) = core.due(clock.now + 2.0)
+    core.discard("web")
+
+    assert add(core, "web") is True
+    core.succeeded_with(old, values(4))  # the old lookup's outcome: dropped
+
+    assert core.current["web"] == ()
+    (new,) = core.due(clock.now)
+    assert new is not old
+    core.succeeded_with(new, values(5))
+    assert [change.current for change in core.changes] == [ips(3), ips(5)]
+
+
+# -- the views -----------------------------------------------------------------
+
+
+def test_current_and_health_are_read_only_mappings_in_the_order_added() -> None:
+    core = fleet(["web", "db", "cache"])
+    current, health = core.current, core.health
+
+    assert isinstance(current, Mapping)
+    assert isinstance(health, Mapping)
+    assert not hasattr(current, "__setitem__")
+    assert not hasattr(health, "__delitem__")
+    with pytest.raises(TypeError):
+        current["web"] = ()  # type: ignore[index]
+    assert list(current) == ["web", "db", "cache"]
+    assert list(health) == ["web", "db", "cache"]
+    assert dict(current) == {"web": (), "db": (), "cache": ()}
+    assert len(health) == 3
+    assert health["db"].consecutive_failures == 0
+
+
+def test_current_and_health_are_live() -> None:
+    clock = Clock()
+    core = fleet(["web", "db"], clock)
+    current, health = core.current, core.health
+    slots = take(core, clock.now)
+
+    core.succeeded_with(slots["web"], values(3))
+    core.finished(slots["db"], failure("tasks.db."))
+    core.discard("db")
+
+    assert dict(current) == {"web": ips(3)}
+    assert list(health) == ["web"]
+    assert repr(current) == repr({"web": ips(3)})
+
+
+def test_watch_of_an_unknown_service_names_the_services_watched() -> None:
+    core = fleet(["web", "db"])
+
+    with pytest.raises(KeyError) as caught:
+        core.watch_of("cache")
+
+    message = caught.value.args[0]
+    assert "'cache'" in message
+    assert "'web', 'db'" in message
+    assert "add() it first" in message
+
+
+def test_watch_of_names_at_most_five_services() -> None:
+    core = fleet([f"s{n}" for n in range(7)])
+
+    with pytest.raises(KeyError) as caught:
+        core.watch_of("web")
+
+    message = caught.value.args[0]
+    assert "'s0', 's1', 's2', 's3', 's4'..." in message
+    assert "'s5'" not in message
+
+
+def test_watch_of_a_discarded_service_is_unknown() -> None:
+    core = fleet(["web", "db"])
+    watch = core.watch_of("web")
+    core.discard("web")
+
+    with pytest.raises(KeyError, match="'db'"):
+        core.watch_of("web")
+    assert watch.service == "web"
+
+
+def test_watch_of_with_no_services_says_none() -> None:
+    with pytest.raises(KeyError, match="none"):
+        fleet([]).watch_of("web")
