@@ -550,6 +550,7 @@ class _AsyncFleetDriver:
         self._until: Callable[[], bool] = lambda: False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        self._failure: Exception | None = None
         self.closed = False
 
     async def run(self, until: Callable[[], bool], deadline: Deadline | None = None) -> None:
@@ -561,6 +562,9 @@ class _AsyncFleetDriver:
             RuntimeError: Another task is already awaiting the watch, or it
                 was started on another loop.
         """
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
         if self.closed:
             return
         loop = asyncio.get_running_loop()
@@ -615,7 +619,7 @@ class _AsyncFleetDriver:
         self._timer_at = float("inf")
         try:
             self._do_due(time.monotonic())
-        except SwarmDNSError as error:
+        except Exception as error:  # ends the watch, for its awaiter to raise
             self._fail(error)
             return
         self._check()
@@ -639,9 +643,11 @@ class _AsyncFleetDriver:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    def _fail(self, error: SwarmDNSError) -> None:
+    def _fail(self, error: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(error)
+        else:
+            self._failure = error  # for the next run() to raise
         self.close()
 
     def _pause(self) -> None:
@@ -684,7 +690,7 @@ class _AsyncLookupDriver(_AsyncFleetDriver):
             return
         try:
             self._core.finished(slot, task.result())
-        except SwarmDNSError as error:
+        except Exception as error:  # ends the watch, for its awaiter to raise
             self._fail(error)
             return
         self._check()
@@ -740,7 +746,7 @@ class _AsyncSocketDriver(_AsyncFleetDriver):
     def _on_readable(self, sock: socket.socket) -> None:
         try:
             self._read_datagrams(sock)
-        except SwarmDNSError as error:
+        except Exception as error:  # ends the watch, for its awaiter to raise
             self._fail(error)
             return
         self._check()
@@ -787,7 +793,7 @@ class _AsyncSocketDriver(_AsyncFleetDriver):
         self._mux.answered(flight, task.result() if error is None else error)
         try:
             self._carry_on(flight)
-        except SwarmDNSError as failure:
+        except Exception as failure:  # ends the watch, for its awaiter to raise
             self._fail(failure)
             return
         self._check()
