@@ -657,7 +657,13 @@ class _AsyncFleetDriver:
         self._timer_at = float("inf")
 
     def _next_times(self) -> list[float | None]:
-        return [self._core.next_due()]
+        """When there is something to do: a lookup due, if there is room for it."""
+        room = self._in_flight() < MAX_IN_FLIGHT
+        return [self._core.next_due() if room else None]
+
+    def _in_flight(self) -> int:
+        """Lookups under way."""
+        raise NotImplementedError
 
     def _start(self) -> None:
         """Begin listening (``run()`` starts)."""
@@ -676,6 +682,9 @@ class _AsyncLookupDriver(_AsyncFleetDriver):
         super().__init__(core, timeout)
         self._backend = backend
         self._lookups: dict[asyncio.Task[LookupResult], Slot] = {}
+
+    def _in_flight(self) -> int:
+        return len(self._lookups)
 
     def _do_due(self, now: float) -> None:
         for slot in self._core.due(now, MAX_IN_FLIGHT - len(self._lookups)):
@@ -712,7 +721,10 @@ class _AsyncSocketDriver(_AsyncFleetDriver):
         self._listening = False
 
     def _next_times(self) -> list[float | None]:
-        return [self._core.next_due(), self._mux.next_expiry()]
+        return [*super()._next_times(), self._mux.next_expiry()]
+
+    def _in_flight(self) -> int:
+        return len(self._mux) + len(self._tcp)
 
     def _start(self) -> None:
         for sock in self._udp.values():
@@ -730,7 +742,7 @@ class _AsyncSocketDriver(_AsyncFleetDriver):
     def _do_due(self, now: float) -> None:
         for flight in self._mux.expired(now):
             self._carry_on(flight)
-        room = MAX_IN_FLIGHT - len(self._mux) - len(self._tcp)
+        room = MAX_IN_FLIGHT - self._in_flight()
         due = self._core.due(now, room) if room > 0 else []
         if not due:
             return

@@ -602,10 +602,17 @@ class _FleetDriver:
         else:
             self.wake()
 
-    def _wait_time(self, deadline: Deadline | None, *more: float | None) -> float:
-        """Seconds until the next thing to do: a lookup due, a timeout, the deadline."""
+    def _wait_time(
+        self, deadline: Deadline | None, *more: float | None, room: bool = True
+    ) -> float:
+        """Seconds until the next thing to do: a lookup due (if there is room), a timeout...
+
+        With no room for another query in flight, a lookup due waits for an answer
+        or a timeout instead of waking the loop again and again.
+        """
         now = time.monotonic()
-        times = [t - now for t in (self._core.next_due(), *more) if t is not None]
+        due = self._core.next_due() if room else None
+        times = [t - now for t in (due, *more) if t is not None]
         if deadline is not None:
             times.append(deadline.remaining())
         return max(0.0, min(times, default=self._core.interval))
@@ -694,7 +701,7 @@ class _SocketDriver(_FleetDriver):
         if self._core.changes:
             return
         tcp_deadlines = min((c.deadline for c in self._tcp.values()), default=None)
-        wait = self._wait_time(deadline, self._mux.next_expiry(), tcp_deadlines)
+        wait = self._wait_time(deadline, self._mux.next_expiry(), tcp_deadlines, room=room > 0)
         for key, events in self._selector.select(wait):
             if key.fileobj is self._wake_reader:
                 with contextlib.suppress(OSError):

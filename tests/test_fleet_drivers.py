@@ -1,0 +1,73 @@
+"""The fleet drivers' loops: they wait when there is nothing they may do.
+
+With every slot for a query in flight taken (a silent nameserver), lookups
+that are due must wait for an answer or a timeout; a loop that woke for them
+would spin at full speed until the timeouts. Counting the loop's turns
+catches that without timing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import swarmdns
+import swarmdns.aio
+from swarmdns import _async, _sync
+from swarmdns._fleet import MAX_IN_FLIGHT
+from swarmdns.testing import FakeSwarm, Fault
+
+SERVICES = [f"s{n}" for n in range(MAX_IN_FLIGHT * 2)]
+#: Each batch of queries times out together and frees room for the next, so a
+#: loop that only wakes for what it can do turns a few times per timeout. One
+#: that spun while waiting would turn tens of thousands of times.
+MOST_TURNS = 200
+
+
+def counting(owner: type, name: str, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the calls of ``owner.name`` (a method)."""
+    calls = [0]
+    original: Callable[..., Any] = getattr(owner, name)
+
+    def counted(self: object, *args: Any) -> Any:
+        calls[0] += 1
+        return original(self, *args)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_the_sync_loop_waits_while_every_slot_is_taken(
+    swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swarm_dns.inject(Fault.NO_REPLY)
+    turns = counting(_sync._SocketDriver, "_step", monkeypatch)
+    backend = swarmdns.DirectBackend([swarm_dns.nameserver])
+
+    fleet = swarmdns.watch_services(SERVICES, backend=backend, interval=0.05, timeout=0.3)
+    with fleet, pytest.raises(swarmdns.NotEnoughTasks):
+        fleet.wait_for_tasks("s0", 1, timeout=0.7)  # two rounds of timeouts
+
+    assert swarm_dns.count_queries() >= 2 * MAX_IN_FLIGHT
+    assert turns[0] < MOST_TURNS
+
+
+def test_the_async_loop_waits_while_every_slot_is_taken(
+    swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swarm_dns.inject(Fault.NO_REPLY)
+    turns = counting(_async._AsyncFleetDriver, "_tick", monkeypatch)
+    backend = swarmdns.DirectBackend([swarm_dns.nameserver])
+
+    async def main() -> None:
+        fleet = swarmdns.aio.watch_services(SERVICES, backend=backend, interval=0.05, timeout=0.3)
+        async with fleet:
+            with pytest.raises(swarmdns.NotEnoughTasks):
+                await fleet.wait_for_tasks("s0", 1, timeout=0.7)
+
+    asyncio.run(main())
+    assert swarm_dns.count_queries() >= 2 * MAX_IN_FLIGHT
+    assert turns[0] < MOST_TURNS
