@@ -35,7 +35,7 @@ from ._errors import SwarmDNSError
 from ._fleet import MAX_IN_FLIGHT, FleetCore, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
-from ._sync import FleetView, settle
+from ._sync import FleetView, fleet_socket, settle
 from ._watch import (
     Lookup,
     LookupResult,
@@ -255,8 +255,8 @@ class AsyncTaskWatch(WatchView, AsyncIterator[TaskSetChange]):
         pending = self._steps.pending
         if not pending:
             await _run_steps(self._steps, self._lookup, lambda: bool(pending))
-        if not pending:
-            raise StopAsyncIteration  # closed
+        if self._steps.ended or not pending:
+            raise StopAsyncIteration
         return pending.popleft()
 
     async def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:
@@ -486,8 +486,8 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
         changes = self._core.changes
         if not changes:
             await self._driver.run(lambda: bool(changes))
-        if not changes:
-            raise StopAsyncIteration  # closed
+        if self._driver.closed or not changes:
+            raise StopAsyncIteration
         return changes.popleft()
 
     def add(self, service: str) -> bool:
@@ -814,8 +814,7 @@ class _AsyncSocketDriver(_AsyncFleetDriver):
         family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
         sock = self._udp.get(family)
         if sock is None:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
+            sock = fleet_socket(family)
             self._udp[family] = sock
             if self._listening and self._loop is not None:
                 self._loop.add_reader(sock.fileno(), self._on_readable, sock)

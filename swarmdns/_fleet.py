@@ -33,8 +33,9 @@ V = TypeVar("V")
 #: out with it: fewer wake-ups, and well inside the jitter.
 SLACK = 0.005
 #: Lookups in flight at once, at most: a fleet's first round (or a backend's
-#: own lookups) would otherwise burst past the socket's receive buffer.
-MAX_IN_FLIGHT = 256
+#: own lookups) would otherwise burst past the socket's receive buffer (64
+#: answers of 4 KB fit in Linux's default of 208 KB).
+MAX_IN_FLIGHT = 64
 
 
 class Slot:

@@ -239,8 +239,8 @@ class TaskWatch(WatchView, Iterator[TaskSetChange]):
         pending = self._steps.pending
         if not pending:
             _run_steps(self._steps, self._lookup, lambda: bool(pending))
-        if not pending:
-            raise StopIteration  # closed
+        if self._steps.ended or not pending:
+            raise StopIteration
         return pending.popleft()
 
     def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:
@@ -484,8 +484,8 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
         changes = self._core.changes
         if not changes:
             self._driver.run(lambda: bool(changes))
-        if not changes:
-            raise StopIteration  # closed
+        if self._driver.closed or not changes:
+            raise StopIteration
         return changes.popleft()
 
     def add(self, service: str) -> bool:
@@ -698,8 +698,6 @@ class _SocketDriver(_FleetDriver):
             for slot in due:
                 self._carry_on(self._mux.start(slot, slot.question, servers, self._timeout))
             return
-        if self._core.changes:
-            return
         tcp_deadlines = min((c.deadline for c in self._tcp.values()), default=None)
         wait = self._wait_time(deadline, self._mux.next_expiry(), tcp_deadlines, room=room > 0)
         for key, events in self._selector.select(wait):
@@ -749,8 +747,7 @@ class _SocketDriver(_FleetDriver):
         family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
         sock = self._udp.get(family)
         if sock is None:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
+            sock = fleet_socket(family)
             self._selector.register(sock, selectors.EVENT_READ)
             self._udp[family] = sock
         return sock
@@ -783,6 +780,20 @@ class _SocketDriver(_FleetDriver):
         for end in (self._wake_reader, self._wake_writer):
             if end is not None:
                 end.close()
+
+
+#: The receive buffer a fleet's socket asks for: room for a burst of answers
+#: while the watch is busy (Linux grants at most net.core.rmem_max).
+FLEET_RECEIVE_BUFFER = 1 << 20
+
+
+def fleet_socket(family: socket.AddressFamily) -> socket.socket:
+    """A non-blocking UDP socket for a fleet's queries, with a larger receive buffer."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    with contextlib.suppress(OSError):  # the default buffer still works
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, FLEET_RECEIVE_BUFFER)
+    return sock
 
 
 def settle(core: FleetCore, flight: Flight[Slot]) -> None:
