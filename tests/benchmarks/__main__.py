@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m tests.benchmarks`` prints a table of ratios.
+"""Benchmarks: ``python -m tests.benchmarks`` prints tables of ratios.
 
 Every figure is a ratio against a baseline measured in the same run on the
 same machine. Outside the default test run (pytest does not collect this
@@ -10,10 +10,19 @@ package's files).
    unparsed.
 2. The fake server's queries per second against dnslib's ``DNSServer``
    serving the same records, with several concurrent clients.
-3. Watching 1,000 services of 50 tasks in one asyncio loop: the CPU share
-   against the floor (the same exchanges of prebuilt bytes on the same
-   schedule, unparsed), and how late changes arrive.
+3. Watching a fleet (issue #12): scenario A, 1,000 services of 50 tasks every
+   1 s, and B, 10,000 services of 10 tasks every 10 s, one service changing
+   every 0.1 s. ``swarmdns.watch_services``, ``swarmdns.aio.watch_services``
+   and one ``aio.watch_tasks`` per service (the old design) each watch from a
+   process of their own (``watcher.py``): their CPU share against a floor (one
+   socket, prebuilt queries on the same schedule, each answer read into a set
+   of addresses, no watch logic; one sync, one asyncio), and how late the
+   changes arrive.
 4. ``import swarmdns`` against ``import dns.resolver``.
+
+``python -m tests.benchmarks fleet`` runs only section 3, and
+``python -m tests.benchmarks fleet A`` (or ``B``) only that scenario; the
+whole section takes about ten minutes.
 """
 
 from __future__ import annotations
@@ -26,10 +35,12 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -40,6 +51,8 @@ import dns.resolver
 import swarmdns
 import swarmdns.aio
 from swarmdns.testing import FakeSwarm
+
+from .watcher import startup_limit, udp_sockets
 
 SERVER = Path(__file__).with_name("server.py")
 ROUNDS = 5
@@ -236,66 +249,280 @@ def fake_throughput_table() -> list[str]:
 
 
 WATCHER = Path(__file__).with_name("watcher.py")
+#: The harness changes one service this often, in every scenario.
+CHANGE_EVERY = 0.1
+#: Changes start this long after every initial set is in.
+SETTLE = 1.0
 
 
-def watch_table(services: int = 1000, tasks_each: int = 50, interval: float = 1.0) -> list[str]:
-    """One loop watching ``services`` services: its CPU share and how late changes arrive."""
-    window = 15.0
-    # Every query of both runs is kept, to count those that were not NOERROR.
-    queries = int(2 * services * (window + 5) / interval * 1.5)
+@dataclass(frozen=True)
+class Scenario:
+    """A fleet to watch, and how its services are spread over networks.
+
+    Attributes:
+        label: The scenario's name in issue #12.
+        services: How many services (s0, s1, ...).
+        tasks: Tasks of each service at the start.
+        interval: Seconds between a watch's lookups.
+        window: Seconds of CPU measured, from the moment every initial set is in.
+        per_network: Services on each network.
+        prefix: Each network's prefix length (room for every change of every row).
+    """
+
+    label: str
+    services: int
+    tasks: int
+    interval: float
+    window: float
+    per_network: int
+    prefix: int
+
+    @property
+    def target(self) -> float:
+        """Issue #12's p99 target for a change's delay."""
+        return self.interval * (1 + 0.1) + 0.020
+
+    @property
+    def changes_end(self) -> float:
+        """Seconds after ready when changes stop: each has a p99 target's time to show."""
+        return self.window - self.target - 1.0
+
+
+SCENARIOS = {
+    "A": Scenario("A", 1000, 50, 1.0, 15.0, per_network=16, prefix=22),
+    "B": Scenario("B", 10000, 10, 10.0, 35.0, per_network=250, prefix=20),
+}
+
+
+@dataclass(frozen=True)
+class Design:
+    """One row: how the watching side watches, and which floor it is measured against."""
+
+    label: str
+    mode: str
+    floor: str | None = None
+
+
+DESIGNS = (
+    Design("sync floor", "sync-floor"),
+    Design("swarmdns.watch_services", "sync", "sync-floor"),
+    Design("aio floor", "aio-floor"),
+    Design("swarmdns.aio.watch_services", "aio", "aio-floor"),
+    Design("old: aio.watch_tasks per service", "per-service", "aio-floor"),
+)
+
+
+@dataclass
+class Run:
+    """What one row measured (``error`` says why there is nothing else)."""
+
+    error: str | None = None
+    share: float = 0.0
+    made: int = 0
+    delays: list[float] = field(default_factory=list)
+    spurious: int = 0
+    answered: int = 0
+    failed: int = 0
+    usage: dict[str, Any] = field(default_factory=dict)
+    ready_drops: int = 0
+    fake_drops: int = 0
+    udp_errors: int = 0
+    scale_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    stderr: list[str] = field(default_factory=list)
+
+    def percentile(self, fraction: float) -> float:
+        """The delay at ``fraction`` (nearest rank) of those seen."""
+        ordered = sorted(self.delays)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def build_fleet(swarm: FakeSwarm, scenario: Scenario) -> None:
+    """The scenario's dnsrr services on networks sized to fit, created in one batch."""
+    size = 1 << (32 - scenario.prefix)
+    base = int(IPv4Address("10.64.0.0"))
+    with swarm.batch():
+        for index in range(scenario.services):
+            group, first = divmod(index, scenario.per_network)
+            if not first:
+                subnet = IPv4Network((base + group * size, scenario.prefix))
+                swarm.create_network(f"net{group}", subnet=str(subnet))
+            swarm.create_service(
+                f"s{index}", scenario.tasks, network=f"net{group}", endpoint_mode="dnsrr"
+            )
+
+
+def udp_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer (all sockets)."""
+    rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    names, values = (row for row in rows if row[0] == "Udp:")
+    return int(values[names.index("RcvbufErrors")])
+
+
+def make_changes(
+    swarm: FakeSwarm,
+    scenario: Scenario,
+    ready: float,
+    *,
+    picks: Iterator[str],
+    replicas: dict[str, int],
+    run: Run,
+) -> dict[str, float]:
+    """Scale one service up by one every ``CHANGE_EVERY`` s; when each scale() was called."""
+    changed: dict[str, float] = {}
+    time.sleep(max(0.0, ready + SETTLE - time.monotonic()))
+    stop = ready + scenario.changes_end
+    due = time.monotonic()
+    while due < stop:
+        name = next(picks)
+        replicas[name] = replicas.get(name, scenario.tasks) + 1
+        called = time.monotonic()
+        swarm.scale(name, replicas[name])
+        changed[name] = called
+        run.scale_seconds.append(time.monotonic() - called)
+        due += CHANGE_EVERY
+        time.sleep(max(0.0, due - time.monotonic()))
+    return changed
+
+
+def fleet_run(
+    swarm: FakeSwarm,
+    scenario: Scenario,
+    design: Design,
+    picks: Iterator[str],
+    replicas: dict[str, int],
+) -> Run:
+    """One row: the watcher in its own process, the changes made here, what the fake saw."""
+    run = Run()
+    swarm.clear_queries()
+    errors, fake_drops = udp_errors(), udp_sockets()["drops"]
+    started = time.monotonic()
+    arguments = [sys.executable, str(WATCHER), swarm.nameserver, str(scenario.services),
+                 str(scenario.interval), str(scenario.window), design.mode]  # fmt: skip
+    with tempfile.TemporaryFile("w+") as stderr:
+        watcher = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            assert watcher.stdout is not None
+            lines = iter(watcher.stdout)
+            first = json.loads(next(lines, '{"error": "the watcher ended without a word"}'))
+            if "error" in first:
+                run.error = f"{first['error']} after {time.monotonic() - started:.0f} s"
+                return run
+            run.ready_drops = first["drops"]
+            changed = make_changes(
+                swarm, scenario, first["ready"], picks=picks, replicas=replicas, run=run
+            )
+            run.made = len(changed)
+            for line in lines:
+                record = json.loads(line)
+                if "cpu" in record:
+                    run.usage = record
+                elif "error" in record:
+                    run.error = f"{record['error']} after {time.monotonic() - started:.0f} s"
+                elif record["service"] in changed and record["at"] >= changed[record["service"]]:
+                    run.delays.append(record["at"] - changed.pop(record["service"]))
+                else:
+                    run.spurious += 1
+            watcher.wait(60)
+        finally:
+            if watcher.poll() is None:
+                watcher.terminate()  # the process this benchmark started, by its id
+                watcher.wait(30)
+            if watcher.stdout is not None:
+                watcher.stdout.close()
+            stderr.seek(0)
+            run.stderr = stderr.read().splitlines()
+    run.seconds = time.monotonic() - started
+    if not run.usage:
+        run.error = run.error or f"the watcher ended (status {watcher.returncode}) without its CPU"
+        return run
+    run.share = run.usage["cpu"] / run.usage["wall"]
+    run.answered = swarm.count_queries()
+    run.failed = sum(1 for query in swarm.queries if query.outcome.name != "NOERROR")
+    run.fake_drops = udp_sockets()["drops"] - fake_drops
+    run.udp_errors = udp_errors() - errors
+    return run
+
+
+def fleet_table(scenario: Scenario) -> list[str]:
+    """Every design watching one scenario's fleet, against the same fake, one after another."""
+    queries = int(scenario.services / scenario.interval * 1.2
+                  * (startup_limit(scenario.interval) + scenario.window + 10))  # fmt: skip
+    picks = (f"s{step * 7 % scenario.services}" for step in itertools.count())
+    replicas: dict[str, int] = {}
+    runs: dict[str, Run] = {}
     with FakeSwarm(query_log=queries) as swarm:
-        with swarm.batch():
-            for index in range(services):
-                network = f"net{index // 10}"  # 10 services of 50 tasks per /23
-                if index % 10 == 0:
-                    base = int(IPv4Address("10.64.0.0")) + (index // 10) * 512
-                    swarm.create_network(network, subnet=str(IPv4Network((base, 23))))
-                swarm.create_service(
-                    f"s{index}", tasks_each, network=network, endpoint_mode="dnsrr"
-                )
-        arguments = [sys.executable, str(WATCHER), swarm.nameserver, str(services),
-                     str(interval), str(window)]  # fmt: skip
-        with subprocess.Popen([*arguments, "floor"], stdout=subprocess.PIPE, text=True) as floor:
-            assert floor.stdout is not None
-            floor_usage = [json.loads(line) for line in floor.stdout][-1]
-        floor_share = floor_usage["cpu"] / floor_usage["wall"]
-        watcher = subprocess.Popen(arguments, stdout=subprocess.PIPE, text=True)
-        assert watcher.stdout is not None
-        lines = iter(watcher.stdout)
-        ready = json.loads(next(lines))["ready"]
-        changed: dict[str, float] = {}
-        time.sleep(interval)  # let the watches settle into their rhythm
-        while time.monotonic() < ready + window - 2 * interval:
-            name = f"s{len(changed) * 7 % services}"
-            swarm.scale(name, tasks_each + 1)
-            changed[name] = time.monotonic()
-            time.sleep(0.1)
-        delays, usage = [], None
-        for line in lines:
-            record = json.loads(line)
-            if "cpu" in record:
-                usage = record
-            elif record["service"] in changed:
-                delays.append(record["at"] - changed[record["service"]])
-        watcher.wait(60)
-        watcher.stdout.close()
-        failed = [q for q in swarm.queries if q.outcome.name != "NOERROR"]
-    assert usage is not None
-    delays.sort()
-    p50 = delays[len(delays) // 2]
-    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-    share = usage["cpu"] / usage["wall"]
-    return [
-        "| services x tasks | interval | CPU, share of one core | ratio to the floor |"
-        " changes seen | p50 delay | p99 delay |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        f"| {services} x {tasks_each}, floor | {interval:g} s | {floor_share:.1%} | 1.00x | | | |",
-        f"| {services} x {tasks_each}, swarmdns | {interval:g} s | {share:.1%} |"
-        f" {share / floor_share:.2f}x | {len(delays)} of {len(changed)} | {p50:.3f} s |"
-        f" {p99:.3f} s |",
+        built = time.monotonic()
+        build_fleet(swarm, scenario)
+        built = time.monotonic() - built
+        for design in DESIGNS:
+            module = {"sync": swarmdns, "aio": swarmdns.aio}.get(design.mode)
+            if module is not None and not hasattr(module, "watch_services"):
+                runs[design.mode] = Run(error=f"{module.__name__}.watch_services does not exist")
+                continue
+            runs[design.mode] = fleet_run(swarm, scenario, design, picks, replicas)
+    rows = [
+        f"### Scenario {scenario.label}: {scenario.services:,} services x {scenario.tasks} tasks,"
+        f" interval {scenario.interval:g} s, a change every {CHANGE_EVERY:g} s,"
+        f" window {scenario.window:g} s",
         "",
-        f"(the fake answered {swarm.count_queries()} queries; {len(failed)} not NOERROR)",
+        "| design | CPU, share of one core | ratio to its floor | changes seen of made |"
+        " p50 delay | p99 delay | p99 target | queries answered | not NOERROR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    notes = [f"- fleet built in {built:.1f} s"]
+    for design in DESIGNS:
+        run = runs[design.mode]
+        said = ""
+        if run.stderr:
+            said = (
+                f"; it wrote {len(run.stderr)} lines on stderr, the last: {run.stderr[-1][:300]}"
+            )
+        if run.error is not None:
+            notes.append(f"- {design.label}: left out{said}")
+            rows.append(f"| {design.label} | left out: {run.error} | | | | | | | |")
+            continue
+        floor = runs.get(design.floor or design.mode)
+        ratio = "" if floor is None or floor.error else f"{run.share / floor.share:.2f}x"
+        seen = f"{len(run.delays)} of {run.made}"
+        delays = "| |"
+        if run.delays:
+            delays = f"{run.percentile(0.5):.3f} s | {run.percentile(0.99):.3f} s"
+        rows.append(
+            f"| {design.label} | {run.share:.1%} | {ratio} | {seen} | {delays} |"
+            f" {scenario.target:.3f} s | {run.answered:,} | {run.failed} |"
+        )
+        sockets = run.usage["sockets"]
+        counts = {key: run.usage[key] for key in ("sent", "timeouts", "late", "unusual")
+                  if key in run.usage}  # fmt: skip
+        scales = run.scale_seconds or [0.0]
+        notes.append(
+            f"- {design.label}: {run.seconds:.0f} s in all; the watcher's"
+            f" {sockets['count']} open UDP socket(s) (SO_RCVBUF {sockets['rcvbuf']})"
+            f" dropped {sockets['drops']} ({run.ready_drops} before ready), the fake's"
+            f" {run.fake_drops}, UDP receive-buffer errors machine-wide {run.udp_errors}"
+            + (f"; floor counts {counts}" if counts else "")
+            + (f"; {run.spurious} change lines for services not changed" if run.spurious else "")
+            + f"; scale() took {sum(scales) / len(scales) * 1e3:.1f} ms on average,"
+            f" {max(scales) * 1e3:.1f} ms at most{said}"
+        )
+    return [*rows, "", *notes]
+
+
+def fleet_section(labels: list[str]) -> None:
+    """Print the fleet tables of the scenarios named (all by default)."""
+    limits = [Path(f"/proc/sys/net/core/{name}").read_text().strip()
+              for name in ("rmem_default", "rmem_max")]  # fmt: skip
+    print("\n## Watching a fleet (issue #12)\n")
+    print(
+        "Each design watches from a process of its own, against the fake in this one."
+        " CPU is the watcher's own (time.process_time) over the window, from the moment"
+        " every initial set is in; delays run from the scale() call to the watcher's"
+        f" line (CLOCK_MONOTONIC). Kernel rmem_default {limits[0]}, rmem_max {limits[1]}.\n"
+    )
+    for label in labels or list(SCENARIOS):
+        print("\n".join(fleet_table(SCENARIOS[label])))
+        print()
 
 
 def import_seconds(statement: str) -> float:
@@ -319,9 +546,19 @@ def import_table() -> list[str]:
     ]
 
 
-def main() -> None:
+def main(arguments: list[str]) -> None:
+    """Print every table, or with ``fleet [A|B ...]`` only the fleet section."""
+    if arguments[:1] == ["fleet"]:
+        unknown = [label for label in arguments[1:] if label not in SCENARIOS]
+        if unknown:
+            raise SystemExit(f"unknown scenario {unknown[0]!r}; one of {', '.join(SCENARIOS)}")
+    elif arguments:
+        raise SystemExit("usage: python -m tests.benchmarks [fleet [A|B ...]]")
     print(f"# swarmdns {swarmdns.__version__} benchmarks")
     print(f"Python {platform.python_version()} on {platform.machine()}, {platform.platform()}")
+    if arguments:
+        fleet_section(arguments[1:])
+        return
     print(
         "\n## task_ips() against the alternatives"
         " (time per call, as a ratio to the raw round trip)\n"
@@ -329,11 +566,10 @@ def main() -> None:
     print("\n".join(lookups_table()))
     print("\n## The fake server's throughput against dnslib's DNSServer\n")
     print("\n".join(fake_throughput_table()))
-    print("\n## Watching many services in one asyncio loop\n")
-    print("\n".join(watch_table()))
+    fleet_section([])
     print("\n## Import time\n")
     print("\n".join(import_table()))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
