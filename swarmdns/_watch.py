@@ -159,6 +159,7 @@ class WatchCore:
         self._wall_clock = wall_clock
         self._rng = rng if rng is not None else random.Random()
         self._reported: frozenset[IPv4Address] | None = None
+        self._current: tuple[IPv4Address, ...] = ()  # _reported, sorted once per change
         self._missing: dict[IPv4Address, int] = {}
         self._failures = 0
         self._last_error: SwarmDNSError | None = None
@@ -177,7 +178,7 @@ class WatchCore:
     def current(self) -> tuple[IPv4Address, ...]:
         """The addresses reported so far, sorted (empty before the first lookup)."""
         with self._lock:
-            return tuple(sorted(self._reported or ()))
+            return self._current
 
     @property
     def started(self) -> bool:
@@ -235,7 +236,7 @@ class WatchCore:
         self._last_success = self._wall_clock()
         self._healthy_since = self._clock()
         if self._reported is None:
-            self._reported = seen
+            self._report(seen)
             return self._change(added=seen, removed=frozenset())
         for address in seen:
             self._missing.pop(address, None)
@@ -250,8 +251,12 @@ class WatchCore:
         added = seen - self._reported
         if not added and not removed:
             return None
-        self._reported = (self._reported | added) - removed
+        self._report((self._reported | added) - removed)
         return self._change(added=frozenset(added), removed=frozenset(removed))
+
+    def _report(self, addresses: frozenset[IPv4Address]) -> None:
+        self._reported = addresses
+        self._current = tuple(sorted(addresses))
 
     def failed(self, error: SwarmDNSError) -> None:
         """Take a failed lookup: the set stays as it is.
