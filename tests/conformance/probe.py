@@ -118,10 +118,12 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def watch(options: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Follow a service, one description per change."""
-    with swarmdns.watch_tasks(**options) as changes:
+    """Follow a service (or, given ``services``, several at once), one description per change."""
+    follow = swarmdns.watch_services if "services" in options else swarmdns.watch_tasks
+    with follow(**options) as changes:
         for change in changes:
             yield {
+                "service": change.service,
                 "added": sorted(str(ip) for ip in change.added),
                 "removed": sorted(str(ip) for ip in change.removed),
                 "current": [str(ip) for ip in change.current],

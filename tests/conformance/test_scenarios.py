@@ -379,3 +379,30 @@ def test_watching_scale_kill_and_rolling_update(driver: Driver) -> None:
     assert before <= {ip for e in events for ip in e["removed"]}
     assert set(now()) <= {ip for e in events for ip in e["added"]}
     watch.close()
+
+
+def test_watching_several_services_through_one_socket(driver: Driver) -> None:
+    driver.create_service("fleet-a", 2)
+    driver.create_service("fleet-b", 1)
+    names = ["fleet-a", "fleet-b", "fleet-none"]
+    watch = driver.watch(services=names, interval=0.2, jitter=0.0)
+
+    initial = {}
+    while len(initial) < len(names):
+        event = watch.next_event()
+        assert event["service"] not in initial, event  # one initial set each
+        initial[event["service"]] = event["current"]
+    assert initial == {
+        "fleet-a": engine_ips(driver, "fleet-a"),
+        "fleet-b": engine_ips(driver, "fleet-b"),
+        "fleet-none": [],  # the engine's NXDOMAIN: no tasks
+    }
+
+    driver.scale("fleet-b", 3)
+    current = initial["fleet-b"]
+    while current != engine_ips(driver, "fleet-b"):
+        event = watch.next_event()
+        assert event["service"] == "fleet-b", event  # nothing else changed
+        assert not event["removed"], event
+        current = event["current"]
+    watch.close()
