@@ -387,7 +387,7 @@ def test_watching_several_services_through_one_socket(driver: Driver) -> None:
     names = ["fleet-a", "fleet-b", "fleet-none"]
     watch = driver.watch(services=names, interval=0.2, jitter=0.0)
 
-    initial = {}
+    initial: dict[str, list[str]] = {}
     while len(initial) < len(names):
         event = watch.next_event()
         assert event["service"] not in initial, event  # one initial set each
