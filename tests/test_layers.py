@@ -105,6 +105,13 @@ def test_the_thread_watcher_takes_what_watch_tasks_takes_and_a_callback() -> Non
     assert watcher[-1][0] == "on_change"
 
 
+def test_the_fleet_watcher_takes_what_watch_services_takes_and_a_callback() -> None:
+    watcher = parameters(swarmdns.FleetWatcher.__init__)[1:]  # without self
+
+    assert watcher[:-1] == parameters(swarmdns.watch_services)
+    assert watcher[-1][0] == "on_change"
+
+
 def test_every_watch_shows_the_same_state() -> None:
     for watch in (swarmdns.TaskWatch, swarmdns.aio.AsyncTaskWatch, swarmdns.TaskWatcher):
         assert isinstance(inspect.getattr_static(watch, "current"), property)
@@ -114,7 +121,9 @@ def test_every_watch_shows_the_same_state() -> None:
 def test_every_fleet_watch_shows_and_does_the_same() -> None:
     shared = ("current", "health", "services", "add", "discard", "wait_for_tasks")
     for name in shared:
+        watcher = inspect.getattr_static(swarmdns.FleetWatcher, name)
         sync = inspect.getattr_static(swarmdns.FleetWatch, name)
+        assert type(watcher) is type(sync), name
         asynchronous = inspect.getattr_static(swarmdns.aio.AsyncFleetWatch, name)
         assert type(sync) is type(asynchronous), name
         if callable(sync):
