@@ -27,15 +27,14 @@ from typing import TypeVar
 from . import _lookups
 from ._backends.base import AsyncBackend, Backend, keeps_deadline
 from ._backends.default import async_backend, get_default_backend
-from ._backends.direct import DirectBackend, tcp_exchange_async
-from ._backends.mux import Flight, Multiplexer
-from ._backends.nameserver import Nameserver
+from ._backends.direct import DirectBackend, Request, tcp_exchange_async
+from ._backends.mux import Flight
 from ._deadlines import Deadline, Overrun, seconds, within
 from ._errors import SwarmDNSError
 from ._fleet import MAX_IN_FLIGHT, FleetCore, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
-from ._sync import FleetView, fleet_socket, settle
+from ._sync import FleetTraffic, FleetView
 from ._watch import (
     Lookup,
     LookupResult,
@@ -714,86 +713,52 @@ class _AsyncSocketDriver(_AsyncFleetDriver):
 
     def __init__(self, core: FleetCore, backend: DirectBackend, timeout: float) -> None:
         super().__init__(core, timeout)
-        self._backend = backend
-        self._mux: Multiplexer[Slot] = Multiplexer()
-        self._udp: dict[socket.AddressFamily, socket.socket] = {}
+        self._traffic = FleetTraffic(
+            core, backend, timeout, listen=self._listen, ask_over_tcp=self._ask_over_tcp
+        )
         self._tcp: set[asyncio.Task[bytes]] = set()
         self._listening = False
 
     def _next_times(self) -> list[float | None]:
-        return [*super()._next_times(), self._mux.next_expiry()]
+        return [*super()._next_times(), self._traffic.mux.next_expiry()]
 
     def _in_flight(self) -> int:
-        return len(self._mux) + len(self._tcp)
+        return len(self._traffic.mux) + len(self._tcp)
 
     def _start(self) -> None:
-        for sock in self._udp.values():
-            self._read_datagrams(sock)  # what came while nobody awaited the watch
-            self._bound_loop.add_reader(sock.fileno(), self._on_readable, sock)
         self._listening = True
+        for sock in self._traffic.sockets.values():
+            self._traffic.read(sock)  # what came while nobody awaited the watch
+            self._listen(sock)
+
+    def _listen(self, sock: socket.socket) -> None:
+        if self._listening:
+            self._bound_loop.add_reader(sock.fileno(), self._on_readable, sock)
 
     def _pause(self) -> None:
         super()._pause()
         if self._listening and self._loop is not None:
-            for sock in self._udp.values():
+            for sock in self._traffic.sockets.values():
                 self._loop.remove_reader(sock.fileno())
         self._listening = False
 
     def _do_due(self, now: float) -> None:
-        for flight in self._mux.expired(now):
-            self._carry_on(flight)
-        room = MAX_IN_FLIGHT - self._in_flight()
-        due = self._core.due(now, room) if room > 0 else []
-        if not due:
-            return
-        try:
-            servers = self._backend.nameservers()
-        except SwarmDNSError as error:
-            for slot in due:
-                self._core.finished(slot, error)
-            return
-        for slot in due:
-            self._carry_on(self._mux.start(slot, slot.question, servers, self._timeout))
+        self._traffic.expire(now)
+        self._traffic.send_due(now, MAX_IN_FLIGHT - self._in_flight())
 
     def _on_readable(self, sock: socket.socket) -> None:
         try:
-            self._read_datagrams(sock)
+            self._traffic.read(sock)
         except Exception as error:  # ends the watch, for its awaiter to raise
             self._fail(error)
             return
         self._check()
 
-    def _read_datagrams(self, sock: socket.socket) -> None:
-        mux = self._mux
-        while True:
-            try:
-                data, source = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # an ICMP error from a server: its request times out
-            flight = mux.received(data, source)
-            if flight is not None:
-                self._carry_on(flight)
-
-    def _carry_on(self, flight: Flight[Slot]) -> None:
-        """Send the flight's next request, or hand its outcome to the fleet."""
-        request = flight.request
-        if request is None:
-            settle(self._core, flight)
-            return
-        if request.tcp:
-            ask = tcp_exchange_async(flight.exchange.wire, request.server, request.timeout)
-            task = self._bound_loop.create_task(ask)
-            self._tcp.add(task)
-            task.add_done_callback(lambda done: self._tcp_done(flight, done))
-            return
-        server = request.server
-        try:
-            self._socket_for(server).sendto(flight.exchange.wire, (server.host, server.port))
-        except OSError as error:
-            self._mux.answered(flight, error)
-            self._carry_on(flight)
+    def _ask_over_tcp(self, flight: Flight[Slot], request: Request) -> None:
+        ask = tcp_exchange_async(flight.exchange.wire, request.server, request.timeout)
+        task = self._bound_loop.create_task(ask)
+        self._tcp.add(task)
+        task.add_done_callback(lambda done: self._tcp_done(flight, done))
 
     def _tcp_done(self, flight: Flight[Slot], task: asyncio.Task[bytes]) -> None:
         self._tcp.discard(task)
@@ -802,27 +767,14 @@ class _AsyncSocketDriver(_AsyncFleetDriver):
         error = task.exception()
         if error is not None and not isinstance(error, Exception):
             raise error
-        self._mux.answered(flight, task.result() if error is None else error)
         try:
-            self._carry_on(flight)
+            self._traffic.answered(flight, task.result() if error is None else error)
         except Exception as failure:  # ends the watch, for its awaiter to raise
             self._fail(failure)
             return
         self._check()
 
-    def _socket_for(self, server: Nameserver) -> socket.socket:
-        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        sock = self._udp.get(family)
-        if sock is None:
-            sock = fleet_socket(family)
-            self._udp[family] = sock
-            if self._listening and self._loop is not None:
-                self._loop.add_reader(sock.fileno(), self._on_readable, sock)
-        return sock
-
     def _release(self) -> None:
         for task in self._tcp:
             task.cancel()
-        for sock in self._udp.values():
-            sock.close()
-        self._udp.clear()
+        self._traffic.close()

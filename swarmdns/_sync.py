@@ -650,15 +650,113 @@ class _LookupDriver(_FleetDriver):
         self._woken.clear()
 
 
+class FleetTraffic:
+    """A fleet's queries over UDP, for both drivers: the sockets, sending, reading, outcomes.
+
+    The driver says how to listen to a new socket (``listen``) and how to
+    carry a TCP request (``ask_over_tcp``, which hands its answer or error to
+    ``answered()``); the rest is the same for the selector and for asyncio.
+    """
+
+    def __init__(
+        self,
+        core: FleetCore,
+        backend: DirectBackend,
+        timeout: float,
+        *,
+        listen: Callable[[socket.socket], object],
+        ask_over_tcp: Callable[[Flight[Slot], Request], None],
+    ) -> None:
+        self._core = core
+        self._backend = backend
+        self._timeout = timeout
+        self._listen = listen
+        self._ask_over_tcp = ask_over_tcp
+        self.mux: Multiplexer[Slot] = Multiplexer()
+        self.sockets: dict[socket.AddressFamily, socket.socket] = {}
+
+    def send_due(self, now: float, room: int) -> bool:
+        """Send the lookups due by ``now``, at most ``room``; whether there were any."""
+        due = self._core.due(now, room) if room > 0 else []
+        if not due:
+            return False
+        try:
+            servers = self._backend.nameservers()
+        except SwarmDNSError as error:
+            for slot in due:
+                self._core.finished(slot, error)
+            return True
+        for slot in due:
+            self.carry_on(self.mux.start(slot, slot.question, servers, self._timeout))
+        return True
+
+    def expire(self, now: float) -> None:
+        """Move on every request that timed out by ``now``."""
+        for flight in self.mux.expired(now):
+            self.carry_on(flight)
+
+    def read(self, sock: socket.socket) -> None:
+        """Take every datagram waiting on ``sock``."""
+        mux = self.mux
+        while True:
+            try:
+                data, source = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # an ICMP error from a server: its request times out
+            flight = mux.received(data, source)
+            if flight is not None:
+                self.carry_on(flight)
+
+    def answered(self, flight: Flight[Slot], reply: bytes | Exception) -> None:
+        """Take what a TCP request (or a failed send) ended with, and carry on."""
+        self.mux.answered(flight, reply)
+        self.carry_on(flight)
+
+    def carry_on(self, flight: Flight[Slot]) -> None:
+        """Send the flight's next request, or hand its outcome to the fleet."""
+        request = flight.request
+        if request is None:
+            settle(self._core, flight)
+        elif request.tcp:
+            self._ask_over_tcp(flight, request)
+        else:
+            server = request.server
+            try:
+                self._socket_for(server).sendto(flight.exchange.wire, (server.host, server.port))
+            except OSError as error:
+                self.answered(flight, error)
+
+    def _socket_for(self, server: Nameserver) -> socket.socket:
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        sock = self.sockets.get(family)
+        if sock is None:
+            sock = fleet_socket(family)
+            self.sockets[family] = sock
+            self._listen(sock)
+        return sock
+
+    def close(self) -> None:
+        """Close the sockets."""
+        for sock in self.sockets.values():
+            sock.close()
+        self.sockets.clear()
+
+
 class _SocketDriver(_FleetDriver):
     """A fleet's lookups through one UDP socket (TCP for truncated answers), on a selector."""
 
     def __init__(self, core: FleetCore, backend: DirectBackend, timeout: float) -> None:
         super().__init__(core, timeout)
-        self._backend = backend
-        self._mux: Multiplexer[Slot] = Multiplexer()
         self._selector = selectors.DefaultSelector()
-        self._udp: dict[socket.AddressFamily, socket.socket] = {}
+        self._traffic = FleetTraffic(
+            core,
+            backend,
+            timeout,
+            listen=lambda sock: self._selector.register(sock, selectors.EVENT_READ),
+            ask_over_tcp=self._ask_over_tcp,
+        )
         self._tcp: dict[socket.socket, _TcpCall] = {}
         # A socket pair to wake the selector from another thread, made when
         # the watch first runs: a watch that never runs holds no socket.
@@ -677,29 +775,20 @@ class _SocketDriver(_FleetDriver):
             self._wake_reader.setblocking(False)
             self._wake_writer.setblocking(False)
             self._selector.register(self._wake_reader, selectors.EVENT_READ)
-        for sock in self._udp.values():
-            self._read_datagrams(sock)
+        for sock in self._traffic.sockets.values():
+            self._traffic.read(sock)
 
     def _step(self, deadline: Deadline | None) -> None:
+        traffic = self._traffic
         now = time.monotonic()
-        for flight in self._mux.expired(now):
-            self._carry_on(flight)
+        traffic.expire(now)
         for call in [c for c in self._tcp.values() if c.deadline <= now]:
             self._end_tcp(call, timed_out(call.timeout))
-        room = MAX_IN_FLIGHT - len(self._mux) - len(self._tcp)
-        due = self._core.due(now, room) if room > 0 else []
-        if due:
-            try:
-                servers = self._backend.nameservers()
-            except SwarmDNSError as error:
-                for slot in due:
-                    self._core.finished(slot, error)
-                return
-            for slot in due:
-                self._carry_on(self._mux.start(slot, slot.question, servers, self._timeout))
+        room = MAX_IN_FLIGHT - len(traffic.mux) - len(self._tcp)
+        if traffic.send_due(now, room):
             return
         tcp_deadlines = min((c.deadline for c in self._tcp.values()), default=None)
-        wait = self._wait_time(deadline, self._mux.next_expiry(), tcp_deadlines, room=room > 0)
+        wait = self._wait_time(deadline, traffic.mux.next_expiry(), tcp_deadlines, room=room > 0)
         for key, events in self._selector.select(wait):
             if key.fileobj is self._wake_reader:
                 with contextlib.suppress(OSError):
@@ -707,50 +796,15 @@ class _SocketDriver(_FleetDriver):
             elif isinstance(key.data, _TcpCall):
                 self._on_tcp(key.data, events)
             else:
-                self._read_datagrams(key.fileobj)  # type: ignore[arg-type]
+                traffic.read(key.fileobj)  # type: ignore[arg-type]
 
-    def _read_datagrams(self, sock: socket.socket) -> None:
-        mux = self._mux
-        while True:
-            try:
-                data, source = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # an ICMP error from a server: its request times out
-            flight = mux.received(data, source)
-            if flight is not None:
-                self._carry_on(flight)
-
-    def _carry_on(self, flight: Flight[Slot]) -> None:
-        """Send the flight's next request, or hand its outcome to the fleet."""
-        request = flight.request
-        if request is None:
-            settle(self._core, flight)
-        elif request.tcp:
-            call = _TcpCall(flight, request)
-            if call.error is not None:
-                self._mux.answered(flight, call.error)
-                self._carry_on(flight)
-                return
-            self._tcp[call.sock] = call
-            self._selector.register(call.sock, selectors.EVENT_WRITE, call)
-        else:
-            server = request.server
-            try:
-                self._socket_for(server).sendto(flight.exchange.wire, (server.host, server.port))
-            except OSError as error:
-                self._mux.answered(flight, error)
-                self._carry_on(flight)
-
-    def _socket_for(self, server: Nameserver) -> socket.socket:
-        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        sock = self._udp.get(family)
-        if sock is None:
-            sock = fleet_socket(family)
-            self._selector.register(sock, selectors.EVENT_READ)
-            self._udp[family] = sock
-        return sock
+    def _ask_over_tcp(self, flight: Flight[Slot], request: Request) -> None:
+        call = _TcpCall(flight, request)
+        if call.error is not None:
+            self._traffic.answered(flight, call.error)
+            return
+        self._tcp[call.sock] = call
+        self._selector.register(call.sock, selectors.EVENT_WRITE, call)
 
     def _on_tcp(self, call: _TcpCall, events: int) -> None:
         try:
@@ -767,15 +821,13 @@ class _SocketDriver(_FleetDriver):
         del self._tcp[call.sock]
         self._selector.unregister(call.sock)
         call.sock.close()
-        self._mux.answered(call.flight, reply)
-        self._carry_on(call.flight)
+        self._traffic.answered(call.flight, reply)
 
     def _release(self) -> None:
         for call in list(self._tcp.values()):
             call.sock.close()
         self._tcp.clear()
-        for sock in self._udp.values():
-            sock.close()
+        self._traffic.close()
         self._selector.close()
         for end in (self._wake_reader, self._wake_writer):
             if end is not None:
