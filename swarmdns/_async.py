@@ -481,6 +481,9 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
         self._core = core
         self._driver = driver
 
+    def _wake(self) -> None:
+        self._driver.wake()
+
     async def __anext__(self) -> TaskSetChange:
         changes = self._core.changes
         if not changes:
@@ -488,20 +491,6 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
         if self._driver.closed or not changes:
             raise StopAsyncIteration
         return changes.popleft()
-
-    def add(self, service: str) -> bool:
-        """Follow ``service`` too; its first lookup is due at once. False if already followed.
-
-        Raises:
-            InvalidName: ``service`` is not a name Docker allows.
-        """
-        added = self._core.add(service)
-        self._driver.wake()
-        return added
-
-    def discard(self, service: str) -> bool:
-        """Stop following ``service`` (changes of it not yet taken stay); False if not followed."""
-        return self._core.discard(service)
 
     async def wait_for_tasks(
         self, service: str, count: int, *, timeout: float

@@ -456,6 +456,26 @@ class FleetView:
         """Each service's consecutive failures, last success and last error (live mapping)."""
         return self._core.health
 
+    def add(self, service: str) -> bool:
+        """Follow ``service`` too; its first lookup is due at once. False if already followed.
+
+        May be called from any thread, also while the watch runs.
+
+        Raises:
+            InvalidName: ``service`` is not a name Docker allows.
+        """
+        added = self._core.add(service)
+        self._wake()
+        return added
+
+    def discard(self, service: str) -> bool:
+        """Stop following ``service`` (changes of it not yet taken stay); False if not followed."""
+        return self._core.discard(service)
+
+    def _wake(self) -> None:
+        """Have the watch look at its schedule again (a service was added)."""
+        raise NotImplementedError
+
 
 class FleetWatch(FleetView, Iterator[TaskSetChange]):
     """The iterator ``watch_services()`` returns: changes, each service's state, and control.
@@ -469,6 +489,9 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
     def __init__(self, core: FleetCore, driver: _FleetDriver) -> None:
         self._core = core
         self._driver = driver
+
+    def _wake(self) -> None:
+        self._driver.wake()
 
     @classmethod
     def driven(
@@ -487,20 +510,6 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
         if self._driver.closed or not changes:
             raise StopIteration
         return changes.popleft()
-
-    def add(self, service: str) -> bool:
-        """Follow ``service`` too; its first lookup is due at once. False if already followed.
-
-        Raises:
-            InvalidName: ``service`` is not a name Docker allows.
-        """
-        added = self._core.add(service)
-        self._driver.wake()
-        return added
-
-    def discard(self, service: str) -> bool:
-        """Stop following ``service`` (changes of it not yet taken stay); False if not followed."""
-        return self._core.discard(service)
 
     def wait_for_tasks(
         self, service: str, count: int, *, timeout: float

@@ -396,17 +396,8 @@ class FleetWatcher(_Background, FleetView):
         state = "running" if self.running else "stopped"
         return f"<FleetWatcher {state}: {len(self._core.slots())} services>"
 
-    def add(self, service: str) -> bool:
-        """Follow ``service`` too; its first lookup is due at once. False if already followed.
-
-        Raises:
-            InvalidName: ``service`` is not a name Docker allows.
-        """
-        return self._watch.add(service)
-
-    def discard(self, service: str) -> bool:
-        """Stop following ``service``; False if it was not followed."""
-        return self._watch.discard(service)
+    def _wake(self) -> None:
+        self._watch._wake()  # the watch this watcher runs
 
     def wait_for_tasks(
         self, service: str, count: int, *, timeout: float
