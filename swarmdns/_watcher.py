@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     import asyncio
 
 from ._backends.base import AsyncBackend, Backend
-from ._backends.default import get_default_backend, sync_backend
-from ._backends.threaded import ThreadedBackend
+from ._backends.default import async_backend
 from ._deadlines import seconds
 from ._fleet import FleetCore
 from ._lookups import DEFAULT_TIMEOUT
@@ -268,10 +267,7 @@ class TaskWatcher(_Background, WatchView):
         Raises:
             TypeError: The backend can answer neither synchronously nor asynchronously.
         """
-        chosen = self._backend if self._backend is not None else get_default_backend()
-        if not isinstance(chosen, AsyncBackend):
-            chosen = ThreadedBackend(sync_backend(chosen))
-        self._chosen = chosen
+        self._chosen = async_backend(self._backend)
         super().start()
         return self
 

@@ -1,8 +1,9 @@
 """The asyncio API: lookups, ``watch_tasks``, ``watch_services`` and ``wait_for_tasks``, awaitable.
 
 Each behaves exactly like its synchronous twin in ``swarmdns`` (they run the
-same plans and the same watch logic); the backend must have an async
-``resolve_async()`` method, as every built-in backend does.
+same plans and the same watch logic). A backend's async ``resolve_async()``
+is used when it has one, as every built-in backend does; a backend with only
+a synchronous ``resolve()`` runs in a worker thread.
 """
 
 from __future__ import annotations

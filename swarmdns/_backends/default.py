@@ -78,11 +78,18 @@ def sync_backend(backend: Backend | AsyncBackend | None) -> Backend:
 
 
 def async_backend(backend: Backend | AsyncBackend | None) -> AsyncBackend:
-    """The backend to use from swarmdns.aio, or a TypeError saying why not."""
+    """The backend to use from swarmdns.aio, or a TypeError saying why not.
+
+    A backend with only a synchronous ``resolve()`` runs in a worker thread.
+    """
     chosen = get_default_backend() if backend is None else backend
-    if not callable(getattr(chosen, "resolve_async", None)):
-        raise TypeError(
-            f"the backend {chosen!r} has no async resolve_async() method, so swarmdns.aio"
-            " cannot use it; call the synchronous API, or give the backend resolve_async()"
-        )
-    return cast(AsyncBackend, chosen)
+    if callable(getattr(chosen, "resolve_async", None)):
+        return cast(AsyncBackend, chosen)
+    if callable(getattr(chosen, "resolve", None)):
+        from .threaded import ThreadedBackend  # noqa: PLC0415 - only when needed
+
+        return ThreadedBackend(cast(Backend, chosen))
+    raise TypeError(
+        f"the backend {chosen!r} has neither resolve() nor an async resolve_async()"
+        " method, so swarmdns.aio cannot use it; give it one of them"
+    )

@@ -46,19 +46,30 @@ def test_something_that_is_not_a_backend_is_refused() -> None:
         swarmdns.set_default_backend("127.0.0.11")  # type: ignore[arg-type]
 
 
-class SyncOnly:
-    def resolve(self, question: Question, timeout: float) -> Answer:
-        raise NotImplementedError
-
-
 class AsyncOnly:
     async def resolve_async(self, question: Question, timeout: float) -> Answer:
         raise NotImplementedError
 
 
-def test_a_sync_only_backend_cannot_serve_aio() -> None:
-    with pytest.raises(TypeError, match="has no async resolve_async"):
-        asyncio.run(swarmdns.aio.task_ips("web", backend=SyncOnly()))
+class SyncStatic:
+    """A backend with only resolve(), as a user might write one."""
+
+    def __init__(self) -> None:
+        self.inner = swarmdns.StaticBackend({"tasks.web": ["10.0.1.3"]})
+
+    def resolve(self, question: Question, timeout: float) -> Answer:
+        return self.inner.resolve(question, timeout)
+
+
+def test_a_sync_only_backend_serves_aio_from_a_worker_thread() -> None:
+    found = asyncio.run(swarmdns.aio.task_ips("web", backend=SyncStatic()))
+
+    assert found == (IPv4Address("10.0.1.3"),)
+
+
+def test_a_backend_with_neither_method_cannot_serve_aio() -> None:
+    with pytest.raises(TypeError, match="has neither resolve"):
+        asyncio.run(swarmdns.aio.task_ips("web", backend=object()))  # type: ignore[arg-type]
 
 
 def test_an_async_only_backend_cannot_serve_sync_code() -> None:
