@@ -339,7 +339,9 @@ def wait_for_tasks(
     """Wait until at least ``count`` tasks of ``service`` are visible; return them all.
 
     For cluster bootstrap: wait for the peers before forming the cluster.
-    Failed lookups are retried until ``timeout``. ``swarmdns.aio.wait_for_tasks``
+    Failed lookups are retried until ``timeout``. DNS lists only healthy
+    tasks: behind a HEALTHCHECK that passes only once the cluster has formed,
+    this waits forever (see "Running in Swarm" in the docs for the way out). ``swarmdns.aio.wait_for_tasks``
     is the asyncio twin.
 
     Args:
