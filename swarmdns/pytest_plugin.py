@@ -105,6 +105,10 @@ def swarm_dns(
     the one ``SWARMDNS_NAMESERVER`` names; ``swarm_dns.nodes`` gives every
     node's. After the test, the Swarm has one node again.
 
+    A test may ``stop()`` and ``start()`` the fake: it listens on the same port
+    again, so ``SWARMDNS_NAMESERVER`` stays true. A control channel the test
+    opens (``serve_control()``) is closed after it.
+
     During the test, swarmdns's process-wide default backend is the built-in
     one (which follows ``SWARMDNS_NAMESERVER``); whatever default was set
     before the test, and whatever the test sets, the default is put back as
@@ -113,7 +117,11 @@ def swarm_dns(
     marked = _marked(request.node)
     if not swarm_dns_server.running:  # a test before this one stopped it
         swarm_dns_server.stop()
-        swarm_dns_server.start()
+        try:
+            swarm_dns_server.start()  # on the same port...
+        except OSError:
+            swarm_dns_server._forget_ports()  # ...unless taken meanwhile: this test's own
+            swarm_dns_server.start()
     swarm_dns_server.reset(nodes=marked.get("nodes"), delays=marked.get("delays"))
     if marked.get("engine") is not None:
         swarm_dns_server.use_engine(marked["engine"])
@@ -125,6 +133,7 @@ def swarm_dns(
     finally:
         swap_default_backend(default_before)
     errors = swarm_dns_server.internal_errors[errors_before:]
+    swarm_dns_server.close_control()
     swarm_dns_server.reset()
     if errors:
         pytest.fail(f"the fake Swarm DNS server failed internally: {errors!r}", pytrace=False)

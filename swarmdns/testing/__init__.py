@@ -6,21 +6,36 @@ UDP and TCP on loopback, answering exactly as the engine's server at
 swarmdns) gives each test an empty ``FakeSwarm`` and points
 ``SWARMDNS_NAMESERVER`` at it. ``FakeSwarm(engine=...)`` picks the Docker
 Engine version to answer like, one of ``ENGINES``.
+
+``FakeSwarm.serve_control()`` lets another process drive a running fake,
+with ``FakeControl``.
+
+``Task`` here is the fake's record of a task it runs (also named
+``FakeTask``); ``swarmdns.Task`` is what a lookup learns about a task from
+DNS. ``Task.as_dns()`` and ``FakeSwarm.task()`` go from one to the other.
 """
 
 from __future__ import annotations
 
+from ._control import ControlError, FakeControl, SwarmState
 from ._engines import ENGINES
 from ._fake import FakeSwarm
 from ._nodes import Node, NodeDelays
 from ._responder import TTL, Delay, Fault, Outcome, QueryRecord, Upstream
 from ._swarm import Network, Service, SwarmError, Task, TaskState
 
+#: Another name for ``Task``, the fake's record of a task, for code that also
+#: uses ``swarmdns.Task`` (what DNS tells about a task).
+FakeTask = Task
+
 __all__ = [
     "ENGINES",
     "TTL",
+    "ControlError",
     "Delay",
+    "FakeControl",
     "FakeSwarm",
+    "FakeTask",
     "Fault",
     "Network",
     "Node",
@@ -29,6 +44,7 @@ __all__ = [
     "QueryRecord",
     "Service",
     "SwarmError",
+    "SwarmState",
     "Task",
     "TaskState",
     "Upstream",

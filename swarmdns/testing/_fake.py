@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TypeVar
 
+from .._model import Task as DNSTask
+from ._control import ControlServer, SwarmState
 from ._engines import DEFAULT_ENGINE, engine_profile, resolv_conf
 from ._nodes import SILENT, Delivery, Gossip, Node, NodeDelays, NodeView, Scheduler, Timer
 from ._responder import DEFAULT_QUERY_LOG, Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
-from ._swarm import Network, Service, Swarm, SwarmError, Task, TaskState
+from ._swarm import Network, Service, Swarm, SwarmError, Task, TaskKey, TaskState
 from ._zone import ZoneBuilder
 
 _DEFAULT_NETWORK = "default"
@@ -26,11 +28,13 @@ class FakeSwarm:
     """A fake Swarm with a real DNS server that answers like Docker's engine.
 
     The server listens on UDP and TCP on one port of ``host`` (chosen by the
-    operating system unless ``port`` is given). Create services, scale them,
-    kill and replace tasks, and the answers change at once, exactly as the
-    engine's would: ``<service>`` gives the virtual IP (every task in dnsrr
-    mode), ``tasks.<service>`` every visible task, names may end with
-    ``.<network>``, and a service without tasks vanishes from DNS.
+    operating system unless ``port`` is given), and keeps it across
+    ``stop()`` and ``start()``, so that an address handed out stays true.
+    Create services, scale them, kill and replace tasks, and the answers
+    change at once, exactly as the engine's would: ``<service>`` gives the
+    virtual IP (every task in dnsrr mode), ``tasks.<service>`` every visible
+    task, names may end with ``.<network>``, and a service without tasks
+    vanishes from DNS.
 
     Addresses come from per-network subnets like the engine's (10.0.1.0/24,
     10.0.2.0/24, ...); nothing is ever sent to them.
@@ -44,6 +48,9 @@ class FakeSwarm:
         with FakeSwarm() as swarm:
             web = swarm.create_service("web", replicas=3)
             print(swarm.nameserver, web.vip, web.task_ips)
+
+    Another process can drive a running fake through ``serve_control()``
+    and ``FakeControl``.
 
     Args:
         host: The loopback address to serve on.
@@ -78,7 +85,7 @@ class FakeSwarm:
     ) -> None:
         self._initial_engine = engine_profile(engine).version
         self._host = host
-        self._port = port
+        self._initial_port = self._port = port
         self._seed = seed
         self._lock = threading.RLock()
         self._batches = 0
@@ -86,6 +93,11 @@ class FakeSwarm:
         self._zones = ZoneBuilder()
         self._responder = Responder(seed=seed, engine=engine, query_log=query_log)
         self._server: DNSServer | None = None
+        #: Started at least once: start() binds the port it had before.
+        self._started = False
+        self._control: ControlServer | None = None
+        #: Where the control channel listens, to open it again at start().
+        self._control_at: tuple[str, int] | None = None
         self._init_nodes(nodes, delays)
         self._initial_upstream = upstream
         self.upstream = upstream
@@ -93,27 +105,164 @@ class FakeSwarm:
     # -- life cycle ------------------------------------------------------------
 
     def start(self: _Fake) -> _Fake:
-        """Bind the sockets and start answering; returns the fake itself."""
+        """Bind the sockets and start answering; returns the fake itself.
+
+        Started again after ``stop()``, the fake listens on the same port as
+        before (every node's DNS too, and the control channel), so that
+        ``nameserver`` and ``SWARMDNS_NAMESERVER`` stay true.
+
+        Raises:
+            OSError: The port is taken; started again, the message names the
+                port it had before, which something else took meanwhile.
+        """
         with self._lock:
             if self._server is not None:
                 raise RuntimeError(
                     f"the fake Swarm DNS server is already running at {self.nameserver}"
                 )
-            server = DNSServer(self._responder, host=self._host, port=self._port)
+            with self._binding_again("the fake Swarm's DNS server", self._port):
+                server = DNSServer(self._responder, host=self._host, port=self._port)
             server.start()
             self._server = server
-            self._start_nodes()
-        return self
+            try:
+                self._start_nodes()
+                if self._control_at is not None:
+                    host, port = self._control_at
+                    with self._binding_again("the fake Swarm's control channel", port, host):
+                        self._control = ControlServer(self, host=host, port=port)
+                    self._control.start()
+            except BaseException as error:  # all of it starts, or none
+                self._server = None
+                started, failure = self._detach_servers(server=server), error
+            else:
+                self._port = server.port  # kept across stop() and start()
+                self._started = True
+                return self
+        self._stop_servers(started)  # outside the lock, which the scheduler's thread may want
+        raise failure
+
+    def _forget_ports(self) -> None:
+        """Let the next ``start()`` take free ports (the ``swarm_dns`` fixture's way out).
+
+        Between tests, the fixture sets ``SWARMDNS_NAMESERVER`` anew, so a port
+        taken while the fake was stopped need not fail the next test.
+        """
+        with self._lock:
+            if self._server is not None:
+                raise RuntimeError("the fake Swarm is running: stop() it first")
+            self._port = self._initial_port
+            self._node_ports.clear()
+            if self._control_at is not None:
+                self._control_at = (self._control_at[0], 0)
+
+    @contextlib.contextmanager
+    def _binding_again(self, what: str, port: int, host: str | None = None) -> Iterator[None]:
+        """Name the port, and what to do, when the one a restart binds again is taken."""
+        try:
+            yield
+        except OSError as error:
+            if not self._started or not port:
+                raise
+            where = _endpoint(host or self._host, port)
+            raise OSError(
+                error.errno,
+                f"cannot start {what} again on {where}, where it listened before stop():"
+                f" {error.strerror or error}; something else took the port meanwhile: free"
+                " it, or use a new FakeSwarm, which takes a free port",
+            ) from error
 
     def stop(self) -> None:
-        """Stop answering and release the sockets and the thread; idempotent."""
+        """Stop answering and release the sockets and the threads; idempotent.
+
+        ``start()`` binds the same ports again.
+        """
         with self._lock:
-            server, self._server = self._server, None
-            servers = [server, *self._detach_node_servers()]
+            servers = self._detach_servers(server=self._server)
+            self._server = None
+        self._stop_servers(servers)
+
+    def _detach_servers(self, *, server: DNSServer | None) -> list[DNSServer | ControlServer]:
+        control, self._control = self._control, None
+        servers: list[DNSServer | ControlServer] = [] if control is None else [control]
+        if server is not None:
+            servers.append(server)
+        return [*servers, *self._detach_node_servers()]
+
+    def _stop_servers(self, servers: Sequence[DNSServer | ControlServer]) -> None:
+        """Stop the control channel first, then the scheduler, then every DNS server."""
+        for each in servers:
+            if isinstance(each, ControlServer):
+                each.stop()
         self._scheduler.stop()
         for each in servers:
-            if each is not None:
+            if not isinstance(each, ControlServer):
                 each.stop()
+
+    # -- the control channel ---------------------------------------------------------
+
+    def serve_control(self, port: int = 0, *, host: str = "127.0.0.1") -> str:
+        """Let another process drive this fake, through ``FakeControl``.
+
+        Listens on a loopback TCP port for requests, one line of JSON each
+        (see docs/testing.md); ``FakeControl(address)`` sends them. The
+        channel closes with ``stop()`` (and opens again, on the same port,
+        with ``start()``) or with ``close_control()``.
+
+        Args:
+            port: The TCP port; 0 lets the system choose.
+            host: A loopback address: whoever reaches the channel can change the fake.
+
+        Returns:
+            Where it listens, ``host:port``, as ``FakeControl`` takes it.
+
+        Raises:
+            ValueError: ``host`` is not a loopback address, or ``port`` not a port.
+            RuntimeError: The fake is stopped, or the channel already open.
+            OSError: The port is taken.
+        """
+        with self._lock:
+            if self._server is None:
+                raise RuntimeError(
+                    "the fake Swarm is stopped: call start() before serve_control()"
+                )
+            if self._control is not None:
+                raise RuntimeError(
+                    f"the fake Swarm's control channel is already open at"
+                    f" {self._control.address}; close_control() first to move it"
+                )
+            control = ControlServer(self, host=host, port=port)
+            control.start()
+            self._control = control
+            self._control_at = (control.host, control.port)
+            return control.address
+
+    def close_control(self) -> None:
+        """Close the control channel, if open; ``start()`` will not open it again."""
+        with self._lock:
+            control, self._control = self._control, None
+            self._control_at = None
+        if control is not None:
+            control.stop()
+
+    @property
+    def control_address(self) -> str | None:
+        """Where the control channel listens (``host:port``), or None when closed."""
+        control = self._control
+        return None if control is None else control.address
+
+    def state(self) -> SwarmState:
+        """A snapshot of the whole Swarm: services (with tasks and VIPs), networks, nodes.
+
+        What ``FakeControl.state()`` returns to another process.
+        """
+        with self._lock:
+            return SwarmState(
+                services=self._swarm.services,
+                networks=self._swarm.networks,
+                nodes=self.nodes,
+                engine=self.engine,
+                nameserver=None if self._server is None else self.nameserver,
+            )
 
     def __enter__(self: _Fake) -> _Fake:
         return self.start()
@@ -225,9 +374,11 @@ class FakeSwarm:
 
     @property
     def internal_errors(self) -> tuple[BaseException, ...]:
-        """Exceptions the server caught in its own code (always empty, barring bugs)."""
-        server = self._server
+        """Exceptions the servers caught in their own code (always empty, barring bugs)."""
+        server, control = self._server, self._control
         errors = [] if server is None else list(server.internal_errors)
+        if control is not None:
+            errors.extend(control.internal_errors)
         return (*errors, *self._node_errors())
 
     # -- the Swarm ---------------------------------------------------------------
@@ -334,16 +485,38 @@ class FakeSwarm:
         with self._changing() as swarm:
             swarm.remove_stack(stack)
 
-    def kill_task(self, task: Task | str) -> Service:
-        """Kill one task (by value, ID, name or container ID) without replacing it.
+    def task(self, task: TaskKey) -> Task:
+        """The fake's record of a task, found as ``kill_task()`` finds it.
+
+        From what a lookup returned (a ``swarmdns.Task``) or an address, this
+        gives the task's ID, node, container and every network's address.
+
+        Raises:
+            SwarmError: No task matches (or, for an ID prefix, several do).
+        """
+        with self._lock:
+            return self._swarm.find_task(task)[1]
+
+    def kill_task(self, task: TaskKey) -> Service:
+        """Kill one task without replacing it.
+
+        The task may be given as the fake's ``Task``, as a ``swarmdns.Task``
+        (what a lookup returned; matched by its ``ip``), as its address (an
+        ``IPv4Address`` or a dotted quad, on any of its networks), or by its
+        ID, name or container ID. ``replace_task()``, ``mark_healthy()`` and
+        ``mark_unhealthy()`` take the same.
 
         Its slot stays empty until ``reschedule()``, like the engine's restart
         delay; use ``replace_task()`` to do both at once.
+
+        Raises:
+            SwarmError: No task matches (the message says why: killed or
+                replaced meanwhile, or the address is a service's VIP).
         """
         with self._changing() as swarm:
             return swarm.kill_task(task)
 
-    def replace_task(self, task: Task | str) -> Task:
+    def replace_task(self, task: TaskKey) -> Task:
         """Kill one task and start its replacement in the same slot (new ID, new address)."""
         with self._changing() as swarm:
             _, replacement = swarm.replace_task(task)
@@ -354,12 +527,12 @@ class FakeSwarm:
         with self._changing() as swarm:
             return swarm.reschedule(name)
 
-    def mark_healthy(self, task: Task | str) -> Task:
+    def mark_healthy(self, task: TaskKey) -> Task:
         """Report a task of a service with a healthcheck healthy: DNS lists it."""
         with self._changing() as swarm:
             return swarm.set_state(task, TaskState.RUNNING)
 
-    def mark_unhealthy(self, task: Task | str) -> Task:
+    def mark_unhealthy(self, task: TaskKey) -> Task:
         """Report a task unhealthy: DNS stops listing it."""
         with self._changing() as swarm:
             return swarm.set_state(task, TaskState.UNHEALTHY)
@@ -449,8 +622,10 @@ class FakeSwarm:
         with self._lock:
             return tuple(self._node_value(node) for node in self._swarm.nodes)
 
-    def node(self, node: Node | Task | str) -> Node:
+    def node(self, node: Node | Task | DNSTask | str) -> Node:
         """A node by name (``"node-2"``) or ID, as it is now; or the node a task runs on.
+
+        The task may be the fake's ``Task`` or a ``swarmdns.Task`` a lookup returned.
 
         Raises:
             SwarmError: There is no such node.
@@ -563,6 +738,8 @@ class FakeSwarm:
         self._gossip: Gossip | None = None
         self._scheduler = Scheduler()
         self._isolation_timers: dict[str, list[Timer]] = {}
+        #: Each node's DNS port, which a restart binds again.
+        self._node_ports: dict[str, int] = {}
         self._generation = 0  # counts resets: an effect from before one is void
         self._add_nodes(self._node_count - 1)
 
@@ -577,6 +754,7 @@ class FakeSwarm:
         self._generation += 1
         self._scheduler.clear()
         self._isolation_timers.clear()
+        self._node_ports.clear()
         for server in self._detach_node_servers():
             server.stop()
         self._gossip = None
@@ -597,8 +775,13 @@ class FakeSwarm:
             view.server = self._serve(view)
 
     def _serve(self, view: NodeView) -> DNSServer:
-        server = DNSServer(SILENT if view.paused else view.responder, host=self._host, port=0)
+        port = self._node_ports.get(view.node, 0)
+        with self._binding_again(f"{self._node_name(view.node)}'s DNS server", port):
+            server = DNSServer(
+                SILENT if view.paused else view.responder, host=self._host, port=port
+            )
         server.start()
+        self._node_ports[view.node] = server.port
         return server
 
     def _start_nodes(self) -> None:
@@ -628,15 +811,20 @@ class FakeSwarm:
                 errors.extend(view.server.internal_errors)
         return errors
 
-    def _node_id(self, node: Node | Task | str) -> str:
+    def _node_id(self, node: Node | Task | DNSTask | str) -> str:
         if isinstance(node, Node):
             key = node.id
         elif isinstance(node, Task):
             key = node.node_id
+        elif isinstance(node, DNSTask):
+            key = self._swarm.find_task(node)[1].node_id
         elif isinstance(node, str):
             key = node
         else:
-            raise TypeError(f"a node is a Node, a Task, or a node's name or ID; not {node!r}")
+            raise TypeError(
+                f"a node is a Node, a task (the fake's or a swarmdns.Task), or a node's name"
+                f" or ID; not {node!r}"
+            )
         nodes = self._swarm.nodes
         if key in nodes:
             return key
@@ -797,6 +985,10 @@ class FakeSwarm:
             TimeoutError: Fewer arrived within ``timeout`` seconds.
         """
         return self._responder.log.wait(count, name=name, timeout=timeout)
+
+
+def _endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _check_node_count(nodes: int) -> int:

@@ -14,10 +14,12 @@ import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import AddressValueError, IPv4Address, IPv4Network
 from types import MappingProxyType
 
 from attrs import evolve, field, frozen
+
+from .._model import Task as DNSTask
 
 #: Swarmkit's rule for service names (and so for aliases and stack names).
 _SERVICE_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
@@ -74,7 +76,19 @@ class Network:
 
 @frozen(kw_only=True)
 class Task:
-    """One task of a service: a container with an address on each network.
+    """The fake's record of one task it runs: a container with an address on each network.
+
+    Not to be confused with ``swarmdns.Task``, which is what a lookup learns
+    about a task from DNS (one address, and what its PTR record tells). This
+    one is the fake's own bookkeeping, known in full whether or not DNS lists
+    the task: every network's address, the container, the node, the state.
+    ``swarmdns.testing.FakeTask`` is another name for it, for code that uses
+    both.
+
+    To go from this to what DNS tells, ``as_dns(network)`` gives the
+    ``swarmdns.Task`` that ``swarmdns.tasks()`` returns for it; the other
+    way, ``FakeSwarm.task()`` finds the fake's record of a ``swarmdns.Task``
+    (by its address), and ``kill_task()`` and its kin take either.
 
     Attributes:
         id: The task ID (25 characters, like the engine's).
@@ -115,6 +129,38 @@ class Task:
     def ptr_target(self, network: str) -> str:
         """The name a PTR query for this task's address on ``network`` returns."""
         return f"{self.name}.{network}."
+
+    def as_dns(self, network: str | None = None) -> DNSTask:
+        """What DNS tells about this task on ``network``: a ``swarmdns.Task``.
+
+        The value ``swarmdns.tasks(service, network=network)`` returns for this
+        task while DNS lists it (its address on that network and what its PTR
+        record says), so a test can compare the two directly. For a service
+        on several networks, name the network: asked without one, the engine
+        answers from the asking container's first network by name, which need
+        not be the service's first.
+
+        Args:
+            network: One of the task's networks; its service's first by default.
+
+        Raises:
+            SwarmError: The task has no address on ``network``.
+        """
+        chosen = next(iter(self.addresses)) if network is None else network
+        if chosen not in self.addresses:
+            raise SwarmError(
+                f"task {self.name} has no address on network {network!r}"
+                f" (its networks: {', '.join(self.addresses)})"
+            )
+        return DNSTask(
+            ip=self.addresses[chosen],
+            name=self.name,
+            service=self.service,
+            slot=self.slot,
+            node_id=self.node_id if self.slot is None else None,
+            task_id=self.id,
+            network=chosen,
+        )
 
 
 @frozen(kw_only=True)
@@ -163,6 +209,21 @@ class Service:
         if network not in self.networks:
             raise SwarmError(f"service {self.name!r} is not attached to network {network!r}")
         return tuple(sorted(task.addresses[network] for task in self.tasks if task.visible))
+
+
+#: What names a task: the fake's value, what DNS told (``swarmdns.Task``), its
+#: address, or its ID, name or container ID.
+TaskKey = Task | DNSTask | IPv4Address | str
+
+
+def _as_address(text: str) -> IPv4Address | None:
+    """``text`` as an IPv4 address, if it is a dotted quad (task IDs never are)."""
+    if text.count(".") != 3:
+        return None
+    try:
+        return IPv4Address(text)
+    except AddressValueError:
+        return None
 
 
 def _check_name(kind: str, name: str, pattern: re.Pattern[str]) -> str:
@@ -478,12 +539,24 @@ class Swarm:
         self._services[service.name] = service
         return service
 
-    def find_task(self, task: Task | str) -> tuple[Service, Task]:
-        """Find a task by value, ID, name, container ID or (unique) ID prefix."""
+    def find_task(self, task: TaskKey) -> tuple[Service, Task]:
+        """Find a task by value, address, ID, name, container ID or (unique) ID prefix.
+
+        An address (``IPv4Address``, or a dotted quad as a ``str``) matches the
+        task with that address on any of its networks; a ``swarmdns.Task``
+        (what a lookup returned) matches by its ``ip``.
+        """
+        if isinstance(task, DNSTask):
+            return self._task_at(task.ip, f" (swarmdns.Task {task.name or task.ip})")
+        if isinstance(task, IPv4Address):
+            return self._task_at(task, "")
         if not isinstance(task, Task | str):
             raise TypeError(
-                f"a task is a Task, or its ID, name or container ID as a str; not {task!r}"
+                "a task is the fake's Task, a swarmdns.Task, its address (an IPv4Address"
+                f" or a str), or its ID, name or container ID as a str; not {task!r}"
             )
+        if isinstance(task, str) and (address := _as_address(task)) is not None:
+            return self._task_at(address, "")
         key = task.id if isinstance(task, Task) else task
         matches = [
             (service, candidate)
@@ -498,12 +571,30 @@ class Swarm:
             raise SwarmError(f"no running task {key!r}: it may have been killed or replaced")
         raise SwarmError(f"task {key!r} is ambiguous: {len(matches)} tasks match")
 
-    def kill_task(self, task: Task | str) -> Service:
+    def _task_at(self, address: IPv4Address, what: str) -> tuple[Service, Task]:
+        for service in self._services.values():
+            for candidate in service.tasks:
+                if address in candidate.addresses.values():
+                    return service, candidate
+        for service in self._services.values():
+            for network, vip in service.vips.items():
+                if vip == address:
+                    raise SwarmError(
+                        f"{address}{what} is the virtual IP of service {service.name!r} on"
+                        f" network {network!r}, not a task's address; pass one of its"
+                        " tasks' addresses (Service.task_ips) instead"
+                    )
+        raise SwarmError(
+            f"no task has address {address}{what}: it may have been killed or replaced;"
+            " FakeSwarm.services lists every task with its addresses"
+        )
+
+    def kill_task(self, task: TaskKey) -> Service:
         service, found = self.find_task(task)
         self._release(found)
         return self._store(evolve(service, tasks=tuple(t for t in service.tasks if t != found)))
 
-    def replace_task(self, task: Task | str) -> tuple[Service, Task]:
+    def replace_task(self, task: TaskKey) -> tuple[Service, Task]:
         service, found = self.find_task(task)
         self._release(found)
         try:
@@ -527,7 +618,7 @@ class Swarm:
         self._store(evolve(service, tasks=tuple(sorted(service.tasks + new, key=_task_order))))
         return new
 
-    def set_state(self, task: Task | str, state: TaskState) -> Task:
+    def set_state(self, task: TaskKey, state: TaskState) -> Task:
         service, found = self.find_task(task)
         if not service.healthcheck:
             raise SwarmError(f"service {service.name!r} has no healthcheck")

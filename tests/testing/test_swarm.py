@@ -243,9 +243,11 @@ def test_snapshots_cannot_change_the_swarm() -> None:
 
 
 @pytest.mark.parametrize("task", [5, None, 1.5])
-def test_a_task_is_named_by_value_or_string(task: object) -> None:
+def test_a_task_is_named_by_value_address_or_string(task: object) -> None:
     swarm = Swarm(seed=1)
     create(swarm, "web")
 
-    with pytest.raises(TypeError, match="a task is a Task, or its ID"):
+    with pytest.raises(
+        TypeError, match=r"a task is the fake's Task, a swarmdns\.Task, its address .* or its ID"
+    ):
         swarm.kill_task(task)  # type: ignore[arg-type]

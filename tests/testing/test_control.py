@@ -1,0 +1,559 @@
+"""The control channel: another process drives a running fake over loopback."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import select
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+
+import pytest
+
+import swarmdns
+from swarmdns.testing import (
+    ControlError,
+    Delay,
+    FakeControl,
+    FakeSwarm,
+    Fault,
+    NodeDelays,
+    Outcome,
+    SwarmError,
+    TaskState,
+    _control,
+)
+
+from .dns_clients import NoReply, ask_dnspython
+
+
+@pytest.fixture
+def control(swarm_dns: FakeSwarm) -> FakeControl:
+    return FakeControl(swarm_dns.serve_control())
+
+
+class Line:
+    """One raw connection to the channel, speaking JSON lines."""
+
+    def __init__(self, address: str) -> None:
+        host, port = address.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> dict[str, object]:
+        line = self.file.readline()
+        assert line.endswith(b"\n"), line
+        reply: dict[str, object] = json.loads(line)
+        return reply
+
+    def ask(self, data: bytes) -> dict[str, object]:
+        self.send(data + b"\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def line(swarm_dns: FakeSwarm) -> Iterator[Line]:
+    connection = Line(swarm_dns.serve_control())
+    yield connection
+    connection.close()
+
+
+# -- every operation -----------------------------------------------------------------
+
+
+def test_services_are_created_scaled_and_removed(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    created = control.create_service(
+        "web", 2, network=["front", "back"], aliases=["www"], stack="shop"
+    )
+    assert created == swarm_dns.service("shop_web")
+    assert (created.networks, created.aliases, created.stack) == (
+        ("front", "back"),
+        ("web", "www"),
+        "shop",
+    )
+    assert control.create_service("db", mode="global", endpoint_mode="dnsrr").vip is None
+
+    scaled = control.scale("shop_web", 4)
+
+    assert scaled == swarm_dns.service("shop_web")
+    assert swarmdns.task_ips("www", network="front") == scaled.task_ips
+    control.remove_service("shop_web")
+    assert [s.name for s in swarm_dns.services] == ["db"]
+    assert ask_dnspython(swarm_dns, "tasks.www").rcode == "NXDOMAIN"
+
+
+def test_a_task_is_killed_by_address_and_rescheduled(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    web = swarm_dns.create_service("web", replicas=3)
+    victim, other, third = web.tasks
+
+    after = control.kill_task(str(victim.ip))
+    assert after == swarm_dns.service("web")
+    assert victim.ip not in swarmdns.task_ips("web")
+    assert control.kill_task(other.ip).tasks == (third,)  # an IPv4Address
+    dns_task = swarmdns.tasks("web")[0]
+    assert control.kill_task(dns_task).tasks == ()  # a swarmdns.Task
+
+    restarted = control.reschedule("web")
+
+    assert [t.slot for t in restarted] == [1, 2, 3]
+    assert swarmdns.task_ips("web") == swarm_dns.service("web").task_ips
+    replacement = control.replace_task(restarted[0])  # the fake's Task
+    assert replacement == swarm_dns.task(replacement.id)
+    assert replacement.ip in swarmdns.task_ips("web")
+
+
+def test_tasks_are_marked_healthy_and_unhealthy(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    (task,) = swarm_dns.create_service("web", healthcheck=True).tasks
+    assert ask_dnspython(swarm_dns, "tasks.web").rcode == "NXDOMAIN"
+
+    assert control.mark_healthy(task.name).state is TaskState.RUNNING
+    assert swarmdns.task_ips("web") == (task.ip,)
+    assert control.mark_unhealthy(str(task.ip)).state is TaskState.UNHEALTHY
+    assert ask_dnspython(swarm_dns, "tasks.web").rcode == "NXDOMAIN"
+
+
+def test_faults_are_injected_and_cleared(swarm_dns: FakeSwarm, control: FakeControl) -> None:
+    swarm_dns.create_service("web")
+
+    control.inject(Fault.SERVFAIL, name="tasks.web")
+    control.inject(["REFUSED", "no-reply"], name="web", qtype="A")
+    assert ask_dnspython(swarm_dns, "tasks.web").rcode == "SERVFAIL"
+    assert ask_dnspython(swarm_dns, "web").rcode == "REFUSED"
+    with pytest.raises(NoReply):
+        ask_dnspython(swarm_dns, "web", timeout=0.5)
+    assert ask_dnspython(swarm_dns, "web").rcode == "NOERROR"  # the list is used up
+    control.clear_faults("tasks.web")
+    assert ask_dnspython(swarm_dns, "tasks.web").rcode == "NOERROR"
+
+    control.inject([Delay(0.01), 0.02, Fault.GARBAGE])
+    control.clear_faults()
+    assert ask_dnspython(swarm_dns, "web").rcode == "NOERROR"
+    assert [q.outcome for q in swarm_dns.queries[-1:]] == [Outcome.NOERROR]
+
+
+def test_a_delay_is_injected_in_seconds(swarm_dns: FakeSwarm, control: FakeControl) -> None:
+    swarm_dns.create_service("web")
+
+    control.inject(0.05, name="web")
+
+    ask_dnspython(swarm_dns, "web")
+    assert swarm_dns.queries[-1].delay == 0.05
+
+
+def test_state_is_the_fakes_own(swarm_dns: FakeSwarm, control: FakeControl) -> None:
+    swarm_dns.create_service("web", replicas=2, network="front")
+    swarm_dns.create_service("db", healthcheck=True)
+
+    state = control.state()
+
+    assert state == swarm_dns.state()
+    assert state.nameserver == swarm_dns.nameserver
+    assert state.engine == "28.5"
+    assert state.service("web").vip == swarm_dns.service("web").vip
+    assert [t.visible for t in state.tasks] == [True, True, False]
+    assert [n.name for n in state.networks] == ["front", "default"]
+    with pytest.raises(SwarmError, match=r"no service named 'api' \(services: web, db\)"):
+        state.service("api")
+
+
+@pytest.mark.swarm_dns(nodes=2, delays=NodeDelays.INSTANT)
+def test_state_has_every_node(swarm_dns: FakeSwarm, control: FakeControl) -> None:
+    assert control.state().nodes == swarm_dns.nodes
+
+
+def test_reset_empties_the_fake(swarm_dns: FakeSwarm, control: FakeControl) -> None:
+    swarm_dns.create_service("web")
+    swarm_dns.inject(Fault.SERVFAIL)
+
+    control.reset()
+
+    assert control.state().services == ()
+    assert ask_dnspython(swarm_dns, "web").rcode == "NXDOMAIN"
+    assert swarm_dns.control_address is not None  # still open
+
+
+def test_the_fake_refusing_is_a_swarm_error(swarm_dns: FakeSwarm, control: FakeControl) -> None:
+    swarm_dns.create_service("web")
+
+    with pytest.raises(SwarmError, match=r"^scale: no service named 'wbe' \(services: web\)"):
+        control.scale("wbe", 2)
+    with pytest.raises(SwarmError, match=r"kill_task: no task has address 10\.0\.9\.9"):
+        control.kill_task("10.0.9.9")
+    with pytest.raises(SwarmError, match="already exists"):
+        control.create_service("web")
+    with pytest.raises(SwarmError, match="has no healthcheck"):
+        control.mark_healthy(swarm_dns.service("web").tasks[0])
+
+
+# -- the wire ------------------------------------------------------------------------
+
+
+def test_requests_on_one_connection_are_answered_in_order(
+    swarm_dns: FakeSwarm, line: Line
+) -> None:
+    line.send(
+        b'{"op": "create_service", "name": "web", "replicas": 2}\n'
+        b"\n"  # blank lines are skipped
+        b'{"op": "scale", "name": "web", "replicas": 3}\n'
+        b'{"op": "state"}\n'
+    )
+
+    created, scaled, state = line.reply(), line.reply(), line.reply()
+
+    assert [created["ok"], scaled["ok"], state["ok"]] == [True, True, True]
+    assert len(created["result"]["tasks"]) == 2  # type: ignore[index]
+    assert scaled["result"]["task_ips"] == [str(ip) for ip in swarm_dns.service("web").task_ips]  # type: ignore[index]
+    assert [s["name"] for s in state["result"]["services"]] == ["web"]  # type: ignore[index]
+
+
+def test_a_client_that_reads_late_gets_every_reply(swarm_dns: FakeSwarm, line: Line) -> None:
+    swarm_dns.create_service("web", replicas=200, network="big")
+    count = 300  # replies of about 30 KB each: far more than the socket buffers hold
+
+    sender = threading.Thread(target=line.send, args=(b'{"op": "state"}\n' * count,))
+    sender.start()
+    replies = [line.reply() for _ in range(count)]
+    sender.join()
+
+    assert all(r["ok"] for r in replies)
+    assert swarm_dns.internal_errors == ()
+
+
+BAD_REQUESTS = [
+    (b"{", "a request is one line of JSON"),
+    (b"\xff\xfe", "a request is one line of JSON"),
+    (b"[" * 30_000 + b"]" * 30_000, "RecursionError"),
+    (b'["state"]', 'a JSON object with an "op"'),
+    (b"{}", "unknown op null; the ops are clear_faults, create_service, inject"),
+    (b'{"op": "scal"}', 'unknown op "scal"'),
+    (b'{"op": "scale", "name": "web"}', "scale needs 'replicas'"),
+    (b'{"op": "scale", "name": "web", "replica": 2, "replicas": 2}', "scale takes name,"),
+    (b'{"op": "scale", "name": "web", "replicas": "2"}', "'replicas' must be a whole number"),
+    (b'{"op": "scale", "name": "web", "replicas": true}', "'replicas' must be a whole number"),
+    (b'{"op": "scale", "name": "web", "replicas": 1e400}', "'replicas' must be a whole number"),
+    (b'{"op": "scale", "name": "web", "replicas": 99999999}', "'replicas' must be at most"),
+    (b'{"op": "scale", "name": 5, "replicas": 1}', "'name' must be a string, not 5"),
+    (b'{"op": "state", "verbose": true}', "state takes no fields; not 'verbose'"),
+    (b'{"op": "create_service", "name": "x", "aliases": "www"}', "a list of strings"),
+    (b'{"op": "create_service", "name": "x", "healthcheck": 1}', "true or false"),
+    (b'{"op": "inject", "fault": "servfal"}', "a fault (SERVFAIL, REFUSED, NO_REPLY"),
+    (b'{"op": "inject", "fault": []}', "a list of 1 to 1000 faults"),
+    (b'{"op": "inject", "fault": -1}', "a delay from 0 to 3600 seconds"),
+    (b'{"op": "inject", "fault": NaN}', "a delay from 0 to 3600 seconds"),
+    (b'{"op": "inject", "fault": {"x": 1}}', "a fault (SERVFAIL"),
+    (b'{"op": "inject", "fault": "SERVFAIL", "qtype": "AAAAA"}', "unknown record type"),
+    (b'{"op": "kill_task"}', "kill_task needs 'task'"),
+]
+
+
+def test_a_bad_request_gets_an_error_reply_and_the_fake_goes_on(
+    swarm_dns: FakeSwarm, line: Line
+) -> None:
+    swarm_dns.create_service("web")
+
+    for request, words in BAD_REQUESTS:
+        reply = line.ask(request)
+        assert (reply["ok"], reply["error"]) == (False, "BadRequest"), request
+        assert words in str(reply["message"]), reply
+
+    assert line.ask(b'{"op": "state"}')["ok"]  # the same connection still serves
+    assert ask_dnspython(swarm_dns, "web").rcode == "NOERROR"
+    assert swarm_dns.internal_errors == ()
+
+
+def test_a_request_too_long_is_refused_and_skipped(swarm_dns: FakeSwarm, line: Line) -> None:
+    limit = _control.MAX_REQUEST_BYTES
+    padding = b" " * limit
+    line.send(b'{"op": "state",' + padding)  # no end of line yet: too long already
+    too_long = line.reply()
+    line.send(padding + b'"more": 1}\n{"op": "state"}\n')  # the rest is skipped
+
+    assert (too_long["ok"], too_long["error"]) == (False, "RequestTooLarge")
+    assert f"at most {limit} bytes" in str(too_long["message"])
+    assert line.reply()["ok"]
+    whole = line.ask(b'{"op": "state"' + padding + b"}")  # one whole line, too long
+    assert whole["error"] == "RequestTooLarge"
+    assert line.ask(b'{"op": "state"}')["ok"]
+    assert swarm_dns.internal_errors == ()
+
+
+def test_connections_beyond_the_limit_wait_their_turn(swarm_dns: FakeSwarm) -> None:
+    address = swarm_dns.serve_control()
+    served = [Line(address) for _ in range(_control.MAX_CONNECTIONS)]
+    try:
+        for connection in served:
+            assert connection.ask(b'{"op": "state"}')["ok"]  # each accepted, in turn
+        waiting = Line(address)
+        waiting.send(b'{"op": "state"}\n')
+        assert select.select([waiting.sock], [], [], 0.2)[0] == []  # not served yet
+
+        served.pop().close()
+
+        assert waiting.reply()["ok"]
+        waiting.close()
+    finally:
+        for connection in served:
+            connection.close()
+
+
+def test_a_bug_in_the_fake_is_an_error_reply_not_the_end_of_the_channel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeSwarm() as swarm:
+        control = FakeControl(swarm.serve_control())
+
+        def broken(name: str, replicas: int) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(swarm, "scale", broken)
+
+        with pytest.raises(
+            ControlError, match=r"scale failed inside the fake \(RuntimeError: boom"
+        ) as raised:
+            control.scale("web", 1)
+
+        assert raised.value.kind == "InternalError"
+        assert [str(e) for e in swarm.internal_errors] == ["boom"]
+        assert control.state().services == ()
+
+
+# -- life cycle ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "::", "example.com", ""])
+def test_the_channel_listens_on_loopback_only(swarm_dns: FakeSwarm, host: str) -> None:
+    with pytest.raises(ValueError, match="listens on loopback only") as raised:
+        swarm_dns.serve_control(host=host)
+
+    assert repr(host) in str(raised.value)
+    assert "use 127.0.0.1 or ::1" in str(raised.value)
+    assert swarm_dns.control_address is None
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"), [("localhost", "127.0.0.1"), ("127.0.0.2", "127.0.0.2")]
+)
+def test_any_loopback_address_will_do(swarm_dns: FakeSwarm, host: str, shown: str) -> None:
+    address = swarm_dns.serve_control(host=host)
+
+    assert address.startswith(f"{shown}:")
+    assert FakeControl(address).state().services == ()
+
+
+def test_ipv6_loopback_will_do(swarm_dns: FakeSwarm) -> None:
+    try:
+        socket.socket(socket.AF_INET6).close()
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+
+    address = swarm_dns.serve_control(host="::1")
+
+    assert address.startswith("[::1]:")
+    assert FakeControl(address).state().services == ()
+
+
+def test_the_channel_needs_a_running_fake_and_opens_once(swarm_dns: FakeSwarm) -> None:
+    address = swarm_dns.serve_control()
+
+    with pytest.raises(RuntimeError, match=f"already open at {address}; close_control"):
+        swarm_dns.serve_control()
+    swarm_dns.close_control()
+    swarm_dns.close_control()  # idempotent
+    assert swarm_dns.control_address is None
+    with pytest.raises(
+        ControlError, match=f"cannot reach the fake's control channel at {address}"
+    ):
+        FakeControl(address).state()
+    with pytest.raises(RuntimeError, match=r"stopped: call start\(\) before serve_control"):
+        FakeSwarm().serve_control()
+
+
+def test_stop_closes_the_channel_and_start_opens_it_again_on_the_same_port() -> None:
+    threads = set(threading.enumerate())
+    swarm = FakeSwarm().start()
+    address = swarm.serve_control()
+    control = FakeControl(address)
+    idle = Line(address)
+    assert idle.ask(b'{"op": "state"}')["ok"]
+
+    swarm.stop()
+
+    assert set(threading.enumerate()) == threads
+    assert idle.sock.recv(1) == b""  # the channel closed the connection
+    idle.close()
+    assert [swarm.control_address] == [None]
+    with pytest.raises(ControlError, match="is the fake running") as raised:
+        control.state()
+    assert raised.value.kind == "Unreachable"
+
+    with swarm:
+        assert swarm.control_address == address
+        assert control.create_service("web").name == "web"
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the channel's own
+        sock.bind((host, int(port)))  # free again
+
+
+def test_a_restart_whose_control_port_was_taken_names_it_and_starts_nothing() -> None:
+    swarm = FakeSwarm().start()
+    address = swarm.serve_control()
+    swarm.stop()
+    threads = set(threading.enumerate())
+    host, port = address.rsplit(":", 1)
+
+    with socket.socket() as blocker:
+        blocker.bind((host, int(port)))
+        blocker.listen()
+        with pytest.raises(OSError, match="control channel again on " + address):
+            swarm.start()
+
+    assert not swarm.running
+    assert set(threading.enumerate()) == threads
+
+
+def test_close_control_keeps_it_closed_across_a_restart() -> None:
+    swarm = FakeSwarm().start()
+    swarm.serve_control()
+    swarm.close_control()
+    swarm.stop()
+
+    with swarm:
+        assert swarm.control_address is None
+
+
+def test_shutdown_leaves_no_warning_behind(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "control.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import socket
+            from swarmdns.testing import FakeControl, FakeSwarm
+
+            for _ in range(5):
+                with FakeSwarm() as swarm:
+                    address = swarm.serve_control()
+                    control = FakeControl(address)
+                    control.create_service("web", replicas=2)
+                    control.kill_task(control.state().tasks[0].ip)
+                    host, port = address.rsplit(":", 1)
+                    idle = socket.create_connection((host, int(port)))
+                    half = socket.create_connection((host, int(port)))
+                    half.sendall(b'{"op": "sta')
+                    swarm.stop()
+                    swarm.start()
+                    control.state()
+                for sock in (idle, half):
+                    sock.close()
+            print("done")
+            """
+        )
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
+
+
+def test_the_fixture_closes_a_channel_a_test_opened(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_downstream="""
+        from swarmdns.testing import FakeControl
+
+        def test_opens(swarm_dns):
+            FakeControl(swarm_dns.serve_control()).create_service("web")
+
+        def test_opens_again(swarm_dns):
+            assert swarm_dns.control_address is None
+            assert FakeControl(swarm_dns.serve_control()).state().services == ()
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+
+    result.assert_outcomes(passed=2)
+
+
+# -- the client ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "error", "words"),
+    [
+        ("127.0.0.1", ValueError, "host:port, such as 127.0.0.1:5353"),
+        ("127.0.0.1:http", ValueError, "host:port"),
+        ("127.0.0.1:0", ValueError, "from 1 to 65535, not 0"),
+        ("127.0.0.1:70000", ValueError, "from 1 to 65535, not 70000"),
+        (5353, TypeError, "'host:port' or \\(host, port\\)"),
+    ],
+)
+def test_the_client_checks_the_address(
+    address: object, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        FakeControl(address)  # type: ignore[arg-type]
+
+
+def test_the_client_takes_a_host_and_port_pair(swarm_dns: FakeSwarm) -> None:
+    host, port = swarm_dns.serve_control().rsplit(":", 1)
+
+    control = FakeControl((host, int(port)))
+
+    assert repr(control) == f"<FakeControl {host}:{port}>"
+    assert control.state().services == ()
+
+
+def test_a_silent_channel_is_a_timeout() -> None:
+    with socket.socket() as silent:  # listens, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        control = FakeControl(silent.getsockname(), timeout=0.2)
+
+        with pytest.raises(ControlError, match=r"did not reply within 0\.2 s") as raised:
+            control.state()
+
+    assert raised.value.kind == "Timeout"
+
+
+def test_the_client_checks_what_it_sends() -> None:
+    control = FakeControl("127.0.0.1:9")
+
+    with pytest.raises(TypeError, match="not one string"):
+        control.create_service("web", aliases="www")
+    with pytest.raises(TypeError, match=r"a swarmdns\.Task, its address"):
+        control.kill_task(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        FakeControl("127.0.0.1:9", timeout=0)
+
+
+def test_addresses_in_results_are_addresses(swarm_dns: FakeSwarm, control: FakeControl) -> None:
+    web = control.create_service("web", replicas=2)
+
+    assert isinstance(web.vip, IPv4Address)
+    assert all(isinstance(ip, IPv4Address) for ip in web.task_ips)
