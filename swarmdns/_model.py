@@ -58,6 +58,11 @@ class Task:
     the node ID instead of a slot). When that lookup fails, only ``ip`` is known
     and the other fields are None.
 
+    Not to be confused with ``swarmdns.testing.Task`` (also ``FakeTask``), the
+    fake's own record of a task it runs (every network's address, container,
+    node, state): ``FakeSwarm.task(this)`` finds that record, and
+    ``fake_task.as_dns(network)`` gives this value for it.
+
     Attributes:
         ip: The task's address on the network that was asked about.
         name: The task's container name, ``web.1.<task id>``.
