@@ -42,6 +42,9 @@ class Clock:
 class Ids(random.Random):
     """Query IDs in the order given, to force collisions."""
 
+    def __new__(cls, *ids: int) -> Ids:  # Python 3.10's Random.__new__ takes one seed
+        return super().__new__(cls)
+
     def __init__(self, *ids: int) -> None:
         super().__init__(0)
         self.ids = list(ids)
