@@ -62,7 +62,10 @@ from ._sync import (
 from ._watch import TaskSetChange, WatchHealth
 from ._watcher import FleetWatcher, TaskWatcher
 
-__version__ = "0.1.0"
+try:  # written from git by the build and by editable installs (hatch-vcs)
+    from ._version import __version__
+except ImportError:  # a source tree that was never built or installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "DEFAULT_TIMEOUT",
