@@ -341,8 +341,8 @@ def wait_for_tasks(
     For cluster bootstrap: wait for the peers before forming the cluster.
     Failed lookups are retried until ``timeout``. DNS lists only healthy
     tasks: behind a HEALTHCHECK that passes only once the cluster has formed,
-    it never gets enough (see "Running in Swarm" in the docs for the way out). ``swarmdns.aio.wait_for_tasks``
-    is the asyncio twin.
+    it never gets enough (see "Running in Swarm" in the docs for the way out).
+    ``swarmdns.aio.wait_for_tasks`` is the asyncio twin.
 
     Args:
         service: The service's name.
