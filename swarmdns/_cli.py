@@ -1,19 +1,30 @@
 """The ``swarmdns`` command: look services up, watch them, run the fake.
 
-Exit codes: 0 success; 1 not found, or no virtual IP where one was asked for;
-2 usage error; 3 DNS failure or timeout. Errors are one line on stderr.
+Exit codes (``EXIT_CODES``, shown by ``--help``): 0 success; 1 not found (no
+such service, fewer tasks than ``tasks --min``, no virtual IP where one was
+asked for); 2 usage error; 3 DNS failure or timeout (for ``watch``, lookups
+failing for longer than ``--fail-after``). Errors are one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
+import os
 import queue
+import select
+import shlex
+import shutil
 import signal
+import socket
+import stat
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -27,19 +38,51 @@ from ._errors import (
     ConfigurationError,
     InvalidName,
     NoVirtualIP,
+    ResolutionError,
+    ResolutionTimeout,
     ServiceNotFound,
     SwarmDNSError,
+    WatchTimeout,
 )
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import Task
-from ._sync import service_vip, task_ips, tasks, watch_services
-from ._watch import TaskSetChange
-from ._watcher import TaskWatcher
+from ._names import tasks_name
+from ._sync import service_vip, task_ips, tasks
+from ._watch import TaskSetChange, WatchHealth
+from ._watcher import FleetWatcher, TaskWatcher
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_DNS_FAILURE = 3
+
+#: The exit codes, as ``--help`` shows them (docs/cli.md shows the same table).
+EXIT_CODES = """\
+exit codes:
+  0  success
+  1  not found: no such service, fewer tasks than tasks --min (1 by default),
+     or no virtual IP where vip asked for one
+  2  usage: bad options, a name Docker would not accept, a bad
+     SWARMDNS_NAMESERVER, or an address serve cannot listen on
+  3  DNS failure or timeout; watch --once: a lookup failed; watch: lookups
+     failed for longer than --fail-after"""
+
+
+class _Exit(Exception):
+    """End the command with ``code``, and ``message`` as its one line on stderr."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps descriptions, but keeps text laid out by hand (the exit codes) as it is."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,14 +103,34 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of tasks (0 or more)")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="swarmdns",
         description="Discover the tasks of a Docker Swarm service through Docker's embedded DNS.",
-        epilog="Exit codes: 0 success, 1 not found or no virtual IP, 2 usage, 3 DNS failure.",
+        epilog=EXIT_CODES,
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"swarmdns {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, *, help: str, description: str, parents: Sequence[_Parser] = ()
+    ) -> argparse.ArgumentParser:
+        found: argparse.ArgumentParser = commands.add_parser(
+            name,
+            help=help,
+            description=description,
+            parents=list(parents),
+            epilog=EXIT_CODES,
+            formatter_class=_Formatter,
+        )
+        return found
 
     query = _Parser(add_help=False)
     query.add_argument("--network", metavar="N", help="only the service's addresses on N")
@@ -85,45 +148,75 @@ def _parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--json", action="store_true", help="print JSON")
 
-    vip_command = commands.add_parser(
+    vip_command = command(
         "vip",
         parents=[query],
         help="print the service's virtual IP",
         description="Print the virtual IP of SERVICE (the A record of SERVICE).",
     )
     vip_command.add_argument("service", metavar="SERVICE", help="the service's name")
-    tasks_command = commands.add_parser(
+    tasks_command = command(
         "tasks",
         parents=[query],
         help="print the address of every running task",
-        description="Print the address of every running task of SERVICE (tasks.SERVICE).",
+        description="Print the address of every running task of SERVICE (tasks.SERVICE). "
+        "With no task (the engine answers NXDOMAIN), or fewer than --min, it prints nothing "
+        "and exits 1.",
     )
     tasks_command.add_argument("service", metavar="SERVICE", help="the service's name")
     tasks_command.add_argument(
         "--names", action="store_true", help="also each task's name, slot and ID (PTR records)"
     )
-    watch_command = commands.add_parser(
+    tasks_command.add_argument(
+        "--min",
+        type=_count,
+        default=1,
+        metavar="N",
+        help="exit 1 unless there are at least N tasks (default: 1; 0 accepts none)",
+    )
+    watch_command = command(
         "watch",
         parents=[query],
         help="print a line whenever the tasks change, until interrupted",
         description="Follow the tasks of each SERVICE: one line for each initial set, then one "
-        "per change. A failed lookup never changes the set. With several services, each text "
-        "line names its service; all go through one socket. Ctrl-C ends it.",
+        "per change; a line when a service's lookups start failing, and one when they work "
+        "again (both noticed within an interval). A failed lookup never changes the set. "
+        "With several services, each change line names its service; all go through one "
+        "socket. Ctrl-C ends it, and so does the reader of its output going away.",
     )
     watch_command.add_argument(
         "services", nargs="+", metavar="SERVICE", help="the services' names (one or more)"
     )
     watch_command.add_argument(
-        "--interval", type=_positive, default=2.0, metavar="S", help="seconds between lookups"
+        "--interval",
+        type=_positive,
+        default=2.0,
+        metavar="S",
+        help="seconds between lookups (default: 2)",
+    )
+    watch_command.add_argument(
+        "--once",
+        action="store_true",
+        help="look each service up once, print its set, and exit (3 if a lookup failed)",
+    )
+    watch_command.add_argument(
+        "--fail-after",
+        type=_positive,
+        metavar="SECONDS",
+        help="exit 3 once a service's lookups have failed for this long (default: never)",
     )
 
-    serve = commands.add_parser(
+    serve = command(
         "serve",
         help="run the fake Swarm DNS server, for local development",
         description="Run a fake of Docker's embedded DNS server with the given services, and "
         "print its address, until interrupted.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address (or name, such as localhost) to listen on (default: 127.0.0.1)",
+    )
     serve.add_argument(
         "--port", type=_port, default=0, help="port for UDP and TCP (default: any free one)"
     )
@@ -138,14 +231,15 @@ def _parser() -> argparse.ArgumentParser:
         "--file",
         type=Path,
         metavar="FILE",
-        help='a JSON description: {"services": [{"name": "web", "replicas": 3, ...}]}',
+        help='a JSON description: {"networks": [{"name": "mesh", "subnet": "10.9.0.0/24"}],'
+        ' "services": [{"name": "web", "replicas": 3, "network": "mesh"}]}',
     )
     serve.add_argument(
         "--engine",
         metavar="VERSION",
         help="the Docker Engine version to answer like: 20.10, 26.1 or 28.5 (default: 28.5)",
     )
-    commands.add_parser(
+    command(
         "demo",
         help="show swarmdns at work on a fake Swarm (no Swarm needed)",
         description="Start a fake Swarm with a sample service and show its virtual IP, its "
@@ -160,6 +254,20 @@ def _backend(options: argparse.Namespace) -> Backend | None:
     return DirectBackend([options.nameserver])
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _stamp(moment: datetime) -> str:
+    """A time in JSON: ISO 8601, in UTC, to the millisecond (``...T14:02:11.250+00:00``)."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _clock(moment: datetime) -> str:
+    """A time in a text line: ``14:02:11`` (UTC)."""
+    return moment.astimezone(timezone.utc).strftime("%H:%M:%S")
+
+
 def _task_json(task: Task) -> dict[str, Any]:
     return {**attrs.asdict(task), "ip": str(task.ip)}
 
@@ -168,6 +276,8 @@ def _change_line(change: TaskSetChange, as_json: bool, *, named: bool = False) -
     if as_json:
         return json.dumps(
             {
+                "event": "change",
+                "at": _stamp(change.observed_at),
                 "service": change.service,
                 "added": sorted(str(ip) for ip in change.added),
                 "removed": sorted(str(ip) for ip in change.removed),
@@ -177,9 +287,30 @@ def _change_line(change: TaskSetChange, as_json: bool, *, named: bool = False) -
     added = " ".join(f"+{ip}" for ip in sorted(change.added))
     removed = " ".join(f"-{ip}" for ip in sorted(change.removed))
     current = " ".join(str(ip) for ip in change.current) or "(none)"
-    stamp = change.observed_at.strftime("%H:%M:%S")
     service = change.service if named else ""
-    return " ".join(p for p in (stamp, service, added, removed, "now:", current) if p)
+    parts = (_clock(change.observed_at), service, added, removed, "now:", current)
+    return " ".join(p for p in parts if p)
+
+
+def _failure_line(service: str, at: datetime, error: object, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(
+            {"event": "failure", "at": _stamp(at), "service": service, "error": str(error)}
+        )
+    return f"{_clock(at)} {service} lookups failing: {error}"
+
+
+def _recovery_line(service: str, at: datetime, failed_for: float, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(
+            {
+                "event": "recovery",
+                "at": _stamp(at),
+                "service": service,
+                "failed_for": round(failed_for, 3),
+            }
+        )
+    return f"{_clock(at)} {service} lookups work again after {failed_for:.1f} s"
 
 
 def _vip(options: argparse.Namespace, out: TextIO) -> int:
@@ -193,10 +324,32 @@ def _vip(options: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _too_few(options: argparse.Namespace, found: Sequence[IPv4Address]) -> _Exit:
+    """The error for fewer tasks than ``--min``: what was asked, what was found, what to do."""
+    service, wanted = options.service, options.min
+    if not found:
+        name = tasks_name(service, options.network).rstrip(".")
+        at_least = "" if wanted == 1 else f" (wanted at least {wanted})"
+        return _Exit(
+            EXIT_NOT_FOUND,
+            f"no task of {service!r}{at_least}: the engine knows no task of it ({name} is"
+            " NXDOMAIN); is the name misspelled, the service scaled to 0, or on no network"
+            " shared with this container? (--min 0 accepts none)",
+        )
+    listed = ", ".join(str(ip) for ip in found)
+    return _Exit(
+        EXIT_NOT_FOUND,
+        f"wanted at least {wanted} tasks of {service!r}, found {len(found)}: {listed}"
+        f" (lower --min, or follow them as they start with: swarmdns watch {service})",
+    )
+
+
 def _tasks(options: argparse.Namespace, out: TextIO) -> int:
     lookup = {"network": options.network, "backend": _backend(options), "timeout": options.timeout}
     if options.names:
         found = tasks(options.service, **lookup)
+        if len(found) < options.min:
+            raise _too_few(options, [task.ip for task in found])
         if options.json:
             print(json.dumps([_task_json(t) for t in found]), file=out)
         for task in [] if options.json else found:
@@ -204,6 +357,8 @@ def _tasks(options: argparse.Namespace, out: TextIO) -> int:
             print(f"{task.ip}\t{task.name or '?'}\t{slot}\t{task.network or '?'}", file=out)
         return EXIT_OK
     addresses = task_ips(options.service, **lookup)
+    if len(addresses) < options.min:
+        raise _too_few(options, addresses)
     if options.json:
         print(json.dumps([str(ip) for ip in addresses]), file=out)
     else:
@@ -213,34 +368,277 @@ def _tasks(options: argparse.Namespace, out: TextIO) -> int:
 
 
 def _watch(options: argparse.Namespace, out: TextIO) -> int:
-    named = len(set(options.services)) > 1
-    with watch_services(
-        options.services,
-        network=options.network,
-        interval=options.interval,
-        backend=_backend(options),
-        timeout=options.timeout,
-    ) as changes:
-        for change in changes:
-            print(_change_line(change, options.json, named=named), file=out, flush=True)
-    return EXIT_OK  # pragma: no cover - the watch ends by interruption
+    services = list(dict.fromkeys(options.services))
+    named = len(services) > 1
+    if options.once:
+        return _watch_once(services, options, out, named=named)
+    # None: the reader of the output went away.
+    changes: queue.Queue[TaskSetChange | None] = queue.Queue()
+    with (
+        _library_log_silenced(),
+        FleetWatcher(
+            services,
+            network=options.network,
+            interval=options.interval,
+            backend=_backend(options),
+            timeout=options.timeout,
+            on_change=changes.put,
+        ) as fleet,
+        _when_reader_leaves(out, lambda: changes.put(None)),
+    ):
+        _Follow(fleet, options, out, named=named).run(changes)
 
 
-def _services_from(options: argparse.Namespace) -> list[dict[str, Any]]:
+@attrs.define
+class _Outage:
+    """A service whose lookups fail: since when (as noticed), after which last success."""
+
+    since: datetime
+    last_success: datetime | None
+
+
+class _Follow:
+    """The main thread of ``watch``: print changes, notice failures and recoveries.
+
+    The ``FleetWatcher`` hands changes over at once; its health is read after
+    each change, and at least once an interval, so a failure or a recovery
+    shows within about an interval.
+    """
+
+    def __init__(
+        self, fleet: FleetWatcher, options: argparse.Namespace, out: TextIO, *, named: bool
+    ) -> None:
+        self._fleet = fleet
+        self._interval: float = options.interval
+        self._fail_after: float | None = options.fail_after
+        self._network: str | None = options.network
+        self._json: bool = options.json
+        self._out = out
+        self._named = named
+        self._started = _utc_now()
+        self._outages: dict[str, _Outage] = {}
+
+    def run(self, changes: queue.Queue[TaskSetChange | None]) -> NoReturn:
+        while True:
+            try:
+                change = changes.get(timeout=self._wait())
+            except queue.Empty:
+                pass
+            else:
+                while True:
+                    if change is None:
+                        raise BrokenPipeError("the reader of the output went away")
+                    self._changed(change)
+                    try:
+                        change = changes.get_nowait()
+                    except queue.Empty:
+                        break
+            if not self._fleet.running:
+                self._ended()
+            self._check_health()
+
+    def _say(self, line: str) -> None:
+        print(line, file=self._out, flush=True)
+
+    def _changed(self, change: TaskSetChange) -> None:
+        outage = self._outages.get(change.service)
+        if outage is not None and change.observed_at >= outage.since:
+            # Only a lookup that worked shows a change: this one ended the outage.
+            self._recovered(change.service, change.observed_at)
+        self._say(_change_line(change, self._json, named=self._named))
+
+    def _recovered(self, service: str, at: datetime) -> None:
+        outage = self._outages.pop(service)
+        failed_for = max(0.0, (at - outage.since).total_seconds())
+        self._say(_recovery_line(service, at, failed_for, self._json))
+
+    def _check_health(self) -> None:
+        now = _utc_now()
+        for service, health in list(self._fleet.health.items()):
+            outage = self._outages.get(service)
+            if (
+                outage is not None
+                and health.last_success is not None
+                and (
+                    health.consecutive_failures == 0 or health.last_success != outage.last_success
+                )
+            ):
+                self._recovered(service, max(health.last_success, outage.since))
+                outage = None
+            if outage is None and health.consecutive_failures > 0:
+                self._outages[service] = _Outage(since=now, last_success=health.last_success)
+                self._say(_failure_line(service, now, health.last_error, self._json))
+            if service in self._outages:
+                self._check_fail_after(service, health, now)
+
+    def _failing_since(self, health: WatchHealth) -> datetime:
+        """Since when there has been no successful lookup."""
+        return health.last_success or self._started
+
+    def _check_fail_after(self, service: str, health: WatchHealth, now: datetime) -> None:
+        if self._fail_after is None:
+            return
+        failing = (now - self._failing_since(health)).total_seconds()
+        if failing >= self._fail_after:
+            name = tasks_name(service, self._network).rstrip(".")
+            raise WatchTimeout(
+                f"no successful lookup of {service!r} for {failing:.1f} s, longer than"
+                f" --fail-after {self._fail_after:g}; the last error: {health.last_error}",
+                name=name,
+                last_error=health.last_error,
+            )
+
+    def _wait(self) -> float:
+        """How long to wait for a change: an interval, or less to a --fail-after deadline."""
+        wait = self._interval
+        if self._fail_after is not None and self._outages:
+            health = self._fleet.health
+            now = _utc_now()
+            for service in self._outages:
+                with contextlib.suppress(KeyError):
+                    since = self._failing_since(health[service])
+                    left = self._fail_after - (now - since).total_seconds()
+                    wait = min(wait, max(0.0, left))
+        return wait
+
+    def _ended(self) -> NoReturn:
+        error = self._fleet.error
+        if isinstance(error, SwarmDNSError):
+            raise error
+        raise SwarmDNSError(f"the watch ended unexpectedly: {error!r}")
+
+
+def _watch_once(
+    services: list[str], options: argparse.Namespace, out: TextIO, *, named: bool
+) -> int:
+    """Look each service up once, concurrently; print each set as a watch's first line."""
+    import asyncio  # noqa: PLC0415 - only for --once
+
+    from . import aio  # noqa: PLC0415 - the same reason
+
+    for service in services:
+        tasks_name(service, options.network)  # a bad name is a usage error, before any lookup
+    backend = _backend(options)
+
+    async def look_up(service: str) -> TaskSetChange | SwarmDNSError:
+        try:
+            found = await aio.task_ips(
+                service, network=options.network, backend=backend, timeout=options.timeout
+            )
+        except (ResolutionError, ResolutionTimeout) as error:  # not a bad configuration
+            return error
+        return TaskSetChange(
+            service=service,
+            added=frozenset(found),
+            removed=frozenset(),
+            current=found,
+            observed_at=_utc_now(),
+        )
+
+    async def look_up_all() -> list[TaskSetChange | SwarmDNSError]:
+        return await asyncio.gather(*(look_up(service) for service in services))
+
+    failed: list[tuple[str, SwarmDNSError]] = []
+    for service, result in zip(services, asyncio.run(look_up_all()), strict=True):
+        if isinstance(result, SwarmDNSError):
+            failed.append((service, result))
+        else:
+            print(_change_line(result, options.json, named=named), file=out, flush=True)
+    if not failed:
+        return EXIT_OK
+    if len(failed) == 1:
+        ((service, error),) = failed
+        raise _Exit(EXIT_DNS_FAILURE, f"looking up {service!r} failed: {error}")
+    each = "; ".join(f"{service!r}: {error}" for service, error in failed)
+    raise _Exit(
+        EXIT_DNS_FAILURE, f"looking up {len(failed)} of {len(services)} services failed: {each}"
+    )
+
+
+@contextlib.contextmanager
+def _library_log_silenced() -> Iterator[None]:
+    """Keep the library's own warnings off stderr: watch prints failures itself."""
+    import logging  # noqa: PLC0415 - slow to import, needed only by watch
+
+    library = logging.getLogger("swarmdns")
+    quiet = logging.NullHandler()
+    library.addHandler(quiet)
+    try:
+        yield
+    finally:
+        library.removeHandler(quiet)
+
+
+@contextlib.contextmanager
+def _when_reader_leaves(out: TextIO, notify: Callable[[], object]) -> Iterator[None]:
+    """Call ``notify()`` (from a thread) if ``out`` is a pipe whose reader goes away.
+
+    So that ``swarmdns watch web | head -1`` ends when ``head`` does, not when
+    the next change comes (which may be hours later) and fails to be written.
+    """
+    try:
+        fd = out.fileno()
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except (OSError, ValueError):  # no file behind it (io.StringIO)
+        is_pipe = False
+    if not is_pipe or not hasattr(select, "poll"):
+        yield
+        return
+    stop_reading, stop_writing = os.pipe()
+
+    def wait_for_reader_to_leave() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # errors only: POLLERR once the pipe has no reader
+        poller.register(stop_reading, select.POLLIN)
+        if any(ready == fd for ready, _ in poller.poll()):
+            notify()
+
+    thread = threading.Thread(
+        target=wait_for_reader_to_leave, name="swarmdns-output-reader", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        os.write(stop_writing, b"x")
+        thread.join()
+        os.close(stop_reading)
+        os.close(stop_writing)
+
+
+_DESCRIPTION_EXAMPLE = (
+    '{"networks": [{"name": "mesh", "subnet": "10.9.0.0/24"}],'
+    ' "services": [{"name": "web", "replicas": 3, "network": "mesh"}]}'
+)
+
+
+def _listed(description: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """``description[key]``: a list of objects (none when the key is missing)."""
+    listed = description.get(key, [])
+    if not isinstance(listed, list) or not all(isinstance(item, dict) for item in listed):
+        raise TypeError(f"{key!r} must be a list of objects, not {json.dumps(listed)}")
+    return listed
+
+
+def _described(options: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The networks and services of ``serve``: from ``--file``, then each ``--service``."""
+    networks: list[dict[str, Any]] = []
     services: list[dict[str, Any]] = []
     if options.file is not None:
         try:
             description = json.loads(options.file.read_text())
-            listed = description["services"]
-            if not isinstance(listed, list):
-                raise TypeError("'services' must be a list")
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            if not isinstance(description, dict):
+                raise TypeError("the description must be a JSON object")
+            unknown = sorted(set(description) - {"networks", "services"})
+            if unknown:
+                raise TypeError(f"unknown key {unknown[0]!r} (it takes networks and services)")
+            networks.extend(_listed(description, "networks"))
+            services.extend(_listed(description, "services"))
+        except (OSError, ValueError, TypeError) as error:
             raise ConfigurationError(
-                f"cannot use {str(options.file)!r}: {error}; expected"
-                ' {"services": [{"name": "web", "replicas": 3}]}',
+                f"cannot use {str(options.file)!r}: {error}; expected {_DESCRIPTION_EXAMPLE}",
                 source="--file",
             ) from error
-        services.extend(listed)
     for text in options.service:
         name, _, replicas = text.partition("=")
         if replicas and not replicas.isdigit():
@@ -248,7 +646,7 @@ def _services_from(options: argparse.Namespace) -> list[dict[str, Any]]:
                 f"--service {text!r}: REPLICAS must be a whole number", source="--service"
             )
         services.append({"name": name, "replicas": int(replicas or 1)})
-    return services or [{"name": "web", "replicas": 3}]
+    return networks, services or [{"name": "web", "replicas": 3}]
 
 
 def _wait_for_interrupt() -> None:
@@ -259,14 +657,88 @@ def _wait_for_interrupt() -> None:
         stop.wait()
 
 
+def _listen_address(host: str) -> str:
+    """The address ``--host`` names (an IPv4 one if it has several): ``localhost`` is 127.0.0.1.
+
+    ``SWARMDNS_NAMESERVER`` and ``dig @`` take an address, so the fake listens
+    on one, and its hints print it.
+    """
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as error:
+        why = getattr(error, "strerror", None) or str(error)
+        raise ConfigurationError(
+            f"--host {host!r}: cannot find its address ({why}); give an address of this"
+            " machine, such as 127.0.0.1 (the default)",
+            source="--host",
+        ) from error
+    ordered = sorted(found, key=lambda info: info[0] != socket.AF_INET)
+    return str(ordered[0][4][0])
+
+
+_WHY_NOT = {
+    errno.EADDRINUSE: "another program uses that port: choose another --port, or leave --port"
+    " out for any free one",
+    errno.EADDRNOTAVAIL: "that is not an address of this machine: give one that is, such as"
+    " 127.0.0.1 (the default)",
+    errno.EACCES: "ports below 1024 need privileges: choose a port from 1024 up, or leave"
+    " --port out for any free one",
+}
+
+
+def _try_address(address: str) -> None:
+    """Bind a socket to ``address`` (any port), for the reason it cannot be, if it cannot.
+
+    With any free port, the fake tries several ports before it gives up, and
+    its error no longer says why the address itself would not do.
+    """
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.bind((address, 0))
+
+
+def _cannot_listen(host: str, address: str, port: int, error: OSError) -> ConfigurationError:
+    where = host if host == address else f"{host} ({address})"
+    where += f" port {port}" if port else " (any free port)"
+    why = error.strerror or str(error) or type(error).__name__
+    hint = _WHY_NOT.get(error.errno or 0)
+    return ConfigurationError(
+        f"cannot listen on {where}: {why}" + (f"; {hint}" if hint else ""),
+        source="--host/--port",
+    )
+
+
+def _own_command() -> str:
+    """How to run this swarmdns from a shell: ``swarmdns`` if that is it, else ``python -m``."""
+    here = Path(sys.executable).with_name("swarmdns")
+    found = shutil.which("swarmdns")
+    with contextlib.suppress(OSError):
+        if found is not None and here.exists() and Path(found).samefile(here):
+            return "swarmdns"
+    return f"{shlex.quote(sys.executable)} -m swarmdns"
+
+
+def _summary(name: str, backend: Backend) -> tuple[str, bool]:
+    """What DNS gives for a service of the fake (its virtual IP, its tasks); whether any."""
+    addresses = task_ips(name, backend=backend)
+    if not addresses:
+        return f"  {name}: not in DNS (no running task)", False
+    try:
+        vip = f"vip {service_vip(name, backend=backend)}"
+    except NoVirtualIP:
+        vip = "no VIP (dnsrr)"
+    return f"  {name}: {vip}, tasks {' '.join(str(ip) for ip in addresses)}", True
+
+
 def _serve(options: argparse.Namespace, out: TextIO) -> int:
     from .testing import ENGINES, FakeSwarm, SwarmError  # noqa: PLC0415 - the fake only when asked
 
-    services = _services_from(options)
+    networks, services = _described(options)
+    address = _listen_address(options.host)
     try:
         # Nobody reads this fake's query log, and it may run for days: keep none.
         swarm = FakeSwarm(
-            host=options.host,
+            host=address,
             port=options.port,
             engine=options.engine or ENGINES[-1],
             query_log=0,
@@ -274,27 +746,41 @@ def _serve(options: argparse.Namespace, out: TextIO) -> int:
     except ValueError as error:
         raise ConfigurationError(f"--engine: {error}", source="--engine") from error
     try:
+        _try_address(address)
         swarm.start()
     except OSError as error:
-        raise ConfigurationError(
-            f"cannot listen on {options.host}:{options.port}: {error.strerror}",
-            source="--host/--port",
-        ) from error
+        raise _cannot_listen(options.host, address, options.port, error) from error
     try:
-        for spec in services:
+        for network in networks:
             try:
-                swarm.create_service(**{"replicas": 1, **spec})
+                swarm.create_network(**network)
             except (SwarmError, TypeError) as error:
                 raise ConfigurationError(
-                    f"service {spec!r}: {error}", source="--service/--file"
+                    f"network {json.dumps(network)}: {error}", source="--file"
                 ) from error
-        print(f"fake Swarm DNS listening on {swarm.nameserver} (UDP and TCP)", file=out)
-        for service in swarm.services:
-            ips = " ".join(str(ip) for ip in service.task_ips)
-            print(f"  {service.name}: vip {service.vip or '-'}, tasks {ips}", file=out)
-        print(f"try: dig @{swarm.host} -p {swarm.port} tasks.{swarm.services[0].name}", file=out)
-        print(f"or:  SWARMDNS_NAMESERVER={swarm.nameserver} swarmdns tasks web", file=out)
-        print("Ctrl-C stops it.", file=out, flush=True)
+        for service in services:
+            try:
+                swarm.create_service(**{"replicas": 1, **service})
+            except (SwarmError, TypeError) as error:
+                raise ConfigurationError(
+                    f"service {json.dumps(service)}: {error}", source="--service/--file"
+                ) from error
+        backend = DirectBackend([swarm.nameserver])
+        say = [
+            f"fake Swarm DNS listening on {swarm.nameserver} (UDP and TCP),"
+            f" answering like Docker Engine {swarm.engine}",
+            "  networks: " + ", ".join(f"{n.name} {n.subnet}" for n in swarm.networks),
+        ]
+        in_dns = []
+        for each in swarm.services:
+            line, listed = _summary(each.name, backend)
+            say.append(line)
+            in_dns += [each.name] if listed else []
+        shown = (in_dns or [swarm.services[0].name])[0]
+        say.append(f"try: dig @{swarm.host} -p {swarm.port} tasks.{shown}")
+        say.append(f"or:  SWARMDNS_NAMESERVER={swarm.nameserver} {_own_command()} tasks {shown}")
+        say.append("Ctrl-C stops it.")
+        print("\n".join(say), file=out, flush=True)
         _wait_for_interrupt()
     finally:
         swarm.stop()
@@ -350,21 +836,48 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the ``swarmdns`` command; return its exit code."""
     options = _parser().parse_args(argv)
     stream = out if out is not None else sys.stdout
+    code = EXIT_OK
     try:
-        return _COMMANDS[options.command](options, stream)
+        code = _run(options, stream)
+        stream.flush()  # here, where a reader that went away is noticed
+    except BrokenPipeError:
+        # The reader went away (swarmdns watch | head -1): nothing more to say.
+        _discard_output(stream)
+    return code
+
+
+def _run(options: argparse.Namespace, out: TextIO) -> int:
+    """Run the command; an error becomes its line on stderr and its exit code."""
+    try:
+        return _COMMANDS[options.command](options, out)
     except KeyboardInterrupt:
         return EXIT_OK
-    except (ServiceNotFound, NoVirtualIP) as error:
+    except (_Exit, SwarmDNSError) as error:
         print(f"swarmdns: {error}", file=sys.stderr)
+        return _exit_code(error)
+
+
+def _exit_code(error: _Exit | SwarmDNSError) -> int:
+    if isinstance(error, _Exit):
+        return error.code
+    if isinstance(error, ServiceNotFound | NoVirtualIP):
         return EXIT_NOT_FOUND
-    except (InvalidName, ConfigurationError) as error:
-        print(f"swarmdns: {error}", file=sys.stderr)
+    if isinstance(error, InvalidName | ConfigurationError):
         return EXIT_USAGE
-    except SwarmDNSError as error:
-        print(f"swarmdns: {error}", file=sys.stderr)
-        return EXIT_DNS_FAILURE
-    except BrokenPipeError:
-        return EXIT_OK  # the reader went away (swarmdns watch | head)
+    return EXIT_DNS_FAILURE
+
+
+def _discard_output(stream: TextIO) -> None:
+    """Send what is left for ``stream`` to /dev/null, so that exiting writes no error about it.
+
+    Python flushes standard output at exit; into a pipe without a reader,
+    that fails with a second BrokenPipeError, which it reports on stderr.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        fd = stream.fileno()
+        nowhere = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(nowhere, fd)
+        os.close(nowhere)
 
 
 def run() -> None:

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Protocol
 
 import dns.message
 import dns.query
@@ -73,12 +80,52 @@ def test_tasks(swarm_dns: FakeSwarm) -> None:
     ]
 
 
-def test_tasks_of_an_empty_service_is_empty_not_an_error(swarm_dns: FakeSwarm) -> None:
+@pytest.mark.parametrize("options", [(), ("--json",), ("--names",), ("--names", "--json")])
+@pytest.mark.parametrize("service", ["web", "ghost"])
+def test_tasks_of_a_service_without_tasks_exits_1_and_prints_nothing(
+    swarm_dns: FakeSwarm, options: tuple[str, ...], service: str
+) -> None:
     swarm_dns.create_service("web", replicas=0)
 
-    result = run("tasks", "web", "--json")
+    result = run("tasks", service, *options)
 
-    assert (result.returncode, json.loads(result.stdout)) == (0, [])
+    assert_one_line_error(result, 1, f"no task of {service!r}")
+    assert f"tasks.{service} is NXDOMAIN" in result.stderr
+    assert "scaled to 0" in result.stderr
+    assert "--min 0" in result.stderr
+    assert result.stdout == ""
+
+
+def test_tasks_min_0_accepts_none(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=0)
+
+    plain = run("tasks", "web", "--min", "0")
+    as_json = run("tasks", "web", "--min", "0", "--json")
+
+    assert (plain.returncode, plain.stdout, plain.stderr) == (0, "", "")
+    assert (as_json.returncode, json.loads(as_json.stdout)) == (0, [])
+
+
+def test_tasks_min_n_wants_that_many(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    first, second = web.task_ips
+
+    too_few = run("tasks", "web", "--min", "3")
+    too_few_names = run("tasks", "web", "--min", "3", "--names", "--json")
+    enough = run("tasks", "web", "--min", "2")
+
+    for result in too_few, too_few_names:
+        assert_one_line_error(result, 1, "wanted at least 3 tasks of 'web', found 2")
+        assert f"{first}, {second}" in result.stderr
+        assert result.stdout == ""
+    assert (enough.returncode, enough.stdout.split()) == (0, [str(first), str(second)])
+
+
+def test_tasks_min_of_an_unknown_service_says_how_many_were_wanted(swarm_dns: FakeSwarm) -> None:
+    result = run("tasks", "ghost", "--min", "3", "--network", "back")
+
+    assert_one_line_error(result, 1, "no task of 'ghost' (wanted at least 3)")
+    assert "tasks.ghost.back is NXDOMAIN" in result.stderr
 
 
 def test_network_option(swarm_dns: FakeSwarm) -> None:
@@ -122,76 +169,185 @@ def test_timeout_exits_3(swarm_dns: FakeSwarm) -> None:
         (("vip", "tasks.web"), "pass the service's own name, 'web'"),
         (("vip", "web", "--nameserver", "nowhere"), "not an IP address"),
         (("serve", "--port", "70000"), "'70000' is not a port number"),
+        (("tasks", "web", "--min", "-1"), "'-1' is not a number of tasks (0 or more)"),
+        (("tasks", "web", "--min", "all"), "'all' is not a number of tasks"),
+        (("watch", "web", "--fail-after", "0"), "'0' is not a positive number of seconds"),
+        (("watch", "web", "--once", "--nameserver", "nowhere"), "not an IP address"),
+        (("watch", "web", "tasks.api", "--once"), "pass the service's own name, 'api'"),
     ],
 )
 def test_usage_errors_exit_2(swarm_dns: FakeSwarm, args: tuple[str, ...], words: str) -> None:
     assert_one_line_error(run(*args), 2, words)
 
 
+@pytest.mark.parametrize(
+    "args", [("tasks", "web"), ("watch", "web"), ("watch", "web", "--once")], ids=" ".join
+)
+def test_a_bad_nameserver_variable_exits_2(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("SWARMDNS_NAMESERVER", "nowhere")
+
+    assert_one_line_error(run(*args), 2, "SWARMDNS_NAMESERVER")
+
+
+#: How long a test waits for a line of output, or for a process to end, before it fails.
+DEADLINE = 30.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Child:
+    """A running swarmdns; threads read its output, so a test waits for a line with a deadline."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.popen = subprocess.Popen(
+            [*SWARMDNS, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()  # None: the output ended
+        self._stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self.popen.stderr is not None
+        self._stderr.append(self.popen.stderr.read())
+
+    def line(self) -> str:
+        """The next line it prints."""
+        try:
+            line = self._lines.get(timeout=DEADLINE)
+        except queue.Empty:
+            pytest.fail(f"swarmdns printed no line within {DEADLINE} s")
+        if line is None:
+            code, _, err = self.finish()
+            pytest.fail(f"swarmdns ended (exit {code}) instead of printing a line: {err}")
+        return line
+
+    def lines_until(self, words: str) -> list[str]:
+        """The lines it prints, up to the first with ``words`` in it."""
+        lines = [self.line()]
+        while words not in lines[-1]:
+            lines.append(self.line())
+        return lines
+
+    def finish(self) -> tuple[int, str, str]:
+        """Wait for it to end: its exit code, the lines not yet read, and its stderr."""
+        code = self.popen.wait(timeout=DEADLINE)
+        for reader in self._readers:
+            reader.join(DEADLINE)
+        rest = []
+        while (line := self._lines.get_nowait()) is not None:
+            rest.append(line)
+        return code, "".join(rest), "".join(self._stderr)
+
+    def close(self) -> None:
+        """Stop it (by its id) if it still runs, and close its pipes."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait(timeout=DEADLINE)
+        for reader in self._readers:
+            reader.join(DEADLINE)
+        for pipe in self.popen.stdout, self.popen.stderr:
+            if pipe is not None:
+                pipe.close()
+
+
+class Spawn(Protocol):
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Child: ...
+
+
 @pytest.fixture
-def process() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes a test starts; each is stopped (by its id) if still running."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
+def spawn() -> Iterator[Spawn]:
+    """Start swarmdns with arguments; each process is stopped after the test if still running."""
+    started: list[Child] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Child:
+        child = Child(*args, env=env)
+        started.append(child)
+        return child
+
+    yield start
     for child in started:
-        if child.poll() is None:
-            child.kill()
-        child.communicate(timeout=30)
+        child.close()
 
 
-def start(started: list[subprocess.Popen[str]], *args: str) -> subprocess.Popen[str]:
-    child = subprocess.Popen(
-        [*SWARMDNS, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    started.append(child)
-    return child
+def moment(text: str) -> datetime:
+    """An ``at`` of a JSON line: ISO 8601, in UTC."""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)", text), text
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert parsed.utcoffset() == timedelta(0)
+    return parsed
+
+
+def utc_now() -> datetime:
+    # The lines' times are cut to the millisecond.
+    return datetime.now(timezone.utc).replace(microsecond=0)
 
 
 def test_watch_prints_a_line_per_change_and_ctrl_c_exits_0(
-    swarm_dns: FakeSwarm, process: list[subprocess.Popen[str]]
+    swarm_dns: FakeSwarm, spawn: Spawn
 ) -> None:
     web = swarm_dns.create_service("web", replicas=2)
-    watch = start(process, "watch", "web", "--json", "--interval", "0.05")
-    assert watch.stdout is not None
+    before = utc_now()
+    watch = spawn("watch", "web", "--json", "--interval", "0.05")
 
-    first = json.loads(watch.stdout.readline())
+    first = json.loads(watch.line())
     web = swarm_dns.scale("web", 3)
-    second = json.loads(watch.stdout.readline())
-    watch.send_signal(signal.SIGINT)
-    out, err = watch.communicate(timeout=30)
+    second = json.loads(watch.line())
+    after = datetime.now(timezone.utc)
+    watch.popen.send_signal(signal.SIGINT)
 
+    assert before <= moment(first.pop("at")) <= moment(second.pop("at")) <= after
     assert first == {
+        "event": "change",
         "service": "web",
-        "added": sorted(str(ip) for ip in swarm_dns.service("web").task_ips[:2]),
+        "added": sorted(str(ip) for ip in web.task_ips[:2]),
         "removed": [],
         "current": [str(ip) for ip in web.task_ips[:2]],
     }
-    assert second["added"] == [str(web.task_ips[2])]
-    assert second["current"] == [str(ip) for ip in web.task_ips]
-    assert (watch.returncode, out, err) == (0, "", "")
+    assert second == {
+        "event": "change",
+        "service": "web",
+        "added": [str(web.task_ips[2])],
+        "removed": [],
+        "current": [str(ip) for ip in web.task_ips],
+    }
+    assert watch.finish() == (0, "", "")
 
 
-def test_watch_plain_lines(swarm_dns: FakeSwarm, process: list[subprocess.Popen[str]]) -> None:
+def test_watch_plain_lines(swarm_dns: FakeSwarm, spawn: Spawn) -> None:
     web = swarm_dns.create_service("web", replicas=1)
-    watch = start(process, "watch", "web", "--interval", "0.05")
-    assert watch.stdout is not None
+    watch = spawn("watch", "web", "--interval", "0.05")
 
-    line = watch.stdout.readline()
+    line = watch.line()
 
     assert re.fullmatch(rf"\d\d:\d\d:\d\d \+{web.task_ips[0]} now: {web.task_ips[0]}\n", line)
 
 
 def test_watch_follows_several_services_and_names_each_on_its_line(
-    swarm_dns: FakeSwarm, process: list[subprocess.Popen[str]]
+    swarm_dns: FakeSwarm, spawn: Spawn
 ) -> None:
     web = swarm_dns.create_service("web", replicas=1)
     api = swarm_dns.create_service("api", replicas=2)
-    watch = start(process, "watch", "web", "api", "nosuch", "--interval", "0.05")
-    assert watch.stdout is not None
+    watch = spawn("watch", "web", "api", "nosuch", "--interval", "0.05")
 
-    first = {watch.stdout.readline() for _ in range(3)}
+    first = {watch.line() for _ in range(3)}
     api = swarm_dns.scale("api", 3)
-    change = watch.stdout.readline()
+    change = watch.line()
 
     stamp = r"\d\d:\d\d:\d\d"
     web_ip, (api_1, api_2, api_3) = web.task_ips[0], api.task_ips
@@ -203,15 +359,12 @@ def test_watch_follows_several_services_and_names_each_on_its_line(
     assert re.sub(stamp, "T", change) == f"T api +{api_3} now: {api_1} {api_2} {api_3}\n"
 
 
-def test_watch_json_lines_of_several_services(
-    swarm_dns: FakeSwarm, process: list[subprocess.Popen[str]]
-) -> None:
+def test_watch_json_lines_of_several_services(swarm_dns: FakeSwarm, spawn: Spawn) -> None:
     swarm_dns.create_service("web", replicas=1)
     swarm_dns.create_service("api", replicas=2)
-    watch = start(process, "watch", "web", "api", "--json", "--interval", "0.05")
-    assert watch.stdout is not None
+    watch = spawn("watch", "web", "api", "--json", "--interval", "0.05")
 
-    lines = [json.loads(watch.stdout.readline()) for _ in range(2)]
+    lines = [json.loads(watch.line()) for _ in range(2)]
 
     assert sorted((line["service"], len(line["current"])) for line in lines) == [
         ("api", 2),
@@ -219,33 +372,341 @@ def test_watch_json_lines_of_several_services(
     ]
 
 
+def fail_lookups(swarm: FakeSwarm, service: str) -> None:
+    """Make the lookups of ``service`` fail, until ``clear_faults()``."""
+    swarm.inject(Fault.SERVFAIL, name=f"tasks.{service}")
+
+
+def wait_for_more_lookups(swarm: FakeSwarm, service: str, more: int = 10) -> None:
+    """Wait until ``service`` has been looked up ``more`` times again."""
+    name = f"tasks.{service}"
+    swarm.wait_for_queries(swarm.count_queries(name) + more, name=name, timeout=DEADLINE)
+
+
+def test_watch_json_reports_a_failure_once_then_the_recovery(
+    swarm_dns: FakeSwarm, spawn: Spawn
+) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    watch = spawn("watch", "web", "--json", "--interval", "0.05")
+    first = json.loads(watch.line())
+
+    fail_lookups(swarm_dns, "web")
+    failure = json.loads(watch.line())
+    wait_for_more_lookups(swarm_dns, "web")  # failing all along: no second failure event
+    swarm_dns.clear_faults()
+    recovery = json.loads(watch.line())
+    web = swarm_dns.scale("web", 3)
+    change = json.loads(watch.line())
+
+    assert failure["event"] == "failure"
+    assert failure["service"] == "web"
+    assert "SERVFAIL" in failure["error"]
+    assert "tasks.web" in failure["error"]
+    assert set(failure) == {"event", "at", "service", "error"}
+    assert (recovery["event"], recovery["service"]) == ("recovery", "web")
+    assert set(recovery) == {"event", "at", "service", "failed_for"}
+    failed_at, recovered_at = moment(failure["at"]), moment(recovery["at"])
+    assert moment(first["at"]) <= failed_at <= recovered_at <= moment(change["at"])
+    assert recovery["failed_for"] == pytest.approx(
+        (recovered_at - failed_at).total_seconds(), abs=0.002
+    )
+    assert (change["event"], change["added"]) == ("change", [str(web.task_ips[2])])
+
+
+def test_watch_text_reports_failing_lookups_and_their_recovery(
+    swarm_dns: FakeSwarm, spawn: Spawn
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    api = swarm_dns.create_service("api", replicas=1)
+    watch = spawn("watch", "web", "api", "--interval", "0.05")
+    watch.line(), watch.line()
+
+    fail_lookups(swarm_dns, "api")
+    failing = watch.line()
+    wait_for_more_lookups(swarm_dns, "api")
+    swarm_dns.clear_faults()
+    working = watch.line()
+    api = swarm_dns.scale("api", 2)
+    change = watch.line()
+
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d api lookups failing: \S+ answered SERVFAIL for A 'tasks\.api\.'.*\n",
+        failing,
+    )
+    assert re.fullmatch(r"\d\d:\d\d:\d\d api lookups work again after \d+\.\d s\n", working)
+    assert change.endswith(f" api +{api.task_ips[1]} now: {api.task_ips[0]} {api.task_ips[1]}\n")
+
+
+def test_watch_reports_a_failing_first_lookup_before_the_first_set(
+    swarm_dns: FakeSwarm, spawn: Spawn
+) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    fail_lookups(swarm_dns, "web")
+    watch = spawn("watch", "web", "--json", "--interval", "0.05")
+
+    failure = json.loads(watch.line())
+    swarm_dns.clear_faults()
+    recovery, first = json.loads(watch.line()), json.loads(watch.line())
+
+    assert [failure["event"], recovery["event"], first["event"]] == [
+        "failure",
+        "recovery",
+        "change",
+    ]
+    assert first["current"] == [str(web.task_ips[0])]
+
+
+def test_watch_fail_after_exits_3(swarm_dns: FakeSwarm, spawn: Spawn) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    fail_lookups(swarm_dns, "web")
+    watch = spawn("watch", "web", "--interval", "0.05", "--fail-after", "0.5", "--json")
+
+    code, out, err = watch.finish()
+
+    assert code == 3
+    assert [json.loads(line)["event"] for line in out.splitlines()] == ["failure"]
+    assert err.count("\n") == 1
+    found = re.fullmatch(
+        r"swarmdns: no successful lookup of 'web' for (\d+\.\d) s, longer than --fail-after"
+        r" 0\.5; the last error: .*SERVFAIL.*\n",
+        err,
+    )
+    assert found, err
+    assert float(found.group(1)) >= 0.5
+
+
+def test_watch_fail_after_leaves_a_working_watch_alone(swarm_dns: FakeSwarm, spawn: Spawn) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    watch = spawn("watch", "web", "--interval", "0.05", "--fail-after", "0.1", "--json")
+    watch.line()
+
+    wait_for_more_lookups(swarm_dns, "web", more=20)  # about a second
+    web = swarm_dns.scale("web", 2)
+
+    assert json.loads(watch.line())["added"] == [str(web.task_ips[1])]
+    assert watch.popen.poll() is None
+
+
+def test_watch_into_head_ends_when_head_does(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    # No change will come for a minute: only head leaving can end the watch.
+    watch = subprocess.Popen(
+        [*SWARMDNS, "watch", "web", "--interval", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert watch.stdout is not None
+    assert watch.stderr is not None
+    try:
+        head = subprocess.run(
+            ["head", "-1"],
+            stdin=watch.stdout,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+        )
+        watch.stdout.close()  # head was its only reader, and has left
+        code = watch.wait(timeout=DEADLINE)
+        err = watch.stderr.read()
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+        watch.communicate(timeout=DEADLINE)
+
+    assert re.fullmatch(
+        rf"\d\d:\d\d:\d\d \+{web.task_ips[0]} now: {web.task_ips[0]}\n", head.stdout
+    )
+    assert (code, err) == (0, "")
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize(
+    "args",
+    [("tasks", "web"), ("watch", "web", "--interval", "60"), ("watch", "web", "--once")],
+    ids=["tasks", "watch", "watch-once"],
+)
+def test_output_nobody_reads_ends_quietly(
+    swarm_dns: FakeSwarm, args: tuple[str, ...], unbuffered: bool
+) -> None:
+    swarm_dns.create_service("web", replicas=3)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    reading, writing = os.pipe()
+    os.close(reading)  # the pipe has no reader from the start
+    try:
+        child = subprocess.Popen(
+            [*SWARMDNS, *args], stdout=writing, stderr=subprocess.PIPE, env=env
+        )
+    finally:
+        os.close(writing)
+
+    _, err = child.communicate(timeout=DEADLINE)
+
+    assert (child.returncode, err) == (0, b"")
+
+
+def test_watch_once_prints_each_set_and_exits_0(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    api = swarm_dns.create_service("api", replicas=2)
+    before = utc_now()
+
+    plain = run("watch", "web", "api", "nosuch", "--once")
+    alone = run("watch", "web", "--once")
+    as_json = run("watch", "api", "web", "--once", "--json")
+
+    stamp = r"\d\d:\d\d:\d\d"
+    (web_ip,), (api_1, api_2) = web.task_ips, api.task_ips
+    assert (plain.returncode, plain.stderr) == (0, "")
+    assert re.sub(stamp, "T", plain.stdout) == (
+        f"T web +{web_ip} now: {web_ip}\nT api +{api_1} +{api_2} now: {api_1} {api_2}\n"
+        "T nosuch now: (none)\n"
+    )
+    assert re.sub(stamp, "T", alone.stdout) == f"T +{web_ip} now: {web_ip}\n"
+    lines = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert all(before <= moment(line.pop("at")) <= datetime.now(timezone.utc) for line in lines)
+    assert lines == [
+        {
+            "event": "change",
+            "service": "api",
+            "added": [str(api_1), str(api_2)],
+            "removed": [],
+            "current": [str(api_1), str(api_2)],
+        },
+        {
+            "event": "change",
+            "service": "web",
+            "added": [str(web_ip)],
+            "removed": [],
+            "current": [str(web_ip)],
+        },
+    ]
+
+
+def test_watch_once_exits_3_when_a_lookup_fails(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    swarm_dns.create_service("api", replicas=1)
+    fail_lookups(swarm_dns, "api")
+
+    one = run("watch", "web", "api", "--once")
+    swarm_dns.inject(Fault.SERVFAIL)
+    both = run("watch", "web", "api", "--once")
+
+    assert_one_line_error(one, 3, "looking up 'api' failed: ")
+    assert "SERVFAIL" in one.stderr
+    assert one.stdout.endswith(f" web +{web.task_ips[0]} now: {web.task_ips[0]}\n")
+    assert_one_line_error(both, 3, "looking up 2 of 2 services failed: 'web': ")
+    assert "; 'api': " in both.stderr
+    assert both.stdout == ""
+
+
 def test_watch_needs_a_service() -> None:
     assert_one_line_error(run("watch"), 2, "the following arguments are required: SERVICE")
 
 
-def test_serve_runs_the_fake_until_interrupted(
-    process: list[subprocess.Popen[str]], tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("command", [(), ("tasks",), ("watch",), ("serve",)])
+def test_help_shows_the_exit_codes_as_the_docs_do(command: tuple[str, ...]) -> None:
+    result = run(*command, "--help")
+
+    assert result.returncode == 0
+    assert _cli.EXIT_CODES in result.stdout
+    assert f"```text\n{_cli.EXIT_CODES}\n```" in (ROOT / "docs" / "cli.md").read_text()
+
+
+def serve_address(banner: str) -> tuple[str, int]:
+    found = re.match(r"fake Swarm DNS listening on (127\.0\.0\.1|\[::1\]):(\d+) ", banner)
+    assert found, banner
+    return found.group(1).strip("[]"), int(found.group(2))
+
+
+def addresses(name: str, host: str, port: int) -> list[IPv4Address]:
+    reply = dns.query.udp(dns.message.make_query(name, "A"), host, port=port, timeout=5)
+    return sorted(IPv4Address(record.address) for record in reply.answer[0])
+
+
+def test_serve_runs_the_fake_until_interrupted(spawn: Spawn, tmp_path: Path) -> None:
     description = tmp_path / "swarm.json"
     description.write_text(json.dumps({"services": [{"name": "db", "endpoint_mode": "dnsrr"}]}))
-    serve = start(process, "serve", "--service", "api=2", "--file", str(description))
-    assert serve.stdout is not None
+    serve = spawn("serve", "--service", "api=2", "--service", "idle=0", "--file", str(description))
 
-    banner = serve.stdout.readline()
-    port = int(re.search(r"127\.0\.0\.1:(\d+)", banner).group(1))  # type: ignore[union-attr]
-    for line in serve.stdout:
-        if "Ctrl-C" in line:
-            break
-    reply = dns.query.udp(
-        dns.message.make_query("tasks.api", "A"), "127.0.0.1", port=port, timeout=5
+    lines = serve.lines_until("Ctrl-C")
+    host, port = serve_address(lines[0])
+    api_tasks = addresses("tasks.api", host, port)
+    (api_vip,) = addresses("api", host, port)
+    db_tasks = addresses("db", host, port)
+    serve.popen.send_signal(signal.SIGINT)
+
+    assert len(api_tasks) == 2
+    assert len(db_tasks) == 1
+    assert f"  api: vip {api_vip}, tasks {api_tasks[0]} {api_tasks[1]}\n" in lines
+    assert f"  db: no VIP (dnsrr), tasks {db_tasks[0]}\n" in lines
+    assert "  idle: not in DNS (no running task)\n" in lines
+    assert serve.finish() == (0, "", "")
+
+
+@pytest.mark.parametrize("on_path", [False, True], ids=["python-m", "console-script"])
+def test_serve_on_localhost_prints_hints_that_work_as_printed(spawn: Spawn, on_path: bool) -> None:
+    env = {name: value for name, value in os.environ.items() if name != "SWARMDNS_NAMESERVER"}
+    env["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent)] * on_path + ["/usr/bin", "/bin"]
     )
-    db = dns.query.udp(dns.message.make_query("db", "A"), "127.0.0.1", port=port, timeout=5)
-    serve.send_signal(signal.SIGINT)
-    _, err = serve.communicate(timeout=30)
+    serve = spawn("serve", "--host", "localhost", "--service", "api=2", env=env)
 
-    assert len(reply.answer[0]) == 2
-    assert len(db.answer[0]) == 1
-    assert (serve.returncode, err) == (0, "")
+    lines = serve.lines_until("Ctrl-C")
+    (dig,) = [line for line in lines if line.startswith("try: dig ")]
+    (hint,) = [line.removeprefix("or:").strip() for line in lines if line.startswith("or:")]
+    result = subprocess.run(
+        ["sh", "-c", hint], env=env, capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
+    found = re.fullmatch(r"try: dig @(\S+) -p (\d+) (tasks\.api)\n", dig)
+    assert found, dig
+
+    serve_address(lines[0])  # an address, not "localhost"
+    assert hint.startswith("SWARMDNS_NAMESERVER=")
+    assert ("-m swarmdns" not in hint) == on_path
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.split() == [
+        str(ip) for ip in addresses(found.group(3), found.group(1), int(found.group(2)))
+    ]
+
+
+def test_serve_says_why_it_cannot_listen() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        in_use = run("serve", "--port", str(port))
+    # TEST-NET-1 (RFC 5737): no machine's own address; binding to it fails at once.
+    elsewhere = run("serve", "--host", "192.0.2.1")
+
+    assert_one_line_error(in_use, 2, f"cannot listen on 127.0.0.1 port {port}: ")
+    assert "choose another --port" in in_use.stderr
+    assert_one_line_error(elsewhere, 2, "cannot listen on 192.0.2.1 (any free port): ")
+    assert "not an address of this machine" in elsewhere.stderr
+    assert "None" not in in_use.stderr + elsewhere.stderr
+
+
+def test_serve_file_sets_networks_and_their_subnets(spawn: Spawn, tmp_path: Path) -> None:
+    description = tmp_path / "swarm.json"
+    description.write_text(
+        json.dumps(
+            {
+                "networks": [{"name": "mesh", "subnet": "127.77.0.0/24"}],
+                "services": [{"name": "web", "replicas": 2, "network": "mesh"}],
+            }
+        )
+    )
+    serve = spawn("serve", "--file", str(description))
+
+    lines = serve.lines_until("Ctrl-C")
+    host, port = serve_address(lines[0])
+    web_tasks = addresses("tasks.web", host, port)
+    (web_vip,) = addresses("web", host, port)
+
+    assert "  networks: mesh 127.77.0.0/24\n" in lines
+    assert len(web_tasks) == 2
+    assert all(ip in IPv4Network("127.77.0.0/24") for ip in [web_vip, *web_tasks])
 
 
 def test_serve_keeps_no_query_log(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,11 +732,27 @@ def test_serve_keeps_no_query_log(monkeypatch: pytest.MonkeyPatch) -> None:
     assert started[0].queries == ()
 
 
-def test_serve_with_a_bad_description_exits_2(tmp_path: Path) -> None:
-    description = tmp_path / "swarm.json"
-    description.write_text('{"services": "web"}')
+@pytest.mark.parametrize(
+    ("description", "words"),
+    [
+        ('{"services": "web"}', "'services' must be a list of objects"),
+        ('{"networks": {"mesh": {}}}', "'networks' must be a list of objects"),
+        ('{"networks": [{"name": "mesh", "subnet": "nonsense"}]}', "invalid subnet 'nonsense'"),
+        ('{"networks": [{"name": "mesh", "size": 24}]}', "unexpected keyword argument 'size'"),
+        ('{"servces": []}', "unknown key 'servces' (it takes networks and services)"),
+        ('["web"]', "the description must be a JSON object"),
+    ],
+)
+def test_serve_with_a_bad_description_exits_2(
+    tmp_path: Path, description: str, words: str
+) -> None:
+    path = tmp_path / "swarm.json"
+    path.write_text(description)
 
-    assert_one_line_error(run("serve", "--file", str(description)), 2, "must be a list")
+    assert_one_line_error(run("serve", "--file", str(path)), 2, words)
+
+
+def test_serve_with_bad_services_exits_2() -> None:
     assert_one_line_error(run("serve", "--service", "web=lots"), 2, "REPLICAS must be a whole")
     assert_one_line_error(run("serve", "--service=web!"), 2, "invalid service name")
 
@@ -300,5 +777,4 @@ def test_console_script_is_installed() -> None:
         [str(script), "--version"], capture_output=True, text=True, check=False
     )
 
-    assert result.returncode == 0
-    assert result.stdout.startswith("swarmdns 0.1")
+    assert (result.returncode, result.stdout) == (0, f"swarmdns {swarmdns.__version__}\n")
