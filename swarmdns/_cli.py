@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import json
 import os
 import queue
@@ -31,6 +32,15 @@ from typing import Any, NoReturn, TextIO
 import attrs
 
 from . import __version__
+from ._actions import (
+    ActionLoop,
+    Actions,
+    CommandRunner,
+    Renderer,
+    SettleWindow,
+    parse_render_spec,
+    parse_wait,
+)
 from ._backends.base import Backend
 from ._backends.direct import DirectBackend
 from ._deadlines import seconds
@@ -205,6 +215,34 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="exit 3 once a service's lookups have failed for this long (default: never)",
     )
+    watch_command.add_argument(
+        "--render",
+        action="append",
+        default=[],
+        metavar="TEMPLATE:DEST",
+        help="render the Jinja2 TEMPLATE into DEST on each change, atomically and only when"
+        " its content changes (repeatable; needs pip install 'swarmdns[render]')",
+    )
+    watch_command.add_argument(
+        "--exec",
+        metavar="CMD",
+        help="run CMD through the shell after each change (after rendering: only when a file"
+        " changed), with the change as JSON on stdin and SWARMDNS_SERVICE and SWARMDNS_TASKS"
+        " in its environment; its output goes to stderr",
+    )
+    watch_command.add_argument(
+        "--exec-timeout",
+        type=_positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="stop a command (and its process group) running longer than this (default: 30)",
+    )
+    watch_command.add_argument(
+        "--wait",
+        metavar="MIN[:MAX]",
+        help="act once the tasks have been quiet for MIN seconds, at the latest MAX after the"
+        " first change of a burst (default MAX: 4 x MIN), so a rolling update is one reload",
+    )
 
     serve = command(
         "serve",
@@ -372,21 +410,77 @@ def _watch(options: argparse.Namespace, out: TextIO) -> int:
     named = len(services) > 1
     if options.once:
         return _watch_once(services, options, out, named=named)
-    # None: the reader of the output went away.
-    changes: queue.Queue[TaskSetChange | None] = queue.Queue()
+    # None: the reader of the output went away; an exception: acting failed.
+    changes: queue.Queue[TaskSetChange | BaseException | None] = queue.Queue()
+    actions = _action_loop(services, options)
     with (
         _library_log_silenced(),
+        _acting(actions, changes.put),
         FleetWatcher(
             services,
             network=options.network,
             interval=options.interval,
             backend=_backend(options),
             timeout=options.timeout,
-            on_change=changes.put,
+            on_change=changes.put if actions is None else _both(changes.put, actions.submit),
         ) as fleet,
         _when_reader_leaves(out, lambda: changes.put(None)),
     ):
         _Follow(fleet, options, out, named=named).run(changes)
+
+
+def _action_loop(services: list[str], options: argparse.Namespace) -> ActionLoop | None:
+    """What ``--render``, ``--exec`` and ``--wait`` ask for, checked before the watch starts."""
+    if not options.render and options.exec is None:
+        if options.wait is not None:
+            raise _Exit(EXIT_USAGE, "--wait needs --render or --exec: there is nothing to do")
+        return None
+    renderers = [
+        Renderer(spec.template, spec.dest) for spec in map(parse_render_spec, options.render)
+    ]
+    runner = None
+    if options.exec is not None:
+        runner = CommandRunner(options.exec, timeout=options.exec_timeout, stdout=sys.stderr)
+    lookup = functools.partial(
+        tasks, network=options.network, backend=_backend(options), timeout=options.timeout
+    )
+    window = None if options.wait is None else SettleWindow(*parse_wait(options.wait))
+    act = Actions(renderers, runner, lookup_tasks=lookup if renderers else None)
+    return ActionLoop(act, services, window=window)
+
+
+def _both(
+    first: Callable[[TaskSetChange], object], second: Callable[[TaskSetChange], object]
+) -> Callable[[TaskSetChange], None]:
+    def both(change: TaskSetChange) -> None:
+        first(change)
+        second(change)
+
+    return both
+
+
+@contextlib.contextmanager
+def _acting(
+    actions: ActionLoop | None, report: Callable[[BaseException], object]
+) -> Iterator[None]:
+    """Run the action loop in a thread while the watch runs; ``report`` its failure."""
+    if actions is None:
+        yield
+        return
+
+    def act() -> None:
+        try:
+            actions.run()
+        except BaseException as error:  # handed to the main thread, which raises it
+            report(error)
+
+    thread = threading.Thread(target=act, name="swarmdns-actions", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        actions.stop()
+        thread.join()
 
 
 @attrs.define
@@ -418,7 +512,7 @@ class _Follow:
         self._started = _utc_now()
         self._outages: dict[str, _Outage] = {}
 
-    def run(self, changes: queue.Queue[TaskSetChange | None]) -> NoReturn:
+    def run(self, changes: queue.Queue[TaskSetChange | BaseException | None]) -> NoReturn:
         while True:
             try:
                 change = changes.get(timeout=self._wait())
@@ -428,6 +522,8 @@ class _Follow:
                 while True:
                     if change is None:
                         raise BrokenPipeError("the reader of the output went away")
+                    if isinstance(change, BaseException):
+                        raise change
                     self._changed(change)
                     try:
                         change = changes.get_nowait()

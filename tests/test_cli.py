@@ -778,3 +778,69 @@ def test_console_script_is_installed() -> None:
     )
 
     assert (result.returncode, result.stdout) == (0, f"swarmdns {swarmdns.__version__}\n")
+
+
+class Fifo:
+    """A named pipe that a command writes to on each run; each run's text, with a deadline."""
+
+    def __init__(self, path: Path) -> None:
+        os.mkfifo(path)
+        self.path = path
+        self._runs: queue.Queue[str] = queue.Queue()
+        self._closing = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while not self._closing:
+            with open(self.path, encoding="utf-8") as pipe:  # blocks until a writer opens it
+                text = pipe.read()
+            if not self._closing:
+                self._runs.put(text)
+
+    def next_run(self) -> str:
+        try:
+            return self._runs.get(timeout=DEADLINE)
+        except queue.Empty:
+            pytest.fail(f"the command did not run within {DEADLINE} s")
+
+    def close(self) -> None:
+        self._closing = True
+        with open(self.path, "w", encoding="utf-8"):  # lets the reader's open() return
+            pass
+        self._reader.join(DEADLINE)
+
+
+def test_watch_renders_a_template_and_runs_a_command_on_each_change(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    template = tmp_path / "upstream.j2"
+    template.write_text("{% for ip in ips %}server {{ ip }}:80;\n{% endfor %}")
+    dest = tmp_path / "upstream.conf"
+    fifo = Fifo(tmp_path / "runs")
+    command = f'echo "$SWARMDNS_SERVICE $SWARMDNS_TASKS" > {fifo.path}'
+    try:
+        spawn("watch", "web", "--interval", "0.05", "--render", f"{template}:{dest}",
+              "--exec", command)  # fmt: skip
+        first = fifo.next_run()
+        first_file = dest.read_text()
+        web = swarm_dns.scale("web", 3)
+        second = fifo.next_run()
+    finally:
+        fifo.close()
+
+    ips = [str(ip) for ip in web.task_ips]
+    assert first == f"web {ips[0]} {ips[1]}\n"
+    assert first_file == f"server {ips[0]}:80;\nserver {ips[1]}:80;\n"
+    assert second == f"web {' '.join(ips)}\n"
+    assert dest.read_text() == "".join(f"server {ip}:80;\n" for ip in ips)
+
+
+def test_watch_wait_without_anything_to_do_is_a_usage_error() -> None:
+    assert_one_line_error(run("watch", "web", "--wait", "2"), 2, "--wait needs --render or --exec")
+
+
+def test_watch_render_of_a_missing_template_is_a_usage_error(tmp_path: Path) -> None:
+    spec = f"{tmp_path / 'nope.j2'}:{tmp_path / 'out'}"
+    assert_one_line_error(run("watch", "web", "--render", spec), 2, "nope.j2")
