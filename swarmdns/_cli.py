@@ -471,6 +471,13 @@ def _acting(
     def act() -> None:
         try:
             actions.run()
+        except OSError as error:  # a file that cannot be written: a setting to fix
+            failure = ConfigurationError(
+                f"cannot act on the first change: {error}; check --render's DEST and --exec",
+                source="--render",
+            )
+            failure.__cause__ = error
+            report(failure)
         except BaseException as error:  # handed to the main thread, which raises it
             report(error)
 

@@ -844,3 +844,20 @@ def test_watch_wait_without_anything_to_do_is_a_usage_error() -> None:
 def test_watch_render_of_a_missing_template_is_a_usage_error(tmp_path: Path) -> None:
     spec = f"{tmp_path / 'nope.j2'}:{tmp_path / 'out'}"
     assert_one_line_error(run("watch", "web", "--render", spec), 2, "nope.j2")
+
+
+def test_watch_ends_with_exit_2_when_the_first_rendering_fails(
+    swarm_dns: FakeSwarm, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    template = tmp_path / "bad.j2"
+    template.write_text("{{ nope }}\n")
+    spec = f"{template}:{tmp_path / 'out'}"
+
+    result = run("watch", "web", "--interval", "0.05", "--render", spec)
+
+    assert result.returncode == 2, result
+    assert "nope" in result.stderr
+    assert "bad.j2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
