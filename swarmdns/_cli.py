@@ -277,6 +277,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VERSION",
         help="the Docker Engine version to answer like: 20.10, 26.1 or 28.5 (default: 28.5)",
     )
+    serve.add_argument(
+        "--control",
+        type=_port_or_any,
+        metavar="PORT",
+        help="also open the control channel on 127.0.0.1:PORT (0: any free port), so that"
+        " swarmdns control can scale services, kill tasks and inject faults",
+    )
+    control = command(
+        "control",
+        help="drive a running fake (swarmdns serve --control) from another process",
+        description="Send one request to a running fake's control channel and print its"
+        " result as JSON. FIELD=VALUE pairs are the request's fields; a VALUE that reads as"
+        ' JSON (5, true, ["SERVFAIL"]) is sent as such, any other as text. Operations:'
+        " state, create_service, scale, remove_service, kill_task, replace_task, reschedule,"
+        " mark_healthy, mark_unhealthy, inject, clear_faults, reset.",
+    )
+    control.add_argument(
+        "--address",
+        default=os.environ.get("SWARMDNS_CONTROL"),
+        metavar="HOST:PORT",
+        help="the control channel (default: SWARMDNS_CONTROL)",
+    )
+    control.add_argument("op", metavar="OPERATION", help="what to do, such as scale or state")
+    control.add_argument(
+        "fields", nargs="*", metavar="FIELD=VALUE", help="the request's fields, such as name=web"
+    )
     command(
         "demo",
         help="show swarmdns at work on a fake Swarm (no Swarm needed)",
@@ -284,6 +310,44 @@ def _parser() -> argparse.ArgumentParser:
         "tasks, and a watch while it scales, loses a task and gets it replaced.",
     )
     return parser
+
+
+def _port_or_any(text: str) -> int:
+    if text == "0":
+        return 0
+    return _port(text)
+
+
+def _control(options: argparse.Namespace, out: TextIO) -> int:
+    from .testing import ControlError, FakeControl, SwarmError  # noqa: PLC0415 - only when asked
+
+    if not options.address:
+        raise _Exit(
+            EXIT_USAGE,
+            "no control channel given: pass --address HOST:PORT (what swarmdns serve --control"
+            " printed) or set SWARMDNS_CONTROL",
+        )
+    fields: dict[str, object] = {}
+    for pair in options.fields:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise _Exit(EXIT_USAGE, f"{pair!r} is not FIELD=VALUE, such as name=web")
+        try:
+            fields[key] = json.loads(value)
+        except ValueError:
+            fields[key] = value
+    try:
+        result = FakeControl(options.address).request(options.op, **fields)
+    except SwarmError as error:
+        raise _Exit(EXIT_NOT_FOUND, f"the fake refused: {error}") from error
+    except ControlError as error:
+        code = EXIT_USAGE if error.kind in ("BadRequest", "RequestTooLarge") else EXIT_DNS_FAILURE
+        raise _Exit(code, str(error)) from error
+    except ValueError as error:  # a malformed address
+        raise _Exit(EXIT_USAGE, f"--address: {error}") from error
+    if result is not None:
+        print(json.dumps(result), file=out)
+    return EXIT_OK
 
 
 def _backend(options: argparse.Namespace) -> Backend | None:
@@ -880,6 +944,19 @@ def _serve(options: argparse.Namespace, out: TextIO) -> int:
             say.append(line)
             in_dns += [each.name] if listed else []
         shown = (in_dns or [swarm.services[0].name])[0]
+        if options.control is not None:
+            try:
+                control = swarm.serve_control(options.control)
+            except OSError as error:
+                raise ConfigurationError(
+                    f"cannot open the control channel on 127.0.0.1:{options.control}:"
+                    f" {error.strerror or error}; pick another port, or 0 for any free one",
+                    source="--control",
+                ) from error
+            say.append(
+                f"control channel on {control}"
+                f" (try: {_own_command()} control --address {control} state)"
+            )
         say.append(f"try: dig @{swarm.host} -p {swarm.port} tasks.{shown}")
         say.append(f"or:  SWARMDNS_NAMESERVER={swarm.nameserver} {_own_command()} tasks {shown}")
         say.append("Ctrl-C stops it.")
@@ -931,6 +1008,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "tasks": _tasks,
     "watch": _watch,
     "serve": _serve,
+    "control": _control,
     "demo": _demo,
 }
 
