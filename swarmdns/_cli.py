@@ -238,6 +238,12 @@ def _parser() -> argparse.ArgumentParser:
         help="stop a command (and its process group) running longer than this (default: 30)",
     )
     watch_command.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics of the watch on http://HOST:PORT/metrics (needs pip"
+        " install 'swarmdns[metrics]')",
+    )
+    watch_command.add_argument(
         "--wait",
         metavar="MIN[:MAX]",
         help="act once the tasks have been quiet for MIN seconds, at the latest MAX after the"
@@ -489,8 +495,40 @@ def _watch(options: argparse.Namespace, out: TextIO) -> int:
             on_change=changes.put if actions is None else _both(changes.put, actions.submit),
         ) as fleet,
         _when_reader_leaves(out, lambda: changes.put(None)),
+        _metrics_served(options.metrics, fleet),
     ):
         _Follow(fleet, options, out, named=named).run(changes)
+
+
+@contextlib.contextmanager
+def _metrics_served(address: str | None, fleet: FleetWatcher) -> Iterator[None]:
+    """Serve ``fleet``'s metrics on ``address`` (``HOST:PORT``) while the watch runs."""
+    if address is None:
+        yield
+        return
+    from .metrics import WatchCollector  # noqa: PLC0415 - an optional extra, only when asked
+
+    collector = WatchCollector(fleet)
+    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise _Exit(EXIT_USAGE, f"--metrics {address!r}: give HOST:PORT, such as 0.0.0.0:9109")
+    registry = CollectorRegistry()
+    registry.register(collector)
+    try:
+        server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot serve metrics on {address}: {error.strerror or error}; pick another port",
+            source="--metrics",
+        ) from error
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def _action_loop(services: list[str], options: argparse.Namespace) -> ActionLoop | None:

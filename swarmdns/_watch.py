@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
@@ -88,11 +88,18 @@ class WatchHealth:
         consecutive_failures: Failed lookups since the last successful one.
         last_success: When the last lookup succeeded (UTC), or None.
         last_error: The error of the last failed lookup, or None.
+        lookups: Lookups finished since the watch began, failed ones included.
+        failures_by_kind: Failed lookups since the watch began, by the name of
+            their error's class (``ResolutionTimeout``, ``ResolutionError``).
+        changes: Changes reported since the watch began, the initial set included.
     """
 
     consecutive_failures: int
     last_success: datetime | None
     last_error: SwarmDNSError | None = field(eq=False)
+    lookups: int = 0
+    failures_by_kind: Mapping[str, int] = field(factory=dict, eq=False)
+    changes: int = 0
 
 
 def is_transient(error: SwarmDNSError) -> bool:
@@ -162,6 +169,9 @@ class WatchCore:
         self._current: tuple[IPv4Address, ...] = ()  # _reported, sorted once per change
         self._missing: dict[IPv4Address, int] = {}
         self._failures = 0
+        self._lookups = 0
+        self._failures_by_kind: dict[str, int] = {}
+        self._changes = 0
         self._last_error: SwarmDNSError | None = None
         self._last_success: datetime | None = None
         self._healthy_since = clock()
@@ -194,6 +204,9 @@ class WatchCore:
                 consecutive_failures=self._failures,
                 last_success=self._last_success,
                 last_error=self._last_error,
+                lookups=self._lookups,
+                failures_by_kind=dict(self._failures_by_kind),
+                changes=self._changes,
             )
 
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
@@ -219,6 +232,7 @@ class WatchCore:
     def _repeated(self) -> bool:
         if self._missing or self._failures or self._reported is None:
             return False
+        self._lookups += 1
         self._last_success = self._wall_clock()
         self._healthy_since = self._clock()
         return True
@@ -232,6 +246,7 @@ class WatchCore:
                 len(seen),
             )
         self._failures = 0
+        self._lookups += 1
         self._last_error = None
         self._last_success = self._wall_clock()
         self._healthy_since = self._clock()
@@ -272,6 +287,9 @@ class WatchCore:
 
     def _failed(self, error: SwarmDNSError) -> None:
         self._failures += 1
+        self._lookups += 1
+        kind = type(error).__name__
+        self._failures_by_kind[kind] = self._failures_by_kind.get(kind, 0) + 1
         self._last_error = error
         if self._failures == 1:
             logger().warning(
@@ -303,6 +321,7 @@ class WatchCore:
     def _change(
         self, *, added: frozenset[IPv4Address], removed: frozenset[IPv4Address]
     ) -> TaskSetChange:
+        self._changes += 1
         return TaskSetChange(
             service=self.service,
             added=added,
@@ -319,6 +338,11 @@ class WatchView:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._core.query_name!r}: {len(self.current)} tasks>"
+
+    @property
+    def service(self) -> str:
+        """The service watched."""
+        return self._core.service
 
     @property
     def current(self) -> tuple[IPv4Address, ...]:

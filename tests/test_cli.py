@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address, IPv4Network
@@ -896,3 +897,22 @@ def test_control_fields_are_field_equals_value() -> None:
     result = run("control", "--address", "127.0.0.1:9", "scale", "web")
 
     assert_one_line_error(result, 2, "'web' is not FIELD=VALUE")
+
+
+def test_watch_serves_prometheus_metrics(swarm_dns: FakeSwarm, spawn: Spawn) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    with socket.socket() as probe:  # a free port, for the metrics server to take
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    watch = spawn("watch", "web", "--interval", "0.05", "--metrics", f"127.0.0.1:{port}")
+
+    watch.line()  # the initial set: the metrics server is up by now
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as reply:
+        text = reply.read().decode()
+
+    assert 'swarmdns_tasks{service="web"} 2.0' in text
+    assert 'swarmdns_changes_total{service="web"} 1.0' in text
+
+
+def test_watch_metrics_needs_host_and_port() -> None:
+    assert_one_line_error(run("watch", "web", "--metrics", "9109"), 2, "give HOST:PORT")

@@ -1,0 +1,133 @@
+"""Prometheus metrics of running watches (``pip install 'swarmdns[metrics]'``).
+
+``WatchCollector`` reads the ``current`` and ``health`` of any watch (one
+service or a fleet) each time Prometheus scrapes, so nothing is counted
+twice and nothing runs between scrapes::
+
+    from prometheus_client import REGISTRY, start_http_server
+
+    fleet = swarmdns.FleetWatcher(["web", "api"]).start()
+    REGISTRY.register(swarmdns.metrics.WatchCollector(fleet))
+    start_http_server(9109)
+
+Every metric has a ``service`` label: ``swarmdns_tasks`` (tasks now),
+``swarmdns_lookups_total``, ``swarmdns_lookup_failures_total`` (with
+``kind``: the error's class), ``swarmdns_changes_total``,
+``swarmdns_consecutive_failures`` and ``swarmdns_seconds_since_success``
+(NaN before the first success).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Protocol
+
+from ._errors import ConfigurationError
+from ._watch import WatchHealth
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+__all__ = ["WatchCollector"]
+
+
+class _FleetLike(Protocol):
+    @property
+    def current(self) -> Mapping[str, tuple[IPv4Address, ...]]: ...
+
+    @property
+    def health(self) -> Mapping[str, WatchHealth]: ...
+
+
+class _SingleLike(Protocol):
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def current(self) -> tuple[IPv4Address, ...]: ...
+
+    @property
+    def health(self) -> WatchHealth: ...
+
+
+class WatchCollector:
+    """A ``prometheus_client`` collector of one or more watches' tasks and lookups.
+
+    Args:
+        watches: Watches of one service (``TaskWatcher``, ``watch_tasks()``'s
+            iterator) or of many (``FleetWatcher``, ``watch_services()``'s).
+
+    Raises:
+        ConfigurationError: ``prometheus_client`` is not installed.
+    """
+
+    def __init__(self, *watches: _FleetLike | _SingleLike) -> None:
+        try:
+            import prometheus_client  # noqa: F401, PLC0415 - an optional extra
+        except ImportError as error:
+            raise ConfigurationError(
+                "swarmdns.metrics needs prometheus_client: pip install 'swarmdns[metrics]'",
+                source="swarmdns.metrics",
+            ) from error
+        self._watches = watches
+
+    def describe(self) -> list[Metric]:
+        """No description ahead of time: the services come and go."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """The metrics as they are now, for one scrape."""
+        from prometheus_client.core import (  # noqa: PLC0415 - an optional extra
+            CounterMetricFamily,
+            GaugeMetricFamily,
+        )
+
+        tasks = GaugeMetricFamily(
+            "swarmdns_tasks", "Tasks of the service now.", labels=["service"]
+        )
+        lookups = CounterMetricFamily(
+            "swarmdns_lookups", "Lookups finished, failed ones included.", labels=["service"]
+        )
+        failures = CounterMetricFamily(
+            "swarmdns_lookup_failures",
+            "Failed lookups, by the error's class.",
+            labels=["service", "kind"],
+        )
+        changes = CounterMetricFamily(
+            "swarmdns_changes", "Changes reported, the initial set included.", labels=["service"]
+        )
+        failing = GaugeMetricFamily(
+            "swarmdns_consecutive_failures",
+            "Failed lookups since the last successful one.",
+            labels=["service"],
+        )
+        stale = GaugeMetricFamily(
+            "swarmdns_seconds_since_success",
+            "Seconds since the last successful lookup (NaN before the first).",
+            labels=["service"],
+        )
+        now = datetime.now(timezone.utc)
+        for service, current, health in self._services():
+            tasks.add_metric([service], len(current))
+            lookups.add_metric([service], health.lookups)
+            for kind, count in sorted(health.failures_by_kind.items()):
+                failures.add_metric([service, kind], count)
+            changes.add_metric([service], health.changes)
+            failing.add_metric([service], health.consecutive_failures)
+            last = health.last_success
+            stale.add_metric([service], math.nan if last is None else (now - last).total_seconds())
+        yield from (tasks, lookups, failures, changes, failing, stale)
+
+    def _services(self) -> Iterator[tuple[str, tuple[IPv4Address, ...], WatchHealth]]:
+        for watch in self._watches:
+            current, health = watch.current, watch.health
+            if isinstance(current, Mapping) and isinstance(health, Mapping):
+                for service, addresses in list(current.items()):
+                    found = health.get(service)
+                    if found is not None:
+                        yield service, addresses, found
+            elif isinstance(health, WatchHealth) and not isinstance(current, Mapping):
+                yield watch.service, current, health  # type: ignore[union-attr]
