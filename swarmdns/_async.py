@@ -517,8 +517,8 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
         raise wait.timed_out()
 
     async def aclose(self) -> None:
-        """End the watch and close its sockets."""
-        self._driver.close()
+        """End the watch and close its sockets, lookups and connections under way included."""
+        await self._driver.aclose()
 
     async def __aenter__(self) -> AsyncFleetWatch:
         return self
@@ -567,8 +567,11 @@ class _AsyncFleetDriver:
         give_up = None
         if deadline is not None:
             give_up = loop.call_later(max(deadline.remaining(), 0.0), self._done)
-        self._start()
         try:
+            try:
+                self._start()
+            except Exception as error:  # ends the watch, for its awaiter to raise
+                self._fail(error)
             self._tick()
             await self._waiter
         finally:
@@ -599,12 +602,22 @@ class _AsyncFleetDriver:
         self._pause()
         self._release()
 
+    async def aclose(self) -> None:
+        """``close()``, then wait for the lookups and connections it cancelled to end."""
+        self.close()
+        under_way = self._under_way()
+        if under_way:
+            await asyncio.gather(*under_way, return_exceptions=True)
+
+    def _under_way(self) -> list[asyncio.Task[object]]:
+        """The tasks of lookups or connections that may still be ending."""
+        return []
+
     def _tick(self) -> None:
         """Do what is due, then sleep until the next thing to do."""
         if self._waiter is None or self.closed:
             return
-        self._timer = None
-        self._timer_at = float("inf")
+        self._cancel_timer()  # woken early (a service added): the next timer replaces it
         try:
             self._do_due(time.monotonic())
         except Exception as error:  # ends the watch, for its awaiter to raise
@@ -639,6 +652,9 @@ class _AsyncFleetDriver:
         self.close()
 
     def _pause(self) -> None:
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = None
@@ -691,6 +707,9 @@ class _AsyncLookupDriver(_AsyncFleetDriver):
             self._fail(error)
             return
         self._check()
+
+    def _under_way(self) -> list[asyncio.Task[object]]:
+        return list(self._lookups)
 
     def _release(self) -> None:
         for task in self._lookups:
@@ -762,6 +781,9 @@ class _AsyncSocketDriver(_AsyncFleetDriver):
             self._fail(failure)
             return
         self._check()
+
+    def _under_way(self) -> list[asyncio.Task[object]]:
+        return list(self._tcp)
 
     def _release(self) -> None:
         for task in self._tcp:

@@ -786,8 +786,7 @@ class _SocketDriver(_FleetDriver):
             self._wake_reader.setblocking(False)
             self._wake_writer.setblocking(False)
             self._selector.register(self._wake_reader, selectors.EVENT_READ)
-        for sock in self._traffic.sockets.values():
-            self._traffic.read(sock)
+        self._handle(self._selector.select(0))  # answers that came while nobody ran the watch
 
     def _step(self, deadline: Deadline | None) -> None:
         traffic = self._traffic
@@ -800,14 +799,18 @@ class _SocketDriver(_FleetDriver):
             return
         tcp_deadlines = min((c.deadline for c in self._tcp.values()), default=None)
         wait = self._wait_time(deadline, traffic.mux.next_expiry(), tcp_deadlines, room=room > 0)
-        for key, events in self._selector.select(wait):
+        self._handle(self._selector.select(wait))
+
+    def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        """Take what the selector says is ready: answers, TCP progress, a wake-up."""
+        for key, events in ready:
             if key.fileobj is self._wake_reader:
                 with contextlib.suppress(OSError):
                     key.fileobj.recv(4096)
             elif isinstance(key.data, _TcpCall):
                 self._on_tcp(key.data, events)
             else:
-                traffic.read(key.fileobj)  # type: ignore[arg-type]
+                self._traffic.read(key.fileobj)  # type: ignore[arg-type]
 
     def _ask_over_tcp(self, flight: Flight[Slot], request: Request) -> None:
         call = _TcpCall(flight, request)
@@ -886,7 +889,11 @@ class _TcpCall:
         self._incoming = bytearray()
         server = request.server
         family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as error:  # such as EMFILE: this request fails, the watch goes on
+            self.error = error
+            return
         self.sock.setblocking(False)
         code = self.sock.connect_ex((server.host, server.port))
         if code not in (0, errno.EINPROGRESS):

@@ -71,3 +71,27 @@ def test_the_async_loop_waits_while_every_slot_is_taken(
     asyncio.run(main())
     assert swarm_dns.count_queries() >= 2 * MAX_IN_FLIGHT
     assert turns[0] < MOST_TURNS
+
+
+def test_waking_the_async_loop_does_not_leave_timers_behind(
+    swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    swarm_dns.create_service("s0", replicas=1)
+    turns = counting(_async._AsyncFleetDriver, "_tick", monkeypatch)
+    backend = swarmdns.DirectBackend([swarm_dns.nameserver])
+    wakes = 100
+
+    async def main() -> None:
+        fleet = swarmdns.aio.watch_services(["s0"], backend=backend, interval=0.05)
+        async with fleet:
+            await anext(fleet)
+            loop = asyncio.get_running_loop()
+            for n in range(wakes):  # each add() of a service already watched only wakes it
+                loop.call_later(0.001 * n, fleet.add, "s0")
+            with pytest.raises(swarmdns.NotEnoughTasks):
+                await fleet.wait_for_tasks("s0", 2, timeout=0.5)
+
+    asyncio.run(main())
+    # About one turn per lookup (ten in 0.5 s) and one per wake-up; a timer left
+    # behind by each wake-up would make every later lookup turn once per wake-up.
+    assert turns[0] < 3 * wakes

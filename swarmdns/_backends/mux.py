@@ -161,7 +161,9 @@ class Multiplexer(Generic[K]):
 
     def abandon(self, flight: Flight[K]) -> None:
         """Forget ``flight``: a late answer to it is dropped like a stray one."""
-        if flight.request is not None and not flight.request.tcp:
+        if flight.request is None:
+            return  # over already: its ID may be another flight's by now
+        if not flight.request.tcp:
             self._waiting.pop(_query_id(flight), None)
         self._end(flight)
 
