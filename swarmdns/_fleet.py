@@ -24,8 +24,7 @@ from . import _memo
 from ._errors import SwarmDNSError
 from ._model import Question
 from ._names import check_network, tasks_name
-from ._own_addresses import local_addresses
-from ._watch import LookupResult, TaskSetChange, WatchCore, WatchHealth
+from ._watch import LookupResult, TaskSetChange, WatchCore, WatchHealth, excluded_addresses
 
 V = TypeVar("V")
 
@@ -97,11 +96,7 @@ class FleetCore:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
-        if isinstance(exclude, str | IPv4Address):
-            raise TypeError(f"exclude takes a list of addresses, not one: [{str(exclude)!r}]")
-        excluded = frozenset(IPv4Address(ip) for ip in exclude)
-        if exclude_self:
-            excluded |= local_addresses()
+        excluded = excluded_addresses(exclude, exclude_self=exclude_self)
         if network is not None:
             check_network(network)
         self.network = network

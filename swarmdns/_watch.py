@@ -527,6 +527,21 @@ def wait_steps(
         yield Sleep(wait.next_delay())
 
 
+def excluded_addresses(
+    exclude: Iterable[IPv4Address | str], *, exclude_self: bool
+) -> frozenset[IPv4Address]:
+    """The addresses a watch leaves out: ``exclude``, and this container's own if asked.
+
+    Raises:
+        TypeError: ``exclude`` is one address, not a list of them.
+        ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
+    """
+    if isinstance(exclude, str | IPv4Address):
+        raise TypeError(f"exclude takes a list of addresses, not one: [{str(exclude)!r}]")
+    excluded = frozenset(IPv4Address(ip) for ip in exclude)
+    return excluded | local_addresses() if exclude_self else excluded
+
+
 def prepare_watch(
     service: str,
     *,
@@ -546,11 +561,7 @@ def prepare_watch(
         TypeError, ValueError: Another argument is out of range.
     """
     query_name = tasks_name(service, network)
-    if isinstance(exclude, str | IPv4Address):
-        raise TypeError(f"exclude takes a list of addresses, not one: [{str(exclude)!r}]")
-    excluded = {IPv4Address(ip) for ip in exclude}
-    if exclude_self:
-        excluded |= local_addresses()
+    excluded = excluded_addresses(exclude, exclude_self=exclude_self)
     return WatchCore(
         service,
         query_name=query_name,
