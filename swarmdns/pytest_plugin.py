@@ -21,7 +21,7 @@ import pytest
 
 from swarmdns import NAMESERVER_VARIABLE
 from swarmdns._backends.default import swap_default_backend
-from swarmdns.testing import ENGINES, FakeSwarm
+from swarmdns.testing import ENGINES, EngineVersion, FakeSwarm
 
 _MARKER = "swarm_dns"
 _ENGINE_OPTION = "--swarm-dns-engine"
@@ -79,7 +79,7 @@ def swarm_dns_server(request: pytest.FixtureRequest) -> Iterator[FakeSwarm]:
     newest). Tests normally want ``swarm_dns``, which empties it before each
     test.
     """
-    engine: str | None = request.config.getoption(_ENGINE_OPTION)
+    engine: EngineVersion | None = request.config.getoption(_ENGINE_OPTION)
     with FakeSwarm(engine=engine or ENGINES[-1]) as swarm:
         yield swarm
 

@@ -5,7 +5,10 @@ UDP and TCP on loopback, answering exactly as the engine's server at
 127.0.0.11 does. With pytest, the ``swarm_dns`` fixture (installed with
 swarmdns) gives each test an empty ``FakeSwarm`` and points
 ``SWARMDNS_NAMESERVER`` at it. ``FakeSwarm(engine=...)`` picks the Docker
-Engine version to answer like, one of ``ENGINES``.
+Engine version to answer like, one of ``ENGINES`` (an ``EngineVersion``).
+``create_service()`` takes an ``EndpointMode`` and a ``ServiceMode``; each
+``QueryRecord`` says its ``Transport``. These are ``Literal`` types, for type
+checkers; the fake checks an engine or a mode it is given at run time too.
 
 ``FakeSwarm.serve_control()`` lets another process drive a running fake,
 with ``FakeControl``.
@@ -18,11 +21,11 @@ DNS. ``Task.as_dns()`` and ``FakeSwarm.task()`` go from one to the other.
 from __future__ import annotations
 
 from ._control import ControlError, FakeControl, SwarmState
-from ._engines import ENGINES
+from ._engines import ENGINES, EngineVersion
 from ._fake import FakeSwarm
 from ._nodes import Node, NodeDelays
-from ._responder import TTL, Delay, Fault, Outcome, QueryRecord, Upstream
-from ._swarm import Network, Service, SwarmError, Task, TaskState
+from ._responder import TTL, Delay, Fault, Outcome, QueryRecord, Transport, Upstream
+from ._swarm import EndpointMode, Network, Service, ServiceMode, SwarmError, Task, TaskState
 
 #: Another name for ``Task``, the fake's record of a task, for code that also
 #: uses ``swarmdns.Task`` (what DNS tells about a task).
@@ -33,6 +36,8 @@ __all__ = [
     "TTL",
     "ControlError",
     "Delay",
+    "EndpointMode",
+    "EngineVersion",
     "FakeControl",
     "FakeSwarm",
     "FakeTask",
@@ -43,9 +48,11 @@ __all__ = [
     "Outcome",
     "QueryRecord",
     "Service",
+    "ServiceMode",
     "SwarmError",
     "SwarmState",
     "Task",
     "TaskState",
+    "Transport",
     "Upstream",
 ]

@@ -38,9 +38,21 @@ from typing import Any, Protocol
 from attrs import frozen
 
 from .._model import Task as DNSTask
+from ._engines import EngineVersion
 from ._nodes import Node
 from ._responder import Delay, Fault, Injected
-from ._swarm import Network, Service, SwarmError, Task, TaskKey, TaskState
+from ._swarm import (
+    EndpointMode,
+    Network,
+    Service,
+    ServiceMode,
+    SwarmError,
+    Task,
+    TaskKey,
+    TaskState,
+    check_endpoint_mode,
+    check_service_mode,
+)
 
 logger = logging.getLogger("swarmdns.testing")
 
@@ -114,14 +126,14 @@ class SwarmState:
         services: Every service, in order of creation, with its tasks and VIPs.
         networks: Every network, in order of creation.
         nodes: Every node, in the order they joined.
-        engine: The Docker Engine version the fake answers like.
+        engine: The Docker Engine version the fake answers like (an ``EngineVersion``).
         nameserver: Where its DNS listens (``host:port``), or None while stopped.
     """
 
     services: tuple[Service, ...]
     networks: tuple[Network, ...]
     nodes: tuple[Node, ...]
-    engine: str
+    engine: EngineVersion
     nameserver: str | None
 
     def service(self, name: str) -> Service:
@@ -256,8 +268,8 @@ class Controlled(Protocol):
         replicas: int = 1,
         *,
         network: str | Sequence[str] | None = None,
-        endpoint_mode: str = "vip",
-        mode: str = "replicated",
+        endpoint_mode: EndpointMode = "vip",
+        mode: ServiceMode = "replicated",
         aliases: Sequence[str] = (),
         healthcheck: bool = False,
         stack: str | None = None,
@@ -420,16 +432,28 @@ def _state(fake: Controlled, fields: _Fields) -> object:
 
 
 def _create_service(fake: Controlled, fields: _Fields) -> object:
+    name = fields.text("name")
+    replicas = fields.whole("replicas", 1)
+    network = fields.text_or_texts("network")
+    endpoint_mode = fields.optional_text("endpoint_mode", "vip") or "vip"
+    mode = fields.optional_text("mode", "replicated") or "replicated"
+    aliases = fields.texts("aliases")
+    healthcheck = fields.flag("healthcheck", False)
+    stack = fields.optional_text("stack")
+    # Every field is read (a malformed one is a BadRequest) before the modes
+    # are checked (SwarmError, as from FakeSwarm), the mode first as it does.
+    checked_mode = check_service_mode(mode)
+    checked_endpoint_mode = check_endpoint_mode(endpoint_mode)
     return service_json(
         fake.create_service(
-            fields.text("name"),
-            fields.whole("replicas", 1),
-            network=fields.text_or_texts("network"),
-            endpoint_mode=fields.optional_text("endpoint_mode", "vip") or "vip",
-            mode=fields.optional_text("mode", "replicated") or "replicated",
-            aliases=fields.texts("aliases"),
-            healthcheck=fields.flag("healthcheck", False),
-            stack=fields.optional_text("stack"),
+            name,
+            replicas,
+            network=network,
+            endpoint_mode=checked_endpoint_mode,
+            mode=checked_mode,
+            aliases=aliases,
+            healthcheck=healthcheck,
+            stack=stack,
         )
     )
 
@@ -948,8 +972,8 @@ class FakeControl:
         replicas: int = 1,
         *,
         network: str | Sequence[str] | None = None,
-        endpoint_mode: str = "vip",
-        mode: str = "replicated",
+        endpoint_mode: EndpointMode = "vip",
+        mode: ServiceMode = "replicated",
         aliases: Sequence[str] = (),
         healthcheck: bool = False,
         stack: str | None = None,

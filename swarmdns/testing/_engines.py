@@ -8,13 +8,17 @@ differ (truncation, forwarding, failures), never on the common path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 from attrs import evolve, frozen
 
-#: The versions the fake models, oldest first; each was seen on a real Swarm.
-ENGINES: tuple[str, ...] = ("20.10", "26.1", "28.5")
+#: A Docker Engine version the fake can answer like, oldest first; each was
+#: seen on a real Swarm.
+EngineVersion = Literal["20.10", "26.1", "28.5"]
+#: The versions the fake models, oldest first: those of ``EngineVersion``.
+ENGINES: tuple[EngineVersion, ...] = get_args(EngineVersion)
 #: The version a fake answers like unless told otherwise: the newest.
-DEFAULT_ENGINE = ENGINES[-1]
+DEFAULT_ENGINE: EngineVersion = ENGINES[-1]
 #: The address of the engine's DNS server inside every task.
 EMBEDDED_DNS = "127.0.0.11"
 
@@ -48,7 +52,7 @@ class EngineProfile:
             the engine's comment block (26.1 and newer).
     """
 
-    version: str
+    version: EngineVersion
     compresses_to_fit: bool
     tcp_limit: int
     tc_over_tcp: bool
@@ -92,14 +96,17 @@ _ENGINE_26_1 = EngineProfile(
 )
 #: 28.x differs from 26.1 only on IPv6-enabled overlays, which the fake lacks.
 _ENGINE_28_5 = evolve(_ENGINE_26_1, version="28.5")
-_PROFILES = {p.version: p for p in (_ENGINE_20_10, _ENGINE_26_1, _ENGINE_28_5)}
+#: Every version's profile: one for each of ``ENGINES`` (the tests check).
+_PROFILES: dict[str, EngineProfile] = {
+    p.version: p for p in (_ENGINE_20_10, _ENGINE_26_1, _ENGINE_28_5)
+}
 
 
-def engine_profile(version: str) -> EngineProfile:
-    """The profile of an engine version.
+def engine_profile(version: object) -> EngineProfile:
+    """The profile of an engine version, whose ``version`` is that version as an ``EngineVersion``.
 
     Raises:
-        ValueError: The fake does not model that version.
+        ValueError: The fake does not model that version (whatever its type).
     """
     profile = _PROFILES.get(version) if isinstance(version, str) else None
     if profile is None:

@@ -11,11 +11,22 @@ from typing import TypeVar
 
 from .._model import Task as DNSTask
 from ._control import ControlServer, SwarmState
-from ._engines import DEFAULT_ENGINE, engine_profile, resolv_conf
+from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile, resolv_conf
 from ._nodes import SILENT, Delivery, Gossip, Node, NodeDelays, NodeView, Scheduler, Timer
 from ._responder import DEFAULT_QUERY_LOG, Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
-from ._swarm import Network, Service, Swarm, SwarmError, Task, TaskKey, TaskState
+from ._swarm import (
+    EndpointMode,
+    Network,
+    Service,
+    ServiceMode,
+    Swarm,
+    SwarmError,
+    Task,
+    TaskKey,
+    TaskState,
+    check_service_mode,
+)
 from ._zone import ZoneBuilder
 
 _DEFAULT_NETWORK = "default"
@@ -57,7 +68,8 @@ class FakeSwarm:
         port: The port for both UDP and TCP; 0 lets the system choose.
         seed: Makes the answers' order (and generated IDs) repeatable.
         upstream: What names the Swarm does not own get (see ``Upstream``).
-        engine: The Docker Engine version to answer like.
+        engine: The Docker Engine version to answer like (an ``EngineVersion``,
+            one of ``ENGINES``).
         nodes: How many nodes the Swarm has, each with a DNS server of its own
             (see ``nodes``); the fake's own server is the first node's.
         delays: How long changes take to reach the other nodes, and how a
@@ -78,7 +90,7 @@ class FakeSwarm:
         port: int = 0,
         seed: int | None = None,
         upstream: Upstream = Upstream.NXDOMAIN,
-        engine: str = DEFAULT_ENGINE,
+        engine: EngineVersion = DEFAULT_ENGINE,
         nodes: int = 1,
         delays: NodeDelays | None = None,
         query_log: int = DEFAULT_QUERY_LOG,
@@ -305,11 +317,11 @@ class FakeSwarm:
     # -- the engine version ------------------------------------------------------
 
     @property
-    def engine(self) -> str:
+    def engine(self) -> EngineVersion:
         """The Docker Engine version answered like, such as ``"28.5"``."""
         return self._responder.engine.version
 
-    def use_engine(self, engine: str) -> None:
+    def use_engine(self, engine: EngineVersion) -> None:
         """Answer like another Docker Engine version from the next query on.
 
         Cheap enough to call per test: nothing is rebuilt. ``reset()`` goes
@@ -409,8 +421,8 @@ class FakeSwarm:
         replicas: int = 1,
         *,
         network: str | Sequence[str] | None = None,
-        endpoint_mode: str = "vip",
-        mode: str = "replicated",
+        endpoint_mode: EndpointMode = "vip",
+        mode: ServiceMode = "replicated",
         aliases: Sequence[str] = (),
         healthcheck: bool = False,
         stack: str | None = None,
@@ -424,8 +436,10 @@ class FakeSwarm:
                 created when missing. Defaults to ``"default"``, or to
                 ``<stack>_default`` in a stack.
             endpoint_mode: ``"vip"`` (``<name>`` gives one virtual IP) or
-                ``"dnsrr"`` (``<name>`` gives every task's address).
-            mode: ``"replicated"``, or ``"global"`` for one task per node.
+                ``"dnsrr"`` (``<name>`` gives every task's address); see
+                ``EndpointMode``.
+            mode: ``"replicated"``, or ``"global"`` for one task per node; see
+                ``ServiceMode``.
             aliases: Extra names for the service on every network.
             healthcheck: Tasks start unhealthy and stay out of DNS until
                 ``mark_healthy()``.
@@ -440,8 +454,7 @@ class FakeSwarm:
         """
         if isinstance(aliases, str):
             raise TypeError(f"aliases takes a sequence of names, not one string: [{aliases!r}]")
-        if mode not in ("replicated", "global"):
-            raise SwarmError(f"mode must be 'replicated' or 'global', not {mode!r}")
+        check_service_mode(mode)
         if network is None:
             networks: Sequence[str] = (_DEFAULT_NETWORK if stack is None else f"{stack}_default",)
         elif isinstance(network, str):

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from attrs import evolve, field, frozen
 
-from ._responder import Reply, Responder
+from ._responder import Reply, Responder, Transport
 from ._server import DNSServer
 from ._swarm import Service, Swarm, Task
 from ._zone import Zone, ZoneBuilder
@@ -117,7 +117,7 @@ class Node:
 class Silent:
     """Answers nothing: the DNS of a node whose engine is paused, so clients time out."""
 
-    def respond(self, data: bytes, transport: str) -> Reply:
+    def respond(self, data: bytes, transport: Transport) -> Reply:
         """No reply, whatever the message."""
         return Reply(data=None)
 

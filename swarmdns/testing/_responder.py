@@ -16,17 +16,19 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import dns.rdatatype
 from attrs import field, frozen
 
 from . import _wire
-from ._engines import DEFAULT_ENGINE, EngineProfile, engine_profile
+from ._engines import DEFAULT_ENGINE, EngineProfile, EngineVersion, engine_profile
 from ._zone import IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX, Zone
 
 #: The engine answers every local name with this TTL; it cannot be configured.
 TTL = 600
+#: How a message reached the fake: ``"udp"`` or ``"tcp"`` (``QueryRecord.transport``).
+Transport = Literal["udp", "tcp"]
 #: The engine's limit on a TCP answer (miekg/dns MaxMsgSize - 1).
 _TCP_LIMIT = 65534
 #: The largest datagram the system sends over IPv4; EDNS may ask for more.
@@ -122,7 +124,7 @@ class QueryRecord:
         name: The question's name as sent, without the root dot (None when
             the message could not be parsed).
         qtype: The question's type, such as ``"A"`` (None when unparsed).
-        transport: ``"udp"`` or ``"tcp"``.
+        transport: ``"udp"`` or ``"tcp"`` (a ``Transport``).
         outcome: What the fake answered.
         answers: How many records the answer carried.
         truncated: Whether the answer was cut short and flagged TC.
@@ -132,7 +134,7 @@ class QueryRecord:
 
     name: str | None
     qtype: str | None
-    transport: str
+    transport: Transport
     outcome: Outcome
     answers: int = 0
     truncated: bool = False
@@ -495,7 +497,7 @@ class Responder:
         *,
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
-        engine: str = DEFAULT_ENGINE,
+        engine: EngineVersion = DEFAULT_ENGINE,
         query_log: int = DEFAULT_QUERY_LOG,
     ) -> None:
         self.zone = Zone()
@@ -529,7 +531,7 @@ class Responder:
         """Make the order of answers repeatable (or random again with None)."""
         self._rng.seed(seed)
 
-    def respond(self, data: bytes, transport: str) -> Reply:
+    def respond(self, data: bytes, transport: Transport) -> Reply:
         """The reply to one message received over ``transport``."""
         received = self._clock()
         parsed = self._parsed.get(data[2:])
@@ -590,7 +592,7 @@ class Responder:
         *,
         query_id: int,
         fault: Fault | None,
-        transport: str,
+        transport: Transport,
         received: float,
     ) -> _Answer:
         engine = self._engine  # read once: a test may switch engines meanwhile
@@ -692,7 +694,9 @@ class Responder:
             return _Unanswered.FORWARD
         return [_wire.ptr_record(query.qname_wire, target, TTL)]
 
-    def _reject(self, error: _wire.QueryFormatError, transport: str, received: float) -> Reply:
+    def _reject(
+        self, error: _wire.QueryFormatError, transport: Transport, received: float
+    ) -> Reply:
         if error.rcode is None or error.header is None:
             self.log.append(
                 QueryRecord(

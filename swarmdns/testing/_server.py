@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ._responder import Reply
+from ._responder import Reply, Transport
 
 logger = logging.getLogger("swarmdns.testing")
 
@@ -101,7 +101,7 @@ class _Connection:
 class Answering(Protocol):
     """What the server asks for each message: a ``Responder``, or a stand-in."""
 
-    def respond(self, data: bytes, transport: str) -> Reply:
+    def respond(self, data: bytes, transport: Transport) -> Reply:
         """The reply to one message received over ``transport``."""
         ...
 
@@ -215,7 +215,7 @@ class DNSServer:
         logger.error("the fake Swarm DNS server failed", exc_info=error)
         self.internal_errors.append(error)
 
-    def respond(self, data: bytes, transport: str) -> Reply:
+    def respond(self, data: bytes, transport: Transport) -> Reply:
         """Ask the responder; a bug there is recorded, never fatal to the server."""
         try:
             return self.responder.respond(data, transport)

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import AddressValueError, IPv4Address, IPv4Network
 from types import MappingProxyType
+from typing import Literal, get_args
 
 from attrs import evolve, field, frozen
 
@@ -33,6 +34,15 @@ _ID_LENGTH = 25
 _DEFAULT_POOL = IPv4Network("10.0.0.0/8")
 _DEFAULT_SUBNET_PREFIX = 24
 
+#: How a service's name resolves: ``"vip"``, to one virtual IP (the engine's
+#: load balancer), or ``"dnsrr"``, to every task's address.
+EndpointMode = Literal["vip", "dnsrr"]
+#: How a service places its tasks: ``"replicated"``, a chosen number of
+#: replicas, or ``"global"``, one task per node.
+ServiceMode = Literal["replicated", "global"]
+_ENDPOINT_MODES: tuple[EndpointMode, ...] = get_args(EndpointMode)
+_SERVICE_MODES: tuple[ServiceMode, ...] = get_args(ServiceMode)
+
 
 def _read_only(mapping: Mapping[str, IPv4Address]) -> Mapping[str, IPv4Address]:
     """A snapshot's own copy, which nobody can change under the server."""
@@ -41,6 +51,36 @@ def _read_only(mapping: Mapping[str, IPv4Address]) -> Mapping[str, IPv4Address]:
 
 class SwarmError(ValueError):
     """An operation on the fake Swarm that the engine would refuse too."""
+
+
+def _either(choices: Sequence[str]) -> str:
+    """``'a' or 'b'``, ``'a', 'b' or 'c'``: the choices as a message names them."""
+    *most, last = (repr(choice) for choice in choices)
+    return f"{', '.join(most)} or {last}" if most else last
+
+
+def check_endpoint_mode(mode: object) -> EndpointMode:
+    """``mode`` if it is an ``EndpointMode``, as that type.
+
+    Raises:
+        SwarmError: It is not (whatever its type), as the engine refuses it.
+    """
+    for choice in _ENDPOINT_MODES:
+        if mode == choice:
+            return choice
+    raise SwarmError(f"endpoint mode must be {_either(_ENDPOINT_MODES)}, not {mode!r}")
+
+
+def check_service_mode(mode: object) -> ServiceMode:
+    """``mode`` if it is a ``ServiceMode``, as that type.
+
+    Raises:
+        SwarmError: It is not (whatever its type), as the engine refuses it.
+    """
+    for choice in _SERVICE_MODES:
+        if mode == choice:
+            return choice
+    raise SwarmError(f"mode must be {_either(_SERVICE_MODES)}, not {mode!r}")
 
 
 class TaskState(enum.Enum):
@@ -170,8 +210,8 @@ class Service:
     Attributes:
         name: The service's full name (``<stack>_<name>`` in a stack).
         id: The service ID.
-        mode: ``"replicated"`` or ``"global"``.
-        endpoint_mode: ``"vip"`` or ``"dnsrr"``.
+        mode: ``"replicated"`` or ``"global"`` (a ``ServiceMode``).
+        endpoint_mode: ``"vip"`` or ``"dnsrr"`` (an ``EndpointMode``).
         networks: The networks the service is attached to, in order.
         aliases: Extra names the service answers to on every network (a stack
             adds the service's short name).
@@ -184,8 +224,8 @@ class Service:
 
     name: str
     id: str
-    mode: str
-    endpoint_mode: str
+    mode: ServiceMode
+    endpoint_mode: EndpointMode
     networks: tuple[str, ...]
     aliases: tuple[str, ...]
     vips: Mapping[str, IPv4Address] = field(hash=False, converter=_read_only)
@@ -351,7 +391,7 @@ class Swarm:
         replicas: int | None,
         *,
         networks: Sequence[str],
-        endpoint_mode: str,
+        endpoint_mode: EndpointMode,
         aliases: Iterable[str],
         healthcheck: bool,
         stack: str | None,
@@ -405,7 +445,7 @@ class Swarm:
         replicas: int | None,
         *,
         networks: Sequence[str],
-        endpoint_mode: str,
+        endpoint_mode: EndpointMode,
         aliases: Iterable[str],
         stack: str | None,
     ) -> tuple[str, tuple[str, ...]]:
@@ -417,8 +457,7 @@ class Swarm:
             name = _check_name("service", f"{stack}_{name}", _SERVICE_NAME)
         if name in self._services:
             raise SwarmError(f"service {name!r} already exists")
-        if endpoint_mode not in ("vip", "dnsrr"):
-            raise SwarmError(f"endpoint mode must be 'vip' or 'dnsrr', not {endpoint_mode!r}")
+        check_endpoint_mode(endpoint_mode)
         if replicas is not None:
             _check_replicas(replicas)
         if not networks:

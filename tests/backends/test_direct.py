@@ -29,7 +29,7 @@ from swarmdns import (
 )
 from swarmdns._backends.direct import Exchange, _Timeout, timed_out
 from swarmdns._backends.nameserver import Nameserver
-from swarmdns.testing import FakeSwarm, Fault, Upstream
+from swarmdns.testing import EngineVersion, FakeSwarm, Fault, Upstream
 
 IN, A = dns.rdataclass.IN, dns.rdatatype.A
 QUESTION = Question(name="tasks.web.", rdtype="A")
@@ -401,7 +401,9 @@ def test_an_empty_noerror_answer_still_means_no_records() -> None:
 
 
 @pytest.mark.parametrize("engine", ["20.10", "28.5"])
-def test_an_answer_too_long_for_tcp_is_never_taken_as_the_whole_list(engine: str) -> None:
+def test_an_answer_too_long_for_tcp_is_never_taken_as_the_whole_list(
+    engine: EngineVersion,
+) -> None:
     """600 tasks under names of 63 characters: 89 KB written out.
 
     20.10 drops records to fit 65,534 bytes without TC (seen on the real

@@ -33,7 +33,7 @@ FAKES = [pytest.param(f"fake-{engine}", id=f"fake-{engine}") for engine in FAKE_
 def session_driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
     """The fake as each engine, or one engine's Swarm: made once, for every scenario on it."""
     if isinstance(request.param, str):
-        fake = FakeDriver(request.param.removeprefix("fake-"))
+        fake = FakeDriver(next(e for e in FAKE_ENGINES if f"fake-{e}" == request.param))
         yield fake
         fake.stop()
         return

@@ -31,7 +31,14 @@ from unittest import mock
 import attrs
 
 from swarmdns import NAMESERVER_VARIABLE
-from swarmdns.testing import ENGINES, FakeSwarm, Upstream
+from swarmdns.testing import (
+    ENGINES,
+    EndpointMode,
+    EngineVersion,
+    FakeSwarm,
+    ServiceMode,
+    Upstream,
+)
 
 from . import probe
 
@@ -113,8 +120,8 @@ class Driver(Protocol):
         replicas: int = 1,
         *,
         networks: Sequence[str] = NETWORKS[:1],
-        endpoint_mode: str = "vip",
-        mode: str = "replicated",
+        endpoint_mode: EndpointMode = "vip",
+        mode: ServiceMode = "replicated",
         healthcheck: bool = False,
     ) -> None: ...
 
@@ -217,9 +224,9 @@ class FakeDriver:
 
     kind = "fake"
 
-    def __init__(self, engine: str = ENGINES[-1]) -> None:
+    def __init__(self, engine: EngineVersion = ENGINES[-1]) -> None:
         self.swarm = FakeSwarm(host="127.0.0.11", engine=engine).start()
-        self.engine = self.swarm.engine
+        self.engine: str = self.swarm.engine
         for network in NETWORKS:
             self.swarm.create_network(network)
         self.swarm.client_networks = NETWORKS
@@ -234,8 +241,8 @@ class FakeDriver:
         replicas: int = 1,
         *,
         networks: Sequence[str] = NETWORKS[:1],
-        endpoint_mode: str = "vip",
-        mode: str = "replicated",
+        endpoint_mode: EndpointMode = "vip",
+        mode: ServiceMode = "replicated",
         healthcheck: bool = False,
     ) -> None:
         self.swarm.create_service(
@@ -425,8 +432,8 @@ class SwarmDriver:
         replicas: int,
         *,
         networks: Sequence[str],
-        endpoint_mode: str,
-        mode: str,
+        endpoint_mode: EndpointMode,
+        mode: ServiceMode,
         healthcheck: bool,
     ) -> None:
         types = self._docker.types
@@ -465,8 +472,8 @@ class SwarmDriver:
         replicas: int = 1,
         *,
         networks: Sequence[str] = NETWORKS[:1],
-        endpoint_mode: str = "vip",
-        mode: str = "replicated",
+        endpoint_mode: EndpointMode = "vip",
+        mode: ServiceMode = "replicated",
         healthcheck: bool = False,
     ) -> None:
         self._service(

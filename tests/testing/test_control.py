@@ -12,6 +12,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from ipaddress import IPv4Address
+from typing import get_args
 
 import pytest
 
@@ -19,11 +20,13 @@ import swarmdns
 from swarmdns.testing import (
     ControlError,
     Delay,
+    EndpointMode,
     FakeControl,
     FakeSwarm,
     Fault,
     NodeDelays,
     Outcome,
+    ServiceMode,
     SwarmError,
     TaskState,
     _control,
@@ -190,6 +193,61 @@ def test_reset_empties_the_fake(swarm_dns: FakeSwarm, control: FakeControl) -> N
     assert swarm_dns.control_address is not None  # still open
 
 
+@pytest.mark.parametrize("mode", get_args(ServiceMode))
+@pytest.mark.parametrize("endpoint_mode", get_args(EndpointMode))
+def test_every_mode_and_endpoint_mode_is_taken(
+    swarm_dns: FakeSwarm, control: FakeControl, mode: ServiceMode, endpoint_mode: EndpointMode
+) -> None:
+    created = control.create_service("web", mode=mode, endpoint_mode=endpoint_mode)
+
+    assert created == swarm_dns.service("web")
+    assert (created.mode, created.endpoint_mode) == (mode, endpoint_mode)
+
+
+def test_null_modes_are_the_defaults(swarm_dns: FakeSwarm, line: Line) -> None:
+    reply = line.ask(
+        b'{"op": "create_service", "name": "web", "mode": null, "endpoint_mode": null}'
+    )
+
+    assert reply["ok"], reply
+    assert (swarm_dns.service("web").mode, swarm_dns.service("web").endpoint_mode) == (
+        "replicated",
+        "vip",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"endpoint_mode": "round-robin"},
+            "create_service: endpoint mode must be 'vip' or 'dnsrr', not 'round-robin'",
+        ),
+        (
+            {"mode": "daemon"},
+            "create_service: mode must be 'replicated' or 'global', not 'daemon'",
+        ),
+        # The mode is checked first, as FakeSwarm.create_service() checks it.
+        (
+            {"mode": "daemon", "endpoint_mode": "rr"},
+            "create_service: mode must be 'replicated' or 'global', not 'daemon'",
+        ),
+    ],
+)
+def test_a_wrong_mode_is_the_fakes_refusal(
+    swarm_dns: FakeSwarm, line: Line, fields: dict[str, str], message: str
+) -> None:
+    reply = line.ask(json.dumps({"op": "create_service", "name": "web", **fields}).encode())
+
+    assert (reply["ok"], reply["error"], reply["message"]) == (False, "SwarmError", message)
+    assert swarm_dns.services == ()
+
+
+def test_a_wrong_mode_is_sent_and_refused_by_the_fake(control: FakeControl) -> None:
+    with pytest.raises(SwarmError, match=r"^create_service: endpoint mode must be 'vip' or"):
+        control.create_service("web", endpoint_mode="rr")  # type: ignore[arg-type]
+
+
 def test_the_fake_refusing_is_a_swarm_error(swarm_dns: FakeSwarm, control: FakeControl) -> None:
     swarm_dns.create_service("web")
 
@@ -254,6 +312,10 @@ BAD_REQUESTS = [
     (b'{"op": "state", "verbose": true}', "state takes no fields; not 'verbose'"),
     (b'{"op": "create_service", "name": "x", "aliases": "www"}', "a list of strings"),
     (b'{"op": "create_service", "name": "x", "healthcheck": 1}', "true or false"),
+    (b'{"op": "create_service", "name": "x", "mode": 1}', "'mode' must be a string, not 1"),
+    (b'{"op": "create_service", "name": "x", "endpoint_mode": ["vip"]}', "must be a string"),
+    # Every field is read before the fake checks the modes.
+    (b'{"op": "create_service", "name": "x", "mode": "rr", "healthcheck": 1}', "true or false"),
     (b'{"op": "inject", "fault": "servfal"}', "a fault (SERVFAIL, REFUSED, NO_REPLY"),
     (b'{"op": "inject", "fault": []}', "a list of 1 to 1000 faults"),
     (b'{"op": "inject", "fault": -1}', "a delay from 0 to 3600 seconds"),

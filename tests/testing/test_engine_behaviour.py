@@ -12,7 +12,7 @@ import dns.flags
 import dns.message
 import pytest
 
-from swarmdns.testing import ENGINES, FakeSwarm, Fault, Upstream
+from swarmdns.testing import ENGINES, EndpointMode, EngineVersion, FakeSwarm, Fault, Upstream
 
 from .dns_clients import Ask, NoReply, ask_dnspython, exchange
 
@@ -46,7 +46,7 @@ def test_service_name_lists_the_tasks_in_dnsrr_mode(swarm_dns: FakeSwarm, ask: A
 
 @pytest.mark.parametrize("endpoint_mode", ["vip", "dnsrr"])
 def test_tasks_name_lists_every_running_task(
-    swarm_dns: FakeSwarm, ask: Ask, endpoint_mode: str
+    swarm_dns: FakeSwarm, ask: Ask, endpoint_mode: EndpointMode
 ) -> None:
     web = swarm_dns.create_service("web", replicas=4, endpoint_mode=endpoint_mode)
 
@@ -324,7 +324,7 @@ def test_udp_with_edns_honours_the_buffer_size(swarm_dns: FakeSwarm, ask: Ask) -
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_small_edns_buffer_still_gets_512_bytes(
-    swarm_dns: FakeSwarm, ask: Ask, engine: str
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion
 ) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.create_service("web", replicas=45)

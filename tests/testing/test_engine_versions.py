@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
+from typing import get_args
 
 import dns.flags
 import dns.message
@@ -23,7 +24,8 @@ import dns.rcode
 import pytest
 
 from swarmdns._backends.nameserver import Nameserver, nameservers_from_resolv_conf
-from swarmdns.testing import ENGINES, FakeSwarm, Fault, Outcome, Upstream
+from swarmdns.testing import ENGINES, EngineVersion, FakeSwarm, Fault, Outcome, Upstream
+from swarmdns.testing._engines import _PROFILES, engine_profile
 from swarmdns.testing._responder import UPSTREAM_TIMEOUT, Responder
 from swarmdns.testing._zone import NetworkZone, Zone
 
@@ -49,6 +51,12 @@ WITHOUT_RA = frozenset({"qr", "rd"})
 
 def test_the_engines_are_the_three_seen_newest_last() -> None:
     assert ENGINES == ("20.10", "26.1", "28.5")
+
+
+def test_the_engines_are_the_versions_of_their_type_each_with_a_profile() -> None:
+    assert get_args(EngineVersion) == ENGINES
+    assert [engine_profile(engine).version for engine in ENGINES] == list(ENGINES)
+    assert sorted(_PROFILES) == sorted(ENGINES)
 
 
 def owners(wire: bytes) -> list[bytes]:
@@ -99,7 +107,7 @@ def test_the_newest_engine_is_the_default() -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_the_engine_is_chosen_at_creation_and_shown(engine: str) -> None:
+def test_the_engine_is_chosen_at_creation_and_shown(engine: EngineVersion) -> None:
     swarm = FakeSwarm(engine=engine)
 
     assert swarm.engine == engine
@@ -150,7 +158,7 @@ def test_reset_goes_back_to_the_engine_of_creation() -> None:
 @pytest.mark.parametrize("edns", [None, 512])
 @pytest.mark.parametrize("case", TRUNCATION, ids=lambda case: f"{case[0]}-{len(case[1])}")
 def test_udp_answers_are_cut_to_512_bytes_as_each_engine_does(
-    swarm_dns: FakeSwarm, ask: Ask, case: tuple[str, str, int, int], edns: int | None
+    swarm_dns: FakeSwarm, ask: Ask, case: tuple[EngineVersion, str, int, int], edns: int | None
 ) -> None:
     engine, name, count, size = case
     swarm_dns.use_engine(engine)
@@ -166,7 +174,7 @@ def test_udp_answers_are_cut_to_512_bytes_as_each_engine_does(
 
 @pytest.mark.parametrize(("engine", "name", "count", "size"), TRUNCATION)
 def test_newer_engines_compress_every_owner_to_a_pointer_to_the_question(
-    swarm_dns: FakeSwarm, engine: str, name: str, count: int, size: int
+    swarm_dns: FakeSwarm, engine: EngineVersion, name: str, count: int, size: int
 ) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.create_service(name.removeprefix("tasks."), replicas=45)
@@ -185,7 +193,9 @@ def test_newer_engines_compress_every_owner_to_a_pointer_to_the_question(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_an_answer_that_fits_is_never_compressed(swarm_dns: FakeSwarm, engine: str) -> None:
+def test_an_answer_that_fits_is_never_compressed(
+    swarm_dns: FakeSwarm, engine: EngineVersion
+) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.create_service("web", replicas=45)
 
@@ -199,7 +209,7 @@ def test_an_answer_that_fits_is_never_compressed(swarm_dns: FakeSwarm, engine: s
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_newer_engines_compress_rather_than_truncate_when_that_is_enough(
-    swarm_dns: FakeSwarm, engine: str
+    swarm_dns: FakeSwarm, engine: EngineVersion
 ) -> None:
     # 25 records: 652 bytes written out, 427 compressed.
     swarm_dns.use_engine(engine)
@@ -246,7 +256,7 @@ def udp_reply(responder: Responder, name: str) -> tuple[bytes, dns.message.Messa
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_how_many_records_fit_in_512_bytes_follows_the_name_length(engine: str) -> None:
+def test_how_many_records_fit_in_512_bytes_follows_the_name_length(engine: EngineVersion) -> None:
     names = [f"tasks.{'w' * length}" for length in range(1, 64)]
     names += [f"tasks.{'w' * 63}.{'n' * length}" for length in (1, 40, 63)]
     responder = Responder(seed=1, engine=engine)
@@ -267,7 +277,7 @@ TCP_EDGE = {"20.10": f"tasks.{'w' * 49}", "26.1": "tasks.website", "28.5": "task
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_tcp_carries_what_each_engine_fits_in_64_kib(engine: str) -> None:
+def test_tcp_carries_what_each_engine_fits_in_64_kib(engine: EngineVersion) -> None:
     name = TCP_EDGE[engine]
     responder = Responder(seed=1, engine=engine)
     responder.zone = zone_of({name: 5000})
@@ -290,7 +300,9 @@ def test_tcp_carries_what_each_engine_fits_in_64_kib(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_tcp_answers_that_fit_only_compressed_are_whole_on_newer_engines(engine: str) -> None:
+def test_tcp_answers_that_fit_only_compressed_are_whole_on_newer_engines(
+    engine: EngineVersion,
+) -> None:
     # 3,000 records: 75,027 bytes written out, 48,027 compressed.
     responder = Responder(seed=1, engine=engine)
     responder.zone = zone_of({"tasks.web": 3000})
@@ -306,7 +318,9 @@ def test_tcp_answers_that_fit_only_compressed_are_whole_on_newer_engines(engine:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_local_names_keep_ra_on_every_engine(swarm_dns: FakeSwarm, ask: Ask, engine: str) -> None:
+def test_local_names_keep_ra_on_every_engine(
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion
+) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.create_service("web", replicas=3)
     swarm_dns.upstream = Upstream.UNREACHABLE
@@ -329,7 +343,7 @@ def test_unreachable_upstream_gets_no_reply_from_20_10(swarm_dns: FakeSwarm, ask
 
 @pytest.mark.parametrize("engine", NEWER)
 def test_unreachable_upstream_gets_servfail_without_ra_from_newer_engines(
-    swarm_dns: FakeSwarm, ask: Ask, engine: str
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion
 ) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.create_service("idle", replicas=0)
@@ -347,7 +361,7 @@ def test_unreachable_upstream_gets_servfail_without_ra_from_newer_engines(
     ("engine", "flags"), [("20.10", WITH_RA), ("26.1", WITHOUT_RA), ("28.5", WITHOUT_RA)]
 )
 def test_upstream_servfail_is_relayed_by_20_10_and_replaced_by_newer_engines(
-    swarm_dns: FakeSwarm, ask: Ask, engine: str, flags: frozenset[str]
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion, flags: frozenset[str]
 ) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.upstream = Upstream.SERVFAIL
@@ -359,7 +373,7 @@ def test_upstream_servfail_is_relayed_by_20_10_and_replaced_by_newer_engines(
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_upstream_nxdomain_is_relayed_by_every_engine(
-    swarm_dns: FakeSwarm, ask: Ask, engine: str
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion
 ) -> None:
     swarm_dns.use_engine(engine)
 
@@ -373,7 +387,7 @@ def test_upstream_nxdomain_is_relayed_by_every_engine(
 )
 @pytest.mark.parametrize("fault", [Fault.SERVFAIL, Fault.REFUSED])
 def test_injected_failures_lack_ra_on_newer_engines(
-    swarm_dns: FakeSwarm, ask: Ask, engine: str, flags: frozenset[str], fault: Fault
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion, flags: frozenset[str], fault: Fault
 ) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.create_service("web")
@@ -384,7 +398,7 @@ def test_injected_failures_lack_ra_on_newer_engines(
     assert (answer.rcode, answer.flags) == (fault.name, flags)
 
 
-def clocked(engine: str, now: list[float]) -> Responder:
+def clocked(engine: EngineVersion, now: list[float]) -> Responder:
     responder = Responder(seed=1, clock=lambda: now[0], engine=engine)
     responder.upstream = Upstream.NO_REPLY
     return responder
@@ -400,7 +414,7 @@ def forward(responder: Responder, name: str = "example.org") -> tuple[str | None
 
 
 @pytest.mark.parametrize("engine", NEWER)
-def test_a_silent_upstream_gets_servfail_after_the_engines_timeout(engine: str) -> None:
+def test_a_silent_upstream_gets_servfail_after_the_engines_timeout(engine: EngineVersion) -> None:
     now = [100.0]
     responder = clocked(engine, now)
 
@@ -416,7 +430,7 @@ def test_a_silent_upstream_gets_no_reply_from_20_10() -> None:
 
 
 @pytest.mark.parametrize("engine", NEWER)
-def test_more_than_1024_forwards_in_flight_get_refused(engine: str) -> None:
+def test_more_than_1024_forwards_in_flight_get_refused(engine: EngineVersion) -> None:
     now = [100.0]
     responder = clocked(engine, now)
 
@@ -437,7 +451,7 @@ def test_more_than_1024_forwards_in_flight_get_refused(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", NEWER)
-def test_answers_from_a_live_upstream_never_pile_up(engine: str) -> None:
+def test_answers_from_a_live_upstream_never_pile_up(engine: EngineVersion) -> None:
     now = [100.0]
     responder = clocked(engine, now)
     responder.upstream = Upstream.NXDOMAIN
@@ -447,7 +461,7 @@ def test_answers_from_a_live_upstream_never_pile_up(engine: str) -> None:
 
 @pytest.mark.parametrize("engine", NEWER)
 def test_a_silent_upstream_times_out_a_client_through_the_server(
-    swarm_dns: FakeSwarm, ask: Ask, engine: str
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion
 ) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.upstream = Upstream.NO_REPLY
@@ -473,7 +487,7 @@ def test_ptr_outside_the_reverse_zones_gets_no_reply_from_20_10(
 @pytest.mark.parametrize("engine", NEWER)
 @pytest.mark.parametrize("name", ["web", "3.0.0.10.IN-ADDR.ARPA"])
 def test_ptr_outside_the_reverse_zones_is_forwarded_by_newer_engines(
-    swarm_dns: FakeSwarm, ask: Ask, engine: str, name: str
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion, name: str
 ) -> None:
     swarm_dns.use_engine(engine)
     swarm_dns.create_service("web")
@@ -508,7 +522,7 @@ options ndots:0
     ("engine", "text"),
     [("20.10", RESOLV_CONF_20_10), ("26.1", RESOLV_CONF_NEWER), ("28.5", RESOLV_CONF_NEWER)],
 )
-def test_resolv_conf_is_written_as_each_engine_writes_it(engine: str, text: str) -> None:
+def test_resolv_conf_is_written_as_each_engine_writes_it(engine: EngineVersion, text: str) -> None:
     assert FakeSwarm(engine=engine).resolv_conf() == text
 
 
@@ -530,7 +544,7 @@ def test_resolv_conf_copies_the_hosts_search_and_options() -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_resolv_conf_keeps_the_hosts_ndots(engine: str) -> None:
+def test_resolv_conf_keeps_the_hosts_ndots(engine: EngineVersion) -> None:
     text = FakeSwarm(engine=engine).resolv_conf(options=["ndots:2"])
 
     assert "options ndots:2\n" in text
@@ -559,7 +573,7 @@ def test_resolv_conf_checks_its_arguments(
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("search", [(), ("corp.example",)])
 def test_swarmdns_reads_the_embedded_dns_from_every_engines_resolv_conf(
-    engine: str, search: tuple[str, ...]
+    engine: EngineVersion, search: tuple[str, ...]
 ) -> None:
     text = FakeSwarm(engine=engine).resolv_conf(search=search)
 

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import socket
 import threading
 from ipaddress import IPv4Address
+from typing import get_args
 
 import pytest
 
 import swarmdns
-from swarmdns.testing import FakeSwarm, FakeTask, NodeDelays, SwarmError, Task
+from swarmdns.testing import (
+    EndpointMode,
+    FakeSwarm,
+    FakeTask,
+    NodeDelays,
+    ServiceMode,
+    SwarmError,
+    Task,
+)
 
 from .dns_clients import ask_dnspython
 
@@ -31,9 +41,36 @@ def test_client_networks_must_exist(swarm_dns: FakeSwarm) -> None:
     assert swarm_dns.client_networks is None
 
 
-def test_mode_is_checked(swarm_dns: FakeSwarm) -> None:
-    with pytest.raises(SwarmError, match="'replicated' or 'global'"):
-        swarm_dns.create_service("web", mode="daemon")
+@pytest.mark.parametrize("mode", get_args(ServiceMode))
+def test_every_service_mode_is_taken(swarm_dns: FakeSwarm, mode: ServiceMode) -> None:
+    web = swarm_dns.create_service("web", replicas=2, mode=mode)
+
+    assert web.mode == mode
+    assert web.replicas == (2 if mode == "replicated" else None)
+
+
+@pytest.mark.parametrize("mode", ["daemon", "Global", "", None, 1])
+def test_mode_is_checked(swarm_dns: FakeSwarm, mode: object) -> None:
+    expected = f"^mode must be 'replicated' or 'global', not {re.escape(repr(mode))}$"
+    with pytest.raises(SwarmError, match=expected):
+        swarm_dns.create_service("web", mode=mode)  # type: ignore[arg-type]
+    assert swarm_dns.services == ()
+
+
+@pytest.mark.parametrize("endpoint_mode", get_args(EndpointMode))
+def test_every_endpoint_mode_is_taken(swarm_dns: FakeSwarm, endpoint_mode: EndpointMode) -> None:
+    web = swarm_dns.create_service("web", endpoint_mode=endpoint_mode)
+
+    assert web.endpoint_mode == endpoint_mode
+    assert (web.vip is None) == (endpoint_mode == "dnsrr")
+
+
+@pytest.mark.parametrize("endpoint_mode", ["round-robin", "VIP", "", None, 0])
+def test_endpoint_mode_is_checked(swarm_dns: FakeSwarm, endpoint_mode: object) -> None:
+    shown = re.escape(repr(endpoint_mode))
+    with pytest.raises(SwarmError, match=f"^endpoint mode must be 'vip' or 'dnsrr', not {shown}$"):
+        swarm_dns.create_service("web", endpoint_mode=endpoint_mode)  # type: ignore[arg-type]
+    assert swarm_dns.services == ()
 
 
 @pytest.mark.parametrize("port", [-1, 65536, "53", True])

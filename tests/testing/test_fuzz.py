@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import get_args
 
 import dns.message
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swarmdns.testing import FakeSwarm, _wire
+from swarmdns.testing import FakeSwarm, Transport, _wire
 from swarmdns.testing._responder import Responder
 from swarmdns.testing._swarm import Swarm
 from swarmdns.testing._zone import ZoneBuilder
@@ -69,8 +70,10 @@ def responder() -> Responder:
 
 
 @settings(max_examples=1500, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=datagrams, transport=st.sampled_from(["udp", "tcp"]))
-def test_every_reply_is_well_formed(responder: Responder, data: bytes, transport: str) -> None:
+@given(data=datagrams, transport=st.sampled_from(get_args(Transport)))
+def test_every_reply_is_well_formed(
+    responder: Responder, data: bytes, transport: Transport
+) -> None:
     reply = responder.respond(data, transport)
 
     if reply.data is not None:

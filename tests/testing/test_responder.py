@@ -10,7 +10,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from swarmdns.testing import ENGINES, Delay, Fault, Outcome, Upstream
+from swarmdns.testing import ENGINES, Delay, EngineVersion, Fault, Outcome, Transport, Upstream
 from swarmdns.testing._engines import engine_profile
 from swarmdns.testing._responder import FaultTable, QueryLog, QueryRecord, Responder
 from swarmdns.testing._swarm import Swarm
@@ -35,7 +35,7 @@ def responder() -> Responder:
 
 
 def ask(
-    responder: Responder, name: str, rdtype: str = "A", transport: str = "udp"
+    responder: Responder, name: str, rdtype: str = "A", transport: Transport = "udp"
 ) -> dns.message.Message | None:
     query = dns.message.make_query(name, rdtype)
     reply = responder.respond(query.to_wire(), transport)
@@ -348,7 +348,7 @@ def test_delay_must_be_a_number() -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_udp_answers_never_exceed_the_largest_datagram(engine: str) -> None:
+def test_udp_answers_never_exceed_the_largest_datagram(engine: EngineVersion) -> None:
     # 5,000 records: over 65,507 bytes even with every owner compressed.
     swarm = Swarm(seed=1)
     swarm.create_network("huge", subnet="10.64.0.0/18")
