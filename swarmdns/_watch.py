@@ -92,6 +92,8 @@ class WatchHealth:
         failures_by_kind: Failed lookups since the watch began, by the name of
             their error's class (``ResolutionTimeout``, ``ResolutionError``).
         changes: Changes reported since the watch began, the initial set included.
+        failing_since: When the first of the failures under way happened (UTC),
+            the moment an outage began; None while the last lookup succeeded.
     """
 
     consecutive_failures: int
@@ -100,6 +102,7 @@ class WatchHealth:
     lookups: int = 0
     failures_by_kind: Mapping[str, int] = field(factory=dict, eq=False)
     changes: int = 0
+    failing_since: datetime | None = None
 
 
 def is_transient(error: SwarmDNSError) -> bool:
@@ -174,6 +177,7 @@ class WatchCore:
         self._changes = 0
         self._last_error: SwarmDNSError | None = None
         self._last_success: datetime | None = None
+        self._failing_since: datetime | None = None
         self._healthy_since = clock()
         self._last_answer: tuple[IPv4Address, ...] | None = None
         # The thread that drives the watch and the threads that read it.
@@ -207,6 +211,7 @@ class WatchCore:
                 lookups=self._lookups,
                 failures_by_kind=dict(self._failures_by_kind),
                 changes=self._changes,
+                failing_since=self._failing_since,
             )
 
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
@@ -246,6 +251,7 @@ class WatchCore:
                 len(seen),
             )
         self._failures = 0
+        self._failing_since = None
         self._lookups += 1
         self._last_error = None
         self._last_success = self._wall_clock()
@@ -292,6 +298,7 @@ class WatchCore:
         self._failures_by_kind[kind] = self._failures_by_kind.get(kind, 0) + 1
         self._last_error = error
         if self._failures == 1:
+            self._failing_since = self._wall_clock()
             logger().warning(
                 "looking up %s failed; keeping the last %d known tasks and retrying: %s",
                 self.query_name,

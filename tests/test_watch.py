@@ -368,3 +368,32 @@ def test_a_stepper_stops_as_soon_as_what_it_waits_for_holds() -> None:
     steps.close()
     assert steps.ended
     assert steps.next_action(lambda: False) is None
+
+
+def test_health_says_when_the_failures_under_way_began() -> None:
+    wall = {"now": WALL}
+
+    def at(minute: int) -> datetime:
+        wall["now"] = WALL.replace(minute=minute)
+        return wall["now"]
+
+    watch = WatchCore(
+        "web", query_name="tasks.web.", clock=Clock(), wall_clock=lambda: wall["now"]
+    )
+    watch.succeeded(ips(3))
+    before = watch.health.failing_since
+    began = at(1)
+    watch.failed(failure())
+    at(2)
+    watch.failed(failure())
+    during = watch.health.failing_since
+    at(3)
+    watch.succeeded(ips(3))
+    after = watch.health.failing_since
+    again = at(4)
+    watch.failed(failure())
+
+    assert before is None
+    assert during == began
+    assert after is None
+    assert watch.health.failing_since == again
