@@ -271,14 +271,7 @@ class AsyncTaskWatch(WatchView, AsyncIterator[TaskSetChange]):
         """
         wait = WaitCore(self._core, count, seconds("timeout", timeout))
         await _run_steps(self._steps, self._lookup, wait.enough, wait.deadline)
-        if wait.enough():
-            return self._core.current
-        if self._steps.ended:
-            raise RuntimeError(
-                f"the watch of {self._core.query_name!r} is closed; it showed"
-                f" {len(self._core.current)} tasks"
-            )
-        raise wait.timed_out()
+        return wait.result(ended=self._steps.ended)
 
     async def aclose(self) -> None:
         """End the watch."""
@@ -509,12 +502,7 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
         wait = WaitCore(self._core.watch_of(service), count, seconds("timeout", timeout))
         if not wait.enough():
             await self._driver.run(wait.enough, wait.deadline)
-        if wait.enough():
-            return wait.watch.current
-        if self._driver.closed:
-            shown = len(wait.watch.current)
-            raise RuntimeError(f"the watch was closed; {service!r} showed {shown} tasks")
-        raise wait.timed_out()
+        return wait.result(ended=self._driver.closed)
 
     async def aclose(self) -> None:
         """End the watch and close its sockets, lookups and connections under way included."""

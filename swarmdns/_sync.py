@@ -258,14 +258,7 @@ class TaskWatch(WatchView, Iterator[TaskSetChange]):
         """
         wait = WaitCore(self._core, count, seconds("timeout", timeout))
         _run_steps(self._steps, self._lookup, wait.enough, wait.deadline)
-        if wait.enough():
-            return self._core.current
-        if self._steps.ended:
-            raise RuntimeError(
-                f"the watch of {self._core.query_name!r} is closed; it showed"
-                f" {len(self._core.current)} tasks"
-            )
-        raise wait.timed_out()
+        return wait.result(ended=self._steps.ended)
 
     def close(self) -> None:
         """End the watch."""
@@ -531,12 +524,7 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
         wait = WaitCore(self._core.watch_of(service), count, seconds("timeout", timeout))
         if not wait.enough():
             self._driver.run(wait.enough, wait.deadline)
-        if wait.enough():
-            return wait.watch.current
-        if self._driver.closed:
-            shown = len(wait.watch.current)
-            raise RuntimeError(f"the watch was closed; {service!r} showed {shown} tasks")
-        raise wait.timed_out()
+        return wait.result(ended=self._driver.closed)
 
     def close(self) -> None:
         """End the watch and close its sockets; safe from any thread, and more than once."""

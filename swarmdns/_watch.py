@@ -392,6 +392,36 @@ class WaitCore:
         """Seconds to wait before the next lookup, never past the end."""
         return min(self.watch.next_delay(), self.remaining())
 
+    def result(
+        self,
+        *,
+        ended: bool,
+        what: str = "the watch",
+        how: str = "was closed",
+        cause: BaseException | None = None,
+    ) -> tuple[IPv4Address, ...]:
+        """The addresses once there are enough, after a wait that stopped; else why not.
+
+        Args:
+            ended: Whether the watch ended (was closed or stopped) during the wait.
+            what: The watch, as the error names it.
+            how: How it ended, as the error says it.
+            cause: Why the watch ended, chained to the error.
+
+        Raises:
+            RuntimeError: ``ended``, without enough tasks.
+            NotEnoughTasks: Not enough tasks, and not ``ended``: out of time.
+        """
+        current = self.watch.current
+        if self.enough():
+            return current
+        if ended:
+            raise RuntimeError(
+                f"{what} of {self.watch.service!r} {how} before it showed {self.count} tasks"
+                f" (it showed {len(current)})"
+            ) from cause
+        raise self.timed_out()
+
     def timed_out(self) -> NotEnoughTasks:
         """The error to raise once no time remains."""
         current = self.watch.current

@@ -138,7 +138,7 @@ class _Background:
             self._changed.wait_for(lambda: self._changes > seen or self._finished, timeout)
             return self._changes > seen
 
-    def _wait_for(self, wait: WaitCore, what: str) -> tuple[IPv4Address, ...]:
+    def _wait_for(self, wait: WaitCore) -> tuple[IPv4Address, ...]:
         """Block until ``wait`` has enough tasks, or its time is up."""
         with self._changed:
             if self._thread is None:
@@ -146,14 +146,12 @@ class _Background:
                     f"the {type(self).__name__} was never started: call start() first"
                 )
             self._changed.wait_for(lambda: wait.enough() or self._finished, wait.remaining())
-            if wait.enough():
-                return wait.watch.current
-            if self._finished:
-                raise RuntimeError(
-                    f"the {type(self).__name__} of {what} stopped before it showed"
-                    f" {wait.count} tasks (it showed {len(wait.watch.current)})"
-                ) from self._error
-        raise wait.timed_out()
+            return wait.result(
+                ended=self._finished,
+                what=f"the {type(self).__name__}",
+                how="stopped",
+                cause=self._error,
+            )
 
     # -- the thread ----------------------------------------------------------------
 
@@ -295,7 +293,7 @@ class TaskWatcher(_Background, WatchView):
                 error that ended it is the cause).
         """
         wait = WaitCore(self._core, count, seconds("timeout", timeout))
-        return self._wait_for(wait, repr(self._core.query_name))
+        return self._wait_for(wait)
 
     def _work(self) -> None:
         import asyncio  # noqa: PLC0415 - asyncio only when a watcher runs
@@ -407,7 +405,7 @@ class FleetWatcher(_Background, FleetView):
             RuntimeError: The watcher was never started, or has stopped.
         """
         wait = WaitCore(self._core.watch_of(service), count, seconds("timeout", timeout))
-        return self._wait_for(wait, repr(service))
+        return self._wait_for(wait)
 
     def _work(self) -> None:
         changes: Iterator[TaskSetChange] = self._watch

@@ -397,3 +397,22 @@ def test_health_says_when_the_failures_under_way_began() -> None:
     assert during == began
     assert after is None
     assert watch.health.failing_since == again
+
+
+def test_a_wait_that_stopped_gives_the_tasks_or_says_why_not() -> None:
+    clock = Clock()
+    enough = WaitCore(core(clock), 2, timeout=5, clock=clock)
+    enough.watch.succeeded(ips(3, 4))
+    short = WaitCore(core(clock), 3, timeout=5, clock=clock)
+    short.watch.succeeded(ips(3))
+    cause = OSError("the socket broke")
+
+    with pytest.raises(
+        RuntimeError, match=r"'web' was closed before it showed 3 tasks \(it showed 1\)"
+    ) as ended:
+        short.result(ended=True, what="the watch", cause=cause)
+    clock.now += 5
+    with pytest.raises(NotEnoughTasks):
+        short.result(ended=False)
+    assert enough.result(ended=True) == tuple(sorted(ips(3, 4)))
+    assert ended.value.__cause__ is cause
