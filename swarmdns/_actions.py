@@ -9,9 +9,11 @@ these pieces:
   net change and every service's set. Neither does I/O.
 - ``Renderer`` renders a Jinja2 template into a file, atomically and only when
   the content changes; ``CommandRunner`` runs a shell command with the batch
-  as JSON on stdin, and stops it (its process group too) after a timeout.
+  as JSON on stdin, and stops it (its process group too) after a timeout, or
+  when ``cancel()`` is called because the watch is stopping.
 - ``Actions`` does both for one batch; ``ActionLoop`` takes changes from any
-  thread (a watcher's ``on_change``) and acts on one batch at a time.
+  thread (a watcher's ``on_change``) and acts on one batch at a time; its
+  ``stop()`` cuts the action under way short (``Actions.cancel()``).
 - ``parse_render_spec()``, ``parse_wait()`` and ``parse_duration()`` read the
   command line's ``TEMPLATE:DEST``, ``MIN[:MAX]`` and ``10s``.
 """
@@ -32,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple
 
 from attrs import frozen
 
@@ -614,19 +616,23 @@ class CommandResult:
 
     Attributes:
         returncode: The shell's exit status; negative when a signal ended it;
-            None when it could not be started.
+            None when it was not started (it could not be, or the runner was
+            cancelled).
         timed_out: Whether it ran past its timeout and was stopped.
+        cancelled: Whether ``CommandRunner.cancel()`` stopped it, or kept it
+            from starting.
         duration: Seconds it ran.
     """
 
     returncode: int | None
     timed_out: bool = False
+    cancelled: bool = False
     duration: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """Whether it ended in time, with status 0."""
-        return self.returncode == 0 and not self.timed_out
+        """Whether it ended on its own, in time, with status 0."""
+        return self.returncode == 0 and not self.timed_out and not self.cancelled
 
 
 def _signal_group(group: int, signum: signal.Signals) -> None:
@@ -651,6 +657,11 @@ class CommandRunner:
     is logged (logger ``swarmdns``). One that runs past ``timeout`` is sent
     SIGTERM, with its whole process group, and SIGKILL ``kill_grace``
     seconds later; that is logged too. Neither raises: the watch goes on.
+
+    ``cancel()``, from any thread when the watch stops, stops the command
+    under way in the same way and closes the runner: later runs start
+    nothing. A run it cut short, or kept from starting, returns a result
+    with ``cancelled`` set.
 
     Args:
         command: The shell command.
@@ -678,13 +689,27 @@ class CommandRunner:
         self.kill_grace = seconds("kill_grace", kill_grace)
         self._stdout = stdout
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held for a whole run: one at a time
+        # Guards the three below; held briefly, and while the command starts.
+        self._state = threading.Lock()
+        self._closed = False
+        self._process: subprocess.Popen[bytes] | None = None  # the command under way
+        self._stopping: Literal["timeout", "cancel"] | None = None  # why it is being stopped
 
     def __repr__(self) -> str:
-        return f"<CommandRunner {self.command!r}, timeout {self.timeout}>"
+        closed = ", closed" if self._closed else ""
+        return f"<CommandRunner {self.command!r}, timeout {self.timeout}{closed}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``cancel()`` was called: runs no longer start the command."""
+        return self._closed
 
     def run(self, event_json: str, env: Mapping[str, str] | None = None) -> CommandResult:
         """Run the command and wait for it (or its timeout); a run in another thread goes first.
+
+        Once the runner is closed (``cancel()``), the command is not started:
+        the result has ``cancelled`` set, and no ``returncode``.
 
         Args:
             event_json: Written to the command's stdin (``Batch.to_json()``).
@@ -693,28 +718,65 @@ class CommandRunner:
         with self._lock:
             return self._run(event_json, {**os.environ, **(env or {})})
 
+    def cancel(self) -> None:
+        """Stop the command under way, because the watch is stopping, and close the runner.
+
+        From any thread; a second call does nothing, and neither does one
+        when no command runs but closing the runner. The command's process
+        group gets SIGTERM, then SIGKILL once its shell has ended or
+        ``kill_grace`` seconds have passed, as on a timeout; this returns
+        then, so it can take up to ``kill_grace``. The ``run()`` it cut short
+        returns a result with ``cancelled`` set; later ones start nothing.
+        """
+        with self._state:
+            self._closed = True
+            process = self._process
+            if process is None or self._stopping is not None:
+                return  # nothing runs, or it is being stopped already
+            self._stopping = "cancel"
+        self._stop(process)
+
     def _run(self, event_json: str, env: dict[str, str]) -> CommandResult:
         started = self._clock()
         service = env.get("SWARMDNS_SERVICE")
         about = f" (for {service})" if service else ""
-        try:
-            process = subprocess.Popen(  # noqa: S602 - a shell command is what the user gives
-                self.command,
-                shell=True,
-                stdin=subprocess.PIPE,
-                stdout=self._stdout,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as error:
-            logger().error(
-                "could not start the command %r: %s; the watch goes on", self.command, error
-            )
-            return CommandResult(returncode=None)
+        process = self._start(env)
+        if isinstance(process, CommandResult):
+            return process
         try:
             process.communicate(event_json.encode(), timeout=self.timeout)
         except subprocess.TimeoutExpired:
+            with self._state:
+                ours = self._stopping is None  # else cancel() is stopping it
+                if ours:
+                    self._stopping = "timeout"
+            if ours:
+                self._stop(process)
+            else:
+                process.wait()
+        except BaseException:  # an interrupt: the command must not outlive the watch
             self._stop(process)
+            raise
+        finally:
+            with self._state:
+                self._process = None
+                stopped_by = self._stopping
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+        duration = self._clock() - started
+        if stopped_by == "cancel":
+            # Its shell has ended; what else runs in its group is not to outlive
+            # the run (cancel() sends this too, perhaps not yet).
+            _signal_group(process.pid, signal.SIGKILL)
+            logger().warning(
+                "the command %r%s was stopped, with its process group (SIGTERM, then"
+                " SIGKILL), because the watch is stopping",
+                self.command,
+                about,
+            )
+            return CommandResult(returncode=process.returncode, cancelled=True, duration=duration)
+        if stopped_by == "timeout":
             logger().error(
                 "the command %r%s ran past its timeout of %g s and was stopped, with"
                 " its process group (SIGTERM, then SIGKILL); the watch goes on. If it needs"
@@ -723,13 +785,7 @@ class CommandRunner:
                 about,
                 self.timeout,
             )
-            return CommandResult(
-                returncode=process.returncode, timed_out=True, duration=self._clock() - started
-            )
-        except BaseException:  # an interrupt: the command must not outlive the watch
-            self._stop(process)
-            raise
-        duration = self._clock() - started
+            return CommandResult(returncode=process.returncode, timed_out=True, duration=duration)
         if process.returncode != 0:
             logger().warning(
                 "the command %r%s %s after %.3g s; the watch goes on",
@@ -742,17 +798,47 @@ class CommandRunner:
             logger().info("ran the command %r%s in %.3g s", self.command, about, duration)
         return CommandResult(returncode=process.returncode, duration=duration)
 
+    def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes] | CommandResult:
+        """The command, started; or the result of not starting it."""
+        failure: OSError | None = None
+        with self._state:  # cancel() comes first, or finds the process to stop
+            closed = self._closed
+            if not closed:
+                try:
+                    process = subprocess.Popen(  # noqa: S602 - the user gives a shell command
+                        self.command,
+                        shell=True,
+                        stdin=subprocess.PIPE,
+                        stdout=self._stdout,
+                        env=env,
+                        start_new_session=True,
+                    )
+                except OSError as error:
+                    failure = error
+                else:
+                    self._process = process
+                    self._stopping = None
+                    return process
+        if closed:
+            logger().info("not running the command %r: the watch is stopping", self.command)
+            return CommandResult(returncode=None, cancelled=True)
+        logger().error(
+            "could not start the command %r: %s; the watch goes on", self.command, failure
+        )
+        return CommandResult(returncode=None)
+
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGTERM to the command's process group; SIGKILL to what is left after the grace."""
+        """SIGTERM to the command's process group; SIGKILL to what is left after the grace.
+
+        The thread of the run may be waiting for the process too: ``Popen``
+        allows that, and only that thread closes the process's stdin.
+        """
         _signal_group(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(self.kill_grace)
         # Children that ignored SIGTERM or outlived the shell.
         _signal_group(process.pid, signal.SIGKILL)
         process.wait()
-        if process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
 
 
 # -- acting on changes -------------------------------------------------------------
@@ -789,6 +875,15 @@ class Actions:
 
     def __repr__(self) -> str:
         return f"<Actions {list(self.renderers)!r}, {self.runner!r}>"
+
+    def cancel(self) -> None:
+        """Stop the command under way, and run it no more: the watch is stopping.
+
+        From any thread (``ActionLoop``'s ``cancel``); see
+        ``CommandRunner.cancel()``. Without a command, nothing to do.
+        """
+        if self.runner is not None:
+            self.runner.cancel()
 
     def __call__(self, batch: Batch) -> None:
         """Act on ``batch``.
@@ -853,12 +948,23 @@ class ActionLoop:
     ``run()``: a template that fails at start is a mistake to fix. After
     that, it is logged and the loop goes on; the next change tries again.
 
+    ``stop()`` calls ``cancel``, which cuts the action under way short, so
+    that a watch that stops does not wait for its command (up to its
+    timeout), nor leave it running::
+
+        actions = Actions(renderers, runner)
+        loop = ActionLoop(actions, services, cancel=actions.cancel)
+
     Args:
         act: What to do with each batch (an ``Actions``).
         services: The services watched: the first action waits for all their
             initial sets.
         window: When a burst has settled; by default, at once.
         clock: Monotonic seconds, given to ``window`` as ``now``.
+        cancel: Called (from the thread of ``stop()``) to end the action
+            under way at once and to keep later ones from doing anything,
+            such as ``Actions.cancel``; it may block until the action's
+            command has ended. None: ``stop()`` waits for the action.
     """
 
     def __init__(
@@ -868,8 +974,10 @@ class ActionLoop:
         *,
         window: SettleWindow | None = None,
         clock: Callable[[], float] = time.monotonic,
+        cancel: Callable[[], object] | None = None,
     ) -> None:
         self._act = act
+        self._cancel = cancel
         self._pending = PendingChanges(services)
         self._window = window if window is not None else SettleWindow()
         self._clock = clock
@@ -950,7 +1058,16 @@ class ActionLoop:
             self._done += 1
 
     def stop(self) -> None:
-        """End ``run()``: at once, or when the action under way ends; from any thread."""
+        """End ``run()``, from any thread; the action under way is cut short.
+
+        ``run()`` takes no batch after this. An action under way is
+        cancelled (``cancel``: its command is stopped, with its process
+        group), and ``run()`` returns once it has returned; this returns once
+        ``cancel`` has. Without ``cancel``, ``run()`` returns when the action
+        ends. Calling it again does no harm.
+        """
         with self._condition:
             self._stopped = True
             self._condition.notify_all()
+        if self._cancel is not None:
+            self._cancel()

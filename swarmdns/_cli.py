@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 import attrs
@@ -192,7 +193,8 @@ def _parser() -> argparse.ArgumentParser:
         "per change; a line when a service's lookups start failing, and one when they work "
         "again (both noticed within an interval). A failed lookup never changes the set. "
         "With several services, each change line names its service; all go through one "
-        "socket. Ctrl-C ends it, and so does the reader of its output going away.",
+        "socket. Ctrl-C or SIGTERM (docker stop) ends it, stopping a command under way with "
+        "its process group, and so does the reader of its output going away.",
     )
     watch_command.add_argument(
         "services", nargs="+", metavar="SERVICE", help="the services' names (one or more)"
@@ -476,6 +478,11 @@ def _tasks(options: argparse.Namespace, out: TextIO) -> int:
 
 
 def _watch(options: argparse.Namespace, out: TextIO) -> int:
+    with _sigterm_interrupts():  # docker stop: stop as on Ctrl-C, and exit 0
+        return _watch_until_interrupted(options, out)
+
+
+def _watch_until_interrupted(options: argparse.Namespace, out: TextIO) -> int:
     services = list(dict.fromkeys(options.services))
     named = len(services) > 1
     if options.once:
@@ -498,6 +505,37 @@ def _watch(options: argparse.Namespace, out: TextIO) -> int:
         _metrics_served(options.metrics, fleet),
     ):
         _Follow(fleet, options, out, named=named).run(changes)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C does.
+
+    So ``docker stop`` (SIGTERM, then SIGKILL 10 s later) ends ``watch``
+    cleanly: the command under way is stopped with its process group,
+    threads and sockets are closed, and the exit status is Ctrl-C's. A
+    second SIGTERM is ignored, so that it does not cut the stopping short
+    (SIGKILL does that). The handler before is put back afterwards (for
+    ``main()`` called in a program's own process). Outside the main thread,
+    where Python runs no signal handler, this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = False
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        # None: a handler not set from Python, which cannot be put back; the default then.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 @contextlib.contextmanager
@@ -548,7 +586,7 @@ def _action_loop(services: list[str], options: argparse.Namespace) -> ActionLoop
     )
     window = None if options.wait is None else SettleWindow(*parse_wait(options.wait))
     act = Actions(renderers, runner, lookup_tasks=lookup if renderers else None)
-    return ActionLoop(act, services, window=window)
+    return ActionLoop(act, services, window=window, cancel=act.cancel)
 
 
 def _both(

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -37,6 +39,8 @@ from swarmdns._actions import (
     render_context,
     write_if_changed,
 )
+
+T = TypeVar("T")
 
 WALL = datetime(2026, 11, 26, 8, 0, tzinfo=timezone.utc)
 #: The longest any test waits for a thread or a process that should be quick.
@@ -873,6 +877,133 @@ def test_bad_runners(arguments: tuple[object, ...], error: type[Exception], word
         CommandRunner(*arguments)  # type: ignore[arg-type]
 
 
+def started_pid(pid_file: Path) -> int:
+    """The pid a command wrote to ``pid_file`` once started (``echo $$ > FILE``)."""
+    wait_until(lambda: pid_file.read_text().endswith("\n"), "the command starts")
+    return int(pid_file.read_text())
+
+
+@pytest.fixture
+def pid_file(tmp_path: Path) -> Iterator[Path]:
+    """Where a command writes its pid; whatever still runs in its group is killed after."""
+    path = tmp_path / "command.pid"
+    path.touch()
+    yield path
+    text = path.read_text()
+    if text.endswith("\n") and alive(int(text)):  # the test failed: leave nothing behind
+        os.killpg(int(text), signal.SIGKILL)
+
+
+def in_thread(function: Callable[[], T]) -> tuple[threading.Thread, list[T]]:
+    """Call ``function`` in a thread; the list gets what it returns."""
+    returned: list[T] = []
+    thread = threading.Thread(target=lambda: returned.append(function()), daemon=True)
+    thread.start()
+    return thread, returned
+
+
+def test_cancel_stops_the_command_under_way_with_its_process_group(
+    pid_file: Path, tmp_path: Path, quiet_caplog: pytest.LogCaptureFixture
+) -> None:
+    child_file = tmp_path / "child.pid"
+    # The shell and a child in its group, both well past any deadline here.
+    command = f"sleep 600 & echo $! > {child_file}; echo $$ > {pid_file}; wait"
+    runner = CommandRunner(command, timeout=3600)
+    thread, returned = in_thread(lambda: runner.run("{}", {"SWARMDNS_SERVICE": "web"}))
+    shell = started_pid(pid_file)
+    child = int(child_file.read_text())
+
+    runner.cancel()
+    thread.join(PATIENCE)
+
+    assert not thread.is_alive()
+    (result,) = returned
+    assert result.cancelled
+    assert not result.ok
+    assert not result.timed_out
+    assert result.returncode == -15
+    assert not alive(shell)
+    wait_until(lambda: not alive(child), "the child is stopped too")  # reaped by init
+    assert runner.closed
+    (warning,) = messages(quiet_caplog, logging.WARNING)
+    assert "the command" in warning
+    assert "(for web) was stopped, with its process group" in warning
+    assert warning.endswith("because the watch is stopping")
+    assert messages(quiet_caplog, logging.ERROR) == []  # not a timeout
+
+
+def test_cancel_kills_a_command_that_ignores_sigterm_after_the_grace(pid_file: Path) -> None:
+    runner = CommandRunner(
+        f"trap '' TERM; echo $$ > {pid_file}; exec sleep 600", timeout=3600, kill_grace=0.2
+    )
+    thread, returned = in_thread(lambda: runner.run("{}"))
+    started_pid(pid_file)
+
+    runner.cancel()
+    thread.join(PATIENCE)
+
+    assert not thread.is_alive()
+    (result,) = returned
+    assert result == CommandResult(returncode=-9, cancelled=True, duration=result.duration)
+
+
+def test_cancel_with_nothing_running_only_closes_the_runner(
+    tmp_path: Path, quiet_caplog: pytest.LogCaptureFixture
+) -> None:
+    ran = tmp_path / "ran"
+    runner = CommandRunner(f"touch {ran}", timeout=PATIENCE)
+
+    runner.cancel()
+    runner.cancel()  # as often as wished
+    result = runner.run("{}")
+
+    assert result == CommandResult(returncode=None, cancelled=True)
+    assert not result.ok
+    assert not ran.exists()
+    assert "not running the command" in messages(quiet_caplog, logging.INFO)[0]
+    assert messages(quiet_caplog, logging.WARNING) == []
+    assert "closed" in repr(runner)
+
+
+def test_a_second_run_does_not_start_the_command_after_cancel(
+    pid_file: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    runner = CommandRunner(
+        f'echo "$SWARMDNS_SERVICE" >> {log}; [ "$SWARMDNS_SERVICE" = b ] && exit;'
+        f" echo $$ > {pid_file}; exec sleep 600",
+        timeout=3600,
+    )
+    first, first_result = in_thread(lambda: runner.run("{}", {"SWARMDNS_SERVICE": "a"}))
+    started_pid(pid_file)
+    second, second_result = in_thread(lambda: runner.run("{}", {"SWARMDNS_SERVICE": "b"}))
+
+    runner.cancel()
+    first.join(PATIENCE)
+    second.join(PATIENCE)
+
+    assert not first.is_alive()
+    assert not second.is_alive()
+    assert [result.cancelled for result in first_result + second_result] == [True, True]
+    assert log.read_text() == "a\n"
+
+
+def test_cancel_from_several_threads_at_once(pid_file: Path) -> None:
+    runner = CommandRunner(f"echo $$ > {pid_file}; exec sleep 600", timeout=3600)
+    thread, returned = in_thread(lambda: runner.run("{}"))
+    started_pid(pid_file)
+
+    cancels = [threading.Thread(target=runner.cancel) for _ in range(4)]
+    for cancel in cancels:
+        cancel.start()
+    for cancel in [*cancels, thread]:
+        cancel.join(PATIENCE)
+
+    assert not any(t.is_alive() for t in [*cancels, thread])
+    (result,) = returned
+    assert result.cancelled
+
+
 # -- actions -------------------------------------------------------------------------
 
 
@@ -1131,6 +1262,51 @@ def test_stop_ends_an_idle_loop(running: Callable[[ActionLoop], threading.Thread
     thread.join(PATIENCE)
 
     assert not thread.is_alive()
+
+
+def test_stop_cuts_the_command_under_way_short(
+    pid_file: Path, running: Callable[[ActionLoop], threading.Thread]
+) -> None:
+    runner = CommandRunner(f"echo $$ > {pid_file}; exec sleep 600", timeout=3600)
+    actions = Actions(runner=runner)
+    loop = ActionLoop(actions, ["web"], cancel=actions.cancel)
+    thread = running(loop)
+    loop.submit(change("web", 3))
+    command = started_pid(pid_file)
+
+    stopping, _ = in_thread(loop.stop)
+    stopping.join(PATIENCE)
+    thread.join(PATIENCE)
+
+    assert not stopping.is_alive()
+    assert not thread.is_alive()
+    assert thread.errors == []  # type: ignore[attr-defined]
+    assert not alive(command)
+    assert loop.actions == 1
+    assert runner.closed
+
+
+def test_stop_cancels_even_when_no_action_runs(
+    running: Callable[[ActionLoop], threading.Thread],
+) -> None:
+    cancels: list[None] = []
+    loop = ActionLoop(print, ["web"], cancel=lambda: cancels.append(None))
+    thread = running(loop)
+
+    loop.stop()
+    thread.join(PATIENCE)
+
+    assert not thread.is_alive()
+    assert cancels == [None]  # so that a batch taken just now starts no command
+
+
+def test_cancelling_actions_without_a_command_does_nothing(template: Path, tmp_path: Path) -> None:
+    actions = Actions([Renderer(template, tmp_path / "out")])
+
+    actions.cancel()
+    actions(batch_of(change("web", 3)))
+
+    assert (tmp_path / "out").read_text() == "server 10.0.1.3:80;\n"
 
 
 def test_the_loop_renders_and_runs_the_command_end_to_end(

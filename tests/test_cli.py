@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -836,6 +838,121 @@ def test_watch_renders_a_template_and_runs_a_command_on_each_change(
     assert first_file == f"server {ips[0]}:80;\nserver {ips[1]}:80;\n"
     assert second == f"web {' '.join(ips)}\n"
     assert dest.read_text() == "".join(f"server {ip}:80;\n" for ip in ips)
+
+
+def runs(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (ended, not yet reaped) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def wait_until_gone(*pids: int) -> list[int]:
+    """Wait (up to the deadline) for ``pids`` to end; those still running."""
+    deadline = time.monotonic() + DEADLINE
+    while any(map(runs, pids)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [pid for pid in pids if runs(pid)]
+
+
+def stop_what_is_left(group: int, *pids: int) -> None:
+    """If a test failed with its command running, kill the command's process group."""
+    if any(map(runs, pids)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+
+
+#: A command that tells its shell's pid and its child's, then waits far longer than a test.
+LONG_COMMAND = 'sleep 600 & echo "$$ $!" > {fifo}; wait'
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "ctrl-c"])
+def test_watch_stops_on_sigterm_as_on_ctrl_c_with_the_command_under_way(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path, signum: signal.Signals
+) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    fifo = Fifo(tmp_path / "started")
+    command = LONG_COMMAND.format(fifo=fifo.path)
+    shell = child = 0
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--exec", command,
+                      "--exec-timeout", "3600")  # fmt: skip
+        shell, child = map(int, fifo.next_run().split())
+        watch.popen.send_signal(signum)
+        code, _, err = watch.finish()
+        left = wait_until_gone(shell, child)
+    finally:
+        fifo.close()
+        stop_what_is_left(shell, shell, child)
+
+    assert (code, err) == (0, "")
+    assert left == []
+
+
+def test_watch_in_process_takes_sigterm_then_puts_the_handler_back(
+    swarm_dns: FakeSwarm, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    fifo = Fifo(tmp_path / "started")
+    command = LONG_COMMAND.format(fifo=fifo.path)
+    received: list[int] = []
+    pids: list[int] = []
+    watched = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)  # what SIGTERM did before the watch, and is to do after
+
+    def terminate_when_the_command_runs() -> None:
+        pids.extend(map(int, fifo.next_run().split()))
+        os.kill(os.getpid(), signal.SIGTERM)
+        if not watched.wait(DEADLINE):  # the watch took no notice: end the test
+            stop_what_is_left(pids[0], *pids)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.signal(signal.SIGTERM, handler)
+    terminator = threading.Thread(target=terminate_when_the_command_runs, daemon=True)
+    try:
+        terminator.start()
+        code = _cli.main(
+            ["watch", "web", "--interval", "0.05", "--exec", command, "--exec-timeout", "3600"],
+            out=io.StringIO(),
+        )
+        watched.set()
+        terminator.join(DEADLINE)
+        after = signal.getsignal(signal.SIGTERM)
+        left = wait_until_gone(*pids)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        fifo.close()
+        if pids:
+            stop_what_is_left(pids[0], *pids)
+
+    assert code == 0
+    assert received == []
+    assert after is handler
+    assert not terminator.is_alive()
+    assert left == []
+
+
+def test_watch_outside_the_main_thread_leaves_signals_alone(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    codes: list[int] = []
+    thread = threading.Thread(
+        target=lambda: codes.append(_cli.main(["watch", "web", "--once"], out=io.StringIO()))
+    )
+    before = signal.getsignal(signal.SIGTERM)
+
+    thread.start()
+    thread.join(DEADLINE)
+
+    assert codes == [0]  # no ValueError: signal handlers are for the main thread only
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_watch_wait_without_anything_to_do_is_a_usage_error() -> None:
