@@ -44,7 +44,17 @@ from ._model import Task
 from ._watch import TaskSetChange, logger
 
 if TYPE_CHECKING:
+    import logging
+
     import jinja2
+
+#: The child of the ``swarmdns`` logger that reports what actions did and how they failed.
+ACTIONS_LOGGER = "actions"
+
+
+def _log() -> logging.Logger:
+    return logger(ACTIONS_LOGGER)
+
 
 #: How to install what ``Renderer`` needs.
 RENDER_EXTRA = "pip install 'swarmdns[render]'"
@@ -654,7 +664,7 @@ class CommandRunner:
 
     The command runs through ``/bin/sh -c``, in a process group of its own,
     with this process's environment plus the variables given. One that fails
-    is logged (logger ``swarmdns``). One that runs past ``timeout`` is sent
+    is logged (logger ``swarmdns.actions``). One that runs past ``timeout`` is sent
     SIGTERM, with its whole process group, and SIGKILL ``kill_grace``
     seconds later; that is logged too. Neither raises: the watch goes on.
 
@@ -671,6 +681,8 @@ class CommandRunner:
             by default this process's stdout; ``sys.stderr`` keeps it out of
             a stream of JSON.
         clock: Monotonic seconds, for the durations reported.
+        watching: Whether a watch goes on after a run, as the failures logged
+            say; False for a run once (``watch --once``).
     """
 
     def __init__(
@@ -681,6 +693,7 @@ class CommandRunner:
         kill_grace: float = 2.0,
         stdout: int | IO[Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        watching: bool = True,
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise ValueError(f"command must be a shell command, not {command!r}")
@@ -688,6 +701,7 @@ class CommandRunner:
         self.timeout = None if timeout is None else seconds("timeout", timeout)
         self.kill_grace = seconds("kill_grace", kill_grace)
         self._stdout = stdout
+        self._goes_on = "; the watch goes on" if watching else ""
         self._clock = clock
         self._lock = threading.Lock()  # held for a whole run: one at a time
         # Guards the three below; held briefly, and while the command starts.
@@ -769,7 +783,7 @@ class CommandRunner:
             # Its shell has ended; what else runs in its group is not to outlive
             # the run (cancel() sends this too, perhaps not yet).
             _signal_group(process.pid, signal.SIGKILL)
-            logger().warning(
+            _log().warning(
                 "the command %r%s was stopped, with its process group (SIGTERM, then"
                 " SIGKILL), because the watch is stopping",
                 self.command,
@@ -777,25 +791,27 @@ class CommandRunner:
             )
             return CommandResult(returncode=process.returncode, cancelled=True, duration=duration)
         if stopped_by == "timeout":
-            logger().error(
+            _log().error(
                 "the command %r%s ran past its timeout of %g s and was stopped, with"
-                " its process group (SIGTERM, then SIGKILL); the watch goes on. If it needs"
-                " longer, raise the timeout (--exec-timeout)",
+                " its process group (SIGTERM, then SIGKILL)%s. If it needs longer, raise"
+                " the timeout (--exec-timeout)",
                 self.command,
                 about,
                 self.timeout,
+                self._goes_on,
             )
             return CommandResult(returncode=process.returncode, timed_out=True, duration=duration)
         if process.returncode != 0:
-            logger().warning(
-                "the command %r%s %s after %.3g s; the watch goes on",
+            _log().warning(
+                "the command %r%s %s after %.3g s%s",
                 self.command,
                 about,
                 _ended_by(process.returncode),
                 duration,
+                self._goes_on,
             )
         else:
-            logger().info("ran the command %r%s in %.3g s", self.command, about, duration)
+            _log().info("ran the command %r%s in %.3g s", self.command, about, duration)
         return CommandResult(returncode=process.returncode, duration=duration)
 
     def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes] | CommandResult:
@@ -820,11 +836,9 @@ class CommandRunner:
                     self._stopping = None
                     return process
         if closed:
-            logger().info("not running the command %r: the watch is stopping", self.command)
+            _log().info("not running the command %r: the watch is stopping", self.command)
             return CommandResult(returncode=None, cancelled=True)
-        logger().error(
-            "could not start the command %r: %s; the watch goes on", self.command, failure
-        )
+        _log().error("could not start the command %r: %s%s", self.command, failure, self._goes_on)
         return CommandResult(returncode=None)
 
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
@@ -885,20 +899,21 @@ class Actions:
         if self.runner is not None:
             self.runner.cancel()
 
-    def __call__(self, batch: Batch) -> None:
-        """Act on ``batch``.
+    def __call__(self, batch: Batch) -> CommandResult | None:
+        """Act on ``batch``; return the command's result, if it ran.
 
         Raises:
             ConfigurationError: A template failed.
             OSError: A file could not be written.
         """
         if self.renderers and not self._render(batch):
-            logger().info(
+            _log().info(
                 "the change of %s leaves every rendered file as it was", ", ".join(batch.services)
             )
-            return
-        if self.runner is not None:
-            self.runner.run(batch.to_json(), batch.environment())
+            return None
+        if self.runner is None:
+            return None
+        return self.runner.run(batch.to_json(), batch.environment())
 
     def _render(self, batch: Batch) -> bool:
         tasks = None if self._lookup_tasks is None else self._tasks_of(batch)
@@ -909,13 +924,11 @@ class Actions:
             try:
                 if renderer.render(context):
                     changed = True
-                    logger().info(
-                        "rendered %s from %s", renderer.dest_path, renderer.template_path
-                    )
+                    _log().info("rendered %s from %s", renderer.dest_path, renderer.template_path)
             except (SwarmDNSError, OSError) as error:
                 errors.append(error)
         for other in errors[1:]:
-            logger().error("%s", other)
+            _log().error("%s", other)
         if errors:
             raise errors[0]
         return changed
@@ -926,7 +939,7 @@ class Actions:
             try:
                 self._tasks[service] = self._lookup_tasks(service)
             except SwarmDNSError as error:
-                logger().warning(
+                _log().warning(
                     "looking up the tasks of %s failed; the templates get their addresses"
                     " without names: %s",
                     service,
@@ -1006,6 +1019,26 @@ class ActionLoop:
             self._window.changed(self._clock())
             self._condition.notify_all()
 
+    def act_now(self) -> object:
+        """Act on the changes submitted so far, in this thread, without waiting: ``watch --once``.
+
+        Returns:
+            What the action returned (``Actions``: the command's result), or
+            None when there was nothing to act on yet.
+
+        Raises:
+            Exception: What the action raised.
+        """
+        with self._condition:
+            batch = self._pending.take() if self._pending.ready else None
+            if batch is not None:
+                self._window.acted()
+        if batch is None:
+            return None
+        result = self._act(batch)
+        self._done += 1
+        return result
+
     def take_due(self, now: float | None = None) -> Batch | None:
         """The batch to act on, if one is due at ``now``; then the next burst starts.
 
@@ -1049,7 +1082,7 @@ class ActionLoop:
             except (SwarmDNSError, OSError) as error:
                 if not self._done:
                     raise
-                logger().error(
+                _log().error(
                     "acting on the change of %s failed; the watch goes on, and the next change"
                     " tries again: %s",
                     ", ".join(batch.services),

@@ -34,8 +34,10 @@ import attrs
 
 from . import __version__
 from ._actions import (
+    ACTIONS_LOGGER,
     ActionLoop,
     Actions,
+    CommandResult,
     CommandRunner,
     Renderer,
     SettleWindow,
@@ -66,6 +68,7 @@ EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_DNS_FAILURE = 3
+EXIT_COMMAND_FAILED = 4
 
 #: The exit codes, as ``--help`` shows them (docs/cli.md shows the same table).
 EXIT_CODES = """\
@@ -76,7 +79,8 @@ exit codes:
   2  usage: bad options, a name Docker would not accept, a bad
      SWARMDNS_NAMESERVER, or an address serve cannot listen on
   3  DNS failure or timeout; watch --once: a lookup failed; watch: lookups
-     failed for longer than --fail-after"""
+     failed for longer than --fail-after
+  4  watch --once: the --exec command failed, or ran past --exec-timeout"""
 
 
 class _Exit(Exception):
@@ -209,7 +213,8 @@ def _parser() -> argparse.ArgumentParser:
     watch_command.add_argument(
         "--once",
         action="store_true",
-        help="look each service up once, print its set, and exit (3 if a lookup failed)",
+        help="look each service up once, print its set, render and run once (--render, --exec),"
+        " and exit (3 if a lookup failed, 4 if the command failed)",
     )
     watch_command.add_argument(
         "--fail-after",
@@ -478,18 +483,18 @@ def _tasks(options: argparse.Namespace, out: TextIO) -> int:
 
 
 def _watch(options: argparse.Namespace, out: TextIO) -> int:
-    with _sigterm_interrupts():  # docker stop: stop as on Ctrl-C, and exit 0
+    with _sigterm_interrupts(), _action_failures_shown():  # docker stop: as on Ctrl-C, exit 0
         return _watch_until_interrupted(options, out)
 
 
 def _watch_until_interrupted(options: argparse.Namespace, out: TextIO) -> int:
     services = list(dict.fromkeys(options.services))
     named = len(services) > 1
+    actions = _action_loop(services, options)
     if options.once:
-        return _watch_once(services, options, out, named=named)
+        return _watch_once(services, options, out, named=named, actions=actions)
     # None: the reader of the output went away; an exception: acting failed.
     changes: queue.Queue[TaskSetChange | BaseException | None] = queue.Queue()
-    actions = _action_loop(services, options)
     with (
         _library_log_silenced(),
         _acting(actions, changes.put),
@@ -580,7 +585,12 @@ def _action_loop(services: list[str], options: argparse.Namespace) -> ActionLoop
     ]
     runner = None
     if options.exec is not None:
-        runner = CommandRunner(options.exec, timeout=options.exec_timeout, stdout=sys.stderr)
+        runner = CommandRunner(
+            options.exec,
+            timeout=options.exec_timeout,
+            stdout=sys.stderr,
+            watching=not options.once,
+        )
     lookup = functools.partial(
         tasks, network=options.network, backend=_backend(options), timeout=options.timeout
     )
@@ -599,6 +609,16 @@ def _both(
     return both
 
 
+def _cannot_act(error: OSError) -> ConfigurationError:
+    """The first action's failure to write a file, as the setting to fix."""
+    failure = ConfigurationError(
+        f"cannot act on the first change: {error}; check --render's DEST and --exec",
+        source="--render",
+    )
+    failure.__cause__ = error
+    return failure
+
+
 @contextlib.contextmanager
 def _acting(
     actions: ActionLoop | None, report: Callable[[BaseException], object]
@@ -612,12 +632,7 @@ def _acting(
         try:
             actions.run()
         except OSError as error:  # a file that cannot be written: a setting to fix
-            failure = ConfigurationError(
-                f"cannot act on the first change: {error}; check --render's DEST and --exec",
-                source="--render",
-            )
-            failure.__cause__ = error
-            report(failure)
+            report(_cannot_act(error))
         except BaseException as error:  # handed to the main thread, which raises it
             report(error)
 
@@ -752,9 +767,19 @@ class _Follow:
 
 
 def _watch_once(
-    services: list[str], options: argparse.Namespace, out: TextIO, *, named: bool
+    services: list[str],
+    options: argparse.Namespace,
+    out: TextIO,
+    *,
+    named: bool,
+    actions: ActionLoop | None,
 ) -> int:
-    """Look each service up once, concurrently; print each set as a watch's first line."""
+    """Look each service up once, concurrently; print each set as a watch's first line.
+
+    Then, if every lookup worked, render the templates and run the command
+    once, as consul-template's ``-once``; after a failed lookup, nothing is
+    rendered, so that a file never holds a set the engine did not give.
+    """
     import asyncio  # noqa: PLC0415 - only for --once
 
     from . import aio  # noqa: PLC0415 - the same reason
@@ -787,8 +812,10 @@ def _watch_once(
             failed.append((service, result))
         else:
             print(_change_line(result, options.json, named=named), file=out, flush=True)
+            if actions is not None:
+                actions.submit(result)
     if not failed:
-        return EXIT_OK
+        return EXIT_OK if actions is None else _act_once(actions)
     if len(failed) == 1:
         ((service, error),) = failed
         raise _Exit(EXIT_DNS_FAILURE, f"looking up {service!r} failed: {error}")
@@ -796,6 +823,38 @@ def _watch_once(
     raise _Exit(
         EXIT_DNS_FAILURE, f"looking up {len(failed)} of {len(services)} services failed: {each}"
     )
+
+
+def _act_once(actions: ActionLoop) -> int:
+    """Render and run on every service's set, once: the end of ``watch --once``."""
+    try:
+        result = actions.act_now()
+    except OSError as error:
+        raise _cannot_act(error) from error
+    if isinstance(result, CommandResult) and not result.ok:
+        how = "ran past --exec-timeout" if result.timed_out else "failed"
+        raise _Exit(EXIT_COMMAND_FAILED, f"the --exec command {how} (above)")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _action_failures_shown() -> Iterator[None]:
+    """Print on stderr how a command or a rendering failed, as ``swarmdns: <message>`` lines.
+
+    The library's other warnings (lookups) stay off stderr: ``watch`` prints
+    failures and recoveries itself.
+    """
+    import logging  # noqa: PLC0415 - slow to import, needed only by watch
+
+    actions = logging.getLogger(f"swarmdns.{ACTIONS_LOGGER}")
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setLevel(logging.WARNING)
+    shown.setFormatter(logging.Formatter("swarmdns: %(message)s"))
+    actions.addHandler(shown)
+    try:
+        yield
+    finally:
+        actions.removeHandler(shown)
 
 
 @contextlib.contextmanager

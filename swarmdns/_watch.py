@@ -37,11 +37,14 @@ from ._names import tasks_name
 from ._own_addresses import local_addresses
 
 
-def logger() -> logging.Logger:
-    """The ``swarmdns`` logger; logging is imported only when there is something to log."""
+def logger(part: str = "") -> logging.Logger:
+    """The ``swarmdns`` logger, or its child ``swarmdns.<part>``.
+
+    Logging is imported only when there is something to log.
+    """
     import logging  # noqa: PLC0415 - slow to import, needed only on trouble
 
-    return logging.getLogger("swarmdns")
+    return logging.getLogger(f"swarmdns.{part}" if part else "swarmdns")
 
 
 #: A failed lookup is retried after interval / 16, then twice that each time,

@@ -762,6 +762,18 @@ def test_a_failing_command_is_logged_and_returns(quiet_caplog: pytest.LogCapture
     assert warning.endswith("the watch goes on")
 
 
+def test_a_failing_run_once_does_not_promise_a_watch(
+    quiet_caplog: pytest.LogCaptureFixture,
+) -> None:
+    runner = CommandRunner("exit 3", timeout=PATIENCE, watching=False)
+
+    runner.run("{}")
+
+    (warning,) = messages(quiet_caplog, logging.WARNING)
+    assert "exited with status 3" in warning
+    assert "watch" not in warning
+
+
 def test_a_command_killed_by_a_signal_says_which(quiet_caplog: pytest.LogCaptureFixture) -> None:
     result = CommandRunner("kill -TERM $$", timeout=PATIENCE).run("{}")
 
@@ -1127,6 +1139,25 @@ def test_the_loop_acts_once_the_burst_settles_on_its_clock() -> None:
     assert loop.take_due() is None
     clock.now += 2.0
     assert loop.take_due() is not None
+
+
+def test_act_now_acts_at_once_on_what_came_and_returns_what_the_action_did() -> None:
+    acted: list[Batch] = []
+
+    def act(batch: Batch) -> str:
+        acted.append(batch)
+        return "done"
+
+    loop = ActionLoop(act, ["web", "api"], window=SettleWindow(60.0))
+    loop.submit(change("web", 3))
+    too_soon = loop.act_now()  # api's initial set has not come
+    loop.submit(change("api", 4))
+
+    assert too_soon is None
+    assert loop.act_now() == "done"  # the window's 60 s are not waited for
+    assert loop.act_now() is None  # nothing new
+    assert [sorted(b.current) for b in acted] == [["api", "web"]]
+    assert loop.actions == 1
 
 
 def test_the_loop_waits_for_every_initial_set() -> None:

@@ -605,6 +605,92 @@ def test_watch_once_exits_3_when_a_lookup_fails(swarm_dns: FakeSwarm) -> None:
     assert both.stdout == ""
 
 
+def test_watch_once_renders_and_runs_the_command_once(
+    swarm_dns: FakeSwarm, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    api = swarm_dns.create_service("api", replicas=1)
+    template = tmp_path / "all.j2"
+    template.write_text(
+        "{% for name, s in services.items() %}{{ name }}={{ s.ips | join(',') }}\n{% endfor %}"
+    )
+    dest = tmp_path / "all"
+    runs = tmp_path / "runs"
+    command = f'echo "$SWARMDNS_SERVICE" >> {runs}'
+
+    first = run("watch", "web", "api", "--once", "--render", f"{template}:{dest}",
+                "--exec", command)  # fmt: skip
+    again = run("watch", "web", "api", "--once", "--render", f"{template}:{dest}",
+                "--exec", command)  # fmt: skip
+
+    assert (first.returncode, first.stderr) == (0, "")
+    ips = {name: ",".join(map(str, s.task_ips)) for name, s in (("web", web), ("api", api))}
+    assert dest.read_text() == f"api={ips['api']}\nweb={ips['web']}\n"
+    # The second time, the file is as it was: the command does not run (as consul-template).
+    assert (again.returncode, again.stderr) == (0, "")
+    assert runs.read_text() == "api,web\n"
+
+
+def test_watch_once_renders_nothing_when_a_lookup_fails(
+    swarm_dns: FakeSwarm, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    swarm_dns.create_service("api", replicas=1)
+    fail_lookups(swarm_dns, "api")
+    template = tmp_path / "t.j2"
+    template.write_text("{{ services }}\n")
+    dest = tmp_path / "out"
+
+    result = run("watch", "web", "api", "--once", "--render", f"{template}:{dest}",
+                 "--exec", f"touch {tmp_path / 'ran'}")  # fmt: skip
+
+    assert_one_line_error(result, 3, "looking up 'api' failed: ")
+    assert not dest.exists()
+    assert not (tmp_path / "ran").exists()
+
+
+def test_watch_once_exits_4_when_the_command_fails(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=1)
+
+    failed = run("watch", "web", "--once", "--exec", "exit 7")
+    slow = run("watch", "web", "--once", "--exec", "sleep 30", "--exec-timeout", "0.2")
+
+    assert failed.returncode == 4, failed
+    logged, summary = failed.stderr.splitlines()
+    assert re.fullmatch(
+        r"swarmdns: the command 'exit 7' \(for web\) exited with status 7 after [0-9.e-]+ s",
+        logged,
+    )
+    assert summary == "swarmdns: the --exec command failed (above)"
+    assert slow.returncode == 4, slow
+    assert "ran past its timeout of 0.2 s" in slow.stderr
+    assert slow.stderr.endswith("swarmdns: the --exec command ran past --exec-timeout (above)\n")
+
+
+def test_watch_shows_a_failing_command_on_stderr_and_goes_on(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    fifo = Fifo(tmp_path / "runs")
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--exec",
+                      f"echo $SWARMDNS_TASKS > {fifo.path}; exit 7")  # fmt: skip
+        fifo.next_run()
+        swarm_dns.scale("web", 2)
+        fifo.next_run()  # so the first run was over, and logged
+        watch.popen.send_signal(signal.SIGINT)
+        code, _, err = watch.finish()
+    finally:
+        fifo.close()
+
+    assert code == 0
+    assert re.match(
+        r"swarmdns: the command '.*' \(for web\) exited with status 7 after [0-9.e-]+ s;"
+        r" the watch goes on\n",
+        err,
+    )
+
+
 def test_watch_needs_a_service() -> None:
     assert_one_line_error(run("watch"), 2, "the following arguments are required: SERVICE")
 
@@ -891,7 +977,10 @@ def test_watch_stops_on_sigterm_as_on_ctrl_c_with_the_command_under_way(
         fifo.close()
         stop_what_is_left(shell, shell, child)
 
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.startswith(f"swarmdns: the command {command!r} (for web) was stopped, with its")
+    assert err.endswith("because the watch is stopping\n")
+    assert err.count("\n") == 1
     assert left == []
 
 

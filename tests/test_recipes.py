@@ -1,0 +1,543 @@
+"""The recipes of docs/recipes.md, run as written against the fake and Debian's real programs.
+
+Each test takes the templates, configuration and ``swarmdns watch`` command
+lines from the page itself; only paths move into a temporary directory and
+the proxy listens on a free loopback port. The fake's tasks live on the
+loopback subnet 127.77.0.0/24, so that each task's address can be bound by
+a small HTTP server standing in for the replica.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import re
+import selectors
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from swarmdns.testing import FakeSwarm, Service
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "docs" / "recipes.md"
+SWARMDNS = [sys.executable, "-m", "swarmdns"]
+SUBNET = "127.77.0.0/24"
+REPLICA_PORT = 8080
+DEADLINE = 30.0  # a bound for a broken test, not a timing expectation
+
+_TITLED = re.compile(r'^```\w+ title="([^"]+)"\n(.*?)^```$', re.MULTILINE | re.DOTALL)
+_SHELL = re.compile(r"^```sh\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+# -- the page ------------------------------------------------------------------------
+
+
+def documented_file(title: str) -> str:
+    """The block of docs/recipes.md titled ``title``."""
+    blocks: dict[str, str] = dict(_TITLED.findall(RECIPES.read_text()))
+    return blocks[title]
+
+
+def documented_watch(template: str, *, once: bool = False) -> list[str]:
+    """The arguments of the page's ``swarmdns watch`` command that renders ``template``."""
+    found = []
+    for block in _SHELL.findall(RECIPES.read_text()):
+        for line in block.splitlines():
+            words = shlex.split(line)
+            if words[:1] == ["exec"]:
+                words = words[1:]
+            if words[:2] == ["swarmdns", "watch"] and any(
+                word.startswith(f"{template}:") for word in words
+            ):
+                found.append(words[1:])
+    (command,) = [words for words in found if ("--once" in words) == once]
+    return command
+
+
+def moved(words: Sequence[str], paths: Mapping[str, Path]) -> list[str]:
+    """``words`` with each documented directory replaced by the test's own."""
+    result = []
+    for word in words:
+        local_word = word
+        for documented, local in paths.items():
+            local_word = local_word.replace(documented, f"{local}/")
+        result.append(local_word)
+    return result
+
+
+def test_every_recipe_block_is_used_by_a_test() -> None:
+    source = Path(__file__).read_text()
+    titles = [name for name, _ in _TITLED.findall(RECIPES.read_text())]
+
+    assert len(titles) == 6
+    for title in titles:
+        assert f'"{title}"' in source, f"no test uses the recipe block {title!r}"
+
+
+# -- what the tests need ---------------------------------------------------------------
+
+
+def program(name: str, package: str) -> str:
+    """The path of a program from Debian's packages: missing fails in CI, else skips."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: .ci/run installs Debian's {package}")
+        pytest.skip(f"{name} is not installed (apt-get install {package})")
+    return found
+
+
+class Check:
+    """A condition to poll: ``__call__`` is true once it holds; ``last`` says what was seen."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.last = "nothing yet"
+
+    def __call__(self) -> bool:
+        raise NotImplementedError
+
+
+def eventually(check: Check, context: Path) -> None:
+    """Poll ``check`` until it holds; at the deadline, fail with what it saw and the logs."""
+    deadline = time.monotonic() + DEADLINE
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{check.what}: not so within {DEADLINE} s; last seen: {check.last}\n"
+                f"{logs(context)}"
+            )
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Replica:
+    """An HTTP server on a task's address that answers with that address."""
+
+    def __init__(self, ip: IPv4Address) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = str(ip).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.ip = ip
+        self.server = http.server.ThreadingHTTPServer((str(ip), REPLICA_PORT), Handler)
+        self.server.daemon_threads = False  # server_close() waits for every handler
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(DEADLINE)
+
+
+@pytest.fixture
+def replicas() -> Iterator[Callable[[Sequence[IPv4Address]], None]]:
+    """Start a replica on each address not yet served; all are closed after the test."""
+    running: dict[IPv4Address, Replica] = {}
+
+    def serve(ips: Sequence[IPv4Address]) -> None:
+        for ip in ips:
+            if ip not in running:
+                running[ip] = Replica(ip)
+
+    yield serve
+    for replica in running.values():
+        replica.close()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start processes (output to files in tmp_path); each is stopped after the test."""
+    started: list[tuple[subprocess.Popen[bytes], signal.Signals]] = []
+
+    def start(
+        *argv: str,
+        stop: signal.Signals = signal.SIGTERM,
+        cwd: Path | None = None,
+        stdout: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"{Path(argv[0]).name}-{len(started)}.log"
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                argv, stdout=output if stdout is None else stdout, stderr=output, cwd=cwd, env=env
+            )
+        started.append((process, stop))
+        return process
+
+    yield start
+    for process, stop in reversed(started):
+        if process.poll() is None:
+            process.send_signal(stop)
+        try:
+            process.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stdin):
+            if stream is not None:
+                stream.close()
+
+
+def logs(tmp_path: Path) -> str:
+    return "\n".join(
+        f"--- {log.name}\n{log.read_text()}" for log in sorted(tmp_path.glob("*.log"))
+    )
+
+
+def swarmdns(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SWARMDNS, *args], capture_output=True, text=True, timeout=60, check=False, cwd=cwd
+    )
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def answer(url: str) -> str:
+    """The body of a GET, ``HTTP <status>`` for an error status, or ``no answer``."""
+    try:
+        with _DIRECT.open(url, timeout=5) as response:
+            return str(response.read().decode())
+    except urllib.error.HTTPError as error:
+        error.close()
+        return f"HTTP {error.code}"
+    except OSError:  # not listening yet
+        return "no answer"
+
+
+class AnsweredByEach(Check):
+    """Requests to ``url`` reach every address of ``ips``, and no other."""
+
+    def __init__(self, url: str, ips: Sequence[IPv4Address]) -> None:
+        super().__init__(f"requests to {url} reach each of {len(ips)} tasks")
+        self.url = url
+        self.wanted = {str(ip) for ip in ips}
+
+    def __call__(self) -> bool:
+        seen = {answer(self.url) for _ in range(3 * len(self.wanted))}
+        self.last = ", ".join(sorted(seen))
+        return seen == self.wanted
+
+
+class AnsweredWith(Check):
+    """A request to ``url`` gets ``expected``."""
+
+    def __init__(self, url: str, expected: str) -> None:
+        super().__init__(f"a request to {url} gets {expected}")
+        self.url = url
+        self.expected = expected
+
+    def __call__(self) -> bool:
+        self.last = answer(self.url)
+        return self.last == self.expected
+
+
+def mesh(swarm: FakeSwarm) -> None:
+    """Tasks on loopback addresses, which a replica can bind."""
+    swarm.create_network("mesh", subnet=SUBNET)
+
+
+# -- nginx --------------------------------------------------------------------------
+
+
+def test_nginx_balances_over_every_task_and_follows_scaling(
+    swarm_dns: FakeSwarm,
+    tmp_path: Path,
+    replicas: Callable[[Sequence[IPv4Address]], None],
+    processes: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    nginx = program("nginx", "nginx-light")
+    mesh(swarm_dns)
+    app = swarm_dns.create_service("app", replicas=3, network="mesh")
+    replicas(app.task_ips)
+    prefix = tmp_path / "nginx"
+    conf_d = prefix / "conf.d"
+    conf_d.mkdir(parents=True)
+    port = free_port()
+    (tmp_path / "app-upstreams.conf.j2").write_text(documented_file("app-upstreams.conf.j2"))
+    (conf_d / "app.conf").write_text(
+        documented_file("/etc/nginx/conf.d/app.conf").replace(
+            "listen 80;", f"listen 127.0.0.1:{port};"
+        )
+    )
+    (prefix / "nginx.conf").write_text(
+        f"pid {prefix}/nginx.pid;\n"
+        f"error_log {prefix}/error.log;\n"
+        "events {}\n"
+        "http {\n"
+        "    access_log off;\n"
+        + "".join(
+            f"    {kind}_temp_path {prefix}/{kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        + f"    include {conf_d}/*.conf;\n"
+        "}\n"
+    )
+    # `nginx` in the recipe's command is this nginx, with its prefix and configuration.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "nginx"
+    wrapper.write_text(
+        f'#!/bin/sh\nexec {nginx} -p {prefix} -c {prefix}/nginx.conf -e {prefix}/error.log "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    paths = {"/etc/nginx/conf.d/": conf_d}
+    url = f"http://127.0.0.1:{port}/"
+
+    once = swarmdns(
+        *moved(documented_watch("app-upstreams.conf.j2", once=True), paths), cwd=tmp_path
+    )
+    assert once.returncode == 0, once
+    processes(str(wrapper), "-g", "daemon off;", stop=signal.SIGQUIT)
+    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    processes(
+        *SWARMDNS, *moved(documented_watch("app-upstreams.conf.j2"), paths), cwd=tmp_path, env=env
+    )
+
+    app = swarm_dns.scale("app", 5)
+    replicas(app.task_ips)
+    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
+    app = swarm_dns.kill_task(app.task_ips[0])
+    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
+    swarm_dns.scale("app", 0)
+    eventually(AnsweredWith(url, "HTTP 502"), tmp_path)
+
+    rendered = (conf_d / "app-upstreams.conf").read_text()
+    assert "server 127.0.0.1:65535 down;" in rendered, logs(tmp_path)
+    assert "syntax is ok" not in logs(tmp_path)  # `nginx -t -q` is quiet when all is well
+
+
+# -- HAProxy ------------------------------------------------------------------------
+
+
+def test_haproxy_balances_over_every_task_and_follows_scaling(
+    swarm_dns: FakeSwarm,
+    tmp_path: Path,
+    replicas: Callable[[Sequence[IPv4Address]], None],
+    processes: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    haproxy = program("haproxy", "haproxy")
+    mesh(swarm_dns)
+    app = swarm_dns.create_service("app", replicas=3, network="mesh")
+    replicas(app.task_ips)
+    etc, run = tmp_path / "etc", tmp_path / "run"
+    etc.mkdir()
+    run.mkdir()
+    port = free_port()
+    (tmp_path / "haproxy.cfg.j2").write_text(
+        documented_file("haproxy.cfg.j2").replace("bind :80", f"bind 127.0.0.1:{port}")
+    )
+    paths = {"/etc/haproxy/": etc, "/run/": run}
+    url = f"http://127.0.0.1:{port}/"
+
+    once = swarmdns(*moved(documented_watch("haproxy.cfg.j2", once=True), paths), cwd=tmp_path)
+    assert once.returncode == 0, once
+    # As the recipe starts it, but in the foreground: the test stops it.
+    processes(haproxy, "-W", "-f", f"{etc}/haproxy.cfg", "-p", f"{run}/haproxy.pid")
+    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
+    processes(*SWARMDNS, *moved(documented_watch("haproxy.cfg.j2"), paths), cwd=tmp_path)
+
+    app = swarm_dns.scale("app", 5)
+    replicas(app.task_ips)
+    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
+    app = swarm_dns.kill_task(app.task_ips[0])
+    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
+    swarm_dns.scale("app", 0)
+    eventually(AnsweredWith(url, "HTTP 503"), tmp_path)
+
+    assert "    server " not in (etc / "haproxy.cfg").read_text()
+
+
+# -- Prometheus file_sd --------------------------------------------------------------
+
+
+class TargetsAre(Check):
+    """The rendered file_sd file lists these addresses (on port 9100) for each service."""
+
+    def __init__(self, path: Path, wanted: Mapping[str, Sequence[IPv4Address]]) -> None:
+        super().__init__(f"{path.name} lists {dict(wanted)}")
+        self.path = path
+        self.wanted = [
+            {"targets": [f"{ip}:9100" for ip in sorted(ips)], "labels": {"swarm_service": name}}
+            for name, ips in sorted(wanted.items())
+        ]
+
+    def __call__(self) -> bool:
+        try:
+            self.last = self.path.read_text()
+        except FileNotFoundError:
+            return False
+        return bool(json.loads(self.last) == self.wanted)
+
+
+def test_prometheus_file_sd_targets_follow_every_service(
+    swarm_dns: FakeSwarm, tmp_path: Path, processes: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    promtool = program("promtool", "prometheus")
+    exporters = swarm_dns.create_service("node-exporter", mode="global")
+    cadvisor = swarm_dns.create_service("cadvisor", replicas=2)
+    prometheus, targets = tmp_path / "prometheus", tmp_path / "prometheus" / "targets"
+    targets.mkdir(parents=True)
+    paths = {"/etc/prometheus/": prometheus}
+    (tmp_path / "swarm-targets.json.j2").write_text(documented_file("swarm-targets.json.j2"))
+    config = prometheus / "prometheus.yml"
+    config.write_text(moved([documented_file("/etc/prometheus/prometheus.yml")], paths)[0])
+    check = [promtool, "check", "config", str(config)]
+
+    processes(*SWARMDNS, *moved(documented_watch("swarm-targets.json.j2"), paths), cwd=tmp_path)
+    eventually(
+        TargetsAre(
+            targets / "swarm.json",
+            {"node-exporter": exporters.task_ips, "cadvisor": cadvisor.task_ips},
+        ),
+        tmp_path,
+    )
+    valid = subprocess.run(check, capture_output=True, text=True, check=False)
+    cadvisor = swarm_dns.scale("cadvisor", 0)
+    eventually(
+        TargetsAre(targets / "swarm.json", {"node-exporter": exporters.task_ips, "cadvisor": []}),
+        tmp_path,
+    )
+    without_tasks = subprocess.run(check, capture_output=True, text=True, check=False)
+
+    assert valid.returncode == 0, valid
+    assert "SUCCESS" in valid.stdout
+    assert without_tasks.returncode == 0, without_tasks
+
+
+def test_promtool_refuses_a_target_file_that_is_not_file_sd(tmp_path: Path) -> None:
+    # The check above can fail: promtool reads the target files, not only the configuration.
+    promtool = program("promtool", "prometheus")
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "swarm.json").write_text('[{"targets": "10.0.1.3:9100"}]')
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        documented_file("/etc/prometheus/prometheus.yml").replace(
+            "/etc/prometheus/", f"{tmp_path}/"
+        )
+    )
+
+    result = subprocess.run(
+        [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode != 0
+    assert (
+        "swarm.json" in result.stdout + result.stderr or "SD file" in result.stdout + result.stderr
+    )
+
+
+# -- a peers file ------------------------------------------------------------------------
+
+_APP = """\
+import os, signal, sys
+peers, pid_file = sys.argv[1:]
+
+def reread(*_):
+    with open(peers) as file:
+        print(" ".join(file.read().split()), flush=True)
+
+signal.signal(signal.SIGHUP, reread)
+with open(pid_file, "w") as file:
+    file.write(str(os.getpid()))
+print("ready", flush=True)
+while True:
+    signal.pause()
+"""
+
+
+class Lines:
+    """A process's stdout, a line at a time, each with a deadline."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        self.stream = process.stdout
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.stream, selectors.EVENT_READ)
+        self.buffer = b""
+
+    def next(self) -> str:
+        deadline = time.monotonic() + DEADLINE
+        while b"\n" not in self.buffer:
+            if not self.selector.select(deadline - time.monotonic()):
+                pytest.fail(f"no line within {DEADLINE} s; so far: {self.buffer!r}")
+            chunk = os.read(self.stream.fileno(), 4096)
+            if not chunk:
+                pytest.fail(f"the output ended; so far: {self.buffer!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode()
+
+    def close(self) -> None:
+        self.selector.close()
+
+
+def test_a_peers_file_is_rewritten_and_the_program_told_on_each_change(
+    swarm_dns: FakeSwarm, tmp_path: Path, processes: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    app = swarm_dns.create_service("app", replicas=3)
+    etc, run = tmp_path / "etc" / "app", tmp_path / "run"
+    etc.mkdir(parents=True)
+    run.mkdir()
+    paths = {"/etc/app/": etc, "/run/": run}
+    (tmp_path / "peers.j2").write_text(documented_file("peers.j2"))
+    program_lines = Lines(
+        processes(
+            sys.executable,
+            "-c",
+            _APP,
+            str(etc / "peers"),
+            str(run / "app.pid"),
+            stdout=subprocess.PIPE,
+        )
+    )
+    try:
+        assert program_lines.next() == "ready"
+        processes(*SWARMDNS, *moved(documented_watch("peers.j2"), paths), cwd=tmp_path)
+        seen = [(program_lines.next(), peers(app))]
+        app = swarm_dns.scale("app", 4)
+        seen.append((program_lines.next(), peers(app)))
+        app = swarm_dns.kill_task(app.task_ips[1])
+        seen.append((program_lines.next(), peers(app)))
+    finally:
+        program_lines.close()
+
+    for read, wanted in seen:
+        assert read == wanted
+    assert len({read for read, _ in seen}) == 3
+    assert (etc / "peers").read_text() == "".join(f"{ip}\n" for ip in sorted(app.task_ips))
+
+
+def peers(service: Service) -> str:
+    """The service's task addresses as the program prints them: sorted, space-separated."""
+    return " ".join(str(ip) for ip in sorted(service.task_ips))
