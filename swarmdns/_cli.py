@@ -647,7 +647,7 @@ def _acting(
 
 @attrs.define
 class _Outage:
-    """A service whose lookups fail: since when (as noticed), after which last success."""
+    """A service whose lookups fail: since when (its first failed lookup), after which success."""
 
     since: datetime
     last_success: datetime | None
@@ -724,8 +724,9 @@ class _Follow:
                 self._recovered(service, max(health.last_success, outage.since))
                 outage = None
             if outage is None and health.consecutive_failures > 0:
-                self._outages[service] = _Outage(since=now, last_success=health.last_success)
-                self._say(_failure_line(service, now, health.last_error, self._json))
+                since = health.failing_since or now
+                self._outages[service] = _Outage(since=since, last_success=health.last_success)
+                self._say(_failure_line(service, since, health.last_error, self._json))
             if service in self._outages:
                 self._check_fail_after(service, health, now)
 

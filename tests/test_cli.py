@@ -27,7 +27,7 @@ import pytest
 
 import swarmdns.testing
 from swarmdns import _cli
-from swarmdns.testing import FakeSwarm, Fault
+from swarmdns.testing import FakeSwarm, Fault, Outcome
 
 SWARMDNS = [sys.executable, "-m", "swarmdns"]
 
@@ -414,6 +414,29 @@ def test_watch_json_reports_a_failure_once_then_the_recovery(
         (recovered_at - failed_at).total_seconds(), abs=0.002
     )
     assert (change["event"], change["added"]) == ("change", [str(web.task_ips[2])])
+
+
+def test_watch_stamps_a_failure_with_the_first_failed_lookup_not_when_it_noticed(
+    swarm_dns: FakeSwarm, spawn: Spawn
+) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    # A long interval: the watch notices a failure up to a second after the lookup.
+    watch = spawn("watch", "web", "--json", "--interval", "1")
+    watch.line()
+    wall_minus_monotonic = time.time() - time.monotonic()
+
+    fail_lookups(swarm_dns, "web")
+    failure = json.loads(watch.line())
+    wait_for_more_lookups(swarm_dns, "web", more=1)  # so there are two failed ones at least
+    failed = [
+        datetime.fromtimestamp(record.received + wall_minus_monotonic, timezone.utc)
+        for record in swarm_dns.queries
+        if record.name == "tasks.web" and record.outcome is Outcome.SERVFAIL
+    ]
+
+    # Between the first failed lookup (the times are cut to the millisecond)
+    # and the retry that follows it.
+    assert failed[0] - timedelta(milliseconds=1) <= moment(failure["at"]) <= failed[1]
 
 
 def test_watch_text_reports_failing_lookups_and_their_recovery(
