@@ -1145,3 +1145,10 @@ def test_watch_serves_prometheus_metrics(swarm_dns: FakeSwarm, spawn: Spawn) -> 
 
 def test_watch_metrics_needs_host_and_port() -> None:
     assert_one_line_error(run("watch", "web", "--metrics", "9109"), 2, "give HOST:PORT")
+
+
+def test_serve_help_names_every_engine_the_fake_models() -> None:
+    help_text = " ".join(run("serve", "--help").stdout.split())
+
+    versions = ", ".join(swarmdns.testing.ENGINES[:-1]) + f" or {swarmdns.testing.ENGINES[-1]}"
+    assert f"{versions} (default: {swarmdns.testing.ENGINES[-1]})" in help_text
