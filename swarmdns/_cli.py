@@ -61,7 +61,7 @@ from ._lookups import DEFAULT_TIMEOUT
 from ._model import Task
 from ._names import tasks_name
 from ._sync import service_vip, task_ips, tasks
-from ._watch import TaskSetChange, WatchHealth
+from ._watch import TaskSetChange, WatchHealth, excluded_addresses
 from ._watcher import FleetWatcher, TaskWatcher
 
 EXIT_OK = 0
@@ -209,6 +209,11 @@ def _parser() -> argparse.ArgumentParser:
         default=2.0,
         metavar="S",
         help="seconds between lookups (default: 2)",
+    )
+    watch_command.add_argument(
+        "--exclude-self",
+        action="store_true",
+        help="leave out this container's own addresses (a sidecar in a task of the service)",
     )
     watch_command.add_argument(
         "--once",
@@ -491,6 +496,7 @@ def _watch_until_interrupted(options: argparse.Namespace, out: TextIO) -> int:
     services = list(dict.fromkeys(options.services))
     named = len(services) > 1
     actions = _action_loop(services, options)
+    options.exclude = excluded_addresses((), exclude_self=options.exclude_self)
     if options.once:
         return _watch_once(services, options, out, named=named, actions=actions)
     # None: the reader of the output went away; an exception: acting failed.
@@ -504,6 +510,7 @@ def _watch_until_interrupted(options: argparse.Namespace, out: TextIO) -> int:
             interval=options.interval,
             backend=_backend(options),
             timeout=options.timeout,
+            exclude=options.exclude,
             on_change=changes.put if actions is None else _both(changes.put, actions.submit),
         ) as fleet,
         _when_reader_leaves(out, lambda: changes.put(None)),
@@ -791,11 +798,12 @@ def _watch_once(
 
     async def look_up(service: str) -> TaskSetChange | SwarmDNSError:
         try:
-            found = await aio.task_ips(
+            answer = await aio.task_ips(
                 service, network=options.network, backend=backend, timeout=options.timeout
             )
         except (ResolutionError, ResolutionTimeout) as error:  # not a bad configuration
             return error
+        found = tuple(ip for ip in answer if ip not in options.exclude)
         return TaskSetChange(
             service=service,
             added=frozenset(found),

@@ -1152,3 +1152,49 @@ def test_serve_help_names_every_engine_the_fake_models() -> None:
 
     versions = ", ".join(swarmdns.testing.ENGINES[:-1]) + f" or {swarmdns.testing.ENGINES[-1]}"
     assert f"{versions} (default: {swarmdns.testing.ENGINES[-1]})" in help_text
+
+
+def test_watch_exclude_self_leaves_out_this_containers_addresses(
+    swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = swarm_dns.create_service("web", replicas=3)
+    me = web.task_ips[1]
+    monkeypatch.setattr("swarmdns._watch.local_addresses", lambda: frozenset({me}))
+    out, everyone = io.StringIO(), io.StringIO()
+
+    code = _cli.main(["watch", "web", "--once", "--json", "--exclude-self"], out=out)
+    _cli.main(["watch", "web", "--once", "--json"], out=everyone)
+
+    assert code == 0
+    assert json.loads(out.getvalue())["current"] == [str(ip) for ip in web.task_ips if ip != me]
+    assert json.loads(everyone.getvalue())["current"] == [str(ip) for ip in web.task_ips]
+
+
+def test_watch_exclude_self_holds_for_every_change_too(
+    swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    me = web.task_ips[0]
+    monkeypatch.setattr("swarmdns._watch.local_addresses", lambda: frozenset({me}))
+    read_end, write_end = os.pipe()
+    codes: list[int] = []
+    with open(write_end, "w", encoding="utf-8") as out:
+        with open(read_end, encoding="utf-8") as lines:
+            # In a thread, in this process (for the patch); it ends when its reader goes away.
+            watch = threading.Thread(
+                target=lambda: codes.append(
+                    _cli.main(
+                        ["watch", "web", "--json", "--interval", "0.05", "--exclude-self"], out
+                    )
+                )
+            )
+            watch.start()
+            first = json.loads(lines.readline())
+            web = swarm_dns.scale("web", 3)
+            second = json.loads(lines.readline())
+        watch.join(DEADLINE)
+
+    assert first["current"] == [str(web.task_ips[1])]
+    assert second["added"] == [str(web.task_ips[2])]
+    assert me not in map(IPv4Address, second["current"])
+    assert codes == [0]
