@@ -5,7 +5,8 @@ watch holds for each (a failure never changes the set, NXDOMAIN means no
 tasks, removals are debounced, failures back off), and one schedule for them
 all. The drivers in ``_sync`` and ``_async`` ask it which services are due,
 carry out the lookups (through one socket, or a backend's own way) and hand
-the outcomes back; the changes wait in ``FleetCore.changes`` for the user.
+the outcomes back; the changes wait in ``FleetCore.changes`` for the user
+(a ``ChangeQueue``: past its bound, each service's changes merge into one).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import itertools
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from ipaddress import IPv4Address
 from typing import TypeVar
@@ -24,7 +24,14 @@ from . import _memo
 from ._errors import SwarmDNSError
 from ._model import Question
 from ._names import check_network, tasks_name
-from ._watch import LookupResult, TaskSetChange, WatchCore, WatchHealth, excluded_addresses
+from ._watch import (
+    ChangeQueue,
+    LookupResult,
+    TaskSetChange,
+    WatchCore,
+    WatchHealth,
+    excluded_addresses,
+)
 
 V = TypeVar("V")
 
@@ -117,8 +124,8 @@ class FleetCore:
         self._lock = threading.Lock()
         self._schedule: list[tuple[float, int, Slot]] = []
         self._tickets = itertools.count()
-        #: Changes not yet handed to the user, oldest first.
-        self.changes: deque[TaskSetChange] = deque()
+        #: Changes not yet handed to the user, oldest first (bounded: merged past it).
+        self.changes = ChangeQueue()
         slots: dict[str, Slot] = {}
         for service in _names_of(services):
             if service not in slots:
@@ -227,7 +234,8 @@ class FleetCore:
             return
         if values != slot.values or not slot.watch.repeated():
             slot.values = values
-            self._report(slot.watch.succeeded(_memo.addresses.addresses(values)))
+            first = not slot.watch.started
+            self._report(slot.watch.succeeded(_memo.addresses.addresses(values)), first=first)
         self._schedule_at(slot, self._clock() + slot.watch.next_delay())
 
     def finished(self, slot: Slot, result: LookupResult) -> None:
@@ -242,12 +250,14 @@ class FleetCore:
             slot.watch.failed(result)
         else:
             slot.values = None
-            self._report(slot.watch.succeeded(result))
+            first = not slot.watch.started
+            self._report(slot.watch.succeeded(result), first=first)
         self._schedule_at(slot, self._clock() + slot.watch.next_delay())
 
-    def _report(self, change: TaskSetChange | None) -> None:
+    def _report(self, change: TaskSetChange | None, *, first: bool) -> None:
+        """Keep ``change`` for the user; ``first``: the watch had reported nothing before."""
         if change is not None:
-            self.changes.append(change)
+            self.changes.append(change, first=first)
 
     def _schedule_at(self, slot: Slot, when: float) -> None:
         with self._lock:

@@ -10,11 +10,12 @@ it up, once for every front end.
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
@@ -462,6 +463,175 @@ Step = Lookup | Sleep | TaskSetChange
 LookupResult = tuple[IPv4Address, ...] | SwarmDNSError
 
 
+#: Changes a watch keeps for its iterator before it merges them. A program
+#: that only waits on a watch (``wait_for_tasks()``) and never iterates it
+#: would otherwise keep every change the watch saw, for ever. Past this many, a
+#: new change is merged into the newest change of its service still kept
+#: (``net_change()``), so the iterator gets the net change and nothing of the
+#: final state is lost. 1,000 is far more than a program that iterates leaves
+#: between two ``next()`` calls (a rolling update of a service of 100 tasks
+#: makes about 200 changes), so it never sees a merge; and at about 1 KB a
+#: change (a service of 50 tasks) the changes kept weigh about 1 MB.
+MAX_PENDING_CHANGES = 1000
+
+
+def net_change(
+    older: TaskSetChange, newer: TaskSetChange, *, initial: bool = False
+) -> TaskSetChange | None:
+    """Two consecutive changes of a service as one: the net change, ``older`` then ``newer``.
+
+    It goes from the set before ``older`` to the set after ``newer``.
+
+    Args:
+        older: A change.
+        newer: The change of the same service right after it.
+        initial: ``older`` is the service's first event, its initial set; then
+            the net change is its initial set too (everything in ``added``),
+            even when it is empty.
+
+    Returns:
+        The net change, with ``newer``'s ``current`` and ``observed_at``; None
+        when the set is back where it was before ``older``, which is no change
+        to report (unless ``older`` is the initial set).
+
+    Raises:
+        ValueError: The changes are of different services, ``newer`` does not
+            start from the set ``older`` ends with, or ``initial`` is claimed
+            for a change that is not a whole set.
+    """
+    if older.service != newer.service:
+        raise ValueError(
+            f"only changes of one service merge, not {older.service!r} and {newer.service!r}"
+        )
+    between = frozenset(older.current)
+    after = frozenset(newer.current)
+    if not (
+        newer.removed <= between
+        and newer.added.isdisjoint(between)
+        and (between - newer.removed) | newer.added == after
+    ):
+        raise ValueError(f"{newer!r} does not follow {older!r}")
+    if initial:
+        if older.removed or older.added != between:
+            raise ValueError(f"{older!r} is not an initial set")
+        before: frozenset[IPv4Address] = frozenset()
+    else:
+        before = (between - older.added) | older.removed
+    added = after - before
+    removed = before - after
+    if not added and not removed and not initial:
+        return None
+    return TaskSetChange(
+        service=newer.service,
+        added=added,
+        removed=removed,
+        current=newer.current,
+        observed_at=newer.observed_at,
+    )
+
+
+class ChangeQueue:
+    """Changes not yet handed to the user, oldest first, bounded: what every watch keeps.
+
+    The first ``MAX_PENDING_CHANGES`` changes are kept as they come. Past
+    that, a new change is merged (``net_change()``) into the newest change of
+    its service still kept, in that change's place; when the two together
+    change nothing, both go. A service with no change kept gets an entry of
+    its own, so a watch of one service keeps at most ``MAX_PENDING_CHANGES``
+    changes and a watch of many fewer than ``MAX_PENDING_CHANGES`` plus the
+    number of its services. The order of the entries never changes, and
+    taking them all still brings each service to its current set.
+
+    The queue is told which changes are a service's first event, its initial
+    set: merged with later changes it stays the initial set, and is never
+    dropped. A first event that comes past the bound while changes of an
+    earlier watch of its service are kept (a fleet's service discarded and
+    added again) takes the place of the newest of them: the initial set says
+    all there is to know.
+
+    Safe to use from several threads, as the ``deque`` it replaces.
+    """
+
+    def __init__(self) -> None:
+        self._bound = MAX_PENDING_CHANGES  # read now, so that a test can make it small
+        self._entries: OrderedDict[int, TaskSetChange] = OrderedDict()
+        self._by_service: dict[str, deque[int]] = {}  # the keys of each service's entries
+        self._initial: set[int] = set()  # the keys of entries that are a first event
+        self._keys = itertools.count()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<ChangeQueue: {len(self)} changes>"
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def __iter__(self) -> Iterator[TaskSetChange]:
+        """The changes kept, oldest first (as they are now)."""
+        with self._lock:
+            return iter(list(self._entries.values()))
+
+    def append(self, change: TaskSetChange, *, first: bool = False) -> None:
+        """Keep ``change`` for the user, merged if the queue is full.
+
+        Args:
+            change: The newest change of its service.
+            first: ``change`` is its service's first event, the initial set.
+        """
+        with self._lock:
+            keys = self._by_service.get(change.service)
+            if keys is None or len(self._entries) < self._bound:
+                self._add(change, first=first)
+                return
+            newest = keys[-1]
+            if first:
+                self._entries[newest] = change
+                self._initial.add(newest)
+                return
+            merged = net_change(self._entries[newest], change, initial=newest in self._initial)
+            if merged is not None:
+                self._entries[newest] = merged
+                return
+            del self._entries[newest]
+            keys.pop()
+            if not keys:
+                del self._by_service[change.service]
+
+    def _add(self, change: TaskSetChange, *, first: bool) -> None:
+        key = next(self._keys)
+        self._entries[key] = change
+        self._by_service.setdefault(change.service, deque()).append(key)
+        if first:
+            self._initial.add(key)
+
+    def popleft(self) -> TaskSetChange:
+        """Take the oldest change.
+
+        Raises:
+            IndexError: There is none.
+        """
+        with self._lock:
+            if not self._entries:
+                raise IndexError("no change is waiting")
+            key, change = self._entries.popitem(last=False)
+            keys = self._by_service[change.service]
+            keys.popleft()
+            if not keys:
+                del self._by_service[change.service]
+            self._initial.discard(key)
+            return change
+
+    def clear(self) -> None:
+        """Forget every change kept."""
+        with self._lock:
+            self._entries.clear()
+            self._by_service.clear()
+            self._initial.clear()
+
+
 class Stepper:
     """Carries a watch's steps over many calls: changes not yet taken, a wait cut short.
 
@@ -471,7 +641,7 @@ class Stepper:
     cut short is taken up again where it stopped by the next call.
 
     Args:
-        steps: The watch's steps (``watch_steps()``).
+        steps: The watch's steps (``watch_steps()``, or ``wait_steps()``).
         clock: Monotonic seconds, for waits cut short.
     """
 
@@ -485,9 +655,12 @@ class Stepper:
         self._reply: LookupResult | None = None
         self._lookup: Lookup | None = None
         self._wake_at: float | None = None
-        #: Changes not yet handed to the user, oldest first.
-        self.pending: deque[TaskSetChange] = deque()
+        #: Changes not yet handed to the user, oldest first (bounded: merged past it).
+        self.pending = ChangeQueue()
+        self._first = True  # the next change is the watch's first event
         self.ended = False
+        #: What the steps returned once they ended (a wait's tasks), else None.
+        self.result: object = None
 
     def next_action(
         self, until: Callable[[], bool], deadline: Deadline | None = None
@@ -509,8 +682,9 @@ class Stepper:
                 self._wake_at = None
             try:
                 step = self._steps.send(self._reply)
-            except StopIteration:
+            except StopIteration as done:
                 self.ended = True
+                self.result = done.value
                 return None
             self._reply = None
             if isinstance(step, Lookup):
@@ -518,7 +692,8 @@ class Stepper:
             elif isinstance(step, Sleep):
                 self._wake_at = self._clock() + step.seconds
             else:
-                self.pending.append(step)
+                self.pending.append(step, first=self._first)
+                self._first = False
         return None
 
     def took(self, result: LookupResult) -> None:

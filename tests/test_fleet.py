@@ -16,6 +16,7 @@ from swarmdns import (
     ResolutionError,
     ResolutionTimeout,
     SwarmDNSError,
+    TaskSetChange,
     _memo,
 )
 from swarmdns._fleet import SLACK, FleetCore, Slot
@@ -360,7 +361,8 @@ def test_excluded_addresses_are_never_reported() -> None:
     core.succeeded_with(slot, values(3, 4))
 
     assert core.current["web"] == ips(4)
-    assert core.changes[0].added == frozenset(ips(4))
+    (change,) = core.changes
+    assert change.added == frozenset(ips(4))
 
 
 def test_finished_with_addresses_works_like_succeeded_with() -> None:
@@ -502,7 +504,7 @@ def test_removal_debounce_counts_each_services_own_lookups() -> None:
     core.succeeded_with(slots["db"], values(7))
 
     assert len(core.changes) == 2
-    web_change = core.changes[1]
+    web_change = list(core.changes)[1]
     assert (web_change.service, web_change.removed, web_change.current) == (
         "web",
         frozenset(ips(4)),
@@ -678,3 +680,168 @@ def test_watch_of_a_discarded_service_is_unknown() -> None:
 def test_watch_of_with_no_services_says_none() -> None:
     with pytest.raises(KeyError, match="none"):
         fleet([]).watch_of("web")
+
+
+# -- changes kept for the user: merged, service by service, past a bound -------
+
+
+@pytest.fixture
+def small_bound(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Fleets made from now on keep 3 changes before they merge them."""
+    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 3)
+    return 3
+
+
+def octets(addresses: Iterable[IPv4Address]) -> list[int]:
+    return sorted(int(str(ip).rsplit(".", 1)[1]) for ip in addresses)
+
+
+def kept(core: FleetCore) -> list[tuple[str, list[int], list[int], list[int]]]:
+    """The changes kept: service, added, removed, current (in last octets)."""
+    return [
+        (change.service, octets(change.added), octets(change.removed), octets(change.current))
+        for change in core.changes
+    ]
+
+
+def replay(changes: Iterable[TaskSetChange]) -> dict[str, frozenset[IPv4Address]]:
+    """Each service's set after applying ``changes`` in turn, from nothing, as a user would.
+
+    Checks on the way that each change leads to its own ``current``, that a
+    service's first change is its initial set, and that every later one
+    changes something.
+    """
+    sets: dict[str, frozenset[IPv4Address]] = {}
+    for change in changes:
+        if change.service not in sets:
+            assert not change.removed, change
+            assert change.added == frozenset(change.current), change
+        else:
+            assert change.added or change.removed, f"an empty change: {change!r}"
+        before = sets.get(change.service, frozenset())
+        sets[change.service] = (before - change.removed) | change.added
+        assert sets[change.service] == frozenset(change.current), change
+    return sets
+
+
+def lookups(core: FleetCore, clock: Clock, answers: Iterable[tuple[str, tuple[int, ...]]]) -> None:
+    """One round: each service named gets the answer given (in last octets)."""
+    clock.now += 2.0
+    slots = take(core, clock.now)
+    for service, answer in answers:
+        core.succeeded_with(slots[service], values(*answer))
+
+
+def test_past_the_bound_each_service_merges_into_its_own_newest_change(
+    small_bound: int,
+) -> None:
+    clock = Clock()
+    core = fleet(["web", "db"], clock)
+    lookups(core, clock, [("web", (3,)), ("db", (7,))])
+    lookups(core, clock, [("web", (3, 4)), ("db", (7,))])  # the bound is reached
+    lookups(core, clock, [("web", (3, 4, 5)), ("db", (7, 8))])
+    lookups(core, clock, [("web", (4, 5)), ("db", (8,))])
+
+    assert len(core.changes) == small_bound
+    assert kept(core) == [
+        ("web", [3], [], [3]),
+        ("db", [8], [], [8]),  # still db's initial set
+        ("web", [4, 5], [3], [4, 5]),  # from after web's initial set to now
+    ]
+
+
+def test_past_the_bound_a_service_without_a_change_kept_gets_one(small_bound: int) -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    for answer in [(3,), (3, 4), (3, 4, 5)]:
+        lookups(core, clock, [("web", answer)])
+    add(core, "db")
+    add(core, "cache")
+    lookups(core, clock, [("web", (3,)), ("db", (7,)), ("cache", ())])
+
+    assert kept(core) == [
+        ("web", [3], [], [3]),
+        ("web", [4], [], [3, 4]),
+        ("web", [], [4], [3]),
+        ("db", [7], [], [7]),
+        ("cache", [], [], []),
+    ]
+    assert len(core.changes) <= small_bound - 1 + 3  # fewer than the bound plus the services
+
+
+def test_a_merge_that_changes_nothing_leaves_the_change_before_it_the_newest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 2)
+    clock = Clock()
+    core = fleet(["web"], clock)
+    lookups(core, clock, [("web", (3,))])
+    lookups(core, clock, [("web", (3, 4))])
+    add(core, "db")
+    lookups(core, clock, [("web", (3, 4)), ("db", (7,))])
+    lookups(core, clock, [("web", (3,)), ("db", (7,))])  # undoes web's last change: both go
+
+    assert kept(core) == [("web", [3], [], [3]), ("db", [7], [], [7])]
+    lookups(core, clock, [("web", ()), ("db", (7,))])  # into web's initial set, which it stays
+    assert kept(core) == [("web", [], [], []), ("db", [7], [], [7])]
+
+
+def test_a_service_added_again_past_the_bound_starts_over_with_its_initial_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 2)
+    clock = Clock()
+    core = fleet(["web"], clock)
+    lookups(core, clock, [("web", (3,))])
+    lookups(core, clock, [("web", (3, 4))])
+    core.discard("web")
+    add(core, "web")
+    lookups(core, clock, [("web", (5,))])  # a new watch of web: its initial set says it all
+    lookups(core, clock, [("web", (5, 6))])
+
+    assert kept(core) == [("web", [3], [], [3]), ("web", [5, 6], [], [5, 6])]
+
+
+def is_subsequence(part: Sequence[str], whole: Sequence[str]) -> bool:
+    rest = iter(whole)
+    return all(item in rest for item in part)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_taking_changes_while_they_are_merged_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    services = ["web", "db", "cache", "api"]
+    clock = Clock()
+    unbounded = fleet(services, clock)  # keeps up to 1,000 changes: all of them here
+    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 3)
+    bounded = fleet(services, clock)
+    rng = random.Random(seed)
+    taken: list[TaskSetChange] = []
+
+    for _ in range(60):
+        clock.now += 2.0
+        slots = take(unbounded, clock.now), take(bounded, clock.now)
+        for service in services:
+            if rng.random() < 0.7:
+                answer = values(*(n for n in range(1, 6) if rng.random() < 0.5))
+                for core, due in zip((unbounded, bounded), slots, strict=True):
+                    core.succeeded_with(due[service], answer)
+            else:
+                for core, due in zip((unbounded, bounded), slots, strict=True):
+                    core.finished(due[service], failure())
+        assert len(bounded.changes) < 3 + len(services)
+        for _ in range(rng.choice([0, 0, 0, 1, 2])):  # the user takes some, now and then
+            if bounded.changes:
+                taken.append(bounded.changes.popleft())
+    while bounded.changes:
+        taken.append(bounded.changes.popleft())
+
+    everything = list(unbounded.changes)
+    assert len(everything) > 3 * len(taken) / 2
+    assert (
+        replay(taken)
+        == replay(everything)
+        == {service: frozenset(unbounded.current[service]) for service in services}
+    )
+    assert is_subsequence([c.service for c in taken], [c.service for c in everything])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 
 import pytest
 
+import swarmdns
 from swarmdns import (
     ConfigurationError,
     NotEnoughTasks,
@@ -19,14 +21,17 @@ from swarmdns import (
 )
 from swarmdns._deadlines import Deadline
 from swarmdns._watch import (
+    ChangeQueue,
     Lookup,
     Sleep,
     Stepper,
     WaitCore,
     WatchCore,
+    net_change,
     wait_steps,
     watch_steps,
 )
+from swarmdns.testing import FakeSwarm
 
 
 def ips(*last_octets: int) -> frozenset[IPv4Address]:
@@ -42,6 +47,7 @@ class Clock:
 
 
 WALL = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+EVENT_TIMEOUT = 30.0  # a bound for a broken test, not a timing expectation
 
 
 def core(clock: Clock | None = None, **options: object) -> WatchCore:
@@ -416,3 +422,258 @@ def test_a_wait_that_stopped_gives_the_tasks_or_says_why_not() -> None:
         short.result(ended=False)
     assert enough.result(ended=True) == tuple(sorted(ips(3, 4)))
     assert ended.value.__cause__ is cause
+
+
+# -- changes kept for the iterator: merged past a bound ------------------------
+
+
+def change(
+    added: Iterable[int] = (),
+    removed: Iterable[int] = (),
+    current: Iterable[int] = (),
+    *,
+    service: str = "web",
+    minute: int = 0,
+) -> TaskSetChange:
+    """A change, in the last octets of its addresses."""
+    return TaskSetChange(
+        service=service,
+        added=ips(*added),
+        removed=ips(*removed),
+        current=tuple(sorted(ips(*current))),
+        observed_at=WALL.replace(minute=minute),
+    )
+
+
+def replay(changes: Iterable[TaskSetChange]) -> dict[str, frozenset[IPv4Address]]:
+    """Each service's set after applying ``changes`` in turn, from nothing, as a user would.
+
+    Checks on the way that each change leads to its own ``current``, that a
+    service's first change is its initial set, and that every later one
+    changes something.
+    """
+    sets: dict[str, frozenset[IPv4Address]] = {}
+    for each in changes:
+        if each.service not in sets:
+            assert not each.removed, each
+            assert each.added == frozenset(each.current), each
+        else:
+            assert each.added or each.removed, f"an empty change: {each!r}"
+        before = sets.get(each.service, frozenset())
+        sets[each.service] = (before - each.removed) | each.added
+        assert sets[each.service] == frozenset(each.current), each
+    return sets
+
+
+def test_net_change_goes_from_before_the_older_to_after_the_newer() -> None:
+    older = change(added=[4], current=[3, 4], minute=1)
+    newer = change(removed=[3], added=[5], current=[4, 5], minute=2)
+
+    assert net_change(older, newer) == change(added=[4, 5], removed=[3], current=[4, 5], minute=2)
+
+
+def test_an_address_added_then_removed_is_no_change() -> None:
+    older = change(added=[4], current=[3, 4])
+    newer = change(removed=[4], current=[3])
+
+    assert net_change(older, newer) is None
+
+
+def test_a_task_that_left_and_came_back_is_no_change() -> None:
+    older = change(removed=[4], current=[3])
+    newer = change(added=[4], current=[3, 4])
+
+    assert net_change(older, newer) is None
+
+
+def test_an_initial_set_merged_with_a_later_change_stays_the_initial_set() -> None:
+    initial = change(added=[3, 4], current=[3, 4], minute=1)
+    later = change(removed=[3], added=[5], current=[4, 5], minute=2)
+
+    assert net_change(initial, later, initial=True) == change(
+        added=[4, 5], current=[4, 5], minute=2
+    )
+
+
+def test_an_initial_set_that_ends_empty_is_kept() -> None:
+    initial = change(added=[3], current=[3])
+    emptied = change(removed=[3], current=[])
+
+    assert net_change(initial, emptied, initial=True) == change(current=[])
+    # The very same changes, not known to begin the watch, cancel out: the
+    # merge is told what is a first event, it does not guess from the sets.
+    assert net_change(initial, emptied) is None
+
+
+def test_net_change_refuses_changes_that_do_not_follow_each_other() -> None:
+    older = change(added=[4], current=[3, 4])
+
+    with pytest.raises(ValueError, match="one service"):
+        net_change(older, change(removed=[4], current=[3], service="db"))
+    with pytest.raises(ValueError, match="does not follow"):
+        net_change(older, change(removed=[5], current=[3, 4]))
+    with pytest.raises(ValueError, match="does not follow"):
+        net_change(older, change(added=[6], current=[3, 6]))
+    with pytest.raises(ValueError, match="not an initial set"):
+        net_change(older, change(removed=[4], current=[3]), initial=True)
+
+
+@pytest.fixture
+def small_bound(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Queues made from now on merge past 3 changes."""
+    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 3)
+    return 3
+
+
+def walk(watch: WatchCore, seed: int, lookups: int) -> list[TaskSetChange]:
+    """The changes of ``watch`` over a random walk of lookups among five addresses."""
+    rng = random.Random(seed)
+    found = []
+    for _ in range(lookups):
+        reported = watch.succeeded(
+            IPv4Address(f"10.0.1.{n}") for n in range(1, 6) if rng.random() < 0.5
+        )
+        if reported is not None:
+            found.append(reported)
+    return found
+
+
+def test_a_change_queue_is_used_as_the_deque_it_replaces() -> None:
+    queue = ChangeQueue()
+    first, second = change(added=[3], current=[3]), change(added=[4], current=[3, 4])
+
+    assert not queue
+    queue.append(first, first=True)
+    queue.append(second)
+
+    assert (len(queue), bool(queue), list(queue)) == (2, True, [first, second])
+    assert queue.popleft() == first
+    queue.clear()
+    assert (len(queue), list(queue)) == (0, [])
+    with pytest.raises(IndexError):
+        queue.popleft()
+
+
+def test_up_to_its_bound_a_change_queue_keeps_changes_as_they_come(small_bound: int) -> None:
+    changes = walk(core(), seed=1, lookups=40)[:small_bound]
+    queue = ChangeQueue()
+
+    for index, each in enumerate(changes):
+        queue.append(each, first=index == 0)
+
+    assert list(queue) == changes
+
+
+def test_past_its_bound_a_change_queue_merges_into_its_last_change(small_bound: int) -> None:
+    changes = walk(core(), seed=2, lookups=60)
+    queue = ChangeQueue()
+    lengths = []
+
+    for index, each in enumerate(changes):
+        queue.append(each, first=index == 0)
+        lengths.append(len(queue))
+
+    kept = list(queue)
+    assert len(changes) > 10
+    assert max(lengths) == small_bound
+    assert kept[: small_bound - 1] == changes[: small_bound - 1]  # the older ones stay
+    assert kept[-1].current == changes[-1].current
+    assert kept[-1].observed_at == changes[-1].observed_at
+    assert replay(kept) == replay(changes)
+
+
+def test_a_merge_that_changes_nothing_takes_the_last_change_away(small_bound: int) -> None:
+    queue = ChangeQueue()
+    queue.append(change(added=[3], current=[3]), first=True)
+    queue.append(change(added=[4], current=[3, 4]))
+    queue.append(change(added=[5], current=[3, 4, 5]))
+    queue.append(change(removed=[5], current=[3, 4]))  # undoes the last one: both go
+
+    assert list(queue) == [change(added=[3], current=[3]), change(added=[4], current=[3, 4])]
+    queue.append(change(removed=[3], current=[4]))  # under the bound again: kept as it is
+    assert list(queue)[-1] == change(removed=[3], current=[4])
+
+
+def test_a_first_event_is_never_merged_away(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 1)
+    queue = ChangeQueue()
+
+    queue.append(change(added=[3], current=[3]), first=True)
+    queue.append(change(removed=[3], current=[]))
+    queue.append(change(added=[4], current=[4], minute=5))
+
+    assert list(queue) == [change(added=[4], current=[4], minute=5)]  # still the initial set
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_taking_changes_while_they_are_merged_loses_nothing(small_bound: int, seed: int) -> None:
+    rng = random.Random(seed)
+    changes = walk(core(), seed=seed, lookups=80)
+    queue = ChangeQueue()
+    taken: list[TaskSetChange] = []
+
+    for index, each in enumerate(changes):
+        queue.append(each, first=index == 0)
+        assert len(queue) <= small_bound
+        for _ in range(rng.choice([0, 0, 0, 1, 2])):  # the user takes some, now and then
+            if queue:
+                taken.append(queue.popleft())
+    while queue:
+        taken.append(queue.popleft())
+
+    assert replay(taken) == replay(changes)
+    assert taken[-1].current == changes[-1].current
+
+
+def test_a_stepper_keeps_at_most_the_bound_of_changes_nobody_takes(small_bound: int) -> None:
+    clock = Clock()
+    steps = Stepper(watch_steps(core(clock, interval=1.0), 1.0), clock=clock)
+    rng = random.Random(3)
+    seen = []
+
+    for _ in range(50):
+        action = steps.next_action(lambda: False)
+        if isinstance(action, Lookup):
+            answer = tuple(IPv4Address(f"10.0.1.{n}") for n in range(1, 6) if rng.random() < 0.5)
+            seen.append(frozenset(answer))
+            steps.took(answer)
+        elif isinstance(action, Sleep):
+            clock.now += action.seconds
+        assert len(steps.pending) <= small_bound
+
+    kept = []
+    while steps.pending:
+        kept.append(steps.pending.popleft())
+    assert len(kept) == small_bound
+    assert replay(kept) == {"web": seen[-1]}
+
+
+def test_a_watch_only_waited_on_keeps_a_bounded_queue(
+    swarm_dns: FakeSwarm, small_bound: int
+) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    (first,) = web.task_ips
+    with swarmdns.watch_tasks("web", interval=0.01, jitter=0.0, timeout=0.25) as watch:
+        pending = watch._steps.pending
+        watch.wait_for_tasks(1, timeout=EVENT_TIMEOUT)  # the initial set
+        lengths = [len(pending)]
+        for replicas in range(2, 10):
+            web = swarm_dns.scale("web", replicas)
+            watch.wait_for_tasks(replicas, timeout=EVENT_TIMEOUT)
+            lengths.append(len(pending))
+        swarm_dns.replace_task(first)
+        web = swarm_dns.scale("web", 10)
+        watch.wait_for_tasks(10, timeout=EVENT_TIMEOUT)
+        lengths.append(len(pending))
+
+        changes = [next(watch) for _ in range(len(pending))]
+
+        assert not pending
+        assert watch.current == web.task_ips
+    second = changes[1].current
+    assert max(lengths) == small_bound
+    assert [len(each.current) for each in changes] == [1, 2, 10]
+    assert changes[0].added == {first}
+    assert changes[2].removed == {first}  # the replaced task, reported at the initial set
+    assert changes[2].added == frozenset(web.task_ips) - frozenset(second)
+    assert replay(changes) == {"web": frozenset(web.task_ips)}
