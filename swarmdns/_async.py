@@ -11,18 +11,9 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
-    Generator,
-    Iterable,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from ipaddress import IPv4Address
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from . import _lookups
 from ._backends.base import AsyncBackend, Backend, keeps_deadline
@@ -36,10 +27,8 @@ from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
 from ._sync import FleetTraffic, FleetView
 from ._watch import (
-    Lookup,
     LookupResult,
     Sleep,
-    Step,
     Stepper,
     TaskSetChange,
     WaitCore,
@@ -320,48 +309,6 @@ def lookup(
     return task_ips_or_error
 
 
-async def _carry_out(
-    step: Lookup | Sleep, lookup: Callable[[float], Awaitable[LookupResult]]
-) -> LookupResult | None:
-    """Do what ``step`` asks; the lookup's result, or None after a sleep."""
-    if isinstance(step, Lookup):
-        return await lookup(step.timeout)
-    await asyncio.sleep(step.seconds)
-    return None
-
-
-async def changes(
-    steps: Generator[Step, LookupResult | None, object],
-    lookup: Callable[[float], Awaitable[LookupResult]],
-) -> AsyncGenerator[TaskSetChange, None]:
-    """Carry out a watch's steps and yield its changes."""
-    reply: LookupResult | None = None
-    while True:
-        try:
-            step = steps.send(reply)
-        except StopIteration:
-            return
-        if isinstance(step, TaskSetChange):
-            reply = None
-            yield step
-        else:
-            reply = await _carry_out(step, lookup)
-
-
-async def _outcome(
-    steps: Generator[Step, LookupResult | None, T],
-    lookup: Callable[[float], Awaitable[LookupResult]],
-) -> T:
-    """Carry out steps that report no change (a wait's) to their result."""
-    reply: LookupResult | None = None
-    while True:
-        try:
-            step = steps.send(reply)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        reply = None if isinstance(step, TaskSetChange) else await _carry_out(step, lookup)
-
-
 async def wait_for_tasks(
     service: str,
     count: int,
@@ -399,7 +346,9 @@ async def wait_for_tasks(
         exclude_self=exclude_self,
         exclude=exclude,
     )
-    return await _outcome(steps, lookup(service, network, backend))
+    stepper = Stepper(steps)
+    await _run_steps(stepper, lookup(service, network, backend), lambda: False)  # to their end
+    return cast("tuple[IPv4Address, ...]", stepper.result)
 
 
 def watch_services(

@@ -13,9 +13,9 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from . import _lookups
 from ._backends.base import AsyncBackend, Backend
@@ -31,8 +31,6 @@ from ._model import Question, Task
 from ._watch import (
     Lookup,
     LookupResult,
-    Sleep,
-    Step,
     Stepper,
     TaskSetChange,
     WaitCore,
@@ -299,25 +297,6 @@ def _lookup(
     return task_ips_or_error
 
 
-def _drive(
-    steps: Generator[Step, LookupResult | None, T], lookup: Callable[[float], LookupResult]
-) -> Generator[TaskSetChange, None, T]:
-    """Carry out a watch's steps; yield its changes, return its result."""
-    reply: LookupResult | None = None
-    while True:
-        try:
-            step = steps.send(reply)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        reply = None
-        if isinstance(step, Lookup):
-            reply = lookup(step.timeout)
-        elif isinstance(step, Sleep):
-            time.sleep(step.seconds)
-        else:
-            yield step
-
-
 def wait_for_tasks(
     service: str,
     count: int,
@@ -361,12 +340,9 @@ def wait_for_tasks(
         exclude_self=exclude_self,
         exclude=exclude,
     )
-    changes = _drive(steps, _lookup(service, network, backend))
-    while True:
-        try:
-            next(changes)  # waiting reports no changes
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    stepper = Stepper(steps)
+    _run_steps(stepper, _lookup(service, network, backend), lambda: False)  # to their end
+    return cast("tuple[IPv4Address, ...]", stepper.result)
 
 
 def watch_services(

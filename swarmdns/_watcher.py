@@ -26,6 +26,7 @@ from ._fleet import FleetCore
 from ._lookups import DEFAULT_TIMEOUT
 from ._sync import FleetView, FleetWatch
 from ._watch import (
+    Stepper,
     TaskSetChange,
     WaitCore,
     WatchCore,
@@ -303,8 +304,9 @@ class TaskWatcher(_Background, WatchView):
         backend = self._chosen
         loop = asyncio.new_event_loop()
         try:
-            steps = watch_steps(self._core, self._timeout)
-            watch = _async.changes(steps, _async.lookup(self._service, self._network, backend))
+            steps = Stepper(watch_steps(self._core, self._timeout))
+            lookup = _async.lookup(self._service, self._network, backend)
+            watch = _async.AsyncTaskWatch(self._core, steps, lookup)
             task = loop.create_task(self._consume(watch))
             with self._lock:
                 self._loop, self._task = loop, task

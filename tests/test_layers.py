@@ -128,3 +128,20 @@ def test_every_fleet_watch_shows_and_does_the_same() -> None:
         assert type(sync) is type(asynchronous), name
         if callable(sync):
             assert parameters(sync) == parameters(asynchronous), name
+
+
+def test_each_front_end_drives_a_watch_s_steps_one_way() -> None:
+    """Only ``_run_steps`` asks a ``Stepper`` what to do; nothing else sends into steps."""
+    drivers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                called = {
+                    call.func.attr
+                    for call in ast.walk(node)
+                    if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                }
+                if called & {"next_action", "send"} and "steps" in ast.unparse(node.args):
+                    drivers.add((module_name(path), node.name))
+
+    assert drivers == {("swarmdns._sync", "_run_steps"), ("swarmdns._async", "_run_steps")}

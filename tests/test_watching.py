@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from typing import Any, Protocol
@@ -331,29 +332,53 @@ def test_wait_for_tasks_returns_once_enough_are_up(swarm_dns: FakeSwarm) -> None
     assert len(result[0]) == 2
 
 
+def wait_for_tasks(api: str, count: int, **options: Any) -> tuple[IPv4Address, ...]:
+    """``wait_for_tasks("web", count)`` of the sync or the async API."""
+    if api == "sync":
+        return swarmdns.wait_for_tasks("web", count, **options)
+    return asyncio.run(swarmdns.aio.wait_for_tasks("web", count, **options))
+
+
 @pytest.mark.parametrize("api", ["sync", "async"])
 def test_wait_for_tasks_gives_up_with_what_it_saw(swarm_dns: FakeSwarm, api: str) -> None:
     web = swarm_dns.create_service("web", replicas=2)
 
-    def wait() -> object:
-        if api == "sync":
-            return swarmdns.wait_for_tasks("web", 3, timeout=0.2, interval=0.01)
-        return asyncio.run(swarmdns.aio.wait_for_tasks("web", 3, timeout=0.2, interval=0.01))
-
     with pytest.raises(swarmdns.NotEnoughTasks) as caught:
-        wait()
+        wait_for_tasks(api, 3, timeout=0.2, interval=0.01)
 
     assert caught.value.current == web.task_ips
     assert isinstance(caught.value, TimeoutError)
 
 
-def test_async_wait_for_tasks_rides_out_failures(swarm_dns: FakeSwarm) -> None:
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_wait_for_tasks_cuts_a_lookup_short_at_its_timeout(swarm_dns: FakeSwarm, api: str) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    swarm_dns.inject(Delay(3600), name="tasks.web")
+    began = time.monotonic()
+
+    with pytest.raises(swarmdns.NotEnoughTasks, match="the last lookup failed") as caught:
+        wait_for_tasks(api, 2, timeout=0.2, interval=0.01)
+
+    assert time.monotonic() - began < swarmdns.DEFAULT_TIMEOUT  # not a whole lookup's timeout
+    assert caught.value.current == ()
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_wait_for_tasks_raises_what_retrying_will_not_mend(
+    api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWARMDNS_NAMESERVER", "not an address")
+
+    with pytest.raises(swarmdns.ConfigurationError):
+        wait_for_tasks(api, 1, timeout=EVENT_TIMEOUT)
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_wait_for_tasks_rides_out_failures(swarm_dns: FakeSwarm, api: str) -> None:
     web = swarm_dns.create_service("web", replicas=2)
     swarm_dns.inject([Fault.SERVFAIL, Fault.NO_REPLY, Fault.GARBAGE], name="tasks.web")
 
-    found = asyncio.run(
-        swarmdns.aio.wait_for_tasks("web", 2, timeout=EVENT_TIMEOUT, interval=0.01)
-    )
+    found = wait_for_tasks(api, 2, timeout=EVENT_TIMEOUT, interval=0.01)
 
     assert found == web.task_ips
     assert [q.outcome for q in swarm_dns.queries][:3] == [
