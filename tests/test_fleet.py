@@ -21,6 +21,8 @@ from swarmdns import (
 )
 from swarmdns._fleet import SLACK, FleetCore, Slot
 
+from .changes import replay
+
 #: Long enough for add() to return on any machine; it only bounds a hang.
 ADD_TIMEOUT = 5.0
 
@@ -702,26 +704,6 @@ def kept(core: FleetCore) -> list[tuple[str, list[int], list[int], list[int]]]:
         (change.service, octets(change.added), octets(change.removed), octets(change.current))
         for change in core.changes
     ]
-
-
-def replay(changes: Iterable[TaskSetChange]) -> dict[str, frozenset[IPv4Address]]:
-    """Each service's set after applying ``changes`` in turn, from nothing, as a user would.
-
-    Checks on the way that each change leads to its own ``current``, that a
-    service's first change is its initial set, and that every later one
-    changes something.
-    """
-    sets: dict[str, frozenset[IPv4Address]] = {}
-    for change in changes:
-        if change.service not in sets:
-            assert not change.removed, change
-            assert change.added == frozenset(change.current), change
-        else:
-            assert change.added or change.removed, f"an empty change: {change!r}"
-        before = sets.get(change.service, frozenset())
-        sets[change.service] = (before - change.removed) | change.added
-        assert sets[change.service] == frozenset(change.current), change
-    return sets
 
 
 def lookups(core: FleetCore, clock: Clock, answers: Iterable[tuple[str, tuple[int, ...]]]) -> None:

@@ -260,24 +260,44 @@ class AnsweredWith(Check):
         return self.last == self.expected
 
 
-def mesh(swarm: FakeSwarm) -> None:
-    """Tasks on loopback addresses, which a replica can bind."""
-    swarm.create_network("mesh", subnet=SUBNET)
+@pytest.fixture
+def app(swarm_dns: FakeSwarm, replicas: Callable[[Sequence[IPv4Address]], None]) -> Service:
+    """A service ``app`` of 3 tasks on loopback addresses, each served by a replica."""
+    swarm_dns.create_network("mesh", subnet=SUBNET)
+    service = swarm_dns.create_service("app", replicas=3, network="mesh")
+    replicas(service.task_ips)
+    return service
+
+
+def follows_the_service(
+    swarm: FakeSwarm,
+    url: str,
+    replicas: Callable[[Sequence[IPv4Address]], None],
+    context: Path,
+    *,
+    without_tasks: str,
+) -> None:
+    """Scale ``app`` up, kill a task, scale it to 0: requests to ``url`` follow each time."""
+    app = swarm.scale("app", 5)
+    replicas(app.task_ips)
+    eventually(AnsweredByEach(url, app.task_ips), context)
+    app = swarm.kill_task(app.task_ips[0])
+    eventually(AnsweredByEach(url, app.task_ips), context)
+    swarm.scale("app", 0)
+    eventually(AnsweredWith(url, without_tasks), context)
 
 
 # -- nginx --------------------------------------------------------------------------
 
 
 def test_nginx_balances_over_every_task_and_follows_scaling(
+    app: Service,
     swarm_dns: FakeSwarm,
     tmp_path: Path,
     replicas: Callable[[Sequence[IPv4Address]], None],
     processes: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     nginx = program("nginx", "nginx-light")
-    mesh(swarm_dns)
-    app = swarm_dns.create_service("app", replicas=3, network="mesh")
-    replicas(app.task_ips)
     prefix = tmp_path / "nginx"
     conf_d = prefix / "conf.d"
     conf_d.mkdir(parents=True)
@@ -323,13 +343,7 @@ def test_nginx_balances_over_every_task_and_follows_scaling(
         *SWARMDNS, *moved(documented_watch("app-upstreams.conf.j2"), paths), cwd=tmp_path, env=env
     )
 
-    app = swarm_dns.scale("app", 5)
-    replicas(app.task_ips)
-    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
-    app = swarm_dns.kill_task(app.task_ips[0])
-    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
-    swarm_dns.scale("app", 0)
-    eventually(AnsweredWith(url, "HTTP 502"), tmp_path)
+    follows_the_service(swarm_dns, url, replicas, tmp_path, without_tasks="HTTP 502")
 
     rendered = (conf_d / "app-upstreams.conf").read_text()
     assert "server 127.0.0.1:65535 down;" in rendered, logs(tmp_path)
@@ -340,15 +354,13 @@ def test_nginx_balances_over_every_task_and_follows_scaling(
 
 
 def test_haproxy_balances_over_every_task_and_follows_scaling(
+    app: Service,
     swarm_dns: FakeSwarm,
     tmp_path: Path,
     replicas: Callable[[Sequence[IPv4Address]], None],
     processes: Callable[..., subprocess.Popen[bytes]],
 ) -> None:
     haproxy = program("haproxy", "haproxy")
-    mesh(swarm_dns)
-    app = swarm_dns.create_service("app", replicas=3, network="mesh")
-    replicas(app.task_ips)
     etc, run = tmp_path / "etc", tmp_path / "run"
     etc.mkdir()
     run.mkdir()
@@ -366,13 +378,7 @@ def test_haproxy_balances_over_every_task_and_follows_scaling(
     eventually(AnsweredByEach(url, app.task_ips), tmp_path)
     processes(*SWARMDNS, *moved(documented_watch("haproxy.cfg.j2"), paths), cwd=tmp_path)
 
-    app = swarm_dns.scale("app", 5)
-    replicas(app.task_ips)
-    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
-    app = swarm_dns.kill_task(app.task_ips[0])
-    eventually(AnsweredByEach(url, app.task_ips), tmp_path)
-    swarm_dns.scale("app", 0)
-    eventually(AnsweredWith(url, "HTTP 503"), tmp_path)
+    follows_the_service(swarm_dns, url, replicas, tmp_path, without_tasks="HTTP 503")
 
     assert "    server " not in (etc / "haproxy.cfg").read_text()
 

@@ -33,6 +33,8 @@ from swarmdns._watch import (
 )
 from swarmdns.testing import FakeSwarm
 
+from .changes import replay
+
 
 def ips(*last_octets: int) -> frozenset[IPv4Address]:
     return frozenset(IPv4Address(f"10.0.1.{n}") for n in last_octets)
@@ -443,26 +445,6 @@ def change(
         current=tuple(sorted(ips(*current))),
         observed_at=WALL.replace(minute=minute),
     )
-
-
-def replay(changes: Iterable[TaskSetChange]) -> dict[str, frozenset[IPv4Address]]:
-    """Each service's set after applying ``changes`` in turn, from nothing, as a user would.
-
-    Checks on the way that each change leads to its own ``current``, that a
-    service's first change is its initial set, and that every later one
-    changes something.
-    """
-    sets: dict[str, frozenset[IPv4Address]] = {}
-    for each in changes:
-        if each.service not in sets:
-            assert not each.removed, each
-            assert each.added == frozenset(each.current), each
-        else:
-            assert each.added or each.removed, f"an empty change: {each!r}"
-        before = sets.get(each.service, frozenset())
-        sets[each.service] = (before - each.removed) | each.added
-        assert sets[each.service] == frozenset(each.current), each
-    return sets
 
 
 def test_net_change_goes_from_before_the_older_to_after_the_newer() -> None:

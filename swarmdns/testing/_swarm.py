@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import AddressValueError, IPv4Address, IPv4Network
 from types import MappingProxyType
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from attrs import evolve, field, frozen
 
@@ -59,16 +59,24 @@ def _either(choices: Sequence[str]) -> str:
     return f"{', '.join(most)} or {last}" if most else last
 
 
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _one_of(value: object, choices: tuple[_Choice, ...], what: str) -> _Choice:
+    """``value`` if it is one of ``choices``, as their type; else the engine's refusal."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise SwarmError(f"{what} must be {_either(choices)}, not {value!r}")
+
+
 def check_endpoint_mode(mode: object) -> EndpointMode:
     """``mode`` if it is an ``EndpointMode``, as that type.
 
     Raises:
         SwarmError: It is not (whatever its type), as the engine refuses it.
     """
-    for choice in _ENDPOINT_MODES:
-        if mode == choice:
-            return choice
-    raise SwarmError(f"endpoint mode must be {_either(_ENDPOINT_MODES)}, not {mode!r}")
+    return _one_of(mode, _ENDPOINT_MODES, "endpoint mode")
 
 
 def check_service_mode(mode: object) -> ServiceMode:
@@ -77,10 +85,7 @@ def check_service_mode(mode: object) -> ServiceMode:
     Raises:
         SwarmError: It is not (whatever its type), as the engine refuses it.
     """
-    for choice in _SERVICE_MODES:
-        if mode == choice:
-            return choice
-    raise SwarmError(f"mode must be {_either(_SERVICE_MODES)}, not {mode!r}")
+    return _one_of(mode, _SERVICE_MODES, "mode")
 
 
 class TaskState(enum.Enum):
