@@ -650,6 +650,21 @@ def _signal_group(group: int, signum: signal.Signals) -> None:
         os.killpg(group, signum)
 
 
+#: Seconds between two looks at whether a stopped command's process group has ended.
+_GROUP_POLL = 0.02
+
+
+def _group_alive(group: int) -> bool:
+    """Whether any process is left in a process group (zombies included)."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user took the group's number
+        return False
+    return True
+
+
 def _ended_by(returncode: int) -> str:
     if returncode >= 0:
         return f"exited with status {returncode}"
@@ -665,8 +680,9 @@ class CommandRunner:
     The command runs through ``/bin/sh -c``, in a process group of its own,
     with this process's environment plus the variables given. One that fails
     is logged (logger ``swarmdns.actions``). One that runs past ``timeout`` is sent
-    SIGTERM, with its whole process group, and SIGKILL ``kill_grace``
-    seconds later; that is logged too. Neither raises: the watch goes on.
+    SIGTERM, with its whole process group, and what is left of the group
+    SIGKILL ``kill_grace`` seconds later; that is logged too. Neither
+    raises: the watch goes on.
 
     ``cancel()``, from any thread when the watch stops, stops the command
     under way in the same way and closes the runner: later runs start
@@ -737,7 +753,7 @@ class CommandRunner:
 
         From any thread; a second call does nothing, and neither does one
         when no command runs but closing the runner. The command's process
-        group gets SIGTERM, then SIGKILL once its shell has ended or
+        group gets SIGTERM, then SIGKILL once the whole group has ended or
         ``kill_grace`` seconds have passed, as on a timeout; this returns
         then, so it can take up to ``kill_grace``. The ``run()`` it cut short
         returns a result with ``cancelled`` set; later ones start nothing.
@@ -745,8 +761,8 @@ class CommandRunner:
         with self._state:
             self._closed = True
             process = self._process
-            if process is None or self._stopping is not None:
-                return  # nothing runs, or it is being stopped already
+            if process is None or self._stopping is not None or process.poll() is not None:
+                return  # nothing runs (or it just ended), or it is being stopped already
             self._stopping = "cancel"
         self._stop(process)
 
@@ -770,6 +786,12 @@ class CommandRunner:
                 process.wait()
         except BaseException:  # an interrupt: the command must not outlive the watch
             self._stop(process)
+            _log().warning(
+                "the command %r%s was stopped, with its process group, because swarmdns"
+                " was interrupted",
+                self.command,
+                about,
+            )
             raise
         finally:
             with self._state:
@@ -779,10 +801,7 @@ class CommandRunner:
                 with contextlib.suppress(OSError):
                     process.stdin.close()
         duration = self._clock() - started
-        if stopped_by == "cancel":
-            # Its shell has ended; what else runs in its group is not to outlive
-            # the run (cancel() sends this too, perhaps not yet).
-            _signal_group(process.pid, signal.SIGKILL)
+        if stopped_by == "cancel":  # cancel() stops what is left of its group
             _log().warning(
                 "the command %r%s was stopped, with its process group (SIGTERM, then"
                 " SIGKILL), because the watch is stopping",
@@ -844,14 +863,19 @@ class CommandRunner:
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
         """SIGTERM to the command's process group; SIGKILL to what is left after the grace.
 
-        The thread of the run may be waiting for the process too: ``Popen``
-        allows that, and only that thread closes the process's stdin.
+        The grace is the whole group's: the shell of ``a && b`` ends at once,
+        while ``b`` may still be cleaning up. The thread of the run may be
+        waiting for the process too: ``Popen`` allows that, and only that
+        thread closes the process's stdin.
         """
+        deadline = time.monotonic() + self.kill_grace
         _signal_group(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(self.kill_grace)
-        # Children that ignored SIGTERM or outlived the shell.
-        _signal_group(process.pid, signal.SIGKILL)
+        # Nothing says when a process group empties: ask it, now and then.
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(_GROUP_POLL)
+        _signal_group(process.pid, signal.SIGKILL)  # what ignored SIGTERM, or took too long
         process.wait()
 
 

@@ -69,18 +69,20 @@ EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 EXIT_DNS_FAILURE = 3
 EXIT_COMMAND_FAILED = 4
+EXIT_INTERRUPTED = 130
 
 #: The exit codes, as ``--help`` shows them (docs/cli.md shows the same table).
 EXIT_CODES = """\
 exit codes:
-  0  success
-  1  not found: no such service, fewer tasks than tasks --min (1 by default),
-     or no virtual IP where vip asked for one
-  2  usage: bad options, a name Docker would not accept, a bad
-     SWARMDNS_NAMESERVER, or an address serve cannot listen on
-  3  DNS failure or timeout; watch --once: a lookup failed; watch: lookups
-     failed for longer than --fail-after
-  4  watch --once: the --exec command failed, or ran past --exec-timeout"""
+    0  success
+    1  not found: no such service, fewer tasks than tasks --min (1 by default),
+       or no virtual IP where vip asked for one
+    2  usage: bad options, a name Docker would not accept, a bad
+       SWARMDNS_NAMESERVER, or an address serve cannot listen on
+    3  DNS failure or timeout; watch --once: a lookup failed; watch: lookups
+       failed for longer than --fail-after
+    4  watch --once: the --exec command failed, or ran past --exec-timeout
+  130  watch --once: interrupted (Ctrl-C, SIGTERM) before it was done"""
 
 
 class _Exit(Exception):
@@ -488,7 +490,7 @@ def _tasks(options: argparse.Namespace, out: TextIO) -> int:
 
 
 def _watch(options: argparse.Namespace, out: TextIO) -> int:
-    with _sigterm_interrupts(), _action_failures_shown():  # docker stop: as on Ctrl-C, exit 0
+    with _interrupted_once(), _action_failures_shown():  # docker stop: as Ctrl-C, exit 0
         return _watch_until_interrupted(options, out)
 
 
@@ -498,7 +500,14 @@ def _watch_until_interrupted(options: argparse.Namespace, out: TextIO) -> int:
     actions = _action_loop(services, options)
     options.exclude = excluded_addresses((), exclude_self=options.exclude_self)
     if options.once:
-        return _watch_once(services, options, out, named=named, actions=actions)
+        try:
+            return _watch_once(services, options, out, named=named, actions=actions)
+        except KeyboardInterrupt:  # not a success: a script must not go on as if it were
+            raise _Exit(
+                EXIT_INTERRUPTED,
+                "interrupted before the lookups, the templates and the command were done;"
+                " run it again",
+            ) from None
     # None: the reader of the output went away; an exception: acting failed.
     changes: queue.Queue[TaskSetChange | BaseException | None] = queue.Queue()
     with (
@@ -520,16 +529,18 @@ def _watch_until_interrupted(options: argparse.Namespace, out: TextIO) -> int:
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread, as Ctrl-C does.
+def _interrupted_once() -> Iterator[None]:
+    """Within the block, SIGTERM interrupts as Ctrl-C does, and only the first interrupt counts.
 
-    So ``docker stop`` (SIGTERM, then SIGKILL 10 s later) ends ``watch``
-    cleanly: the command under way is stopped with its process group,
-    threads and sockets are closed, and the exit status is Ctrl-C's. A
-    second SIGTERM is ignored, so that it does not cut the stopping short
-    (SIGKILL does that). The handler before is put back afterwards (for
-    ``main()`` called in a program's own process). Outside the main thread,
-    where Python runs no signal handler, this does nothing.
+    SIGTERM raises KeyboardInterrupt in the main thread, so ``docker stop``
+    (SIGTERM, then SIGKILL 10 s later) ends ``watch`` cleanly: the command
+    under way is stopped with its process group, threads and sockets are
+    closed, and the exit status is Ctrl-C's. Any SIGTERM or SIGINT after the
+    first is ignored, so that it does not cut the stopping short, which would
+    leave the command running (SIGKILL still ends everything). The handlers
+    before are put back afterwards (for ``main()`` called in a program's own
+    process). Outside the main thread, where Python runs no signal handler,
+    this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -542,12 +553,17 @@ def _sigterm_interrupts() -> Iterator[None]:
             interrupted = True
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in _INTERRUPTS}
     try:
         yield
     finally:
-        # None: a handler not set from Python, which cannot be put back; the default then.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for signum, handler in previous.items():
+            # None: a handler not set from Python, which cannot be put back; the default then.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+#: What stops ``watch``: Ctrl-C, and ``docker stop``'s SIGTERM.
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -841,8 +857,11 @@ def _act_once(actions: ActionLoop) -> int:
     except OSError as error:
         raise _cannot_act(error) from error
     if isinstance(result, CommandResult) and not result.ok:
-        how = "ran past --exec-timeout" if result.timed_out else "failed"
-        raise _Exit(EXIT_COMMAND_FAILED, f"the --exec command {how} (above)")
+        if result.timed_out:
+            why = "ran past --exec-timeout (above); raise it if the command needs longer"
+        else:
+            why = "failed (above); run it by hand to see why, then fix it"
+        raise _Exit(EXIT_COMMAND_FAILED, f"the --exec command {why}")
     return EXIT_OK
 
 

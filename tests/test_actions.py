@@ -959,6 +959,41 @@ def test_cancel_kills_a_command_that_ignores_sigterm_after_the_grace(pid_file: P
     assert result == CommandResult(returncode=-9, cancelled=True, duration=result.duration)
 
 
+#: A child that, on SIGTERM, takes a moment to clean up, then says it did.
+_CLEANS_UP = """\
+import os, signal, sys, time
+def finish(*_):
+    time.sleep(0.3)
+    with open(sys.argv[1], "w") as done:
+        done.write("cleaned up")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, finish)
+with open(sys.argv[2], "w") as pid_file:
+    pid_file.write(f"{os.getpid()}\\n")
+while True:
+    time.sleep(1)
+"""
+
+
+def test_the_grace_is_the_whole_groups_not_only_the_shells(pid_file: Path, tmp_path: Path) -> None:
+    # The shell ends at SIGTERM at once; its child cleans up within the grace.
+    script, done = tmp_path / "child.py", tmp_path / "done"
+    script.write_text(_CLEANS_UP)
+    runner = CommandRunner(
+        f"{sys.executable} {script} {done} {pid_file} & wait", timeout=3600, kill_grace=PATIENCE
+    )
+    thread, returned = in_thread(lambda: runner.run("{}"))
+    child = started_pid(pid_file)
+
+    runner.cancel()
+    thread.join(PATIENCE)
+
+    assert done.read_text() == "cleaned up"  # not killed before its grace was over
+    assert not alive(child)
+    (result,) = returned
+    assert result.cancelled
+
+
 def test_cancel_with_nothing_running_only_closes_the_runner(
     tmp_path: Path, quiet_caplog: pytest.LogCaptureFixture
 ) -> None:

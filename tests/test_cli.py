@@ -684,10 +684,15 @@ def test_watch_once_exits_4_when_the_command_fails(swarm_dns: FakeSwarm) -> None
         r"swarmdns: the command 'exit 7' \(for web\) exited with status 7 after [0-9.e-]+ s",
         logged,
     )
-    assert summary == "swarmdns: the --exec command failed (above)"
+    assert summary == (
+        "swarmdns: the --exec command failed (above); run it by hand to see why, then fix it"
+    )
     assert slow.returncode == 4, slow
     assert "ran past its timeout of 0.2 s" in slow.stderr
-    assert slow.stderr.endswith("swarmdns: the --exec command ran past --exec-timeout (above)\n")
+    assert slow.stderr.endswith(
+        "swarmdns: the --exec command ran past --exec-timeout (above); raise it if the command"
+        " needs longer\n"
+    )
 
 
 def test_watch_shows_a_failing_command_on_stderr_and_goes_on(
@@ -1007,6 +1012,64 @@ def test_watch_stops_on_sigterm_as_on_ctrl_c_with_the_command_under_way(
     assert left == []
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "ctrl-c"])
+def test_watch_once_interrupted_is_not_a_success(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path, signum: signal.Signals
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    fifo = Fifo(tmp_path / "started")
+    shell = child = 0
+    try:
+        watch = spawn("watch", "web", "--once", "--exec", LONG_COMMAND.format(fifo=fifo.path),
+                      "--exec-timeout", "3600")  # fmt: skip
+        shell, child = map(int, fifo.next_run().split())
+        watch.popen.send_signal(signum)
+        code, _, err = watch.finish()
+        left = wait_until_gone(shell, child)
+    finally:
+        fifo.close()
+        stop_what_is_left(shell, shell, child)
+
+    assert code == 130
+    assert "was stopped, with its process group, because swarmdns was interrupted" in err
+    assert err.endswith(
+        "swarmdns: interrupted before the lookups, the templates and the command were done;"
+        " run it again\n"
+    )
+    assert left == []
+
+
+def test_a_second_interrupt_does_not_cut_the_stopping_short(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    started, stopping = Fifo(tmp_path / "started"), Fifo(tmp_path / "stopping")
+    # Both ignore SIGTERM, so the stopping lasts the 2 s grace, then SIGKILL;
+    # the shell says when SIGTERM came, so the second interrupt comes during it.
+    command = (
+        f"trap '' TERM; sleep 600 & child=$!; trap 'echo > {stopping.path}' TERM;"
+        f' echo "$$ $child" > {started.path}; while :; do wait $child; done'
+    )
+    shell = child = 0
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--exec", command,
+                      "--exec-timeout", "3600")  # fmt: skip
+        shell, child = map(int, started.next_run().split())
+        watch.popen.send_signal(signal.SIGTERM)
+        stopping.next_run()
+        watch.popen.send_signal(signal.SIGINT)
+        code, _, err = watch.finish()
+        left = wait_until_gone(shell, child)
+    finally:
+        started.close()
+        stopping.close()
+        stop_what_is_left(shell, shell, child)
+
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert left == []
+
+
 def test_watch_in_process_takes_sigterm_then_puts_the_handler_back(
     swarm_dns: FakeSwarm, tmp_path: Path
 ) -> None:
@@ -1186,7 +1249,8 @@ def test_watch_exclude_self_holds_for_every_change_too(
                     _cli.main(
                         ["watch", "web", "--json", "--interval", "0.05", "--exclude-self"], out
                     )
-                )
+                ),
+                daemon=True,
             )
             watch.start()
             first = json.loads(lines.readline())
