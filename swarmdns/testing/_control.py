@@ -21,15 +21,12 @@ closed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import json
-import logging
 import math
 import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
@@ -39,6 +36,7 @@ from attrs import frozen
 
 from .._model import Task as DNSTask
 from ._engines import EngineVersion
+from ._loop import SelectorThread
 from ._nodes import Node
 from ._responder import Delay, Fault, Injected
 from ._swarm import (
@@ -54,8 +52,6 @@ from ._swarm import (
     check_service_mode,
 )
 
-logger = logging.getLogger("swarmdns.testing")
-
 #: The longest request line the server reads, in bytes.
 MAX_REQUEST_BYTES = 64 * 1024
 #: How many connections are served at once; more wait to be accepted.
@@ -69,7 +65,6 @@ MAX_FAULTS = 1000
 #: The longest reply the client reads, in bytes.
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 _RECV_SIZE = 65536
-_STOP_TIMEOUT = 10.0
 _ACCEPT_PAUSE = 0.5
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -596,7 +591,7 @@ class _Connection:
         self.skipping = False  # discarding the rest of an over-long line
 
 
-class ControlServer:
+class ControlServer(SelectorThread[_Connection]):
     """Serves the control channel of a fake on a loopback TCP port until stopped."""
 
     def __init__(self, fake: Controlled, *, host: str, port: int) -> None:
@@ -614,17 +609,11 @@ class ControlServer:
             self._listener.close()
             raise
         self._listener.setblocking(False)
-        self._wake_reader, self._wake_writer = socket.socketpair()
-        self._wake_reader.setblocking(False)
+        super().__init__("the fake's control channel")
         self.host = host
         self.port: int = self._listener.getsockname()[1]
-        self.internal_errors: list[BaseException] = []
-        self._selector = selectors.DefaultSelector()
-        self._connections: dict[socket.socket, _Connection] = {}
         self._accepting = False
         self._accept_paused_until = 0.0
-        self._stopping = False
-        self._thread: threading.Thread | None = None
 
     @property
     def address(self) -> str:
@@ -633,45 +622,13 @@ class ControlServer:
 
     def start(self) -> None:
         """Start serving in a background thread."""
-        self._selector.register(self._wake_reader, selectors.EVENT_READ, self._on_wake)
         self._accept(True)
-        self._thread = threading.Thread(
-            target=self._run, name=f"swarmdns-fake-control-{self.port}", daemon=True
-        )
-        self._thread.start()
+        self._start_thread(f"swarmdns-fake-control-{self.port}")
 
-    def stop(self) -> None:
-        """Stop serving, close every socket, and join the thread; idempotent."""
-        self._stopping = True
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            with contextlib.suppress(OSError):
-                self._wake_writer.send(b"\0")
-            thread.join(_STOP_TIMEOUT)
-            if thread.is_alive():  # pragma: no cover - only a bug gets here
-                raise RuntimeError("the fake's control channel did not stop within 10 s")
-        for connection in list(self._connections.values()):
-            self._drop(connection)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.close()
-        for sock in (self._listener, self._wake_reader, self._wake_writer):
-            sock.close()
+    def _close(self) -> None:
+        self._listener.close()
 
     # -- the loop ------------------------------------------------------------------
-
-    def _run(self) -> None:
-        while not self._stopping:
-            for key, events in self._selector.select(self._next_wakeup()):
-                handler: Callable[[socket.socket, int], None] = key.data
-                sock: socket.socket = key.fileobj  # type: ignore[assignment]
-                try:
-                    handler(sock, events)
-                except Exception as error:  # pragma: no cover - only a bug gets here
-                    self._record(error)
-                    connection = self._connections.get(sock)
-                    if connection is not None:
-                        self._drop(connection)
-            self._expire()
 
     def _next_wakeup(self) -> float | None:
         deadlines = [c.deadline for c in self._connections.values()]
@@ -681,7 +638,7 @@ class ControlServer:
             return None
         return max(0.0, min(deadlines) - time.monotonic())
 
-    def _expire(self) -> None:
+    def _after_round(self) -> None:
         now = time.monotonic()
         if self._accept_paused_until and self._accept_paused_until <= now:
             self._accept_paused_until = 0.0
@@ -689,14 +646,6 @@ class ControlServer:
         for connection in list(self._connections.values()):
             if connection.deadline <= now:
                 self._drop(connection)
-
-    def _record(self, error: Exception) -> None:
-        logger.error("the fake's control channel failed", exc_info=error)
-        self.internal_errors.append(error)
-
-    def _on_wake(self, sock: socket.socket, _events: int) -> None:
-        with contextlib.suppress(BlockingIOError):
-            sock.recv(64)
 
     def _accept(self, accepting: bool) -> None:
         """Listen for new connections, or leave them waiting in the backlog."""
@@ -795,10 +744,7 @@ class ControlServer:
             self._selector.modify(connection.sock, events, self._on_event)
 
     def _drop(self, connection: _Connection) -> None:
-        self._connections.pop(connection.sock, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(connection.sock)
-        connection.sock.close()
+        super()._drop(connection)
         if not self._stopping:
             self._accept(len(self._connections) < MAX_CONNECTIONS)
 

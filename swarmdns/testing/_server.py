@@ -7,23 +7,19 @@ pending and no transport half-closed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import heapq
 import itertools
-import logging
 import selectors
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from ._loop import SelectorThread, logger
 from ._responder import Reply, Transport
-
-logger = logging.getLogger("swarmdns.testing")
 
 _LENGTH = struct.Struct("!H")
 #: The engine's DNS library waits this long for a TCP connection's first
@@ -33,7 +29,6 @@ _TCP_FIRST_READ = 2.0
 _TCP_IDLE = 8.0
 _TCP_MAX_QUERIES = 128
 _START_TIMEOUT = 10.0
-_STOP_TIMEOUT = 10.0
 _BIND_ATTEMPTS = 20
 _RECV_SIZE = 65536
 #: accept() failures that last until the process or the system frees memory
@@ -106,7 +101,7 @@ class Answering(Protocol):
         ...
 
 
-class DNSServer:
+class DNSServer(SelectorThread[_Connection]):
     """Serves a ``Responder`` over UDP and TCP on one port until stopped.
 
     ``responder`` may be replaced while serving (a paused node's engine answers
@@ -118,72 +113,29 @@ class DNSServer:
             raise ValueError(f"port must be a whole number from 0 to 65535, not {port!r}")
         self.responder = responder
         self._udp, self._tcp = _bind_pair(host, port)
-        self._wake_reader, self._wake_writer = socket.socketpair()
-        self._wake_reader.setblocking(False)
+        super().__init__("the fake Swarm DNS server")
         self.host = host
         self.port: int = self._udp.getsockname()[1]
-        self.internal_errors: list[BaseException] = []
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._selector = selectors.DefaultSelector()
-        self._connections: dict[socket.socket, _Connection] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_ids = itertools.count()
         self._accept_pause = 0.0  # while accept() lacks resources: the next pause
-
-    @property
-    def running(self) -> bool:
-        """Whether the server thread is serving."""
-        return self._thread is not None and self._thread.is_alive()
 
     def start(self) -> None:
         """Start serving in a background thread."""
         self._selector.register(self._udp, selectors.EVENT_READ, self._on_udp)
         self._selector.register(self._tcp, selectors.EVENT_READ, self._on_accept)
-        self._selector.register(self._wake_reader, selectors.EVENT_READ, self._on_wake)
-        self._thread = threading.Thread(
-            target=self._run, name=f"swarmdns-fake-{self.port}", daemon=True
-        )
-        self._thread.start()
+        self._start_thread(f"swarmdns-fake-{self.port}")
 
-    def stop(self) -> None:
-        """Stop serving, close every socket, and join the thread; idempotent."""
-        self._stopping = True
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            with contextlib.suppress(OSError):
-                self._wake_writer.send(b"\0")
-            thread.join(_STOP_TIMEOUT)
-            if thread.is_alive():  # pragma: no cover - only a bug gets here
-                raise RuntimeError("the fake Swarm DNS server did not stop within 10 s")
-        self._close_all()
-
-    def _close_all(self) -> None:
-        for connection in list(self._connections.values()):
-            self._drop(connection)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.close()
-        for sock in (self._udp, self._tcp, self._wake_reader, self._wake_writer):
+    def _close(self) -> None:
+        for sock in (self._udp, self._tcp):
             sock.close()
         self._timers.clear()
 
     # -- the loop ------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stopping:
-            events = self._selector.select(self._next_wakeup())
-            for key, _ in events:
-                handler: Callable[[socket.socket], None] = key.data
-                sock: socket.socket = key.fileobj  # type: ignore[assignment]
-                try:
-                    handler(sock)
-                except Exception as error:  # pragma: no cover - only a bug gets here
-                    self._record(error)
-                    connection = self._connections.get(sock)
-                    if connection is not None:
-                        self._drop(connection)
-            self._run_timers()
-            self._expire_idle()
+    def _after_round(self) -> None:
+        self._run_timers()
+        self._expire_idle()
 
     def _next_wakeup(self) -> float | None:
         deadlines = [c.deadline for c in self._connections.values() if not c.pending]
@@ -207,14 +159,6 @@ class DNSServer:
     def _later(self, delay: float, callback: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_ids), callback))
 
-    def _on_wake(self, sock: socket.socket) -> None:
-        with contextlib.suppress(BlockingIOError):
-            sock.recv(64)
-
-    def _record(self, error: Exception) -> None:
-        logger.error("the fake Swarm DNS server failed", exc_info=error)
-        self.internal_errors.append(error)
-
     def respond(self, data: bytes, transport: Transport) -> Reply:
         """Ask the responder; a bug there is recorded, never fatal to the server."""
         try:
@@ -225,7 +169,7 @@ class DNSServer:
 
     # -- UDP -----------------------------------------------------------------------
 
-    def _on_udp(self, sock: socket.socket) -> None:
+    def _on_udp(self, sock: socket.socket, _events: int) -> None:
         # One datagram per wakeup: the selector reports the socket again while
         # more are queued, and no wakeup ends in a failed read.
         try:
@@ -248,7 +192,7 @@ class DNSServer:
 
     # -- TCP -----------------------------------------------------------------------
 
-    def _on_accept(self, listener: socket.socket) -> None:
+    def _on_accept(self, listener: socket.socket, _events: int) -> None:
         try:
             sock, _ = listener.accept()
         except BlockingIOError:
@@ -286,7 +230,7 @@ class DNSServer:
         if not self._stopping:
             self._selector.register(listener, selectors.EVENT_READ, self._on_accept)
 
-    def _on_readable(self, sock: socket.socket) -> None:
+    def _on_readable(self, sock: socket.socket, _events: int) -> None:
         connection = self._connections[sock]
         try:
             data = sock.recv(_RECV_SIZE)
@@ -342,13 +286,13 @@ class DNSServer:
             events |= selectors.EVENT_WRITE
         self._selector.modify(connection.sock, events, self._on_ready)
 
-    def _on_ready(self, sock: socket.socket) -> None:
+    def _on_ready(self, sock: socket.socket, events: int) -> None:
         connection = self._connections[sock]
         if connection.outgoing:
             self._flush(connection)
             self._finish_if_done(connection)
         if sock in self._connections:
-            self._on_readable(sock)
+            self._on_readable(sock, events)
 
     def _finish_if_done(self, connection: _Connection) -> None:
         idle = not connection.outgoing and not connection.pending
@@ -362,9 +306,3 @@ class DNSServer:
         for connection in list(self._connections.values()):
             if connection.deadline <= now and not connection.pending:
                 self._drop(connection)
-
-    def _drop(self, connection: _Connection) -> None:
-        self._connections.pop(connection.sock, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(connection.sock)
-        connection.sock.close()
