@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import dns.message
 import dns.query
@@ -983,7 +983,45 @@ def stop_what_is_left(group: int, *pids: int) -> None:
 
 
 #: A command that tells its shell's pid and its child's, then waits far longer than a test.
-LONG_COMMAND = 'sleep 600 & echo "$$ $!" > {fifo}; wait'
+LONG_COMMAND = 'sleep 600 & echo "$$ $!" > {started}; wait'
+
+
+class Interrupted(NamedTuple):
+    """How a watch ended that was interrupted with its command under way."""
+
+    command: str
+    code: int
+    stderr: str
+    left: list[int]  # the command's shell and child, if still running
+
+
+def interrupt_watch(
+    spawn: Spawn,
+    tmp_path: Path,
+    *options: str,
+    command: str = LONG_COMMAND,
+    interrupt: Callable[[subprocess.Popen[str], Fifo], None],
+) -> Interrupted:
+    """Watch ``web`` with ``--exec command``; once it runs, ``interrupt`` the watch.
+
+    ``command`` writes its shell's pid and its child's to ``{started}``;
+    ``{stopping}`` is a FIFO it may write to when it gets SIGTERM.
+    Whatever of it is left afterwards is killed.
+    """
+    started, stopping = Fifo(tmp_path / "started"), Fifo(tmp_path / "stopping")
+    command = command.format(started=started.path, stopping=stopping.path)
+    shell = child = 0
+    try:
+        watch = spawn("watch", "web", *options, "--exec", command, "--exec-timeout", "3600")
+        shell, child = map(int, started.next_run().split())
+        interrupt(watch.popen, stopping)
+        code, _, err = watch.finish()
+        left = wait_until_gone(shell, child)
+    finally:
+        started.close()
+        stopping.close()
+        stop_what_is_left(shell, shell, child)
+    return Interrupted(command, code, err, left)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "ctrl-c"])
@@ -991,25 +1029,18 @@ def test_watch_stops_on_sigterm_as_on_ctrl_c_with_the_command_under_way(
     swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path, signum: signal.Signals
 ) -> None:
     swarm_dns.create_service("web", replicas=2)
-    fifo = Fifo(tmp_path / "started")
-    command = LONG_COMMAND.format(fifo=fifo.path)
-    shell = child = 0
-    try:
-        watch = spawn("watch", "web", "--interval", "0.05", "--exec", command,
-                      "--exec-timeout", "3600")  # fmt: skip
-        shell, child = map(int, fifo.next_run().split())
-        watch.popen.send_signal(signum)
-        code, _, err = watch.finish()
-        left = wait_until_gone(shell, child)
-    finally:
-        fifo.close()
-        stop_what_is_left(shell, shell, child)
 
-    assert code == 0
-    assert err.startswith(f"swarmdns: the command {command!r} (for web) was stopped, with its")
-    assert err.endswith("because the watch is stopping\n")
-    assert err.count("\n") == 1
-    assert left == []
+    ended = interrupt_watch(
+        spawn, tmp_path, "--interval", "0.05", interrupt=lambda watch, _: watch.send_signal(signum)
+    )
+
+    assert ended.code == 0
+    assert ended.stderr.startswith(
+        f"swarmdns: the command {ended.command!r} (for web) was stopped, with its"
+    )
+    assert ended.stderr.endswith("because the watch is stopping\n")
+    assert ended.stderr.count("\n") == 1
+    assert ended.left == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "ctrl-c"])
@@ -1017,57 +1048,45 @@ def test_watch_once_interrupted_is_not_a_success(
     swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path, signum: signal.Signals
 ) -> None:
     swarm_dns.create_service("web", replicas=1)
-    fifo = Fifo(tmp_path / "started")
-    shell = child = 0
-    try:
-        watch = spawn("watch", "web", "--once", "--exec", LONG_COMMAND.format(fifo=fifo.path),
-                      "--exec-timeout", "3600")  # fmt: skip
-        shell, child = map(int, fifo.next_run().split())
-        watch.popen.send_signal(signum)
-        code, _, err = watch.finish()
-        left = wait_until_gone(shell, child)
-    finally:
-        fifo.close()
-        stop_what_is_left(shell, shell, child)
 
-    assert code == 130
-    assert "was stopped, with its process group, because swarmdns was interrupted" in err
-    assert err.endswith(
+    ended = interrupt_watch(
+        spawn, tmp_path, "--once", interrupt=lambda watch, _: watch.send_signal(signum)
+    )
+
+    assert ended.code == 130
+    assert "was stopped, with its process group, because swarmdns was interrupted" in ended.stderr
+    assert ended.stderr.endswith(
         "swarmdns: interrupted before the lookups, the templates and the command were done;"
         " run it again\n"
     )
-    assert left == []
+    assert ended.left == []
 
 
 def test_a_second_interrupt_does_not_cut_the_stopping_short(
     swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
 ) -> None:
     swarm_dns.create_service("web", replicas=1)
-    started, stopping = Fifo(tmp_path / "started"), Fifo(tmp_path / "stopping")
+
+    def twice(watch: subprocess.Popen[str], stopping: Fifo) -> None:
+        watch.send_signal(signal.SIGTERM)
+        stopping.next_run()  # the command got SIGTERM: the watch is stopping it
+        watch.send_signal(signal.SIGINT)
+
     # Both ignore SIGTERM, so the stopping lasts the 2 s grace, then SIGKILL;
     # the shell says when SIGTERM came, so the second interrupt comes during it.
-    command = (
-        f"trap '' TERM; sleep 600 & child=$!; trap 'echo > {stopping.path}' TERM;"
-        f' echo "$$ $child" > {started.path}; while :; do wait $child; done'
+    ended = interrupt_watch(
+        spawn,
+        tmp_path,
+        "--interval",
+        "0.05",
+        command="trap '' TERM; sleep 600 & child=$!; trap 'echo > {stopping}' TERM;"
+        ' echo "$$ $child" > {started}; while :; do wait $child; done',
+        interrupt=twice,
     )
-    shell = child = 0
-    try:
-        watch = spawn("watch", "web", "--interval", "0.05", "--exec", command,
-                      "--exec-timeout", "3600")  # fmt: skip
-        shell, child = map(int, started.next_run().split())
-        watch.popen.send_signal(signal.SIGTERM)
-        stopping.next_run()
-        watch.popen.send_signal(signal.SIGINT)
-        code, _, err = watch.finish()
-        left = wait_until_gone(shell, child)
-    finally:
-        started.close()
-        stopping.close()
-        stop_what_is_left(shell, shell, child)
 
-    assert code == 0, err
-    assert "Traceback" not in err
-    assert left == []
+    assert ended.code == 0, ended.stderr
+    assert "Traceback" not in ended.stderr
+    assert ended.left == []
 
 
 def test_watch_in_process_takes_sigterm_then_puts_the_handler_back(
@@ -1075,7 +1094,7 @@ def test_watch_in_process_takes_sigterm_then_puts_the_handler_back(
 ) -> None:
     swarm_dns.create_service("web", replicas=1)
     fifo = Fifo(tmp_path / "started")
-    command = LONG_COMMAND.format(fifo=fifo.path)
+    command = LONG_COMMAND.format(started=fifo.path)
     received: list[int] = []
     pids: list[int] = []
     watched = threading.Event()
