@@ -6,7 +6,6 @@ import importlib.util
 import json
 import logging
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -31,11 +30,7 @@ from swarmdns._actions import (
     CommandRunner,
     PendingChanges,
     Renderer,
-    RenderSpec,
     SettleWindow,
-    parse_duration,
-    parse_render_spec,
-    parse_wait,
     render_context,
     write_if_changed,
 )
@@ -80,137 +75,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = PATIEN
 
 def no_leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if "swarmdns-tmp" in p.name)
-
-
-# -- parsing ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2", 2.0),
-        ("2.5", 2.5),
-        (".5", 0.5),
-        ("0", 0.0),
-        ("500ms", 0.5),
-        ("10s", 10.0),
-        (" 3 s ", 3.0),
-        ("1m", 60.0),
-        ("1h", 3600.0),
-        ("1e1", 10.0),
-    ],
-)
-def test_durations(text: str, expected: float) -> None:
-    assert parse_duration(text, source="--exec-timeout") == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("", "takes a number of seconds"),
-        ("soon", "takes a number of seconds"),
-        ("2x", "takes a number of seconds"),
-        ("nan", "takes a number of seconds"),
-        ("inf", "takes a number of seconds"),
-        ("1e400", "takes a number of seconds"),
-        ("-1", "cannot be negative"),
-        ("-0.5s", "cannot be negative"),
-    ],
-)
-def test_bad_durations_say_what_is_wanted(text: str, words: str) -> None:
-    with pytest.raises(ConfigurationError, match=re.escape(words)) as caught:
-        parse_duration(text, source="--exec-timeout")
-
-    assert caught.value.source == "--exec-timeout"
-    assert str(caught.value).startswith("--exec-timeout ")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2", (2.0, 8.0)),  # MAX is 4 x MIN, as in consul-template
-        ("2:10", (2.0, 10.0)),
-        ("0.5s:10s", (0.5, 10.0)),
-        ("500ms:1m", (0.5, 60.0)),
-        ("3:3", (3.0, 3.0)),
-        ("0", (0.0, 0.0)),
-        ("0:5", (0.0, 5.0)),
-    ],
-)
-def test_wait(text: str, expected: tuple[float, float]) -> None:
-    assert parse_wait(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("10:2", "MAX (2 s) is shorter than MIN (10 s)"),
-        ("1:2:3", "takes MIN or MIN:MAX"),
-        ("-1", "cannot be negative"),
-        ("1:-2", "cannot be negative"),
-        (":5", "takes a number of seconds"),
-        ("5:", "takes a number of seconds"),
-        ("fast", "takes a number of seconds"),
-    ],
-)
-def test_bad_waits_say_what_is_wanted(text: str, words: str) -> None:
-    with pytest.raises(ConfigurationError, match=re.escape(words)) as caught:
-        parse_wait(text)
-
-    assert caught.value.source == "--wait"
-
-
-def test_a_max_below_min_suggests_one_that_works() -> None:
-    with pytest.raises(ConfigurationError, match=r"such as 10:40"):
-        parse_wait("10:2")
-
-
-@pytest.fixture
-def template(tmp_path: Path) -> Path:
-    path = tmp_path / "upstreams.j2"
-    path.write_text("{% for ip in ips %}server {{ ip }}:80;\n{% endfor %}")
-    return path
-
-
-def test_render_spec(template: Path, tmp_path: Path) -> None:
-    spec = parse_render_spec(f"{template}:{tmp_path / 'out.conf'}")
-
-    assert spec == RenderSpec(template, tmp_path / "out.conf")
-    assert (spec.template, spec.dest) == (template, tmp_path / "out.conf")
-
-
-def test_render_spec_with_relative_paths(
-    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-
-    assert parse_render_spec("upstreams.j2:out.conf") == (Path("upstreams.j2"), Path("out.conf"))
-
-
-@pytest.mark.parametrize(
-    ("spec", "words"),
-    [
-        ("{template}", "takes TEMPLATE:DEST"),
-        ("{template}:", "takes TEMPLATE:DEST"),
-        (":{dir}/out", "takes TEMPLATE:DEST"),
-        ("{dir}/missing.j2:{dir}/out", "the template '{dir}/missing.j2' does not exist"),
-        ("{dir}:{dir}/out", "is not a file"),
-        ("{template}:{dir}/nowhere/out", "the directory of DEST, '{dir}/nowhere', does not exist"),
-        ("{template}:{dir}", "is a directory"),
-        ("{template}:{template}", "DEST is the template itself"),
-    ],
-)
-def test_bad_render_specs_say_what_is_wrong(
-    spec: str, words: str, template: Path, tmp_path: Path
-) -> None:
-    text = spec.format(template=template, dir=tmp_path)
-
-    with pytest.raises(ConfigurationError) as caught:
-        parse_render_spec(text)
-
-    assert words.format(template=template, dir=tmp_path) in str(caught.value)
-    assert caught.value.source == "--render"
-    assert repr(text) in str(caught.value)  # what was asked
 
 
 # -- the settle window ------------------------------------------------------------
@@ -427,6 +291,13 @@ def test_an_empty_set_has_empty_variables() -> None:
         "SWARMDNS_SERVICE": "web",
         "SWARMDNS_TASKS": "",
     }
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    path = tmp_path / "upstreams.j2"
+    path.write_text("{% for ip in ips %}server {{ ip }}:80;\n{% endfor %}")
+    return path
 
 
 # -- the template's names -----------------------------------------------------------

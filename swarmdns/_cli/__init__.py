@@ -32,8 +32,8 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 
-from . import __version__
-from ._actions import (
+from .. import __version__
+from .._actions import (
     ACTIONS_LOGGER,
     ActionLoop,
     Actions,
@@ -41,13 +41,11 @@ from ._actions import (
     CommandRunner,
     Renderer,
     SettleWindow,
-    parse_render_spec,
-    parse_wait,
 )
-from ._backends.base import Backend
-from ._backends.direct import DirectBackend
-from ._deadlines import seconds
-from ._errors import (
+from .._backends.base import Backend
+from .._backends.direct import DirectBackend
+from .._deadlines import seconds
+from .._errors import (
     ConfigurationError,
     InvalidName,
     NoVirtualIP,
@@ -57,12 +55,13 @@ from ._errors import (
     SwarmDNSError,
     WatchTimeout,
 )
-from ._lookups import DEFAULT_TIMEOUT
-from ._model import Task
-from ._names import tasks_name
-from ._sync import service_vip, task_ips, tasks
-from ._watch import TaskSetChange, WatchHealth, excluded_addresses
-from ._watcher import FleetWatcher, TaskWatcher
+from .._lookups import DEFAULT_TIMEOUT
+from .._model import Task
+from .._names import tasks_name
+from .._sync import service_vip, task_ips, tasks
+from .._watch import TaskSetChange, WatchHealth, excluded_addresses
+from .._watcher import FleetWatcher, TaskWatcher
+from .options import parse_render_spec, parse_wait
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -339,7 +338,7 @@ def _port_or_any(text: str) -> int:
 
 
 def _control(options: argparse.Namespace, out: TextIO) -> int:
-    from .testing import ControlError, FakeControl, SwarmError  # noqa: PLC0415 - only when asked
+    from ..testing import ControlError, FakeControl, SwarmError  # noqa: PLC0415 - only when asked
 
     if not options.address:
         raise _Exit(
@@ -572,7 +571,7 @@ def _metrics_served(address: str | None, fleet: FleetWatcher) -> Iterator[None]:
     if address is None:
         yield
         return
-    from .metrics import WatchCollector  # noqa: PLC0415 - an optional extra, only when asked
+    from ..metrics import WatchCollector  # noqa: PLC0415 - an optional extra, only when asked
 
     collector = WatchCollector(fleet)
     from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
@@ -806,7 +805,7 @@ def _watch_once(
     """
     import asyncio  # noqa: PLC0415 - only for --once
 
-    from . import aio  # noqa: PLC0415 - the same reason
+    from .. import aio  # noqa: PLC0415 - the same reason
 
     for service in services:
         tasks_name(service, options.network)  # a bad name is a usage error, before any lookup
@@ -1061,7 +1060,7 @@ def _summary(name: str, backend: Backend) -> tuple[str, bool]:
 
 
 def _serve(options: argparse.Namespace, out: TextIO) -> int:
-    from .testing import ENGINES, FakeSwarm, SwarmError  # noqa: PLC0415 - the fake only when asked
+    from ..testing import ENGINES, FakeSwarm, SwarmError  # noqa: PLC0415 - the fake only when asked
 
     networks, services = _described(options)
     address = _listen_address(options.host)
@@ -1131,7 +1130,7 @@ def _serve(options: argparse.Namespace, out: TextIO) -> int:
 
 
 def _demo(options: argparse.Namespace, out: TextIO) -> int:
-    from .testing import FakeSwarm  # noqa: PLC0415 - the fake only when asked
+    from ..testing import FakeSwarm  # noqa: PLC0415 - the fake only when asked
 
     def say(text: str = "") -> None:
         print(text, file=out, flush=True)
