@@ -59,7 +59,7 @@ from ._sync import (
     watch_services,
     watch_tasks,
 )
-from ._watch import TaskSetChange, WatchHealth
+from ._values import TaskSetChange, WatchHealth
 from ._watcher import FleetWatcher, TaskWatcher
 
 try:  # written from git by the build and by editable installs (hatch-vcs)

@@ -38,8 +38,9 @@ from attrs import frozen
 
 from ._deadlines import seconds
 from ._errors import ConfigurationError, SwarmDNSError
+from ._log import logger
 from ._model import Task
-from ._watch import TaskSetChange, logger
+from ._values import TaskSetChange
 
 if TYPE_CHECKING:
     import logging

@@ -26,11 +26,11 @@ from ._fleet import MAX_IN_FLIGHT, FleetCore, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
 from ._sync import FleetTraffic, FleetView
+from ._values import TaskSetChange
 from ._watch import (
     LookupResult,
     Sleep,
     Stepper,
-    TaskSetChange,
     WaitCore,
     WatchCore,
     WatchView,

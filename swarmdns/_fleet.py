@@ -24,12 +24,11 @@ from . import _memo
 from ._errors import SwarmDNSError
 from ._model import Question
 from ._names import check_network, tasks_name
+from ._values import TaskSetChange, WatchHealth
 from ._watch import (
     ChangeQueue,
     LookupResult,
-    TaskSetChange,
     WatchCore,
-    WatchHealth,
     excluded_addresses,
 )
 

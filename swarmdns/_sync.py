@@ -28,14 +28,13 @@ from ._errors import SwarmDNSError
 from ._fleet import MAX_IN_FLIGHT, FleetCore, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
+from ._values import TaskSetChange, WatchHealth
 from ._watch import (
     Lookup,
     LookupResult,
     Stepper,
-    TaskSetChange,
     WaitCore,
     WatchCore,
-    WatchHealth,
     WatchView,
     prepare_wait,
     prepare_watch,

@@ -23,15 +23,15 @@ from ._backends.base import AsyncBackend, Backend
 from ._backends.default import async_backend
 from ._deadlines import seconds
 from ._fleet import FleetCore
+from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT
 from ._sync import FleetView, FleetWatch
+from ._values import TaskSetChange
 from ._watch import (
     Stepper,
-    TaskSetChange,
     WaitCore,
     WatchCore,
     WatchView,
-    logger,
     prepare_watch,
     watch_steps,
 )

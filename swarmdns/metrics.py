@@ -26,7 +26,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Protocol
 
 from ._errors import ConfigurationError
-from ._watch import WatchHealth
+from ._values import WatchHealth
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric

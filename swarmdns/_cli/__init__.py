@@ -59,7 +59,8 @@ from .._lookups import DEFAULT_TIMEOUT
 from .._model import Task
 from .._names import tasks_name
 from .._sync import service_vip, task_ips, tasks
-from .._watch import TaskSetChange, WatchHealth, excluded_addresses
+from .._values import TaskSetChange, WatchHealth
+from .._watch import excluded_addresses
 from .._watcher import FleetWatcher, TaskWatcher
 from .options import parse_render_spec, parse_wait
 
