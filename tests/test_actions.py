@@ -580,13 +580,19 @@ def test_without_jinja2_the_error_says_what_to_install(
 def test_jinja2_is_imported_only_to_render(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "jinja2", None)  # import jinja2 now raises ImportError
     name = "swarmdns._actions_without_jinja2"
-    spec = importlib.util.spec_from_file_location(name, _actions.__file__)
+    spec = importlib.util.spec_from_file_location(
+        name, _actions.__file__, submodule_search_locations=list(_actions.__path__)
+    )
     assert spec is not None
     assert spec.loader is not None
     fresh = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, name, fresh)
 
-    spec.loader.exec_module(fresh)  # an ImportError if the module imported jinja2
+    try:
+        spec.loader.exec_module(fresh)  # an ImportError if a module of the package imported jinja2
+    finally:  # its modules, loaded afresh under the new name
+        for loaded in [module for module in sys.modules if module.startswith(f"{name}.")]:
+            del sys.modules[loaded]
 
     assert fresh.SettleWindow(1.0).max_wait == 4.0
 

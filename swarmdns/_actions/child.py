@@ -36,11 +36,11 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from attrs import frozen
 
-from ._deadlines import seconds
-from ._errors import ConfigurationError, SwarmDNSError
-from ._log import logger
-from ._model import Task
-from ._values import TaskSetChange
+from .._deadlines import seconds
+from .._errors import ConfigurationError, SwarmDNSError
+from .._log import logger
+from .._model import Task
+from .._values import TaskSetChange
 
 if TYPE_CHECKING:
     import logging
