@@ -1,19 +1,34 @@
-"""Acting on changes (being split into one module per concern)."""
+"""Acting on changes, as consul-template does: render files and run a command once a burst settles.
 
-from .child import (
-    ACTIONS_LOGGER,
-    RENDER_EXTRA,
-    ActionLoop,
-    Actions,
-    Batch,
-    CommandResult,
-    CommandRunner,
-    PendingChanges,
-    Renderer,
-    SettleWindow,
-    render_context,
-    write_if_changed,
-)
+``swarmdns watch --render TEMPLATE:DEST --exec CMD --wait MIN:MAX`` is made of
+these pieces, one module per concern (as consul-template's ``config/wait.go``,
+``renderer/``, ``child/`` and ``manager/runner.go``):
+
+- ``settle``: ``SettleWindow`` decides when a burst of changes has settled
+  (quiet for ``min_quiet``, or ``max_wait`` after its first change);
+  ``PendingChanges`` merges the changes since the last action into a
+  ``Batch``: each service's net change and every service's set. No I/O.
+- ``render``: ``Renderer`` renders a Jinja2 template into a file, atomically
+  and only when the content changes (``write_if_changed()``), with the names
+  of ``render_context()``; a template's errors name its file and line.
+  ``RENDER_EXTRA`` says how to install Jinja2.
+- ``child``: ``CommandRunner`` runs a shell command with the batch as JSON on
+  stdin, and stops it (its process group too) after a timeout, or when
+  ``cancel()`` is called because the watch is stopping; ``CommandResult``.
+- ``loop``: ``Actions`` does both for one batch; ``ActionLoop`` takes changes
+  from any thread (a watcher's ``on_change``) and acts on one batch at a
+  time; its ``stop()`` cuts the action under way short (``Actions.cancel()``).
+- ``log``: ``ACTIONS_LOGGER``, the logger (``swarmdns.actions``) that says
+  what the actions did and how they failed.
+
+The package re-exports the names that code outside it imports.
+"""
+
+from .child import CommandResult, CommandRunner
+from .log import ACTIONS_LOGGER
+from .loop import ActionLoop, Actions
+from .render import RENDER_EXTRA, Renderer, render_context, write_if_changed
+from .settle import Batch, PendingChanges, SettleWindow
 
 __all__ = [
     "ACTIONS_LOGGER",
