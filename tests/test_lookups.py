@@ -16,7 +16,6 @@ from swarmdns import (
     Task,
     _lookups,
 )
-from swarmdns._fleet import FleetCore
 from swarmdns._lookups import (
     InstancesQuery,
     checked,
@@ -27,6 +26,8 @@ from swarmdns._lookups import (
     tasks,
 )
 from swarmdns._watch import prepare_watch
+
+from .test_fleet import fleet as core_of_fleet
 
 
 def a(question: Question, *records: str, nxdomain: bool = False) -> Answer:
@@ -205,14 +206,6 @@ def test_every_lookup_and_watch_asks_the_one_instances_question(
         exclude=(),
     )
     assert watch.query_name == elsewhere.name
-    fleet = FleetCore(
-        ["web"],
-        network=None,
-        interval=2.0,
-        jitter=0.0,
-        removal_debounce=1,
-        exclude_self=False,
-        exclude=(),
-    )
+    fleet = core_of_fleet(["web"])
     (slot,) = fleet.slots().values()
     assert (slot.question, slot.query.question) == (elsewhere, elsewhere)
