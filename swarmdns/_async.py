@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from ipaddress import IPv4Address
 from typing import TypeVar, cast
 
 from . import _lookups
-from ._backends.base import AsyncBackend, Backend, keeps_deadline
+from ._backends.base import AsyncBackend, Backend, WireBackend, keeps_deadline, speaks_wire
 from ._backends.default import async_backend, get_default_backend
-from ._backends.direct import DirectBackend, Request, tcp_exchange_async
-from ._backends.mux import Flight
+from ._backends.fleet import LoopTraffic
 from ._deadlines import Deadline, Overrun, seconds, within
 from ._errors import SwarmDNSError
-from ._fleet import MAX_IN_FLIGHT, FleetCore, Slot
+from ._fleet import MAX_IN_FLIGHT, FleetCore, FleetView, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
-from ._sync import FleetTraffic, FleetView
 from ._values import TaskSetChange
 from ._watch import (
     LookupResult,
@@ -405,7 +402,7 @@ def watch_services(
     lookup_timeout = seconds("timeout", timeout)
     chosen = get_default_backend() if backend is None else backend
     driver: _AsyncFleetDriver
-    if type(chosen) is DirectBackend:
+    if speaks_wire(chosen):
         driver = _AsyncSocketDriver(core, chosen, lookup_timeout)
     else:
         driver = _AsyncLookupDriver(core, async_backend(chosen), lookup_timeout)
@@ -656,73 +653,28 @@ class _AsyncLookupDriver(_AsyncFleetDriver):
 class _AsyncSocketDriver(_AsyncFleetDriver):
     """A fleet's lookups through one UDP socket on the loop (TCP for truncated answers)."""
 
-    def __init__(self, core: FleetCore, backend: DirectBackend, timeout: float) -> None:
+    def __init__(self, core: FleetCore, backend: WireBackend, timeout: float) -> None:
         super().__init__(core, timeout)
-        self._traffic = FleetTraffic(
-            core, backend, timeout, listen=self._listen, ask_over_tcp=self._ask_over_tcp
-        )
-        self._tcp: set[asyncio.Task[bytes]] = set()
-        self._listening = False
+        self._traffic = LoopTraffic(core, backend, timeout, moved=self._check, failed=self._fail)
 
     def _next_times(self) -> list[float | None]:
-        return [*super()._next_times(), self._traffic.mux.next_expiry()]
+        return [*super()._next_times(), self._traffic.next_expiry()]
 
     def _in_flight(self) -> int:
-        return len(self._traffic.mux) + len(self._tcp)
+        return self._traffic.in_flight()
 
     def _start(self) -> None:
-        self._listening = True
-        for sock in self._traffic.sockets.values():
-            self._traffic.read(sock)  # what came while nobody awaited the watch
-            self._listen(sock)
-
-    def _listen(self, sock: socket.socket) -> None:
-        if self._listening:
-            self._bound_loop.add_reader(sock.fileno(), self._on_readable, sock)
+        self._traffic.start(self._bound_loop)
 
     def _pause(self) -> None:
         super()._pause()
-        if self._listening and self._loop is not None:
-            for sock in self._traffic.sockets.values():
-                self._loop.remove_reader(sock.fileno())
-        self._listening = False
+        self._traffic.pause()
 
     def _do_due(self, now: float) -> None:
-        self._traffic.expire(now)
-        self._traffic.send_due(now, MAX_IN_FLIGHT - self._in_flight())
-
-    def _on_readable(self, sock: socket.socket) -> None:
-        try:
-            self._traffic.read(sock)
-        except Exception as error:  # ends the watch, for its awaiter to raise
-            self._fail(error)
-            return
-        self._check()
-
-    def _ask_over_tcp(self, flight: Flight[Slot], request: Request) -> None:
-        ask = tcp_exchange_async(flight.exchange.wire, request.server, request.timeout)
-        task = self._bound_loop.create_task(ask)
-        self._tcp.add(task)
-        task.add_done_callback(lambda done: self._tcp_done(flight, done))
-
-    def _tcp_done(self, flight: Flight[Slot], task: asyncio.Task[bytes]) -> None:
-        self._tcp.discard(task)
-        if task.cancelled() or self.closed:
-            return
-        error = task.exception()
-        if error is not None and not isinstance(error, Exception):
-            raise error
-        try:
-            self._traffic.answered(flight, task.result() if error is None else error)
-        except Exception as failure:  # ends the watch, for its awaiter to raise
-            self._fail(failure)
-            return
-        self._check()
+        self._traffic.send_due(now)
 
     def _under_way(self) -> list[asyncio.Task[object]]:
-        return list(self._tcp)
+        return self._traffic.under_way()
 
     def _release(self) -> None:
-        for task in self._tcp:
-            task.cancel()
         self._traffic.close()

@@ -4,9 +4,11 @@
 watch holds for each (a failure never changes the set, NXDOMAIN means no
 tasks, removals are debounced, failures back off), and one schedule for them
 all. The drivers in ``_sync`` and ``_async`` ask it which services are due,
-carry out the lookups (through one socket, or a backend's own way) and hand
-the outcomes back; the changes wait in ``FleetCore.changes`` for the user
-(a ``ChangeQueue``: past its bound, each service's changes merge into one).
+carry out the lookups (through one socket, ``_backends.fleet``, or a
+backend's own way) and hand the outcomes back; the changes wait in
+``FleetCore.changes`` for the user (a ``ChangeQueue``: past its bound, each
+service's changes merge into one). ``FleetView`` is what every front end's
+fleet watch shows of it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from typing import TypeVar
 
 from . import _memo
 from ._errors import SwarmDNSError
-from ._model import Question
-from ._names import check_network, tasks_name
+from ._lookups import InstancesQuery, instances_query
+from ._names import check_network
 from ._values import TaskSetChange, WatchHealth
 from ._watch import (
     ChangeQueue,
@@ -49,18 +51,20 @@ class Slot:
     Attributes:
         service: The service's name.
         watch: The decisions of its watch.
-        question: The question its lookups ask (``tasks.<service>[.<network>].``).
+        query: Which question lists its tasks, and how the answer is read.
+        question: The question its lookups ask (the query's).
         values: The address values of its last usual answer, to spot a repeat
             without building the addresses again.
         watched: False once the service is discarded: its outcomes are dropped.
     """
 
-    __slots__ = ("question", "service", "ticket", "values", "watch", "watched")
+    __slots__ = ("query", "question", "service", "ticket", "values", "watch", "watched")
 
-    def __init__(self, service: str, watch: WatchCore, question: Question) -> None:
+    def __init__(self, service: str, watch: WatchCore, query: InstancesQuery) -> None:
         self.service = service
         self.watch = watch
-        self.question = question
+        self.query = query
+        self.question = query.question
         self.values: tuple[int, ...] | None = None
         self.watched = True
         self.ticket = -1  # the schedule entry that is this slot's next lookup
@@ -269,7 +273,8 @@ class FleetCore:
             heapq.heappush(self._schedule, (when, slot.ticket, slot))
 
     def _new_slot(self, service: str) -> Slot:
-        name = tasks_name(service, self.network)
+        query = instances_query(service, self.network)
+        name = query.question.name
         model = self._model
         watch = WatchCore(
             service,
@@ -282,7 +287,7 @@ class FleetCore:
             rng=self._rng,
         )
         watch.begin()
-        return Slot(service, watch, Question(name=name, rdtype="A"))
+        return Slot(service, watch, query)
 
 
 def _is_current(entry: tuple[float, int, Slot]) -> bool:
@@ -315,3 +320,47 @@ class _View(Mapping[str, V]):
 
     def __repr__(self) -> str:
         return repr(dict(self))
+
+
+class FleetView:
+    """What every way of watching a fleet shows: each service's set and health."""
+
+    _core: FleetCore
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {len(self._core.slots())} services>"
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services followed, in the order they were added."""
+        return tuple(self._core.slots())
+
+    @property
+    def current(self) -> Mapping[str, tuple[IPv4Address, ...]]:
+        """Each service's addresses as last reported, sorted (a read-only, live mapping)."""
+        return self._core.current
+
+    @property
+    def health(self) -> Mapping[str, WatchHealth]:
+        """Each service's consecutive failures, last success and last error (live mapping)."""
+        return self._core.health
+
+    def add(self, service: str) -> bool:
+        """Follow ``service`` too; its first lookup is due at once. False if already followed.
+
+        May be called from any thread, also while the watch runs.
+
+        Raises:
+            InvalidName: ``service`` is not a name Docker allows.
+        """
+        added = self._core.add(service)
+        self._wake()
+        return added
+
+    def discard(self, service: str) -> bool:
+        """Stop following ``service`` (changes of it not yet taken stay); False if not followed."""
+        return self._core.discard(service)
+
+    def _wake(self) -> None:
+        """Have the watch look at its schedule again (a service was added)."""
+        raise NotImplementedError

@@ -12,6 +12,8 @@ from collections.abc import Generator, Sequence
 from ipaddress import AddressValueError, IPv4Address
 from typing import TypeVar
 
+from attrs import field, frozen
+
 from . import _memo
 from ._deadlines import Deadline
 from ._errors import (
@@ -113,8 +115,8 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
     one of the tasks' addresses is reported as the ``NoVirtualIP`` it is.
     """
     name = service_name(service, network)
-    tasks_question = Question(name=tasks_name(service, network), rdtype="A")
-    result, tasks_result = yield (Question(name=name, rdtype="A"), tasks_question)
+    instances = instances_query(service, network)
+    result, tasks_result = yield (Question(name=name, rdtype="A"), instances.question)
     answer = _answer(result)
     addresses = _distinct_sorted(answer)
     if not addresses:
@@ -127,7 +129,7 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
             name=name,
             nameserver=answer.nameserver,
         )
-    if len(addresses) == 1 and addresses[0] not in _distinct_sorted(_answer(tasks_result)):
+    if len(addresses) == 1 and addresses[0] not in instances.addresses(tasks_result):
         return addresses[0]
     raise NoVirtualIP(
         f"service {service!r} has no virtual IP: {answer.nameserver} gave {name!r} the"
@@ -139,25 +141,57 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
     )
 
 
-def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]:
-    """Plan: the sorted, distinct A records of ``tasks.<service>[.<network>]``."""
-    (result,) = yield _tasks_questions(tasks_name(service, network))
-    return task_addresses(result)
+@frozen
+class InstancesQuery:
+    """Which question lists a service's instances, and how its answer is read.
+
+    ``instances_query()`` is the one place that makes it: every lookup and
+    watch of a service's tasks (``task_ips``, ``tasks``, ``service_vip``'s
+    check, a single watch, a fleet) asks its ``question`` and reads the
+    answer with ``addresses()``. The fleet's fast path reads a usual answer
+    to it as the same addresses, as integers (``Exchange.usual_values``).
+
+    Attributes:
+        question: The question to ask: A ``tasks.<service>[.<network>].``.
+        questions: The same question alone, as a plan yields it.
+    """
+
+    question: Question
+    questions: tuple[Question] = field(init=False, repr=False, eq=False)
+
+    @questions.default
+    def _alone(self) -> tuple[Question]:
+        return (self.question,)
+
+    def addresses(self, result: Result) -> tuple[IPv4Address, ...]:
+        """What the answer says: the instances' addresses, sorted (none for NXDOMAIN).
+
+        Raises:
+            SwarmDNSError: The question failed, or an A record is malformed.
+        """
+        return _distinct_sorted(_answer(result))
 
 
-def task_addresses(result: Result) -> tuple[IPv4Address, ...]:
-    """What the answer to ``tasks.<service>`` says: its addresses, sorted (none for NXDOMAIN).
+def instances_query(service: str, network: str | None) -> InstancesQuery:
+    """The question that lists ``service``'s instances, and the reader of its answer.
 
     Raises:
-        SwarmDNSError: The question failed, or an A record is malformed.
+        InvalidName: ``service`` or ``network`` is not a name Docker allows.
     """
-    return _distinct_sorted(_answer(result))
+    return _instances_query(tasks_name(service, network))
 
 
 @_memo.memoize(maxsize=1024)
-def _tasks_questions(name: str) -> tuple[Question]:
-    """The one question ``task_ips`` asks, made once per name (a watch asks it often)."""
-    return (Question(name=name, rdtype="A"),)
+def _instances_query(name: str) -> InstancesQuery:
+    """The query for the name that lists the instances, made once per name (watches ask often)."""
+    return InstancesQuery(question=Question(name=name, rdtype="A"))
+
+
+def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]:
+    """Plan: the sorted, distinct A records of ``tasks.<service>[.<network>]``."""
+    instances = instances_query(service, network)
+    (result,) = yield instances.questions
+    return instances.addresses(result)
 
 
 def tasks(service: str, network: str | None) -> Plan[tuple[Task, ...]]:

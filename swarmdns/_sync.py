@@ -6,29 +6,23 @@ module only carries questions to a backend, answers back, and sleeps.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import selectors
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from ipaddress import IPv4Address
 from typing import TypeVar, cast
 
 from . import _lookups
-from ._backends.base import AsyncBackend, Backend
+from ._backends.base import AsyncBackend, Backend, WireBackend, speaks_wire
 from ._backends.default import get_default_backend, sync_backend
-from ._backends.direct import DirectBackend, Request, timed_out
-from ._backends.mux import Flight, Multiplexer
-from ._backends.nameserver import Nameserver
+from ._backends.fleet import SelectorTraffic
 from ._deadlines import Deadline, seconds
 from ._errors import SwarmDNSError
-from ._fleet import MAX_IN_FLIGHT, FleetCore, Slot
+from ._fleet import FleetCore
+from ._fleet import FleetView as FleetView  # noqa: PLC0414 - _watcher imports it from here
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
-from ._values import TaskSetChange, WatchHealth
+from ._values import TaskSetChange
 from ._watch import (
     Lookup,
     LookupResult,
@@ -403,50 +397,6 @@ def watch_services(
     return FleetWatch.driven(core, backend, seconds("timeout", timeout))
 
 
-class FleetView:
-    """What every way of watching a fleet shows: each service's set and health."""
-
-    _core: FleetCore
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__}: {len(self._core.slots())} services>"
-
-    @property
-    def services(self) -> tuple[str, ...]:
-        """The services followed, in the order they were added."""
-        return tuple(self._core.slots())
-
-    @property
-    def current(self) -> Mapping[str, tuple[IPv4Address, ...]]:
-        """Each service's addresses as last reported, sorted (a read-only, live mapping)."""
-        return self._core.current
-
-    @property
-    def health(self) -> Mapping[str, WatchHealth]:
-        """Each service's consecutive failures, last success and last error (live mapping)."""
-        return self._core.health
-
-    def add(self, service: str) -> bool:
-        """Follow ``service`` too; its first lookup is due at once. False if already followed.
-
-        May be called from any thread, also while the watch runs.
-
-        Raises:
-            InvalidName: ``service`` is not a name Docker allows.
-        """
-        added = self._core.add(service)
-        self._wake()
-        return added
-
-    def discard(self, service: str) -> bool:
-        """Stop following ``service`` (changes of it not yet taken stay); False if not followed."""
-        return self._core.discard(service)
-
-    def _wake(self) -> None:
-        """Have the watch look at its schedule again (a service was added)."""
-        raise NotImplementedError
-
-
 class FleetWatch(FleetView, Iterator[TaskSetChange]):
     """The iterator ``watch_services()`` returns: changes, each service's state, and control.
 
@@ -469,7 +419,7 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
     ) -> FleetWatch:
         """The watch of ``core``, its lookups through one socket or through ``backend``."""
         chosen = get_default_backend() if backend is None else backend
-        if type(chosen) is DirectBackend:
+        if speaks_wire(chosen):
             return cls(core, _SocketDriver(core, chosen, timeout))
         return cls(core, _LookupDriver(core, sync_backend(chosen), timeout))
 
@@ -624,266 +574,21 @@ class _LookupDriver(_FleetDriver):
         self._woken.clear()
 
 
-class FleetTraffic:
-    """A fleet's queries over UDP, for both drivers: the sockets, sending, reading, outcomes.
-
-    The driver says how to listen to a new socket (``listen``) and how to
-    carry a TCP request (``ask_over_tcp``, which hands its answer or error to
-    ``answered()``); the rest is the same for the selector and for asyncio.
-    """
-
-    def __init__(
-        self,
-        core: FleetCore,
-        backend: DirectBackend,
-        timeout: float,
-        *,
-        listen: Callable[[socket.socket], object],
-        ask_over_tcp: Callable[[Flight[Slot], Request], None],
-    ) -> None:
-        self._core = core
-        self._backend = backend
-        self._timeout = timeout
-        self._listen = listen
-        self._ask_over_tcp = ask_over_tcp
-        self.mux: Multiplexer[Slot] = Multiplexer()
-        self.sockets: dict[socket.AddressFamily, socket.socket] = {}
-
-    def send_due(self, now: float, room: int) -> bool:
-        """Send the lookups due by ``now``, at most ``room``; whether there were any."""
-        due = self._core.due(now, room) if room > 0 else []
-        if not due:
-            return False
-        try:
-            servers = self._backend.nameservers()
-        except SwarmDNSError as error:
-            for slot in due:
-                self._core.finished(slot, error)
-            return True
-        for slot in due:
-            self.carry_on(self.mux.start(slot, slot.question, servers, self._timeout))
-        return True
-
-    def expire(self, now: float) -> None:
-        """Move on every request that timed out by ``now``."""
-        for flight in self.mux.expired(now):
-            self.carry_on(flight)
-
-    def read(self, sock: socket.socket) -> None:
-        """Take every datagram waiting on ``sock``."""
-        mux = self.mux
-        while True:
-            try:
-                data, source = sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # an ICMP error from a server: its request times out
-            flight = mux.received(data, source)
-            if flight is not None:
-                self.carry_on(flight)
-
-    def answered(self, flight: Flight[Slot], reply: bytes | Exception) -> None:
-        """Take what a TCP request (or a failed send) ended with, and carry on."""
-        self.mux.answered(flight, reply)
-        self.carry_on(flight)
-
-    def carry_on(self, flight: Flight[Slot]) -> None:
-        """Send the flight's next request, or hand its outcome to the fleet."""
-        request = flight.request
-        if request is None:
-            settle(self._core, flight)
-        elif request.tcp:
-            self._ask_over_tcp(flight, request)
-        else:
-            server = request.server
-            try:
-                self._socket_for(server).sendto(flight.exchange.wire, (server.host, server.port))
-            except OSError as error:
-                self.answered(flight, error)
-
-    def _socket_for(self, server: Nameserver) -> socket.socket:
-        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        sock = self.sockets.get(family)
-        if sock is None:
-            sock = fleet_socket(family)
-            self.sockets[family] = sock
-            self._listen(sock)
-        return sock
-
-    def close(self) -> None:
-        """Close the sockets."""
-        for sock in self.sockets.values():
-            sock.close()
-        self.sockets.clear()
-
-
 class _SocketDriver(_FleetDriver):
     """A fleet's lookups through one UDP socket (TCP for truncated answers), on a selector."""
 
-    def __init__(self, core: FleetCore, backend: DirectBackend, timeout: float) -> None:
+    def __init__(self, core: FleetCore, backend: WireBackend, timeout: float) -> None:
         super().__init__(core, timeout)
-        self._selector = selectors.DefaultSelector()
-        self._traffic = FleetTraffic(
-            core,
-            backend,
-            timeout,
-            listen=lambda sock: self._selector.register(sock, selectors.EVENT_READ),
-            ask_over_tcp=self._ask_over_tcp,
-        )
-        self._tcp: dict[socket.socket, _TcpCall] = {}
-        # A socket pair to wake the selector from another thread, made when
-        # the watch first runs: a watch that never runs holds no socket.
-        self._wake_reader: socket.socket | None = None
-        self._wake_writer: socket.socket | None = None
+        self._traffic = SelectorTraffic(core, backend, timeout)
 
     def wake(self) -> None:
-        writer = self._wake_writer
-        if writer is not None:
-            with contextlib.suppress(OSError):  # already woken (full), or closed
-                writer.send(b"\0")
+        self._traffic.wake()
 
     def _catch_up(self) -> None:
-        if self._wake_reader is None:
-            self._wake_reader, self._wake_writer = socket.socketpair()
-            self._wake_reader.setblocking(False)
-            self._wake_writer.setblocking(False)
-            self._selector.register(self._wake_reader, selectors.EVENT_READ)
-        self._handle(self._selector.select(0))  # answers that came while nobody ran the watch
+        self._traffic.catch_up()
 
     def _step(self, deadline: Deadline | None) -> None:
-        traffic = self._traffic
-        now = time.monotonic()
-        traffic.expire(now)
-        for call in [c for c in self._tcp.values() if c.deadline <= now]:
-            self._end_tcp(call, timed_out(call.timeout))
-        room = MAX_IN_FLIGHT - len(traffic.mux) - len(self._tcp)
-        if traffic.send_due(now, room):
-            return
-        tcp_deadlines = min((c.deadline for c in self._tcp.values()), default=None)
-        wait = self._wait_time(deadline, traffic.mux.next_expiry(), tcp_deadlines, room=room > 0)
-        self._handle(self._selector.select(wait))
-
-    def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
-        """Take what the selector says is ready: answers, TCP progress, a wake-up."""
-        for key, events in ready:
-            if key.fileobj is self._wake_reader:
-                with contextlib.suppress(OSError):
-                    key.fileobj.recv(4096)
-            elif isinstance(key.data, _TcpCall):
-                self._on_tcp(key.data, events)
-            else:
-                self._traffic.read(key.fileobj)  # type: ignore[arg-type]
-
-    def _ask_over_tcp(self, flight: Flight[Slot], request: Request) -> None:
-        call = _TcpCall(flight, request)
-        if call.error is not None:
-            self._traffic.answered(flight, call.error)
-            return
-        self._tcp[call.sock] = call
-        self._selector.register(call.sock, selectors.EVENT_WRITE, call)
-
-    def _on_tcp(self, call: _TcpCall, events: int) -> None:
-        try:
-            reply = call.progress(events)
-        except (OSError, EOFError) as error:
-            self._end_tcp(call, error)
-            return
-        if reply is not None:
-            self._end_tcp(call, reply)
-        elif call.reading and events & selectors.EVENT_WRITE:
-            self._selector.modify(call.sock, selectors.EVENT_READ, call)
-
-    def _end_tcp(self, call: _TcpCall, reply: bytes | Exception) -> None:
-        del self._tcp[call.sock]
-        self._selector.unregister(call.sock)
-        call.sock.close()
-        self._traffic.answered(call.flight, reply)
+        self._traffic.step(lambda *more, room: self._wait_time(deadline, *more, room=room))
 
     def _release(self) -> None:
-        for call in list(self._tcp.values()):
-            call.sock.close()
-        self._tcp.clear()
         self._traffic.close()
-        self._selector.close()
-        for end in (self._wake_reader, self._wake_writer):
-            if end is not None:
-                end.close()
-
-
-#: The receive buffer a fleet's socket asks for: room for a burst of answers
-#: while the watch is busy (Linux grants at most net.core.rmem_max).
-FLEET_RECEIVE_BUFFER = 1 << 20
-
-
-def fleet_socket(family: socket.AddressFamily) -> socket.socket:
-    """A non-blocking UDP socket for a fleet's queries, with a larger receive buffer."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    with contextlib.suppress(OSError):  # the default buffer still works
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, FLEET_RECEIVE_BUFFER)
-    return sock
-
-
-def settle(core: FleetCore, flight: Flight[Slot]) -> None:
-    """Hand a finished flight's outcome to the fleet: the usual answer's values, or else."""
-    outcome = flight.outcome()
-    if isinstance(outcome, tuple):
-        core.succeeded_with(flight.key, outcome)
-        return
-    try:
-        result: LookupResult = _lookups.task_addresses(outcome)
-    except SwarmDNSError as error:
-        result = error
-    core.finished(flight.key, result)
-
-
-class _TcpCall:
-    """One TCP request of a fleet, carried out without blocking: connect, send, read."""
-
-    def __init__(self, flight: Flight[Slot], request: Request) -> None:
-        self.flight = flight
-        self.timeout = request.timeout
-        self.deadline = time.monotonic() + request.timeout
-        self.reading = False
-        self.error: OSError | None = None
-        query = flight.exchange.wire
-        self._outgoing = len(query).to_bytes(2, "big") + query
-        self._incoming = bytearray()
-        server = request.server
-        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        try:
-            self.sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError as error:  # such as EMFILE: this request fails, the watch goes on
-            self.error = error
-            return
-        self.sock.setblocking(False)
-        code = self.sock.connect_ex((server.host, server.port))
-        if code not in (0, errno.EINPROGRESS):
-            self.sock.close()
-            self.error = OSError(code, os.strerror(code))
-
-    def progress(self, events: int) -> bytes | None:
-        """Move on after ``events``; the answer once it is all in.
-
-        Raises:
-            OSError: The connection failed.
-            EOFError: The server closed it mid-answer.
-        """
-        if not self.reading:
-            code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                raise OSError(code, os.strerror(code))
-            sent = self.sock.send(self._outgoing)
-            self._outgoing = self._outgoing[sent:]
-            self.reading = not self._outgoing
-            return None
-        chunk = self.sock.recv(65537)
-        if not chunk:
-            raise EOFError("the nameserver closed the connection mid-answer")
-        self._incoming += chunk
-        if len(self._incoming) >= 2:
-            length = int.from_bytes(self._incoming[:2], "big")
-            if len(self._incoming) >= 2 + length:
-                return bytes(self._incoming[2 : 2 + length])
-        return None

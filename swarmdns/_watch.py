@@ -30,8 +30,7 @@ from ._errors import (
     WatchTimeout,
 )
 from ._log import logger
-from ._lookups import DEFAULT_TIMEOUT
-from ._names import tasks_name
+from ._lookups import DEFAULT_TIMEOUT, instances_query
 from ._own_addresses import local_addresses
 from ._values import TaskSetChange, WatchHealth
 
@@ -706,7 +705,7 @@ def prepare_watch(
         ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
         TypeError, ValueError: Another argument is out of range.
     """
-    query_name = tasks_name(service, network)
+    query_name = instances_query(service, network).question.name
     excluded = excluded_addresses(exclude, exclude_self=exclude_self)
     return WatchCore(
         service,

@@ -66,6 +66,22 @@ def test_the_sync_side_never_reaches_the_async_side(module: str) -> None:
     assert not reachable(module) & {"swarmdns._async", "swarmdns.aio", "swarmdns._watcher"}
 
 
+def test_the_async_side_does_not_import_the_sync_side() -> None:
+    assert "swarmdns._sync" not in GRAPH["swarmdns._async"]
+
+
+FRONT_ENDS = {"swarmdns", "swarmdns._sync", "swarmdns._async", "swarmdns.aio", "swarmdns._watcher"}
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if m.startswith("swarmdns._backends"))
+)
+def test_no_backend_reaches_a_front_end(module: str) -> None:
+    reached = reachable(module)
+    assert not reached & FRONT_ENDS
+    assert not any(m.startswith("swarmdns._cli") for m in reached)
+
+
 def test_the_public_aio_module_only_re_exports() -> None:
     assert GRAPH["swarmdns.aio"] == {"swarmdns._async"}
     assert all(

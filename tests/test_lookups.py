@@ -6,14 +6,28 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from swarmdns import Answer, NoVirtualIP, Question, ResolutionError, ResolutionTimeout, Task
+from swarmdns import (
+    Answer,
+    InvalidName,
+    NoVirtualIP,
+    Question,
+    ResolutionError,
+    ResolutionTimeout,
+    Task,
+    _lookups,
+)
 from swarmdns._lookups import (
+    InstancesQuery,
     checked,
+    instances_query,
     parse_task,
     service_vip,
     task_ips,
     tasks,
 )
+from swarmdns._watch import prepare_watch
+
+from .test_fleet import fleet as core_of_fleet
 
 
 def a(question: Question, *records: str, nxdomain: bool = False) -> Answer:
@@ -137,3 +151,61 @@ def test_parse_task(target: str, expected: tuple[object, ...] | None) -> None:
         assert (task.name, task.service, task.slot, task.node_id, task.task_id, task.network) == (
             expected
         )
+
+
+# -- the question that lists a service's instances ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("network", "name"), [(None, "tasks.web."), ("proxy", "tasks.web.proxy.")]
+)
+def test_a_services_instances_are_the_a_records_of_its_tasks_name(
+    network: str | None, name: str
+) -> None:
+    query = instances_query("web", network)
+
+    assert query.question == Question(name=name, rdtype="A")
+    assert query.questions == (query.question,)
+
+
+def test_the_instances_answer_is_read_sorted_and_distinct() -> None:
+    query = instances_query("web", None)
+
+    found = query.addresses(a(query.question, "10.0.1.9", "10.0.1.10", "10.0.1.9"))
+    assert found == (IPv4Address("10.0.1.9"), IPv4Address("10.0.1.10"))
+    assert query.addresses(a(query.question, nxdomain=True)) == ()
+    with pytest.raises(ResolutionTimeout):
+        query.addresses(ResolutionTimeout("late", name=query.question.name))
+
+
+def test_a_bad_name_has_no_instances_query() -> None:
+    with pytest.raises(InvalidName):
+        instances_query("web!", None)
+
+
+def test_every_lookup_and_watch_asks_the_one_instances_question(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Changing the query in ``instances_query`` changes it for every user."""
+    elsewhere = Question(name="web.elsewhere.", rdtype="A")
+    monkeypatch.setattr(
+        _lookups, "_instances_query", lambda name: InstancesQuery(question=elsewhere)
+    )
+
+    assert next(task_ips("web", None)) == (elsewhere,)
+    assert next(tasks("web", None)) == (elsewhere,)
+    assert next(service_vip("web", None))[1] == elsewhere
+    watch = prepare_watch(
+        "web",
+        network=None,
+        interval=2.0,
+        jitter=0.0,
+        removal_debounce=1,
+        fail_after=None,
+        exclude_self=False,
+        exclude=(),
+    )
+    assert watch.query_name == elsewhere.name
+    fleet = core_of_fleet(["web"])
+    (slot,) = fleet.slots().values()
+    assert (slot.question, slot.query.question) == (elsewhere, elsewhere)

@@ -353,6 +353,8 @@ class DirectBackend:
 
     #: Every call ends by its timeout: the sockets' waits are bounded by it.
     keeps_deadline = True
+    #: Its answers are its nameservers' own: a fleet may ask them over one socket.
+    speaks_wire = True
 
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
         if isinstance(nameservers, str):
@@ -418,8 +420,18 @@ def _text(server: Nameserver) -> str:
     return str(server)
 
 
-def _socket_family(server: Nameserver) -> socket.AddressFamily:
+def socket_family(server: Nameserver) -> socket.AddressFamily:
+    """The address family of the sockets that reach ``server``."""
     return socket.AF_INET6 if ":" in server.host else socket.AF_INET
+
+
+#: How a TCP exchange fails when the server hangs up before the whole answer is in.
+CLOSED_MID_ANSWER = "the nameserver closed the connection mid-answer"
+
+
+def framed(query: bytes) -> bytes:
+    """``query`` as it goes over TCP: after its length, in two bytes (RFC 1035, 4.2.2)."""
+    return len(query).to_bytes(2, "big") + query
 
 
 def timed_out(timeout: float) -> _Timeout:
@@ -439,7 +451,7 @@ def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
     Datagrams that are not a reply to it (``wire.answers``) are dropped.
     """
     deadline = Deadline(timeout)
-    sock = socket.socket(_socket_family(server), socket.SOCK_DGRAM)
+    sock = socket.socket(socket_family(server), socket.SOCK_DGRAM)
     try:
         sock.connect((server.host, server.port))
         sock.send(query)
@@ -459,7 +471,7 @@ def _tcp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
     deadline = Deadline(timeout)
     try:
         with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
-            sock.sendall(len(query).to_bytes(2, "big") + query)
+            sock.sendall(framed(query))
             length = int.from_bytes(_receive(sock, 2, deadline), "big")
             return _receive(sock, length, deadline)
     except TimeoutError:
@@ -472,7 +484,7 @@ def _receive(sock: socket.socket, size: int, deadline: Deadline) -> bytes:
         sock.settimeout(max(deadline.remaining(), 1e-6))
         chunk = sock.recv(size - len(data))
         if not chunk:
-            raise EOFError("the nameserver closed the connection mid-answer")
+            raise EOFError(CLOSED_MID_ANSWER)
         data += chunk
     return data
 
@@ -487,7 +499,7 @@ async def _udp_exchange_async(query: bytes, server: Nameserver, timeout: float) 
     import asyncio  # noqa: PLC0415 - asyncio only for asyncio users: it is slow to import
 
     loop = asyncio.get_running_loop()
-    sock = socket.socket(_socket_family(server), socket.SOCK_DGRAM)
+    sock = socket.socket(socket_family(server), socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         sock.connect((server.host, server.port))  # UDP: no packet, no waiting
@@ -534,7 +546,7 @@ async def tcp_exchange_async(query: bytes, server: Nameserver, timeout: float) -
     async def exchange() -> bytes:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         try:
-            writer.write(len(query).to_bytes(2, "big") + query)
+            writer.write(framed(query))
             await writer.drain()
             length = int.from_bytes(await reader.readexactly(2), "big")
             return await reader.readexactly(length)

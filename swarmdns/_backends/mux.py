@@ -6,7 +6,7 @@ datagram only from the server asked, with that ID and that question echoed
 (anything else is dropped, as ``DirectBackend`` drops it), and times each
 request out. Each question is an ``Exchange``, so every rule of a single
 lookup holds: TCP after a truncated answer, the next nameserver after a
-failure, the deadline. The drivers in ``_sync`` and ``_async`` only move
+failure, the deadline. The fleet's traffic (``fleet``) only moves
 datagrams and TCP answers.
 """
 
