@@ -24,6 +24,7 @@ from swarmdns.testing import (
 )
 
 from .dns_clients import ask_dnspython
+from .ports import occupy
 
 
 def test_aliases_must_be_a_list(swarm_dns: FakeSwarm) -> None:
@@ -133,28 +134,6 @@ def test_a_restart_keeps_the_port_so_the_nameserver_variable_stays_true(
         assert len(ask_dnspython(swarm_dns, "tasks.web", transport=transport).values) == 2
 
 
-def test_a_restart_keeps_every_nodes_port() -> None:
-    swarm = FakeSwarm(nodes=3, delays=NodeDelays.INSTANT)
-    with swarm:
-        before = [node.port for node in swarm.nodes]
-    assert [node.port for node in swarm.nodes] == [None, None, None]
-
-    with swarm:
-        assert [node.port for node in swarm.nodes] == before
-        swarm.create_service("web", replicas=3)
-        for node in swarm.nodes:
-            backend = swarmdns.DirectBackend([node.nameserver])
-            assert len(swarmdns.task_ips("web", backend=backend, timeout=5)) == 3
-
-
-def occupy(port: int, kind: socket.SocketKind) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, kind)
-    sock.bind(("127.0.0.1", port))
-    if kind == socket.SOCK_STREAM:
-        sock.listen()
-    return sock
-
-
 @pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM], ids=["udp", "tcp"])
 def test_a_restart_on_a_port_taken_meanwhile_names_the_port(kind: socket.SocketKind) -> None:
     swarm = FakeSwarm().start()
@@ -176,24 +155,42 @@ def test_a_restart_on_a_port_taken_meanwhile_names_the_port(kind: socket.SocketK
         assert swarm.port == port
 
 
-def test_a_restart_that_cannot_bind_a_nodes_port_starts_nothing() -> None:
+def test_forget_ports_lets_a_restart_take_free_ports_where_its_own_are_taken() -> None:
     swarm = FakeSwarm(nodes=2, delays=NodeDelays.INSTANT).start()
-    main_port, node_port = (node.port or 0 for node in swarm.nodes)
+    web = swarm.create_service("web", replicas=2)
+    control = swarm.serve_control()
+    before = [node.port or 0 for node in swarm.nodes]
     swarm.stop()
-    threads = set(threading.enumerate())
+    taken = [
+        *(occupy(port, socket.SOCK_DGRAM) for port in before),
+        occupy(int(control.rsplit(":", 1)[1]), socket.SOCK_STREAM),
+    ]
+    try:
+        with pytest.raises(OSError, match="in use"):
+            swarm.start()  # on the ports it had: taken
 
-    with (
-        occupy(node_port, socket.SOCK_DGRAM),
-        pytest.raises(OSError, match=f"node-2's DNS server again on 127.0.0.1:{node_port}"),
-    ):
-        swarm.start()
+        swarm.forget_ports()
 
-    assert not swarm.running
-    assert set(threading.enumerate()) == threads
-    for port in (main_port, node_port):
-        occupy(port, socket.SOCK_DGRAM).close()  # released: none left bound
-    with swarm:
-        assert [node.port for node in swarm.nodes] == [main_port, node_port]
+        with swarm:
+            after = [node.port for node in swarm.nodes]
+            assert not set(before) & set(after)
+            assert swarm.control_address not in (None, control)  # reopened, elsewhere
+            for node in swarm.nodes:  # the Swarm is kept
+                backend = swarmdns.DirectBackend([node.nameserver])
+                assert swarmdns.task_ips("web", backend=backend, timeout=5) == web.task_ips
+    finally:
+        for sock in taken:
+            sock.close()
+
+
+def test_forget_ports_leaves_a_running_fake_where_it_is(swarm_dns: FakeSwarm) -> None:
+    nameserver = swarm_dns.nameserver
+
+    with pytest.raises(RuntimeError, match=r"running at .*: stop\(\) it before forget_ports"):
+        swarm_dns.forget_ports()
+
+    assert swarm_dns.running
+    assert swarm_dns.nameserver == nameserver
 
 
 def test_the_fixture_moves_to_a_free_port_if_a_test_left_its_own_taken(
