@@ -47,7 +47,7 @@ def binding_again(what: str, host: str, port: int) -> Iterator[None]:
             error.errno,
             f"cannot start {what} again on {endpoint(host, port)}, where it listened before"
             f" stop(): {error.strerror or error}; something else took the port meanwhile:"
-            " free it, or use a new FakeSwarm, which takes a free port",
+            " free it, or call forget_ports() for the next start() to take free ports",
         ) from error
 
 
