@@ -144,6 +144,41 @@ def test_the_default_backend_is_the_built_in_one_and_is_restored(
     result.assert_outcomes(passed=2)
 
 
+def test_the_fixture_moves_to_a_free_port_if_a_test_left_its_own_taken(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_downstream="""
+        import os
+        import socket
+
+        import swarmdns
+
+        taken = []
+
+
+        def test_stops_the_fake_and_takes_its_port(swarm_dns):
+            port = swarm_dns.port
+            swarm_dns.stop()
+            blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            blocker.bind(("127.0.0.1", port))
+            taken.append(blocker)
+
+
+        def test_gets_a_running_fake_anyway(swarm_dns):
+            assert swarm_dns.port != taken[0].getsockname()[1]
+            assert os.environ["SWARMDNS_NAMESERVER"] == swarm_dns.nameserver
+            web = swarm_dns.create_service("web", replicas=2)
+            assert swarmdns.task_ips("web", timeout=5) == web.task_ips
+            taken.pop().close()
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+
+    result.assert_outcomes(passed=2)
+
+
 # -- the plugin uses the fake as any project would ---------------------------------------
 
 

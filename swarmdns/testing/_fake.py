@@ -9,12 +9,13 @@ from types import TracebackType
 from typing import TypeVar
 
 from .._model import Task as DNSTask
-from ._control import ControlServer, SwarmState
+from ._control import SwarmState
 from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile, resolv_conf
-from ._loop import binding_again, endpoint
+from ._loop import endpoint
 from ._nodes import Cluster, Node, NodeDelays
 from ._responder import DEFAULT_QUERY_LOG, Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
+from ._serving import Serving
 from ._swarm import (
     EndpointMode,
     Network,
@@ -94,20 +95,12 @@ class FakeSwarm:
         query_log: int = DEFAULT_QUERY_LOG,
     ) -> None:
         self._initial_engine = engine_profile(engine).version
-        self._host = host
-        self._initial_port = self._port = port
         self._seed = seed
         self._lock = threading.RLock()
         self._batches = 0
         self._swarm = Swarm(seed=seed)
         self._zones = ZoneBuilder()
         self._responder = Responder(seed=seed, engine=engine, query_log=query_log)
-        self._server: DNSServer | None = None
-        #: Started at least once: start() binds the port it had before.
-        self._started = False
-        self._control: ControlServer | None = None
-        #: Where the control channel listens, to open it again at start().
-        self._control_at: tuple[str, int] | None = None
         #: The nodes: node-1's DNS is this fake's own, the others' the cluster's.
         self._cluster = Cluster(
             self._responder,
@@ -121,6 +114,9 @@ class FakeSwarm:
             delays=delays,
         )
         self._cluster.grow()
+        self._serving = Serving(
+            self._responder, self._cluster, self, lock=self._lock, host=host, port=port
+        )
         self._initial_upstream = upstream
         self.upstream = upstream
 
@@ -137,35 +133,8 @@ class FakeSwarm:
             OSError: The port is taken; started again, the message names the
                 port it had before, which something else took meanwhile.
         """
-        with self._lock:
-            if self._server is not None:
-                raise RuntimeError(
-                    f"the fake Swarm DNS server is already running at {self.nameserver}"
-                )
-            again = self._started  # a port taken meanwhile is named in the error
-            with binding_again(
-                "the fake Swarm's DNS server", self._host, self._port if again else 0
-            ):
-                server = DNSServer(self._responder, host=self._host, port=self._port)
-            server.start()
-            self._server = server
-            try:
-                self._cluster.start(server.port, again=again)
-                if self._control_at is not None:
-                    host, port = self._control_at
-                    what = "the fake Swarm's control channel"
-                    with binding_again(what, host, port if again else 0):
-                        self._control = ControlServer(self, host=host, port=port)
-                    self._control.start()
-            except BaseException as error:  # all of it starts, or none
-                self._server = None
-                started, failure = self._detach_servers(server=server), error
-            else:
-                self._port = server.port  # kept across stop() and start()
-                self._started = True
-                return self
-        self._stop_servers(started)  # outside the lock, which the scheduler's thread may want
-        raise failure
+        self._serving.start()
+        return self
 
     def forget_ports(self) -> None:
         """Let the next ``start()`` take free ports, not those the fake had before.
@@ -181,43 +150,14 @@ class FakeSwarm:
         Raises:
             RuntimeError: The fake is running: ``stop()`` it first.
         """
-        with self._lock:
-            if self._server is not None:
-                raise RuntimeError(
-                    f"the fake Swarm is running at {self.nameserver}, on the ports it"
-                    " keeps: stop() it before forget_ports()"
-                )
-            self._port = self._initial_port
-            self._cluster.forget_ports()
-            if self._control_at is not None:
-                self._control_at = (self._control_at[0], 0)
+        self._serving.forget_ports()
 
     def stop(self) -> None:
         """Stop answering and release the sockets and the threads; idempotent.
 
         ``start()`` binds the same ports again.
         """
-        with self._lock:
-            servers = self._detach_servers(server=self._server)
-            self._server = None
-        self._stop_servers(servers)
-
-    def _detach_servers(self, *, server: DNSServer | None) -> list[DNSServer | ControlServer]:
-        control, self._control = self._control, None
-        servers: list[DNSServer | ControlServer] = [] if control is None else [control]
-        if server is not None:
-            servers.append(server)
-        return [*servers, *self._cluster.detach()]
-
-    def _stop_servers(self, servers: Sequence[DNSServer | ControlServer]) -> None:
-        """Stop the control channel first, then the scheduler, then every DNS server."""
-        for each in servers:
-            if isinstance(each, ControlServer):
-                each.stop()
-        self._cluster.pause()
-        for each in servers:
-            if not isinstance(each, ControlServer):
-                each.stop()
+        self._serving.stop()
 
     # -- the control channel ---------------------------------------------------------
 
@@ -241,34 +181,16 @@ class FakeSwarm:
             RuntimeError: The fake is stopped, or the channel already open.
             OSError: The port is taken.
         """
-        with self._lock:
-            if self._server is None:
-                raise RuntimeError(
-                    "the fake Swarm is stopped: call start() before serve_control()"
-                )
-            if self._control is not None:
-                raise RuntimeError(
-                    f"the fake Swarm's control channel is already open at"
-                    f" {self._control.address}; close_control() first to move it"
-                )
-            control = ControlServer(self, host=host, port=port)
-            control.start()
-            self._control = control
-            self._control_at = (control.host, control.port)
-            return control.address
+        return self._serving.serve_control(port, host=host)
 
     def close_control(self) -> None:
         """Close the control channel, if open; ``start()`` will not open it again."""
-        with self._lock:
-            control, self._control = self._control, None
-            self._control_at = None
-        if control is not None:
-            control.stop()
+        self._serving.close_control()
 
     @property
     def control_address(self) -> str | None:
         """Where the control channel listens (``host:port``), or None when closed."""
-        control = self._control
+        control = self._serving.control
         return None if control is None else control.address
 
     def state(self) -> SwarmState:
@@ -282,7 +204,7 @@ class FakeSwarm:
                 networks=self._swarm.networks,
                 nodes=self.nodes,
                 engine=self.engine,
-                nameserver=None if self._server is None else self.nameserver,
+                nameserver=None if self._serving.server is None else self.nameserver,
             )
 
     def __enter__(self: _Fake) -> _Fake:
@@ -297,7 +219,7 @@ class FakeSwarm:
         self.stop()
 
     def __repr__(self) -> str:
-        where = self.nameserver if self._server is not None else "stopped"
+        where = self.nameserver if self._serving.server is not None else "stopped"
         return f"<FakeSwarm {where}, engine {self.engine}: {len(self._swarm.services)} services>"
 
     def reset(self, *, nodes: int | None = None, delays: NodeDelays | None = None) -> None:
@@ -366,12 +288,12 @@ class FakeSwarm:
     @property
     def running(self) -> bool:
         """Whether the server is answering."""
-        server = self._server
+        server = self._serving.server
         return server is not None and server.running
 
     @property
     def _running(self) -> DNSServer:
-        server = self._server
+        server = self._serving.server
         if server is None:
             raise RuntimeError("the fake Swarm DNS server is not running: call start() first")
         return server
@@ -395,11 +317,7 @@ class FakeSwarm:
     @property
     def internal_errors(self) -> tuple[BaseException, ...]:
         """Exceptions the servers caught in their own code (always empty, barring bugs)."""
-        server, control = self._server, self._control
-        errors = [] if server is None else list(server.internal_errors)
-        if control is not None:
-            errors.extend(control.internal_errors)
-        return (*errors, *self._cluster.errors())
+        return tuple(self._serving.errors())
 
     # -- the Swarm ---------------------------------------------------------------
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import socket
-import threading
 from ipaddress import IPv4Address
 from typing import get_args
 
@@ -24,7 +20,6 @@ from swarmdns.testing import (
 )
 
 from .dns_clients import ask_dnspython
-from .ports import occupy
 
 
 def test_aliases_must_be_a_list(swarm_dns: FakeSwarm) -> None:
@@ -91,14 +86,6 @@ def test_upstream_is_checked() -> None:
         FakeSwarm(upstream="nxdomain")  # type: ignore[arg-type]
 
 
-def test_a_stopped_fake_can_start_again() -> None:
-    swarm = FakeSwarm()
-    with swarm:
-        swarm.create_service("web")
-    with swarm:
-        assert ask_dnspython(swarm, "web").rcode == "NOERROR"
-
-
 def test_a_batch_shows_its_changes_together_at_its_end(swarm_dns: FakeSwarm) -> None:
     swarm_dns.create_service("web", replicas=1)
 
@@ -113,119 +100,6 @@ def test_a_batch_shows_its_changes_together_at_its_end(swarm_dns: FakeSwarm) -> 
     assert (len(during[0]), during[1]) == (1, "NXDOMAIN")
     assert len(ask_dnspython(swarm_dns, "tasks.web").values) == 3
     assert len(ask_dnspython(swarm_dns, "tasks.db").values) == 2
-
-
-# -- the port, across stop() and start() ---------------------------------------------
-
-
-def test_a_restart_keeps_the_port_so_the_nameserver_variable_stays_true(
-    swarm_dns: FakeSwarm,
-) -> None:
-    port = swarm_dns.port
-    variable = os.environ[swarmdns.NAMESERVER_VARIABLE]
-
-    swarm_dns.stop()
-    swarm_dns.start()
-    web = swarm_dns.create_service("web", replicas=2)
-
-    assert (swarm_dns.port, swarm_dns.nameserver) == (port, variable)
-    assert swarmdns.task_ips("web", timeout=5) == web.task_ips  # through the variable
-    for transport in ("udp", "tcp"):
-        assert len(ask_dnspython(swarm_dns, "tasks.web", transport=transport).values) == 2
-
-
-@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM], ids=["udp", "tcp"])
-def test_a_restart_on_a_port_taken_meanwhile_names_the_port(kind: socket.SocketKind) -> None:
-    swarm = FakeSwarm().start()
-    port = swarm.port
-    swarm.stop()
-    threads = set(threading.enumerate())
-
-    with occupy(port, kind), pytest.raises(OSError, match="in use") as raised:
-        swarm.start()
-
-    message = str(raised.value)
-    assert f"127.0.0.1:{port}" in message
-    assert "where it listened before stop()" in message
-    assert "something else took the port meanwhile" in message
-    assert raised.value.errno == errno.EADDRINUSE
-    assert not swarm.running
-    assert set(threading.enumerate()) == threads
-    with swarm:  # the port is free again: the same one
-        assert swarm.port == port
-
-
-def test_forget_ports_lets_a_restart_take_free_ports_where_its_own_are_taken() -> None:
-    swarm = FakeSwarm(nodes=2, delays=NodeDelays.INSTANT).start()
-    web = swarm.create_service("web", replicas=2)
-    control = swarm.serve_control()
-    before = [node.port or 0 for node in swarm.nodes]
-    swarm.stop()
-    taken = [
-        *(occupy(port, socket.SOCK_DGRAM) for port in before),
-        occupy(int(control.rsplit(":", 1)[1]), socket.SOCK_STREAM),
-    ]
-    try:
-        with pytest.raises(OSError, match="in use"):
-            swarm.start()  # on the ports it had: taken
-
-        swarm.forget_ports()
-
-        with swarm:
-            after = [node.port for node in swarm.nodes]
-            assert not set(before) & set(after)
-            assert swarm.control_address not in (None, control)  # reopened, elsewhere
-            for node in swarm.nodes:  # the Swarm is kept
-                backend = swarmdns.DirectBackend([node.nameserver])
-                assert swarmdns.task_ips("web", backend=backend, timeout=5) == web.task_ips
-    finally:
-        for sock in taken:
-            sock.close()
-
-
-def test_forget_ports_leaves_a_running_fake_where_it_is(swarm_dns: FakeSwarm) -> None:
-    nameserver = swarm_dns.nameserver
-
-    with pytest.raises(RuntimeError, match=r"running at .*: stop\(\) it before forget_ports"):
-        swarm_dns.forget_ports()
-
-    assert swarm_dns.running
-    assert swarm_dns.nameserver == nameserver
-
-
-def test_the_fixture_moves_to_a_free_port_if_a_test_left_its_own_taken(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makepyfile(
-        test_downstream="""
-        import os
-        import socket
-
-        import swarmdns
-
-        taken = []
-
-
-        def test_stops_the_fake_and_takes_its_port(swarm_dns):
-            port = swarm_dns.port
-            swarm_dns.stop()
-            blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            blocker.bind(("127.0.0.1", port))
-            taken.append(blocker)
-
-
-        def test_gets_a_running_fake_anyway(swarm_dns):
-            assert swarm_dns.port != taken[0].getsockname()[1]
-            assert os.environ["SWARMDNS_NAMESERVER"] == swarm_dns.nameserver
-            web = swarm_dns.create_service("web", replicas=2)
-            assert swarmdns.task_ips("web", timeout=5) == web.task_ips
-            taken.pop().close()
-        """
-    )
-
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
-
-    result.assert_outcomes(passed=2)
 
 
 # -- tasks: the fake's, and what DNS tells ------------------------------------------
