@@ -120,7 +120,7 @@ def swarm_dns(
         try:
             swarm_dns_server.start()  # on the same port...
         except OSError:
-            swarm_dns_server._forget_ports()  # ...unless taken meanwhile: this test's own
+            swarm_dns_server.forget_ports()  # ...unless taken meanwhile: this test's own
             swarm_dns_server.start()
     swarm_dns_server.reset(nodes=marked.get("nodes"), delays=marked.get("delays"))
     if marked.get("engine") is not None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
 
 import pytest
 
-from swarmdns import NAMESERVER_VARIABLE
+from swarmdns import NAMESERVER_VARIABLE, pytest_plugin
 from swarmdns.testing import FakeSwarm
 
 DOWNSTREAM_TESTS = '''
@@ -140,3 +142,117 @@ def test_the_default_backend_is_the_built_in_one_and_is_restored(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
 
     result.assert_outcomes(passed=2)
+
+
+def test_the_fixture_moves_to_a_free_port_if_a_test_left_its_own_taken(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_downstream="""
+        import os
+        import socket
+
+        import swarmdns
+
+        taken = []
+
+
+        def test_stops_the_fake_and_takes_its_port(swarm_dns):
+            port = swarm_dns.port
+            swarm_dns.stop()
+            blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            blocker.bind(("127.0.0.1", port))
+            taken.append(blocker)
+
+
+        def test_gets_a_running_fake_anyway(swarm_dns):
+            assert swarm_dns.port != taken[0].getsockname()[1]
+            assert os.environ["SWARMDNS_NAMESERVER"] == swarm_dns.nameserver
+            web = swarm_dns.create_service("web", replicas=2)
+            assert swarmdns.task_ips("web", timeout=5) == web.task_ips
+            taken.pop().close()
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+
+    result.assert_outcomes(passed=2)
+
+
+# -- the plugin uses the fake as any project would ---------------------------------------
+
+
+def private_uses_of_the_fake(source: str) -> tuple[set[str], list[str]]:
+    """The names a FakeSwarm is bound to, and where the code uses its private attributes.
+
+    A fake is a parameter annotated ``FakeSwarm`` or a name bound to
+    ``FakeSwarm(...)`` (assigned, or with ``with ... as``); a private use is
+    ``fake._name`` or ``getattr(fake, "_name")`` (and ``setattr``, ``hasattr``).
+    """
+    tree = ast.parse(source)
+    fakes: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.annotation is not None:
+            if ast.unparse(node.annotation) == "FakeSwarm":
+                fakes.add(node.arg)
+        elif isinstance(node, ast.withitem | ast.Assign):
+            value = node.context_expr if isinstance(node, ast.withitem) else node.value
+            targets = [node.optional_vars] if isinstance(node, ast.withitem) else node.targets
+            if isinstance(value, ast.Call) and ast.unparse(value.func) == "FakeSwarm":
+                fakes.update(t.id for t in targets if isinstance(t, ast.Name))
+
+    def private(name: object) -> bool:
+        return isinstance(name, str) and name.startswith("_") and not name.endswith("__")
+
+    def on_a_fake(node: ast.expr) -> bool:
+        return isinstance(node, ast.Name) and node.id in fakes
+
+    def private_use(node: ast.AST) -> bool:
+        if isinstance(node, ast.Attribute):
+            return on_a_fake(node.value) and private(node.attr)
+        return (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) in ("getattr", "setattr", "hasattr", "delattr")
+            and len(node.args) > 1
+            and on_a_fake(node.args[0])
+            and isinstance(node.args[1], ast.Constant)
+            and private(node.args[1].value)
+        )
+
+    found = sorted(
+        (node.lineno, ast.unparse(node))
+        for node in ast.walk(tree)
+        if isinstance(node, ast.expr) and private_use(node)
+    )
+    uses = [f"line {line}: {code}" for line, code in found]
+    return fakes, uses
+
+
+def test_the_plugin_uses_only_the_fakes_public_api() -> None:
+    fakes, uses = private_uses_of_the_fake(inspect.getsource(pytest_plugin))
+
+    assert {"swarm", "swarm_dns_server"} <= fakes  # the fakes are found...
+    assert uses == []  # ...and used through their public methods only
+
+
+def test_a_private_use_of_the_fake_would_be_found() -> None:
+    source = """
+def fixture(server: FakeSwarm) -> None:
+    server._forget_ports()
+    server.start()
+    with FakeSwarm() as swarm:
+        getattr(swarm, "_port")
+    fake = FakeSwarm()
+    fake._lock = None
+    other._private()
+    fake.__enter__()
+"""
+
+    fakes, uses = private_uses_of_the_fake(source)
+
+    assert fakes == {"server", "swarm", "fake"}
+    assert uses == [
+        "line 3: server._forget_ports",
+        "line 6: getattr(swarm, '_port')",
+        "line 8: fake._lock",
+    ]

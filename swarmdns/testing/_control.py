@@ -36,7 +36,7 @@ from attrs import frozen
 
 from .._model import Task as DNSTask
 from ._engines import EngineVersion
-from ._loop import SelectorThread
+from ._loop import SelectorThread, endpoint
 from ._nodes import Node
 from ._responder import Delay, Fault, Injected
 from ._swarm import (
@@ -104,10 +104,6 @@ def check_loopback(host: str) -> str:
             f" change the fake: {host!r} is not a loopback address; use 127.0.0.1 or ::1"
         )
     return host
-
-
-def _endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- values as JSON, and back ------------------------------------------------------
@@ -618,7 +614,7 @@ class ControlServer(SelectorThread[_Connection]):
     @property
     def address(self) -> str:
         """``host:port`` (``[host]:port`` for IPv6), as ``FakeControl`` takes it."""
-        return _endpoint(self.host, self.port)
+        return endpoint(self.host, self.port)
 
     def start(self) -> None:
         """Start serving in a background thread."""
@@ -827,7 +823,7 @@ class FakeControl:
     @property
     def address(self) -> str:
         """``host:port`` of the channel."""
-        return _endpoint(self._host, self._port)
+        return endpoint(self._host, self._port)
 
     def __repr__(self) -> str:
         return f"<FakeControl {self.address}>"

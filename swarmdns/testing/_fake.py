@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TypeVar
 
 from .._model import Task as DNSTask
-from ._control import ControlServer, SwarmState
+from ._control import SwarmState
 from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile, resolv_conf
-from ._nodes import SILENT, Delivery, Gossip, Node, NodeDelays, NodeView, Scheduler, Timer
+from ._loop import endpoint
+from ._nodes import Cluster, Node, NodeDelays
 from ._responder import DEFAULT_QUERY_LOG, Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
+from ._serving import Serving
 from ._swarm import (
     EndpointMode,
     Network,
@@ -30,8 +31,6 @@ from ._swarm import (
 from ._zone import ZoneBuilder
 
 _DEFAULT_NETWORK = "default"
-#: Each node has a DNS server, with a thread and two sockets.
-_MAX_NODES = 64
 _Fake = TypeVar("_Fake", bound="FakeSwarm")
 
 
@@ -96,21 +95,28 @@ class FakeSwarm:
         query_log: int = DEFAULT_QUERY_LOG,
     ) -> None:
         self._initial_engine = engine_profile(engine).version
-        self._host = host
-        self._initial_port = self._port = port
         self._seed = seed
         self._lock = threading.RLock()
         self._batches = 0
         self._swarm = Swarm(seed=seed)
         self._zones = ZoneBuilder()
         self._responder = Responder(seed=seed, engine=engine, query_log=query_log)
-        self._server: DNSServer | None = None
-        #: Started at least once: start() binds the port it had before.
-        self._started = False
-        self._control: ControlServer | None = None
-        #: Where the control channel listens, to open it again at start().
-        self._control_at: tuple[str, int] | None = None
-        self._init_nodes(nodes, delays)
+        #: The nodes: node-1's DNS is this fake's own, the others' the cluster's.
+        self._cluster = Cluster(
+            self._responder,
+            lock=self._lock,
+            model=lambda: self._swarm,
+            change=self._changing,
+            held=lambda: self._batches > 0,
+            host=host,
+            seed=seed,
+            nodes=nodes,
+            delays=delays,
+        )
+        self._cluster.grow()
+        self._serving = Serving(
+            self._responder, self._cluster, self, lock=self._lock, host=host, port=port
+        )
         self._initial_upstream = upstream
         self.upstream = upstream
 
@@ -127,88 +133,31 @@ class FakeSwarm:
             OSError: The port is taken; started again, the message names the
                 port it had before, which something else took meanwhile.
         """
-        with self._lock:
-            if self._server is not None:
-                raise RuntimeError(
-                    f"the fake Swarm DNS server is already running at {self.nameserver}"
-                )
-            with self._binding_again("the fake Swarm's DNS server", self._port):
-                server = DNSServer(self._responder, host=self._host, port=self._port)
-            server.start()
-            self._server = server
-            try:
-                self._start_nodes()
-                if self._control_at is not None:
-                    host, port = self._control_at
-                    with self._binding_again("the fake Swarm's control channel", port, host):
-                        self._control = ControlServer(self, host=host, port=port)
-                    self._control.start()
-            except BaseException as error:  # all of it starts, or none
-                self._server = None
-                started, failure = self._detach_servers(server=server), error
-            else:
-                self._port = server.port  # kept across stop() and start()
-                self._started = True
-                return self
-        self._stop_servers(started)  # outside the lock, which the scheduler's thread may want
-        raise failure
+        self._serving.start()
+        return self
 
-    def _forget_ports(self) -> None:
-        """Let the next ``start()`` take free ports (the ``swarm_dns`` fixture's way out).
+    def forget_ports(self) -> None:
+        """Let the next ``start()`` take free ports, not those the fake had before.
 
-        Between tests, the fixture sets ``SWARMDNS_NAMESERVER`` anew, so a port
-        taken while the fake was stopped need not fail the next test.
+        A stopped fake remembers its ports, so that ``start()`` binds them
+        again and an address handed out stays true; but if something else
+        took one meanwhile, ``start()`` fails. After this, ``start()`` takes
+        the ``port`` the fake was created with (any free one for 0), and free
+        ones for the other nodes' DNS and the control channel (if open), so
+        ``nameserver`` and the nodes' addresses may change. The ``swarm_dns``
+        fixture does this when a test left the fake stopped and its port taken.
+
+        Raises:
+            RuntimeError: The fake is running: ``stop()`` it first.
         """
-        with self._lock:
-            if self._server is not None:
-                raise RuntimeError("the fake Swarm is running: stop() it first")
-            self._port = self._initial_port
-            self._node_ports.clear()
-            if self._control_at is not None:
-                self._control_at = (self._control_at[0], 0)
-
-    @contextlib.contextmanager
-    def _binding_again(self, what: str, port: int, host: str | None = None) -> Iterator[None]:
-        """Name the port, and what to do, when the one a restart binds again is taken."""
-        try:
-            yield
-        except OSError as error:
-            if not self._started or not port:
-                raise
-            where = _endpoint(host or self._host, port)
-            raise OSError(
-                error.errno,
-                f"cannot start {what} again on {where}, where it listened before stop():"
-                f" {error.strerror or error}; something else took the port meanwhile: free"
-                " it, or use a new FakeSwarm, which takes a free port",
-            ) from error
+        self._serving.forget_ports()
 
     def stop(self) -> None:
         """Stop answering and release the sockets and the threads; idempotent.
 
         ``start()`` binds the same ports again.
         """
-        with self._lock:
-            servers = self._detach_servers(server=self._server)
-            self._server = None
-        self._stop_servers(servers)
-
-    def _detach_servers(self, *, server: DNSServer | None) -> list[DNSServer | ControlServer]:
-        control, self._control = self._control, None
-        servers: list[DNSServer | ControlServer] = [] if control is None else [control]
-        if server is not None:
-            servers.append(server)
-        return [*servers, *self._detach_node_servers()]
-
-    def _stop_servers(self, servers: Sequence[DNSServer | ControlServer]) -> None:
-        """Stop the control channel first, then the scheduler, then every DNS server."""
-        for each in servers:
-            if isinstance(each, ControlServer):
-                each.stop()
-        self._scheduler.stop()
-        for each in servers:
-            if not isinstance(each, ControlServer):
-                each.stop()
+        self._serving.stop()
 
     # -- the control channel ---------------------------------------------------------
 
@@ -232,34 +181,16 @@ class FakeSwarm:
             RuntimeError: The fake is stopped, or the channel already open.
             OSError: The port is taken.
         """
-        with self._lock:
-            if self._server is None:
-                raise RuntimeError(
-                    "the fake Swarm is stopped: call start() before serve_control()"
-                )
-            if self._control is not None:
-                raise RuntimeError(
-                    f"the fake Swarm's control channel is already open at"
-                    f" {self._control.address}; close_control() first to move it"
-                )
-            control = ControlServer(self, host=host, port=port)
-            control.start()
-            self._control = control
-            self._control_at = (control.host, control.port)
-            return control.address
+        return self._serving.serve_control(port, host=host)
 
     def close_control(self) -> None:
         """Close the control channel, if open; ``start()`` will not open it again."""
-        with self._lock:
-            control, self._control = self._control, None
-            self._control_at = None
-        if control is not None:
-            control.stop()
+        self._serving.close_control()
 
     @property
     def control_address(self) -> str | None:
         """Where the control channel listens (``host:port``), or None when closed."""
-        control = self._control
+        control = self._serving.control
         return None if control is None else control.address
 
     def state(self) -> SwarmState:
@@ -273,7 +204,7 @@ class FakeSwarm:
                 networks=self._swarm.networks,
                 nodes=self.nodes,
                 engine=self.engine,
-                nameserver=None if self._server is None else self.nameserver,
+                nameserver=None if self._serving.server is None else self.nameserver,
             )
 
     def __enter__(self: _Fake) -> _Fake:
@@ -288,7 +219,7 @@ class FakeSwarm:
         self.stop()
 
     def __repr__(self) -> str:
-        where = self.nameserver if self._server is not None else "stopped"
+        where = self.nameserver if self._serving.server is not None else "stopped"
         return f"<FakeSwarm {where}, engine {self.engine}: {len(self._swarm.services)} services>"
 
     def reset(self, *, nodes: int | None = None, delays: NodeDelays | None = None) -> None:
@@ -303,7 +234,7 @@ class FakeSwarm:
         fixture calls this between tests.
         """
         with self._lock:
-            self._forget_nodes(nodes, delays)
+            self._cluster.reset(nodes, delays)
             with self._changing():
                 self._swarm = Swarm(seed=self._seed)
                 self._zones = ZoneBuilder()
@@ -312,7 +243,7 @@ class FakeSwarm:
             self._responder.seed(self._seed)
             self._responder.faults.clear()
             self._responder.log.clear()
-            self._add_nodes(self._node_count - 1)
+            self._cluster.grow()
 
     # -- the engine version ------------------------------------------------------
 
@@ -331,7 +262,7 @@ class FakeSwarm:
             ValueError: ``engine`` is not a version the fake models.
         """
         profile = engine_profile(engine)
-        for responder in self._responders():
+        for responder in (self._responder, *self._cluster.responders()):
             responder.engine = profile
 
     def resolv_conf(self, *, search: Sequence[str] = (), options: Sequence[str] = ()) -> str:
@@ -357,12 +288,12 @@ class FakeSwarm:
     @property
     def running(self) -> bool:
         """Whether the server is answering."""
-        server = self._server
+        server = self._serving.server
         return server is not None and server.running
 
     @property
     def _running(self) -> DNSServer:
-        server = self._server
+        server = self._serving.server
         if server is None:
             raise RuntimeError("the fake Swarm DNS server is not running: call start() first")
         return server
@@ -381,17 +312,12 @@ class FakeSwarm:
     def nameserver(self) -> str:
         """``host:port`` (``[host]:port`` for IPv6), as ``SWARMDNS_NAMESERVER`` takes it."""
         server = self._running
-        host = f"[{server.host}]" if ":" in server.host else server.host
-        return f"{host}:{server.port}"
+        return endpoint(server.host, server.port)
 
     @property
     def internal_errors(self) -> tuple[BaseException, ...]:
         """Exceptions the servers caught in their own code (always empty, barring bugs)."""
-        server, control = self._server, self._control
-        errors = [] if server is None else list(server.internal_errors)
-        if control is not None:
-            errors.extend(control.internal_errors)
-        return (*errors, *self._node_errors())
+        return tuple(self._serving.errors())
 
     # -- the Swarm ---------------------------------------------------------------
 
@@ -587,11 +513,8 @@ class FakeSwarm:
 
     def _publish(self) -> None:
         """Hand the server the tables for the Swarm as it is now."""
-        if not self._batches:
-            if self._gossip is None:
-                self._responder.zone = self._zones.build(self._swarm)
-            else:
-                self._publish_nodes()
+        if not self._batches and not self._cluster.publish():
+            self._responder.zone = self._zones.build(self._swarm)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -617,10 +540,7 @@ class FakeSwarm:
         The new node's tasks reach the other nodes' DNS, and theirs its DNS,
         after ``delays.propagation``.
         """
-        with self._changing() as swarm:
-            node = swarm.add_node()
-            self._join(node)
-        return self.node(node)
+        return self._cluster.add_node()
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -632,8 +552,7 @@ class FakeSwarm:
         that node knows: its own tasks at once, other nodes' after
         ``delays.propagation``.
         """
-        with self._lock:
-            return tuple(self._node_value(node) for node in self._swarm.nodes)
+        return self._cluster.nodes
 
     def node(self, node: Node | Task | DNSTask | str) -> Node:
         """A node by name (``"node-2"``) or ID, as it is now; or the node a task runs on.
@@ -643,24 +562,16 @@ class FakeSwarm:
         Raises:
             SwarmError: There is no such node.
         """
-        with self._lock:
-            return self._node_value(self._node_id(node))
+        return self._cluster.node(node)
 
     def tasks_on(self, node: Node | str) -> tuple[Task, ...]:
         """Every task placed on a node (by name, ID or value), visible in DNS or not."""
-        with self._lock:
-            node_id = self._node_id(node)
-            return tuple(
-                task
-                for service in self._swarm.services
-                for task in service.tasks
-                if task.node_id == node_id
-            )
+        return self._cluster.tasks_on(node)
 
     @property
     def delays(self) -> NodeDelays:
         """How long changes take to reach other nodes, and how a node's loss plays out."""
-        return self._delays
+        return self._cluster.delays
 
     def isolate(self, node: Node | str, *, paused: bool = True) -> Node:
         """Cut a node off from the others, as a paused engine or a lost link does.
@@ -679,23 +590,7 @@ class FakeSwarm:
             SwarmError: The node is unknown, already isolated, or the first
                 node (the manager, whose loss is not modelled).
         """
-        with self._lock:
-            node_id, gossip, view = self._worker(node)
-            if view.isolated:
-                raise SwarmError(f"{self._node_name(node_id)} is already isolated")
-            epoch = gossip.isolate(node_id, paused=paused)
-            if view.server is not None and paused:
-                view.server.responder = SILENT
-            timers = [
-                self._after(
-                    self._delays.failure_detection,
-                    functools.partial(gossip.detect, node_id, epoch),
-                ),
-                self._after(self._delays.down, functools.partial(self._mark_down, node_id, epoch)),
-            ]
-            self._isolation_timers[node_id] = [t for t in timers if t is not None]
-            self._refresh_zones()
-            return self._node_value(node_id)
+        return self._cluster.isolate(node, paused=paused)
 
     def rejoin(self, node: Node | str) -> Node:
         """Bring an isolated node back.
@@ -709,22 +604,7 @@ class FakeSwarm:
         Raises:
             SwarmError: The node is unknown or not isolated.
         """
-        with self._lock:
-            node_id, gossip, view = self._worker(node)
-            if not view.isolated:
-                raise SwarmError(f"{self._node_name(node_id)} is not isolated")
-            for timer in self._isolation_timers.pop(node_id, ()):
-                self._scheduler.cancel(timer)
-            epoch = gossip.rejoin(node_id)
-            if node_id in self._swarm.down:
-                with self._changing() as swarm:
-                    swarm.node_up(node_id)
-            self._refresh_zones()
-            if view.server is not None:
-                view.server.responder = view.responder
-            self._after(self._delays.rejoin, functools.partial(gossip.sync, node_id, epoch))
-            self._refresh_zones()
-            return self._node_value(node_id)
+        return self._cluster.rejoin(node)
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until no delayed effect of the nodes is pending.
@@ -738,185 +618,7 @@ class FakeSwarm:
             TimeoutError: Effects are still pending after ``timeout`` seconds.
             RuntimeError: Called inside ``batch()``, which holds every effect back.
         """
-        if self._batches:
-            raise RuntimeError("settle() inside batch() would wait for the batch itself")
-        self._scheduler.settle(timeout)
-
-    def _init_nodes(self, nodes: int, delays: NodeDelays | None) -> None:
-        """Set up what several nodes need; ``__init__`` calls this once."""
-        self._initial_nodes = _check_node_count(nodes)
-        self._initial_delays = _check_delays(delays) or NodeDelays()
-        self._node_count = self._initial_nodes
-        self._delays = self._initial_delays
-        self._gossip: Gossip | None = None
-        self._scheduler = Scheduler()
-        self._isolation_timers: dict[str, list[Timer]] = {}
-        #: Each node's DNS port, which a restart binds again.
-        self._node_ports: dict[str, int] = {}
-        self._generation = 0  # counts resets: an effect from before one is void
-        self._add_nodes(self._node_count - 1)
-
-    def _add_nodes(self, count: int) -> None:
-        for _ in range(count):
-            self.add_node()
-
-    def _forget_nodes(self, nodes: int | None, delays: NodeDelays | None) -> None:
-        """Drop every node but the first, and every pending effect (for ``reset()``)."""
-        count = self._initial_nodes if nodes is None else _check_node_count(nodes)
-        chosen = _check_delays(delays) or self._initial_delays
-        self._generation += 1
-        self._scheduler.clear()
-        self._isolation_timers.clear()
-        self._node_ports.clear()
-        for server in self._detach_node_servers():
-            server.stop()
-        self._gossip = None
-        self._node_count, self._delays = count, chosen
-
-    def _join(self, node: str) -> None:
-        """Give a node that joined the model its view and DNS server."""
-        if self._gossip is None:
-            self._gossip = Gossip()
-            self._gossip.join(self._swarm.nodes[0], self._responder, self._swarm)
-        responder = Responder(seed=self._seed, engine=self._responder.engine.version)
-        responder.faults = self._responder.faults  # one fault table, one log
-        responder.log = self._responder.log
-        responder.upstream = self._responder.upstream
-        self._spread(self._gossip.join(node, responder, self._swarm))
-        if self._server is not None:
-            view = self._gossip.views[node]
-            view.server = self._serve(view)
-
-    def _serve(self, view: NodeView) -> DNSServer:
-        port = self._node_ports.get(view.node, 0)
-        with self._binding_again(f"{self._node_name(view.node)}'s DNS server", port):
-            server = DNSServer(
-                SILENT if view.paused else view.responder, host=self._host, port=port
-            )
-        server.start()
-        self._node_ports[view.node] = server.port
-        return server
-
-    def _start_nodes(self) -> None:
-        if self._gossip is not None:
-            for view in list(self._gossip.views.values())[1:]:
-                view.server = self._serve(view)
-        if self._scheduler.pending:
-            self._scheduler.start()
-
-    def _detach_node_servers(self) -> list[DNSServer]:
-        servers = []
-        for view in () if self._gossip is None else self._gossip.views.values():
-            if view.server is not None:
-                servers.append(view.server)
-                view.server = None
-        return servers
-
-    def _responders(self) -> list[Responder]:
-        """Every node's responder, the fake's own first."""
-        views = () if self._gossip is None else list(self._gossip.views.values())[1:]
-        return [self._responder, *(view.responder for view in views)]
-
-    def _node_errors(self) -> list[BaseException]:
-        errors = list(self._scheduler.errors)
-        for view in () if self._gossip is None else self._gossip.views.values():
-            if view.server is not None:
-                errors.extend(view.server.internal_errors)
-        return errors
-
-    def _node_id(self, node: Node | Task | DNSTask | str) -> str:
-        if isinstance(node, Node):
-            key = node.id
-        elif isinstance(node, Task):
-            key = node.node_id
-        elif isinstance(node, DNSTask):
-            key = self._swarm.find_task(node)[1].node_id
-        elif isinstance(node, str):
-            key = node
-        else:
-            raise TypeError(
-                f"a node is a Node, a task (the fake's or a swarmdns.Task), or a node's name"
-                f" or ID; not {node!r}"
-            )
-        nodes = self._swarm.nodes
-        if key in nodes:
-            return key
-        number = key.removeprefix("node-")
-        if number.isdigit() and 1 <= int(number) <= len(nodes) and key != number:
-            return nodes[int(number) - 1]
-        raise SwarmError(f"no node {key!r} (nodes: node-1 to node-{len(nodes)}, or their IDs)")
-
-    def _node_name(self, node_id: str) -> str:
-        return f"node-{self._swarm.nodes.index(node_id) + 1}"
-
-    def _node_value(self, node_id: str) -> Node:
-        server = self._server
-        view = None if self._gossip is None else self._gossip.views[node_id]
-        if node_id != self._swarm.nodes[0]:
-            server = None if view is None else view.server
-        return Node(
-            name=self._node_name(node_id),
-            id=node_id,
-            host=self._host,
-            port=None if server is None else server.port,
-            isolated=view is not None and view.isolated,
-            paused=view is not None and view.paused,
-            down=node_id in self._swarm.down,
-        )
-
-    def _worker(self, node: Node | str) -> tuple[str, Gossip, NodeView]:
-        """A node other than the manager, with its view."""
-        node_id = self._node_id(node)
-        if self._gossip is None or node_id == self._swarm.nodes[0]:
-            raise SwarmError(
-                "node-1 is the manager, whose DNS is the fake's own: its loss is not"
-                " modelled; isolate another node (FakeSwarm(nodes=3), add_node())"
-            )
-        return node_id, self._gossip, self._gossip.views[node_id]
-
-    def _mark_down(self, node: str, epoch: int) -> None:
-        """The manager's Down timeout for an isolated node has passed."""
-        if self._gossip is not None and self._gossip.isolated_since(node, epoch):
-            with self._changing() as swarm:
-                swarm.node_down(node)
-
-    def _publish_nodes(self) -> None:
-        """Each node takes in a change: its own at once, the others' later."""
-        if self._gossip is not None:
-            self._spread(self._gossip.publish(self._swarm))
-            self._refresh_zones()
-
-    def _spread(self, deliveries: list[Delivery]) -> None:
-        gossip = self._gossip
-        if gossip is not None:
-            for delivery in deliveries:
-                self._after(self._delays.propagation, functools.partial(gossip.deliver, delivery))
-
-    def _after(self, delay: float, effect: Callable[[], None]) -> Timer | None:
-        """Apply ``effect`` now (delay 0), or when due; returns what cancels it."""
-        if delay <= 0:
-            effect()
-            return None
-        generation = self._generation
-
-        def apply() -> None:
-            with self._lock:
-                if generation == self._generation:
-                    effect()
-                    self._refresh_zones()
-
-        timer = self._scheduler.later(delay, apply)
-        if self._server is not None:
-            self._scheduler.start()
-        return timer
-
-    def _refresh_zones(self) -> None:
-        """Give each node whose knowledge changed its new DNS tables."""
-        gossip = self._gossip
-        if gossip is None or self._batches:
-            return
-        for node in gossip.take_dirty():
-            gossip.views[node].responder.zone = gossip.zone(node, self._swarm)
+        self._cluster.settle(timeout)
 
     # -- DNS behaviour and faults --------------------------------------------------
 
@@ -929,12 +631,12 @@ class FakeSwarm:
     def upstream(self, upstream: Upstream) -> None:
         if not isinstance(upstream, Upstream):
             raise TypeError(f"upstream must be an Upstream member, not {upstream!r}")
-        for responder in self._responders():
+        for responder in (self._responder, *self._cluster.responders()):
             responder.upstream = upstream
 
     def seed(self, seed: int | None) -> None:
         """Make the order of answers repeatable from now on (None: random again)."""
-        for responder in self._responders():
+        for responder in (self._responder, *self._cluster.responders()):
             responder.seed(seed)
 
     def inject(
@@ -998,19 +700,3 @@ class FakeSwarm:
             TimeoutError: Fewer arrived within ``timeout`` seconds.
         """
         return self._responder.log.wait(count, name=name, timeout=timeout)
-
-
-def _endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _check_node_count(nodes: int) -> int:
-    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= _MAX_NODES:
-        raise ValueError(f"nodes must be a whole number from 1 to {_MAX_NODES}, not {nodes!r}")
-    return nodes
-
-
-def _check_delays(delays: NodeDelays | None) -> NodeDelays | None:
-    if delays is not None and not isinstance(delays, NodeDelays):
-        raise TypeError(f"delays must be a NodeDelays, not {delays!r}")
-    return delays

@@ -1,4 +1,8 @@
-"""A selector loop in a thread of its own, as the fake's DNS server and control channel run."""
+"""A selector loop in a thread of its own, as the fake's DNS server and control channel run.
+
+Also what the fake's servers share about their address: how it is written,
+and what a restart that cannot bind it again says.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import selectors
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, Protocol, TypeVar
 
 logger = logging.getLogger("swarmdns.testing")
@@ -17,6 +21,34 @@ STOP_TIMEOUT = 10.0
 
 #: What a socket is registered with: called with the socket and its ready events.
 Handler = Callable[[socket.socket, int], None]
+
+
+def endpoint(host: str, port: int) -> str:
+    """``host:port``, or ``[host]:port`` for an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@contextlib.contextmanager
+def binding_again(what: str, host: str, port: int) -> Iterator[None]:
+    """Name the port, and what to do, when a restart cannot bind the one it had before.
+
+    Args:
+        what: The server, as the message names it.
+        host: Where it listened.
+        port: The port it listened on before ``stop()``; 0 when it has none
+            to bind again, and an ``OSError`` passes unchanged.
+    """
+    try:
+        yield
+    except OSError as error:
+        if not port:
+            raise
+        raise OSError(
+            error.errno,
+            f"cannot start {what} again on {endpoint(host, port)}, where it listened before"
+            f" stop(): {error.strerror or error}; something else took the port meanwhile:"
+            " free it, or call forget_ports() for the next start() to take free ports",
+        ) from error
 
 
 class Connection(Protocol):

@@ -8,12 +8,14 @@ manager starts its replicated tasks elsewhere once it marks the node Down
 (10-15 s).
 
 ``Gossip`` keeps each node's knowledge and builds its DNS tables, without
-I/O or clock: ``FakeSwarm`` decides when each of its effects happens, with
-``Scheduler`` (one thread) for the delayed ones.
+I/O or clock. ``Cluster``, which ``FakeSwarm`` owns, drives it: it gives each
+node past the first its DNS server, and decides when each effect happens,
+with ``Scheduler`` (one thread) for the delayed ones.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -21,18 +23,23 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import ClassVar
 
 from attrs import evolve, field, frozen
 
+from .._model import Task as DNSTask
+from ._loop import binding_again, endpoint
 from ._responder import Reply, Responder, Transport
 from ._server import DNSServer
-from ._swarm import Service, Swarm, Task
+from ._swarm import Service, Swarm, SwarmError, Task
 from ._zone import Zone, ZoneBuilder
 
 logger = logging.getLogger("swarmdns.testing")
 
 _STOP_TIMEOUT = 10.0
+#: Each node has a DNS server, with a thread and two sockets.
+_MAX_NODES = 64
 
 
 def _seconds(_instance: object, attribute: object, value: float) -> None:
@@ -110,8 +117,7 @@ class Node:
         """
         if self.port is None:
             raise RuntimeError(f"{self.name} has no DNS server: the fake Swarm is stopped")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return endpoint(self.host, self.port)
 
 
 class Silent:
@@ -518,3 +524,367 @@ class Scheduler:
                     else:
                         self._changed.wait(remaining)
             yield effect
+
+
+class Cluster:
+    """The nodes of a ``FakeSwarm``: each one's view and DNS, and when effects happen.
+
+    The fake owns the model of the Swarm and the first node's DNS server (the
+    manager's). The cluster gives every other node a responder and, while the
+    fake serves, a DNS server of its own on the same host, answering from
+    what that node knows (``Gossip``); it applies each delayed effect when
+    due (``Scheduler``), and voids those from before a ``reset()``. Until a
+    second node joins there is no gossip, and the fake's tables are the only
+    ones.
+
+    Args:
+        manager: The first node's responder, the fake's own; the other nodes
+            share its fault table and query log, and take its upstream and engine.
+        lock: The fake's lock, which every change and every effect holds.
+        model: The fake's model of the Swarm, as it is now.
+        change: Locks the model for one change, then publishes it (the fake's).
+        held: Whether a ``batch()`` holds changes back from DNS.
+        host: The address every node's DNS server listens on.
+        seed: Makes the other nodes' answers repeatable.
+        nodes: How many nodes the Swarm has, the manager included.
+        delays: How long effects take; the measured ones when None.
+    """
+
+    def __init__(
+        self,
+        manager: Responder,
+        *,
+        lock: threading.RLock,
+        model: Callable[[], Swarm],
+        change: Callable[[], AbstractContextManager[Swarm]],
+        held: Callable[[], bool],
+        host: str,
+        seed: int | None,
+        nodes: int,
+        delays: NodeDelays | None,
+    ) -> None:
+        self._manager = manager
+        self._lock = lock
+        self._model = model
+        self._change = change
+        self._held = held
+        self._host = host
+        self._seed = seed
+        self._initial_nodes = _check_node_count(nodes)
+        self._initial_delays = _check_delays(delays) or NodeDelays()
+        self._node_count = self._initial_nodes
+        self._delays = self._initial_delays
+        self._gossip: Gossip | None = None
+        self._scheduler = Scheduler()
+        self._isolation_timers: dict[str, list[Timer]] = {}
+        #: Each node's DNS port, which a restart binds again.
+        self._ports: dict[str, int] = {}
+        #: The manager's DNS port while the fake serves, else None.
+        self._manager_port: int | None = None
+        self._generation = 0  # counts resets: an effect from before one is void
+
+    # -- the fake's life cycle -----------------------------------------------------
+
+    def grow(self) -> None:
+        """Add the nodes past the first that the Swarm was created (or last reset) with."""
+        for _ in range(self._node_count - 1):
+            self.add_node()
+
+    def reset(self, nodes: int | None, delays: NodeDelays | None) -> None:
+        """Drop every node but the first, and every pending effect; ``grow()`` adds nodes back.
+
+        Args:
+            nodes: The node count until the next reset; None: the one at creation.
+            delays: The delays until the next reset; None: those at creation.
+        """
+        count = self._initial_nodes if nodes is None else _check_node_count(nodes)
+        chosen = _check_delays(delays) or self._initial_delays
+        self._generation += 1
+        self._scheduler.clear()
+        self._isolation_timers.clear()
+        self._ports.clear()
+        for server in self._take_servers():
+            server.stop()
+        self._gossip = None
+        self._node_count, self._delays = count, chosen
+
+    def start(self, manager_port: int, *, again: bool) -> None:
+        """Serve every other node's DNS (on the port it had before, if any); run due effects.
+
+        Args:
+            manager_port: Where the fake's own DNS, the manager's, listens.
+            again: The fake was started before: an error names a port taken meanwhile.
+
+        Raises:
+            OSError: A node's port is taken; ``detach()`` takes the servers started.
+        """
+        self._manager_port = manager_port
+        if self._gossip is not None:
+            for view in list(self._gossip.views.values())[1:]:
+                view.server = self._serve(view, again=again)
+        if self._scheduler.pending:
+            self._scheduler.start()
+
+    def detach(self) -> list[DNSServer]:
+        """The fake stops serving: every node's DNS server, for the caller to stop."""
+        self._manager_port = None
+        return self._take_servers()
+
+    def pause(self) -> None:
+        """Stop the thread that applies delayed effects, which stay pending; without the lock."""
+        self._scheduler.stop()
+
+    def forget_ports(self) -> None:
+        """Let the next ``start()`` serve every node's DNS on a free port."""
+        self._ports.clear()
+
+    def responders(self) -> list[Responder]:
+        """Every node's responder but the manager's."""
+        views = () if self._gossip is None else list(self._gossip.views.values())[1:]
+        return [view.responder for view in views]
+
+    def errors(self) -> list[BaseException]:
+        """What the delayed effects and the nodes' DNS servers raised (bugs only)."""
+        errors = list(self._scheduler.errors)
+        for view in () if self._gossip is None else self._gossip.views.values():
+            if view.server is not None:
+                errors.extend(view.server.internal_errors)
+        return errors
+
+    def publish(self) -> bool:
+        """Each node takes in a change of the model: its own at once, the others' later.
+
+        Returns:
+            False while the Swarm has had one node only: the fake's own tables
+            are then the only ones, and its to build.
+        """
+        if self._gossip is None:
+            return False
+        self._spread(self._gossip.publish(self._model()))
+        self._refresh_zones()
+        return True
+
+    # -- nodes (``FakeSwarm`` documents each) ----------------------------------------
+
+    def add_node(self) -> Node:
+        """Add a node to the model, with its view and, while serving, its DNS server."""
+        with self._change() as swarm:
+            node = swarm.add_node()
+            self._join(node, swarm)
+        with self._lock:
+            return self._node_value(node)
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """Every node, in the order they joined."""
+        with self._lock:
+            return tuple(self._node_value(node) for node in self._model().nodes)
+
+    def node(self, node: Node | Task | DNSTask | str) -> Node:
+        """A node by name or ID, as it is now; or the node a task runs on."""
+        with self._lock:
+            return self._node_value(self._node_id(node))
+
+    def tasks_on(self, node: Node | str) -> tuple[Task, ...]:
+        """Every task placed on a node, visible in DNS or not."""
+        with self._lock:
+            node_id = self._node_id(node)
+            return tuple(
+                task
+                for service in self._model().services
+                for task in service.tasks
+                if task.node_id == node_id
+            )
+
+    @property
+    def delays(self) -> NodeDelays:
+        """The delays in force, until the next reset."""
+        return self._delays
+
+    def isolate(self, node: Node | str, *, paused: bool) -> Node:
+        """Cut a node off, and set the timers of failure detection and of Down."""
+        with self._lock:
+            node_id, gossip, view = self._worker(node)
+            if view.isolated:
+                raise SwarmError(f"{self._node_name(node_id)} is already isolated")
+            epoch = gossip.isolate(node_id, paused=paused)
+            if view.server is not None and paused:
+                view.server.responder = SILENT
+            timers = [
+                self._after(
+                    self._delays.failure_detection,
+                    functools.partial(gossip.detect, node_id, epoch),
+                ),
+                self._after(self._delays.down, functools.partial(self._mark_down, node_id, epoch)),
+            ]
+            self._isolation_timers[node_id] = [t for t in timers if t is not None]
+            self._refresh_zones()
+            return self._node_value(node_id)
+
+    def rejoin(self, node: Node | str) -> Node:
+        """Bring an isolated node back, and set the timer of its synchronisation."""
+        with self._lock:
+            node_id, gossip, view = self._worker(node)
+            if not view.isolated:
+                raise SwarmError(f"{self._node_name(node_id)} is not isolated")
+            for timer in self._isolation_timers.pop(node_id, ()):
+                self._scheduler.cancel(timer)
+            epoch = gossip.rejoin(node_id)
+            if node_id in self._model().down:
+                with self._change() as swarm:
+                    swarm.node_up(node_id)
+            self._refresh_zones()
+            if view.server is not None:
+                view.server.responder = view.responder
+            self._after(self._delays.rejoin, functools.partial(gossip.sync, node_id, epoch))
+            self._refresh_zones()
+            return self._node_value(node_id)
+
+    def settle(self, timeout: float) -> None:
+        """Wait until no delayed effect is pending.
+
+        Raises:
+            TimeoutError: Effects are still pending after ``timeout`` seconds.
+            RuntimeError: Called inside ``batch()``, which holds every effect back.
+        """
+        if self._held():
+            raise RuntimeError("settle() inside batch() would wait for the batch itself")
+        self._scheduler.settle(timeout)
+
+    # -- inside --------------------------------------------------------------------
+
+    def _join(self, node: str, swarm: Swarm) -> None:
+        """Give a node that joined the model its view and, while serving, DNS server."""
+        if self._gossip is None:
+            self._gossip = Gossip()
+            self._gossip.join(swarm.nodes[0], self._manager, swarm)
+        responder = Responder(seed=self._seed, engine=self._manager.engine.version)
+        responder.faults = self._manager.faults  # one fault table, one log
+        responder.log = self._manager.log
+        responder.upstream = self._manager.upstream
+        self._spread(self._gossip.join(node, responder, swarm))
+        if self._manager_port is not None:
+            view = self._gossip.views[node]
+            view.server = self._serve(view, again=False)
+
+    def _serve(self, view: NodeView, *, again: bool) -> DNSServer:
+        port = self._ports.get(view.node, 0)
+        what = f"{self._node_name(view.node)}'s DNS server"
+        with binding_again(what, self._host, port if again else 0):
+            server = DNSServer(
+                SILENT if view.paused else view.responder, host=self._host, port=port
+            )
+        server.start()
+        self._ports[view.node] = server.port
+        return server
+
+    def _take_servers(self) -> list[DNSServer]:
+        servers = []
+        for view in () if self._gossip is None else self._gossip.views.values():
+            if view.server is not None:
+                servers.append(view.server)
+                view.server = None
+        return servers
+
+    def _node_id(self, node: Node | Task | DNSTask | str) -> str:
+        swarm = self._model()
+        if isinstance(node, Node):
+            key = node.id
+        elif isinstance(node, Task):
+            key = node.node_id
+        elif isinstance(node, DNSTask):
+            key = swarm.find_task(node)[1].node_id
+        elif isinstance(node, str):
+            key = node
+        else:
+            raise TypeError(
+                f"a node is a Node, a task (the fake's or a swarmdns.Task), or a node's name"
+                f" or ID; not {node!r}"
+            )
+        nodes = swarm.nodes
+        if key in nodes:
+            return key
+        number = key.removeprefix("node-")
+        if number.isdigit() and 1 <= int(number) <= len(nodes) and key != number:
+            return nodes[int(number) - 1]
+        raise SwarmError(f"no node {key!r} (nodes: node-1 to node-{len(nodes)}, or their IDs)")
+
+    def _node_name(self, node_id: str) -> str:
+        return f"node-{self._model().nodes.index(node_id) + 1}"
+
+    def _node_value(self, node_id: str) -> Node:
+        view = None if self._gossip is None else self._gossip.views[node_id]
+        if node_id == self._model().nodes[0]:
+            port = self._manager_port
+        else:
+            port = None if view is None or view.server is None else view.server.port
+        return Node(
+            name=self._node_name(node_id),
+            id=node_id,
+            host=self._host,
+            port=port,
+            isolated=view is not None and view.isolated,
+            paused=view is not None and view.paused,
+            down=node_id in self._model().down,
+        )
+
+    def _worker(self, node: Node | str) -> tuple[str, Gossip, NodeView]:
+        """A node other than the manager, with its view."""
+        node_id = self._node_id(node)
+        if self._gossip is None or node_id == self._model().nodes[0]:
+            raise SwarmError(
+                "node-1 is the manager, whose DNS is the fake's own: its loss is not"
+                " modelled; isolate another node (FakeSwarm(nodes=3), add_node())"
+            )
+        return node_id, self._gossip, self._gossip.views[node_id]
+
+    def _mark_down(self, node: str, epoch: int) -> None:
+        """The manager's Down timeout for an isolated node has passed."""
+        if self._gossip is not None and self._gossip.isolated_since(node, epoch):
+            with self._change() as swarm:
+                swarm.node_down(node)
+
+    def _spread(self, deliveries: list[Delivery]) -> None:
+        gossip = self._gossip
+        if gossip is not None:
+            for delivery in deliveries:
+                self._after(self._delays.propagation, functools.partial(gossip.deliver, delivery))
+
+    def _after(self, delay: float, effect: Callable[[], None]) -> Timer | None:
+        """Apply ``effect`` now (delay 0), or when due; returns what cancels it."""
+        if delay <= 0:
+            effect()
+            return None
+        generation = self._generation
+
+        def apply() -> None:
+            with self._lock:
+                if generation == self._generation:
+                    effect()
+                    self._refresh_zones()
+
+        timer = self._scheduler.later(delay, apply)
+        if self._manager_port is not None:
+            self._scheduler.start()
+        return timer
+
+    def _refresh_zones(self) -> None:
+        """Give each node whose knowledge changed its new DNS tables."""
+        gossip = self._gossip
+        if gossip is None or self._held():
+            return
+        swarm = self._model()
+        for node in gossip.take_dirty():
+            gossip.views[node].responder.zone = gossip.zone(node, swarm)
+
+
+def _check_node_count(nodes: int) -> int:
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= _MAX_NODES:
+        raise ValueError(f"nodes must be a whole number from 1 to {_MAX_NODES}, not {nodes!r}")
+    return nodes
+
+
+def _check_delays(delays: NodeDelays | None) -> NodeDelays | None:
+    if delays is not None and not isinstance(delays, NodeDelays):
+        raise TypeError(f"delays must be a NodeDelays, not {delays!r}")
+    return delays

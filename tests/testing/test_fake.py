@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import socket
-import threading
 from ipaddress import IPv4Address
 from typing import get_args
 
@@ -90,14 +86,6 @@ def test_upstream_is_checked() -> None:
         FakeSwarm(upstream="nxdomain")  # type: ignore[arg-type]
 
 
-def test_a_stopped_fake_can_start_again() -> None:
-    swarm = FakeSwarm()
-    with swarm:
-        swarm.create_service("web")
-    with swarm:
-        assert ask_dnspython(swarm, "web").rcode == "NOERROR"
-
-
 def test_a_batch_shows_its_changes_together_at_its_end(swarm_dns: FakeSwarm) -> None:
     swarm_dns.create_service("web", replicas=1)
 
@@ -112,123 +100,6 @@ def test_a_batch_shows_its_changes_together_at_its_end(swarm_dns: FakeSwarm) -> 
     assert (len(during[0]), during[1]) == (1, "NXDOMAIN")
     assert len(ask_dnspython(swarm_dns, "tasks.web").values) == 3
     assert len(ask_dnspython(swarm_dns, "tasks.db").values) == 2
-
-
-# -- the port, across stop() and start() ---------------------------------------------
-
-
-def test_a_restart_keeps_the_port_so_the_nameserver_variable_stays_true(
-    swarm_dns: FakeSwarm,
-) -> None:
-    port = swarm_dns.port
-    variable = os.environ[swarmdns.NAMESERVER_VARIABLE]
-
-    swarm_dns.stop()
-    swarm_dns.start()
-    web = swarm_dns.create_service("web", replicas=2)
-
-    assert (swarm_dns.port, swarm_dns.nameserver) == (port, variable)
-    assert swarmdns.task_ips("web", timeout=5) == web.task_ips  # through the variable
-    for transport in ("udp", "tcp"):
-        assert len(ask_dnspython(swarm_dns, "tasks.web", transport=transport).values) == 2
-
-
-def test_a_restart_keeps_every_nodes_port() -> None:
-    swarm = FakeSwarm(nodes=3, delays=NodeDelays.INSTANT)
-    with swarm:
-        before = [node.port for node in swarm.nodes]
-    assert [node.port for node in swarm.nodes] == [None, None, None]
-
-    with swarm:
-        assert [node.port for node in swarm.nodes] == before
-        swarm.create_service("web", replicas=3)
-        for node in swarm.nodes:
-            backend = swarmdns.DirectBackend([node.nameserver])
-            assert len(swarmdns.task_ips("web", backend=backend, timeout=5)) == 3
-
-
-def occupy(port: int, kind: socket.SocketKind) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, kind)
-    sock.bind(("127.0.0.1", port))
-    if kind == socket.SOCK_STREAM:
-        sock.listen()
-    return sock
-
-
-@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM], ids=["udp", "tcp"])
-def test_a_restart_on_a_port_taken_meanwhile_names_the_port(kind: socket.SocketKind) -> None:
-    swarm = FakeSwarm().start()
-    port = swarm.port
-    swarm.stop()
-    threads = set(threading.enumerate())
-
-    with occupy(port, kind), pytest.raises(OSError, match="in use") as raised:
-        swarm.start()
-
-    message = str(raised.value)
-    assert f"127.0.0.1:{port}" in message
-    assert "where it listened before stop()" in message
-    assert "something else took the port meanwhile" in message
-    assert raised.value.errno == errno.EADDRINUSE
-    assert not swarm.running
-    assert set(threading.enumerate()) == threads
-    with swarm:  # the port is free again: the same one
-        assert swarm.port == port
-
-
-def test_a_restart_that_cannot_bind_a_nodes_port_starts_nothing() -> None:
-    swarm = FakeSwarm(nodes=2, delays=NodeDelays.INSTANT).start()
-    main_port, node_port = (node.port or 0 for node in swarm.nodes)
-    swarm.stop()
-    threads = set(threading.enumerate())
-
-    with (
-        occupy(node_port, socket.SOCK_DGRAM),
-        pytest.raises(OSError, match=f"node-2's DNS server again on 127.0.0.1:{node_port}"),
-    ):
-        swarm.start()
-
-    assert not swarm.running
-    assert set(threading.enumerate()) == threads
-    for port in (main_port, node_port):
-        occupy(port, socket.SOCK_DGRAM).close()  # released: none left bound
-    with swarm:
-        assert [node.port for node in swarm.nodes] == [main_port, node_port]
-
-
-def test_the_fixture_moves_to_a_free_port_if_a_test_left_its_own_taken(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makepyfile(
-        test_downstream="""
-        import os
-        import socket
-
-        import swarmdns
-
-        taken = []
-
-
-        def test_stops_the_fake_and_takes_its_port(swarm_dns):
-            port = swarm_dns.port
-            swarm_dns.stop()
-            blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            blocker.bind(("127.0.0.1", port))
-            taken.append(blocker)
-
-
-        def test_gets_a_running_fake_anyway(swarm_dns):
-            assert swarm_dns.port != taken[0].getsockname()[1]
-            assert os.environ["SWARMDNS_NAMESERVER"] == swarm_dns.nameserver
-            web = swarm_dns.create_service("web", replicas=2)
-            assert swarmdns.task_ips("web", timeout=5) == web.task_ips
-            taken.pop().close()
-        """
-    )
-
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
-
-    result.assert_outcomes(passed=2)
 
 
 # -- tasks: the fake's, and what DNS tells ------------------------------------------

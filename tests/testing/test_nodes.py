@@ -8,6 +8,7 @@ asserts the order of what happens, never how long it takes.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from ipaddress import IPv4Address
@@ -18,6 +19,8 @@ import pytest
 
 import swarmdns
 from swarmdns.testing import FakeSwarm, Fault, Node, NodeDelays, SwarmError
+
+from .ports import occupy
 
 #: Failure detection and propagation at once, but never marked Down.
 NEVER_DOWN = NodeDelays(propagation=0, failure_detection=0, down=3600, rejoin=0)
@@ -335,6 +338,40 @@ def test_stop_joins_every_thread_even_with_effects_pending() -> None:
     swarm.settle()  # stopped: the effects run in this thread, each when due
     assert swarm.node("node-3").down
     assert set(threading.enumerate()) == threads_before
+
+
+def test_a_restart_keeps_every_nodes_port() -> None:
+    swarm = FakeSwarm(nodes=3, delays=NodeDelays.INSTANT)
+    with swarm:
+        before = [node.port for node in swarm.nodes]
+    assert [node.port for node in swarm.nodes] == [None, None, None]
+
+    with swarm:
+        assert [node.port for node in swarm.nodes] == before
+        swarm.create_service("web", replicas=3)
+        for node in swarm.nodes:
+            backend = swarmdns.DirectBackend([node.nameserver])
+            assert len(swarmdns.task_ips("web", backend=backend, timeout=5)) == 3
+
+
+def test_a_restart_that_cannot_bind_a_nodes_port_starts_nothing() -> None:
+    swarm = FakeSwarm(nodes=2, delays=NodeDelays.INSTANT).start()
+    main_port, node_port = (node.port or 0 for node in swarm.nodes)
+    swarm.stop()
+    threads = set(threading.enumerate())
+
+    with (
+        occupy(node_port, socket.SOCK_DGRAM),
+        pytest.raises(OSError, match=f"node-2's DNS server again on 127.0.0.1:{node_port}"),
+    ):
+        swarm.start()
+
+    assert not swarm.running
+    assert set(threading.enumerate()) == threads
+    for port in (main_port, node_port):
+        occupy(port, socket.SOCK_DGRAM).close()  # released: none left bound
+    with swarm:
+        assert [node.port for node in swarm.nodes] == [main_port, node_port]
 
 
 def test_nodes_and_delays_are_checked(cluster: FakeSwarm) -> None:
