@@ -1,0 +1,100 @@
+"""The ``swarmdns`` command as a whole: parsing, usage errors, exit codes, its output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import swarmdns.testing
+from swarmdns import _cli
+from swarmdns.testing import FakeSwarm
+
+from .helpers import (
+    DEADLINE,
+    ROOT,
+    SWARMDNS,
+    assert_one_line_error,
+    run,
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ((), "the following arguments are required: COMMAND"),
+        (("vip",), "the following arguments are required: SERVICE"),
+        (("tasks", "web", "--timeout", "0"), "'0' is not a positive number of seconds"),
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
+        (("vip", "tasks.web"), "pass the service's own name, 'web'"),
+        (("vip", "web", "--nameserver", "nowhere"), "not an IP address"),
+        (("serve", "--port", "70000"), "'70000' is not a port number"),
+        (("tasks", "web", "--min", "-1"), "'-1' is not a number of tasks (0 or more)"),
+        (("tasks", "web", "--min", "all"), "'all' is not a number of tasks"),
+        (("watch", "web", "--fail-after", "0"), "'0' is not a positive number of seconds"),
+        (("watch", "web", "--once", "--nameserver", "nowhere"), "not an IP address"),
+        (("watch", "web", "tasks.api", "--once"), "pass the service's own name, 'api'"),
+    ],
+)
+def test_usage_errors_exit_2(swarm_dns: FakeSwarm, args: tuple[str, ...], words: str) -> None:
+    assert_one_line_error(run(*args), 2, words)
+
+
+@pytest.mark.parametrize(
+    "args", [("tasks", "web"), ("watch", "web"), ("watch", "web", "--once")], ids=" ".join
+)
+def test_a_bad_nameserver_variable_exits_2(
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("SWARMDNS_NAMESERVER", "nowhere")
+
+    assert_one_line_error(run(*args), 2, "SWARMDNS_NAMESERVER")
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize(
+    "args",
+    [("tasks", "web"), ("watch", "web", "--interval", "60"), ("watch", "web", "--once")],
+    ids=["tasks", "watch", "watch-once"],
+)
+def test_output_nobody_reads_ends_quietly(
+    swarm_dns: FakeSwarm, args: tuple[str, ...], unbuffered: bool
+) -> None:
+    swarm_dns.create_service("web", replicas=3)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    reading, writing = os.pipe()
+    os.close(reading)  # the pipe has no reader from the start
+    try:
+        child = subprocess.Popen(
+            [*SWARMDNS, *args], stdout=writing, stderr=subprocess.PIPE, env=env
+        )
+    finally:
+        os.close(writing)
+
+    _, err = child.communicate(timeout=DEADLINE)
+
+    assert (child.returncode, err) == (0, b"")
+
+
+@pytest.mark.parametrize("command", [(), ("tasks",), ("watch",), ("serve",)])
+def test_help_shows_the_exit_codes_as_the_docs_do(command: tuple[str, ...]) -> None:
+    result = run(*command, "--help")
+
+    assert result.returncode == 0
+    assert _cli.EXIT_CODES in result.stdout
+    assert f"```text\n{_cli.EXIT_CODES}\n```" in (ROOT / "docs" / "cli.md").read_text()
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("swarmdns")
+
+    result = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, check=False
+    )
+
+    assert (result.returncode, result.stdout) == (0, f"swarmdns {swarmdns.__version__}\n")
