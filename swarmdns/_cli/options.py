@@ -9,6 +9,7 @@ Each ``parse_*`` function reads the text of one option and raises
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 import socket
@@ -29,9 +30,24 @@ def bad_value(source: str, text: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"{source} {text!r} {problem}", source=source)
 
 
-def duration_help(what: str) -> str:
-    """The ``--help`` of a time option: ``what``, then the grammar every time option takes."""
-    return f"{what} ({DURATION_GRAMMAR})"
+def add_duration_option(
+    parser: argparse.ArgumentParser, flag: str, *, help: str, default: str | None, shown: str = ""
+) -> None:
+    """Add a time option: it takes a ``DURATION``, and its ``--help`` shows the grammar.
+
+    Args:
+        parser: The command's parser.
+        flag: The option (``"--interval"``); its value is text, for ``parse_duration()``.
+        help: What it does.
+        default: Its default, as text (``"2"``); None: not given.
+        shown: How ``--help`` shows the default, if not as ``default`` (``"never"``).
+    """
+    parser.add_argument(
+        flag,
+        default=default,
+        metavar="DURATION",
+        help=f"{help} ({DURATION_GRAMMAR}; default: {shown or default})",
+    )
 
 
 def parse_duration(text: str, *, source: str, positive: bool = False) -> float:

@@ -9,7 +9,7 @@ import attrs
 from .._backends.base import Backend
 from .._backends.direct import DirectBackend
 from .._lookups import DEFAULT_TIMEOUT
-from .options import duration_help, parse_duration
+from .options import add_duration_option, parse_duration
 
 
 def add_query_options(parser: argparse.ArgumentParser) -> None:
@@ -20,11 +20,8 @@ def add_query_options(parser: argparse.ArgumentParser) -> None:
         metavar="HOST[:PORT]",
         help="ask this nameserver (default: SWARMDNS_NAMESERVER, else /etc/resolv.conf)",
     )
-    parser.add_argument(
-        "--timeout",
-        default=f"{DEFAULT_TIMEOUT:g}",
-        metavar="DURATION",
-        help=duration_help(f"how long one lookup may take (default: {DEFAULT_TIMEOUT:g})"),
+    add_duration_option(
+        parser, "--timeout", help="how long one lookup may take", default=f"{DEFAULT_TIMEOUT:g}"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
 

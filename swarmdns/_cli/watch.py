@@ -35,7 +35,7 @@ from .follow import Follow
 from .options import (
     DURATION_GRAMMAR,
     RenderSpec,
-    duration_help,
+    add_duration_option,
     parse_duration,
     parse_host_port,
     parse_render_spec,
@@ -64,12 +64,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     add_query_options(parser)
     add = parser.add_argument
     add("services", nargs="+", metavar="SERVICE", help="the services' names (one or more)")
-    add(
-        "--interval",
-        default="2",
-        metavar="DURATION",
-        help=duration_help("time between lookups (default: 2)"),
-    )
+    add_duration_option(parser, "--interval", help="time between lookups", default="2")
     add(
         "--exclude-self",
         action="store_true",
@@ -81,13 +76,19 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="look each service up once, print its set, render and run once (--render, --exec),"
         " and exit (3 if a lookup failed, 4 if the command failed)",
     )
-    add(
+    add_duration_option(
+        parser,
         "--fail-after",
-        metavar="DURATION",
-        help=duration_help(
-            "exit 3 once a service's lookups have failed for this long (default: never)"
-        ),
+        help="exit 3 once a service's lookups have failed for this long",
+        default=None,
+        shown="never",
     )
+    _add_action_options(parser)
+
+
+def _add_action_options(parser: argparse.ArgumentParser) -> None:
+    """What to do on a change (``--render``, ``--exec``...), and ``--metrics``, in help order."""
+    add = parser.add_argument
     add(
         "--render",
         action="append",
@@ -103,13 +104,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         " changed), with the change as JSON on stdin and SWARMDNS_SERVICE and SWARMDNS_TASKS"
         " in its environment; its output goes to stderr",
     )
-    add(
+    add_duration_option(
+        parser,
         "--exec-timeout",
+        help="stop a command (and its process group) running longer than this",
         default="30",
-        metavar="DURATION",
-        help=duration_help(
-            "stop a command (and its process group) running longer than this (default: 30)"
-        ),
     )
     add(
         "--metrics",
@@ -121,8 +120,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--wait",
         metavar="MIN[:MAX]",
         help="act once the tasks have been quiet for MIN, at the latest MAX after the first"
-        " change of a burst (default MAX: 4 x MIN), so a rolling update is one reload"
-        f" (MIN and MAX: {DURATION_GRAMMAR})",
+        " change of a burst, so a rolling update is one reload (MIN and MAX each a"
+        f" {DURATION_GRAMMAR}; default MAX: 4 x MIN)",
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,8 @@ import pytest
 
 import swarmdns.testing
 from swarmdns import _cli
+from swarmdns._cli import app
+from swarmdns._cli.options import parse_duration, parse_wait
 from swarmdns.testing import FakeSwarm
 
 from .helpers import (
@@ -98,3 +103,77 @@ def test_console_script_is_installed() -> None:
     )
 
     assert (result.returncode, result.stdout) == (0, f"swarmdns {swarmdns.__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("vip", "web", "--timeout", "soon"), "--timeout"),
+        (("tasks", "web", "--min", "all"), "--min"),
+        (("watch", "web", "--interval", "0"), "--interval"),
+        (("watch", "web", "--fail-after", "-1"), "--fail-after"),
+        (("watch", "web", "--exec", "true", "--exec-timeout", "10x"), "--exec-timeout"),
+        (("watch", "web", "--exec", "true", "--wait", "1:2:3"), "--wait"),
+        (("watch", "web", "--exec", "true", "--wait", "10:2"), "--wait"),
+        (("watch", "web", "--render", "nothing"), "--render"),
+        (("watch", "web", "--render", "/nowhere/t.j2:out"), "--render"),
+        (("watch", "web", "--metrics", "9109"), "--metrics"),
+        (("serve", "--port", "http"), "--port"),
+        (("serve", "--control", "70000"), "--control"),
+        (("serve", "--service", "web=lots"), "--service"),
+    ],
+    ids=" ".join,
+)
+def test_every_bad_option_value_is_one_line_of_one_format(
+    args: tuple[str, ...], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _cli.main(list(args), out=io.StringIO())
+    err = capsys.readouterr().err
+
+    assert code == 2
+    value = args[args.index(option) + 1]
+    assert err.startswith(f"swarmdns: {option} {value!r} ")
+    assert re.fullmatch(r"swarmdns: --[a-z-]+ '[^']*' (is not|cannot) [^\n]+\n", err), err
+
+
+def _doc_command_lines() -> list[str]:
+    """The ``$ swarmdns ...`` command lines of docs/cli.md (continuations joined).
+
+    Those shown with an option's error are left out: they are the next test's.
+    """
+    text = (ROOT / "docs" / "cli.md").read_text().replace("\\\n", " ")
+    return re.findall(r"^\$ swarmdns (.*)$(?!\nswarmdns: --)", text, re.MULTILINE)
+
+
+def test_the_docs_have_command_lines() -> None:
+    assert len(_doc_command_lines()) >= 10
+
+
+@pytest.mark.parametrize("line", _doc_command_lines())
+def test_each_command_line_of_the_docs_parses(line: str) -> None:
+    options = app.parser().parse_args(shlex.split(line))
+
+    for name in ("timeout", "interval", "fail_after", "exec_timeout"):
+        if getattr(options, name, None) is not None:
+            parse_duration(getattr(options, name), source=name, positive=True)
+    if getattr(options, "wait", None) is not None:
+        parse_wait(options.wait)
+
+
+def _doc_option_errors() -> list[tuple[str, str]]:
+    """The command lines of docs/cli.md shown with a bad option's error, and that error."""
+    text = (ROOT / "docs" / "cli.md").read_text()
+    return re.findall(r"^\$ swarmdns (.*)\n(swarmdns: --.*\n)", text, re.MULTILINE)
+
+
+def test_the_docs_show_option_errors() -> None:
+    assert len(_doc_option_errors()) >= 2
+
+
+@pytest.mark.parametrize(("line", "error"), _doc_option_errors())
+def test_each_option_error_of_the_docs_is_what_the_command_says(
+    line: str, error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _cli.main(shlex.split(line), out=io.StringIO())
+
+    assert (code, capsys.readouterr().err) == (2, error)

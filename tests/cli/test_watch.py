@@ -12,12 +12,17 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from swarmdns import _cli
+from swarmdns._backends.direct import DirectBackend
+from swarmdns._cli import query
 from swarmdns.testing import FakeSwarm, Outcome
 
 from .helpers import (
@@ -336,3 +341,68 @@ def test_watch_exclude_self_holds_for_every_change_too(
     assert second["added"] == [str(web.task_ips[2])]
     assert me not in map(IPv4Address, second["current"])
     assert codes == [0]
+
+
+class CountedBackend(DirectBackend):
+    """A ``DirectBackend`` that counts how many are made."""
+
+    made: ClassVar[list[CountedBackend]] = []
+
+    def __init__(self, nameservers: Sequence[str] | None = None) -> None:
+        super().__init__(nameservers)
+        CountedBackend.made.append(self)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[CountedBackend]:
+    """The backends the command line makes from now on."""
+    CountedBackend.made = []
+    monkeypatch.setattr(query, "DirectBackend", CountedBackend)
+    return CountedBackend.made
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    path = tmp_path / "t.j2"
+    path.write_text("{% for task in tasks %}{{ task.ip }} {{ task.name }}\n{% endfor %}")
+    return path
+
+
+def test_watch_once_makes_its_backend_once(
+    swarm_dns: FakeSwarm, counted: list[CountedBackend], template: Path, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    dest = tmp_path / "out"
+    args = ["watch", "web", "--once", "--nameserver", swarm_dns.nameserver]
+
+    code = _cli.main([*args, "--render", f"{template}:{dest}", "--exec", "true"], io.StringIO())
+
+    assert code == 0
+    assert len(counted) == 1
+    assert dest.read_text() == "".join(f"{t.ip} {t.name}\n" for t in web.tasks)
+
+
+def test_watch_makes_its_backend_once(
+    swarm_dns: FakeSwarm, counted: list[CountedBackend], template: Path, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    dest = tmp_path / "out"
+    args = ["watch", "web", "--interval", "0.05", "--nameserver", swarm_dns.nameserver]
+    read_end, write_end = os.pipe()
+    codes: list[int] = []
+    with open(write_end, "w", encoding="utf-8") as out:
+        with open(read_end, encoding="utf-8") as lines:
+            # In a thread, in this process (for the patch); it ends when its reader goes away.
+            watch = threading.Thread(
+                target=lambda: codes.append(
+                    _cli.main([*args, "--render", f"{template}:{dest}", "--json"], out)
+                ),
+                daemon=True,
+            )
+            watch.start()
+            first = json.loads(lines.readline())
+        watch.join(DEADLINE)
+
+    assert codes == [0]
+    assert first["current"] == [str(web.task_ips[0])]
+    assert len(counted) == 1
