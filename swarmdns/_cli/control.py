@@ -8,6 +8,7 @@ import os
 from typing import TextIO
 
 from .common import EXIT_DNS_FAILURE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CommandExit
+from .options import bad_value
 
 HELP = "drive a running fake (swarmdns serve --control) from another process"
 DESCRIPTION = (
@@ -65,7 +66,7 @@ def run(options: argparse.Namespace, out: TextIO) -> int:
         code = EXIT_USAGE if error.kind in ("BadRequest", "RequestTooLarge") else EXIT_DNS_FAILURE
         raise CommandExit(code, str(error)) from error
     except ValueError as error:  # a malformed address
-        raise CommandExit(EXIT_USAGE, f"--address: {error}") from error
+        raise bad_value("--address", address, f"cannot be used: {error}") from error
     if result is not None:
         print(json.dumps(result), file=out)
     return EXIT_OK

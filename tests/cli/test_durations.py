@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import pytest
@@ -132,9 +131,13 @@ def test_the_docs_show_the_grammar() -> None:
     assert GRAMMAR in " ".join((ROOT / "docs" / "cli.md").read_text().split())
 
 
-def test_the_parser_reads_each_time_option_as_text_once() -> None:
-    # The values stay text in the namespace: each command reads them once, into its value.
-    options = app.parser().parse_args(["watch", "web", "--interval", "500ms"])
+def test_reading_the_options_of_a_watch_leaves_them_as_they_were() -> None:
+    options = app.parser().parse_args(
+        ["watch", "web", "api", "web", "--interval", "500ms", "--exec", "true", "--wait", "1s"]
+    )
+    before = vars(options).copy()
 
-    assert isinstance(options, argparse.Namespace)
-    assert options.interval == "500ms"
+    request = WatchRequest.from_options(options)
+
+    assert vars(options) == before
+    assert (request.services, request.interval, request.wait) == (("web", "api"), 0.5, (1.0, 4.0))
