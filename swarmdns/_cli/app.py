@@ -16,8 +16,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from types import ModuleType
-from typing import NoReturn, TextIO
+from typing import NoReturn, Protocol, TextIO
 
 from .. import __version__
 from .._errors import ConfigurationError, InvalidName, NoVirtualIP, ServiceNotFound, SwarmDNSError
@@ -31,8 +30,20 @@ from .common import (
     CommandExit,
 )
 
+
+class Command(Protocol):
+    """What a command's module holds."""
+
+    HELP: str  # its line in ``swarmdns --help``
+    DESCRIPTION: str  # the top of its own ``--help``
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, options: argparse.Namespace, out: TextIO) -> int: ...
+
+
 #: The commands, in the order ``--help`` lists them.
-COMMANDS: dict[str, ModuleType] = {
+COMMANDS: dict[str, Command] = {
     "vip": vip,
     "tasks": tasks,
     "watch": watch,
@@ -95,13 +106,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 def _run(options: argparse.Namespace, out: TextIO) -> int:
     """Run the command; an error becomes its line on stderr and its exit code."""
     try:
-        code: int = COMMANDS[options.command].run(options, out)
+        return COMMANDS[options.command].run(options, out)
     except KeyboardInterrupt:
         return EXIT_OK
     except (CommandExit, SwarmDNSError) as error:
         print(f"swarmdns: {error}", file=sys.stderr)
         return _exit_code(error)
-    return code
 
 
 def _exit_code(error: CommandExit | SwarmDNSError) -> int:
