@@ -121,7 +121,6 @@ def test_console_script_is_installed() -> None:
         (("serve", "--port", "http"), "--port"),
         (("serve", "--control", "70000"), "--control"),
         (("serve", "--service", "web=lots"), "--service"),
-        (("serve", "--engine", "19.03"), "--engine"),
         (("control", "--address", "nowhere", "state"), "--address"),
         (("control", "--address", "127.0.0.1:99999", "state"), "--address"),
     ],
