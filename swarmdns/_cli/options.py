@@ -1,39 +1,77 @@
-"""Every type of the command line's options, in one place, with one error format."""
+"""Every type of the command line's options, in one place, with one error format.
+
+Each ``parse_*`` function reads the text of one option and raises
+``ConfigurationError`` (``source``: the option) with a message of one shape,
+``--OPTION 'VALUE' what is wrong; what to do``, which the command prints as
+``swarmdns: <message>`` and exits 2. Every time option takes the same grammar,
+``DURATION``: a bare number is seconds; ``ms``, ``s``, ``m`` and ``h`` are units.
+"""
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
+import socket
 from pathlib import Path
 from typing import NamedTuple
 
 from .._errors import ConfigurationError
 
+#: What every time option's ``--help`` says it takes.
+DURATION_GRAMMAR = "DURATION: 2, 0.5s, 500ms, 1m, 1h"
+_EXAMPLES = "such as 2, 0.5s, 500ms, 1m or 1h"
 _DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m|h)?\s*")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(text: str, *, source: str) -> float:
+def bad_value(source: str, text: str, problem: str) -> ConfigurationError:
+    """The error for the value ``text`` of the option ``source``: ``--OPTION 'text' problem``."""
+    return ConfigurationError(f"{source} {text!r} {problem}", source=source)
+
+
+def add_duration_option(
+    parser: argparse.ArgumentParser, flag: str, *, help: str, default: str | None, shown: str = ""
+) -> None:
+    """Add a time option: it takes a ``DURATION``, and its ``--help`` shows the grammar.
+
+    Args:
+        parser: The command's parser.
+        flag: The option (``"--interval"``); its value is text, for ``parse_duration()``.
+        help: What it does.
+        default: Its default, as text (``"2"``); None: not given.
+        shown: How ``--help`` shows the default, if not as ``default`` (``"never"``).
+    """
+    parser.add_argument(
+        flag,
+        default=default,
+        metavar="DURATION",
+        help=f"{help} ({DURATION_GRAMMAR}; default: {shown or default})",
+    )
+
+
+def parse_duration(text: str, *, source: str, positive: bool = False) -> float:
     """Seconds from ``2``, ``2.5``, ``500ms``, ``10s``, ``1m`` or ``1h``: zero or more.
 
     Args:
         text: The duration.
         source: The option it came from, for the error (``"--exec-timeout"``).
+        positive: Refuse zero as well as negative durations.
 
     Raises:
         ConfigurationError: ``text`` is not such a duration.
     """
-    match = _DURATION.fullmatch(text)
     if text.strip().startswith("-"):
-        raise ConfigurationError(
-            f"{source} cannot be negative, not {text!r}; give a number of seconds such as 2",
-            source=source,
-        )
+        raise bad_value(source, text, f"cannot be negative; give a number of seconds {_EXAMPLES}")
+    match = _DURATION.fullmatch(text)
     value = float(match[1]) * _UNITS[match[2]] if match is not None else math.nan
     if not math.isfinite(value):
-        raise ConfigurationError(
-            f"{source} takes a number of seconds such as 2, 0.5s, 500ms or 1m, not {text!r}",
-            source=source,
+        raise bad_value(
+            source, text, f"is not a duration: it takes a number of seconds {_EXAMPLES}"
+        )
+    if positive and value <= 0:
+        raise bad_value(
+            source, text, f"is not a positive number of seconds; give more than 0, {_EXAMPLES}"
         )
     return value
 
@@ -48,19 +86,89 @@ def parse_wait(text: str, *, source: str = "--wait") -> tuple[float, float]:
     """
     parts = text.split(":")
     if len(parts) > 2:
-        raise ConfigurationError(
-            f"{source} takes MIN or MIN:MAX (such as 2 or 2:10), not {text!r}", source=source
+        raise bad_value(
+            source, text, "is not MIN[:MAX]: it takes MIN or MIN:MAX, such as 2 or 500ms:10s"
         )
     min_quiet = parse_duration(parts[0], source=source)
     max_wait = parse_duration(parts[1], source=source) if len(parts) == 2 else 4 * min_quiet
     if max_wait < min_quiet:
-        raise ConfigurationError(
-            f"{source} {text!r}: MAX ({max_wait:g} s) is shorter than MIN ({min_quiet:g} s);"
+        raise bad_value(
+            source,
+            text,
+            f"cannot be used: MAX ({max_wait:g} s) is shorter than MIN ({min_quiet:g} s);"
             " MAX is the longest a burst of changes may hold an action back, so give at least"
             f" MIN, such as {parts[0]}:{4 * min_quiet:g}",
-            source=source,
         )
     return min_quiet, max_wait
+
+
+def parse_port(text: str, *, source: str) -> int:
+    """A port number, 0 (any free port) to 65535.
+
+    Raises:
+        ConfigurationError: ``text`` is not one.
+    """
+    if not text.isdigit() or int(text) > 65535:
+        raise bad_value(source, text, "is not a port number from 0 to 65535")
+    return int(text)
+
+
+def parse_count(text: str, *, source: str, of: str) -> int:
+    """A whole number, 0 or more, of ``of`` (``"tasks"``).
+
+    Raises:
+        ConfigurationError: ``text`` is not one.
+    """
+    if not text.isdigit():
+        raise bad_value(source, text, f"is not a number of {of} (0 or more)")
+    return int(text)
+
+
+def parse_host_port(text: str, *, source: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9109`` too) as ``(host, port)``, the host without brackets.
+
+    Raises:
+        ConfigurationError: No host, or no port number.
+    """
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise bad_value(source, text, "is not HOST:PORT; give HOST:PORT, such as 0.0.0.0:9109")
+    return host.strip("[]"), int(port)
+
+
+def parse_service_spec(text: str, *, source: str = "--service") -> dict[str, object]:
+    """``NAME[=REPLICAS]`` as the arguments of ``FakeSwarm.create_service()`` (1 replica).
+
+    Raises:
+        ConfigurationError: REPLICAS is not a whole number.
+    """
+    name, _, replicas = text.partition("=")
+    if replicas and not replicas.isdigit():
+        raise bad_value(source, text, "is not NAME[=REPLICAS]: REPLICAS must be a whole number")
+    return {"name": name, "replicas": int(replicas or 1)}
+
+
+def parse_listen_address(text: str, *, source: str = "--host") -> str:
+    """The address a host names (an IPv4 one if it has several): ``localhost`` is 127.0.0.1.
+
+    ``SWARMDNS_NAMESERVER`` and ``dig @`` take an address, so the fake listens
+    on one, and its hints print it.
+
+    Raises:
+        ConfigurationError: The name has no address.
+    """
+    try:
+        found = socket.getaddrinfo(text, None, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as error:
+        why = getattr(error, "strerror", None) or str(error)
+        raise bad_value(
+            source,
+            text,
+            f"cannot be used: cannot find its address ({why}); give an address of this"
+            " machine, such as 127.0.0.1 (the default)",
+        ) from error
+    ordered = sorted(found, key=lambda info: info[0] != socket.AF_INET)
+    return str(ordered[0][4][0])
 
 
 class RenderSpec(NamedTuple):
@@ -80,38 +188,33 @@ def parse_render_spec(text: str, *, source: str = "--render") -> RenderSpec:
     """
     template_text, colon, dest_text = text.partition(":")
     if not colon or not template_text or not dest_text:
-        raise ConfigurationError(
-            f"{source} takes TEMPLATE:DEST, such as haproxy.cfg.j2:/etc/haproxy/haproxy.cfg,"
-            f" not {text!r}",
-            source=source,
+        raise bad_value(
+            source,
+            text,
+            "is not TEMPLATE:DEST: it takes TEMPLATE:DEST, such as"
+            " haproxy.cfg.j2:/etc/haproxy/haproxy.cfg",
         )
     template = Path(template_text).expanduser()
     dest = Path(dest_text).expanduser()
+    problem = _render_problem(template, dest)
+    if problem is not None:
+        raise bad_value(source, text, f"cannot be used: {problem}")
+    return RenderSpec(template, dest)
+
+
+def _render_problem(template: Path, dest: Path) -> str | None:
+    """What makes ``template`` and ``dest`` unfit to render into, if anything."""
     if not template.exists():
-        raise ConfigurationError(
-            f"{source} {text!r}: the template {str(template)!r} does not exist; check the path"
-            " (relative paths start from the current directory)",
-            source=source,
+        return (
+            f"the template {str(template)!r} does not exist; check the path"
+            " (relative paths start from the current directory)"
         )
     if not template.is_file():
-        raise ConfigurationError(
-            f"{source} {text!r}: the template {str(template)!r} is not a file", source=source
-        )
-    directory = dest.parent
-    if not directory.is_dir():
-        raise ConfigurationError(
-            f"{source} {text!r}: the directory of DEST, {str(directory)!r}, does not exist;"
-            " create it first",
-            source=source,
-        )
+        return f"the template {str(template)!r} is not a file"
+    if not dest.parent.is_dir():
+        return f"the directory of DEST, {str(dest.parent)!r}, does not exist; create it first"
     if dest.is_dir():
-        raise ConfigurationError(
-            f"{source} {text!r}: DEST {str(dest)!r} is a directory; give the file to write",
-            source=source,
-        )
+        return f"DEST {str(dest)!r} is a directory; give the file to write"
     if dest.resolve() == template.resolve():
-        raise ConfigurationError(
-            f"{source} {text!r}: DEST is the template itself, which rendering would overwrite",
-            source=source,
-        )
-    return RenderSpec(template, dest)
+        return "DEST is the template itself, which rendering would overwrite"
+    return None

@@ -1,4 +1,4 @@
-"""The command line's option types: durations, ``MIN[:MAX]`` and ``TEMPLATE:DEST``."""
+"""The command line's option types: durations, ``MIN[:MAX]``, ``TEMPLATE:DEST``, ports..."""
 
 from __future__ import annotations
 
@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 
 from swarmdns import ConfigurationError
-from swarmdns._cli.options import RenderSpec, parse_duration, parse_render_spec, parse_wait
+from swarmdns._cli.options import (
+    RenderSpec,
+    parse_count,
+    parse_duration,
+    parse_host_port,
+    parse_listen_address,
+    parse_port,
+    parse_render_spec,
+    parse_service_spec,
+    parse_wait,
+)
 
 
 @pytest.mark.parametrize(
@@ -137,3 +147,56 @@ def test_bad_render_specs_say_what_is_wrong(
     assert words.format(template=template, dir=tmp_path) in str(caught.value)
     assert caught.value.source == "--render"
     assert repr(text) in str(caught.value)  # what was asked
+
+
+def test_a_positive_duration_refuses_zero() -> None:
+    assert parse_duration("1ms", source="--interval", positive=True) == 0.001
+    with pytest.raises(ConfigurationError, match=r"^--interval '0s' is not a positive number"):
+        parse_duration("0s", source="--interval", positive=True)
+
+
+@pytest.mark.parametrize(("text", "port"), [("0", 0), ("53", 53), ("65535", 65535)])
+def test_ports(text: str, port: int) -> None:
+    assert parse_port(text, source="--port") == port
+
+
+@pytest.mark.parametrize("text", ["65536", "-1", "http", "", "5.3"])
+def test_bad_ports(text: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_port(text, source="--port")
+
+    assert str(caught.value) == f"--port {text!r} is not a port number from 0 to 65535"
+    assert caught.value.source == "--port"
+
+
+def test_counts() -> None:
+    assert parse_count("0", source="--min", of="tasks") == 0
+    assert parse_count("12", source="--min", of="tasks") == 12
+    with pytest.raises(ConfigurationError, match=r"^--min '-1' is not a number of tasks"):
+        parse_count("-1", source="--min", of="tasks")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0.0.0.0:9109", ("0.0.0.0", 9109)), ("[::1]:80", ("::1", 80)), ("host:1", ("host", 1))],
+)
+def test_host_and_port(text: str, expected: tuple[str, int]) -> None:
+    assert parse_host_port(text, source="--metrics") == expected
+
+
+@pytest.mark.parametrize("text", ["9109", ":9109", "host:", "host:port", "host:70000"])
+def test_bad_host_and_port(text: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"give HOST:PORT, such as 0\.0\.0\.0:9109"):
+        parse_host_port(text, source="--metrics")
+
+
+def test_service_specs() -> None:
+    assert parse_service_spec("web") == {"name": "web", "replicas": 1}
+    assert parse_service_spec("web=0") == {"name": "web", "replicas": 0}
+    with pytest.raises(ConfigurationError, match=r"^--service 'web=3x' is not NAME\[=REPLICAS\]"):
+        parse_service_spec("web=3x")
+
+
+def test_listen_addresses_are_addresses() -> None:
+    assert parse_listen_address("127.0.0.1") == "127.0.0.1"
+    assert parse_listen_address("localhost") in ("127.0.0.1", "::1")

@@ -1,0 +1,124 @@
+"""How ``watch`` lives in its process: signals, the reader of its output, the log on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import TextIO
+
+from .._actions import ACTIONS_LOGGER
+
+#: What stops ``watch``: Ctrl-C, and ``docker stop``'s SIGTERM.
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def interrupted_once() -> Iterator[None]:
+    """Within the block, SIGTERM interrupts as Ctrl-C does, and only the first interrupt counts.
+
+    SIGTERM raises KeyboardInterrupt in the main thread, so ``docker stop``
+    (SIGTERM, then SIGKILL 10 s later) ends ``watch`` cleanly: the command
+    under way is stopped with its process group, threads and sockets are
+    closed, and the exit status is Ctrl-C's. Any SIGTERM or SIGINT after the
+    first is ignored, so that it does not cut the stopping short, which would
+    leave the command running (SIGKILL still ends everything). The handlers
+    before are put back afterwards (for ``main()`` called in a program's own
+    process). Outside the main thread, where Python runs no signal handler,
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = False
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in _INTERRUPTS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            # None: a handler not set from Python, which cannot be put back; the default then.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+@contextlib.contextmanager
+def action_failures_shown() -> Iterator[None]:
+    """Print on stderr how a command or a rendering failed, as ``swarmdns: <message>`` lines.
+
+    The library's other warnings (lookups) stay off stderr: ``watch`` prints
+    failures and recoveries itself.
+    """
+    import logging  # noqa: PLC0415 - slow to import, needed only by watch
+
+    actions = logging.getLogger(f"swarmdns.{ACTIONS_LOGGER}")
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setLevel(logging.WARNING)
+    shown.setFormatter(logging.Formatter("swarmdns: %(message)s"))
+    actions.addHandler(shown)
+    try:
+        yield
+    finally:
+        actions.removeHandler(shown)
+
+
+@contextlib.contextmanager
+def library_log_silenced() -> Iterator[None]:
+    """Keep the library's own warnings off stderr: watch prints failures itself."""
+    import logging  # noqa: PLC0415 - slow to import, needed only by watch
+
+    library = logging.getLogger("swarmdns")
+    quiet = logging.NullHandler()
+    library.addHandler(quiet)
+    try:
+        yield
+    finally:
+        library.removeHandler(quiet)
+
+
+@contextlib.contextmanager
+def when_reader_leaves(out: TextIO, notify: Callable[[], object]) -> Iterator[None]:
+    """Call ``notify()`` (from a thread) if ``out`` is a pipe whose reader goes away.
+
+    So that ``swarmdns watch web | head -1`` ends when ``head`` does, not when
+    the next change comes (which may be hours later) and fails to be written.
+    """
+    try:
+        fd = out.fileno()
+        is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except (OSError, ValueError):  # no file behind it (io.StringIO)
+        is_pipe = False
+    if not is_pipe or not hasattr(select, "poll"):
+        yield
+        return
+    stop_reading, stop_writing = os.pipe()
+
+    def wait_for_reader_to_leave() -> None:
+        poller = select.poll()
+        poller.register(fd, 0)  # errors only: POLLERR once the pipe has no reader
+        poller.register(stop_reading, select.POLLIN)
+        if any(ready == fd for ready, _ in poller.poll()):
+            notify()
+
+    thread = threading.Thread(
+        target=wait_for_reader_to_leave, name="swarmdns-output-reader", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        os.write(stop_writing, b"x")
+        thread.join()
+        os.close(stop_reading)
+        os.close(stop_writing)

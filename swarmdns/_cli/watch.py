@@ -1,0 +1,393 @@
+"""``swarmdns watch``: follow services' tasks; render templates and run a command on changes."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address
+from typing import TextIO
+
+import attrs
+
+from .._actions import ActionLoop, Actions, CommandResult, CommandRunner, Renderer, SettleWindow
+from .._errors import ConfigurationError, ResolutionError, ResolutionTimeout, SwarmDNSError
+from .._names import tasks_name
+from .._sync import tasks
+from .._values import TaskSetChange
+from .._watch import excluded_addresses
+from .._watcher import FleetWatcher
+from .common import (
+    EXIT_COMMAND_FAILED,
+    EXIT_DNS_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandExit,
+    change_line,
+    utc_now,
+)
+from .follow import Follow
+from .options import (
+    DURATION_GRAMMAR,
+    RenderSpec,
+    add_duration_option,
+    parse_duration,
+    parse_host_port,
+    parse_render_spec,
+    parse_wait,
+)
+from .process import (
+    action_failures_shown,
+    interrupted_once,
+    library_log_silenced,
+    when_reader_leaves,
+)
+from .query import Query, add_query_options
+
+HELP = "print a line whenever the tasks change, until interrupted"
+DESCRIPTION = (
+    "Follow the tasks of each SERVICE: one line for each initial set, then one per change;"
+    " a line when a service's lookups start failing, and one when they work again (both"
+    " noticed within an interval). A failed lookup never changes the set. With several"
+    " services, each change line names its service; all go through one socket. Ctrl-C or"
+    " SIGTERM (docker stop) ends it, stopping a command under way with its process group,"
+    " and so does the reader of its output going away."
+)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    add_query_options(parser)
+    add = parser.add_argument
+    add("services", nargs="+", metavar="SERVICE", help="the services' names (one or more)")
+    add_duration_option(parser, "--interval", help="time between lookups", default="2")
+    add(
+        "--exclude-self",
+        action="store_true",
+        help="leave out this container's own addresses (a sidecar in a task of the service)",
+    )
+    add(
+        "--once",
+        action="store_true",
+        help="look each service up once, print its set, render and run once (--render, --exec),"
+        " and exit (3 if a lookup failed, 4 if the command failed)",
+    )
+    add_duration_option(
+        parser,
+        "--fail-after",
+        help="exit 3 once a service's lookups have failed for this long",
+        default=None,
+        shown="never",
+    )
+    _add_action_options(parser)
+
+
+def _add_action_options(parser: argparse.ArgumentParser) -> None:
+    """What to do on a change (``--render``, ``--exec``...), and ``--metrics``, in help order."""
+    add = parser.add_argument
+    add(
+        "--render",
+        action="append",
+        default=[],
+        metavar="TEMPLATE:DEST",
+        help="render the Jinja2 TEMPLATE into DEST on each change, atomically and only when"
+        " its content changes (repeatable; needs pip install 'swarmdns[render]')",
+    )
+    add(
+        "--exec",
+        metavar="CMD",
+        help="run CMD through the shell after each change (after rendering: only when a file"
+        " changed), with the change as JSON on stdin and SWARMDNS_SERVICE and SWARMDNS_TASKS"
+        " in its environment; its output goes to stderr",
+    )
+    add_duration_option(
+        parser,
+        "--exec-timeout",
+        help="stop a command (and its process group) running longer than this",
+        default="30",
+    )
+    add(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics of the watch on http://HOST:PORT/metrics (needs pip"
+        " install 'swarmdns[metrics]')",
+    )
+    add(
+        "--wait",
+        metavar="MIN[:MAX]",
+        help="act once the tasks have been quiet for MIN, at the latest MAX after the first"
+        " change of a burst, so a rolling update is one reload (MIN and MAX each a"
+        f" {DURATION_GRAMMAR}; default MAX: 4 x MIN)",
+    )
+
+
+@attrs.frozen(kw_only=True)
+class WatchRequest:
+    """What ``watch`` was asked for, checked: the one value its parts are given."""
+
+    services: tuple[str, ...]  # each once, in the order given
+    query: Query  # with the one backend every lookup of the watch shares
+    interval: float
+    fail_after: float | None
+    once: bool
+    exclude: frozenset[IPv4Address]
+    render: tuple[RenderSpec, ...]
+    command: str | None
+    exec_timeout: float
+    wait: tuple[float, float] | None
+    metrics: tuple[str, int] | None
+
+    @property
+    def named(self) -> bool:
+        """Whether each change line names its service: with several."""
+        return len(self.services) > 1
+
+    @classmethod
+    def from_options(cls, options: argparse.Namespace) -> WatchRequest:
+        """Read and check every option of ``watch``, and make its backend.
+
+        Raises:
+            ConfigurationError, CommandExit: A bad option (exit 2).
+        """
+        interval = parse_duration(options.interval, source="--interval", positive=True)
+        fail_after = None
+        if options.fail_after is not None:
+            fail_after = parse_duration(options.fail_after, source="--fail-after", positive=True)
+        exec_timeout = parse_duration(options.exec_timeout, source="--exec-timeout", positive=True)
+        if not options.render and options.exec is None and options.wait is not None:
+            raise CommandExit(
+                EXIT_USAGE, "--wait needs --render or --exec: there is nothing to do"
+            )
+        render = tuple(parse_render_spec(text, source="--render") for text in options.render)
+        return cls(
+            services=tuple(dict.fromkeys(options.services)),
+            query=Query.from_options(options),
+            interval=interval,
+            fail_after=fail_after,
+            once=options.once,
+            exclude=excluded_addresses((), exclude_self=options.exclude_self),
+            render=render,
+            command=options.exec,
+            exec_timeout=exec_timeout,
+            wait=None if options.wait is None else parse_wait(options.wait, source="--wait"),
+            metrics=None
+            if options.metrics is None
+            else parse_host_port(options.metrics, source="--metrics"),
+        )
+
+
+def run(options: argparse.Namespace, out: TextIO) -> int:
+    request = WatchRequest.from_options(options)
+    with interrupted_once(), action_failures_shown():  # docker stop: as Ctrl-C, exit 0
+        return _watch_until_interrupted(request, out)
+
+
+def _watch_until_interrupted(request: WatchRequest, out: TextIO) -> int:
+    actions = _action_loop(request)
+    if request.once:
+        try:
+            return _watch_once(request, out, actions=actions)
+        except KeyboardInterrupt:  # not a success: a script must not go on as if it were
+            raise CommandExit(
+                EXIT_INTERRUPTED,
+                "interrupted before the lookups, the templates and the command were done;"
+                " run it again",
+            ) from None
+    # None: the reader of the output went away; an exception: acting failed.
+    changes: queue.Queue[TaskSetChange | BaseException | None] = queue.Queue()
+    query = request.query
+    with (
+        library_log_silenced(),
+        _acting(actions, changes.put),
+        FleetWatcher(
+            request.services,
+            network=query.network,
+            interval=request.interval,
+            backend=query.backend,
+            timeout=query.timeout,
+            exclude=request.exclude,
+            on_change=changes.put if actions is None else _both(changes.put, actions.submit),
+        ) as fleet,
+        when_reader_leaves(out, lambda: changes.put(None)),
+        _metrics_served(request.metrics, fleet),
+    ):
+        follow = Follow(
+            fleet,
+            out,
+            interval=request.interval,
+            fail_after=request.fail_after,
+            network=query.network,
+            as_json=query.as_json,
+            named=request.named,
+        )
+        follow.run(changes)
+
+
+@contextlib.contextmanager
+def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Iterator[None]:
+    """Serve ``fleet``'s metrics on ``address`` (host, port) while the watch runs."""
+    if address is None:
+        yield
+        return
+    from ..metrics import WatchCollector  # noqa: PLC0415 - an optional extra, only when asked
+
+    collector = WatchCollector(fleet)
+    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+
+    host, port = address
+    registry = CollectorRegistry()
+    registry.register(collector)
+    try:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as error:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ConfigurationError(
+            f"cannot serve metrics on {shown}: {error.strerror or error}; pick another port",
+            source="--metrics",
+        ) from error
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _action_loop(request: WatchRequest) -> ActionLoop | None:
+    """What ``--render``, ``--exec`` and ``--wait`` ask for, made before the watch starts."""
+    if not request.render and request.command is None:
+        return None
+    renderers = [Renderer(spec.template, spec.dest) for spec in request.render]
+    runner = None
+    if request.command is not None:
+        runner = CommandRunner(
+            request.command,
+            timeout=request.exec_timeout,
+            stdout=sys.stderr,
+            watching=not request.once,
+        )
+    query = request.query
+    lookup = functools.partial(
+        tasks, network=query.network, backend=query.backend, timeout=query.timeout
+    )
+    window = None if request.wait is None else SettleWindow(*request.wait)
+    act = Actions(renderers, runner, lookup_tasks=lookup if renderers else None)
+    return ActionLoop(act, list(request.services), window=window, cancel=act.cancel)
+
+
+def _both(
+    first: Callable[[TaskSetChange], object], second: Callable[[TaskSetChange], object]
+) -> Callable[[TaskSetChange], None]:
+    def both(change: TaskSetChange) -> None:
+        first(change)
+        second(change)
+
+    return both
+
+
+def _cannot_act(error: OSError) -> ConfigurationError:
+    """The first action's failure to write a file, as the setting to fix."""
+    failure = ConfigurationError(
+        f"cannot act on the first change: {error}; check --render's DEST and --exec",
+        source="--render",
+    )
+    failure.__cause__ = error
+    return failure
+
+
+@contextlib.contextmanager
+def _acting(
+    actions: ActionLoop | None, report: Callable[[BaseException], object]
+) -> Iterator[None]:
+    """Run the action loop in a thread while the watch runs; ``report`` its failure."""
+    if actions is None:
+        yield
+        return
+
+    def act() -> None:
+        try:
+            actions.run()
+        except OSError as error:  # a file that cannot be written: a setting to fix
+            report(_cannot_act(error))
+        except BaseException as error:  # handed to the main thread, which raises it
+            report(error)
+
+    thread = threading.Thread(target=act, name="swarmdns-actions", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        actions.stop()
+        thread.join()
+
+
+def _watch_once(request: WatchRequest, out: TextIO, *, actions: ActionLoop | None) -> int:
+    """Look each service up once, concurrently; print each set as a watch's first line.
+
+    Then, if every lookup worked, render the templates and run the command
+    once, as consul-template's ``-once``; after a failed lookup, nothing is
+    rendered, so that a file never holds a set the engine did not give.
+    """
+    import asyncio  # noqa: PLC0415 - only for --once
+
+    from .. import aio  # noqa: PLC0415 - the same reason
+
+    services, query = request.services, request.query
+    for service in services:
+        tasks_name(service, query.network)  # a bad name is a usage error, before any lookup
+
+    async def look_up(service: str) -> TaskSetChange | SwarmDNSError:
+        try:
+            answer = await aio.task_ips(
+                service, network=query.network, backend=query.backend, timeout=query.timeout
+            )
+        except (ResolutionError, ResolutionTimeout) as error:  # not a bad configuration
+            return error
+        found = tuple(ip for ip in answer if ip not in request.exclude)
+        return TaskSetChange(
+            service=service,
+            added=frozenset(found),
+            removed=frozenset(),
+            current=found,
+            observed_at=utc_now(),
+        )
+
+    async def look_up_all() -> list[TaskSetChange | SwarmDNSError]:
+        return await asyncio.gather(*(look_up(service) for service in services))
+
+    failed: list[tuple[str, SwarmDNSError]] = []
+    for service, result in zip(services, asyncio.run(look_up_all()), strict=True):
+        if isinstance(result, SwarmDNSError):
+            failed.append((service, result))
+        else:
+            print(change_line(result, query.as_json, named=request.named), file=out, flush=True)
+            if actions is not None:
+                actions.submit(result)
+    if not failed:
+        return EXIT_OK if actions is None else _act_once(actions)
+    if len(failed) == 1:
+        ((service, error),) = failed
+        raise CommandExit(EXIT_DNS_FAILURE, f"looking up {service!r} failed: {error}")
+    each = "; ".join(f"{service!r}: {error}" for service, error in failed)
+    raise CommandExit(
+        EXIT_DNS_FAILURE, f"looking up {len(failed)} of {len(services)} services failed: {each}"
+    )
+
+
+def _act_once(actions: ActionLoop) -> int:
+    """Render and run on every service's set, once: the end of ``watch --once``."""
+    try:
+        result = actions.act_now()
+    except OSError as error:
+        raise _cannot_act(error) from error
+    if isinstance(result, CommandResult) and not result.ok:
+        if result.timed_out:
+            why = "ran past --exec-timeout (above); raise it if the command needs longer"
+        else:
+            why = "failed (above); run it by hand to see why, then fix it"
+        raise CommandExit(EXIT_COMMAND_FAILED, f"the --exec command {why}")
+    return EXIT_OK

@@ -1,0 +1,170 @@
+"""``swarmdns serve``, run as a subprocess against the fake."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+import swarmdns.testing
+from swarmdns import _cli
+from swarmdns._cli import serve as serve_command
+from swarmdns.testing import FakeSwarm
+
+from .helpers import (
+    DEADLINE,
+    Spawn,
+    addresses,
+    assert_one_line_error,
+    run,
+    serve_address,
+)
+
+
+def test_serve_runs_the_fake_until_interrupted(spawn: Spawn, tmp_path: Path) -> None:
+    description = tmp_path / "swarm.json"
+    description.write_text(json.dumps({"services": [{"name": "db", "endpoint_mode": "dnsrr"}]}))
+    serve = spawn("serve", "--service", "api=2", "--service", "idle=0", "--file", str(description))
+
+    lines = serve.lines_until("Ctrl-C")
+    host, port = serve_address(lines[0])
+    api_tasks = addresses("tasks.api", host, port)
+    (api_vip,) = addresses("api", host, port)
+    db_tasks = addresses("db", host, port)
+    serve.popen.send_signal(signal.SIGINT)
+
+    assert len(api_tasks) == 2
+    assert len(db_tasks) == 1
+    assert f"  api: vip {api_vip}, tasks {api_tasks[0]} {api_tasks[1]}\n" in lines
+    assert f"  db: no VIP (dnsrr), tasks {db_tasks[0]}\n" in lines
+    assert "  idle: not in DNS (no running task)\n" in lines
+    assert serve.finish() == (0, "", "")
+
+
+@pytest.mark.parametrize("on_path", [False, True], ids=["python-m", "console-script"])
+def test_serve_on_localhost_prints_hints_that_work_as_printed(spawn: Spawn, on_path: bool) -> None:
+    env = {name: value for name, value in os.environ.items() if name != "SWARMDNS_NAMESERVER"}
+    env["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent)] * on_path + ["/usr/bin", "/bin"]
+    )
+    serve = spawn("serve", "--host", "localhost", "--service", "api=2", env=env)
+
+    lines = serve.lines_until("Ctrl-C")
+    (dig,) = [line for line in lines if line.startswith("try: dig ")]
+    (hint,) = [line.removeprefix("or:").strip() for line in lines if line.startswith("or:")]
+    result = subprocess.run(
+        ["sh", "-c", hint], env=env, capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
+    found = re.fullmatch(r"try: dig @(\S+) -p (\d+) (tasks\.api)\n", dig)
+    assert found, dig
+
+    serve_address(lines[0])  # an address, not "localhost"
+    assert hint.startswith("SWARMDNS_NAMESERVER=")
+    assert ("-m swarmdns" not in hint) == on_path
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.split() == [
+        str(ip) for ip in addresses(found.group(3), found.group(1), int(found.group(2)))
+    ]
+
+
+def test_serve_says_why_it_cannot_listen() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        in_use = run("serve", "--port", str(port))
+    # TEST-NET-1 (RFC 5737): no machine's own address; binding to it fails at once.
+    elsewhere = run("serve", "--host", "192.0.2.1")
+
+    assert_one_line_error(in_use, 2, f"cannot listen on 127.0.0.1 port {port}: ")
+    assert "choose another --port" in in_use.stderr
+    assert_one_line_error(elsewhere, 2, "cannot listen on 192.0.2.1 (any free port): ")
+    assert "not an address of this machine" in elsewhere.stderr
+    assert "None" not in in_use.stderr + elsewhere.stderr
+
+
+def test_serve_file_sets_networks_and_their_subnets(spawn: Spawn, tmp_path: Path) -> None:
+    description = tmp_path / "swarm.json"
+    description.write_text(
+        json.dumps(
+            {
+                "networks": [{"name": "mesh", "subnet": "127.77.0.0/24"}],
+                "services": [{"name": "web", "replicas": 2, "network": "mesh"}],
+            }
+        )
+    )
+    serve = spawn("serve", "--file", str(description))
+
+    lines = serve.lines_until("Ctrl-C")
+    host, port = serve_address(lines[0])
+    web_tasks = addresses("tasks.web", host, port)
+    (web_vip,) = addresses("web", host, port)
+
+    assert "  networks: mesh 127.77.0.0/24\n" in lines
+    assert len(web_tasks) == 2
+    assert all(ip in IPv4Network("127.77.0.0/24") for ip in [web_vip, *web_tasks])
+
+
+def test_serve_keeps_no_query_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nobody reads the log of a fake started by serve, which may run for days.
+    started: list[FakeSwarm] = []
+
+    class Recorded(FakeSwarm):
+        def start(self) -> Recorded:
+            started.append(self)
+            return super().start()
+
+    def ask_while_serving() -> None:
+        (swarm,) = started
+        for _ in range(50):
+            query = dns.message.make_query("tasks.web", "A")
+            dns.query.udp(query, swarm.host, port=swarm.port, timeout=60)
+        swarm.wait_for_queries(50)  # still counted
+
+    monkeypatch.setattr(swarmdns.testing, "FakeSwarm", Recorded)
+    monkeypatch.setattr(serve_command, "wait_for_interrupt", ask_while_serving)
+
+    assert _cli.main(["serve"], out=io.StringIO()) == 0
+    assert started[0].queries == ()
+
+
+@pytest.mark.parametrize(
+    ("description", "words"),
+    [
+        ('{"services": "web"}', "'services' must be a list of objects"),
+        ('{"networks": {"mesh": {}}}', "'networks' must be a list of objects"),
+        ('{"networks": [{"name": "mesh", "subnet": "nonsense"}]}', "invalid subnet 'nonsense'"),
+        ('{"networks": [{"name": "mesh", "size": 24}]}', "unexpected keyword argument 'size'"),
+        ('{"servces": []}', "unknown key 'servces' (it takes networks and services)"),
+        ('["web"]', "the description must be a JSON object"),
+    ],
+)
+def test_serve_with_a_bad_description_exits_2(
+    tmp_path: Path, description: str, words: str
+) -> None:
+    path = tmp_path / "swarm.json"
+    path.write_text(description)
+
+    assert_one_line_error(run("serve", "--file", str(path)), 2, words)
+
+
+def test_serve_with_bad_services_exits_2() -> None:
+    assert_one_line_error(run("serve", "--service", "web=lots"), 2, "REPLICAS must be a whole")
+    assert_one_line_error(run("serve", "--service=web!"), 2, "invalid service name")
+
+
+def test_serve_help_names_every_engine_the_fake_models() -> None:
+    help_text = " ".join(run("serve", "--help").stdout.split())
+
+    versions = ", ".join(swarmdns.testing.ENGINES[:-1]) + f" or {swarmdns.testing.ENGINES[-1]}"
+    assert f"{versions} (default: {swarmdns.testing.ENGINES[-1]})" in help_text
