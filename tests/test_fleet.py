@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 
@@ -20,6 +20,7 @@ from swarmdns import (
     _memo,
 )
 from swarmdns._fleet import SLACK, FleetCore, Slot
+from swarmdns._values import HealthEvent, WatchSettings
 
 from .changes import replay
 
@@ -38,22 +39,17 @@ class Clock:
 def fleet(
     services: Iterable[str] = ("web", "db"),
     clock: Clock | None = None,
+    on_health: Callable[[HealthEvent], object] | None = None,
     **options: object,
 ) -> FleetCore:
-    settings: dict[str, object] = {
-        "network": None,
-        "interval": 2.0,
-        "jitter": 0.0,
-        "removal_debounce": 1,
-        "exclude_self": False,
-        "exclude": (),
-    }
+    settings: dict[str, object] = {"jitter": 0.0}
     settings.update(options)
     return FleetCore(
         services,
+        WatchSettings(**settings),  # type: ignore[arg-type]
         clock=clock or Clock(),
         rng=random.Random(1),
-        **settings,  # type: ignore[arg-type]
+        on_health=on_health,
     )
 
 
@@ -690,7 +686,7 @@ def test_watch_of_with_no_services_says_none() -> None:
 @pytest.fixture
 def small_bound(monkeypatch: pytest.MonkeyPatch) -> int:
     """Fleets made from now on keep 3 changes before they merge them."""
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 3)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 3)
     return 3
 
 
@@ -754,7 +750,7 @@ def test_past_the_bound_a_service_without_a_change_kept_gets_one(small_bound: in
 def test_a_merge_that_changes_nothing_leaves_the_change_before_it_the_newest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 2)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 2)
     clock = Clock()
     core = fleet(["web"], clock)
     lookups(core, clock, [("web", (3,))])
@@ -771,7 +767,7 @@ def test_a_merge_that_changes_nothing_leaves_the_change_before_it_the_newest(
 def test_a_service_added_again_past_the_bound_starts_over_with_its_initial_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 2)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 2)
     clock = Clock()
     core = fleet(["web"], clock)
     lookups(core, clock, [("web", (3,))])
@@ -796,7 +792,7 @@ def test_taking_changes_while_they_are_merged_loses_nothing(
     services = ["web", "db", "cache", "api"]
     clock = Clock()
     unbounded = fleet(services, clock)  # keeps up to 1,000 changes: all of them here
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 3)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 3)
     bounded = fleet(services, clock)
     rng = random.Random(seed)
     taken: list[TaskSetChange] = []
