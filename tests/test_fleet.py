@@ -13,10 +13,13 @@ import pytest
 from swarmdns import (
     ConfigurationError,
     InvalidName,
+    LookupsFailing,
+    LookupsRecovered,
     ResolutionError,
     ResolutionTimeout,
     SwarmDNSError,
     TaskSetChange,
+    WatchTimeout,
     _memo,
 )
 from swarmdns._fleet import SLACK, FleetCore, Slot
@@ -472,6 +475,95 @@ def test_an_error_that_retrying_cannot_mend_is_raised(error: SwarmDNSError) -> N
         core.finished(slot, error)
 
     assert caught.value is error
+
+
+# -- fail_after and health events ------------------------------------------------------
+
+
+def test_fail_after_ends_the_watch_once_one_service_fails_that_long() -> None:
+    clock = Clock()
+    core = fleet(["web", "db"], clock, fail_after=10.0)
+    slots = take(core, clock.now)
+    core.succeeded_with(slots["web"], values(3))
+    core.succeeded_with(slots["db"], values(5))
+    clock.now += 2.0
+    slots = take(core, clock.now)
+    core.finished(slots["web"], failure())
+    core.succeeded_with(slots["db"], values(5))
+    clock.now += 7.9  # web's last success was 9.9 s ago; db's lookups work
+    slots = take(core, clock.now)
+    core.finished(slots["web"], failure())
+    core.succeeded_with(slots["db"], values(5))
+    clock.now += 0.1
+    (web,) = core.due(clock.now + 1.0)  # its retry, backing off
+
+    with pytest.raises(WatchTimeout, match=r"no successful lookup of 'tasks\.web\.' for 10 s"):
+        core.finished(web, failure())
+
+
+def test_without_fail_after_a_service_fails_for_ever() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+
+    for _ in range(100):
+        (slot,) = core.due(clock.now)
+        core.finished(slot, failure())
+        clock.now += 3600.0
+
+    assert core.health["web"].consecutive_failures == 100
+
+
+def test_fail_after_counts_from_when_a_service_is_added() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock, fail_after=10.0)
+    clock.now += 60.0
+    add(core, "db")
+    clock.now += 9.9
+    (db,) = [slot for slot in core.due(clock.now) if slot.service == "db"]
+    core.finished(db, failure("tasks.db."))  # 9.9 s since db was added
+    clock.now += 0.1
+    (db,) = [slot for slot in core.due(clock.now + 2.0) if slot.service == "db"]
+
+    with pytest.raises(WatchTimeout, match=r"tasks\.db\."):
+        core.finished(db, failure("tasks.db."))
+
+
+def test_each_services_outage_is_told_with_its_monotonic_times() -> None:
+    clock = Clock()
+    events: list[HealthEvent] = []
+    core = fleet(["web", "db"], clock, on_health=events.append)
+    slots = take(core, clock.now)
+    error = failure()
+    core.finished(slots["web"], error)
+    core.succeeded_with(slots["db"], values(5))
+    clock.now = 1001.0
+    (web,) = core.due(clock.now)  # its retry; db is due at 1002
+    clock.now = 1001.5
+
+    core.succeeded_with(web, values(3))
+
+    assert [(type(e).__name__, e.service) for e in events] == [
+        ("LookupsFailing", "web"),
+        ("LookupsRecovered", "web"),
+    ]
+    failing, recovered = events
+    assert isinstance(failing, LookupsFailing)
+    assert (failing.since, failing.error) == (1000.0, error)
+    assert isinstance(recovered, LookupsRecovered)
+    assert (recovered.at, recovered.failed_for, recovered.failures) == (1001.5, 1.5, 1)
+    assert core.current["web"] == ips(3)
+
+
+def test_a_discarded_service_tells_nothing() -> None:
+    clock = Clock()
+    events: list[HealthEvent] = []
+    core = fleet(["web"], clock, on_health=events.append)
+    (slot,) = core.due(clock.now)
+
+    core.discard("web")
+    core.finished(slot, failure())
+
+    assert events == []
 
 
 def test_removal_debounce_counts_each_services_own_lookups() -> None:
