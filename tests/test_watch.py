@@ -190,6 +190,7 @@ def test_an_outage_is_told_when_it_begins_and_when_it_ends() -> None:
         LookupsFailing(service="web", since=1010.0, error=first, observed_at=WALL),
         LookupsRecovered(service="web", at=1013.0, failed_for=3.0, failures=2, observed_at=WALL),
     ]
+    assert isinstance(events[0], LookupsFailing)
     assert events[0].error is first
 
 
@@ -302,7 +303,7 @@ def test_health_events_are_frozen_keyword_only_values() -> None:
     with pytest.raises(AttributeError):
         event.at = 3.0  # type: ignore[misc]
     with pytest.raises(TypeError):
-        LookupsFailing("web", 1.0, failure(), WALL)  # type: ignore[misc]
+        LookupsFailing("web", 1.0, failure(), WALL)  # type: ignore[call-arg]
 
 
 def test_backoff_doubles_from_a_sixteenth_up_to_the_interval() -> None:

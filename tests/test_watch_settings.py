@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from ipaddress import IPv4Address
+from typing import Any
 from unittest import mock
 
 import attrs
@@ -55,7 +57,7 @@ def test_checked_options_are_normalised_and_frozen() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         settings.interval = 3.0  # type: ignore[misc]
     with pytest.raises(TypeError):
-        WatchSettings(2.0)  # type: ignore[misc] # keyword-only
+        WatchSettings(2.0)  # type: ignore[call-arg, arg-type] # keyword-only
 
 
 def test_the_defaults_are_those_of_the_public_functions() -> None:
@@ -135,11 +137,12 @@ def test_a_fleet_reads_the_containers_own_addresses_once_for_every_service() -> 
         lambda service, **options: swarmdns.FleetWatcher([service], **options),
     ],
 )
-def test_every_front_end_refuses_bad_options_at_once(front_end: object) -> None:
-    for options, words in [
+def test_every_front_end_refuses_bad_options_at_once(front_end: Callable[..., object]) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"jitter": 1.5}, "jitter must be a fraction"),
         ({"fail_after": -1}, "fail_after must be a positive"),
         ({"timeout": 0}, "timeout must be a positive"),
-    ]:
+    ]
+    for options, words in cases:
         with pytest.raises(ValueError, match=words):
-            front_end("web", **options)  # type: ignore[operator]
+            front_end("web", **options)
