@@ -133,29 +133,6 @@ def test_an_invalid_network_is_refused_at_once_even_without_services(
         fleet(services, network="bad network!")
 
 
-@pytest.mark.parametrize("services", [["web"], []])
-@pytest.mark.parametrize(
-    ("options", "error", "words"),
-    [
-        ({"interval": 0}, ValueError, "interval must be a positive"),
-        ({"interval": -1.0}, ValueError, "interval must be a positive"),
-        ({"interval": float("nan")}, ValueError, "interval must be a positive"),
-        ({"interval": "2"}, TypeError, "interval must be a number"),
-        ({"jitter": 1.0}, ValueError, "jitter must be a fraction"),
-        ({"jitter": -0.1}, ValueError, "jitter must be a fraction"),
-        ({"jitter": True}, ValueError, "jitter must be a fraction"),
-        ({"removal_debounce": 0}, ValueError, "at least 1"),
-        ({"removal_debounce": 1.5}, TypeError, "whole number"),
-        ({"removal_debounce": True}, TypeError, "whole number"),
-    ],
-)
-def test_options_are_checked_even_without_services(
-    services: list[str], options: dict[str, object], error: type[Exception], words: str
-) -> None:
-    with pytest.raises(error, match=words):
-        fleet(services, **options)  # type: ignore[arg-type]
-
-
 def test_duplicates_are_followed_once_in_the_order_first_given() -> None:
     clock = Clock()
     core = fleet(["web", "db", "web", "cache", "db"], clock)

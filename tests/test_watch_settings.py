@@ -135,6 +135,7 @@ def test_a_fleet_reads_the_containers_own_addresses_once_for_every_service() -> 
         lambda service, **options: swarmdns.watch_services([service], **options),
         lambda service, **options: swarmdns.aio.watch_services([service], **options),
         lambda service, **options: swarmdns.FleetWatcher([service], **options),
+        lambda service, **options: swarmdns.watch_services([], **options),
     ],
 )
 def test_every_front_end_refuses_bad_options_at_once(front_end: Callable[..., object]) -> None:
