@@ -165,7 +165,7 @@ class WatchCore:
                 return None
             self._last_answer = answer
             seen = frozenset(answer) - self.exclude
-            recovery = self._recover(len(seen))
+            recovery = self._count_success(len(seen))
             change = self._succeeded(seen)
         if recovery is not None:
             self._tell(recovery)
@@ -188,7 +188,7 @@ class WatchCore:
         self._healthy_since = self._clock()
         return True
 
-    def _recover(self, tasks: int) -> LookupsRecovered | None:
+    def _count_success(self, tasks: int) -> LookupsRecovered | None:
         """Count a success; if it ends an outage, the event that says so."""
         self._lookups += 1
         self._last_success = self._wall_clock()
