@@ -19,7 +19,8 @@ The package reads in layers, each importing only those below it:
 
 - ``_model``, ``_errors``, ``_deadlines``, ``_memo`` (every cache): values and rules.
 - ``_names`` (query names), ``_lookups`` (what each lookup asks, and what
-  NXDOMAIN and every other answer mean), ``_watch`` (how a watch decides
+  NXDOMAIN and every other answer mean), ``_values`` (a watch's options,
+  checked once, and what it hands out), ``_watch`` (how a watch decides
   changes, removals, failures and pacing), ``_fleet`` (the schedule of a
   watch over many services): decisions, without I/O.
 - ``_backends``: who answers, and how (``direct`` decides when TCP is used;
@@ -59,7 +60,7 @@ from ._sync import (
     watch_services,
     watch_tasks,
 )
-from ._values import TaskSetChange, WatchHealth
+from ._values import HealthEvent, LookupsFailing, LookupsRecovered, TaskSetChange, WatchHealth
 from ._watcher import FleetWatcher, TaskWatcher
 
 try:  # written from git by the build and by editable installs (hatch-vcs)
@@ -78,7 +79,10 @@ __all__ = [
     "DirectBackend",
     "FleetWatch",
     "FleetWatcher",
+    "HealthEvent",
     "InvalidName",
+    "LookupsFailing",
+    "LookupsRecovered",
     "NoVirtualIP",
     "NotEnoughTasks",
     "Question",

@@ -23,7 +23,7 @@ from ._errors import SwarmDNSError
 from ._fleet import MAX_IN_FLIGHT, FleetCore, FleetView, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
-from ._values import TaskSetChange
+from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
     LookupResult,
     Sleep,
@@ -178,25 +178,14 @@ def watch_tasks(
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
     fail_after: float | None = None,
+    on_health: Callable[[HealthEvent], object] | None = None,
 ) -> AsyncTaskWatch:
     """Follow the tasks of ``service``; the asyncio twin of ``swarmdns.watch_tasks``.
 
-    Cancelling the task or ``aclose()`` ends the watch at once, a lookup in
-    flight included; between changes nothing is held.
-
-    Args:
-        service: The service's name.
-        network: Watch the service's addresses on this network only.
-        interval: Seconds between lookups.
-        backend: Who answers; by default the process-wide default backend.
-        timeout: Seconds each lookup may take.
-        removal_debounce: Report an address removed only after it has been
-            missing from this many successful lookups in a row.
-        jitter: Vary each wait by this fraction of the interval, either way.
-        exclude_self: Leave out this container's own addresses.
-        exclude: Further addresses to leave out.
-        fail_after: End with ``WatchTimeout`` after this many seconds without a
-            successful lookup (by default, never).
+    It takes the same arguments, with the same meaning; ``on_health`` is
+    called on the loop, while the iterator is awaited. Cancelling the task
+    or ``aclose()`` ends the watch at once, a lookup in flight included;
+    between changes nothing is held.
 
     Returns:
         An async iterator of changes that also shows the watch's ``current``
@@ -206,18 +195,20 @@ def watch_tasks(
         InvalidName: At once, for a name Docker would not accept.
         WatchTimeout: From the iterator, once ``fail_after`` has passed.
     """
-    core = prepare_watch(
-        service,
+    settings = WatchSettings(
         network=network,
+        backend=backend,
+        exclude_self=exclude_self,
+        exclude=exclude,
         interval=interval,
         jitter=jitter,
         removal_debounce=removal_debounce,
         fail_after=fail_after,
-        exclude_self=exclude_self,
-        exclude=exclude,
+        timeout=timeout,
     )
-    steps = Stepper(watch_steps(core, seconds("timeout", timeout)))
-    return AsyncTaskWatch(core, steps, lookup(service, network, backend))
+    core = prepare_watch(service, settings, on_health=on_health)
+    steps = Stepper(watch_steps(core, settings.timeout))
+    return AsyncTaskWatch(core, steps, lookup(service, settings.network, settings.backend))
 
 
 class AsyncTaskWatch(WatchView, AsyncIterator[TaskSetChange]):
@@ -359,26 +350,18 @@ def watch_services(
     jitter: float = 0.1,
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
+    fail_after: float | None = None,
+    on_health: Callable[[HealthEvent], object] | None = None,
 ) -> AsyncFleetWatch:
     """Follow the tasks of many services at once; the asyncio twin of ``swarmdns.watch_services``.
 
-    With the default backend (or a ``DirectBackend``) every query goes
-    through one UDP socket on the running loop; other backends are asked
-    through ``resolve_async()``, a few lookups at a time. The lookups run
-    while the iterator is awaited (or ``wait_for_tasks`` waits); ``aclose()``
-    ends the watch and closes its sockets.
-
-    Args:
-        services: The services' names; more can be added while it runs.
-        network: Watch the services' addresses on this network only.
-        interval: Seconds between each service's lookups.
-        backend: Who answers; by default the process-wide default backend.
-        timeout: Seconds each lookup may take.
-        removal_debounce: Report an address removed only after it has been
-            missing from this many successful lookups in a row.
-        jitter: Vary each wait by this fraction of the interval, either way.
-        exclude_self: Leave out this container's own addresses.
-        exclude: Further addresses to leave out.
+    It takes the same arguments, with the same meaning. With the default
+    backend (or a ``DirectBackend``) every query goes through one UDP socket
+    on the running loop; other backends are asked through
+    ``resolve_async()``, a few lookups at a time. The lookups run (and
+    ``on_health`` is called) while the iterator is awaited (or
+    ``wait_for_tasks`` waits); ``aclose()`` ends the watch and closes its
+    sockets.
 
     Returns:
         An async iterator of changes that also shows each service's
@@ -387,25 +370,28 @@ def watch_services(
 
     Raises:
         InvalidName: At once, for a name Docker would not accept.
+        WatchTimeout: From the iterator, once a service's ``fail_after`` has passed.
         SwarmDNSError: From the iterator, for an error that retrying will not
             mend (a ``ConfigurationError``); the watch is then over.
     """
-    core = FleetCore(
-        services,
+    settings = WatchSettings(
         network=network,
+        backend=backend,
+        exclude_self=exclude_self,
+        exclude=exclude,
         interval=interval,
         jitter=jitter,
         removal_debounce=removal_debounce,
-        exclude_self=exclude_self,
-        exclude=exclude,
+        fail_after=fail_after,
+        timeout=timeout,
     )
-    lookup_timeout = seconds("timeout", timeout)
+    core = FleetCore(services, settings, on_health=on_health)
     chosen = get_default_backend() if backend is None else backend
     driver: _AsyncFleetDriver
     if speaks_wire(chosen):
-        driver = _AsyncSocketDriver(core, chosen, lookup_timeout)
+        driver = _AsyncSocketDriver(core, chosen, settings.timeout)
     else:
-        driver = _AsyncLookupDriver(core, async_backend(chosen), lookup_timeout)
+        driver = _AsyncLookupDriver(core, async_backend(chosen), settings.timeout)
     return AsyncFleetWatch(core, driver)
 
 

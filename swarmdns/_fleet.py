@@ -2,13 +2,14 @@
 
 ``FleetCore`` keeps one ``WatchCore`` per service, so every rule of a single
 watch holds for each (a failure never changes the set, NXDOMAIN means no
-tasks, removals are debounced, failures back off), and one schedule for them
-all. The drivers in ``_sync`` and ``_async`` ask it which services are due,
-carry out the lookups (through one socket, ``_backends.fleet``, or a
-backend's own way) and hand the outcomes back; the changes wait in
-``FleetCore.changes`` for the user (a ``ChangeQueue``: past its bound, each
-service's changes merge into one). ``FleetView`` is what every front end's
-fleet watch shows of it.
+tasks, removals are debounced, failures back off, ``fail_after`` ends the
+watch, the start and the end of an outage go to ``on_health``), and one
+schedule for them all. The drivers in ``_sync`` and ``_async`` ask it which
+services are due, carry out the lookups (through one socket,
+``_backends.fleet``, or a backend's own way) and hand the outcomes back; the
+changes wait in ``FleetCore.changes`` for the user (a ``ChangeQueue``: past
+its bound, each service's changes merge into one). ``FleetView`` is what
+every front end's fleet watch shows of it.
 """
 
 from __future__ import annotations
@@ -25,14 +26,8 @@ from typing import TypeVar
 from . import _memo
 from ._errors import SwarmDNSError
 from ._lookups import InstancesQuery, instances_query
-from ._names import check_network
-from ._values import TaskSetChange, WatchHealth
-from ._watch import (
-    ChangeQueue,
-    LookupResult,
-    WatchCore,
-    excluded_addresses,
-)
+from ._values import ChangeQueue, HealthEvent, TaskSetChange, WatchHealth, WatchSettings
+from ._watch import LookupResult, WatchCore, excluded_addresses, prepare_watch
 
 V = TypeVar("V")
 
@@ -78,49 +73,35 @@ class FleetCore:
 
     Args:
         services: The services to follow at first.
-        network: Follow each service's addresses on this network only.
-        interval: Seconds between each service's lookups while they succeed.
-        jitter: Each wait is the interval times a random factor in ``1 ± jitter``.
-        removal_debounce: Report an address removed only after it has been
-            missing from this many successful lookups of its service in a row.
-        exclude_self: Leave out this container's own addresses.
-        exclude: Further addresses to leave out.
+        settings: The options of each service's watch, checked. With
+            ``fail_after``, the first service whose lookups fail that long
+            ends the whole watch.
         clock: Monotonic seconds, for the schedule.
         rng: The source of jitter.
+        on_health: Told when a service's lookups start failing and when they
+            work again.
 
     Raises:
-        InvalidName: A service or the network is not a name Docker allows.
-        TypeError, ValueError: Another argument is out of range.
+        InvalidName: A service is not a name Docker allows.
+        ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
     """
 
     def __init__(
         self,
         services: Iterable[str],
+        settings: WatchSettings,
         *,
-        network: str | None,
-        interval: float,
-        jitter: float,
-        removal_debounce: int,
-        exclude_self: bool,
-        exclude: Iterable[IPv4Address | str],
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        on_health: Callable[[HealthEvent], object] | None = None,
     ) -> None:
-        excluded = excluded_addresses(exclude, exclude_self=exclude_self)
-        if network is not None:
-            check_network(network)
-        self.network = network
-        # Every service's watch is set up as this one, whose checks run once.
-        self._model = WatchCore(
-            "",
-            query_name="",
-            interval=interval,
-            jitter=jitter,
-            removal_debounce=removal_debounce,
-            exclude=excluded,
-        )
+        self.settings = settings
+        self.network = settings.network
+        # This container's own addresses are read once, for every service.
+        self._excluded = excluded_addresses(settings.exclude, exclude_self=settings.exclude_self)
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
+        self._on_health = on_health
         # Written only under the lock, by copying: readers in other threads
         # take the dict as it is and never see it change under them.
         self._slots: dict[str, Slot] = {}
@@ -141,7 +122,7 @@ class FleetCore:
     @property
     def interval(self) -> float:
         """Seconds between each service's lookups while they succeed."""
-        return self._model.interval
+        return self.settings.interval
 
     # -- the services ----------------------------------------------------------
 
@@ -274,17 +255,13 @@ class FleetCore:
 
     def _new_slot(self, service: str) -> Slot:
         query = instances_query(service, self.network)
-        name = query.question.name
-        model = self._model
-        watch = WatchCore(
+        watch = prepare_watch(
             service,
-            query_name=name,
-            interval=model.interval,
-            jitter=model.jitter,
-            removal_debounce=model.removal_debounce,
-            exclude=model.exclude,
+            self.settings,
+            excluded=self._excluded,
             clock=self._clock,
             rng=self._rng,
+            on_health=self._on_health,
         )
         watch.begin()
         return Slot(service, watch, query)

@@ -18,11 +18,10 @@ from ._backends.default import get_default_backend, sync_backend
 from ._backends.fleet import SelectorTraffic
 from ._deadlines import Deadline, seconds
 from ._errors import SwarmDNSError
-from ._fleet import FleetCore
-from ._fleet import FleetView as FleetView  # noqa: PLC0414 - _watcher imports it from here
+from ._fleet import FleetCore, FleetView
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
-from ._values import TaskSetChange
+from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
     Lookup,
     LookupResult,
@@ -165,6 +164,7 @@ def watch_tasks(
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
     fail_after: float | None = None,
+    on_health: Callable[[HealthEvent], object] | None = None,
 ) -> TaskWatch:
     """Follow the tasks of ``service``: yield a ``TaskSetChange`` whenever they change.
 
@@ -172,7 +172,9 @@ def watch_tasks(
     REFUSED, a garbled answer) never changes the set: the watch keeps the last
     good one and retries with backoff. NXDOMAIN does change it: the engine
     answers so when the service has no task left. ``swarmdns.aio.watch_tasks``
-    is the asyncio twin; ``TaskWatcher`` watches in a background thread.
+    is the asyncio twin; ``TaskWatcher`` watches in a background thread. Every
+    way of watching takes the options below, from ``network`` to
+    ``on_health``, with the meaning said here.
 
     Args:
         service: The service's name.
@@ -187,6 +189,9 @@ def watch_tasks(
         exclude: Further addresses to leave out.
         fail_after: End with ``WatchTimeout`` after this many seconds without a
             successful lookup (by default, never).
+        on_health: Called with a ``LookupsFailing`` when lookups start
+            failing, and a ``LookupsRecovered`` when they work again, where
+            the lookups run (here, in ``next()``); one that raises is logged.
 
     Returns:
         An iterator of changes that also shows the watch's ``current`` set and
@@ -196,18 +201,20 @@ def watch_tasks(
         InvalidName: At once, for a name Docker would not accept.
         WatchTimeout: From the iterator, once ``fail_after`` has passed.
     """
-    core = prepare_watch(
-        service,
+    settings = WatchSettings(
         network=network,
+        backend=backend,
+        exclude_self=exclude_self,
+        exclude=exclude,
         interval=interval,
         jitter=jitter,
         removal_debounce=removal_debounce,
         fail_after=fail_after,
-        exclude_self=exclude_self,
-        exclude=exclude,
+        timeout=timeout,
     )
-    steps = Stepper(watch_steps(core, seconds("timeout", timeout)))
-    return TaskWatch(core, steps, _lookup(service, network, backend))
+    core = prepare_watch(service, settings, on_health=on_health)
+    steps = Stepper(watch_steps(core, settings.timeout))
+    return TaskWatch(core, steps, _lookup(service, settings.network, settings.backend))
 
 
 class TaskWatch(WatchView, Iterator[TaskSetChange]):
@@ -349,6 +356,8 @@ def watch_services(
     jitter: float = 0.1,
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
+    fail_after: float | None = None,
+    on_health: Callable[[HealthEvent], object] | None = None,
 ) -> FleetWatch:
     """Follow the tasks of many services at once: yield a ``TaskSetChange`` whenever one changes.
 
@@ -363,17 +372,12 @@ def watch_services(
     ``swarmdns.aio.watch_services`` is the asyncio twin; ``FleetWatcher``
     watches in a background thread.
 
-    Args:
-        services: The services' names; more can be added while it runs.
-        network: Watch the services' addresses on this network only.
-        interval: Seconds between each service's lookups.
-        backend: Who answers; by default the process-wide default backend.
-        timeout: Seconds each lookup may take.
-        removal_debounce: Report an address removed only after it has been
-            missing from this many successful lookups in a row.
-        jitter: Vary each wait by this fraction of the interval, either way.
-        exclude_self: Leave out this container's own addresses.
-        exclude: Further addresses to leave out.
+    ``services`` are the services' names; more can be added while it runs.
+    The other arguments are the options of ``watch_tasks()``, for each
+    service's watch, except that ``fail_after`` ends the whole watch once any
+    one service has gone that long without a successful lookup (by default
+    the watch goes on: a service whose lookups fail keeps its last set, and
+    ``health`` or ``on_health`` says so).
 
     Returns:
         An iterator of changes that also shows each service's ``current`` set
@@ -382,19 +386,22 @@ def watch_services(
 
     Raises:
         InvalidName: At once, for a name Docker would not accept.
+        WatchTimeout: From the iterator, once a service's ``fail_after`` has passed.
         SwarmDNSError: From the iterator, for an error that retrying will not
             mend (a ``ConfigurationError``); the watch is then over.
     """
-    core = FleetCore(
-        services,
+    settings = WatchSettings(
         network=network,
+        backend=backend,
+        exclude_self=exclude_self,
+        exclude=exclude,
         interval=interval,
         jitter=jitter,
         removal_debounce=removal_debounce,
-        exclude_self=exclude_self,
-        exclude=exclude,
+        fail_after=fail_after,
+        timeout=timeout,
     )
-    return FleetWatch.driven(core, backend, seconds("timeout", timeout))
+    return FleetWatch.driven(FleetCore(services, settings, on_health=on_health))
 
 
 class FleetWatch(FleetView, Iterator[TaskSetChange]):
@@ -414,10 +421,9 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
         self._driver.wake()
 
     @classmethod
-    def driven(
-        cls, core: FleetCore, backend: Backend | AsyncBackend | None, timeout: float
-    ) -> FleetWatch:
-        """The watch of ``core``, its lookups through one socket or through ``backend``."""
+    def driven(cls, core: FleetCore) -> FleetWatch:
+        """The watch of ``core``, its lookups through one socket or through its backend."""
+        backend, timeout = core.settings.backend, core.settings.timeout
         chosen = get_default_backend() if backend is None else backend
         if speaks_wire(chosen):
             return cls(core, _SocketDriver(core, chosen, timeout))

@@ -1,14 +1,30 @@
-"""Values a watch gives its users: what changed, and how its lookups are going."""
+"""The values of a watch: its options, what changed, and how its lookups are going.
+
+Without I/O: ``WatchSettings`` checks a watch's options once for every front
+end; ``TaskSetChange``, ``WatchHealth`` and the health events are what a
+watch hands its users, and ``ChangeQueue`` keeps the changes not yet handed
+out (merged with ``net_change()`` past its bound).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
+from ._deadlines import seconds
 from ._errors import SwarmDNSError
+from ._lookups import DEFAULT_TIMEOUT
+from ._names import check_network
+
+if TYPE_CHECKING:
+    from ._backends.base import AsyncBackend, Backend
 
 
 def _addresses(value: frozenset[IPv4Address]) -> str:
@@ -65,3 +81,293 @@ class WatchHealth:
     failures_by_kind: Mapping[str, int] = field(factory=dict, eq=False)
     changes: int = 0
     failing_since: datetime | None = None
+
+
+#: Changes a watch keeps for its iterator before it merges them. A program
+#: that only waits on a watch (``wait_for_tasks()``) and never iterates it
+#: would otherwise keep every change the watch saw, for ever. Past this many, a
+#: new change is merged into the newest change of its service still kept
+#: (``net_change()``), so the iterator gets the net change and nothing of the
+#: final state is lost. 1,000 is far more than a program that iterates leaves
+#: between two ``next()`` calls (a rolling update of a service of 100 tasks
+#: makes about 200 changes), so it never sees a merge; and at about 1 KB a
+#: change (a service of 50 tasks) the changes kept weigh about 1 MB.
+MAX_PENDING_CHANGES = 1000
+
+
+def net_change(
+    older: TaskSetChange, newer: TaskSetChange, *, initial: bool = False
+) -> TaskSetChange | None:
+    """Two consecutive changes of a service as one: the net change, ``older`` then ``newer``.
+
+    It goes from the set before ``older`` to the set after ``newer``.
+
+    Args:
+        older: A change.
+        newer: The change of the same service right after it.
+        initial: ``older`` is the service's first event, its initial set; then
+            the net change is its initial set too (everything in ``added``),
+            even when it is empty.
+
+    Returns:
+        The net change, with ``newer``'s ``current`` and ``observed_at``; None
+        when the set is back where it was before ``older``, which is no change
+        to report (unless ``older`` is the initial set).
+
+    Raises:
+        ValueError: The changes are of different services, ``newer`` does not
+            start from the set ``older`` ends with, or ``initial`` is claimed
+            for a change that is not a whole set.
+    """
+    if older.service != newer.service:
+        raise ValueError(
+            f"only changes of one service merge, not {older.service!r} and {newer.service!r}"
+        )
+    between = frozenset(older.current)
+    after = frozenset(newer.current)
+    if not (
+        newer.removed <= between
+        and newer.added.isdisjoint(between)
+        and (between - newer.removed) | newer.added == after
+    ):
+        raise ValueError(f"{newer!r} does not follow {older!r}")
+    if initial:
+        if older.removed or older.added != between:
+            raise ValueError(f"{older!r} is not an initial set")
+        before: frozenset[IPv4Address] = frozenset()
+    else:
+        before = (between - older.added) | older.removed
+    added = after - before
+    removed = before - after
+    if not added and not removed and not initial:
+        return None
+    return TaskSetChange(
+        service=newer.service,
+        added=added,
+        removed=removed,
+        current=newer.current,
+        observed_at=newer.observed_at,
+    )
+
+
+class ChangeQueue:
+    """Changes not yet handed to the user, oldest first, bounded: what every watch keeps.
+
+    The first ``MAX_PENDING_CHANGES`` changes are kept as they come. Past
+    that, a new change is merged (``net_change()``) into the newest change of
+    its service still kept, in that change's place; when the two together
+    change nothing, both go. A service with no change kept gets an entry of
+    its own, so a watch of one service keeps at most ``MAX_PENDING_CHANGES``
+    changes and a watch of many fewer than ``MAX_PENDING_CHANGES`` plus the
+    number of its services. The order of the entries never changes, and
+    taking them all still brings each service to its current set.
+
+    The queue is told which changes are a service's first event, its initial
+    set: merged with later changes it stays the initial set, and is never
+    dropped. A first event that comes past the bound while changes of an
+    earlier watch of its service are kept (a fleet's service discarded and
+    added again) takes the place of the newest of them: the initial set says
+    all there is to know.
+
+    Safe to use from several threads, as the ``deque`` it replaces.
+    """
+
+    def __init__(self) -> None:
+        self._bound = MAX_PENDING_CHANGES  # read now, so that a test can make it small
+        self._entries: OrderedDict[int, TaskSetChange] = OrderedDict()
+        self._by_service: dict[str, deque[int]] = {}  # the keys of each service's entries
+        self._initial: set[int] = set()  # the keys of entries that are a first event
+        self._keys = itertools.count()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<ChangeQueue: {len(self)} changes>"
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def __iter__(self) -> Iterator[TaskSetChange]:
+        """The changes kept, oldest first (as they are now)."""
+        with self._lock:
+            return iter(list(self._entries.values()))
+
+    def append(self, change: TaskSetChange, *, first: bool = False) -> None:
+        """Keep ``change`` for the user, merged if the queue is full.
+
+        Args:
+            change: The newest change of its service.
+            first: ``change`` is its service's first event, the initial set.
+        """
+        with self._lock:
+            keys = self._by_service.get(change.service)
+            if keys is None or len(self._entries) < self._bound:
+                self._add(change, first=first)
+                return
+            newest = keys[-1]
+            if first:
+                self._entries[newest] = change
+                self._initial.add(newest)
+                return
+            merged = net_change(self._entries[newest], change, initial=newest in self._initial)
+            if merged is not None:
+                self._entries[newest] = merged
+                return
+            del self._entries[newest]
+            keys.pop()
+            if not keys:
+                del self._by_service[change.service]
+
+    def _add(self, change: TaskSetChange, *, first: bool) -> None:
+        key = next(self._keys)
+        self._entries[key] = change
+        self._by_service.setdefault(change.service, deque()).append(key)
+        if first:
+            self._initial.add(key)
+
+    def popleft(self) -> TaskSetChange:
+        """Take the oldest change.
+
+        Raises:
+            IndexError: There is none.
+        """
+        with self._lock:
+            if not self._entries:
+                raise IndexError("no change is waiting")
+            key, change = self._entries.popitem(last=False)
+            keys = self._by_service[change.service]
+            keys.popleft()
+            if not keys:
+                del self._by_service[change.service]
+            self._initial.discard(key)
+            return change
+
+    def clear(self) -> None:
+        """Forget every change kept."""
+        with self._lock:
+            self._entries.clear()
+            self._by_service.clear()
+            self._initial.clear()
+
+
+@frozen(kw_only=True)
+class LookupsFailing:
+    """A service's lookups started failing: the first failed lookup of an outage.
+
+    The watch keeps the service's last known set and retries; once a lookup
+    works again, ``LookupsRecovered`` follows. Failures that retrying will not
+    mend end the watch instead, and are not reported this way.
+
+    Attributes:
+        service: The service watched.
+        since: When that first failed lookup ended, on the monotonic clock
+            (``time.monotonic()``), to compare with ``LookupsRecovered.at``.
+        error: Its error (a ``ResolutionTimeout`` or ``ResolutionError``).
+        observed_at: The same moment on the wall clock (UTC), as
+            ``WatchHealth.failing_since`` shows it.
+    """
+
+    service: str
+    since: float
+    error: SwarmDNSError = field(eq=False)
+    observed_at: datetime = field(repr=False)
+
+
+@frozen(kw_only=True)
+class LookupsRecovered:
+    """A service's lookups work again: the first good lookup after ``LookupsFailing``.
+
+    Attributes:
+        service: The service watched.
+        at: When that good lookup ended, on the monotonic clock
+            (``time.monotonic()``).
+        failed_for: Seconds from the end of the outage's first failed lookup
+            to ``at``: ``at - LookupsFailing.since``.
+        failures: How many lookups failed in the outage.
+        observed_at: The moment ``at`` on the wall clock (UTC).
+    """
+
+    service: str
+    at: float
+    failed_for: float
+    failures: int
+    observed_at: datetime = field(repr=False)
+
+
+#: What a watch tells ``on_health``: a service's lookups start failing, or work again.
+HealthEvent = LookupsFailing | LookupsRecovered
+
+
+def _network(value: str | None) -> str | None:
+    return None if value is None else check_network(value)
+
+
+def checked_exclude(value: Iterable[IPv4Address | str]) -> frozenset[IPv4Address]:
+    """The addresses of ``exclude``, checked.
+
+    Raises:
+        TypeError: ``exclude`` is one address, not a list of them.
+        ValueError: An address is not an IPv4 address.
+    """
+    if isinstance(value, str | IPv4Address):
+        raise TypeError(f"exclude takes a list of addresses, not one: [{str(value)!r}]")
+    return frozenset(IPv4Address(ip) for ip in value)
+
+
+def _interval(value: float) -> float:
+    return seconds("interval", value)
+
+
+def _jitter(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(
+            f"jitter must be a fraction from 0 up to (not including) 1, not {value!r}"
+        )
+    return float(value)
+
+
+def _removal_debounce(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"removal_debounce must be a whole number, not {value!r}")
+    if value < 1:
+        raise ValueError(f"removal_debounce must be at least 1, not {value!r}")
+    return value
+
+
+def _fail_after(value: float | None) -> float | None:
+    return None if value is None else seconds("fail_after", value)
+
+
+def _timeout(value: float) -> float:
+    return seconds("timeout", value)
+
+
+@frozen(kw_only=True)
+class WatchSettings:
+    """A watch's options, checked once: every way of watching builds one from its arguments.
+
+    ``watch_tasks()``, its asyncio twin and ``TaskWatcher`` take these
+    options for one service; ``watch_services()``, its twin and
+    ``FleetWatcher`` for each of theirs. What each means is said once, in
+    ``watch_tasks()``'s docstring (and the options table of
+    ``docs/watching.md``). The checks run in the order of the fields; a bad
+    value raises the error it always did. Building one does no I/O:
+    ``exclude_self`` is read from the kernel when the watch is set up.
+
+    Raises:
+        InvalidName: ``network`` is not a name Docker allows.
+        TypeError, ValueError: Another option is out of range, or ``exclude``
+            is one address instead of a list of them.
+    """
+
+    network: str | None = field(default=None, converter=_network)
+    backend: Backend | AsyncBackend | None = None
+    exclude_self: bool = False
+    exclude: frozenset[IPv4Address] = field(default=(), converter=checked_exclude)
+    interval: float = field(default=2.0, converter=_interval)
+    jitter: float = field(default=0.1, converter=_jitter)
+    removal_debounce: int = field(default=1, converter=_removal_debounce)
+    fail_after: float | None = field(default=None, converter=_fail_after)
+    timeout: float = field(default=DEFAULT_TIMEOUT, converter=_timeout)

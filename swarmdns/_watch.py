@@ -4,24 +4,24 @@
 and when to look again; ``watch_steps()`` and ``wait_steps()`` turn those
 decisions into steps (look up, sleep, report). The synchronous iterator, the
 asynchronous iterator and ``TaskWatcher``'s thread only carry out the steps.
-``prepare_watch()`` and ``prepare_wait()`` check a watch's arguments and set
-it up, once for every front end.
+``prepare_watch()`` and ``prepare_wait()`` set a watch up from its options,
+checked once (``WatchSettings``), for every front end. A watch's changes wait
+for the user in a ``ChangeQueue`` (``_values``); its health events go to the
+``on_health`` callback of its front end.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 
 from attrs import frozen
 
-from ._deadlines import Deadline, seconds
+from ._deadlines import Deadline
 from ._errors import (
     NotEnoughTasks,
     ResolutionError,
@@ -32,7 +32,16 @@ from ._errors import (
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT, instances_query
 from ._own_addresses import local_addresses
-from ._values import TaskSetChange, WatchHealth
+from ._values import (
+    ChangeQueue,
+    HealthEvent,
+    LookupsFailing,
+    LookupsRecovered,
+    TaskSetChange,
+    WatchHealth,
+    WatchSettings,
+    checked_exclude,
+)
 
 #: A failed lookup is retried after interval / 16, then twice that each time,
 #: up to the interval.
@@ -57,17 +66,15 @@ class WatchCore:
     Args:
         service: The service watched, for events and messages.
         query_name: The name looked up, for messages (``tasks.web.``).
-        interval: Seconds between lookups while they succeed.
-        jitter: Each wait is the interval times a random factor in
-            ``1 ± jitter``, so that replicas do not poll in step.
-        removal_debounce: Report an address as removed only once it has been
-            missing from this many successful lookups in a row.
-        fail_after: End the watch with ``WatchTimeout`` after this many seconds
-            without a successful lookup; None waits forever.
+        interval, jitter, removal_debounce, fail_after: A watch's options,
+            as ``WatchSettings`` checked them (``prepare_watch()`` passes them).
         exclude: Addresses never to report (this container's own).
-        clock: Monotonic seconds, for pacing and ``fail_after``.
+        clock: Monotonic seconds, for pacing, ``fail_after`` and health events.
         wall_clock: The time stamped on events and health.
         rng: The source of jitter.
+        on_health: Called with a ``LookupsFailing`` when lookups start failing
+            and a ``LookupsRecovered`` when they work again; one that raises
+            is logged.
     """
 
     def __init__(
@@ -83,25 +90,19 @@ class WatchCore:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
         rng: random.Random | None = None,
+        on_health: Callable[[HealthEvent], object] | None = None,
     ) -> None:
-        self.interval = seconds("interval", interval)
-        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
-            raise ValueError(
-                f"jitter must be a fraction from 0 up to (not including) 1, not {jitter!r}"
-            )
-        if isinstance(removal_debounce, bool) or not isinstance(removal_debounce, int):
-            raise TypeError(f"removal_debounce must be a whole number, not {removal_debounce!r}")
-        if removal_debounce < 1:
-            raise ValueError(f"removal_debounce must be at least 1, not {removal_debounce!r}")
-        self.fail_after = None if fail_after is None else seconds("fail_after", fail_after)
         self.service = service
         self.query_name = query_name
-        self.jitter = float(jitter)
+        self.interval = interval
+        self.jitter = jitter
         self.removal_debounce = removal_debounce
-        self.exclude = frozenset(IPv4Address(ip) for ip in exclude)
+        self.fail_after = fail_after
+        self.exclude = frozenset(exclude)
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng if rng is not None else random.Random()
+        self._on_health = on_health
         self._reported: frozenset[IPv4Address] | None = None
         self._current: tuple[IPv4Address, ...] = ()  # _reported, sorted once per change
         self._missing: dict[IPv4Address, int] = {}
@@ -112,6 +113,7 @@ class WatchCore:
         self._last_error: SwarmDNSError | None = None
         self._last_success: datetime | None = None
         self._failing_since: datetime | None = None
+        self._failed_at = 0.0  # when the outage under way began, on the monotonic clock
         self._healthy_since = clock()
         self._last_answer: tuple[IPv4Address, ...] | None = None
         # The thread that drives the watch and the threads that read it.
@@ -149,7 +151,11 @@ class WatchCore:
             )
 
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
-        """Take a successful lookup's addresses; return the change to report, if any."""
+        """Take a successful lookup's addresses; return the change to report, if any.
+
+        The first success after failures also tells ``on_health`` (once the
+        watch's state is updated, outside its lock).
+        """
         answer = tuple(addresses)
         with self._lock:
             # The usual case: the same answer as last time, nothing pending.
@@ -157,7 +163,12 @@ class WatchCore:
             if answer == self._last_answer and self._repeated():
                 return None
             self._last_answer = answer
-            return self._succeeded(frozenset(answer) - self.exclude)
+            seen = frozenset(answer) - self.exclude
+            recovery = self._count_success(len(seen))
+            change = self._succeeded(seen)
+        if recovery is not None:
+            self._tell(recovery)
+        return change
 
     def repeated(self) -> bool:
         """Take a successful lookup with the same answer as the last one, if nothing is pending.
@@ -176,20 +187,32 @@ class WatchCore:
         self._healthy_since = self._clock()
         return True
 
-    def _succeeded(self, seen: frozenset[IPv4Address]) -> TaskSetChange | None:
-        if self._failures:
-            logger().info(
-                "looking up %s works again after %d failed attempts; %d tasks",
-                self.query_name,
-                self._failures,
-                len(seen),
-            )
-        self._failures = 0
-        self._failing_since = None
+    def _count_success(self, tasks: int) -> LookupsRecovered | None:
+        """Count a success; if it ends an outage, the event that says so."""
         self._lookups += 1
-        self._last_error = None
         self._last_success = self._wall_clock()
         self._healthy_since = self._clock()
+        if not self._failures:
+            return None
+        logger().info(
+            "looking up %s works again after %d failed attempts; %d tasks",
+            self.query_name,
+            self._failures,
+            tasks,
+        )
+        recovery = LookupsRecovered(
+            service=self.service,
+            at=self._healthy_since,
+            failed_for=self._healthy_since - self._failed_at,
+            failures=self._failures,
+            observed_at=self._last_success,
+        )
+        self._failures = 0
+        self._failing_since = None
+        self._last_error = None
+        return recovery
+
+    def _succeeded(self, seen: frozenset[IPv4Address]) -> TaskSetChange | None:
         if self._reported is None:
             self._report(seen)
             return self._change(added=seen, removed=frozenset())
@@ -216,6 +239,8 @@ class WatchCore:
     def failed(self, error: SwarmDNSError) -> None:
         """Take a failed lookup: the set stays as it is.
 
+        The first failure of an outage tells ``on_health`` (outside the lock).
+
         Raises:
             SwarmDNSError: ``error`` itself when it will not pass by retrying.
             WatchTimeout: ``fail_after`` seconds went by without a success.
@@ -223,32 +248,51 @@ class WatchCore:
         if not is_transient(error):
             raise error
         with self._lock:
-            self._failed(error)
-
-    def _failed(self, error: SwarmDNSError) -> None:
-        self._failures += 1
-        self._lookups += 1
-        kind = type(error).__name__
-        self._failures_by_kind[kind] = self._failures_by_kind.get(kind, 0) + 1
-        self._last_error = error
-        if self._failures == 1:
-            self._failing_since = self._wall_clock()
-            logger().warning(
-                "looking up %s failed; keeping the last %d known tasks and retrying: %s",
-                self.query_name,
-                len(self._reported or ()),
-                error,
-            )
-        stale = self._clock() - self._healthy_since
+            now = self._clock()
+            failing = self._failed(error, now)
+            stale = now - self._healthy_since
+            failures = self._failures
+        if failing is not None:
+            self._tell(failing)
         if self.fail_after is not None and stale >= self.fail_after:
             raise WatchTimeout(
                 f"no successful lookup of {self.query_name!r} for {stale:.3g} s"
-                f" ({self._failures} attempts), over fail_after={self.fail_after:g}; last error:"
+                f" ({failures} attempts), over fail_after={self.fail_after:g}; last error:"
                 f" {error}",
                 name=self.query_name,
                 nameserver=error.nameserver,
                 last_error=error,
             ) from error
+
+    def _failed(self, error: SwarmDNSError, now: float) -> LookupsFailing | None:
+        """Count a failure at ``now``; if it begins an outage, the event that says so."""
+        self._failures += 1
+        self._lookups += 1
+        kind = type(error).__name__
+        self._failures_by_kind[kind] = self._failures_by_kind.get(kind, 0) + 1
+        self._last_error = error
+        if self._failures > 1:
+            return None
+        self._failed_at = now
+        self._failing_since = self._wall_clock()
+        logger().warning(
+            "looking up %s failed; keeping the last %d known tasks and retrying: %s",
+            self.query_name,
+            len(self._reported or ()),
+            error,
+        )
+        return LookupsFailing(
+            service=self.service, since=now, error=error, observed_at=self._failing_since
+        )
+
+    def _tell(self, event: HealthEvent) -> None:
+        """Hand ``event`` to ``on_health``; one that raises is logged, and the watch goes on."""
+        if self._on_health is None:
+            return
+        try:
+            self._on_health(event)
+        except Exception:
+            logger().exception("an on_health callback failed on %r", event)
 
     def next_delay(self) -> float:
         """Seconds to wait before the next lookup: the interval, or a backoff after failures."""
@@ -393,175 +437,6 @@ Step = Lookup | Sleep | TaskSetChange
 LookupResult = tuple[IPv4Address, ...] | SwarmDNSError
 
 
-#: Changes a watch keeps for its iterator before it merges them. A program
-#: that only waits on a watch (``wait_for_tasks()``) and never iterates it
-#: would otherwise keep every change the watch saw, for ever. Past this many, a
-#: new change is merged into the newest change of its service still kept
-#: (``net_change()``), so the iterator gets the net change and nothing of the
-#: final state is lost. 1,000 is far more than a program that iterates leaves
-#: between two ``next()`` calls (a rolling update of a service of 100 tasks
-#: makes about 200 changes), so it never sees a merge; and at about 1 KB a
-#: change (a service of 50 tasks) the changes kept weigh about 1 MB.
-MAX_PENDING_CHANGES = 1000
-
-
-def net_change(
-    older: TaskSetChange, newer: TaskSetChange, *, initial: bool = False
-) -> TaskSetChange | None:
-    """Two consecutive changes of a service as one: the net change, ``older`` then ``newer``.
-
-    It goes from the set before ``older`` to the set after ``newer``.
-
-    Args:
-        older: A change.
-        newer: The change of the same service right after it.
-        initial: ``older`` is the service's first event, its initial set; then
-            the net change is its initial set too (everything in ``added``),
-            even when it is empty.
-
-    Returns:
-        The net change, with ``newer``'s ``current`` and ``observed_at``; None
-        when the set is back where it was before ``older``, which is no change
-        to report (unless ``older`` is the initial set).
-
-    Raises:
-        ValueError: The changes are of different services, ``newer`` does not
-            start from the set ``older`` ends with, or ``initial`` is claimed
-            for a change that is not a whole set.
-    """
-    if older.service != newer.service:
-        raise ValueError(
-            f"only changes of one service merge, not {older.service!r} and {newer.service!r}"
-        )
-    between = frozenset(older.current)
-    after = frozenset(newer.current)
-    if not (
-        newer.removed <= between
-        and newer.added.isdisjoint(between)
-        and (between - newer.removed) | newer.added == after
-    ):
-        raise ValueError(f"{newer!r} does not follow {older!r}")
-    if initial:
-        if older.removed or older.added != between:
-            raise ValueError(f"{older!r} is not an initial set")
-        before: frozenset[IPv4Address] = frozenset()
-    else:
-        before = (between - older.added) | older.removed
-    added = after - before
-    removed = before - after
-    if not added and not removed and not initial:
-        return None
-    return TaskSetChange(
-        service=newer.service,
-        added=added,
-        removed=removed,
-        current=newer.current,
-        observed_at=newer.observed_at,
-    )
-
-
-class ChangeQueue:
-    """Changes not yet handed to the user, oldest first, bounded: what every watch keeps.
-
-    The first ``MAX_PENDING_CHANGES`` changes are kept as they come. Past
-    that, a new change is merged (``net_change()``) into the newest change of
-    its service still kept, in that change's place; when the two together
-    change nothing, both go. A service with no change kept gets an entry of
-    its own, so a watch of one service keeps at most ``MAX_PENDING_CHANGES``
-    changes and a watch of many fewer than ``MAX_PENDING_CHANGES`` plus the
-    number of its services. The order of the entries never changes, and
-    taking them all still brings each service to its current set.
-
-    The queue is told which changes are a service's first event, its initial
-    set: merged with later changes it stays the initial set, and is never
-    dropped. A first event that comes past the bound while changes of an
-    earlier watch of its service are kept (a fleet's service discarded and
-    added again) takes the place of the newest of them: the initial set says
-    all there is to know.
-
-    Safe to use from several threads, as the ``deque`` it replaces.
-    """
-
-    def __init__(self) -> None:
-        self._bound = MAX_PENDING_CHANGES  # read now, so that a test can make it small
-        self._entries: OrderedDict[int, TaskSetChange] = OrderedDict()
-        self._by_service: dict[str, deque[int]] = {}  # the keys of each service's entries
-        self._initial: set[int] = set()  # the keys of entries that are a first event
-        self._keys = itertools.count()
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"<ChangeQueue: {len(self)} changes>"
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __bool__(self) -> bool:
-        return bool(self._entries)
-
-    def __iter__(self) -> Iterator[TaskSetChange]:
-        """The changes kept, oldest first (as they are now)."""
-        with self._lock:
-            return iter(list(self._entries.values()))
-
-    def append(self, change: TaskSetChange, *, first: bool = False) -> None:
-        """Keep ``change`` for the user, merged if the queue is full.
-
-        Args:
-            change: The newest change of its service.
-            first: ``change`` is its service's first event, the initial set.
-        """
-        with self._lock:
-            keys = self._by_service.get(change.service)
-            if keys is None or len(self._entries) < self._bound:
-                self._add(change, first=first)
-                return
-            newest = keys[-1]
-            if first:
-                self._entries[newest] = change
-                self._initial.add(newest)
-                return
-            merged = net_change(self._entries[newest], change, initial=newest in self._initial)
-            if merged is not None:
-                self._entries[newest] = merged
-                return
-            del self._entries[newest]
-            keys.pop()
-            if not keys:
-                del self._by_service[change.service]
-
-    def _add(self, change: TaskSetChange, *, first: bool) -> None:
-        key = next(self._keys)
-        self._entries[key] = change
-        self._by_service.setdefault(change.service, deque()).append(key)
-        if first:
-            self._initial.add(key)
-
-    def popleft(self) -> TaskSetChange:
-        """Take the oldest change.
-
-        Raises:
-            IndexError: There is none.
-        """
-        with self._lock:
-            if not self._entries:
-                raise IndexError("no change is waiting")
-            key, change = self._entries.popitem(last=False)
-            keys = self._by_service[change.service]
-            keys.popleft()
-            if not keys:
-                del self._by_service[change.service]
-            self._initial.discard(key)
-            return change
-
-    def clear(self) -> None:
-        """Forget every change kept."""
-        with self._lock:
-            self._entries.clear()
-            self._by_service.clear()
-            self._initial.clear()
-
-
 class Stepper:
     """Carries a watch's steps over many calls: changes not yet taken, a wait cut short.
 
@@ -681,40 +556,48 @@ def excluded_addresses(
         TypeError: ``exclude`` is one address, not a list of them.
         ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
     """
-    if isinstance(exclude, str | IPv4Address):
-        raise TypeError(f"exclude takes a list of addresses, not one: [{str(exclude)!r}]")
-    excluded = frozenset(IPv4Address(ip) for ip in exclude)
+    excluded = checked_exclude(exclude)
     return excluded | local_addresses() if exclude_self else excluded
 
 
 def prepare_watch(
     service: str,
+    settings: WatchSettings,
     *,
-    network: str | None,
-    interval: float,
-    jitter: float,
-    removal_debounce: int,
-    fail_after: float | None,
-    exclude_self: bool,
-    exclude: Iterable[IPv4Address | str],
+    excluded: frozenset[IPv4Address] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+    on_health: Callable[[HealthEvent], object] | None = None,
 ) -> WatchCore:
-    """Check a watch's arguments and set up its decisions; shared by every front end.
+    """Set up the decisions of a watch of ``service``; shared by every front end and fleet.
+
+    Args:
+        service: The service to watch.
+        settings: The watch's options, checked.
+        excluded: The addresses to leave out, if known already (a fleet reads
+            this container's own once); by default read from ``settings``.
+        clock: Monotonic seconds.
+        rng: The source of jitter.
+        on_health: Told when lookups start failing and when they work again.
 
     Raises:
-        InvalidName: ``service`` or ``network`` is not a name Docker allows.
+        InvalidName: ``service`` is not a name Docker allows.
         ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
-        TypeError, ValueError: Another argument is out of range.
     """
-    query_name = instances_query(service, network).question.name
-    excluded = excluded_addresses(exclude, exclude_self=exclude_self)
+    query_name = instances_query(service, settings.network).question.name
+    if excluded is None:
+        excluded = excluded_addresses(settings.exclude, exclude_self=settings.exclude_self)
     return WatchCore(
         service,
         query_name=query_name,
-        interval=interval,
-        jitter=jitter,
-        removal_debounce=removal_debounce,
-        fail_after=fail_after,
+        interval=settings.interval,
+        jitter=settings.jitter,
+        removal_debounce=settings.removal_debounce,
+        fail_after=settings.fail_after,
         exclude=excluded,
+        clock=clock,
+        rng=rng,
+        on_health=on_health,
     )
 
 
@@ -733,14 +616,8 @@ def prepare_wait(
     ``timeout`` bounds the whole wait; each lookup in it gets at most
     ``DEFAULT_TIMEOUT`` of it.
     """
-    core = prepare_watch(
-        service,
-        network=network,
-        interval=interval,
-        jitter=0.1,
-        removal_debounce=1,
-        fail_after=None,
-        exclude_self=exclude_self,
-        exclude=exclude,
+    settings = WatchSettings(
+        network=network, interval=interval, exclude_self=exclude_self, exclude=exclude
     )
+    core = prepare_watch(service, settings)
     return wait_steps(WaitCore(core, count, timeout), DEFAULT_TIMEOUT)

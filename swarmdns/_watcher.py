@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 from ._backends.base import AsyncBackend, Backend
 from ._backends.default import async_backend
 from ._deadlines import seconds
-from ._fleet import FleetCore
+from ._fleet import FleetCore, FleetView
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT
-from ._sync import FleetView, FleetWatch
-from ._values import TaskSetChange
+from ._sync import FleetWatch
+from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
     Stepper,
     WaitCore,
@@ -203,19 +203,13 @@ class TaskWatcher(_Background, WatchView):
     ``resolve()``, it waits for that lookup (at most ``timeout``). ``stop()``
     also waits for a callback that is running.
 
+    It takes the arguments of ``watch_tasks()``, with the same meaning (a
+    ``fail_after`` that passes ends the watch: see ``error``), and
+    ``on_change``.
+
     Args:
         service: The service's name.
-        network: Watch the service's addresses on this network only.
-        interval: Seconds between lookups.
-        backend: Who answers; by default the process-wide default backend.
-        timeout: Seconds each lookup may take.
-        removal_debounce: Report an address removed only after it has been
-            missing from this many successful lookups in a row.
-        jitter: Vary each wait by this fraction of the interval, either way.
-        exclude_self: Leave out this container's own addresses.
-        exclude: Further addresses to leave out.
-        fail_after: End the watch (see ``error``) after this many seconds
-            without a successful lookup (by default, never).
+        on_health: As for ``watch_tasks()``; called in the watcher's thread.
         on_change: Called with each ``TaskSetChange``, the initial set included.
 
     Raises:
@@ -235,23 +229,24 @@ class TaskWatcher(_Background, WatchView):
         exclude_self: bool = False,
         exclude: Iterable[IPv4Address | str] = (),
         fail_after: float | None = None,
+        on_health: Callable[[HealthEvent], object] | None = None,
         on_change: Callable[[TaskSetChange], object] | None = None,
     ) -> None:
-        self._core: WatchCore = prepare_watch(
-            service,
+        settings = WatchSettings(
             network=network,
+            backend=backend,
+            exclude_self=exclude_self,
+            exclude=exclude,
             interval=interval,
             jitter=jitter,
             removal_debounce=removal_debounce,
             fail_after=fail_after,
-            exclude_self=exclude_self,
-            exclude=exclude,
+            timeout=timeout,
         )
+        self._core: WatchCore = prepare_watch(service, settings, on_health=on_health)
         super().__init__(service, on_change)
-        self._timeout = seconds("timeout", timeout)
+        self._settings = settings
         self._service = service
-        self._network = network
-        self._backend = backend
         self._chosen: AsyncBackend | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -266,7 +261,7 @@ class TaskWatcher(_Background, WatchView):
         Raises:
             TypeError: The backend can answer neither synchronously nor asynchronously.
         """
-        self._chosen = async_backend(self._backend)
+        self._chosen = async_backend(self._settings.backend)
         super().start()
         return self
 
@@ -304,8 +299,8 @@ class TaskWatcher(_Background, WatchView):
         backend = self._chosen
         loop = asyncio.new_event_loop()
         try:
-            steps = Stepper(watch_steps(self._core, self._timeout))
-            lookup = _async.lookup(self._service, self._network, backend)
+            steps = Stepper(watch_steps(self._core, self._settings.timeout))
+            lookup = _async.lookup(self._service, self._settings.network, backend)
             watch = _async.AsyncTaskWatch(self._core, steps, lookup)
             task = loop.create_task(self._consume(watch))
             with self._lock:
@@ -345,17 +340,13 @@ class FleetWatcher(_Background, FleetView):
     ``stop()`` wakes the thread and returns once it has ended (with a
     backend other than ``DirectBackend``, once the lookup in flight ends).
 
+    It takes the arguments of ``watch_services()``, with the same meaning (a
+    ``fail_after`` that passes ends the watch: see ``error``), and
+    ``on_change``.
+
     Args:
         services: The services' names; more can be added while it runs.
-        network: Watch the services' addresses on this network only.
-        interval: Seconds between each service's lookups.
-        backend: Who answers; by default the process-wide default backend.
-        timeout: Seconds each lookup may take.
-        removal_debounce: Report an address removed only after it has been
-            missing from this many successful lookups in a row.
-        jitter: Vary each wait by this fraction of the interval, either way.
-        exclude_self: Leave out this container's own addresses.
-        exclude: Further addresses to leave out.
+        on_health: As for ``watch_tasks()``; called in the watcher's thread.
         on_change: Called with each ``TaskSetChange``, every initial set included.
 
     Raises:
@@ -374,18 +365,23 @@ class FleetWatcher(_Background, FleetView):
         jitter: float = 0.1,
         exclude_self: bool = False,
         exclude: Iterable[IPv4Address | str] = (),
+        fail_after: float | None = None,
+        on_health: Callable[[HealthEvent], object] | None = None,
         on_change: Callable[[TaskSetChange], object] | None = None,
     ) -> None:
-        self._core = FleetCore(
-            services,
+        settings = WatchSettings(
             network=network,
+            backend=backend,
+            exclude_self=exclude_self,
+            exclude=exclude,
             interval=interval,
             jitter=jitter,
             removal_debounce=removal_debounce,
-            exclude_self=exclude_self,
-            exclude=exclude,
+            fail_after=fail_after,
+            timeout=timeout,
         )
-        self._watch = FleetWatch.driven(self._core, backend, seconds("timeout", timeout))
+        self._core = FleetCore(services, settings, on_health=on_health)
+        self._watch = FleetWatch.driven(self._core)
         super().__init__("fleet", on_change)
 
     def __repr__(self) -> str:

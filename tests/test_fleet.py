@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 
@@ -13,13 +13,17 @@ import pytest
 from swarmdns import (
     ConfigurationError,
     InvalidName,
+    LookupsFailing,
+    LookupsRecovered,
     ResolutionError,
     ResolutionTimeout,
     SwarmDNSError,
     TaskSetChange,
+    WatchTimeout,
     _memo,
 )
 from swarmdns._fleet import SLACK, FleetCore, Slot
+from swarmdns._values import HealthEvent, WatchSettings
 
 from .changes import replay
 
@@ -38,22 +42,17 @@ class Clock:
 def fleet(
     services: Iterable[str] = ("web", "db"),
     clock: Clock | None = None,
+    on_health: Callable[[HealthEvent], object] | None = None,
     **options: object,
 ) -> FleetCore:
-    settings: dict[str, object] = {
-        "network": None,
-        "interval": 2.0,
-        "jitter": 0.0,
-        "removal_debounce": 1,
-        "exclude_self": False,
-        "exclude": (),
-    }
+    settings: dict[str, object] = {"jitter": 0.0}
     settings.update(options)
     return FleetCore(
         services,
+        WatchSettings(**settings),  # type: ignore[arg-type]
         clock=clock or Clock(),
         rng=random.Random(1),
-        **settings,  # type: ignore[arg-type]
+        on_health=on_health,
     )
 
 
@@ -132,29 +131,6 @@ def test_an_invalid_network_is_refused_at_once_even_without_services(
 ) -> None:
     with pytest.raises(InvalidName, match="network"):
         fleet(services, network="bad network!")
-
-
-@pytest.mark.parametrize("services", [["web"], []])
-@pytest.mark.parametrize(
-    ("options", "error", "words"),
-    [
-        ({"interval": 0}, ValueError, "interval must be a positive"),
-        ({"interval": -1.0}, ValueError, "interval must be a positive"),
-        ({"interval": float("nan")}, ValueError, "interval must be a positive"),
-        ({"interval": "2"}, TypeError, "interval must be a number"),
-        ({"jitter": 1.0}, ValueError, "jitter must be a fraction"),
-        ({"jitter": -0.1}, ValueError, "jitter must be a fraction"),
-        ({"jitter": True}, ValueError, "jitter must be a fraction"),
-        ({"removal_debounce": 0}, ValueError, "at least 1"),
-        ({"removal_debounce": 1.5}, TypeError, "whole number"),
-        ({"removal_debounce": True}, TypeError, "whole number"),
-    ],
-)
-def test_options_are_checked_even_without_services(
-    services: list[str], options: dict[str, object], error: type[Exception], words: str
-) -> None:
-    with pytest.raises(error, match=words):
-        fleet(services, **options)  # type: ignore[arg-type]
 
 
 def test_duplicates_are_followed_once_in_the_order_first_given() -> None:
@@ -478,6 +454,95 @@ def test_an_error_that_retrying_cannot_mend_is_raised(error: SwarmDNSError) -> N
     assert caught.value is error
 
 
+# -- fail_after and health events ------------------------------------------------------
+
+
+def test_fail_after_ends_the_watch_once_one_service_fails_that_long() -> None:
+    clock = Clock()
+    core = fleet(["web", "db"], clock, fail_after=10.0)
+    slots = take(core, clock.now)
+    core.succeeded_with(slots["web"], values(3))
+    core.succeeded_with(slots["db"], values(5))
+    clock.now += 2.0
+    slots = take(core, clock.now)
+    core.finished(slots["web"], failure())
+    core.succeeded_with(slots["db"], values(5))
+    clock.now += 7.9  # web's last success was 9.9 s ago; db's lookups work
+    slots = take(core, clock.now)
+    core.finished(slots["web"], failure())
+    core.succeeded_with(slots["db"], values(5))
+    clock.now += 0.1
+    (web,) = core.due(clock.now + 1.0)  # its retry, backing off
+
+    with pytest.raises(WatchTimeout, match=r"no successful lookup of 'tasks\.web\.' for 10 s"):
+        core.finished(web, failure())
+
+
+def test_without_fail_after_a_service_fails_for_ever() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+
+    for _ in range(100):
+        (slot,) = core.due(clock.now)
+        core.finished(slot, failure())
+        clock.now += 3600.0
+
+    assert core.health["web"].consecutive_failures == 100
+
+
+def test_fail_after_counts_from_when_a_service_is_added() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock, fail_after=10.0)
+    clock.now += 60.0
+    add(core, "db")
+    clock.now += 9.9
+    (db,) = [slot for slot in core.due(clock.now) if slot.service == "db"]
+    core.finished(db, failure("tasks.db."))  # 9.9 s since db was added
+    clock.now += 0.1
+    (db,) = [slot for slot in core.due(clock.now + 2.0) if slot.service == "db"]
+
+    with pytest.raises(WatchTimeout, match=r"tasks\.db\."):
+        core.finished(db, failure("tasks.db."))
+
+
+def test_each_services_outage_is_told_with_its_monotonic_times() -> None:
+    clock = Clock()
+    events: list[HealthEvent] = []
+    core = fleet(["web", "db"], clock, on_health=events.append)
+    slots = take(core, clock.now)
+    error = failure()
+    core.finished(slots["web"], error)
+    core.succeeded_with(slots["db"], values(5))
+    clock.now = 1001.0
+    (web,) = core.due(clock.now)  # its retry; db is due at 1002
+    clock.now = 1001.5
+
+    core.succeeded_with(web, values(3))
+
+    assert [(type(e).__name__, e.service) for e in events] == [
+        ("LookupsFailing", "web"),
+        ("LookupsRecovered", "web"),
+    ]
+    failing, recovered = events
+    assert isinstance(failing, LookupsFailing)
+    assert (failing.since, failing.error) == (1000.0, error)
+    assert isinstance(recovered, LookupsRecovered)
+    assert (recovered.at, recovered.failed_for, recovered.failures) == (1001.5, 1.5, 1)
+    assert core.current["web"] == ips(3)
+
+
+def test_a_discarded_service_tells_nothing() -> None:
+    clock = Clock()
+    events: list[HealthEvent] = []
+    core = fleet(["web"], clock, on_health=events.append)
+    (slot,) = core.due(clock.now)
+
+    core.discard("web")
+    core.finished(slot, failure())
+
+    assert events == []
+
+
 def test_removal_debounce_counts_each_services_own_lookups() -> None:
     clock = Clock()
     core = fleet(["web", "db"], clock, removal_debounce=2)
@@ -690,7 +755,7 @@ def test_watch_of_with_no_services_says_none() -> None:
 @pytest.fixture
 def small_bound(monkeypatch: pytest.MonkeyPatch) -> int:
     """Fleets made from now on keep 3 changes before they merge them."""
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 3)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 3)
     return 3
 
 
@@ -754,7 +819,7 @@ def test_past_the_bound_a_service_without_a_change_kept_gets_one(small_bound: in
 def test_a_merge_that_changes_nothing_leaves_the_change_before_it_the_newest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 2)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 2)
     clock = Clock()
     core = fleet(["web"], clock)
     lookups(core, clock, [("web", (3,))])
@@ -771,7 +836,7 @@ def test_a_merge_that_changes_nothing_leaves_the_change_before_it_the_newest(
 def test_a_service_added_again_past_the_bound_starts_over_with_its_initial_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 2)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 2)
     clock = Clock()
     core = fleet(["web"], clock)
     lookups(core, clock, [("web", (3,))])
@@ -796,7 +861,7 @@ def test_taking_changes_while_they_are_merged_loses_nothing(
     services = ["web", "db", "cache", "api"]
     clock = Clock()
     unbounded = fleet(services, clock)  # keeps up to 1,000 changes: all of them here
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 3)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 3)
     bounded = fleet(services, clock)
     rng = random.Random(seed)
     taken: list[TaskSetChange] = []

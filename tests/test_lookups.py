@@ -25,6 +25,7 @@ from swarmdns._lookups import (
     task_ips,
     tasks,
 )
+from swarmdns._values import WatchSettings
 from swarmdns._watch import prepare_watch
 
 from .test_fleet import fleet as core_of_fleet
@@ -195,16 +196,7 @@ def test_every_lookup_and_watch_asks_the_one_instances_question(
     assert next(task_ips("web", None)) == (elsewhere,)
     assert next(tasks("web", None)) == (elsewhere,)
     assert next(service_vip("web", None))[1] == elsewhere
-    watch = prepare_watch(
-        "web",
-        network=None,
-        interval=2.0,
-        jitter=0.0,
-        removal_debounce=1,
-        fail_after=None,
-        exclude_self=False,
-        exclude=(),
-    )
+    watch = prepare_watch("web", WatchSettings())
     assert watch.query_name == elsewhere.name
     fleet = core_of_fleet(["web"])
     (slot,) = fleet.slots().values()

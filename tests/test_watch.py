@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
@@ -13,6 +14,8 @@ import pytest
 import swarmdns
 from swarmdns import (
     ConfigurationError,
+    LookupsFailing,
+    LookupsRecovered,
     NotEnoughTasks,
     ResolutionError,
     ResolutionTimeout,
@@ -20,14 +23,13 @@ from swarmdns import (
     WatchTimeout,
 )
 from swarmdns._deadlines import Deadline
+from swarmdns._values import ChangeQueue, HealthEvent, net_change
 from swarmdns._watch import (
-    ChangeQueue,
     Lookup,
     Sleep,
     Stepper,
     WaitCore,
     WatchCore,
-    net_change,
     wait_steps,
     watch_steps,
 )
@@ -163,6 +165,147 @@ def test_an_outage_is_logged_once_and_its_end_once(caplog: pytest.LogCaptureFixt
     assert "keeping the last 1 known tasks" in caplog.records[0].getMessage()
 
 
+def health_events(
+    clock: Clock | None = None, **options: object
+) -> tuple[WatchCore, list[HealthEvent]]:
+    """A watch whose health events land in the list returned with it."""
+    events: list[HealthEvent] = []
+    return core(clock, on_health=events.append, **options), events
+
+
+def test_an_outage_is_told_when_it_begins_and_when_it_ends() -> None:
+    clock = Clock()
+    watch, events = health_events(clock)
+    watch.succeeded(ips(3))
+    clock.now = 1010.0
+    first = failure()
+
+    watch.failed(first)
+    clock.now = 1012.5
+    watch.failed(ResolutionTimeout("no answer", name="tasks.web."))
+    clock.now = 1013.0
+    assert watch.succeeded(ips(3)) is None  # the set did not change: no TaskSetChange
+
+    assert events == [
+        LookupsFailing(service="web", since=1010.0, error=first, observed_at=WALL),
+        LookupsRecovered(service="web", at=1013.0, failed_for=3.0, failures=2, observed_at=WALL),
+    ]
+    assert isinstance(events[0], LookupsFailing)
+    assert events[0].error is first
+
+
+def test_nothing_is_told_while_lookups_work() -> None:
+    watch, events = health_events()
+
+    watch.succeeded(ips(3))
+    watch.succeeded(ips(3, 4))
+    watch.succeeded(ips(3, 4))
+    assert watch.repeated() is True
+
+    assert events == []
+
+
+def test_every_outage_is_told_once() -> None:
+    clock = Clock()
+    watch, events = health_events(clock)
+
+    for start in (1001.0, 1020.0):
+        clock.now = start
+        watch.failed(failure())
+        clock.now = start + 1
+        watch.failed(failure())
+        clock.now = start + 5
+        watch.succeeded(ips(3))
+
+    assert [
+        (type(e).__name__, e.since if isinstance(e, LookupsFailing) else e.at) for e in events
+    ] == [
+        ("LookupsFailing", 1001.0),
+        ("LookupsRecovered", 1006.0),
+        ("LookupsFailing", 1020.0),
+        ("LookupsRecovered", 1025.0),
+    ]
+
+
+def test_an_outage_before_the_first_success_ends_with_the_initial_set() -> None:
+    clock = Clock()
+    watch, events = health_events(clock)
+    watch.failed(failure())
+    clock.now += 4.0
+
+    change = watch.succeeded(ips(3))
+
+    assert change is not None
+    assert change.added == ips(3)
+    assert [type(e) for e in events] == [LookupsFailing, LookupsRecovered]
+    assert events[1] == LookupsRecovered(
+        service="web", at=1004.0, failed_for=4.0, failures=1, observed_at=WALL
+    )
+
+
+def test_an_error_that_ends_the_watch_is_not_a_health_event() -> None:
+    watch, events = health_events()
+
+    with pytest.raises(ConfigurationError):
+        watch.failed(ConfigurationError("bad", source="SWARMDNS_NAMESERVER"))
+    assert events == []
+
+
+def test_the_outage_is_told_before_fail_after_ends_the_watch() -> None:
+    clock = Clock()
+    watch, events = health_events(clock, fail_after=1.0)
+    clock.now += 2.0  # the first lookup took longer than fail_after
+
+    with pytest.raises(WatchTimeout):
+        watch.failed(failure())
+    assert [type(e) for e in events] == [LookupsFailing]
+
+
+def test_a_health_callback_sees_the_state_it_tells_of() -> None:
+    seen: list[tuple[str, int]] = []
+
+    def look(event: HealthEvent) -> None:
+        # Read from another thread: the watch's lock is not held during the call.
+        reader = threading.Thread(
+            target=lambda: seen.append((type(event).__name__, watch.health.consecutive_failures))
+        )
+        reader.start()
+        reader.join(EVENT_TIMEOUT)
+
+    watch = core(on_health=look)
+    watch.failed(failure())
+    watch.succeeded(ips(3))
+
+    assert seen == [("LookupsFailing", 1), ("LookupsRecovered", 0)]
+
+
+def test_a_health_callback_that_raises_is_logged_and_the_watch_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: HealthEvent) -> None:
+        raise RuntimeError("boom")
+
+    watch = core(on_health=broken)
+    watch.failed(failure())
+    change = watch.succeeded(ips(3))
+
+    assert change is not None
+    assert watch.health.consecutive_failures == 0
+    failures = [r for r in caplog.records if "on_health callback failed" in r.getMessage()]
+    assert len(failures) == 2
+    assert failures[0].exc_info is not None
+
+
+def test_health_events_are_frozen_keyword_only_values() -> None:
+    event = LookupsRecovered(service="web", at=2.0, failed_for=1.0, failures=1, observed_at=WALL)
+
+    assert repr(event) == "LookupsRecovered(service='web', at=2.0, failed_for=1.0, failures=1)"
+    with pytest.raises(AttributeError):
+        event.at = 3.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        LookupsFailing("web", 1.0, failure(), WALL)  # type: ignore[call-arg]
+
+
 def test_backoff_doubles_from_a_sixteenth_up_to_the_interval() -> None:
     watch = core(interval=2.0)
     watch.succeeded(ips(3))
@@ -266,25 +409,6 @@ def test_fail_after_counts_from_the_start_before_any_success() -> None:
 
     with pytest.raises(WatchTimeout):
         watch.failed(failure())
-
-
-@pytest.mark.parametrize(
-    ("options", "error", "words"),
-    [
-        ({"interval": 0}, ValueError, "interval must be a positive"),
-        ({"interval": "2"}, TypeError, "interval must be a number"),
-        ({"jitter": 1.0}, ValueError, "jitter must be a fraction"),
-        ({"jitter": -0.1}, ValueError, "jitter must be a fraction"),
-        ({"removal_debounce": 0}, ValueError, "at least 1"),
-        ({"removal_debounce": 1.5}, TypeError, "whole number"),
-        ({"fail_after": float("inf")}, ValueError, "fail_after must be a positive"),
-    ],
-)
-def test_options_are_checked(
-    options: dict[str, object], error: type[Exception], words: str
-) -> None:
-    with pytest.raises(error, match=words):
-        core(**options)  # type: ignore[arg-type]
 
 
 def test_watch_steps_look_up_report_and_wait() -> None:
@@ -503,7 +627,7 @@ def test_net_change_refuses_changes_that_do_not_follow_each_other() -> None:
 @pytest.fixture
 def small_bound(monkeypatch: pytest.MonkeyPatch) -> int:
     """Queues made from now on merge past 3 changes."""
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 3)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 3)
     return 3
 
 
@@ -577,7 +701,7 @@ def test_a_merge_that_changes_nothing_takes_the_last_change_away(small_bound: in
 
 
 def test_a_first_event_is_never_merged_away(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("swarmdns._watch.MAX_PENDING_CHANGES", 1)
+    monkeypatch.setattr("swarmdns._values.MAX_PENDING_CHANGES", 1)
     queue = ChangeQueue()
 
     queue.append(change(added=[3], current=[3]), first=True)

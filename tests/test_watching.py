@@ -20,7 +20,7 @@ import pytest
 
 import swarmdns
 import swarmdns.aio
-from swarmdns import TaskSetChange, TaskWatcher
+from swarmdns import HealthEvent, LookupsFailing, LookupsRecovered, TaskSetChange, TaskWatcher
 from swarmdns.testing import Delay, FakeSwarm, Fault, Outcome, Upstream
 
 EVENT_TIMEOUT = 30.0  # a bound for a broken test, not a timing expectation
@@ -293,6 +293,32 @@ def test_fail_after_ends_the_watch(swarm_dns: FakeSwarm) -> None:
 
     with pytest.raises(swarmdns.WatchTimeout, match="SERVFAIL"):
         next(iterator)
+
+
+def test_an_outage_reaches_on_health_as_it_begins_and_as_it_ends(
+    swarm_dns: FakeSwarm, watch: Open
+) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    told: queue.Queue[HealthEvent] = queue.Queue()
+    events = watch("web", on_health=told.put)
+    events.next_event()
+    assert told.empty()
+
+    check = through_faults(swarm_dns, Fault.SERVFAIL, 3)
+    web = swarm_dns.scale("web", 3)
+    change = events.next_event()  # the lookup that ended the outage showed it
+    check()
+
+    failing = told.get(timeout=EVENT_TIMEOUT)
+    recovered = told.get(timeout=EVENT_TIMEOUT)
+    assert isinstance(failing, LookupsFailing)
+    assert (failing.service, type(failing.error)) == ("web", swarmdns.ResolutionError)
+    assert isinstance(recovered, LookupsRecovered)
+    assert (recovered.service, recovered.failures) == ("web", 3)
+    assert recovered.failed_for == recovered.at - failing.since > 0
+    assert failing.observed_at <= recovered.observed_at <= change.observed_at
+    assert change.current == web.task_ips
+    assert told.empty()
 
 
 def test_cancelling_the_async_watch_ends_a_lookup_in_flight(swarm_dns: FakeSwarm) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import queue
 import socket
 import threading
 import time
@@ -35,7 +36,10 @@ from swarmdns import (
     Answer,
     DirectBackend,
     FleetWatch,
+    HealthEvent,
     InvalidName,
+    LookupsFailing,
+    LookupsRecovered,
     NotEnoughTasks,
     Question,
     ResolutionError,
@@ -43,9 +47,9 @@ from swarmdns import (
     StaticBackend,
     SwarmDNSError,
     TaskSetChange,
+    WatchTimeout,
 )
-from swarmdns._fleet import MAX_IN_FLIGHT
-from swarmdns._sync import FleetView
+from swarmdns._fleet import MAX_IN_FLIGHT, FleetView
 from swarmdns.aio import AsyncFleetWatch
 from swarmdns.testing import Delay, FakeSwarm, Fault
 
@@ -521,6 +525,80 @@ def test_a_failure_from_the_first_lookup_on_delays_only_that_initial_set(
     assert firsts["a"].current == a.task_ips
     assert (firsts["b"].added, firsts["b"].current) == (ips(*b.task_ips), b.task_ips)
     assert swarm_dns.count_queries("tasks.b") >= 4
+
+
+def test_fail_after_ends_the_watch_once_one_service_fails_that_long(
+    swarm_dns: FakeSwarm, fleet: Open
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    swarm_dns.create_service("api", replicas=1)
+    swarm_dns.inject(Fault.SERVFAIL, name="tasks.api")
+    watch = fleet(["web", "api"], fail_after=0.3)
+
+    first = watch.next_event()  # web's initial set; api has none
+    with pytest.raises(WatchTimeout, match=r"tasks\.api\..*fail_after=0\.3.*SERVFAIL") as caught:
+        watch.next_event()
+
+    assert (first.service, first.current) == ("web", web.task_ips)
+    assert isinstance(caught.value.last_error, ResolutionError)
+    assert watch.next_or_end_soon().result(EVENT_TIMEOUT) is None  # the watch is over
+
+
+def test_outages_reach_on_health_as_they_begin_and_as_they_end(
+    swarm_dns: FakeSwarm, fleet: Open
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    swarm_dns.create_service("api", replicas=1)
+    swarm_dns.inject([Fault.SERVFAIL] * 2, name="tasks.api")
+    told: queue.Queue[HealthEvent] = queue.Queue()
+    watch = fleet(["web", "api"], on_health=told.put)
+
+    firsts = initial_sets(watch, 2)  # api's comes with the lookup that ended its outage
+
+    failing = told.get(timeout=EVENT_TIMEOUT)
+    recovered = told.get(timeout=EVENT_TIMEOUT)
+    assert isinstance(failing, LookupsFailing)
+    assert isinstance(recovered, LookupsRecovered)
+    assert (failing.service, recovered.service, recovered.failures) == ("api", "api", 2)
+    assert recovered.failed_for == recovered.at - failing.since > 0
+    assert recovered.observed_at <= firsts["api"].observed_at
+    assert told.empty()  # web's lookups worked all along
+
+
+def test_a_fleet_watcher_ends_after_fail_after_and_says_why(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    swarm_dns.inject(Fault.SERVFAIL, name="tasks.web")
+    told: queue.Queue[HealthEvent] = queue.Queue()
+    watcher = swarmdns.FleetWatcher(["web"], fail_after=0.2, on_health=told.put, **FAST)
+
+    with watcher:
+        assert not watcher.wait_for_change(EVENT_TIMEOUT)  # no change: the watch ended
+        assert not watcher.running
+
+    assert isinstance(watcher.error, WatchTimeout)
+    assert "tasks.web." in str(watcher.error)
+    failing = told.get(timeout=EVENT_TIMEOUT)
+    assert isinstance(failing, LookupsFailing)
+    assert failing.service == "web"
+    assert told.empty()
+
+
+def test_a_fleet_watcher_tells_on_health_in_its_thread(swarm_dns: FakeSwarm) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    swarm_dns.inject([Fault.SERVFAIL], name="tasks.web")
+    told: queue.Queue[tuple[str, str]] = queue.Queue()
+
+    def tell(event: HealthEvent) -> None:
+        told.put((type(event).__name__, threading.current_thread().name))
+
+    with swarmdns.FleetWatcher(["web"], on_health=tell, **FAST) as watcher:
+        watcher.wait_for_tasks("web", 1, timeout=EVENT_TIMEOUT)
+        events = [told.get(timeout=EVENT_TIMEOUT) for _ in range(2)]
+
+    assert events == [
+        ("LookupsFailing", "swarmdns-watch-fleet"),
+        ("LookupsRecovered", "swarmdns-watch-fleet"),
+    ]
 
 
 def test_removal_debounce_waits_for_successive_lookups(swarm_dns: FakeSwarm, fleet: Open) -> None:

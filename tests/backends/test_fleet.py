@@ -37,6 +37,7 @@ from swarmdns._backends.fleet import FleetTraffic, TcpCall, fleet_socket, settle
 from swarmdns._backends.mux import Flight, Multiplexer
 from swarmdns._backends.nameserver import Nameserver
 from swarmdns._fleet import FleetCore, Slot
+from swarmdns._values import WatchSettings
 
 from .hostile import HostileServer, Query, Script, add_a, addresses, response
 
@@ -184,12 +185,7 @@ def test_a_backend_that_answers_its_own_way_is_asked_each_lookup(front_end: str)
 def core(*services: str) -> FleetCore:
     return FleetCore(
         services,
-        network=None,
-        interval=2.0,
-        jitter=0.0,
-        removal_debounce=1,
-        exclude_self=False,
-        exclude=(),
+        WatchSettings(interval=2.0, jitter=0.0),
         clock=lambda: 1000.0,
         rng=random.Random(1),
     )
