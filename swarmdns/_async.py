@@ -23,6 +23,7 @@ from ._errors import SwarmDNSError
 from ._fleet import MAX_IN_FLIGHT, FleetCore, FleetView, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
+from ._own_addresses import excluded_for
 from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
     LookupResult,
@@ -206,7 +207,7 @@ def watch_tasks(
         fail_after=fail_after,
         timeout=timeout,
     )
-    core = prepare_watch(service, settings, on_health=on_health)
+    core = prepare_watch(service, settings, excluded=excluded_for(settings), on_health=on_health)
     steps = Stepper(watch_steps(core, settings.timeout))
     return AsyncTaskWatch(core, steps, lookup(service, settings.network, settings.backend))
 
@@ -325,14 +326,11 @@ async def wait_for_tasks(
         NotEnoughTasks: Fewer than ``count`` were visible when ``timeout`` ran
             out (a ``TimeoutError``; it carries the ``current`` addresses).
     """
+    settings = WatchSettings(
+        network=network, interval=interval, exclude_self=exclude_self, exclude=exclude
+    )
     steps = prepare_wait(
-        service,
-        count,
-        timeout=timeout,
-        network=network,
-        interval=interval,
-        exclude_self=exclude_self,
-        exclude=exclude,
+        service, count, settings, timeout=timeout, excluded=excluded_for(settings)
     )
     stepper = Stepper(steps)
     await _run_steps(stepper, lookup(service, network, backend), lambda: False)  # to their end
@@ -385,7 +383,7 @@ def watch_services(
         fail_after=fail_after,
         timeout=timeout,
     )
-    core = FleetCore(services, settings, on_health=on_health)
+    core = FleetCore(services, settings, excluded=excluded_for(settings), on_health=on_health)
     chosen = get_default_backend() if backend is None else backend
     driver: _AsyncFleetDriver
     if speaks_wire(chosen):

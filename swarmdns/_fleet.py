@@ -27,7 +27,7 @@ from . import _memo
 from ._errors import SwarmDNSError
 from ._lookups import InstancesQuery, instances_query
 from ._values import ChangeQueue, HealthEvent, TaskSetChange, WatchHealth, WatchSettings
-from ._watch import LookupResult, WatchCore, excluded_addresses, prepare_watch
+from ._watch import LookupResult, WatchCore, prepare_watch
 
 V = TypeVar("V")
 
@@ -76,6 +76,9 @@ class FleetCore:
         settings: The options of each service's watch, checked. With
             ``fail_after``, the first service whose lookups fail that long
             ends the whole watch.
+        excluded: The addresses every service's watch leaves out, this
+            container's own among them when asked (the front end reads them
+            once, for every service).
         clock: Monotonic seconds, for the schedule.
         rng: The source of jitter.
         on_health: Told when a service's lookups start failing and when they
@@ -83,7 +86,6 @@ class FleetCore:
 
     Raises:
         InvalidName: A service is not a name Docker allows.
-        ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
     """
 
     def __init__(
@@ -91,14 +93,14 @@ class FleetCore:
         services: Iterable[str],
         settings: WatchSettings,
         *,
+        excluded: frozenset[IPv4Address],
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_health: Callable[[HealthEvent], object] | None = None,
     ) -> None:
         self.settings = settings
         self.network = settings.network
-        # This container's own addresses are read once, for every service.
-        self._excluded = excluded_addresses(settings.exclude, exclude_self=settings.exclude_self)
+        self._excluded = excluded
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._on_health = on_health

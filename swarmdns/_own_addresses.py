@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError
+from ._values import checked_exclude
+
+if TYPE_CHECKING:
+    from ._values import WatchSettings
 
 #: The kernel's routing tables; the "Local" one lists every address of every
 #: interface in this network namespace as a "/32 host LOCAL" entry.
@@ -41,3 +47,25 @@ def local_addresses(path: str = FIB_TRIE) -> frozenset[IPv4Address]:
             f" ({error.strerror}); it exists on Linux. Pass exclude=[...] instead.",
             source=path,
         ) from error
+
+
+def excluded_addresses(
+    exclude: Iterable[IPv4Address | str], *, exclude_self: bool
+) -> frozenset[IPv4Address]:
+    """The addresses a watch leaves out: ``exclude``, and this container's own if asked.
+
+    Raises:
+        TypeError: ``exclude`` is one address, not a list of them.
+        ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
+    """
+    excluded = checked_exclude(exclude)
+    return excluded | local_addresses() if exclude_self else excluded
+
+
+def excluded_for(settings: WatchSettings) -> frozenset[IPv4Address]:
+    """What a watch with ``settings`` leaves out; the front ends read it and hand it in.
+
+    Raises:
+        ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
+    """
+    return excluded_addresses(settings.exclude, exclude_self=settings.exclude_self)

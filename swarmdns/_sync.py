@@ -21,6 +21,7 @@ from ._errors import SwarmDNSError
 from ._fleet import FleetCore, FleetView
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
+from ._own_addresses import excluded_for
 from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
     Lookup,
@@ -212,7 +213,7 @@ def watch_tasks(
         fail_after=fail_after,
         timeout=timeout,
     )
-    core = prepare_watch(service, settings, on_health=on_health)
+    core = prepare_watch(service, settings, excluded=excluded_for(settings), on_health=on_health)
     steps = Stepper(watch_steps(core, settings.timeout))
     return TaskWatch(core, steps, _lookup(service, settings.network, settings.backend))
 
@@ -331,14 +332,11 @@ def wait_for_tasks(
         NotEnoughTasks: Fewer than ``count`` were visible when ``timeout`` ran
             out (a ``TimeoutError``; it carries the ``current`` addresses).
     """
+    settings = WatchSettings(
+        network=network, interval=interval, exclude_self=exclude_self, exclude=exclude
+    )
     steps = prepare_wait(
-        service,
-        count,
-        timeout=timeout,
-        network=network,
-        interval=interval,
-        exclude_self=exclude_self,
-        exclude=exclude,
+        service, count, settings, timeout=timeout, excluded=excluded_for(settings)
     )
     stepper = Stepper(steps)
     _run_steps(stepper, _lookup(service, network, backend), lambda: False)  # to their end
@@ -401,7 +399,9 @@ def watch_services(
         fail_after=fail_after,
         timeout=timeout,
     )
-    return FleetWatch.driven(FleetCore(services, settings, on_health=on_health))
+    return FleetWatch.driven(
+        FleetCore(services, settings, excluded=excluded_for(settings), on_health=on_health)
+    )
 
 
 class FleetWatch(FleetView, Iterator[TaskSetChange]):

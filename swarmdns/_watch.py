@@ -31,7 +31,6 @@ from ._errors import (
 )
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT, instances_query
-from ._own_addresses import local_addresses
 from ._values import (
     ChangeQueue,
     HealthEvent,
@@ -40,7 +39,6 @@ from ._values import (
     TaskSetChange,
     WatchHealth,
     WatchSettings,
-    checked_exclude,
 )
 
 #: A failed lookup is retried after interval / 16, then twice that each time,
@@ -547,24 +545,11 @@ def wait_steps(
         yield Sleep(wait.next_delay())
 
 
-def excluded_addresses(
-    exclude: Iterable[IPv4Address | str], *, exclude_self: bool
-) -> frozenset[IPv4Address]:
-    """The addresses a watch leaves out: ``exclude``, and this container's own if asked.
-
-    Raises:
-        TypeError: ``exclude`` is one address, not a list of them.
-        ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
-    """
-    excluded = checked_exclude(exclude)
-    return excluded | local_addresses() if exclude_self else excluded
-
-
 def prepare_watch(
     service: str,
     settings: WatchSettings,
     *,
-    excluded: frozenset[IPv4Address] | None = None,
+    excluded: frozenset[IPv4Address],
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
@@ -574,19 +559,17 @@ def prepare_watch(
     Args:
         service: The service to watch.
         settings: The watch's options, checked.
-        excluded: The addresses to leave out, if known already (a fleet reads
-            this container's own once); by default read from ``settings``.
+        excluded: The addresses to leave out: ``settings.exclude``, and this
+            container's own when ``settings.exclude_self`` (read by the front
+            end, ``_own_addresses.excluded_for()``: a decision does no I/O).
         clock: Monotonic seconds.
         rng: The source of jitter.
         on_health: Told when lookups start failing and when they work again.
 
     Raises:
         InvalidName: ``service`` is not a name Docker allows.
-        ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
     """
     query_name = instances_query(service, settings.network).question.name
-    if excluded is None:
-        excluded = excluded_addresses(settings.exclude, exclude_self=settings.exclude_self)
     return WatchCore(
         service,
         query_name=query_name,
@@ -604,20 +587,15 @@ def prepare_watch(
 def prepare_wait(
     service: str,
     count: int,
+    settings: WatchSettings,
     *,
     timeout: float,
-    network: str | None,
-    interval: float,
-    exclude_self: bool,
-    exclude: Iterable[IPv4Address | str],
+    excluded: frozenset[IPv4Address],
 ) -> Generator[Step, LookupResult | None, tuple[IPv4Address, ...]]:
-    """Check ``wait_for_tasks()``'s arguments and set up its steps; shared by both APIs.
+    """Set up ``wait_for_tasks()``'s steps from its checked settings; shared by both APIs.
 
     ``timeout`` bounds the whole wait; each lookup in it gets at most
-    ``DEFAULT_TIMEOUT`` of it.
+    ``DEFAULT_TIMEOUT`` of it. ``excluded`` is as for ``prepare_watch()``.
     """
-    settings = WatchSettings(
-        network=network, interval=interval, exclude_self=exclude_self, exclude=exclude
-    )
-    core = prepare_watch(service, settings)
+    core = prepare_watch(service, settings, excluded=excluded)
     return wait_steps(WaitCore(core, count, timeout), DEFAULT_TIMEOUT)

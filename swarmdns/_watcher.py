@@ -25,6 +25,7 @@ from ._deadlines import seconds
 from ._fleet import FleetCore, FleetView
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT
+from ._own_addresses import excluded_for
 from ._sync import FleetWatch
 from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
@@ -243,7 +244,9 @@ class TaskWatcher(_Background, WatchView):
             fail_after=fail_after,
             timeout=timeout,
         )
-        self._core: WatchCore = prepare_watch(service, settings, on_health=on_health)
+        self._core: WatchCore = prepare_watch(
+            service, settings, excluded=excluded_for(settings), on_health=on_health
+        )
         super().__init__(service, on_change)
         self._settings = settings
         self._service = service
@@ -380,7 +383,9 @@ class FleetWatcher(_Background, FleetView):
             fail_after=fail_after,
             timeout=timeout,
         )
-        self._core = FleetCore(services, settings, on_health=on_health)
+        self._core = FleetCore(
+            services, settings, excluded=excluded_for(settings), on_health=on_health
+        )
         self._watch = FleetWatch.driven(self._core)
         super().__init__("fleet", on_change)
 

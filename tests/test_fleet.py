@@ -47,9 +47,11 @@ def fleet(
 ) -> FleetCore:
     settings: dict[str, object] = {"jitter": 0.0}
     settings.update(options)
+    checked = WatchSettings(**settings)  # type: ignore[arg-type]
     return FleetCore(
         services,
-        WatchSettings(**settings),  # type: ignore[arg-type]
+        checked,
+        excluded=checked.exclude,
         clock=clock or Clock(),
         rng=random.Random(1),
         on_health=on_health,

@@ -196,7 +196,7 @@ def test_every_lookup_and_watch_asks_the_one_instances_question(
     assert next(task_ips("web", None)) == (elsewhere,)
     assert next(tasks("web", None)) == (elsewhere,)
     assert next(service_vip("web", None))[1] == elsewhere
-    watch = prepare_watch("web", WatchSettings())
+    watch = prepare_watch("web", WatchSettings(), excluded=frozenset())
     assert watch.query_name == elsewhere.name
     fleet = core_of_fleet(["web"])
     (slot,) = fleet.slots().values()

@@ -12,8 +12,9 @@ import pytest
 
 import swarmdns
 import swarmdns.aio
-from swarmdns import ConfigurationError, InvalidName
+from swarmdns import ConfigurationError, InvalidName, StaticBackend
 from swarmdns._fleet import FleetCore
+from swarmdns._own_addresses import excluded_for
 from swarmdns._values import WatchSettings
 from swarmdns._watch import prepare_watch
 
@@ -77,27 +78,33 @@ def test_the_defaults_are_those_of_the_public_functions() -> None:
 
 
 def test_building_settings_reads_nothing_from_the_kernel() -> None:
-    with mock.patch("swarmdns._watch.local_addresses") as local:
+    with mock.patch("swarmdns._own_addresses.local_addresses") as local:
         settings = WatchSettings(exclude_self=True)
     local.assert_not_called()
     assert settings.exclude_self is True
 
 
-def test_exclude_self_is_read_when_the_watch_is_set_up() -> None:
+def test_the_decisions_never_read_the_kernel_the_front_end_hands_them_in() -> None:
     own = frozenset({IPv4Address("10.0.1.9")})
-    with mock.patch("swarmdns._watch.local_addresses", return_value=own):
-        core = prepare_watch("web", WatchSettings(exclude_self=True, exclude=["10.0.1.3"]))
+    settings = WatchSettings(exclude_self=True, exclude=["10.0.1.3"])
+    with mock.patch("swarmdns._own_addresses.local_addresses", return_value=own) as local:
+        core = prepare_watch("web", settings, excluded=frozenset({IPv4Address("10.0.1.4")}))
+        fleet = FleetCore(["web"], settings, excluded=frozenset())
+        local.assert_not_called()
+        excluded = excluded_for(settings)
 
-    assert core.exclude == own | {IPv4Address("10.0.1.3")}
+    assert core.exclude == {IPv4Address("10.0.1.4")}
+    assert fleet.slots()["web"].watch.exclude == frozenset()
+    assert excluded == own | {IPv4Address("10.0.1.3")}
 
 
 def test_exclude_self_on_a_system_without_the_kernel_table_fails_at_set_up() -> None:
     error = ConfigurationError("no /proc/net/fib_trie", source="/proc/net/fib_trie")
     with (
-        mock.patch("swarmdns._watch.local_addresses", side_effect=error),
+        mock.patch("swarmdns._own_addresses.local_addresses", side_effect=error),
         pytest.raises(ConfigurationError),
     ):
-        prepare_watch("web", WatchSettings(exclude_self=True))
+        swarmdns.watch_tasks("web", exclude_self=True, backend=StaticBackend({}))
 
 
 def test_a_watch_is_set_up_from_its_settings() -> None:
@@ -105,7 +112,7 @@ def test_a_watch_is_set_up_from_its_settings() -> None:
         network="proxy", interval=3.0, jitter=0.2, removal_debounce=2, fail_after=9.0
     )
 
-    core = prepare_watch("web", settings)
+    core = prepare_watch("web", settings, excluded=frozenset())
 
     assert core.query_name == "tasks.web.proxy."
     assert (core.interval, core.jitter, core.removal_debounce, core.fail_after) == (
@@ -118,12 +125,15 @@ def test_a_watch_is_set_up_from_its_settings() -> None:
 
 def test_a_fleet_reads_the_containers_own_addresses_once_for_every_service() -> None:
     own = frozenset({IPv4Address("10.0.1.9")})
-    with mock.patch("swarmdns._watch.local_addresses", return_value=own) as local:
-        fleet = FleetCore(["web", "api", "db"], WatchSettings(exclude_self=True))
-        fleet.add("cache")
+    with mock.patch("swarmdns._own_addresses.local_addresses", return_value=own) as local:
+        watch = swarmdns.watch_services(
+            ["web", "api", "db"], exclude_self=True, backend=StaticBackend({})
+        )
+        watch.add("cache")
+        watch.close()
 
     local.assert_called_once()
-    assert all(slot.watch.exclude == own for slot in fleet.slots().values())
+    assert all(slot.watch.exclude == own for slot in watch._core.slots().values())
 
 
 @pytest.mark.parametrize(

@@ -259,7 +259,7 @@ def test_exclude_self_uses_this_machines_addresses(
 ) -> None:
     web = swarm_dns.create_service("web", replicas=3)
     me = web.tasks[2].ip
-    monkeypatch.setattr("swarmdns._watch.local_addresses", lambda: frozenset({me}))
+    monkeypatch.setattr("swarmdns._own_addresses.local_addresses", lambda: frozenset({me}))
     iterator = swarmdns.watch_tasks("web", exclude_self=True, **FAST)  # type: ignore[arg-type]
 
     first = next(iterator)

@@ -646,7 +646,7 @@ def test_exclude_self_leaves_out_this_machines_addresses(
 ) -> None:
     web = swarm_dns.create_service("web", replicas=3)
     me = web.tasks[2].ip
-    monkeypatch.setattr("swarmdns._watch.local_addresses", lambda: frozenset({me}))
+    monkeypatch.setattr("swarmdns._own_addresses.local_addresses", lambda: frozenset({me}))
     watch = fleet(["web"], exclude_self=True)
 
     first = watch.next_event()

@@ -17,9 +17,9 @@ import attrs
 from .._actions import ActionLoop, Actions, CommandResult, CommandRunner, Renderer, SettleWindow
 from .._errors import ConfigurationError, ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._names import tasks_name
+from .._own_addresses import excluded_addresses
 from .._sync import tasks
 from .._values import TaskSetChange
-from .._watch import excluded_addresses
 from .._watcher import FleetWatcher
 from .common import (
     EXIT_COMMAND_FAILED,

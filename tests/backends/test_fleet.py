@@ -186,6 +186,7 @@ def core(*services: str) -> FleetCore:
     return FleetCore(
         services,
         WatchSettings(interval=2.0, jitter=0.0),
+        excluded=frozenset(),
         clock=lambda: 1000.0,
         rng=random.Random(1),
     )

@@ -301,7 +301,7 @@ def test_watch_exclude_self_leaves_out_this_containers_addresses(
 ) -> None:
     web = swarm_dns.create_service("web", replicas=3)
     me = web.task_ips[1]
-    monkeypatch.setattr("swarmdns._watch.local_addresses", lambda: frozenset({me}))
+    monkeypatch.setattr("swarmdns._own_addresses.local_addresses", lambda: frozenset({me}))
     out, everyone = io.StringIO(), io.StringIO()
 
     code = _cli.main(["watch", "web", "--once", "--json", "--exclude-self"], out=out)
@@ -317,7 +317,7 @@ def test_watch_exclude_self_holds_for_every_change_too(
 ) -> None:
     web = swarm_dns.create_service("web", replicas=2)
     me = web.task_ips[0]
-    monkeypatch.setattr("swarmdns._watch.local_addresses", lambda: frozenset({me}))
+    monkeypatch.setattr("swarmdns._own_addresses.local_addresses", lambda: frozenset({me}))
     read_end, write_end = os.pipe()
     codes: list[int] = []
     with open(write_end, "w", encoding="utf-8") as out:
