@@ -1,6 +1,6 @@
 """The fleet's transport: which backends get it, its TCP call, its socket, its outcomes.
 
-Whole watches over it run in ``tests/test_watching_fleet.py``; here are its
+Whole watches over it run in ``tests/test_watch_services_every_front_end.py``; here are its
 parts, against a loopback listener or with datagrams built by the test.
 """
 
