@@ -137,11 +137,16 @@ class Follow:
         raise SwarmDNSError(f"the watch ended unexpectedly: {error!r}")
 
     def _timed_out(self, error: WatchTimeout) -> WatchTimeout:
-        """The library's ``WatchTimeout`` in the words of the command line's options."""
+        """The library's ``WatchTimeout`` in the words of the command line's options.
+
+        As it is if it cannot be read (which service, for how long).
+        """
+        found = _WITHOUT_SUCCESS.search(str(error))
+        if found is None or self._fail_after is None:
+            return error
         for service in self._services:
             name = instances_query(service, self._network).question.name
-            found = _WITHOUT_SUCCESS.search(str(error))
-            if name == error.name and found is not None:
+            if name == error.name:
                 timeout = WatchTimeout(
                     f"no successful lookup of {service!r} for {float(found.group(1)):.1f} s,"
                     f" longer than --fail-after {self._fail_after:g}; the last error:"

@@ -251,6 +251,17 @@ def test_the_libraries_timeout_is_said_with_the_service_and_its_option() -> None
     assert raised.value.__cause__ is timeout
 
 
+def test_a_timeout_it_cannot_read_is_said_as_the_library_says_it() -> None:
+    timeout = WatchTimeout("the watch gave up", name="tasks.other.")
+    items: queue.Queue[follow_module.Item] = queue.Queue()
+    items.put(follow_module.Ended())
+
+    with pytest.raises(WatchTimeout) as raised:
+        _follow(("web",), EndedFleet(timeout), 60.0).run(items)
+
+    assert raised.value is timeout
+
+
 def test_text_lines_of_the_events() -> None:
     error = ResolutionError("127.0.0.1:53 answered SERVFAIL for A 'tasks.web.'", name="tasks.web.")
     at = datetime(2026, 11, 26, 14, 2, 11, 250000, tzinfo=timezone.utc)
