@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO
 
 import attrs
 
@@ -22,10 +22,10 @@ from .._backends.direct import DirectBackend
 from .._errors import ConfigurationError, NoVirtualIP
 from .._sync import service_vip, task_ips
 from .common import EXIT_OK
-from .options import parse_listen_address, parse_port, parse_service_spec
+from .options import bad_value, parse_listen_address, parse_port, parse_service_spec
 
 if TYPE_CHECKING:
-    from ..testing import EngineVersion, FakeSwarm
+    from ..testing import FakeSwarm
 
 HELP = "run the fake Swarm DNS server, for local development"
 DESCRIPTION = (
@@ -199,17 +199,21 @@ def _started(request: ServeRequest) -> FakeSwarm:
     """The fake, listening where asked."""
     from ..testing import ENGINES, FakeSwarm  # noqa: PLC0415 - the fake only when asked
 
-    try:
-        # Nobody reads this fake's query log, and it may run for days: keep none.
-        swarm = FakeSwarm(
-            host=request.address,
-            port=request.port,
-            engine=cast("EngineVersion", request.engine or ENGINES[-1]),  # FakeSwarm checks it
-            query_log=0,
+    engine = request.engine or ENGINES[-1]
+    if engine not in ENGINES:
+        choices = ", ".join(repr(version) for version in ENGINES)
+        raise bad_value(
+            "--engine",
+            engine,
+            f"is not a Docker Engine version the fake models; give one of {choices}",
         )
-    except ValueError as error:
-        # As tests/testing/test_engine_versions.py expects: "--engine: <the fake's error>".
-        raise ConfigurationError(f"--engine: {error}", source="--engine") from error
+    # Nobody reads this fake's query log, and it may run for days: keep none.
+    swarm = FakeSwarm(
+        host=request.address,
+        port=request.port,
+        engine=engine,
+        query_log=0,
+    )
     try:
         _try_address(request.address)
         swarm.start()

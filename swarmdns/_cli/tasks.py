@@ -10,8 +10,8 @@ from typing import Any, TextIO
 
 import attrs
 
+from .._lookups import instances_query
 from .._model import Task
-from .._names import tasks_name
 from .._sync import task_ips, tasks
 from .common import EXIT_NOT_FOUND, EXIT_OK, CommandExit
 from .options import parse_count
@@ -93,7 +93,7 @@ def _too_few(request: TasksRequest, found: Sequence[IPv4Address]) -> CommandExit
     """The error for fewer tasks than ``--min``: what was asked, what was found, what to do."""
     service, wanted = request.service, request.min
     if not found:
-        name = tasks_name(service, request.query.network).rstrip(".")
+        name = instances_query(service, request.query.network).question.name.rstrip(".")
         at_least = "" if wanted == 1 else f" (wanted at least {wanted})"
         return CommandExit(
             EXIT_NOT_FOUND,

@@ -16,7 +16,7 @@ import attrs
 
 from .._actions import ActionLoop, Actions, CommandResult, CommandRunner, Renderer, SettleWindow
 from .._errors import ConfigurationError, ResolutionError, ResolutionTimeout, SwarmDNSError
-from .._names import tasks_name
+from .._lookups import instances_query
 from .._own_addresses import excluded_addresses
 from .._sync import tasks
 from .._values import TaskSetChange
@@ -31,7 +31,7 @@ from .common import (
     change_line,
     utc_now,
 )
-from .follow import Follow
+from .follow import Follow, Item, running
 from .options import (
     DURATION_GRAMMAR,
     RenderSpec,
@@ -52,8 +52,8 @@ from .query import Query, add_query_options
 HELP = "print a line whenever the tasks change, until interrupted"
 DESCRIPTION = (
     "Follow the tasks of each SERVICE: one line for each initial set, then one per change;"
-    " a line when a service's lookups start failing, and one when they work again (both"
-    " noticed within an interval). A failed lookup never changes the set. With several"
+    " a line when a service's lookups start failing, and one when they work again (each"
+    " stamped with its lookup). A failed lookup never changes the set. With several"
     " services, each change line names its service; all go through one socket. Ctrl-C or"
     " SIGTERM (docker stop) ends it, stopping a command under way with its process group,"
     " and so does the reader of its output going away."
@@ -197,34 +197,36 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO) -> int:
                 "interrupted before the lookups, the templates and the command were done;"
                 " run it again",
             ) from None
-    # None: the reader of the output went away; an exception: acting failed.
-    changes: queue.Queue[TaskSetChange | BaseException | None] = queue.Queue()
+    items: queue.Queue[Item] = queue.Queue()
     query = request.query
+    fleet = FleetWatcher(
+        request.services,
+        network=query.network,
+        interval=request.interval,
+        backend=query.backend,
+        timeout=query.timeout,
+        exclude=request.exclude,
+        fail_after=request.fail_after,
+        on_health=items.put,  # into the queue of changes: the lines keep their order
+        on_change=items.put if actions is None else _both(items.put, actions.submit),
+    )
     with (
         library_log_silenced(),
-        _acting(actions, changes.put),
-        FleetWatcher(
-            request.services,
-            network=query.network,
-            interval=request.interval,
-            backend=query.backend,
-            timeout=query.timeout,
-            exclude=request.exclude,
-            on_change=changes.put if actions is None else _both(changes.put, actions.submit),
-        ) as fleet,
-        when_reader_leaves(out, lambda: changes.put(None)),
+        _acting(actions, items.put),
+        running(fleet, items.put),
+        when_reader_leaves(out, lambda: items.put(None)),
         _metrics_served(request.metrics, fleet),
     ):
         follow = Follow(
             fleet,
             out,
-            interval=request.interval,
-            fail_after=request.fail_after,
+            services=request.services,
             network=query.network,
+            fail_after=request.fail_after,
             as_json=query.as_json,
             named=request.named,
         )
-        follow.run(changes)
+        follow.run(items)
 
 
 @contextlib.contextmanager
@@ -338,7 +340,7 @@ def _watch_once(request: WatchRequest, out: TextIO, *, actions: ActionLoop | Non
 
     services, query = request.services, request.query
     for service in services:
-        tasks_name(service, query.network)  # a bad name is a usage error, before any lookup
+        instances_query(service, query.network)  # a bad name is a usage error, before any lookup
 
     async def look_up(service: str) -> TaskSetChange | SwarmDNSError:
         try:

@@ -623,7 +623,10 @@ def test_serve_refuses_an_engine_it_does_not_model() -> None:
 
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
-    assert result.stderr.startswith("swarmdns: --engine: engine must be one of '20.10', '26.1'")
+    assert result.stderr.startswith(
+        "swarmdns: --engine '24.0' is not a Docker Engine version the fake models;"
+        " give one of '20.10', '26.1'"
+    )
     assert "'24.0'" in result.stderr
 
 
