@@ -90,6 +90,9 @@ class WatchTimeout(SwarmDNSError, TimeoutError):
 
     Attributes:
         last_error: The error of the last failed lookup.
+        service: The service whose lookups failed, or None if not known.
+        failed_for: Seconds since its last successful lookup (or since the
+            watch began), on the monotonic clock; None if not known.
     """
 
     def __init__(
@@ -99,9 +102,13 @@ class WatchTimeout(SwarmDNSError, TimeoutError):
         name: str | None = None,
         nameserver: str | None = None,
         last_error: SwarmDNSError | None = None,
+        service: str | None = None,
+        failed_for: float | None = None,
     ) -> None:
         super().__init__(message, name=name, nameserver=nameserver)
         self.last_error = last_error
+        self.service = service
+        self.failed_for = failed_for
 
 
 class NotEnoughTasks(SwarmDNSError, TimeoutError):

@@ -260,6 +260,8 @@ class WatchCore:
                 name=self.query_name,
                 nameserver=error.nameserver,
                 last_error=error,
+                service=self.service,
+                failed_for=stale,
             ) from error
 
     def _failed(self, error: SwarmDNSError, now: float) -> LookupsFailing | None:

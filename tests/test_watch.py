@@ -400,6 +400,8 @@ def test_fail_after_ends_the_watch_after_that_long_without_success() -> None:
         watch.failed(failure())
     assert isinstance(caught.value, TimeoutError)
     assert caught.value.last_error is not None
+    assert caught.value.service == "web"
+    assert caught.value.failed_for == pytest.approx(10.0)
 
 
 def test_fail_after_counts_from_the_start_before_any_success() -> None:

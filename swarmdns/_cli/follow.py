@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
-import re
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import NoReturn, TextIO
 
 from .._errors import SwarmDNSError, WatchTimeout
-from .._lookups import instances_query
 from .._values import LookupsFailing, LookupsRecovered, TaskSetChange
 from .._watcher import FleetWatcher
 from .common import change_line, clock, stamp
@@ -29,10 +27,6 @@ class Ended:
 #: What the main thread of ``watch`` is handed, in the order it happened. None:
 #: the reader of the output went away; an exception: acting failed.
 Item = TaskSetChange | LookupsFailing | LookupsRecovered | Ended | BaseException | None
-
-#: How long the lookups went without success, in the library's ``WatchTimeout``
-#: ("no successful lookup of 'tasks.web.' for 0.503 s (12 attempts), ...").
-_WITHOUT_SUCCESS = re.compile(r" for ([0-9.e+-]+) s \(")
 
 
 def failure_line(failing: LookupsFailing, as_json: bool) -> str:
@@ -92,16 +86,12 @@ class Follow:
         fleet: FleetWatcher,
         out: TextIO,
         *,
-        services: Iterable[str],
-        network: str | None,
         fail_after: float | None,
         as_json: bool,
         named: bool,
     ) -> None:
         self._fleet = fleet
         self._out = out
-        self._services = tuple(services)
-        self._network = network
         self._fail_after = fail_after
         self._json = as_json
         self._named = named
@@ -139,21 +129,18 @@ class Follow:
     def _timed_out(self, error: WatchTimeout) -> WatchTimeout:
         """The library's ``WatchTimeout`` in the words of the command line's options.
 
-        As it is if it cannot be read (which service, for how long).
+        As it is if it does not say which service, or for how long.
         """
-        found = _WITHOUT_SUCCESS.search(str(error))
-        if found is None or self._fail_after is None:
+        if error.service is None or error.failed_for is None or self._fail_after is None:
             return error
-        for service in self._services:
-            name = instances_query(service, self._network).question.name
-            if name == error.name:
-                timeout = WatchTimeout(
-                    f"no successful lookup of {service!r} for {float(found.group(1)):.1f} s,"
-                    f" longer than --fail-after {self._fail_after:g}; the last error:"
-                    f" {error.last_error}",
-                    name=name.rstrip("."),
-                    last_error=error.last_error,
-                )
-                timeout.__cause__ = error
-                return timeout
-        return error
+        timeout = WatchTimeout(
+            f"no successful lookup of {error.service!r} for {error.failed_for:.1f} s,"
+            f" longer than --fail-after {self._fail_after:g}; the last error:"
+            f" {error.last_error}",
+            name=(error.name or "").rstrip(".") or None,
+            last_error=error.last_error,
+            service=error.service,
+            failed_for=error.failed_for,
+        )
+        timeout.__cause__ = error
+        return timeout

@@ -220,8 +220,6 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO) -> int:
         follow = Follow(
             fleet,
             out,
-            services=request.services,
-            network=query.network,
             fail_after=request.fail_after,
             as_json=query.as_json,
             named=request.named,

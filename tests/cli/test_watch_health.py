@@ -210,8 +210,6 @@ def _follow(services: tuple[str, ...], fleet: object, fail_after: float | None) 
     return follow_module.Follow(
         fleet,  # type: ignore[arg-type]
         io.StringIO(),
-        services=services,
-        network=None,
         fail_after=fail_after,
         as_json=False,
         named=len(services) > 1,
@@ -236,6 +234,8 @@ def test_the_libraries_timeout_is_said_with_the_service_and_its_option() -> None
         f" last error: {last}",
         name="tasks.api.",
         last_error=last,
+        service="api",
+        failed_for=61.25,
     )
     items: queue.Queue[follow_module.Item] = queue.Queue()
     items.put(follow_module.Ended())
