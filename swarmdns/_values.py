@@ -353,8 +353,9 @@ class WatchSettings:
     ``FleetWatcher`` for each of theirs. What each means is said once, in
     ``watch_tasks()``'s docstring (and the options table of
     ``docs/watching.md``). The checks run in the order of the fields; a bad
-    value raises the error it always did. Building one does no I/O:
-    ``exclude_self`` is read from the kernel when the watch is set up.
+    value raises the error it always did. Building one does no I/O: for
+    ``exclude_self``, the front end reads this container's addresses when it
+    sets the watch up (``_own_addresses.excluded_for()``) and hands them in.
 
     Raises:
         InvalidName: ``network`` is not a name Docker allows.
