@@ -44,7 +44,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,7 @@ class FloorState:
     def __init__(self, count: int, output: Output) -> None:
         self.queries = [wire.build_query(f"tasks.s{i}.", wire.TYPE_A, i) for i in range(count)]
         self.names = [f"s{i}" for i in range(count)]
-        self.known: list[set[int] | None] = [None] * count
+        self.known: list[Set[object] | None] = [None] * count
         self.waiting: dict[int, float] = {}  # index: when sent, oldest first
         self.unsettled = count
         self.output = output
@@ -187,8 +187,22 @@ class FloorState:
         if self.waiting.pop(index, None) is None:
             self.counts["late"] += 1
             return None
-        query = self.queries[index]
-        start = len(query) - _OPT_SIZE
+        seen = self.read(index, data)
+        if seen is None:
+            self.counts["unusual"] += 1
+            return index, False
+        previous = self.known[index]
+        self.known[index] = seen
+        if previous is None:
+            self.unsettled -= 1
+            return index, True
+        if seen != previous:
+            self.output.change(self.names[index])
+        return index, False
+
+    def read(self, index: int, data: bytes) -> Set[object] | None:
+        """The set of addresses the answer to service ``index`` holds; None if unusual."""
+        start = len(self.queries[index]) - _OPT_SIZE
         count = data[6] << 8 | data[7]
         key = (start, count)
         layout = self._layouts.get(key)
@@ -198,44 +212,19 @@ class FloorState:
             layout = (start + size * count, struct.Struct("!" + f"{size - 4}xI" * count))
             self._layouts[key] = layout
         if (data[2] << 8 | data[3]) & _RCODE_OR_TC or len(data) != layout[0]:
-            self.counts["unusual"] += 1
-            return index, False
-        addresses = set(layout[1].unpack_from(data, start))
-        previous = self.known[index]
-        self.known[index] = addresses
-        if previous is None:
-            self.unsettled -= 1
-            return index, True
-        if addresses != previous:
-            self.output.change(self.names[index])
-        return index, False
+            return None
+        return set(layout[1].unpack_from(data, start))
 
 
 class PlainFloorState(FloorState):
     """The plain floor's reading: each answer's records as a frozenset of their bytes."""
 
-    def __init__(self, count: int, output: Output) -> None:
-        super().__init__(count, output)
-        self.records: list[frozenset[bytes] | None] = [None] * count
-
-    def received(self, data: bytes) -> tuple[int, bool] | None:
-        """Read a reply: its service and whether that service's initial set just came in."""
-        index = data[0] << 8 | data[1]
-        if self.waiting.pop(index, None) is None:
-            self.counts["late"] += 1
-            return None
+    def read(self, index: int, data: bytes) -> Set[object] | None:
+        """The records of the answer to service ``index``, as bytes, each once."""
         start = len(self.queries[index]) - _OPT_SIZE
         size = start - 12 - 4 + 14  # the fake writes every owner out
         ends = range(start, len(data), size)
-        records = frozenset(data[offset : offset + size] for offset in ends)
-        previous = self.records[index]
-        self.records[index] = records
-        if previous is None:
-            self.unsettled -= 1
-            return index, True
-        if records != previous:
-            self.output.change(self.names[index])
-        return index, False
+        return frozenset(data[offset : offset + size] for offset in ends)
 
 
 def sync_floor(
