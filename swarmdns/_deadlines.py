@@ -23,6 +23,8 @@ def seconds(name: str, value: object) -> float:
         TypeError: ``value`` is not a number.
         ValueError: It is zero, negative, infinite or NaN.
     """
+    if type(value) is float and 0.0 < value < math.inf:
+        return value  # the usual case, checked at the cost of a lookup's every deadline
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {value!r}")
     if not (value > 0 and math.isfinite(value)):

@@ -69,7 +69,7 @@ def failed(question: Question, backend: object, error: Exception) -> SwarmDNSErr
 
 def checked(question: Question, backend: object, result: object) -> Result:
     """What a backend returned, if it is an Answer to ``question``; else the error."""
-    if isinstance(result, Answer) and result.question == question:
+    if isinstance(result, Answer) and (result.question is question or result.question == question):
         return result
     what = "an Answer to another question" if isinstance(result, Answer) else repr(result)
     return ResolutionError(

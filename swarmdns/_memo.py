@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import _lru_cache_wrapper, lru_cache
 from ipaddress import IPv4Address
+from operator import itemgetter
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -78,12 +79,15 @@ class AddressTable:
 
     def addresses(self, values: Sequence[int]) -> tuple[IPv4Address, ...]:
         """The address of each value, in order."""
-        found = tuple(map(self._known.get, values))
-        if all(found):  # every task seen before, the usual case (addresses are always true)
-            return found  # type: ignore[return-value]
+        if len(values) > 1:
+            try:  # every task seen before, the usual case: one look-up in C
+                return itemgetter(*values)(self._known)  # type: ignore[no-any-return]
+            except KeyError:
+                pass
+        known = self._known
         return tuple(
-            address if address is not None else self._add(value)
-            for value, address in zip(values, found, strict=True)
+            address if (address := known.get(value)) is not None else self._add(value)
+            for value in values
         )
 
     def _add(self, value: int) -> IPv4Address:

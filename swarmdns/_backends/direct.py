@@ -9,6 +9,7 @@ reads the rest.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import socket
@@ -451,15 +452,16 @@ def _udp_exchange(query: bytes, server: Nameserver, timeout: float) -> bytes:
     Datagrams that are not a reply to it (``wire.answers``) are dropped.
     """
     deadline = Deadline(timeout)
-    sock = socket.socket(socket_family(server), socket.SOCK_DGRAM)
+    # The socket module's C type: its Python subclass's set-up and close()
+    # add work that an exchange this short has no use for.
+    sock = _socket.socket(socket_family(server), socket.SOCK_DGRAM)
     try:
         sock.connect((server.host, server.port))
         sock.send(query)
-        while True:
-            sock.settimeout(max(deadline.remaining(), 1e-6))
-            data = sock.recv(65535)
-            if wire.answers(data, query):
-                return data
+        sock.settimeout(timeout)
+        while not wire.answers(data := sock.recv(65535), query):
+            sock.settimeout(max(deadline.remaining(), 1e-6))  # a stray datagram: wait on
+        return data
     except TimeoutError:
         raise timed_out(timeout) from None
     finally:

@@ -38,13 +38,15 @@ class Flight(Generic[K]):
         attempt: How many requests it has made, so that a timer set for an
             earlier one is known as stale.
         values: The address values of the usual answer, once it came.
+        query_id: The ID its queries carry.
     """
 
-    __slots__ = ("attempt", "exchange", "key", "request", "values")
+    __slots__ = ("attempt", "exchange", "key", "query_id", "request", "values")
 
-    def __init__(self, key: K, exchange: Exchange) -> None:
+    def __init__(self, key: K, exchange: Exchange, query_id: int) -> None:
         self.key = key
         self.exchange = exchange
+        self.query_id = query_id
         self.request: Request | None = None
         self.attempt = 0
         self.values: tuple[int, ...] | None = None
@@ -95,7 +97,7 @@ class Multiplexer(Generic[K]):
         while query_id in self._ids:
             query_id = self._rng.getrandbits(16)
         self._ids.add(query_id)
-        flight = Flight(key, Exchange(question, servers, timeout, self._clock, query_id))
+        flight = Flight(key, Exchange(question, servers, timeout, self._clock, query_id), query_id)
         self._advance(flight)
         return flight
 
@@ -107,7 +109,8 @@ class Multiplexer(Generic[K]):
         A datagram with no query of its ID in flight, from another address than
         the one asked, or that does not echo the question, is dropped.
         """
-        flight = self._waiting.get(int.from_bytes(data[:2], "big"))
+        query_id = int.from_bytes(data[:2], "big")
+        flight = self._waiting.get(query_id)
         if flight is None or flight.request is None:
             return None
         server = flight.request.server
@@ -115,7 +118,7 @@ class Multiplexer(Generic[K]):
             return None
         if not wire.answers(data, flight.exchange.wire):
             return None
-        del self._waiting[int.from_bytes(data[:2], "big")]
+        del self._waiting[query_id]
         values = flight.exchange.usual_values(data)
         if values is not None:
             flight.values = values
@@ -131,8 +134,8 @@ class Multiplexer(Generic[K]):
         For what the driver read or met itself: a TCP answer, a failed
         connection, a datagram that could not be sent.
         """
-        if self._waiting.get(_query_id(flight)) is flight:
-            del self._waiting[_query_id(flight)]
+        if self._waiting.get(flight.query_id) is flight:
+            del self._waiting[flight.query_id]
         if isinstance(reply, Exception):
             flight.exchange.handle_error(reply)
         else:
@@ -147,7 +150,7 @@ class Multiplexer(Generic[K]):
             request = flight.request
             if request is None or not self._live(flight, attempt):
                 continue
-            del self._waiting[_query_id(flight)]
+            del self._waiting[flight.query_id]
             flight.exchange.handle_error(timed_out(request.timeout))
             self._advance(flight)
             moved.append(flight)
@@ -164,7 +167,7 @@ class Multiplexer(Generic[K]):
         if flight.request is None:
             return  # over already: its ID may be another flight's by now
         if not flight.request.tcp:
-            self._waiting.pop(_query_id(flight), None)
+            self._waiting.pop(flight.query_id, None)
         self._end(flight)
 
     def _advance(self, flight: Flight[K]) -> None:
@@ -174,23 +177,19 @@ class Multiplexer(Generic[K]):
         if request is None:
             self._end(flight)
         elif not request.tcp:
-            self._waiting[_query_id(flight)] = flight
+            self._waiting[flight.query_id] = flight
             deadline = self._clock() + request.timeout
             heapq.heappush(self._timers, (deadline, next(self._order), flight, flight.attempt))
 
     def _end(self, flight: Flight[K]) -> None:
         """The flight is over: its ID is free again."""
         flight.request = None
-        self._ids.discard(_query_id(flight))
+        self._ids.discard(flight.query_id)
 
     def _live(self, flight: Flight[K], attempt: int) -> bool:
         """Whether a timer is still that of the flight's request in progress."""
         return (
             flight.attempt == attempt
             and flight.request is not None
-            and self._waiting.get(_query_id(flight)) is flight
+            and self._waiting.get(flight.query_id) is flight
         )
-
-
-def _query_id(flight: Flight[K]) -> int:
-    return int.from_bytes(flight.exchange.wire[:2], "big")

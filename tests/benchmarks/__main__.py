@@ -6,8 +6,11 @@ package's files).
 
 1. ``task_ips()`` at 1, 70 and 1,000 tasks against a server that answers from
    ready-made bytes, against dnspython's ``Resolver.resolve`` (no cache, EDNS
-   4096), aiodns/pycares, and the floor: the same exchange of prebuilt bytes,
-   unparsed.
+   4096), aiodns/pycares, and two floors: the same exchange of prebuilt bytes,
+   unparsed, on a new socket per call (the raw round trip); and the plainest
+   one, the prebuilt query sent and its answer received on one socket kept
+   connected (the plain round trip; issue #21's goal: ``task_ips()`` at 70
+   tasks within 2x of it).
 2. The fake server's queries per second against dnslib's ``DNSServer``
    serving the same records, with several concurrent clients.
 3. Watching a fleet (issue #12): scenario A, 1,000 services of 50 tasks every
@@ -16,11 +19,14 @@ package's files).
    and one ``aio.watch_tasks`` per service (the old design) each watch from a
    process of their own (``watcher.py``): their CPU share against a floor (one
    socket, prebuilt queries on the same schedule, each answer read into a set
-   of addresses, no watch logic; one sync, one asyncio), and how late the
-   changes arrive.
+   of addresses, no watch logic; one sync, one asyncio), against the plainest
+   floor (one thread, one connected non-blocking socket, each answer's records
+   compared as a frozenset of their bytes with the last; issue #21's goal:
+   ``watch_services()`` within 1.5x of it), and how late the changes arrive.
 4. ``import swarmdns`` against ``import dns.resolver``.
 
-``python -m tests.benchmarks fleet`` runs only section 3, and
+``python -m tests.benchmarks lookups`` runs only section 1,
+``python -m tests.benchmarks fleet`` only section 3, and
 ``python -m tests.benchmarks fleet A`` (or ``B``) only that scenario; the
 whole section takes about ten minutes.
 """
@@ -74,22 +80,52 @@ def ready_made_server() -> Iterator[int]:
 
 def per_call(function: Callable[[], object], *, budget: float = 0.5) -> float:
     """Seconds per call: the best of ROUNDS rounds of about ``budget`` seconds each."""
-    function()  # warm up
-    calls = 1
-    while True:
-        started = time.perf_counter()
-        for _ in range(calls):
-            function()
-        if time.perf_counter() - started > budget / 10:
-            break
-        calls *= 4
-    best = float("inf")
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        for _ in range(calls):
-            function()
-        best = min(best, (time.perf_counter() - started) / calls)
+    (best,) = side_by_side([function], budget=budget)
     return best
+
+
+def side_by_side(functions: list[Callable[[], object]], *, budget: float = 0.5) -> list[float]:
+    """Seconds per call of each function: the best of ROUNDS rounds, the functions in turn.
+
+    Taking turns within each round exposes them all to the same load of a
+    shared machine, so their ratios hold even when the absolute times move.
+    """
+    sizes = []
+    for function in functions:
+        function()  # warm up
+        calls = 1
+        while True:
+            started = time.perf_counter()
+            for _ in range(calls):
+                function()
+            if time.perf_counter() - started > budget / 10:
+                break
+            calls *= 4
+        sizes.append(calls)
+    best = [float("inf")] * len(functions)
+    for _ in range(ROUNDS):
+        for index, (function, calls) in enumerate(zip(functions, sizes, strict=True)):
+            started = time.perf_counter()
+            for _ in range(calls):
+                function()
+            best[index] = min(best[index], (time.perf_counter() - started) / calls)
+    return best
+
+
+def plain_round_trip(port: int, name: str) -> tuple[Callable[[], object], socket.socket]:
+    """The plainest floor: the prebuilt query out and its answer in, on one connected socket.
+
+    Returns the exchange and the socket, for the caller to close.
+    """
+    query = dns.message.make_query(name, "A", use_edns=0, payload=4096).to_wire()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.connect(("127.0.0.1", port))
+
+    def exchange() -> bytes:
+        udp.send(query)
+        return udp.recv(65535)
+
+    return exchange, udp
 
 
 def raw_exchange(port: int, name: str) -> Callable[[], object]:
@@ -149,16 +185,27 @@ def swarmdns_task_ips(port: int, name: str) -> Callable[[], object]:
     return lambda: swarmdns.task_ips(service, backend=backend)
 
 
+#: Issue #21: ``task_ips()`` at 70 tasks within this many times the plain round trip.
+PLAIN_GOAL = 2.0
+
+
 def lookups_table() -> list[str]:
     rows = [
-        "| tasks | raw round trip | swarmdns task_ips() | dnspython Resolver.resolve | aiodns |",
-        "|---:|---:|---:|---:|---:|",
+        "| tasks | raw round trip | swarmdns task_ips() | dnspython Resolver.resolve | aiodns |"
+        " plain round trip | task_ips() to plain |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    goals = []
     with ready_made_server() as port:
         for count in (1, 70, 1000):
             name = f"tasks.n{count}-bench."
-            floor = per_call(raw_exchange(port, name))
-            ours = per_call(swarmdns_task_ips(port, name))
+            plain_exchange, plain_socket = plain_round_trip(port, name)
+            with plain_socket:
+                # Past 4,096 bytes the answer comes over TCP: no plain floor.
+                measured = [raw_exchange(port, name), swarmdns_task_ips(port, name)]
+                if count <= 70:
+                    measured.append(plain_exchange)
+                floor, ours, *plain = side_by_side(measured)
             theirs = per_call(dnspython_resolve(port, name))
             aio = aiodns_query(port, name)
             if isinstance(aio, str):
@@ -166,12 +213,21 @@ def lookups_table() -> list[str]:
             else:
                 aio_text = f"{per_call(aio) / floor:.2f}x"
                 aio.close()  # type: ignore[attr-defined]
+            plain_text = "| | |"
+            if plain:
+                plain_text = f"| {plain[0] * 1e6:.0f} us | {ours / plain[0]:.2f}x |"
             rows.append(
-                f"| {count} | 1.00x ({floor * 1e6:.0f} us) | {ours / floor:.2f}x |"
-                f" {theirs / floor:.2f}x | {aio_text} |"
+                f"| {count} | 1.00x ({floor * 1e6:.0f} us) | {ours / floor:.2f}x"
+                f" ({ours * 1e6:.0f} us) | {theirs / floor:.2f}x | {aio_text} {plain_text}"
             )
-            rows.append(f"|  | | swarmdns is {theirs / ours:.1f}x faster than dnspython | | |")
-    return rows
+            rows.append(f"|  | | swarmdns is {theirs / ours:.1f}x faster than dnspython | | | | |")
+            if count == 70:
+                verdict = "met" if ours / plain[0] <= PLAIN_GOAL else "NOT met"
+                goals.append(
+                    f"- task_ips() at 70 tasks: {ours / plain[0]:.2f}x the plain round trip"
+                    f" (goal: at most {PLAIN_GOAL:g}x): {verdict}"
+                )
+    return [*rows, "", *goals]
 
 
 def throughput(port: int, names: list[bytes], clients: int, seconds: float) -> float:
@@ -303,7 +359,11 @@ class Design:
     floor: str | None = None
 
 
+#: Issue #21: ``watch_services()`` within this many times the plain floor's CPU.
+PLAIN_FLOOR_GOAL = 1.5
+
 DESIGNS = (
+    Design("plain floor", "plain-floor"),
     Design("sync floor", "sync-floor"),
     Design("swarmdns.watch_services", "sync", "sync-floor"),
     Design("aio floor", "aio-floor"),
@@ -466,10 +526,12 @@ def fleet_table(scenario: Scenario) -> list[str]:
         f" interval {scenario.interval:g} s, a change every {CHANGE_EVERY:g} s,"
         f" window {scenario.window:g} s",
         "",
-        "| design | CPU, share of one core | ratio to its floor | changes seen of made |"
-        " p50 delay | p99 delay | p99 target | queries answered | not NOERROR |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| design | CPU, share of one core | ratio to its floor | ratio to the plain floor |"
+        " changes seen of made | p50 delay | p99 delay | p99 target | queries answered |"
+        " not NOERROR |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    goals = []
     notes = [f"- fleet built in {built:.1f} s"]
     for design in DESIGNS:
         run = runs[design.mode]
@@ -480,16 +542,27 @@ def fleet_table(scenario: Scenario) -> list[str]:
             )
         if run.error is not None:
             notes.append(f"- {design.label}: left out{said}")
-            rows.append(f"| {design.label} | left out: {run.error} | | | | | | | |")
+            rows.append(f"| {design.label} | left out: {run.error} | | | | | | | | |")
             continue
         floor = runs.get(design.floor or design.mode)
         ratio = "" if floor is None or floor.error else f"{run.share / floor.share:.2f}x"
+        plain_floor = runs.get("plain-floor")
+        to_plain = ""
+        if plain_floor is not None and not plain_floor.error:
+            to_plain = f"{run.share / plain_floor.share:.2f}x"
+            if design.mode == "sync":
+                share = run.share / plain_floor.share
+                verdict = "met" if share <= PLAIN_FLOOR_GOAL else "NOT met"
+                goals.append(
+                    f"- {design.label}: {share:.2f}x the plain floor's CPU"
+                    f" (goal: at most {PLAIN_FLOOR_GOAL:g}x): {verdict}"
+                )
         seen = f"{len(run.delays)} of {run.made}"
         delays = "| |"
         if run.delays:
             delays = f"{run.percentile(0.5):.3f} s | {run.percentile(0.99):.3f} s"
         rows.append(
-            f"| {design.label} | {run.share:.1%} | {ratio} | {seen} | {delays} |"
+            f"| {design.label} | {run.share:.1%} | {ratio} | {to_plain} | {seen} | {delays} |"
             f" {scenario.target:.3f} s | {run.answered:,} | {run.failed} |"
         )
         sockets = run.usage["sockets"]
@@ -506,7 +579,7 @@ def fleet_table(scenario: Scenario) -> list[str]:
             + f"; scale() took {sum(scales) / len(scales) * 1e3:.1f} ms on average,"
             f" {max(scales) * 1e3:.1f} ms at most{said}"
         )
-    return [*rows, "", *notes]
+    return [*rows, "", *goals, *notes]
 
 
 def fleet_section(labels: list[str]) -> None:
@@ -547,16 +620,16 @@ def import_table() -> list[str]:
 
 
 def main(arguments: list[str]) -> None:
-    """Print every table, or with ``fleet [A|B ...]`` only the fleet section."""
+    """Print every table; with ``lookups`` only the first, with ``fleet [A|B ...]`` the fleet's."""
     if arguments[:1] == ["fleet"]:
         unknown = [label for label in arguments[1:] if label not in SCENARIOS]
         if unknown:
             raise SystemExit(f"unknown scenario {unknown[0]!r}; one of {', '.join(SCENARIOS)}")
-    elif arguments:
-        raise SystemExit("usage: python -m tests.benchmarks [fleet [A|B ...]]")
+    elif arguments not in ([], ["lookups"]):
+        raise SystemExit("usage: python -m tests.benchmarks [lookups | fleet [A|B ...]]")
     print(f"# swarmdns {swarmdns.__version__} benchmarks")
     print(f"Python {platform.python_version()} on {platform.machine()}, {platform.platform()}")
-    if arguments:
+    if arguments[:1] == ["fleet"]:
         fleet_section(arguments[1:])
         return
     print(
@@ -564,6 +637,8 @@ def main(arguments: list[str]) -> None:
         " (time per call, as a ratio to the raw round trip)\n"
     )
     print("\n".join(lookups_table()))
+    if arguments:
+        return
     print("\n## The fake server's throughput against dnslib's DNSServer\n")
     print("\n".join(fake_throughput_table()))
     fleet_section([])

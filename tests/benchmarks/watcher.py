@@ -1,8 +1,12 @@
 """The watching side of the fleet benchmark (runs in a process of its own).
 
 ``watcher.py NAMESERVER COUNT INTERVAL WINDOW MODE`` watches services
-s0..s<COUNT-1> every INTERVAL seconds, one of five ways (MODE):
+s0..s<COUNT-1> every INTERVAL seconds, one of six ways (MODE):
 
+- ``plain-floor``: the plainest: one thread, one connected non-blocking UDP
+  socket, prebuilt queries sent on schedule, each answer's records compared
+  as a frozenset of their bytes with the last one. No watch logic, no
+  addresses.
 - ``sync-floor``: one thread, one unconnected non-blocking UDP socket, a
   selector loop that sends prebuilt queries on schedule and reads each reply's
   addresses into a set of ints. No watch logic.
@@ -40,7 +44,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,7 @@ import swarmdns
 import swarmdns.aio
 from swarmdns._backends import wire
 
-MODES = ("sync-floor", "sync", "aio-floor", "aio", "per-service")
+MODES = ("plain-floor", "sync-floor", "sync", "aio-floor", "aio", "per-service")
 #: The floors send a query again when no reply came within this many seconds.
 FLOOR_TIMEOUT = 2.0
 #: How often the floors look for queries that timed out.
@@ -150,7 +154,7 @@ class FloorState:
     def __init__(self, count: int, output: Output) -> None:
         self.queries = [wire.build_query(f"tasks.s{i}.", wire.TYPE_A, i) for i in range(count)]
         self.names = [f"s{i}" for i in range(count)]
-        self.known: list[set[int] | None] = [None] * count
+        self.known: list[Set[object] | None] = [None] * count
         self.waiting: dict[int, float] = {}  # index: when sent, oldest first
         self.unsettled = count
         self.output = output
@@ -183,8 +187,22 @@ class FloorState:
         if self.waiting.pop(index, None) is None:
             self.counts["late"] += 1
             return None
-        query = self.queries[index]
-        start = len(query) - _OPT_SIZE
+        seen = self.read(index, data)
+        if seen is None:
+            self.counts["unusual"] += 1
+            return index, False
+        previous = self.known[index]
+        self.known[index] = seen
+        if previous is None:
+            self.unsettled -= 1
+            return index, True
+        if seen != previous:
+            self.output.change(self.names[index])
+        return index, False
+
+    def read(self, index: int, data: bytes) -> Set[object] | None:
+        """The set of addresses the answer to service ``index`` holds; None if unusual."""
+        start = len(self.queries[index]) - _OPT_SIZE
         count = data[6] << 8 | data[7]
         key = (start, count)
         layout = self._layouts.get(key)
@@ -194,26 +212,41 @@ class FloorState:
             layout = (start + size * count, struct.Struct("!" + f"{size - 4}xI" * count))
             self._layouts[key] = layout
         if (data[2] << 8 | data[3]) & _RCODE_OR_TC or len(data) != layout[0]:
-            self.counts["unusual"] += 1
-            return index, False
-        addresses = set(layout[1].unpack_from(data, start))
-        previous = self.known[index]
-        self.known[index] = addresses
-        if previous is None:
-            self.unsettled -= 1
-            return index, True
-        if addresses != previous:
-            self.output.change(self.names[index])
-        return index, False
+            return None
+        return set(layout[1].unpack_from(data, start))
 
 
-def sync_floor(host: str, port: int, count: int, interval: float, window: float) -> None:
-    """The sync floor: one thread, one socket, one selector loop."""
+class PlainFloorState(FloorState):
+    """The plain floor's reading: each answer's records as a frozenset of their bytes."""
+
+    def read(self, index: int, data: bytes) -> Set[object] | None:
+        """The records of the answer to service ``index``, as bytes, each once."""
+        start = len(self.queries[index]) - _OPT_SIZE
+        size = start - 12 - 4 + 14  # the fake writes every owner out
+        ends = range(start, len(data), size)
+        return frozenset(data[offset : offset + size] for offset in ends)
+
+
+def sync_floor(
+    host: str, port: int, count: int, interval: float, window: float, *, plain: bool = False
+) -> None:
+    """The sync floor: one thread, one socket, one selector loop.
+
+    ``plain``: the plain floor, whose socket is connected and whose answers
+    are compared as sets of records' bytes.
+    """
     output = Output()
-    state = FloorState(count, output)
+    state = (PlainFloorState if plain else FloorState)(count, output)
     server = (host, port)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
+
+    def send_to_server(query: bytes) -> object:
+        return sock.sendto(query, server)
+
+    if plain:
+        sock.connect(server)
+    send: Callable[[bytes], object] = sock.send if plain else send_to_server
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ)
     started = time.monotonic()
@@ -229,7 +262,7 @@ def sync_floor(host: str, port: int, count: int, interval: float, window: float)
         while due and due[0][0] <= now:
             index = heapq.heappop(due)[1]
             with contextlib.suppress(BlockingIOError):  # then it times out
-                sock.sendto(state.queries[index], server)
+                send(state.queries[index])
             state.sent(index, now)
         if now >= next_sweep:
             next_sweep = now + SWEEP
@@ -433,7 +466,9 @@ def main(arguments: list[str]) -> None:
     nameserver, count, interval, window, mode = arguments
     host, port = nameserver.rsplit(":", 1)
     numbers = (int(count), float(interval), float(window))
-    if mode == "sync-floor":
+    if mode == "plain-floor":
+        sync_floor(host, int(port), *numbers, plain=True)
+    elif mode == "sync-floor":
         sync_floor(host, int(port), *numbers)
     elif mode == "sync":
         sync_watch(nameserver, *numbers)
