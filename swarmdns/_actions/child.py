@@ -22,6 +22,42 @@ from attrs import frozen
 from .._deadlines import seconds
 from .log import _log
 
+#: The signals that interrupt swarmdns (Ctrl-C, and ``docker stop``'s SIGTERM).
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _HeldInterrupts:
+    """Interrupts held back while a command starts, then handed to their handlers.
+
+    Python runs signal handlers in the main thread between bytecodes. One that
+    raises (``KeyboardInterrupt``) while ``Popen`` waits for the child to
+    start, or before the runner knows the process, would leave the command
+    running with nobody to stop it. So while a command starts, SIGINT and
+    SIGTERM are only noted; ``release()`` puts the handlers back and hands
+    them what came, where an interrupt stops the command. Outside the main
+    thread, and for a handler not set from Python, nothing is held: no
+    Python handler can interrupt there.
+    """
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in _INTERRUPTS:
+                if signal.getsignal(signum) is not None:
+                    self._previous[signum] = signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.caught.append(signum)
+
+    def release(self) -> None:
+        """Put the handlers back, then raise what came in the meantime through them."""
+        previous, self._previous = self._previous, {}
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in self.caught:
+            signal.raise_signal(signum)  # its handler runs now, in this thread
+
 
 @frozen(kw_only=True)
 class CommandResult:
@@ -173,10 +209,17 @@ class CommandRunner:
         started = self._clock()
         service = env.get("SWARMDNS_SERVICE")
         about = f" (for {service})" if service else ""
-        process = self._start(env)
+        held = _HeldInterrupts()
+        try:
+            process = self._start(env)
+        except BaseException:
+            held.release()
+            raise
         if isinstance(process, CommandResult):
+            held.release()
             return process
         try:
+            held.release()  # an interrupt that came while it started stops it here
             process.communicate(event_json.encode(), timeout=self.timeout)
         except subprocess.TimeoutExpired:
             with self._state:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -309,3 +311,43 @@ def test_cancel_from_several_threads_at_once(pid_file: Path) -> None:
     assert not any(t.is_alive() for t in [*cancels, thread])
     (result,) = returned
     assert result.cancelled
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "SIGTERM"])
+def test_an_interrupt_while_the_command_starts_stops_it(
+    monkeypatch: pytest.MonkeyPatch, signum: signal.Signals
+) -> None:
+    """The interrupt comes once the child exists, before the runner has it (as in Popen's wait)."""
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def interrupted_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        process = real_popen(*args, **kwargs)
+        started.append(process)
+        signal.raise_signal(signum)
+        return process
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", interrupted_popen)
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            CommandRunner("sleep 600", timeout=PATIENCE, kill_grace=PATIENCE).run("{}")
+        handlers = {s: signal.getsignal(s) for s in previous}
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    (process,) = started
+    assert process.poll() is not None  # stopped and reaped, not left running
+    assert handlers == {signal.SIGINT: interrupt, signal.SIGTERM: interrupt}  # put back
+
+
+def test_a_command_that_starts_without_an_interrupt_leaves_the_handlers_as_they_were() -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    assert CommandRunner("true", timeout=PATIENCE).run("{}").ok
+
+    assert {s: signal.getsignal(s) for s in before} == before
