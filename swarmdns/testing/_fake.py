@@ -230,9 +230,12 @@ class FakeSwarm:
         next reset; pending delayed effects are dropped.
 
         The upstream and the engine go back to those the fake was created
-        with. The server keeps running on the same port; the ``swarm_dns``
-        fixture calls this between tests.
+        with. The server keeps running on the same port; what clients sent
+        before and it has not read yet is dropped, so that it never reaches
+        the log after the reset. The ``swarm_dns`` fixture calls this between
+        tests.
         """
+        self._serving.drop_pending()
         with self._lock:
             self._cluster.reset(nodes, delays)
             with self._changing():

@@ -7,6 +7,7 @@ pending and no transport half-closed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import heapq
@@ -14,11 +15,13 @@ import itertools
 import selectors
 import socket
 import struct
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from ._loop import SelectorThread, logger
+from ._loop import STOP_TIMEOUT, SelectorThread, logger
 from ._responder import Reply, Transport
 
 _LENGTH = struct.Struct("!H")
@@ -119,6 +122,7 @@ class DNSServer(SelectorThread[_Connection]):
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_ids = itertools.count()
         self._accept_pause = 0.0  # while accept() lacks resources: the next pause
+        self._drop_requests: deque[threading.Event] = deque()
 
     def start(self) -> None:
         """Start serving in a background thread."""
@@ -133,9 +137,49 @@ class DNSServer(SelectorThread[_Connection]):
 
     # -- the loop ------------------------------------------------------------------
 
+    def drop_pending(self) -> None:
+        """Drop what clients sent that the server has not read yet: datagrams, connections.
+
+        From any thread; returns once done, at once when not serving. The
+        ``swarm_dns`` fixture resets the fake between tests: a query that a
+        test's client sent and gave up on, still queued when the test ended,
+        must not reach the next test's log. (Delayed replies are left to go
+        out; their clients are gone.)
+
+        Raises:
+            RuntimeError: The server did not do it within ``STOP_TIMEOUT``.
+        """
+        if not self.running:
+            return
+        if threading.current_thread() is self._thread:
+            self._drop_unread()
+            return
+        done = threading.Event()
+        self._drop_requests.append(done)
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"\0")
+        if not done.wait(STOP_TIMEOUT):  # pragma: no cover - only a bug gets here
+            raise RuntimeError(
+                f"the fake's DNS server did not drop its pending queries within {STOP_TIMEOUT:g} s"
+            )
+
     def _after_round(self) -> None:
+        while self._drop_requests:
+            self._drop_unread()
+            self._drop_requests.popleft().set()
         self._run_timers()
         self._expire_idle()
+
+    def _drop_unread(self) -> None:
+        while True:
+            try:
+                self._udp.recvfrom(_RECV_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                continue  # an ICMP error for an earlier reply: there may be more behind it
+        for connection in list(self._connections.values()):
+            self._drop(connection)
 
     def _next_wakeup(self) -> float | None:
         deadlines = [c.deadline for c in self._connections.values() if not c.pending]

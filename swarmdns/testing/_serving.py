@@ -88,6 +88,11 @@ class Serving:
         self._stop(started)  # outside the lock
         raise failure
 
+    def drop_pending(self) -> None:
+        """Drop what clients sent the fake's DNS server and it has not read yet."""
+        if self.server is not None:
+            self.server.drop_pending()
+
     def forget_ports(self) -> None:
         """Let the next ``start()`` take free ports, not those it had before."""
         with self._lock:

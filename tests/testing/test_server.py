@@ -21,6 +21,8 @@ import dns.rcode
 import pytest
 
 from swarmdns.testing import Delay, FakeSwarm, Fault, Outcome
+from swarmdns.testing._responder import Reply, Transport
+from swarmdns.testing._server import DNSServer
 
 from .dns_clients import NoReply, ask_dnspython, exchange
 
@@ -446,3 +448,46 @@ def test_reset_empties_everything_but_keeps_the_port(swarm_dns: FakeSwarm) -> No
 
     assert (swarm_dns.port, swarm_dns.services, swarm_dns.queries) == (port, (), ())
     assert ask_dnspython(swarm_dns, "web").rcode == "NXDOMAIN"
+
+
+class HeldResponder:
+    """Answers nothing; the first query holds the server's loop until released."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def respond(self, data: bytes, transport: Transport) -> Reply:
+        self.seen.append(data)
+        if len(self.seen) == 1:
+            self.holding.set()
+            assert self.release.wait(30)
+        return Reply(data=None)
+
+
+def test_drop_pending_drops_what_was_sent_before_and_not_read() -> None:
+    responder = HeldResponder()
+    server = DNSServer(responder, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(a_query("tasks.first"), ("127.0.0.1", server.port))
+            assert responder.holding.wait(30)
+            client.sendto(a_query("tasks.late"), ("127.0.0.1", server.port))  # queued, unread
+            dropping = threading.Thread(target=server.drop_pending)
+            dropping.start()
+            responder.release.set()
+            dropping.join(30)
+            assert not dropping.is_alive()
+            client.sendto(a_query("tasks.after"), ("127.0.0.1", server.port))
+            deadline = time.monotonic() + 30
+            while len(responder.seen) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        server.stop()
+
+    assert [dns.message.from_wire(q).question[0].name.to_text() for q in responder.seen] == [
+        "tasks.first.",
+        "tasks.after.",
+    ]
