@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -12,11 +13,11 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TextIO
 
 import pytest
 
@@ -296,6 +297,25 @@ def test_watch_metrics_needs_host_and_port() -> None:
     assert_one_line_error(run("watch", "web", "--metrics", "9109"), 2, "give HOST:PORT")
 
 
+@contextlib.contextmanager
+def watch_in_process(args: list[str]) -> Iterator[tuple[TextIO, list[int]]]:
+    """``swarmdns ARGS`` in a thread of this process (for a patch), its output on a pipe.
+
+    Yields the pipe's reading end and the list that gets the exit code. Leaving
+    closes the reading end, which ends the watch, and joins its thread.
+    """
+    read_end, write_end = os.pipe()
+    codes: list[int] = []
+    with open(write_end, "w", encoding="utf-8") as out:
+        with open(read_end, encoding="utf-8") as lines:
+            watch = threading.Thread(
+                target=lambda: codes.append(_cli.main(args, out)), daemon=True
+            )
+            watch.start()
+            yield lines, codes
+        watch.join(DEADLINE)
+
+
 def test_watch_exclude_self_leaves_out_this_containers_addresses(
     swarm_dns: FakeSwarm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -318,24 +338,11 @@ def test_watch_exclude_self_holds_for_every_change_too(
     web = swarm_dns.create_service("web", replicas=2)
     me = web.task_ips[0]
     monkeypatch.setattr("swarmdns._own_addresses.local_addresses", lambda: frozenset({me}))
-    read_end, write_end = os.pipe()
-    codes: list[int] = []
-    with open(write_end, "w", encoding="utf-8") as out:
-        with open(read_end, encoding="utf-8") as lines:
-            # In a thread, in this process (for the patch); it ends when its reader goes away.
-            watch = threading.Thread(
-                target=lambda: codes.append(
-                    _cli.main(
-                        ["watch", "web", "--json", "--interval", "0.05", "--exclude-self"], out
-                    )
-                ),
-                daemon=True,
-            )
-            watch.start()
-            first = json.loads(lines.readline())
-            web = swarm_dns.scale("web", 3)
-            second = json.loads(lines.readline())
-        watch.join(DEADLINE)
+    args = ["watch", "web", "--json", "--interval", "0.05", "--exclude-self"]
+    with watch_in_process(args) as (lines, codes):
+        first = json.loads(lines.readline())
+        web = swarm_dns.scale("web", 3)
+        second = json.loads(lines.readline())
 
     assert first["current"] == [str(web.task_ips[1])]
     assert second["added"] == [str(web.task_ips[2])]
@@ -388,20 +395,8 @@ def test_watch_makes_its_backend_once(
     web = swarm_dns.create_service("web", replicas=1)
     dest = tmp_path / "out"
     args = ["watch", "web", "--interval", "0.05", "--nameserver", swarm_dns.nameserver]
-    read_end, write_end = os.pipe()
-    codes: list[int] = []
-    with open(write_end, "w", encoding="utf-8") as out:
-        with open(read_end, encoding="utf-8") as lines:
-            # In a thread, in this process (for the patch); it ends when its reader goes away.
-            watch = threading.Thread(
-                target=lambda: codes.append(
-                    _cli.main([*args, "--render", f"{template}:{dest}", "--json"], out)
-                ),
-                daemon=True,
-            )
-            watch.start()
-            first = json.loads(lines.readline())
-        watch.join(DEADLINE)
+    with watch_in_process([*args, "--render", f"{template}:{dest}", "--json"]) as (lines, codes):
+        first = json.loads(lines.readline())
 
     assert codes == [0]
     assert first["current"] == [str(web.task_ips[0])]
