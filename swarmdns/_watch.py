@@ -232,7 +232,7 @@ class WatchCore:
 
     def _report(self, addresses: frozenset[IPv4Address]) -> None:
         self._reported = addresses
-        self._current = tuple(sorted(addresses))
+        self._current = tuple(sorted(addresses, key=int))  # as IPv4Address orders, in C
 
     def failed(self, error: SwarmDNSError) -> None:
         """Take a failed lookup: the set stays as it is.
