@@ -6,6 +6,7 @@ import contextlib
 import os
 import select
 import signal
+import socket
 import stat
 import sys
 import threading
@@ -19,8 +20,73 @@ from .._actions import ACTIONS_LOGGER
 _INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class Interrupts:
+    """SIGINT and SIGTERM as one KeyboardInterrupt in the main thread; see ``interrupted_once``.
+
+    The first interrupt is claimed once, by whichever comes first: the
+    handler in the main thread, which raises, or the thread of ``waking()``,
+    which calls its ``wake``. Later ones are ignored.
+    """
+
+    def __init__(self) -> None:
+        self._claimed = threading.Lock()
+
+    @property
+    def came(self) -> bool:
+        """Whether an interrupt came."""
+        return self._claimed.locked()
+
+    def _claim(self) -> bool:
+        return self._claimed.acquire(blocking=False)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The signals' handler: raise KeyboardInterrupt for the first interrupt only."""
+        if self._claim():
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def waking(self, wake: Callable[[], object]) -> Iterator[None]:
+        """Within the block, an interrupt not yet handled calls ``wake()``, from a thread.
+
+        Python runs a handler in the main thread between bytecodes. A signal
+        that comes just before the main thread blocks (on a lock, a queue,
+        an event) is handled only when something else wakes it, which may
+        be never. The signal's number is also written, at once and from any
+        thread, to a socket (``signal.set_wakeup_fd``); a thread reading it
+        claims the interrupt and calls ``wake()``, which must end the main
+        thread's wait (a ``KeyboardInterrupt`` put in the queue it reads).
+        The wakeup descriptor before is put back afterwards. Outside the main
+        thread, this does nothing.
+        """
+        if not _in_main_thread():
+            yield
+            return
+        reading, writing = socket.socketpair()
+        writing.setblocking(False)
+        previous = signal.set_wakeup_fd(writing.fileno(), warn_on_full_buffer=False)
+
+        def read() -> None:
+            while numbers := reading.recv(64):
+                if any(number in _INTERRUPTS for number in numbers) and self._claim():
+                    wake()
+
+        thread = threading.Thread(target=read, name="swarmdns-interrupts", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            signal.set_wakeup_fd(previous)
+            writing.close()  # the reader sees the end of the stream
+            thread.join()
+            reading.close()
+
+
 @contextlib.contextmanager
-def interrupted_once() -> Iterator[None]:
+def interrupted_once() -> Iterator[Interrupts]:
     """Within the block, SIGTERM interrupts as Ctrl-C does, and only the first interrupt counts.
 
     SIGTERM raises KeyboardInterrupt in the main thread, so ``docker stop``
@@ -31,22 +97,16 @@ def interrupted_once() -> Iterator[None]:
     leave the command running (SIGKILL still ends everything). The handlers
     before are put back afterwards (for ``main()`` called in a program's own
     process). Outside the main thread, where Python runs no signal handler,
-    this does nothing.
+    this does nothing. Where the main thread blocks, wake it with
+    ``Interrupts.waking()``.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    interrupts = Interrupts()
+    if not _in_main_thread():
+        yield interrupts
         return
-    interrupted = False
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        nonlocal interrupted
-        if not interrupted:
-            interrupted = True
-            raise KeyboardInterrupt
-
-    previous = {signum: signal.signal(signum, interrupt) for signum in _INTERRUPTS}
+    previous = {signum: signal.signal(signum, interrupts.handle) for signum in _INTERRUPTS}
     try:
-        yield
+        yield interrupts
     finally:
         for signum, handler in previous.items():
             # None: a handler not set from Python, which cannot be put back; the default then.

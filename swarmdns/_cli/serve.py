@@ -8,7 +8,6 @@ import errno
 import json
 import shlex
 import shutil
-import signal
 import socket
 import sys
 import threading
@@ -23,6 +22,7 @@ from .._errors import ConfigurationError, NoVirtualIP
 from .._sync import service_vip, task_ips
 from .common import EXIT_OK
 from .options import bad_value, parse_listen_address, parse_port, parse_service_spec
+from .process import interrupted_once
 
 if TYPE_CHECKING:
     from ..testing import FakeSwarm
@@ -135,8 +135,11 @@ def _described(
 def wait_for_interrupt() -> None:
     """Block until Ctrl-C or SIGTERM."""
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
+    with (
+        interrupted_once() as interrupts,
+        interrupts.waking(stop.set),
+        contextlib.suppress(KeyboardInterrupt),
+    ):
         stop.wait()
 
 

@@ -42,6 +42,7 @@ from .options import (
     parse_wait,
 )
 from .process import (
+    Interrupts,
     action_failures_shown,
     interrupted_once,
     library_log_silenced,
@@ -182,11 +183,12 @@ class WatchRequest:
 
 def run(options: argparse.Namespace, out: TextIO) -> int:
     request = WatchRequest.from_options(options)
-    with interrupted_once(), action_failures_shown():  # docker stop: as Ctrl-C, exit 0
-        return _watch_until_interrupted(request, out)
+    # docker stop: as Ctrl-C, exit 0
+    with interrupted_once() as interrupts, action_failures_shown():
+        return _watch_until_interrupted(request, out, interrupts)
 
 
-def _watch_until_interrupted(request: WatchRequest, out: TextIO) -> int:
+def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Interrupts) -> int:
     actions = _action_loop(request)
     if request.once:
         try:
@@ -211,6 +213,7 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO) -> int:
         on_change=items.put if actions is None else _both(items.put, actions.submit),
     )
     with (
+        interrupts.waking(lambda: items.put(KeyboardInterrupt())),
         library_log_silenced(),
         _acting(actions, items.put),
         running(fleet, items.put),

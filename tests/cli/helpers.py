@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -49,9 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 class Child:
     """A running swarmdns; threads read its output, so a test waits for a line with a deadline."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, command: Sequence[str] = SWARMDNS
+    ) -> None:
         self.popen = subprocess.Popen(
-            [*SWARMDNS, *args],
+            [*command, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
