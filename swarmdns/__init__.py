@@ -39,6 +39,7 @@ from ._backends.static import StaticBackend
 from ._backends.system import SystemBackend
 from ._errors import (
     ConfigurationError,
+    ForwardedAnswer,
     InvalidName,
     NotEnoughTasks,
     NoVirtualIP,
@@ -50,6 +51,7 @@ from ._errors import (
 )
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import Answer, Question, RecordType, Task
+from ._provenance import PROVENANCE_VARIABLE, Provenance
 from ._sync import (
     FleetWatch,
     TaskWatch,
@@ -71,6 +73,7 @@ except ImportError:  # a source tree that was never built or installed
 __all__ = [
     "DEFAULT_TIMEOUT",
     "NAMESERVER_VARIABLE",
+    "PROVENANCE_VARIABLE",
     "Answer",
     "AsyncBackend",
     "Backend",
@@ -79,12 +82,14 @@ __all__ = [
     "DirectBackend",
     "FleetWatch",
     "FleetWatcher",
+    "ForwardedAnswer",
     "HealthEvent",
     "InvalidName",
     "LookupsFailing",
     "LookupsRecovered",
     "NoVirtualIP",
     "NotEnoughTasks",
+    "Provenance",
     "Question",
     "RecordType",
     "ResolutionError",

@@ -85,6 +85,16 @@ class ResolutionError(SwarmDNSError):
     """The nameserver failed (SERVFAIL, REFUSED) or its answer was unusable."""
 
 
+class ForwardedAnswer(ResolutionError):
+    """The engine forwarded the name, and the answer that came back held records.
+
+    Raised only with ``Provenance(strict=True)``; otherwise such an answer
+    reads as no tasks. The engine forwards the names it does not own, so the
+    records are the host's resolvers' (one that rewrites NXDOMAIN makes up
+    addresses), never tasks.
+    """
+
+
 class WatchTimeout(SwarmDNSError, TimeoutError):
     """A watch went longer than its ``fail_after`` without a successful lookup.
 

@@ -120,7 +120,15 @@ def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
     answer = _answer(result)
     addresses = _distinct_sorted(answer)
     if not addresses:
-        said = "does not know {} (NXDOMAIN)" if answer.nxdomain else "answered no address for {}"
+        if answer.forwarded is not None:
+            said = (
+                "forwarded {} to the host's resolvers, so it does not own the name (their"
+                f" answer is not the engine's own: {answer.forwarded})"
+            )
+        elif answer.nxdomain:
+            said = "does not know {} (NXDOMAIN)"
+        else:
+            said = "answered no address for {}"
         raise ServiceNotFound(
             f"no service {service!r}: {answer.nameserver} {said.format(repr(name))}."
             " The engine removes every name of a service with zero running (healthy) tasks,"

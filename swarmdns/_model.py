@@ -41,12 +41,17 @@ class Answer:
             exists without such records.
         nxdomain: Whether the name does not exist at all.
         nameserver: Who answered, for messages (``"127.0.0.11:53"``).
+        forwarded: Why the answer is not the engine's own, when the engine
+            forwarded the name to the host's resolvers and their answer held
+            records: those records are dropped, and the answer reads as
+            NXDOMAIN (``swarmdns.Provenance``). None otherwise.
     """
 
     question: Question
     records: tuple[str, ...] | tuple[IPv4Address, ...] = ()
     nxdomain: bool = False
     nameserver: str
+    forwarded: str | None = None
 
 
 @frozen(kw_only=True)

@@ -1,9 +1,12 @@
-"""This container's own addresses, read from the kernel without sending a packet."""
+"""This container's own addresses and networks, read from the kernel without sending a packet."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from ipaddress import IPv4Address
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError
@@ -69,3 +72,82 @@ def excluded_for(settings: WatchSettings) -> frozenset[IPv4Address]:
         ConfigurationError: ``exclude_self`` on a system without ``/proc/net/fib_trie``.
     """
     return excluded_addresses(settings.exclude, exclude_self=settings.exclude_self)
+
+
+#: The kernel's IPv4 routes of this network namespace, one per line.
+ROUTES = "/proc/net/route"
+_RTF_UP = 0x1
+
+
+def parse_routes(text: str) -> tuple[IPv4Network, ...]:
+    """The subnets ``/proc/net/route`` reaches directly: those of this container's networks.
+
+    A route without a gateway, other than the default one and loopback's,
+    is a subnet an interface sits on. The kernel prints each address as the
+    hexadecimal of its bytes read in this machine's byte order.
+    """
+    found = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8 or fields[0] == "lo":
+            continue
+        try:
+            destination, gateway, flags, mask = (int(fields[i], 16) for i in (1, 2, 3, 7))
+        except ValueError:
+            continue
+        if gateway or not mask or not flags & _RTF_UP:
+            continue
+        address = IPv4Address(destination.to_bytes(4, sys.byteorder))
+        netmask = IPv4Address(mask.to_bytes(4, sys.byteorder))
+        try:
+            found.append(IPv4Network(f"{address}/{netmask}"))
+        except ValueError:  # host bits set: not a subnet route
+            continue
+    return tuple(dict.fromkeys(found))
+
+
+class ContainerNetworks:
+    """This container's networks, as the kernel lists them, read at most once per ``refresh`` s.
+
+    A container can join a network while it runs, so the list is read again
+    when it is older than ``refresh`` seconds; in between, asking costs a
+    clock reading. Without the kernel's table (not Linux), the list is empty.
+    Safe under threads: one reader at a time, and the list is replaced whole.
+    """
+
+    def __init__(
+        self,
+        path: str = ROUTES,
+        *,
+        refresh: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._path = path
+        self._refresh = refresh
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._networks: tuple[IPv4Network, ...] = ()
+        self._read_at: float | None = None
+
+    def __call__(self) -> tuple[IPv4Network, ...]:
+        """The networks, read again if the last reading is older than ``refresh``."""
+        read_at = self._read_at
+        if read_at is not None and self._clock() - read_at < self._refresh:
+            return self._networks
+        with self._lock:
+            now = self._clock()
+            if self._read_at is None or now - self._read_at >= self._refresh:
+                self._networks = self._read()
+                self._read_at = now
+            return self._networks
+
+    def _read(self) -> tuple[IPv4Network, ...]:
+        try:
+            with open(self._path, encoding="ascii", errors="replace") as file:
+                return parse_routes(file.read())
+        except OSError:
+            return ()
+
+
+#: This process's networks: the one reader every backend shares.
+container_networks = ContainerNetworks()

@@ -18,12 +18,22 @@ from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, NamedTuple
 
+import attrs
+
 from .. import _memo
 from .._deadlines import Deadline, Overrun, within
-from .._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
+from .._errors import ForwardedAnswer, ResolutionError, ResolutionTimeout, SwarmDNSError
+from .._log import logger
 from .._model import Answer, Question
+from .._own_addresses import container_networks
+from .._provenance import ENGINE_TTL, Provenance
 from . import wire
-from .nameserver import Nameserver, configured_nameservers, parse_nameserver
+from .nameserver import (
+    Nameserver,
+    configured_nameservers,
+    parse_nameserver,
+    provenance_from_environment,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -34,8 +44,6 @@ if TYPE_CHECKING:
 # programs never pay for importing it.
 
 _NOERROR, _SERVFAIL, _NXDOMAIN, _REFUSED = 0, 2, 3, 5
-#: Where a task reaches the engine's embedded DNS server.
-ENGINE_ADDRESS = "127.0.0.11"
 _RA = 0x0080
 _RCODE_HINTS = {
     _SERVFAIL: "the nameserver failed to answer; this is usually transient",
@@ -153,7 +161,13 @@ class Exchange:
         """
         if self._tcp or self._failure is not None or self._rdtype != wire.TYPE_A:
             return None
-        values = wire.read_values(data, self.wire)
+        rules = self._server.engine
+        if rules is None or not rules.checked:
+            values = wire.read_values(data, self.wire)
+        else:
+            values = wire.read_values(data, self.wire, ttl=ENGINE_TTL)
+            if values is not None and not rules.values_inside(values):
+                return None  # the full reading says why it is not the engine's
         if values is not None:
             self._final = True
         return values
@@ -169,7 +183,7 @@ class Exchange:
         if self._tcp and wire.may_be_cut(data, self.wire):
             self._next_server(self._failure_of(_FULL_OVER_TCP))
             return
-        fast = wire.read_reply(data, self.wire, self._rdtype)
+        fast = self._read_fast(data)
         if fast is not None:
             self._take(fast.records, nxdomain=fast.rcode == _NXDOMAIN)
             return
@@ -184,6 +198,17 @@ class Exchange:
             self.handle_error(ValueError("the answer is not to the question asked"))
             return
         self._handle_reply(reply)
+
+    def _read_fast(self, data: bytes) -> wire.Reply | None:
+        """The usual reply, read fast, if it is the engine's own where that matters; else None."""
+        rules = self._server.engine
+        if rules is None or not rules.checked:
+            return wire.read_reply(data, self.wire, self._rdtype)
+        fast = wire.read_reply(data, self.wire, self._rdtype, ttl=ENGINE_TTL)
+        if fast is None or self._rdtype != wire.TYPE_A:
+            return fast
+        values = [int(ip) for ip in fast.records if isinstance(ip, IPv4Address)]
+        return fast if rules.values_inside(values) else None
 
     def handle_error(self, error: Exception) -> None:
         """Take the exception that the last request raised."""
@@ -232,6 +257,10 @@ class Exchange:
             if records is None:
                 self._next_server(self._failure_of(_unusable(reply)))
                 return
+            reason = self._forwarded(reply, records)
+            if reason is not None:
+                self._take_forwarded(reason)
+                return
             self._take(records, nxdomain=rcode == _NXDOMAIN)
             return
         if self._engine_disowns(rcode, reply.flags):
@@ -246,6 +275,46 @@ class Exchange:
             )
         )
 
+    def _forwarded(self, reply: dns.message.Message, records: tuple[str, ...]) -> str | None:
+        """Why the engine's answer with ``records`` is not its own, but forwarded; else None."""
+        rules = self._server.engine
+        if rules is None or not records:
+            return None
+        addresses: tuple[IPv4Address, ...] = ()
+        if self._rdtype == wire.TYPE_A:
+            with contextlib.suppress(ValueError):  # a malformed record fails the lookup later
+                addresses = tuple(IPv4Address(record) for record in records)
+        return rules.forwarded(
+            opt=reply.edns >= 0,
+            ttls=(rrset.ttl for rrset in reply.answer),
+            addresses=addresses,
+        )
+
+    def _take_forwarded(self, reason: str) -> None:
+        """The engine forwarded the name: no records of its own, so "no such name"; or raise."""
+        server = _text(self._server)
+        about = (
+            f"{server} forwarded {self._what()} to the host's resolvers, and their answer"
+            f" is not the engine's own: {reason}"
+        )
+        rules = self._server.engine
+        if rules is not None and rules.strict:
+            self._finish(
+                ForwardedAnswer(
+                    f"{about}. Its records are not tasks: the engine forwards only the names"
+                    " it does not own (a service with no running task, or one this container"
+                    " shares no network with)",
+                    name=self.question.name,
+                    nameserver=server,
+                )
+            )
+            return
+        logger("lookups").debug("%s; read as no such name", about)
+        self._answer = Answer(
+            question=self.question, nxdomain=True, nameserver=server, forwarded=reason
+        )
+        self._final = True
+
     def _engine_disowns(self, rcode: int, flags: int) -> bool:
         """Whether the engine said that the name is not one of its own.
 
@@ -254,12 +323,11 @@ class Exchange:
         goes to the upstream nameservers, and when none of those answers, the
         engine says SERVFAIL (or REFUSED, past 1,024 forwards in flight)
         without RA: for a name of the Swarm, that is as good as NXDOMAIN. Only
-        the engine's own address is read so; elsewhere SERVFAIL is a failure.
+        the engine is read so (127.0.0.11, or what ``Provenance`` names);
+        elsewhere SERVFAIL is a failure.
         """
         return (
-            rcode in (_SERVFAIL, _REFUSED)
-            and not flags & _RA
-            and self._server.host == ENGINE_ADDRESS
+            rcode in (_SERVFAIL, _REFUSED) and not flags & _RA and self._server.engine is not None
         )
 
     def _take(self, records: tuple[str, ...] | tuple[IPv4Address, ...], *, nxdomain: bool) -> None:
@@ -342,10 +410,17 @@ class DirectBackend:
     The engine's usual answers are read by a fast reader of swarmdns's own;
     dnspython reads anything else. ``DNSPythonBackend`` is another name for it.
 
+    An answer of the engine (127.0.0.11) that it forwarded to the host's
+    resolvers is never read as tasks (``provenance``).
+
     Args:
         nameservers: ``host`` or ``host:port`` strings. By default, read on
             every call: ``SWARMDNS_NAMESERVER``, else ``/etc/resolv.conf``
             (127.0.0.11 inside a Swarm task).
+        provenance: Which nameserver is the engine, and whether its answers
+            are checked. By default, read on every call:
+            ``SWARMDNS_PROVENANCE``, else ``Provenance()`` (127.0.0.11 is the
+            engine, checked against this container's networks).
 
     Raises:
         ConfigurationError: A nameserver is not an IP address with an optional port.
@@ -357,7 +432,12 @@ class DirectBackend:
     #: Its answers are its nameservers' own: a fleet may ask them over one socket.
     speaks_wire = True
 
-    def __init__(self, nameservers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, nameservers: Sequence[str] | None = None, *, provenance: Provenance | None = None
+    ) -> None:
+        if provenance is not None and not isinstance(provenance, Provenance):
+            raise TypeError(f"provenance must be a swarmdns.Provenance, not {provenance!r}")
+        self._provenance = provenance
         if isinstance(nameservers, str):
             nameservers = [nameservers]
         self._fixed = (
@@ -379,7 +459,11 @@ class DirectBackend:
         Raises:
             ConfigurationError: None is configured, or one is malformed.
         """
-        return configured_nameservers() if self._fixed is None else self._fixed
+        servers = configured_nameservers() if self._fixed is None else self._fixed
+        provenance = self._provenance
+        if provenance is None:
+            provenance = provenance_from_environment()
+        return _ruled(servers, provenance)
 
     def _exchange(self, question: Question, timeout: float) -> Exchange:
         return Exchange(question, self.nameservers(), timeout)
@@ -409,6 +493,15 @@ class DirectBackend:
             else:
                 exchange.handle_wire(data)
         return exchange.result()
+
+
+@_memo.memoize(maxsize=64)
+def _ruled(servers: tuple[Nameserver, ...], provenance: Provenance) -> tuple[Nameserver, ...]:
+    """``servers``, each with the rules for its answers that ``provenance`` gives."""
+    return tuple(
+        attrs.evolve(server, engine=provenance.engine_rules(server.host, container_networks))
+        for server in servers
+    )
 
 
 #: The name the default backend had before it spoke over its own sockets.

@@ -6,10 +6,11 @@ import ipaddress
 import os
 import re
 
-from attrs import frozen
+from attrs import field, frozen
 
 from .. import _memo
 from .._errors import ConfigurationError
+from .._provenance import PROVENANCE_VARIABLE, EngineRules, Provenance
 
 #: The variable that points swarmdns at a nameserver (``host`` or ``host:port``).
 NAMESERVER_VARIABLE = "SWARMDNS_NAMESERVER"
@@ -25,10 +26,13 @@ class Nameserver:
     Attributes:
         host: Its IP address, as text.
         port: Its port, for UDP and TCP alike.
+        engine: How to read its answers, when it is Docker's engine; None
+            when it is not (``Provenance.engine_rules``).
     """
 
     host: str
     port: int = DNS_PORT
+    engine: EngineRules | None = field(default=None, eq=False, repr=False)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -124,3 +128,17 @@ def _read_resolv_conf(path: str, inode: int, size: int, mtime_ns: int) -> tuple[
 def _parse_variable(value: str) -> Nameserver:
     """``SWARMDNS_NAMESERVER``'s value, read (a bad value raises every time)."""
     return parse_nameserver(value, source=NAMESERVER_VARIABLE)
+
+
+def provenance_from_environment() -> Provenance:
+    """``SWARMDNS_PROVENANCE``'s provenance, read now; ``auto`` when it is not set.
+
+    Raises:
+        ConfigurationError: The variable holds something else.
+    """
+    return _parsed_provenance(os.environ.get(PROVENANCE_VARIABLE, ""))
+
+
+@_memo.memoize(maxsize=16)
+def _parsed_provenance(text: str) -> Provenance:
+    return Provenance.parse(text)

@@ -129,10 +129,11 @@ def is_truncated(data: bytes) -> bool:
     return len(data) >= _HEADER.size and bool(data[2] << 8 & _TC)
 
 
-def read_reply(data: bytes, query: bytes, rdtype: int) -> Reply | None:
+def read_reply(data: bytes, query: bytes, rdtype: int, *, ttl: int | None = None) -> Reply | None:
     """Read ``data`` as the answer to ``query`` (made by ``build_query``), or return None.
 
     None means that the answer is not in the usual shape: dnspython reads it.
+    With ``ttl``, a record with another TTL is not the usual shape either.
     """
     usual = _usual_body(data, query)
     if usual is None:
@@ -140,22 +141,23 @@ def read_reply(data: bytes, query: bytes, rdtype: int) -> Reply | None:
     rcode, ancount, owner, body = usual
     records: tuple[IPv4Address, ...] | tuple[str, ...] | None
     if rdtype == TYPE_A:
-        values = _read_values(body, owner, ancount)
+        values = _read_values(body, owner, ancount, ttl)
         records = None if values is None else addresses_of(values)
     else:
-        records = _read_targets(body, owner, ancount)
+        records = _read_targets(body, owner, ancount, ttl)
     return None if records is None else Reply(rcode=rcode, records=records)
 
 
-def read_values(data: bytes, query: bytes) -> tuple[int, ...] | None:
+def read_values(data: bytes, query: bytes, *, ttl: int | None = None) -> tuple[int, ...] | None:
     """The sorted, distinct addresses of the usual answer to an A ``query``, as integers.
 
     What ``read_reply`` reads, before the addresses become objects: a watch
     that compares each answer with the last one needs no more. NXDOMAIN and
-    NOERROR without records give ``()``. None: not the usual shape.
+    NOERROR without records give ``()``. None: not the usual shape (with
+    ``ttl``, a record with another TTL is not).
     """
     usual = _usual_body(data, query)
-    return None if usual is None else _read_values(usual[3], usual[2], usual[1])
+    return None if usual is None else _read_values(usual[3], usual[2], usual[1], ttl)
 
 
 def _usual_body(data: bytes, query: bytes) -> tuple[int, int, bytes, bytes] | None:
@@ -179,8 +181,8 @@ def _usual_body(data: bytes, query: bytes) -> tuple[int, int, bytes, bytes] | No
     return rcode, ancount, owner, data[question_end:]
 
 
-def _read_values(body: bytes, owner: bytes, count: int) -> tuple[int, ...] | None:
-    """Read ``count`` A records, all written alike, that fill ``body`` exactly."""
+def _read_values(body: bytes, owner: bytes, count: int, ttl: int | None) -> tuple[int, ...] | None:
+    """Read ``count`` A records, all written alike (with ``ttl``, if given), that fill ``body``."""
     if not count:
         return () if not body else None
     # An owner written out in another case than the question's goes to dnspython.
@@ -189,27 +191,31 @@ def _read_values(body: bytes, owner: bytes, count: int) -> tuple[int, ...] | Non
     size = len(prefix) + 10  # then the TTL, the data length and the address
     if len(body) != size * count:
         return None
-    for column, expected in _fixed_columns(prefix, count):
+    for column, expected in _fixed_columns(prefix, count, ttl):
         if body[column::size] != expected:
             return None
     return tuple(sorted(set(_addresses_layout(size, count).unpack(body))))
 
 
 @_memo.memoize(maxsize=1024)  # by name and count: enough for a watch over many services
-def _fixed_columns(prefix: bytes, count: int) -> tuple[tuple[int, bytes], ...]:
+def _fixed_columns(prefix: bytes, count: int, ttl: int | None) -> tuple[tuple[int, bytes], ...]:
     """What each byte column of ``count`` A records must hold, by its offset in a record.
 
     Every record must have the same owner, type and class (``prefix``), and a
-    data length of 4; the TTL and the address can be anything.
+    data length of 4; the TTL too if given; the address can be anything.
     """
     columns = [*enumerate(prefix), (len(prefix) + 4, 0), (len(prefix) + 5, 4)]
+    if ttl is not None:
+        columns += [(len(prefix) + i, byte) for i, byte in enumerate(ttl.to_bytes(4, "big"))]
     return tuple((column, bytes((byte,)) * count) for column, byte in columns)
 
 
 _RECORD_FIXED = struct.Struct("!HHIH")
 
 
-def _read_targets(body: bytes, owner: bytes, count: int) -> tuple[str, ...] | None:
+def _read_targets(
+    body: bytes, owner: bytes, count: int, ttl: int | None
+) -> tuple[str, ...] | None:
     targets = []
     offset = 0
     for _ in range(count):
@@ -221,9 +227,11 @@ def _read_targets(body: bytes, owner: bytes, count: int) -> tuple[str, ...] | No
             return None
         if offset + _RECORD_FIXED.size > len(body):
             return None
-        rtype, rclass, _ttl, rdlength = _RECORD_FIXED.unpack_from(body, offset)
+        rtype, rclass, record_ttl, rdlength = _RECORD_FIXED.unpack_from(body, offset)
         offset += _RECORD_FIXED.size
         if (rtype, rclass) != (TYPE_PTR, _CLASS_IN) or offset + rdlength > len(body):
+            return None
+        if ttl is not None and record_ttl != ttl:
             return None
         target = _read_plain_name(body[offset : offset + rdlength])
         if target is None:

@@ -29,11 +29,16 @@ from swarmdns import (
 )
 from swarmdns._backends.direct import Exchange, _Timeout, timed_out
 from swarmdns._backends.nameserver import Nameserver
+from swarmdns._provenance import EngineRules, Provenance
 from swarmdns.testing import EngineVersion, FakeSwarm, Fault, Upstream
 
 IN, A = dns.rdataclass.IN, dns.rdatatype.A
 QUESTION = Question(name="tasks.web.", rdtype="A")
-SERVERS = (Nameserver("127.0.0.11"), Nameserver("127.0.0.12", 5353))
+#: The engine, its answers taken as they come (tests/test_provenance.py checks them), and another.
+SERVERS = (
+    Nameserver("127.0.0.11", engine=EngineRules(checked=False)),
+    Nameserver("127.0.0.12", 5353),
+)
 
 
 def reply(
@@ -294,7 +299,10 @@ def engine_address() -> Iterator[FakeSwarm]:
 def test_an_empty_service_on_an_engine_without_upstream_has_no_tasks(
     engine_address: FakeSwarm,
 ) -> None:
-    backend = DNSPythonBackend([engine_address.nameserver])
+    # This machine's networks are not the fake's: name them, as a task's kernel would.
+    backend = DNSPythonBackend(
+        [engine_address.nameserver], provenance=Provenance.engine(["10.0.0.0/8"])
+    )
     engine_address.create_service("web", replicas=2)
 
     assert len(swarmdns.task_ips("web", backend=backend)) == 2

@@ -20,8 +20,9 @@ from swarmdns import Question, ResolutionError, ResolutionTimeout
 from swarmdns._backends.mux import Flight, Multiplexer
 from swarmdns._backends.nameserver import Nameserver
 from swarmdns._model import Answer
+from swarmdns._provenance import EngineRules
 
-ENGINE = Nameserver("127.0.0.11")
+ENGINE = Nameserver("127.0.0.11", engine=EngineRules(checked=False))
 OTHER = Nameserver("127.0.0.12", 5353)
 WEB = Question(name="tasks.web.", rdtype="A")
 DB = Question(name="tasks.db.", rdtype="A")
