@@ -142,3 +142,13 @@ def provenance_from_environment() -> Provenance:
 @_memo.memoize(maxsize=16)
 def _parsed_provenance(text: str) -> Provenance:
     return Provenance.parse(text)
+
+
+def system_nameserver(resolv_conf: str = RESOLV_CONF) -> str | None:
+    """The host of resolv.conf's first nameserver, which the C library asks; None if none."""
+    try:
+        status = os.stat(resolv_conf)
+        servers = _read_resolv_conf(resolv_conf, status.st_ino, status.st_size, status.st_mtime_ns)
+    except OSError:
+        return None
+    return servers[0].host if servers else None

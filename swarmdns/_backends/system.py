@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import socket
+from ipaddress import IPv4Address
 
 from .._deadlines import Overrun, within
-from .._errors import ResolutionError, ResolutionTimeout
+from .._errors import ForwardedAnswer, ResolutionError, ResolutionTimeout
 from .._model import Answer, Question
+from .._own_addresses import container_networks
+from .._provenance import Provenance
+from .nameserver import provenance_from_environment, system_nameserver
 
 #: getaddrinfo() errors that mean "no such name" rather than a failure.
 _NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
@@ -28,9 +32,22 @@ class SystemBackend:
     - musl before 1.2.4 (Alpine before 3.18) ignores truncation, so it sees at
       most the addresses that fit in 512 bytes (19 with Docker 20.10).
     - Names go through ``/etc/hosts`` and nsswitch, not only DNS.
+    - It hides TTLs and OPT records, so of the marks of an answer the engine
+      forwarded (``swarmdns.Provenance``) only the addresses are checked:
+      when resolv.conf's first nameserver is the engine, an address outside
+      its networks makes the answer read as no such name.
+
+    Args:
+        provenance: As ``DirectBackend``'s: by default ``SWARMDNS_PROVENANCE``,
+            else ``Provenance()``, read on every call.
     """
 
     nameserver = "the system resolver"
+
+    def __init__(self, *, provenance: Provenance | None = None) -> None:
+        if provenance is not None and not isinstance(provenance, Provenance):
+            raise TypeError(f"provenance must be a swarmdns.Provenance, not {provenance!r}")
+        self._provenance = provenance
 
     def __repr__(self) -> str:
         return "SystemBackend()"
@@ -53,7 +70,28 @@ class SystemBackend:
             if error.errno in _NOT_FOUND:
                 return self._answer(question, (), nxdomain=True)
             raise self._failure(question, error) from error
-        return self._answer(question, tuple(dict.fromkeys(str(i[4][0]) for i in infos)))
+        return self._checked(question, tuple(dict.fromkeys(str(i[4][0]) for i in infos)))
+
+    def _checked(self, question: Question, records: tuple[str, ...]) -> Answer:
+        """The answer with ``records``, unless their addresses say the engine forwarded it."""
+        provenance = self._provenance or provenance_from_environment()
+        host = system_nameserver()
+        rules = None if host is None else provenance.engine_rules(host, container_networks)
+        reason = None
+        if rules is not None:
+            reason = rules.outside(tuple(IPv4Address(record) for record in records))
+        if reason is None:
+            return self._answer(question, records)
+        if rules is not None and rules.strict:
+            raise ForwardedAnswer(
+                f"the engine forwarded {question.name!r} to the host's resolvers, and their"
+                f" answer is not the engine's own: {reason}. Its records are not tasks",
+                name=question.name,
+                nameserver=self.nameserver,
+            )
+        return Answer(
+            question=question, nxdomain=True, nameserver=self.nameserver, forwarded=reason
+        )
 
     async def resolve_async(self, question: Question, timeout: float) -> Answer:
         """Answer in a worker thread, giving up waiting at ``timeout``."""

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
 import pytest
 
 import swarmdns
 import swarmdns.aio
 from swarmdns import (
+    ForwardedAnswer,
+    Provenance,
     ResolutionError,
     SystemBackend,
 )
+from swarmdns._backends import system
 
 
 def fake_getaddrinfo(error: int | None, *addresses: str) -> object:
@@ -59,3 +64,31 @@ def test_system_backend_reads_ptr(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert asked == ["10.0.1.3"]
     assert (task.slot, task.task_id, task.network) == (1, "abc", "proxy")
+
+
+@pytest.mark.parametrize("resolv_conf_names", ["127.0.0.11", "192.0.2.53"])
+def test_addresses_outside_the_engines_networks_are_no_tasks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, resolv_conf_names: str
+) -> None:
+    resolv_conf = tmp_path / "resolv.conf"
+    resolv_conf.write_text(f"nameserver {resolv_conf_names}\noptions ndots:0\n")
+    monkeypatch.setattr(system, "system_nameserver", functools.partial(
+        system.system_nameserver, str(resolv_conf)))  # fmt: skip
+    monkeypatch.setattr(system, "container_networks", lambda: (IPv4Network("10.0.1.0/24"),))
+    monkeypatch.setattr(
+        socket, "getaddrinfo", fake_getaddrinfo(None, "23.202.231.167", "23.217.138.108")
+    )
+    question = swarmdns.Question(name="tasks.gone.", rdtype="A")
+
+    answer = SystemBackend(provenance=Provenance()).resolve(question, 1.0)
+
+    if resolv_conf_names == "127.0.0.11":  # the engine: its networks decide
+        assert (answer.records, answer.nxdomain) == ((), True)
+        assert (
+            answer.forwarded == "23.202.231.167 lies outside the engine's networks (10.0.1.0/24)"
+        )
+        with pytest.raises(ForwardedAnswer, match="not the engine's own"):
+            SystemBackend(provenance=Provenance(strict=True)).resolve(question, 1.0)
+    else:  # another resolver: taken as it answers
+        assert answer.records == ("23.202.231.167", "23.217.138.108")
+        assert answer.forwarded is None
