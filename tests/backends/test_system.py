@@ -18,7 +18,7 @@ from swarmdns import (
     ResolutionError,
     SystemBackend,
 )
-from swarmdns._backends import system
+from swarmdns._backends import nameserver, system
 
 
 def fake_getaddrinfo(error: int | None, *addresses: str) -> object:
@@ -72,8 +72,8 @@ def test_addresses_outside_the_engines_networks_are_no_tasks(
 ) -> None:
     resolv_conf = tmp_path / "resolv.conf"
     resolv_conf.write_text(f"nameserver {resolv_conf_names}\noptions ndots:0\n")
-    monkeypatch.setattr(system, "system_nameserver", functools.partial(
-        system.system_nameserver, str(resolv_conf)))  # fmt: skip
+    read = functools.partial(nameserver.system_nameserver, str(resolv_conf))
+    monkeypatch.setattr(system, "system_nameserver", read)
     monkeypatch.setattr(system, "container_networks", lambda: (IPv4Network("10.0.1.0/24"),))
     monkeypatch.setattr(
         socket, "getaddrinfo", fake_getaddrinfo(None, "23.202.231.167", "23.217.138.108")
