@@ -131,7 +131,8 @@ class Provenance:
     ) -> EngineRules | None:
         """The rules for answers of the nameserver at ``host``; None if it is not the engine."""
         if self.mode == "engine":
-            return EngineRules(networks=lambda: self.networks, strict=self.strict)
+            networks = self.networks
+            return EngineRules(networks=lambda: networks, strict=self.strict)
         if host != ENGINE_ADDRESS:
             return None
         if self.mode == "off":
@@ -153,6 +154,9 @@ class EngineRules:
     checked: bool = True
     strict: bool = False
     networks: Callable[[], Sequence[IPv4Network]] = field(default=tuple, eq=False)
+    _known: list[tuple[Sequence[IPv4Network], tuple[tuple[int, int], ...]] | None] = field(
+        factory=lambda: [None], init=False, eq=False, repr=False
+    )
 
     def forwarded(
         self, *, opt: bool, ttls: Iterable[int], addresses: Sequence[IPv4Address] = ()
@@ -177,10 +181,10 @@ class EngineRules:
         """Why ``addresses`` cannot be the engine's: one lies outside its networks; else None."""
         if not self.checked or not addresses:
             return None
-        networks = self.networks()
-        if not networks:
+        networks, ranges = self._ranges()
+        if not ranges:
             return None  # nothing to check against (no kernel table): the other marks decide
-        stray = next((ip for ip in addresses if not any(ip in net for net in networks)), None)
+        stray = next((ip for ip in addresses if not _within(int(ip), ranges)), None)
         if stray is None:
             return None
         listed = ", ".join(str(net) for net in networks)
@@ -193,18 +197,34 @@ class EngineRules:
         """
         if not self.checked or not values:
             return True
-        networks = self.networks()
-        if not networks:
+        ranges = self._ranges()[1]
+        if not ranges:
             return True
-        low, high = values[0], values[-1]
-        for net in networks:
-            first = int(net.network_address)
-            if first <= low and high <= first + net.num_addresses - 1:
-                return True
-        return all(
-            any(
-                int(net.network_address) <= value < int(net.network_address) + net.num_addresses
-                for net in networks
-            )
-            for value in values
+        return self.span_inside(values[0], values[-1]) or all(
+            _within(value, ranges) for value in values
         )
+
+    def span_inside(self, low: int, high: int) -> bool:
+        """Whether every address from ``low`` to ``high`` lies in one network (or unchecked)."""
+        if not self.checked:
+            return True
+        ranges = self._ranges()[1]
+        return not ranges or any(first <= low and high <= last for first, last in ranges)
+
+    def _ranges(self) -> tuple[Sequence[IPv4Network], tuple[tuple[int, int], ...]]:
+        """The networks now, and each one's first and last address as integers.
+
+        Worked out once per list of networks (the kernel's is replaced whole
+        when read again): the last pair is kept, and replaced whole.
+        """
+        networks = self.networks()
+        known = self._known[0]
+        if known is not None and known[0] is networks:
+            return known
+        ranges = tuple((int(net.network_address), int(net.broadcast_address)) for net in networks)
+        self._known[0] = (networks, ranges)
+        return networks, ranges
+
+
+def _within(value: int, ranges: tuple[tuple[int, int], ...]) -> bool:
+    return any(first <= value <= last for first, last in ranges)

@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import attrs
 
@@ -207,8 +207,10 @@ class Exchange:
         fast = wire.read_reply(data, self.wire, self._rdtype, ttl=ENGINE_TTL)
         if fast is None or self._rdtype != wire.TYPE_A:
             return fast
-        values = [int(ip) for ip in fast.records if isinstance(ip, IPv4Address)]
-        return fast if rules.values_inside(values) else None
+        addresses = cast("tuple[IPv4Address, ...]", fast.records)  # sorted
+        if not addresses or rules.span_inside(int(addresses[0]), int(addresses[-1])):
+            return fast
+        return fast if rules.outside(addresses) is None else None
 
     def handle_error(self, error: Exception) -> None:
         """Take the exception that the last request raised."""
