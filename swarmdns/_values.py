@@ -72,6 +72,11 @@ class WatchHealth:
         changes: Changes reported since the watch began, the initial set included.
         failing_since: When the first of the failures under way happened (UTC),
             the moment an outage began; None while the last lookup succeeded.
+        held: The change the watch holds back now (``min_tasks``, ``max_drop``),
+            or None: a ``ChangeHeld`` whose ``since`` is when the hold began, and
+            whose ``tasks``, ``removed`` and ``reason`` are those of the latest
+            answer held.
+        holds: Holds since the watch began, the one under way included.
     """
 
     consecutive_failures: int
@@ -81,6 +86,8 @@ class WatchHealth:
     failures_by_kind: Mapping[str, int] = field(factory=dict, eq=False)
     changes: int = 0
     failing_since: datetime | None = None
+    held: ChangeHeld | None = None
+    holds: int = 0
 
 
 #: Changes a watch keeps for its iterator before it merges them. A program
@@ -296,8 +303,60 @@ class LookupsRecovered:
     observed_at: datetime = field(repr=False)
 
 
-#: What a watch tells ``on_health``: a service's lookups start failing, or work again.
-HealthEvent = LookupsFailing | LookupsRecovered
+@frozen(kw_only=True)
+class ChangeHeld:
+    """A watch holds its set against an answer it does not believe: the start of a hold.
+
+    The answer would have left fewer than ``min_tasks`` tasks, or removed
+    more than ``max_drop`` of them at once. The watch goes on reporting its
+    last set (additions still pass) until an answer that is not held comes,
+    or ``hold_for`` has passed; then ``HoldReleased`` follows.
+    ``WatchHealth.held`` shows the hold under way in the same shape.
+
+    Attributes:
+        service: The service watched.
+        since: When the hold began: the end of the first lookup held, on the
+            monotonic clock (``time.monotonic()``), to compare with
+            ``HoldReleased.at``.
+        tasks: The set the answer held would have made, sorted.
+        removed: The addresses it would have removed.
+        reason: Why it is held, such as ``below min_tasks 2`` or
+            ``drop of 3 of 4 exceeds max_drop 0.5``.
+        observed_at: The same moment on the wall clock (UTC).
+    """
+
+    service: str
+    since: float
+    tasks: tuple[IPv4Address, ...] = field(repr=_address_tuple)
+    removed: frozenset[IPv4Address] = field(repr=_addresses)
+    reason: str
+    observed_at: datetime = field(repr=False)
+
+
+@frozen(kw_only=True)
+class HoldReleased:
+    """A watch's hold ends: the first lookup that is not held after ``ChangeHeld``.
+
+    Attributes:
+        service: The service watched.
+        at: When that lookup ended, on the monotonic clock (``time.monotonic()``).
+        held_for: Seconds from the start of the hold to ``at``: ``at - ChangeHeld.since``.
+        expired: True when ``hold_for`` had passed and the answer held was
+            reported anyway; False when an answer that is not held came
+            (the tasks came back, or the drop became one the rule allows).
+        observed_at: The moment ``at`` on the wall clock (UTC).
+    """
+
+    service: str
+    at: float
+    held_for: float
+    expired: bool
+    observed_at: datetime = field(repr=False)
+
+
+#: What a watch tells ``on_health``: a service's lookups start failing, or work
+#: again; a change is held, or the hold ends.
+HealthEvent = LookupsFailing | LookupsRecovered | ChangeHeld | HoldReleased
 
 
 def _network(value: str | None) -> str | None:
@@ -340,6 +399,31 @@ def _fail_after(value: float | None) -> float | None:
     return None if value is None else seconds("fail_after", value)
 
 
+def _min_tasks(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"min_tasks must be a whole number of tasks, not {value!r}")
+    if value < 0:
+        raise ValueError(f"min_tasks must be at least 0 (0: no minimum), not {value!r}")
+    return value
+
+
+def _max_drop(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"max_drop must be a fraction of the set or None, not {value!r}")
+    if not 0 < value <= 1:
+        raise ValueError(
+            f"max_drop must be a fraction above 0 and at most 1 (0.5: half the set), or None,"
+            f" not {value!r}"
+        )
+    return float(value)
+
+
+def _hold_for(value: float | None) -> float | None:
+    return None if value is None else seconds("hold_for", value)
+
+
 def _timeout(value: float) -> float:
     return seconds("timeout", value)
 
@@ -372,3 +456,6 @@ class WatchSettings:
     removal_debounce: int = field(default=1, converter=_removal_debounce)
     fail_after: float | None = field(default=None, converter=_fail_after)
     timeout: float = field(default=DEFAULT_TIMEOUT, converter=_timeout)
+    min_tasks: int = field(default=0, converter=_min_tasks)
+    max_drop: float | None = field(default=None, converter=_max_drop)
+    hold_for: float | None = field(default=None, converter=_hold_for)

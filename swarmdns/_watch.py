@@ -1,4 +1,4 @@
-"""Following a service's tasks: diffing, debounce, error policy and pacing, without I/O.
+"""Following a service's tasks: diffing, debounce, holds, error policy and pacing, without I/O.
 
 ``WatchCore`` is told the outcome of each lookup and decides what to report
 and when to look again; ``watch_steps()`` and ``wait_steps()`` turn those
@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator, Iterable
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 
+import attrs
 from attrs import frozen
 
 from ._deadlines import Deadline
@@ -32,8 +33,10 @@ from ._errors import (
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT, instances_query
 from ._values import (
+    ChangeHeld,
     ChangeQueue,
     HealthEvent,
+    HoldReleased,
     LookupsFailing,
     LookupsRecovered,
     TaskSetChange,
@@ -58,21 +61,54 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def hold_reason(
+    *, before: int, removed: int, min_tasks: int = 0, max_drop: float | None = None
+) -> str | None:
+    """Why a change that removes ``removed`` of ``before`` tasks is held, or None if it is not.
+
+    The one rule of every watch, single or fleet (``WatchCore`` applies it to
+    each service). ``before`` counts the set the removals are taken from: the
+    set reported, with the additions of the same answer (those are never
+    held), so a task replaced by another is no drop at all.
+
+    Args:
+        before: Tasks before the removals.
+        removed: Tasks the change removes.
+        min_tasks: Fewer tasks than this are never reported (0: no minimum).
+        max_drop: A change may remove at most this share of ``before`` (None: any).
+    """
+    if not removed:
+        return None
+    after = before - removed
+    if after < min_tasks:
+        return f"below min_tasks {min_tasks}"
+    if max_drop is not None and removed > max_drop * before:
+        return f"drop of {removed} of {before} exceeds max_drop {max_drop:g}"
+    return None
+
+
 class WatchCore:
     """The decisions of one watch: what changed, what to report, when to ask again.
 
     Args:
         service: The service watched, for events and messages.
         query_name: The name looked up, for messages (``tasks.web.``).
-        interval, jitter, removal_debounce, fail_after: A watch's options,
-            as ``WatchSettings`` checked them (``prepare_watch()`` passes them).
+        interval, jitter, removal_debounce, fail_after, min_tasks, max_drop,
+            hold_for: A watch's options, as ``WatchSettings`` checked them
+            (``prepare_watch()`` passes them).
         exclude: Addresses never to report (this container's own).
         clock: Monotonic seconds, for pacing, ``fail_after`` and health events.
         wall_clock: The time stamped on events and health.
         rng: The source of jitter.
         on_health: Called with a ``LookupsFailing`` when lookups start failing
-            and a ``LookupsRecovered`` when they work again; one that raises
-            is logged.
+            and a ``LookupsRecovered`` when they work again, a ``ChangeHeld``
+            when a change is held and a ``HoldReleased`` when the hold ends;
+            one that raises is logged.
+
+    A change that removes tasks goes through the removal debounce first;
+    what the debounce lets through is then judged by ``hold_reason()``. A
+    change held is not reported (its additions are), and its removals stay
+    due: every later lookup judges them again, with the answer it brings.
     """
 
     def __init__(
@@ -84,6 +120,9 @@ class WatchCore:
         jitter: float = 0.1,
         removal_debounce: int = 1,
         fail_after: float | None = None,
+        min_tasks: int = 0,
+        max_drop: float | None = None,
+        hold_for: float | None = None,
         exclude: Iterable[IPv4Address] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
@@ -96,6 +135,9 @@ class WatchCore:
         self.jitter = jitter
         self.removal_debounce = removal_debounce
         self.fail_after = fail_after
+        self.min_tasks = min_tasks
+        self.max_drop = max_drop
+        self.hold_for = hold_for
         self.exclude = frozenset(exclude)
         self._clock = clock
         self._wall_clock = wall_clock
@@ -114,6 +156,8 @@ class WatchCore:
         self._failed_at = 0.0  # when the outage under way began, on the monotonic clock
         self._healthy_since = clock()
         self._last_answer: tuple[IPv4Address, ...] | None = None
+        self._held: ChangeHeld | None = None  # the hold under way
+        self._holds = 0
         # The thread that drives the watch and the threads that read it.
         self._lock = threading.RLock()
 
@@ -146,13 +190,16 @@ class WatchCore:
                 failures_by_kind=dict(self._failures_by_kind),
                 changes=self._changes,
                 failing_since=self._failing_since,
+                held=self._held,
+                holds=self._holds,
             )
 
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
         """Take a successful lookup's addresses; return the change to report, if any.
 
-        The first success after failures also tells ``on_health`` (once the
-        watch's state is updated, outside its lock).
+        The first success after failures also tells ``on_health``, and so do
+        the start and the end of a hold (once the watch's state is updated,
+        outside its lock).
         """
         answer = tuple(addresses)
         with self._lock:
@@ -162,10 +209,13 @@ class WatchCore:
                 return None
             self._last_answer = answer
             seen = frozenset(answer) - self.exclude
+            events: list[HealthEvent] = []
             recovery = self._count_success(len(seen))
-            change = self._succeeded(seen)
-        if recovery is not None:
-            self._tell(recovery)
+            if recovery is not None:
+                events.append(recovery)
+            change = self._succeeded(seen, events)
+        for event in events:
+            self._tell(event)
         return change
 
     def repeated(self) -> bool:
@@ -210,25 +260,99 @@ class WatchCore:
         self._last_error = None
         return recovery
 
-    def _succeeded(self, seen: frozenset[IPv4Address]) -> TaskSetChange | None:
+    def _succeeded(
+        self, seen: frozenset[IPv4Address], events: list[HealthEvent]
+    ) -> TaskSetChange | None:
+        """The change ``seen`` makes; the hold events it makes go to ``events``."""
         if self._reported is None:
             self._report(seen)
             return self._change(added=seen, removed=frozenset())
         for address in seen:
             self._missing.pop(address, None)
-        removed = set()
+        due: set[IPv4Address] = set()
         for address in self._reported - seen:
-            count = self._missing.get(address, 0) + 1
+            # Counted on while a removal is held, so that it stays due.
+            count = self._missing[address] = self._missing.get(address, 0) + 1
             if count >= self.removal_debounce:
-                removed.add(address)
-                self._missing.pop(address, None)
-            else:
-                self._missing[address] = count
+                due.add(address)
         added = seen - self._reported
+        removed = frozenset(due) if self._believed(added, frozenset(due), events) else frozenset()
+        for address in removed:
+            del self._missing[address]
         if not added and not removed:
             return None
         self._report((self._reported | added) - removed)
-        return self._change(added=frozenset(added), removed=frozenset(removed))
+        return self._change(added=frozenset(added), removed=removed)
+
+    def _believed(
+        self,
+        added: frozenset[IPv4Address],
+        removed: frozenset[IPv4Address],
+        events: list[HealthEvent],
+    ) -> bool:
+        """Whether to report ``removed`` now, or to hold it.
+
+        The start or the end of a hold goes in ``events``, to be told outside the lock.
+        """
+        assert self._reported is not None  # noqa: S101 - for mypy: after the first answer
+        before = self._reported | added
+        reason = hold_reason(
+            before=len(before),
+            removed=len(removed),
+            min_tasks=self.min_tasks,
+            max_drop=self.max_drop,
+        )
+        now = self._healthy_since  # the end of this lookup, on the monotonic clock
+        held = self._held
+        if reason is None:
+            if held is not None:
+                events.append(self._release(now, expired=False))
+            return True
+        if held is None:
+            self._holds += 1
+            self._held = ChangeHeld(
+                service=self.service,
+                since=now,
+                tasks=tuple(sorted(before - removed, key=int)),
+                removed=removed,
+                reason=reason,
+                observed_at=self._last_success or self._wall_clock(),
+            )
+            logger().warning(
+                "holding the %d known tasks of %s against an answer of %d (%s)",
+                len(self._reported),
+                self.query_name,
+                len(before - removed),
+                reason,
+            )
+            events.append(self._held)
+            return False
+        if self.hold_for is not None and now - held.since >= self.hold_for:
+            events.append(self._release(now, expired=True))
+            return True
+        self._held = attrs.evolve(
+            held, tasks=tuple(sorted(before - removed, key=int)), removed=removed, reason=reason
+        )
+        return False
+
+    def _release(self, now: float, *, expired: bool) -> HoldReleased:
+        """End the hold under way at ``now``."""
+        assert self._held is not None  # noqa: S101 - for mypy: only while holding
+        held_for = now - self._held.since
+        self._held = None
+        logger().info(
+            "the hold of %s ends after %.3g s: %s",
+            self.query_name,
+            held_for,
+            "hold_for passed, the answer held is reported" if expired else "an answer not held",
+        )
+        return HoldReleased(
+            service=self.service,
+            at=now,
+            held_for=held_for,
+            expired=expired,
+            observed_at=self._last_success or self._wall_clock(),
+        )
 
     def _report(self, addresses: frozenset[IPv4Address]) -> None:
         self._reported = addresses
@@ -566,7 +690,8 @@ def prepare_watch(
             end, ``_own_addresses.excluded_for()``: a decision does no I/O).
         clock: Monotonic seconds.
         rng: The source of jitter.
-        on_health: Told when lookups start failing and when they work again.
+        on_health: Told when lookups start failing and when they work again,
+            and when a change is held and when the hold ends.
 
     Raises:
         InvalidName: ``service`` is not a name Docker allows.
@@ -579,6 +704,9 @@ def prepare_watch(
         jitter=settings.jitter,
         removal_debounce=settings.removal_debounce,
         fail_after=settings.fail_after,
+        min_tasks=settings.min_tasks,
+        max_drop=settings.max_drop,
+        hold_for=settings.hold_for,
         exclude=excluded,
         clock=clock,
         rng=rng,
