@@ -19,7 +19,6 @@ from collections.abc import Callable, Generator, Iterable
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
 
-import attrs
 from attrs import frozen
 
 from ._deadlines import Deadline
@@ -33,10 +32,9 @@ from ._errors import (
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT, instances_query
 from ._values import (
-    ChangeHeld,
     ChangeQueue,
     HealthEvent,
-    HoldReleased,
+    Hold,
     LookupsFailing,
     LookupsRecovered,
     TaskSetChange,
@@ -61,32 +59,6 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def hold_reason(
-    *, before: int, removed: int, min_tasks: int = 0, max_drop: float | None = None
-) -> str | None:
-    """Why a change that removes ``removed`` of ``before`` tasks is held, or None if it is not.
-
-    The one rule of every watch, single or fleet (``WatchCore`` applies it to
-    each service). ``before`` counts the set the removals are taken from: the
-    set reported, with the additions of the same answer (those are never
-    held), so a task replaced by another is no drop at all.
-
-    Args:
-        before: Tasks before the removals.
-        removed: Tasks the change removes.
-        min_tasks: Fewer tasks than this are never reported (0: no minimum).
-        max_drop: A change may remove at most this share of ``before`` (None: any).
-    """
-    if not removed:
-        return None
-    after = before - removed
-    if after < min_tasks:
-        return f"below min_tasks {min_tasks}"
-    if max_drop is not None and removed > max_drop * before:
-        return f"drop of {removed} of {before} exceeds max_drop {max_drop:g}"
-    return None
-
-
 class WatchCore:
     """The decisions of one watch: what changed, what to report, when to ask again.
 
@@ -106,7 +78,7 @@ class WatchCore:
             one that raises is logged.
 
     A change that removes tasks goes through the removal debounce first;
-    what the debounce lets through is then judged by ``hold_reason()``. A
+    what the debounce lets through is then judged by its ``Hold``. A
     change held is not reported (its additions are), and its removals stay
     due: every later lookup judges them again, with the answer it brings.
     """
@@ -135,9 +107,6 @@ class WatchCore:
         self.jitter = jitter
         self.removal_debounce = removal_debounce
         self.fail_after = fail_after
-        self.min_tasks = min_tasks
-        self.max_drop = max_drop
-        self.hold_for = hold_for
         self.exclude = frozenset(exclude)
         self._clock = clock
         self._wall_clock = wall_clock
@@ -156,8 +125,9 @@ class WatchCore:
         self._failed_at = 0.0  # when the outage under way began, on the monotonic clock
         self._healthy_since = clock()
         self._last_answer: tuple[IPv4Address, ...] | None = None
-        self._held: ChangeHeld | None = None  # the hold under way
-        self._holds = 0
+        self._hold = Hold(
+            service, query_name, min_tasks=min_tasks, max_drop=max_drop, hold_for=hold_for
+        )
         # The thread that drives the watch and the threads that read it.
         self._lock = threading.RLock()
 
@@ -190,8 +160,8 @@ class WatchCore:
                 failures_by_kind=dict(self._failures_by_kind),
                 changes=self._changes,
                 failing_since=self._failing_since,
-                held=self._held,
-                holds=self._holds,
+                held=self._hold.held,
+                holds=self._hold.holds,
             )
 
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
@@ -276,83 +246,21 @@ class WatchCore:
             if count >= self.removal_debounce:
                 due.add(address)
         added = seen - self._reported
-        removed = frozenset(due) if self._believed(added, frozenset(due), events) else frozenset()
+        removed = frozenset(due)
+        if (removed or self._hold.held is not None) and not self._hold.believed(
+            before=self._reported | added,
+            removed=removed,
+            now=self._healthy_since,  # the end of this lookup, on the monotonic clock
+            observed_at=self._last_success or self._wall_clock(),
+            events=events,
+        ):
+            removed = frozenset()
         for address in removed:
             del self._missing[address]
         if not added and not removed:
             return None
         self._report((self._reported | added) - removed)
         return self._change(added=frozenset(added), removed=removed)
-
-    def _believed(
-        self,
-        added: frozenset[IPv4Address],
-        removed: frozenset[IPv4Address],
-        events: list[HealthEvent],
-    ) -> bool:
-        """Whether to report ``removed`` now, or to hold it.
-
-        The start or the end of a hold goes in ``events``, to be told outside the lock.
-        """
-        assert self._reported is not None  # noqa: S101 - for mypy: after the first answer
-        before = self._reported | added
-        reason = hold_reason(
-            before=len(before),
-            removed=len(removed),
-            min_tasks=self.min_tasks,
-            max_drop=self.max_drop,
-        )
-        now = self._healthy_since  # the end of this lookup, on the monotonic clock
-        held = self._held
-        if reason is None:
-            if held is not None:
-                events.append(self._release(now, expired=False))
-            return True
-        if held is None:
-            self._holds += 1
-            self._held = ChangeHeld(
-                service=self.service,
-                since=now,
-                tasks=tuple(sorted(before - removed, key=int)),
-                removed=removed,
-                reason=reason,
-                observed_at=self._last_success or self._wall_clock(),
-            )
-            logger().warning(
-                "holding the %d known tasks of %s against an answer of %d (%s)",
-                len(self._reported),
-                self.query_name,
-                len(before - removed),
-                reason,
-            )
-            events.append(self._held)
-            return False
-        if self.hold_for is not None and now - held.since >= self.hold_for:
-            events.append(self._release(now, expired=True))
-            return True
-        self._held = attrs.evolve(
-            held, tasks=tuple(sorted(before - removed, key=int)), removed=removed, reason=reason
-        )
-        return False
-
-    def _release(self, now: float, *, expired: bool) -> HoldReleased:
-        """End the hold under way at ``now``."""
-        assert self._held is not None  # noqa: S101 - for mypy: only while holding
-        held_for = now - self._held.since
-        self._held = None
-        logger().info(
-            "the hold of %s ends after %.3g s: %s",
-            self.query_name,
-            held_for,
-            "hold_for passed, the answer held is reported" if expired else "an answer not held",
-        )
-        return HoldReleased(
-            service=self.service,
-            at=now,
-            held_for=held_for,
-            expired=expired,
-            observed_at=self._last_success or self._wall_clock(),
-        )
 
     def _report(self, addresses: frozenset[IPv4Address]) -> None:
         self._reported = addresses

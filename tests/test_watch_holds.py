@@ -23,8 +23,8 @@ from swarmdns import (
     TaskSetChange,
 )
 from swarmdns._fleet import FleetCore
-from swarmdns._values import WatchSettings
-from swarmdns._watch import WatchCore, hold_reason, prepare_watch
+from swarmdns._values import WatchSettings, hold_reason
+from swarmdns._watch import WatchCore, prepare_watch
 
 WALL = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
 
