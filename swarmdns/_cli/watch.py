@@ -60,9 +60,8 @@ DESCRIPTION = (
     " --max-drop, an answer that drops more than they allow is held: a line says so, the last"
     " set stays, and nothing is rendered or run from it; a line tells when the hold ends."
     " With several services, each change line names its service; all go through one socket."
-    " Ctrl-C or"
-    " SIGTERM (docker stop) ends it, stopping a command under way with its process group,"
-    " and so does the reader of its output going away."
+    " Ctrl-C or SIGTERM (docker stop) ends it, stopping a command under way with its process"
+    " group, and so does the reader of its output going away."
 )
 
 
