@@ -21,7 +21,7 @@ The package reads in layers, each importing only those below it:
 - ``_names`` (query names), ``_lookups`` (what each lookup asks, and what
   NXDOMAIN and every other answer mean), ``_values`` (a watch's options,
   checked once, and what it hands out), ``_watch`` (how a watch decides
-  changes, removals, failures and pacing), ``_fleet`` (the schedule of a
+  changes, removals, holds, failures and pacing), ``_fleet`` (the schedule of a
   watch over many services): decisions, without I/O.
 - ``_backends``: who answers, and how (``direct`` decides when TCP is used;
   ``mux`` matches many queries in flight on one socket).
@@ -62,7 +62,15 @@ from ._sync import (
     watch_services,
     watch_tasks,
 )
-from ._values import HealthEvent, LookupsFailing, LookupsRecovered, TaskSetChange, WatchHealth
+from ._values import (
+    ChangeHeld,
+    HealthEvent,
+    HoldReleased,
+    LookupsFailing,
+    LookupsRecovered,
+    TaskSetChange,
+    WatchHealth,
+)
 from ._watcher import FleetWatcher, TaskWatcher
 
 try:  # written from git by the build and by editable installs (hatch-vcs)
@@ -77,6 +85,7 @@ __all__ = [
     "Answer",
     "AsyncBackend",
     "Backend",
+    "ChangeHeld",
     "ConfigurationError",
     "DNSPythonBackend",
     "DirectBackend",
@@ -84,6 +93,7 @@ __all__ = [
     "FleetWatcher",
     "ForwardedAnswer",
     "HealthEvent",
+    "HoldReleased",
     "InvalidName",
     "LookupsFailing",
     "LookupsRecovered",

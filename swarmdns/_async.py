@@ -179,6 +179,9 @@ def watch_tasks(
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
     fail_after: float | None = None,
+    min_tasks: int = 0,
+    max_drop: float | None = None,
+    hold_for: float | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
 ) -> AsyncTaskWatch:
     """Follow the tasks of ``service``; the asyncio twin of ``swarmdns.watch_tasks``.
@@ -206,6 +209,9 @@ def watch_tasks(
         removal_debounce=removal_debounce,
         fail_after=fail_after,
         timeout=timeout,
+        min_tasks=min_tasks,
+        max_drop=max_drop,
+        hold_for=hold_for,
     )
     core = prepare_watch(service, settings, excluded=excluded_for(settings), on_health=on_health)
     steps = Stepper(watch_steps(core, settings.timeout))
@@ -349,6 +355,9 @@ def watch_services(
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
     fail_after: float | None = None,
+    min_tasks: int = 0,
+    max_drop: float | None = None,
+    hold_for: float | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
 ) -> AsyncFleetWatch:
     """Follow the tasks of many services at once; the asyncio twin of ``swarmdns.watch_services``.
@@ -382,6 +391,9 @@ def watch_services(
         removal_debounce=removal_debounce,
         fail_after=fail_after,
         timeout=timeout,
+        min_tasks=min_tasks,
+        max_drop=max_drop,
+        hold_for=hold_for,
     )
     core = FleetCore(services, settings, excluded=excluded_for(settings), on_health=on_health)
     chosen = get_default_backend() if backend is None else backend

@@ -2,14 +2,15 @@
 
 ``FleetCore`` keeps one ``WatchCore`` per service, so every rule of a single
 watch holds for each (a failure never changes the set, NXDOMAIN means no
-tasks, removals are debounced, failures back off, ``fail_after`` ends the
-watch, the start and the end of an outage go to ``on_health``), and one
-schedule for them all. The drivers in ``_sync`` and ``_async`` ask it which
-services are due, carry out the lookups (through one socket,
-``_backends.fleet``, or a backend's own way) and hand the outcomes back; the
-changes wait in ``FleetCore.changes`` for the user (a ``ChangeQueue``: past
-its bound, each service's changes merge into one). ``FleetView`` is what
-every front end's fleet watch shows of it.
+tasks, removals are debounced, a drop past ``min_tasks`` or ``max_drop`` is
+held, failures back off, ``fail_after`` ends the watch, the start and the end
+of an outage or of a hold go to ``on_health``), and one schedule for them
+all. The drivers in ``_sync`` and ``_async`` ask it which services are
+due, carry out the lookups (through one socket, ``_backends.fleet``, or a
+backend's own way) and hand the outcomes back; the changes wait in
+``FleetCore.changes`` for the user (a ``ChangeQueue``: past its bound, each
+service's changes merge into one). ``FleetView`` is what every front end's
+fleet watch shows of it.
 """
 
 from __future__ import annotations

@@ -165,6 +165,9 @@ def watch_tasks(
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
     fail_after: float | None = None,
+    min_tasks: int = 0,
+    max_drop: float | None = None,
+    hold_for: float | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
 ) -> TaskWatch:
     """Follow the tasks of ``service``: yield a ``TaskSetChange`` whenever they change.
@@ -172,10 +175,11 @@ def watch_tasks(
     The first event is the initial set. A failed lookup (timeout, SERVFAIL,
     REFUSED, a garbled answer) never changes the set: the watch keeps the last
     good one and retries with backoff. NXDOMAIN does change it: the engine
-    answers so when the service has no task left. ``swarmdns.aio.watch_tasks``
-    is the asyncio twin; ``TaskWatcher`` watches in a background thread. Every
-    way of watching takes the options below, from ``network`` to
-    ``on_health``, with the meaning said here.
+    answers so when the service has no task left (Docker 29.x, wrongly, also
+    after a node came back: ``min_tasks`` and ``max_drop`` hold such a drop).
+    ``swarmdns.aio.watch_tasks`` is the asyncio twin; ``TaskWatcher`` watches
+    in a background thread. Every way of watching takes the options below,
+    from ``network`` to ``on_health``, with the meaning said here.
 
     Args:
         service: The service's name.
@@ -190,9 +194,19 @@ def watch_tasks(
         exclude: Further addresses to leave out.
         fail_after: End with ``WatchTimeout`` after this many seconds without a
             successful lookup (by default, never).
+        min_tasks: Never report fewer tasks than this: an answer that would
+            leave fewer is held, and the watch keeps its last set (0, the
+            default: no minimum). The initial set is reported as it is.
+        max_drop: Hold an answer that would remove more than this share
+            (above 0, at most 1) of the set at once (None, the default: any).
+        hold_for: Report an answer held anyway once the hold has lasted this
+            many seconds (None, the default: hold until an answer that is not
+            held comes).
         on_health: Called with a ``LookupsFailing`` when lookups start
-            failing, and a ``LookupsRecovered`` when they work again, where
-            the lookups run (here, in ``next()``); one that raises is logged.
+            failing, and a ``LookupsRecovered`` when they work again, a
+            ``ChangeHeld`` when a change is held and a ``HoldReleased`` when
+            the hold ends, where the lookups run (here, in ``next()``); one
+            that raises is logged.
 
     Returns:
         An iterator of changes that also shows the watch's ``current`` set and
@@ -212,6 +226,9 @@ def watch_tasks(
         removal_debounce=removal_debounce,
         fail_after=fail_after,
         timeout=timeout,
+        min_tasks=min_tasks,
+        max_drop=max_drop,
+        hold_for=hold_for,
     )
     core = prepare_watch(service, settings, excluded=excluded_for(settings), on_health=on_health)
     steps = Stepper(watch_steps(core, settings.timeout))
@@ -355,6 +372,9 @@ def watch_services(
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
     fail_after: float | None = None,
+    min_tasks: int = 0,
+    max_drop: float | None = None,
+    hold_for: float | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
 ) -> FleetWatch:
     """Follow the tasks of many services at once: yield a ``TaskSetChange`` whenever one changes.
@@ -398,6 +418,9 @@ def watch_services(
         removal_debounce=removal_debounce,
         fail_after=fail_after,
         timeout=timeout,
+        min_tasks=min_tasks,
+        max_drop=max_drop,
+        hold_for=hold_for,
     )
     return FleetWatch.driven(
         FleetCore(services, settings, excluded=excluded_for(settings), on_health=on_health)

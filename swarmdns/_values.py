@@ -3,7 +3,9 @@
 Without I/O: ``WatchSettings`` checks a watch's options once for every front
 end; ``TaskSetChange``, ``WatchHealth`` and the health events are what a
 watch hands its users, and ``ChangeQueue`` keeps the changes not yet handed
-out (merged with ``net_change()`` past its bound).
+out (merged with ``net_change()`` past its bound). ``Hold`` decides whether a
+watch believes a drop (``min_tasks``, ``max_drop``, ``hold_for``), by the one
+rule of ``hold_reason()``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from datetime import datetime
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from attrs import field, frozen
+from attrs import evolve, field, frozen
 
 from ._deadlines import seconds
 from ._errors import SwarmDNSError
+from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT
 from ._names import check_network
 
@@ -72,6 +75,11 @@ class WatchHealth:
         changes: Changes reported since the watch began, the initial set included.
         failing_since: When the first of the failures under way happened (UTC),
             the moment an outage began; None while the last lookup succeeded.
+        held: The change the watch holds back now (``min_tasks``, ``max_drop``),
+            or None: a ``ChangeHeld`` whose ``since`` is when the hold began, and
+            whose ``tasks``, ``removed`` and ``reason`` are those of the latest
+            answer held.
+        holds: Holds since the watch began, the one under way included.
     """
 
     consecutive_failures: int
@@ -81,6 +89,8 @@ class WatchHealth:
     failures_by_kind: Mapping[str, int] = field(factory=dict, eq=False)
     changes: int = 0
     failing_since: datetime | None = None
+    held: ChangeHeld | None = None
+    holds: int = 0
 
 
 #: Changes a watch keeps for its iterator before it merges them. A program
@@ -296,8 +306,199 @@ class LookupsRecovered:
     observed_at: datetime = field(repr=False)
 
 
-#: What a watch tells ``on_health``: a service's lookups start failing, or work again.
-HealthEvent = LookupsFailing | LookupsRecovered
+@frozen(kw_only=True)
+class ChangeHeld:
+    """A watch holds its set against an answer it does not believe: the start of a hold.
+
+    The answer would have left fewer than ``min_tasks`` tasks, or removed
+    more than ``max_drop`` of them at once. The watch goes on reporting its
+    last set (additions still pass) until an answer that is not held comes,
+    or ``hold_for`` has passed; then ``HoldReleased`` follows.
+    ``WatchHealth.held`` shows the hold under way in the same shape.
+
+    Attributes:
+        service: The service watched.
+        since: When the hold began: the end of the first lookup held, on the
+            monotonic clock (``time.monotonic()``), to compare with
+            ``HoldReleased.at``.
+        tasks: The set the answer held would have made, sorted.
+        removed: The addresses it would have removed.
+        reason: Why it is held, such as ``below min_tasks 2`` or
+            ``drop of 3 of 4 exceeds max_drop 0.5``.
+        observed_at: The same moment on the wall clock (UTC).
+    """
+
+    service: str
+    since: float
+    tasks: tuple[IPv4Address, ...] = field(repr=_address_tuple)
+    removed: frozenset[IPv4Address] = field(repr=_addresses)
+    reason: str
+    observed_at: datetime = field(repr=False)
+
+
+@frozen(kw_only=True)
+class HoldReleased:
+    """A watch's hold ends: the first lookup that is not held after ``ChangeHeld``.
+
+    Attributes:
+        service: The service watched.
+        at: When that lookup ended, on the monotonic clock (``time.monotonic()``).
+        held_for: Seconds from the start of the hold to ``at``: ``at - ChangeHeld.since``.
+        expired: True when ``hold_for`` had passed and the answer held was
+            reported anyway; False when an answer that is not held came
+            (the tasks came back, or the drop became one the rule allows).
+        observed_at: The moment ``at`` on the wall clock (UTC).
+    """
+
+    service: str
+    at: float
+    held_for: float
+    expired: bool
+    observed_at: datetime = field(repr=False)
+
+
+#: What a watch tells ``on_health``: a service's lookups start failing, or work
+#: again; a change is held, or the hold ends.
+HealthEvent = LookupsFailing | LookupsRecovered | ChangeHeld | HoldReleased
+
+
+def hold_reason(
+    *, before: int, removed: int, min_tasks: int = 0, max_drop: float | None = None
+) -> str | None:
+    """Why a change that removes ``removed`` of ``before`` tasks is held, or None if it is not.
+
+    The one rule of every watch, single or fleet. ``before`` counts the set
+    the removals are taken from: the set reported, with the additions of the
+    same answer (those are never held), so a task replaced by another is no
+    drop at all.
+
+    Args:
+        before: Tasks before the removals.
+        removed: Tasks the change removes.
+        min_tasks: Fewer tasks than this are never reported (0: no minimum).
+        max_drop: A change may remove at most this share of ``before`` (None: any).
+    """
+    if not removed:
+        return None
+    if before - removed < min_tasks:
+        return f"below min_tasks {min_tasks}"
+    if max_drop is not None and removed > max_drop * before:
+        return f"drop of {removed} of {before} exceeds max_drop {max_drop:g}"
+    return None
+
+
+class Hold:
+    """Whether a watch believes the removals an answer brings, or holds its set against them.
+
+    Each ``WatchCore`` keeps one (for its service; in a fleet, one for each).
+    An answer whose removals ``hold_reason()`` holds starts a hold: the watch
+    reports none of them (its additions still pass) until an answer comes
+    that is not held, or the hold has lasted ``hold_for`` seconds; answers
+    held meanwhile keep the hold going. Guarded by its watch's lock.
+
+    Args:
+        service: The service watched, for events.
+        query_name: The name looked up, for the log.
+        min_tasks, max_drop, hold_for: The watch's options, checked.
+
+    Attributes:
+        held: The hold under way, or None: its ``since``, and the ``tasks``,
+            ``removed`` and ``reason`` of the latest answer held.
+        holds: Holds started since the watch began.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        query_name: str,
+        *,
+        min_tasks: int = 0,
+        max_drop: float | None = None,
+        hold_for: float | None = None,
+    ) -> None:
+        self.service = service
+        self.query_name = query_name
+        self.min_tasks = min_tasks
+        self.max_drop = max_drop
+        self.hold_for = hold_for
+        self.held: ChangeHeld | None = None
+        self.holds = 0
+
+    def believed(
+        self,
+        *,
+        before: frozenset[IPv4Address],
+        removed: frozenset[IPv4Address],
+        now: float,
+        observed_at: datetime,
+        events: list[HealthEvent],
+    ) -> bool:
+        """Whether to report ``removed`` now, or to hold it; a hold starting or ending is told.
+
+        Args:
+            before: The set the removals are taken from (reported, and added).
+            removed: The removals due (past the debounce); may be none.
+            now: When the lookup ended, on the monotonic clock.
+            observed_at: The same moment on the wall clock.
+            events: Where the ``ChangeHeld`` or ``HoldReleased`` goes, for the
+                watch to tell outside its lock.
+        """
+        reason = hold_reason(
+            before=len(before),
+            removed=len(removed),
+            min_tasks=self.min_tasks,
+            max_drop=self.max_drop,
+        )
+        held = self.held
+        if reason is None:
+            if held is not None:
+                events.append(self._release(now, observed_at, expired=False))
+            return True
+        if held is None:
+            self.holds += 1
+            self.held = ChangeHeld(
+                service=self.service,
+                since=now,
+                tasks=tuple(sorted(before - removed, key=int)),
+                removed=removed,
+                reason=reason,
+                observed_at=observed_at,
+            )
+            logger().warning(
+                "holding the %d known tasks of %s against an answer of %d (%s)",
+                len(before),
+                self.query_name,
+                len(before - removed),
+                reason,
+            )
+            events.append(self.held)
+            return False
+        if self.hold_for is not None and now - held.since >= self.hold_for:
+            events.append(self._release(now, observed_at, expired=True))
+            return True
+        self.held = evolve(
+            held, tasks=tuple(sorted(before - removed, key=int)), removed=removed, reason=reason
+        )
+        return False
+
+    def _release(self, now: float, observed_at: datetime, *, expired: bool) -> HoldReleased:
+        """End the hold under way at ``now``."""
+        assert self.held is not None  # noqa: S101 - for mypy: only while holding
+        held_for = now - self.held.since
+        self.held = None
+        logger().info(
+            "the hold of %s ends after %.3g s: %s",
+            self.query_name,
+            held_for,
+            "hold_for passed, the answer held is reported" if expired else "an answer not held",
+        )
+        return HoldReleased(
+            service=self.service,
+            at=now,
+            held_for=held_for,
+            expired=expired,
+            observed_at=observed_at,
+        )
 
 
 def _network(value: str | None) -> str | None:
@@ -340,6 +541,31 @@ def _fail_after(value: float | None) -> float | None:
     return None if value is None else seconds("fail_after", value)
 
 
+def _min_tasks(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"min_tasks must be a whole number of tasks, not {value!r}")
+    if value < 0:
+        raise ValueError(f"min_tasks must be at least 0 (0: no minimum), not {value!r}")
+    return value
+
+
+def _max_drop(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"max_drop must be a fraction of the set or None, not {value!r}")
+    if not 0 < value <= 1:
+        raise ValueError(
+            f"max_drop must be a fraction above 0 and at most 1 (0.5: half the set), or None,"
+            f" not {value!r}"
+        )
+    return float(value)
+
+
+def _hold_for(value: float | None) -> float | None:
+    return None if value is None else seconds("hold_for", value)
+
+
 def _timeout(value: float) -> float:
     return seconds("timeout", value)
 
@@ -372,3 +598,6 @@ class WatchSettings:
     removal_debounce: int = field(default=1, converter=_removal_debounce)
     fail_after: float | None = field(default=None, converter=_fail_after)
     timeout: float = field(default=DEFAULT_TIMEOUT, converter=_timeout)
+    min_tasks: int = field(default=0, converter=_min_tasks)
+    max_drop: float | None = field(default=None, converter=_max_drop)
+    hold_for: float | None = field(default=None, converter=_hold_for)

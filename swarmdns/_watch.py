@@ -1,4 +1,4 @@
-"""Following a service's tasks: diffing, debounce, error policy and pacing, without I/O.
+"""Following a service's tasks: diffing, debounce, holds, error policy and pacing, without I/O.
 
 ``WatchCore`` is told the outcome of each lookup and decides what to report
 and when to look again; ``watch_steps()`` and ``wait_steps()`` turn those
@@ -34,6 +34,7 @@ from ._lookups import DEFAULT_TIMEOUT, instances_query
 from ._values import (
     ChangeQueue,
     HealthEvent,
+    Hold,
     LookupsFailing,
     LookupsRecovered,
     TaskSetChange,
@@ -64,15 +65,22 @@ class WatchCore:
     Args:
         service: The service watched, for events and messages.
         query_name: The name looked up, for messages (``tasks.web.``).
-        interval, jitter, removal_debounce, fail_after: A watch's options,
-            as ``WatchSettings`` checked them (``prepare_watch()`` passes them).
+        interval, jitter, removal_debounce, fail_after, min_tasks, max_drop,
+            hold_for: A watch's options, as ``WatchSettings`` checked them
+            (``prepare_watch()`` passes them).
         exclude: Addresses never to report (this container's own).
         clock: Monotonic seconds, for pacing, ``fail_after`` and health events.
         wall_clock: The time stamped on events and health.
         rng: The source of jitter.
         on_health: Called with a ``LookupsFailing`` when lookups start failing
-            and a ``LookupsRecovered`` when they work again; one that raises
-            is logged.
+            and a ``LookupsRecovered`` when they work again, a ``ChangeHeld``
+            when a change is held and a ``HoldReleased`` when the hold ends;
+            one that raises is logged.
+
+    A change that removes tasks goes through the removal debounce first;
+    what the debounce lets through is then judged by its ``Hold``. A
+    change held is not reported (its additions are), and its removals stay
+    due: every later lookup judges them again, with the answer it brings.
     """
 
     def __init__(
@@ -84,6 +92,9 @@ class WatchCore:
         jitter: float = 0.1,
         removal_debounce: int = 1,
         fail_after: float | None = None,
+        min_tasks: int = 0,
+        max_drop: float | None = None,
+        hold_for: float | None = None,
         exclude: Iterable[IPv4Address] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
@@ -114,6 +125,9 @@ class WatchCore:
         self._failed_at = 0.0  # when the outage under way began, on the monotonic clock
         self._healthy_since = clock()
         self._last_answer: tuple[IPv4Address, ...] | None = None
+        self._hold = Hold(
+            service, query_name, min_tasks=min_tasks, max_drop=max_drop, hold_for=hold_for
+        )
         # The thread that drives the watch and the threads that read it.
         self._lock = threading.RLock()
 
@@ -146,13 +160,16 @@ class WatchCore:
                 failures_by_kind=dict(self._failures_by_kind),
                 changes=self._changes,
                 failing_since=self._failing_since,
+                held=self._hold.held,
+                holds=self._hold.holds,
             )
 
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
         """Take a successful lookup's addresses; return the change to report, if any.
 
-        The first success after failures also tells ``on_health`` (once the
-        watch's state is updated, outside its lock).
+        The first success after failures also tells ``on_health``, and so do
+        the start and the end of a hold (once the watch's state is updated,
+        outside its lock).
         """
         answer = tuple(addresses)
         with self._lock:
@@ -162,10 +179,13 @@ class WatchCore:
                 return None
             self._last_answer = answer
             seen = frozenset(answer) - self.exclude
+            events: list[HealthEvent] = []
             recovery = self._count_success(len(seen))
-            change = self._succeeded(seen)
-        if recovery is not None:
-            self._tell(recovery)
+            if recovery is not None:
+                events.append(recovery)
+            change = self._succeeded(seen, events)
+        for event in events:
+            self._tell(event)
         return change
 
     def repeated(self) -> bool:
@@ -210,25 +230,37 @@ class WatchCore:
         self._last_error = None
         return recovery
 
-    def _succeeded(self, seen: frozenset[IPv4Address]) -> TaskSetChange | None:
+    def _succeeded(
+        self, seen: frozenset[IPv4Address], events: list[HealthEvent]
+    ) -> TaskSetChange | None:
+        """The change ``seen`` makes; the hold events it makes go to ``events``."""
         if self._reported is None:
             self._report(seen)
             return self._change(added=seen, removed=frozenset())
         for address in seen:
             self._missing.pop(address, None)
-        removed = set()
+        due: set[IPv4Address] = set()
         for address in self._reported - seen:
-            count = self._missing.get(address, 0) + 1
+            # Counted on while a removal is held, so that it stays due.
+            count = self._missing[address] = self._missing.get(address, 0) + 1
             if count >= self.removal_debounce:
-                removed.add(address)
-                self._missing.pop(address, None)
-            else:
-                self._missing[address] = count
+                due.add(address)
         added = seen - self._reported
+        removed = frozenset(due)
+        if (removed or self._hold.held is not None) and not self._hold.believed(
+            before=self._reported | added,
+            removed=removed,
+            now=self._healthy_since,  # the end of this lookup, on the monotonic clock
+            observed_at=self._last_success or self._wall_clock(),
+            events=events,
+        ):
+            removed = frozenset()
+        for address in removed:
+            del self._missing[address]
         if not added and not removed:
             return None
         self._report((self._reported | added) - removed)
-        return self._change(added=frozenset(added), removed=frozenset(removed))
+        return self._change(added=frozenset(added), removed=removed)
 
     def _report(self, addresses: frozenset[IPv4Address]) -> None:
         self._reported = addresses
@@ -566,7 +598,8 @@ def prepare_watch(
             end, ``_own_addresses.excluded_for()``: a decision does no I/O).
         clock: Monotonic seconds.
         rng: The source of jitter.
-        on_health: Told when lookups start failing and when they work again.
+        on_health: Told when lookups start failing and when they work again,
+            and when a change is held and when the hold ends.
 
     Raises:
         InvalidName: ``service`` is not a name Docker allows.
@@ -579,6 +612,9 @@ def prepare_watch(
         jitter=settings.jitter,
         removal_debounce=settings.removal_debounce,
         fail_after=settings.fail_after,
+        min_tasks=settings.min_tasks,
+        max_drop=settings.max_drop,
+        hold_for=settings.hold_for,
         exclude=excluded,
         clock=clock,
         rng=rng,

@@ -230,6 +230,9 @@ class TaskWatcher(_Background, WatchView):
         exclude_self: bool = False,
         exclude: Iterable[IPv4Address | str] = (),
         fail_after: float | None = None,
+        min_tasks: int = 0,
+        max_drop: float | None = None,
+        hold_for: float | None = None,
         on_health: Callable[[HealthEvent], object] | None = None,
         on_change: Callable[[TaskSetChange], object] | None = None,
     ) -> None:
@@ -243,6 +246,9 @@ class TaskWatcher(_Background, WatchView):
             removal_debounce=removal_debounce,
             fail_after=fail_after,
             timeout=timeout,
+            min_tasks=min_tasks,
+            max_drop=max_drop,
+            hold_for=hold_for,
         )
         self._core: WatchCore = prepare_watch(
             service, settings, excluded=excluded_for(settings), on_health=on_health
@@ -369,6 +375,9 @@ class FleetWatcher(_Background, FleetView):
         exclude_self: bool = False,
         exclude: Iterable[IPv4Address | str] = (),
         fail_after: float | None = None,
+        min_tasks: int = 0,
+        max_drop: float | None = None,
+        hold_for: float | None = None,
         on_health: Callable[[HealthEvent], object] | None = None,
         on_change: Callable[[TaskSetChange], object] | None = None,
     ) -> None:
@@ -382,6 +391,9 @@ class FleetWatcher(_Background, FleetView):
             removal_debounce=removal_debounce,
             fail_after=fail_after,
             timeout=timeout,
+            min_tasks=min_tasks,
+            max_drop=max_drop,
+            hold_for=hold_for,
         )
         self._core = FleetCore(
             services, settings, excluded=excluded_for(settings), on_health=on_health

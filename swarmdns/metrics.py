@@ -14,12 +14,16 @@ Every metric has a ``service`` label: ``swarmdns_tasks`` (tasks now),
 ``swarmdns_lookups_total``, ``swarmdns_lookup_failures_total`` (with
 ``kind``: the error's class), ``swarmdns_changes_total``,
 ``swarmdns_consecutive_failures`` and ``swarmdns_seconds_since_success``
-(NaN before the first success).
+(NaN before the first success); and for holds (``min_tasks``, ``max_drop``):
+``swarmdns_held`` (1 while a change is held, else 0), ``swarmdns_held_seconds``
+(how long the hold under way has lasted, 0 without one) and
+``swarmdns_holds_total``.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
@@ -109,7 +113,21 @@ class WatchCollector:
             "Seconds since the last successful lookup (NaN before the first).",
             labels=["service"],
         )
+        held = GaugeMetricFamily(
+            "swarmdns_held",
+            "1 while a change that drops tasks is held (min_tasks, max_drop), else 0.",
+            labels=["service"],
+        )
+        held_seconds = GaugeMetricFamily(
+            "swarmdns_held_seconds",
+            "Seconds the hold under way has lasted (0 without one).",
+            labels=["service"],
+        )
+        holds = CounterMetricFamily(
+            "swarmdns_holds", "Changes held, one per hold.", labels=["service"]
+        )
         now = datetime.now(timezone.utc)
+        moment = time.monotonic()  # the clock of every watch's holds
         for service, current, health in self._services():
             tasks.add_metric([service], len(current))
             lookups.add_metric([service], health.lookups)
@@ -119,7 +137,11 @@ class WatchCollector:
             failing.add_metric([service], health.consecutive_failures)
             last = health.last_success
             stale.add_metric([service], math.nan if last is None else (now - last).total_seconds())
-        yield from (tasks, lookups, failures, changes, failing, stale)
+            hold = health.held
+            held.add_metric([service], 0 if hold is None else 1)
+            held_seconds.add_metric([service], 0 if hold is None else max(0, moment - hold.since))
+            holds.add_metric([service], health.holds)
+        yield from (tasks, lookups, failures, changes, failing, stale, held, held_seconds, holds)
 
     def _services(self) -> Iterator[tuple[str, tuple[IPv4Address, ...], WatchHealth]]:
         for watch in self._watches:

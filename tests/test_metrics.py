@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import queue
 import sys
 
 import pytest
@@ -60,6 +61,40 @@ def test_a_watch_of_one_service_shows_the_same(swarm_dns: FakeSwarm) -> None:
     assert value(text, 'swarmdns_tasks{service="web"}') == 2
     assert value(text, 'swarmdns_changes_total{service="web"}') == 1
     assert value(text, 'swarmdns_consecutive_failures{service="web"}') == 0
+
+
+def test_a_held_change_shows_while_it_is_held(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=2, network="web-net")
+    swarm_dns.create_service("api", replicas=1)
+    backend = swarmdns.DirectBackend([swarm_dns.nameserver])
+    told: queue.Queue[swarmdns.HealthEvent] = queue.Queue()
+    with swarmdns.FleetWatcher(
+        ["web", "api"], backend=backend, interval=0.05, min_tasks=1, on_health=told.put
+    ) as fleet:
+        fleet.wait_for_tasks("web", 2, timeout=DEADLINE)
+        fleet.wait_for_tasks("api", 1, timeout=DEADLINE)
+        before = scrape(fleet)
+        swarm_dns.client_networks = ["default"]  # web's names answer NXDOMAIN, as on 29.x
+        held = told.get(timeout=DEADLINE)
+        during = scrape(fleet)
+        swarm_dns.client_networks = None
+        released = told.get(timeout=DEADLINE)
+        after = scrape(fleet)
+
+    assert isinstance(held, swarmdns.ChangeHeld)
+    assert isinstance(released, swarmdns.HoldReleased)
+    assert value(before, 'swarmdns_held{service="web"}') == 0
+    assert value(before, 'swarmdns_held_seconds{service="web"}') == 0
+    assert value(before, 'swarmdns_holds_total{service="web"}') == 0
+    assert value(during, 'swarmdns_held{service="web"}') == 1
+    assert value(during, 'swarmdns_held{service="api"}') == 0
+    assert 0 <= value(during, 'swarmdns_held_seconds{service="web"}') < DEADLINE
+    assert value(during, 'swarmdns_holds_total{service="web"}') == 1
+    assert value(during, 'swarmdns_tasks{service="web"}') == len(web.tasks)  # the set held
+    assert value(after, 'swarmdns_held{service="web"}') == 0
+    assert value(after, 'swarmdns_held_seconds{service="web"}') == 0
+    assert value(after, 'swarmdns_holds_total{service="web"}') == 1
+    assert value(after, 'swarmdns_changes_total{service="web"}') == 1  # never emptied
 
 
 def test_before_any_success_the_time_since_is_not_a_number(swarm_dns: FakeSwarm) -> None:

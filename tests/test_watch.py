@@ -13,6 +13,7 @@ import pytest
 
 import swarmdns
 from swarmdns import (
+    ChangeHeld,
     ConfigurationError,
     LookupsFailing,
     LookupsRecovered,
@@ -218,7 +219,8 @@ def test_every_outage_is_told_once() -> None:
         watch.succeeded(ips(3))
 
     assert [
-        (type(e).__name__, e.since if isinstance(e, LookupsFailing) else e.at) for e in events
+        (type(e).__name__, e.since if isinstance(e, LookupsFailing | ChangeHeld) else e.at)
+        for e in events
     ] == [
         ("LookupsFailing", 1001.0),
         ("LookupsRecovered", 1006.0),

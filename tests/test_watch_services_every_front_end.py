@@ -34,9 +34,11 @@ import swarmdns
 import swarmdns.aio
 from swarmdns import (
     Answer,
+    ChangeHeld,
     DirectBackend,
     FleetWatch,
     HealthEvent,
+    HoldReleased,
     InvalidName,
     LookupsFailing,
     LookupsRecovered,
@@ -622,6 +624,87 @@ def test_removal_debounce_waits_for_successive_lookups(swarm_dns: FakeSwarm, fle
     added = swarm_dns.scale("a", 3)
     back = watch.next_event()
     assert (back.service, back.current) == ("a", added.task_ips)
+
+
+def test_a_false_nxdomain_is_held_for_its_service_alone(swarm_dns: FakeSwarm, fleet: Open) -> None:
+    # Docker 29.x, after a node came back: NXDOMAIN for the services of its
+    # tasks, while they run on (moby/moby#53141). Here the asking container
+    # leaves a's network, which makes the engine answer a's names the same way.
+    a = swarm_dns.create_service("a", replicas=2, network="a-net")
+    swarm_dns.create_service("b", replicas=2)
+    told: queue.Queue[HealthEvent] = queue.Queue()
+    watch = fleet(["a", "b"], max_drop=0.5, on_health=told.put)
+    initial_sets(watch, 2)
+
+    pending = watch.next_or_end_soon()
+    swarm_dns.client_networks = ["default"]
+    held = told.get(timeout=EVENT_TIMEOUT)
+    looked_up(swarm_dns, ["a", "b"])
+    health = watch.watch.health["a"]
+    current = dict(watch.watch.current)
+    swarm_dns.client_networks = None
+    released = told.get(timeout=EVENT_TIMEOUT)
+    b = swarm_dns.scale("b", 3)
+    change = pending.result(EVENT_TIMEOUT)  # b's: a was never emptied
+    assert change is not None
+
+    assert isinstance(held, ChangeHeld)
+    assert (held.service, held.tasks, held.removed) == ("a", (), ips(*a.task_ips))
+    assert held.reason == "drop of 2 of 2 exceeds max_drop 0.5"
+    assert current["a"] == a.task_ips
+    assert health.held is not None
+    assert health.held.since == held.since
+    assert watch.watch.health["b"].held is None
+    assert isinstance(released, HoldReleased)
+    assert (released.service, released.expired) == ("a", False)
+    assert (change.service, change.current) == ("b", b.task_ips)
+    assert watch.watch.health["a"].held is None
+    assert told.empty()
+
+
+def test_a_fleet_reports_a_drop_held_past_hold_for(swarm_dns: FakeSwarm, fleet: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    told: queue.Queue[HealthEvent] = queue.Queue()
+    watch = fleet(["web"], min_tasks=1, hold_for=0.2, on_health=told.put)
+    watch.next_event()
+
+    swarm_dns.scale("web", 0)  # a real scale to zero: believed once held for 0.2 s
+    change = watch.next_event()
+
+    held, released = told.get(timeout=EVENT_TIMEOUT), told.get(timeout=EVENT_TIMEOUT)
+    assert isinstance(held, ChangeHeld)
+    assert isinstance(released, HoldReleased)
+    assert released.expired is True
+    assert released.held_for >= 0.2
+    assert (change.service, change.removed, change.current) == ("web", ips(*web.task_ips), ())
+
+
+def test_a_fleet_watcher_holds_too(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    told: queue.Queue[HealthEvent] = queue.Queue()
+    changes: queue.Queue[TaskSetChange] = queue.Queue()
+    watcher = swarmdns.FleetWatcher(
+        ["web"], min_tasks=2, on_health=told.put, on_change=changes.put, **FAST
+    )
+
+    with watcher:
+        changes.get(timeout=EVENT_TIMEOUT)
+        swarm_dns.kill_task(web.tasks[0])  # would leave 1 of 2: held
+        held = told.get(timeout=EVENT_TIMEOUT)
+        kept = watcher.current["web"]
+        health = watcher.health["web"]
+        grown = swarm_dns.scale("web", 3)  # back to 3 tasks: believed again
+        released = told.get(timeout=EVENT_TIMEOUT)
+        change = changes.get(timeout=EVENT_TIMEOUT)
+
+    assert isinstance(held, ChangeHeld)
+    assert held.reason == "below min_tasks 2"
+    assert kept == web.task_ips
+    assert health.held is not None
+    assert isinstance(released, HoldReleased)
+    assert change.current == grown.task_ips
+    assert ips(web.tasks[0].ip) == change.removed
+    assert changes.empty()
 
 
 def test_excluded_addresses_never_appear(swarm_dns: FakeSwarm, fleet: Open) -> None:
@@ -1300,6 +1383,10 @@ def test_one_string_is_not_a_list_of_services(
         ({"timeout": -1}, ValueError),
         ({"jitter": 1.0}, ValueError),
         ({"removal_debounce": 0}, ValueError),
+        ({"min_tasks": -1}, ValueError),
+        ({"max_drop": 1.5}, ValueError),
+        ({"max_drop": "half"}, TypeError),
+        ({"hold_for": float("nan")}, ValueError),
     ],
 )
 def test_bad_options_are_refused_at_once(

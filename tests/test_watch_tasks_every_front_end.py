@@ -13,21 +13,34 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from ipaddress import IPv4Address
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 import swarmdns
 import swarmdns.aio
-from swarmdns import HealthEvent, LookupsFailing, LookupsRecovered, TaskSetChange, TaskWatcher
+from swarmdns import (
+    ChangeHeld,
+    HealthEvent,
+    HoldReleased,
+    LookupsFailing,
+    LookupsRecovered,
+    TaskSetChange,
+    TaskWatcher,
+)
+from swarmdns._watch import WatchView
 from swarmdns.testing import Delay, FakeSwarm, Fault, Outcome, Upstream
 
 EVENT_TIMEOUT = 30.0  # a bound for a broken test, not a timing expectation
 FAST = {"interval": 0.01, "jitter": 0.0, "timeout": 0.25}
+T = TypeVar("T")
 
 
 class Source(Protocol):
+    view: WatchView  # the watch's current set and health
+
     def next_event(self) -> TaskSetChange: ...
 
     def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]: ...
@@ -38,6 +51,7 @@ class Source(Protocol):
 class SyncSource:
     def __init__(self, service: str, **options: Any) -> None:
         self._iterator = swarmdns.watch_tasks(service, **options)
+        self.view = self._iterator
 
     def next_event(self) -> TaskSetChange:
         return next(self._iterator)
@@ -55,6 +69,7 @@ class AsyncSource:
         self._thread = threading.Thread(target=self._loop.run_forever)
         self._thread.start()
         self._iterator = swarmdns.aio.watch_tasks(service, **options)
+        self.view = self._iterator
 
     def next_event(self) -> TaskSetChange:
         async def step() -> TaskSetChange:
@@ -78,6 +93,7 @@ class ThreadSource:
     def __init__(self, service: str, **options: Any) -> None:
         self._events: queue.Queue[TaskSetChange] = queue.Queue()
         self.watcher = TaskWatcher(service, on_change=self._events.put, **options)
+        self.view = self.watcher
         self.watcher.start()
 
     def next_event(self) -> TaskSetChange:
@@ -478,3 +494,116 @@ def test_a_wait_that_times_out_leaves_the_watch_going(swarm_dns: FakeSwarm, watc
 
     assert raised.value.current == web.task_ips[:1]
     assert change.added == ips(web.task_ips[1])
+
+
+# -- holds: a drop the watch does not believe -----------------------------------------------
+
+
+def soon(call: Callable[[], T]) -> tuple[Future[T], threading.Thread]:
+    """Run ``call`` in a thread of its own: its future, and the thread to join."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(call())
+        except BaseException as error:  # handed to the test through the future
+            future.set_exception(error)
+
+    thread = threading.Thread(target=run, name="hold-test-call")
+    thread.start()
+    return future, thread
+
+
+def false_nxdomain(swarm: FakeSwarm) -> None:
+    """Make web's names answer NXDOMAIN while its tasks run on, as Docker 29.x does.
+
+    After a node dropped out for a while and came back, 29.x's other nodes
+    answer NXDOMAIN for the services of its tasks, for hours (moby/moby#53141).
+    Here the asking container leaves web's network: the engine answers the
+    same NXDOMAIN, and the same tasks come back when it joins again.
+    """
+    if "elsewhere" not in {network.name for network in swarm.networks}:
+        swarm.create_network("elsewhere")
+    swarm.client_networks = ["elsewhere"]
+
+
+def test_a_false_nxdomain_is_held_until_the_tasks_come_back(
+    swarm_dns: FakeSwarm, watch: Open
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    told: queue.Queue[HealthEvent] = queue.Queue()
+    events = watch("web", min_tasks=1, on_health=told.put)
+    events.next_event()
+
+    pending, thread = soon(events.next_event)
+    false_nxdomain(swarm_dns)
+    held = told.get(timeout=EVENT_TIMEOUT)
+    asked = swarm_dns.count_queries("tasks.web")
+    swarm_dns.wait_for_queries(asked + 3, name="tasks.web", timeout=EVENT_TIMEOUT)
+    health = events.view.health
+    current = events.view.current
+    swarm_dns.client_networks = None  # the tasks are back, as they were
+    released = told.get(timeout=EVENT_TIMEOUT)
+    grown = swarm_dns.scale("web", 3)
+    change = pending.result(EVENT_TIMEOUT)  # the next change: the scale-up, not an empty set
+    thread.join(EVENT_TIMEOUT)
+
+    assert isinstance(held, ChangeHeld)
+    assert (held.service, held.tasks, held.removed) == ("web", (), ips(*web.task_ips))
+    assert held.reason == "below min_tasks 1"
+    assert current == web.task_ips
+    assert health.held is not None
+    assert health.held.since == held.since
+    assert health.holds == 1
+    assert isinstance(released, HoldReleased)
+    assert released.expired is False
+    assert released.held_for == released.at - held.since > 0
+    assert (change.added, change.removed) == (ips(*grown.task_ips) - ips(*web.task_ips), ips())
+    assert events.view.health.held is None
+    assert told.empty()
+
+
+def test_a_drop_held_past_hold_for_is_reported(swarm_dns: FakeSwarm, watch: Open) -> None:
+    web = swarm_dns.create_service("web", replicas=4)
+    told: queue.Queue[HealthEvent] = queue.Queue()
+    events = watch("web", max_drop=0.5, hold_for=0.2, on_health=told.put)
+    events.next_event()
+
+    swarm_dns.scale("web", 1)  # 3 of 4 at once: held, then believed after 0.2 s
+    change = events.next_event()
+
+    held, released = told.get(timeout=EVENT_TIMEOUT), told.get(timeout=EVENT_TIMEOUT)
+    assert isinstance(held, ChangeHeld)
+    assert held.reason == "drop of 3 of 4 exceeds max_drop 0.5"
+    assert isinstance(released, HoldReleased)
+    assert released.expired is True
+    assert released.held_for >= 0.2
+    assert change.removed == ips(*web.task_ips[1:])
+    assert change.current == web.task_ips[:1]
+    assert change.observed_at >= released.observed_at
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("min_tasks", -1, ValueError),
+        ("max_drop", 0, ValueError),
+        ("max_drop", True, TypeError),
+        ("hold_for", 0, ValueError),
+    ],
+)
+@pytest.mark.parametrize(
+    "opener",
+    [swarmdns.watch_tasks, swarmdns.aio.watch_tasks, TaskWatcher],
+    ids=lambda o: o.__name__,
+)
+def test_bad_hold_options_are_refused_by_every_front_end(
+    swarm_dns: FakeSwarm,
+    opener: Callable[..., object],
+    option: str,
+    value: object,
+    error: type[Exception],
+) -> None:
+    with pytest.raises(error, match=option):
+        opener("web", **{option: value})
+    assert swarm_dns.count_queries() == 0

@@ -1,8 +1,9 @@
 """The main thread of ``watch``: print the watch's changes and health events, in order.
 
 The library tells when a service's lookups start failing and when they work
-again (``on_health``), and ends the watch itself after ``--fail-after``
-(on the monotonic clock); this module only prints what it is told.
+again, and when a change is held and when the hold ends (``on_health``), and
+ends the watch itself after ``--fail-after`` (on the monotonic clock); this
+module only prints what it is told.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn, TextIO
 
 from .._errors import SwarmDNSError, WatchTimeout
-from .._values import LookupsFailing, LookupsRecovered, TaskSetChange
+from .._values import (
+    ChangeHeld,
+    HealthEvent,
+    HoldReleased,
+    LookupsFailing,
+    LookupsRecovered,
+    TaskSetChange,
+)
 from .._watcher import FleetWatcher
 from .common import change_line, clock, stamp
 
@@ -26,7 +34,7 @@ class Ended:
 
 #: What the main thread of ``watch`` is handed, in the order it happened. None:
 #: the reader of the output went away; an exception: acting failed.
-Item = TaskSetChange | LookupsFailing | LookupsRecovered | Ended | BaseException | None
+Item = TaskSetChange | HealthEvent | Ended | BaseException | None
 
 
 def failure_line(failing: LookupsFailing, as_json: bool) -> str:
@@ -52,6 +60,42 @@ def recovery_line(recovered: LookupsRecovered, as_json: bool) -> str:
             }
         )
     return f"{clock(at)} {service} lookups work again after {failed_for:.1f} s"
+
+
+def held_line(held: ChangeHeld, as_json: bool) -> str:
+    """The line for a change held: why, and what the answer held would remove and leave."""
+    service, at = held.service, held.observed_at
+    if as_json:
+        return json.dumps(
+            {
+                "event": "held",
+                "at": stamp(at),
+                "service": service,
+                "reason": held.reason,
+                "removed": sorted(str(ip) for ip in held.removed),
+                "tasks": [str(ip) for ip in held.tasks],
+            }
+        )
+    removed = " ".join(f"-{ip}" for ip in sorted(held.removed))
+    left = " ".join(str(ip) for ip in held.tasks) or "(none)"
+    return f"{clock(at)} {service} change held, {held.reason}: {removed} would leave: {left}"
+
+
+def released_line(released: HoldReleased, as_json: bool) -> str:
+    """The line for the end of a hold: how long it lasted, and how it ended."""
+    service, at, held_for = released.service, released.observed_at, released.held_for
+    if as_json:
+        return json.dumps(
+            {
+                "event": "released",
+                "at": stamp(at),
+                "service": service,
+                "held_for": round(held_for, 3),
+                "expired": released.expired,
+            }
+        )
+    how = "the answer held is reported" if released.expired else "the answer is believed again"
+    return f"{clock(at)} {service} hold ends after {held_for:.1f} s: {how}"
 
 
 @contextlib.contextmanager
@@ -108,11 +152,15 @@ class Follow:
                 self._ended()
             self._say(self._line(item))
 
-    def _line(self, item: TaskSetChange | LookupsFailing | LookupsRecovered) -> str:
+    def _line(self, item: TaskSetChange | HealthEvent) -> str:
         if isinstance(item, LookupsFailing):
             return failure_line(item, self._json)
         if isinstance(item, LookupsRecovered):
             return recovery_line(item, self._json)
+        if isinstance(item, ChangeHeld):
+            return held_line(item, self._json)
+        if isinstance(item, HoldReleased):
+            return released_line(item, self._json)
         return change_line(item, self._json, named=self._named)
 
     def _say(self, line: str) -> None:

@@ -218,3 +218,20 @@ def _render_problem(template: Path, dest: Path) -> str | None:
     if dest.resolve() == template.resolve():
         return "DEST is the template itself, which rendering would overwrite"
     return None
+
+
+def parse_fraction(text: str, *, source: str) -> float:
+    """A share of a whole, above 0 and at most 1: ``0.5``, ``1``, ``.25``.
+
+    Raises:
+        ConfigurationError: ``text`` is not one.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise bad_value(
+            source, text, "is not a fraction above 0 and at most 1; give one such as 0.5 (half)"
+        )
+    return value

@@ -36,7 +36,9 @@ from .options import (
     DURATION_GRAMMAR,
     RenderSpec,
     add_duration_option,
+    parse_count,
     parse_duration,
+    parse_fraction,
     parse_host_port,
     parse_render_spec,
     parse_wait,
@@ -54,10 +56,12 @@ HELP = "print a line whenever the tasks change, until interrupted"
 DESCRIPTION = (
     "Follow the tasks of each SERVICE: one line for each initial set, then one per change;"
     " a line when a service's lookups start failing, and one when they work again (each"
-    " stamped with its lookup). A failed lookup never changes the set. With several"
-    " services, each change line names its service; all go through one socket. Ctrl-C or"
-    " SIGTERM (docker stop) ends it, stopping a command under way with its process group,"
-    " and so does the reader of its output going away."
+    " stamped with its lookup). A failed lookup never changes the set. With --min or"
+    " --max-drop, an answer that drops more than they allow is held: a line says so, the last"
+    " set stays, and nothing is rendered or run from it; a line tells when the hold ends."
+    " With several services, each change line names its service; all go through one socket."
+    " Ctrl-C or SIGTERM (docker stop) ends it, stopping a command under way with its process"
+    " group, and so does the reader of its output going away."
 )
 
 
@@ -84,7 +88,33 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         shown="never",
     )
+    _add_hold_options(parser)
     _add_action_options(parser)
+
+
+def _add_hold_options(parser: argparse.ArgumentParser) -> None:
+    """When to hold a service's set against an answer not believed: ``--min``, ``--max-drop``."""
+    add = parser.add_argument
+    add(
+        "--min",
+        default="0",
+        metavar="N",
+        help="never report fewer than N tasks of a service: hold its last set against an"
+        " answer that would leave fewer (default: 0, no minimum)",
+    )
+    add(
+        "--max-drop",
+        metavar="F",
+        help="hold a service's last set against an answer that would remove more than the"
+        " share F (above 0, at most 1) of its tasks at once (default: any share)",
+    )
+    add_duration_option(
+        parser,
+        "--hold-for",
+        help="report an answer held anyway once held for this long",
+        default=None,
+        shown="hold until the answer changes",
+    )
 
 
 def _add_action_options(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +164,9 @@ class WatchRequest:
     query: Query  # with the one backend every lookup of the watch shares
     interval: float
     fail_after: float | None
+    min_tasks: int
+    max_drop: float | None
+    hold_for: float | None
     once: bool
     exclude: frozenset[IPv4Address]
     render: tuple[RenderSpec, ...]
@@ -159,16 +192,37 @@ class WatchRequest:
         if options.fail_after is not None:
             fail_after = parse_duration(options.fail_after, source="--fail-after", positive=True)
         exec_timeout = parse_duration(options.exec_timeout, source="--exec-timeout", positive=True)
+        min_tasks = parse_count(options.min, source="--min", of="tasks")
+        max_drop = None
+        if options.max_drop is not None:
+            max_drop = parse_fraction(options.max_drop, source="--max-drop")
+        hold_for = None
+        if options.hold_for is not None:
+            hold_for = parse_duration(options.hold_for, source="--hold-for", positive=True)
         if not options.render and options.exec is None and options.wait is not None:
             raise CommandExit(
                 EXIT_USAGE, "--wait needs --render or --exec: there is nothing to do"
             )
         render = tuple(parse_render_spec(text, source="--render") for text in options.render)
+        holds = min_tasks > 0 or max_drop is not None
+        if hold_for is not None and not holds:
+            raise CommandExit(
+                EXIT_USAGE, "--hold-for needs --min or --max-drop: without them nothing is held"
+            )
+        if options.once and (holds or hold_for is not None):
+            raise CommandExit(
+                EXIT_USAGE,
+                "--min, --max-drop and --hold-for need a watch: --once looks each service up"
+                " once, with no earlier set to hold",
+            )
         return cls(
             services=tuple(dict.fromkeys(options.services)),
             query=Query.from_options(options),
             interval=interval,
             fail_after=fail_after,
+            min_tasks=min_tasks,
+            max_drop=max_drop,
+            hold_for=hold_for,
             once=options.once,
             exclude=excluded_addresses((), exclude_self=options.exclude_self),
             render=render,
@@ -209,6 +263,9 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
         timeout=query.timeout,
         exclude=request.exclude,
         fail_after=request.fail_after,
+        min_tasks=request.min_tasks,
+        max_drop=request.max_drop,
+        hold_for=request.hold_for,
         on_health=items.put,  # into the queue of changes: the lines keep their order
         on_change=items.put if actions is None else _both(items.put, actions.submit),
     )

@@ -12,6 +12,7 @@ from swarmdns._cli.options import (
     RenderSpec,
     parse_count,
     parse_duration,
+    parse_fraction,
     parse_host_port,
     parse_listen_address,
     parse_port,
@@ -200,3 +201,21 @@ def test_service_specs() -> None:
 def test_listen_addresses_are_addresses() -> None:
     assert parse_listen_address("127.0.0.1") == "127.0.0.1"
     assert parse_listen_address("localhost") in ("127.0.0.1", "::1")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("0.5", 0.5), ("1", 1.0), (".25", 0.25), ("1e-3", 0.001)]
+)
+def test_fractions(text: str, expected: float) -> None:
+    assert parse_fraction(text, source="--max-drop") == expected
+
+
+@pytest.mark.parametrize("text", ["0", "1.5", "-0.5", "half", "", "nan", "inf", "50%"])
+def test_bad_fractions_say_what_is_wanted(text: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_fraction(text, source="--max-drop")
+
+    assert str(caught.value) == (
+        f"--max-drop {text!r} is not a fraction above 0 and at most 1; give one such as 0.5 (half)"
+    )
+    assert caught.value.source == "--max-drop"

@@ -24,6 +24,7 @@ from .helpers import (
     assert_one_line_error,
     run,
     stop_what_is_left,
+    wait_for_more_lookups,
     wait_until_gone,
 )
 
@@ -76,6 +77,41 @@ def test_watch_renders_a_template_and_runs_a_command_on_each_change(
     assert first_file == f"server {ips[0]}:80;\nserver {ips[1]}:80;\n"
     assert second == f"web {' '.join(ips)}\n"
     assert dest.read_text() == "".join(f"server {ip}:80;\n" for ip in ips)
+
+
+def test_watch_renders_and_runs_nothing_from_a_held_answer(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2, network="web-net")
+    swarm_dns.create_network("elsewhere")
+    template = tmp_path / "upstream.j2"
+    template.write_text("{% for ip in ips %}server {{ ip }}:80;\n{% endfor %}")
+    dest = tmp_path / "upstream.conf"
+    fifo = Fifo(tmp_path / "runs")
+    command = f'echo "$SWARMDNS_TASKS" > {fifo.path}'
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--min", "1",
+                      "--render", f"{template}:{dest}", "--exec", command)  # fmt: skip
+        first = fifo.next_run()
+        # web's names answer NXDOMAIN while its tasks run on, as on Docker 29.x.
+        swarm_dns.client_networks = ["elsewhere"]
+        held = watch.lines_until("change held")
+        wait_for_more_lookups(swarm_dns, "web")
+        during = dest.read_text()
+        swarm_dns.client_networks = None
+        watch.lines_until("hold ends")
+        web = swarm_dns.scale("web", 3)
+        second = fifo.next_run()  # the next run: the scale-up, none from the held answer
+    finally:
+        fifo.close()
+
+    ips = [str(ip) for ip in web.task_ips]
+    assert first == f"{ips[0]} {ips[1]}\n"
+    assert held[-1].split(" ", 1)[1] == (
+        f"web change held, below min_tasks 1: -{ips[0]} -{ips[1]} would leave: (none)\n"
+    )
+    assert during == f"server {ips[0]}:80;\nserver {ips[1]}:80;\n"
+    assert second == f"{' '.join(ips)}\n"
 
 
 #: A command that tells its shell's pid and its child's, then waits far longer than a test.

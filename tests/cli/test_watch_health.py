@@ -11,14 +11,17 @@ import select
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from swarmdns import (
+    ChangeHeld,
     FleetWatcher,
     HealthEvent,
+    HoldReleased,
     LookupsFailing,
     LookupsRecovered,
     ResolutionError,
@@ -295,3 +298,134 @@ def test_the_command_line_reads_no_health_to_find_outages() -> None:
                 found.append(f"{Path(path).name}:{node.lineno} .{node.attr}")
 
     assert found == []
+
+
+# -- holds: --min, --max-drop, --hold-for -------------------------------------------------
+
+
+def test_held_and_released_lines_are_the_events_with_their_times(
+    swarm_dns: FakeSwarm, observed: type[Observed]
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2, network="web-net")
+    swarm_dns.create_network("elsewhere")
+    watch = InProcess("web", "--json", "--interval", "0.05", "--min", "1")
+    try:
+        first = watch.line()
+        swarm_dns.client_networks = ["elsewhere"]  # NXDOMAIN while the tasks run, as on 29.x
+        held_line, held = watch.line(), _event(observed.events)
+        swarm_dns.client_networks = None
+        released_line, released = watch.line(), _event(observed.events)
+        grown = swarm_dns.scale("web", 3)
+        change = watch.line()  # the next line after the hold: the scale-up
+    finally:
+        watch.close()
+
+    ips = [str(ip) for ip in web.task_ips]
+    assert first["current"] == ips
+    assert isinstance(held, ChangeHeld)
+    assert isinstance(released, HoldReleased)
+    assert held_line == {
+        "event": "held",
+        "at": held.observed_at.isoformat(timespec="milliseconds"),
+        "service": "web",
+        "reason": "below min_tasks 1",
+        "removed": ips,
+        "tasks": [],
+    }
+    assert released_line == {
+        "event": "released",
+        "at": released.observed_at.isoformat(timespec="milliseconds"),
+        "service": "web",
+        "held_for": round(released.at - held.since, 3),
+        "expired": False,
+    }
+    assert (change["event"], change["removed"]) == ("change", [])
+    assert change["current"] == [str(ip) for ip in grown.task_ips]
+    assert watch.codes == [0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((), {"min_tasks": 0, "max_drop": None, "hold_for": None}),
+        (
+            ("--min", "2", "--max-drop", "0.5", "--hold-for", "1m"),
+            {"min_tasks": 2, "max_drop": 0.5, "hold_for": 60.0},
+        ),
+        (
+            ("--max-drop", "1", "--hold-for", "500ms"),
+            {"min_tasks": 0, "max_drop": 1.0, "hold_for": 0.5},
+        ),
+    ],
+)
+def test_the_watcher_is_given_the_hold_options(
+    swarm_dns: FakeSwarm, observed: type[Observed], args: tuple[str, ...], expected: dict[str, Any]
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    watch = InProcess("web", "--json", "--interval", "0.05", *args)
+    try:
+        watch.line()
+    finally:
+        watch.close()
+
+    ((options,),) = [observed.options]
+    assert {name: options[name] for name in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--min", "-1"), "--min '-1' is not a number of tasks"),
+        (("--min", "two"), "--min 'two' is not a number of tasks"),
+        (("--max-drop", "0"), "--max-drop '0' is not a fraction above 0 and at most 1"),
+        (("--max-drop", "2"), "--max-drop '2' is not a fraction above 0 and at most 1"),
+        (("--min", "1", "--hold-for", "0"), "--hold-for '0' is not a positive number of seconds"),
+        (("--min", "1", "--hold-for", "soon"), "--hold-for 'soon' is not a duration"),
+        (("--hold-for", "30s"), "--hold-for needs --min or --max-drop"),
+        (("--once", "--min", "1"), "--min, --max-drop and --hold-for need a watch"),
+    ],
+)
+def test_bad_hold_options_are_usage_errors(
+    args: tuple[str, ...], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["watch", "web", *args], io.StringIO())
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("swarmdns: ")
+    assert words in err
+    assert err.count("\n") == 1
+
+
+def test_text_lines_of_the_hold_events() -> None:
+    at = datetime(2026, 12, 4, 14, 2, 11, 250000, tzinfo=timezone.utc)
+    later = datetime(2026, 12, 4, 14, 2, 41, 500000, tzinfo=timezone.utc)
+    held = ChangeHeld(
+        service="web",
+        since=100.0,
+        tasks=(IPv4Address("10.0.1.3"),),
+        removed=frozenset({IPv4Address("10.0.1.5"), IPv4Address("10.0.1.4")}),
+        reason="drop of 2 of 3 exceeds max_drop 0.5",
+        observed_at=at,
+    )
+    ended = HoldReleased(service="web", at=130.25, held_for=30.25, expired=True, observed_at=later)
+    believed = HoldReleased(service="web", at=101.0, held_for=1.0, expired=False, observed_at=at)
+
+    assert follow_module.held_line(held, as_json=False) == (
+        "14:02:11 web change held, drop of 2 of 3 exceeds max_drop 0.5: -10.0.1.4 -10.0.1.5"
+        " would leave: 10.0.1.3"
+    )
+    assert follow_module.released_line(ended, as_json=False) == (
+        "14:02:41 web hold ends after 30.2 s: the answer held is reported"
+    )
+    assert follow_module.released_line(believed, as_json=False) == (
+        "14:02:11 web hold ends after 1.0 s: the answer is believed again"
+    )
+    assert json.loads(follow_module.held_line(held, as_json=True)) == {
+        "event": "held",
+        "at": "2026-12-04T14:02:11.250+00:00",
+        "service": "web",
+        "reason": "drop of 2 of 3 exceeds max_drop 0.5",
+        "removed": ["10.0.1.4", "10.0.1.5"],
+        "tasks": ["10.0.1.3"],
+    }
