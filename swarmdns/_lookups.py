@@ -23,7 +23,7 @@ from ._errors import (
     ServiceNotFound,
     SwarmDNSError,
 )
-from ._model import Answer, Question, SortedAddresses, Task
+from ._model import Answer, Disowned, Question, SortedAddresses, Task
 from ._names import reverse_name, service_name, tasks_name
 
 #: Seconds a lookup may take, all its queries together, unless told otherwise.
@@ -174,10 +174,15 @@ class InstancesQuery:
     def addresses(self, result: Result) -> tuple[IPv4Address, ...]:
         """What the answer says: the instances' addresses, sorted (none for NXDOMAIN).
 
+        An answer the engine forwarded gives ``Disowned``: none, with why.
+
         Raises:
             SwarmDNSError: The question failed, or an A record is malformed.
         """
-        return _distinct_sorted(_answer(result))
+        answer = _answer(result)
+        if answer.forwarded is not None:
+            return Disowned(answer.forwarded)
+        return _distinct_sorted(answer)
 
 
 def instances_query(service: str, network: str | None) -> InstancesQuery:

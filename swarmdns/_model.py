@@ -30,6 +30,22 @@ class SortedAddresses(tuple[IPv4Address, ...]):
     __slots__ = ()
 
 
+class Disowned(tuple[IPv4Address, ...]):
+    """No address: the engine does not own the name, as its forwarding showed.
+
+    What a lookup of a service's instances gives for an answer the engine
+    forwarded (``Answer.forwarded``): empty like NXDOMAIN's, with the
+    ``reason``, so that a watch can show it in its health.
+    """
+
+    reason: str
+
+    def __new__(cls, reason: str) -> Disowned:
+        disowned = super().__new__(cls, ())
+        disowned.reason = reason
+        return disowned
+
+
 @frozen(kw_only=True)
 class Answer:
     """A backend's answer to a ``Question``.

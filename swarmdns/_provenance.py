@@ -184,7 +184,8 @@ class EngineRules:
         networks, ranges = self._ranges()
         if not ranges:
             return None  # nothing to check against (no kernel table): the other marks decide
-        stray = next((ip for ip in addresses if not _within(int(ip), ranges)), None)
+        strays = [ip for ip in addresses if not _within(int(ip), ranges)]
+        stray = min(strays, key=int) if strays else None  # the same one, however shuffled
         if stray is None:
             return None
         listed = ", ".join(str(net) for net in networks)

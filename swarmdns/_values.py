@@ -80,6 +80,9 @@ class WatchHealth:
             whose ``tasks``, ``removed`` and ``reason`` are those of the latest
             answer held.
         holds: Holds since the watch began, the one under way included.
+        forwarded: Why the last successful lookup's answer was not the
+            engine's own (it forwarded the name, so it reads as no tasks), or
+            None when it was (``swarmdns.Provenance``).
     """
 
     consecutive_failures: int
@@ -91,6 +94,7 @@ class WatchHealth:
     failing_since: datetime | None = None
     held: ChangeHeld | None = None
     holds: int = 0
+    forwarded: str | None = None
 
 
 #: Changes a watch keeps for its iterator before it merges them. A program

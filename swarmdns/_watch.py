@@ -31,6 +31,7 @@ from ._errors import (
 )
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT, instances_query
+from ._model import Disowned
 from ._values import (
     ChangeQueue,
     HealthEvent,
@@ -125,6 +126,7 @@ class WatchCore:
         self._failed_at = 0.0  # when the outage under way began, on the monotonic clock
         self._healthy_since = clock()
         self._last_answer: tuple[IPv4Address, ...] | None = None
+        self._forwarded: str | None = None  # why the last answer was not the engine's own
         self._hold = Hold(
             service, query_name, min_tasks=min_tasks, max_drop=max_drop, hold_for=hold_for
         )
@@ -162,6 +164,7 @@ class WatchCore:
                 failing_since=self._failing_since,
                 held=self._hold.held,
                 holds=self._hold.holds,
+                forwarded=self._forwarded,
             )
 
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
@@ -172,7 +175,10 @@ class WatchCore:
         outside its lock).
         """
         answer = tuple(addresses)
+        forwarded = addresses.reason if isinstance(addresses, Disowned) else None
         with self._lock:
+            if forwarded != self._forwarded:
+                self._note_forwarded(forwarded)
             # The usual case: the same answer as last time, nothing pending.
             # Comparing tuples is far cheaper than hashing the addresses.
             if answer == self._last_answer and self._repeated():
@@ -187,6 +193,16 @@ class WatchCore:
         for event in events:
             self._tell(event)
         return change
+
+    def _note_forwarded(self, reason: str | None) -> None:
+        """The answers turned forwarded, or the engine's own again: say so once."""
+        if reason is not None:
+            logger().warning(
+                "the engine forwarded %s to the host's resolvers, so it reads as no tasks: %s",
+                self.query_name,
+                reason,
+            )
+        self._forwarded = reason
 
     def repeated(self) -> bool:
         """Take a successful lookup with the same answer as the last one, if nothing is pending.

@@ -17,7 +17,9 @@ Every metric has a ``service`` label: ``swarmdns_tasks`` (tasks now),
 (NaN before the first success); and for holds (``min_tasks``, ``max_drop``):
 ``swarmdns_held`` (1 while a change is held, else 0), ``swarmdns_held_seconds``
 (how long the hold under way has lasted, 0 without one) and
-``swarmdns_holds_total``.
+``swarmdns_holds_total``; ``swarmdns_answer_forwarded`` (1 while the engine
+forwards the service's name, so that its answers read as no tasks; see
+``swarmdns.Provenance``).
 """
 
 from __future__ import annotations
@@ -126,6 +128,11 @@ class WatchCollector:
         holds = CounterMetricFamily(
             "swarmdns_holds", "Changes held, one per hold.", labels=["service"]
         )
+        forwarded = GaugeMetricFamily(
+            "swarmdns_answer_forwarded",
+            "1 while the engine forwards the name, whose answers then read as no tasks.",
+            labels=["service"],
+        )
         now = datetime.now(timezone.utc)
         moment = time.monotonic()  # the clock of every watch's holds
         for service, current, health in self._services():
@@ -141,7 +148,9 @@ class WatchCollector:
             held.add_metric([service], 0 if hold is None else 1)
             held_seconds.add_metric([service], 0 if hold is None else max(0, moment - hold.since))
             holds.add_metric([service], health.holds)
+            forwarded.add_metric([service], 0 if health.forwarded is None else 1)
         yield from (tasks, lookups, failures, changes, failing, stale, held, held_seconds, holds)
+        yield forwarded
 
     def _services(self) -> Iterator[tuple[str, tuple[IPv4Address, ...], WatchHealth]]:
         for watch in self._watches:

@@ -9,20 +9,24 @@ with one mark of a forwarded answer at a time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from prometheus_client import CollectorRegistry
 
 import swarmdns
 import swarmdns.aio
 from swarmdns import DirectBackend, ForwardedAnswer, Provenance, ServiceNotFound
+from swarmdns.metrics import WatchCollector
 
 from .backends.hostile import HostileServer, Query, Script, add, response
 
@@ -191,3 +195,35 @@ def test_the_command_line_reports_no_tasks_and_no_vip(engine: HostileServer) -> 
     assert "forwarded" in vip.stderr
     for address in (*HIJACKED, "10.0.1.98"):
         assert address not in tasks.stdout + tasks.stderr + vip.stdout
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within 10 s: {what}")
+        time.sleep(0.01)
+
+
+def test_a_watch_shows_the_forwarding_in_its_health_its_metrics_and_one_warning(
+    backend: DirectBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="swarmdns")
+    registry = CollectorRegistry()
+    with swarmdns.FleetWatcher(["gone", "web"], backend=backend, interval=0.01) as fleet:
+        registry.register(WatchCollector(fleet))
+        _until(lambda: all(h.lookups >= 3 for h in fleet.health.values()), "three lookups each")
+        health = fleet.health
+        flags = {
+            service: registry.get_sample_value("swarmdns_answer_forwarded", {"service": service})
+            for service in ("gone", "web")
+        }
+
+    assert health["gone"].forwarded is not None
+    assert health["web"].forwarded is None
+    assert flags == {"gone": 1.0, "web": 0.0}
+    warnings = [r.getMessage() for r in caplog.records if "forwarded" in r.getMessage()]
+    assert warnings == [
+        f"the engine forwarded tasks.gone. to the host's resolvers, so it reads as no tasks:"
+        f" {health['gone'].forwarded}"
+    ]
