@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address
 from typing import Literal, NamedTuple
 
 import dns.rdatatype
@@ -27,6 +28,17 @@ from ._zone import IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX, Zone
 
 #: The engine answers every local name with this TTL; it cannot be configured.
 TTL = 600
+#: The TTL of the records an upstream answers with (``Upstream.HIJACK``),
+#: which the engine relays as it came: a resolver's usual 5 minutes, never
+#: the engine's own 600.
+UPSTREAM_TTL = 300
+#: What resolvers that rewrite NXDOMAIN answer every A query for a name the
+#: engine does not own with (``Upstream.HIJACK``): the two public addresses
+#: quoted in moby/moby#40435.
+HIJACK_ADDRESSES = (IPv4Address("23.202.231.167"), IPv4Address("23.217.138.108"))
+#: The UDP buffer size in the OPT record of an upstream's answer to an EDNS
+#: query (BIND's and Unbound's default); the engine's own answers carry no OPT.
+UPSTREAM_EDNS_PAYLOAD = 1232
 #: How a message reached the fake: ``"udp"`` or ``"tcp"`` (``QueryRecord.transport``).
 Transport = Literal["udp", "tcp"]
 #: The engine's limit on a TCP answer (miekg/dns MaxMsgSize - 1).
@@ -100,6 +112,13 @@ class Upstream(enum.Enum):
     #: and newer answer SERVFAIL without RA after 4 s, and more than 1,024 such
     #: forwards in flight make the engine answer REFUSED.
     NO_REPLY = "no-reply"
+    #: They rewrite NXDOMAIN (moby/moby#40435): every A query for a name the
+    #: engine does not own (``tasks.<svc>`` of a service without tasks
+    #: included) gets made-up public addresses, ``HIJACK_ADDRESSES``, as a
+    #: forwarded answer: TTL ``UPSTREAM_TTL`` (not 600), flags ``qr rd ra``
+    #: on every engine, and an OPT record when the query had one. Other
+    #: types get their NXDOMAIN. Names the engine owns are answered as usual.
+    HIJACK = "hijack"
 
 
 class Outcome(enum.Enum):
@@ -187,17 +206,24 @@ class _Answer(NamedTuple):
 
 
 class _Forwarded(NamedTuple):
-    """What comes back from forwarding a query upstream, as the engine relays it."""
+    """What comes back from forwarding a query upstream, as the engine relays it.
+
+    ``relayed``: the upstream's own reply, with its OPT record when the query
+    had EDNS; else the engine's own, without.
+    """
 
     rcode: int
     outcome: Outcome
     recursion: bool
     delay: float = 0.0
+    relayed: bool = False
 
 
 #: An upstream's NXDOMAIN or SERVFAIL, relayed as it came (with its RA).
-_RELAYED_NXDOMAIN = _Forwarded(_wire.RCODE_NXDOMAIN, Outcome.NXDOMAIN, recursion=True)
-_RELAYED_SERVFAIL = _Forwarded(_wire.RCODE_SERVFAIL, Outcome.SERVFAIL, recursion=True)
+_RELAYED_NXDOMAIN = _Forwarded(_wire.RCODE_NXDOMAIN, Outcome.NXDOMAIN, True, relayed=True)
+_RELAYED_SERVFAIL = _Forwarded(_wire.RCODE_SERVFAIL, Outcome.SERVFAIL, True, relayed=True)
+#: An upstream that rewrites NXDOMAIN: its made-up addresses, relayed.
+_RELAYED_HIJACK = _Forwarded(_wire.RCODE_NOERROR, Outcome.NOERROR, True, relayed=True)
 #: The engine's own SERVFAIL (24+) when no upstream answered: at once when
 #: none can be reached, after its timeout when they stay silent.
 _OWN_SERVFAIL = _Forwarded(_wire.RCODE_SERVFAIL, Outcome.SERVFAIL, recursion=False)
@@ -217,6 +243,16 @@ class Reply:
 
     data: bytes | None
     delay: float = 0.0
+
+
+#: The OPT record of an upstream's answer to a query with EDNS.
+_UPSTREAM_OPT = _wire.opt_record(UPSTREAM_EDNS_PAYLOAD)
+
+
+def _upstream_records(query: _wire.Query) -> list[bytes]:
+    """A hijacking upstream's answer records, owners compressed as a resolver writes them."""
+    records = [_wire.a_record(query.qname_wire, a.packed, UPSTREAM_TTL) for a in HIJACK_ADDRESSES]
+    return _wire.compress_owners(records, query.qname_wire)
 
 
 @functools.lru_cache(maxsize=256)
@@ -604,12 +640,15 @@ class Responder:
                 query, rcode, [], query_id=query_id, recursion=not engine.own_errors_clear_ra
             )[0]
             return _Answer(reply, Outcome(fault.name))
+        additional = b""
         if isinstance(records, _Unanswered):
-            forwarded = self._forward(records, engine, received)
+            forwarded = self._forward(records, engine, received, query.qtype)
             if forwarded is None:
                 return _Answer(None, Outcome.NO_REPLY)
-            rcode, outcome, recursion, delay = forwarded
-            records = []
+            rcode, outcome, recursion, delay, relayed = forwarded
+            records = _upstream_records(query) if relayed and outcome is Outcome.NOERROR else []
+            if relayed and query.udp_payload is not None:
+                additional = _UPSTREAM_OPT
         else:
             rcode, outcome, recursion, delay = _wire.RCODE_NOERROR, Outcome.NOERROR, True, 0.0
             if len(records) > 1:
@@ -631,6 +670,7 @@ class Responder:
             compress=engine.compresses_to_fit,
             flag_truncation=flag_truncation,
             recursion=recursion,
+            additional=additional,
         )
         if fault is Fault.GARBAGE:
             # The header promises records that never come: no client can parse it.
@@ -642,13 +682,15 @@ class Responder:
         return _Answer(reply, outcome, kept, truncated, delay)
 
     def _forward(
-        self, why: _Unanswered, engine: EngineProfile, received: float
+        self, why: _Unanswered, engine: EngineProfile, received: float, qtype: int
     ) -> _Forwarded | None:
         """What the client gets for a query the engine has no records for (None: nothing)."""
         if why is _Unanswered.FAIL and not engine.forwards_foreign_ptr:
             return None  # the handler of 20.10 fails; 24+ forward the query instead
         upstream = self.upstream  # read once: a test may change it meanwhile
-        if upstream is Upstream.NXDOMAIN:
+        if upstream is Upstream.HIJACK and qtype == _wire.TYPE_A:
+            answer = _RELAYED_HIJACK
+        elif upstream is Upstream.NXDOMAIN or upstream is Upstream.HIJACK:
             answer = _RELAYED_NXDOMAIN
         elif upstream is Upstream.SERVFAIL and engine.relays_upstream_failures:
             answer = _RELAYED_SERVFAIL
