@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
+from ipaddress import IPv4Network
 from types import TracebackType
 from typing import TypeVar
 
@@ -343,6 +344,19 @@ class FakeSwarm:
         """Every network, in order of creation."""
         with self._lock:
             return self._swarm.networks
+
+    @property
+    def engine_networks(self) -> tuple[IPv4Network, ...]:
+        """The networks every address the fake hands to tasks and VIPs lies in.
+
+        The engine's default address pool, 10.0.0.0/8, where networks get
+        their subnets, followed by each network's subnet chosen outside it
+        (``create_network(subnet=...)``), in order of creation. This is what
+        ``SWARMDNS_PROVENANCE`` takes to treat the fake as the engine (the
+        ``swarm_dns`` fixture sets it so at the start of each test).
+        """
+        with self._lock:
+            return self._swarm.engine_networks
 
     def create_service(
         self,

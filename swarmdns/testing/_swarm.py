@@ -388,6 +388,14 @@ class Swarm:
     def networks(self) -> tuple[Network, ...]:
         return tuple(self._networks.values())
 
+    @property
+    def engine_networks(self) -> tuple[IPv4Network, ...]:
+        """Where every task address and VIP lies: the pool, and subnets chosen outside it."""
+        outside = (
+            n.subnet for n in self._networks.values() if not n.subnet.subnet_of(_DEFAULT_POOL)
+        )
+        return (_DEFAULT_POOL, *dict.fromkeys(outside))
+
     # -- services ------------------------------------------------------------
 
     def create_service(

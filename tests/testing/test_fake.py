@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import get_args
 
 import pytest
@@ -178,3 +178,31 @@ def test_a_fake_task_has_no_dns_view_on_a_network_it_is_not_on(swarm_dns: FakeSw
 
     with pytest.raises(SwarmError, match=r"no address on network 'back' \(its networks: default"):
         task.as_dns("back")
+
+
+def test_engine_networks_cover_every_address_handed_out(swarm_dns: FakeSwarm) -> None:
+    pool = IPv4Network("10.0.0.0/8")
+    assert list(swarm_dns.engine_networks) == [pool]
+    swarm_dns.create_network("wide", subnet="10.9.0.0/21")  # inside the pool
+    swarm_dns.create_network("lab", subnet="192.168.50.0/24")
+    swarm_dns.create_network("loop", subnet="127.77.0.0/24")
+    web = swarm_dns.create_service("web", replicas=3, network=["default", "wide", "lab"])
+    db = swarm_dns.create_service("db", replicas=2, network="loop")
+
+    assert swarm_dns.engine_networks == (
+        pool,
+        IPv4Network("192.168.50.0/24"),
+        IPv4Network("127.77.0.0/24"),
+    )
+    handed_out = [
+        *web.vips.values(),
+        *db.vips.values(),
+        *(ip for s in (web, db) for t in s.tasks for ip in t.addresses.values()),
+    ]
+    assert len(handed_out) == 3 + 1 + 3 * 3 + 2
+    assert all(any(ip in n for n in swarm_dns.engine_networks) for ip in handed_out)
+    swarm_dns.remove_service("db")
+    swarm_dns.remove_network("loop")
+    assert list(swarm_dns.engine_networks) == [pool, IPv4Network("192.168.50.0/24")]
+    with pytest.raises(AttributeError):
+        swarm_dns.engine_networks = ()  # type: ignore[misc]
