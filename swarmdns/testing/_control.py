@@ -40,6 +40,7 @@ from ._loop import SelectorThread, endpoint
 from ._nodes import Node
 from ._responder import Delay, Fault, Injected
 from ._swarm import (
+    MAX_REPLICAS,
     EndpointMode,
     Network,
     Service,
@@ -58,8 +59,6 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_CONNECTIONS = 16
 #: A connection with nothing to do for this many seconds is closed.
 IDLE_TIMEOUT = 60.0
-#: The most replicas a request may ask for (a /24 network holds 253 tasks).
-MAX_REPLICAS = 10_000
 #: The most faults one ``inject`` request may queue.
 MAX_FAULTS = 1000
 #: The longest reply the client reads, in bytes.

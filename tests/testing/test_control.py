@@ -261,6 +261,19 @@ def test_the_fake_refusing_is_a_swarm_error(swarm_dns: FakeSwarm, control: FakeC
         control.mark_healthy(swarm_dns.service("web").tasks[0])
 
 
+def test_replicas_beyond_the_networks_room_are_refused_as_the_api_refuses_them(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    room = r"'default', which has 253 free: no address left"
+
+    with pytest.raises(SwarmError, match=rf"^create_service: service 'web' \(5000 tasks.*{room}"):
+        control.create_service("web", 5000)
+    control.create_service("web", 2)
+    with pytest.raises(SwarmError, match=r"^scale: scaling service 'web' from 2 to 300"):
+        control.scale("web", 300)
+    assert len(swarm_dns.service("web").tasks) == 2
+
+
 # -- the wire ------------------------------------------------------------------------
 
 
