@@ -172,6 +172,11 @@ class _Unanswered(enum.Enum):
 
 #: How many parsed queries, and how many names' records, a responder keeps.
 _REMEMBERED = 4096
+#: The longest message whose parse is kept, in bytes: a real query is at
+#: most about 300 (a 255-byte name, its question and an OPT record with a
+#: cookie). Longer ones are parsed each time, so that the cache holds at most
+#: ``_REMEMBERED`` times this (2 MiB), whatever clients send.
+_REMEMBERED_MESSAGE = 512
 
 
 class _Parsed(NamedTuple):
@@ -576,9 +581,10 @@ class Responder:
                 parsed = _Parsed.of(_wire.parse_query(data))
             except _wire.QueryFormatError as error:
                 return self._reject(error, transport, received)
-            if len(self._parsed) >= _REMEMBERED:
-                self._parsed.clear()
-            self._parsed[data[2:]] = parsed
+            if len(data) <= _REMEMBERED_MESSAGE:
+                if len(self._parsed) >= _REMEMBERED:
+                    self._parsed.clear()
+                self._parsed[data[2:]] = parsed
         query, name, qtype = parsed.query, parsed.name, parsed.qtype
         injected = self.faults.take(None if name is None else name.lower(), qtype)
         answer = self._answer(
