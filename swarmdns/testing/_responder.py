@@ -273,17 +273,26 @@ def normalize_name(name: str) -> str:
     return name.rstrip(".").lower()
 
 
+#: How many names (with or without a type) may have faults at once.
+MAX_FAULT_NAMES = 1024
+#: How many faults may wait in sequences at once, over every name (2,000
+#: injects of 1,000 faults each had held 157 MB; this is about 1 MB).
+MAX_QUEUED_FAULTS = 10_000
+
+
 class FaultTable:
     """Faults injected for a name, a query type, both, or everything; thread-safe.
 
     A single fault lasts until cleared. A sequence is used up one query at a
     time, after which the name is answered as usual again. The most specific
-    entry wins: name and type, then name, then type, then everything.
+    entry wins: name and type, then name, then type, then everything. At
+    most ``MAX_FAULT_NAMES`` entries and ``MAX_QUEUED_FAULTS`` faults are kept.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: dict[tuple[str | None, str | None], list[Injected] | Injected] = {}
+        self._queued = 0  # faults in every sequence
 
     def inject(
         self,
@@ -306,17 +315,35 @@ class FaultTable:
                 f" got {outcomes!r}"
             )
         with self._lock:
+            previous = self._faults.get(key)
+            replaced = len(previous) if isinstance(previous, list) else 0
+            queued = self._queued - replaced + (len(entry) if isinstance(entry, list) else 0)
+            if previous is None and len(self._faults) >= MAX_FAULT_NAMES:
+                raise ValueError(
+                    f"the fake holds faults for {MAX_FAULT_NAMES} names already, the most it"
+                    " keeps: clear_faults() those no longer needed, or inject for every name"
+                    " (name=None)"
+                )
+            if queued > MAX_QUEUED_FAULTS:
+                raise ValueError(
+                    f"{queued} faults would wait in sequences, more than the fake keeps"
+                    f" ({MAX_QUEUED_FAULTS}): inject a shorter sequence, a single fault"
+                    " (which lasts until cleared), or clear_faults() first"
+                )
             self._faults[key] = entry
+            self._queued = queued
 
     def clear(self, name: str | None = None) -> None:
         """Clear the faults of ``name`` (of any type), or every fault when None."""
         with self._lock:
             if name is None:
                 self._faults.clear()
+                self._queued = 0
                 return
             normalized = normalize_name(name)
             for key in [k for k in self._faults if k[0] == normalized]:
-                del self._faults[key]
+                entry = self._faults.pop(key)
+                self._queued -= len(entry) if isinstance(entry, list) else 0
 
     def take(self, name: str | None, qtype: str | None) -> Injected | None:
         """The fault for the next query about ``name`` of type ``qtype``, if any."""
@@ -330,6 +357,7 @@ class FaultTable:
                 if not isinstance(entry, list):
                     return entry
                 outcome = entry.pop(0)
+                self._queued -= 1
                 if not entry:
                     del self._faults[key]
                 return outcome
