@@ -12,7 +12,7 @@ from typing import TypeVar
 from .._model import Task as DNSTask
 from ._control import SwarmState
 from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile, resolv_conf
-from ._loop import endpoint
+from ._loop import check_host, endpoint
 from ._nodes import Cluster, Node, NodeDelays
 from ._responder import DEFAULT_QUERY_LOG, Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
@@ -79,8 +79,8 @@ class FakeSwarm:
             ``wait_for_queries()`` and ``count_queries()`` count every message.
 
     Raises:
-        ValueError: ``engine`` is not a version the fake models, or
-            ``query_log`` is negative.
+        ValueError: ``host`` is not an IP address, ``engine`` is not a
+            version the fake models, or ``query_log`` is negative.
     """
 
     def __init__(
@@ -96,6 +96,7 @@ class FakeSwarm:
         query_log: int = DEFAULT_QUERY_LOG,
     ) -> None:
         self._initial_engine = engine_profile(engine).version
+        host = check_host(host)
         self._seed = seed
         self._lock = threading.RLock()
         self._batches = 0

@@ -71,11 +71,17 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             tcp.bind((host, udp.getsockname()[1]))
             tcp.listen(128)
-        except OSError:
+        except OSError as error:
             udp.close()
             tcp.close()
             if port != 0:
                 raise
+            if error.errno != errno.EADDRINUSE:  # no port will do: the address itself
+                raise OSError(
+                    error.errno,
+                    f"cannot listen on {host}: {error.strerror or error}; the host must be an"
+                    " address of this machine, such as 127.0.0.1 (the default)",
+                ) from error
             continue
         udp.setblocking(False)
         tcp.setblocking(False)

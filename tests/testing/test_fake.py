@@ -75,6 +75,30 @@ def test_port_is_checked(port: object) -> None:
         FakeSwarm(port=port).start()  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("host", ["256.1.1.1", "example.invalid", "", "127.0.0.1:53", 5])
+def test_a_host_that_is_not_an_address_is_named_as_such(host: object) -> None:
+    with pytest.raises(ValueError, match="host must be an IP address") as refused:
+        FakeSwarm(host=host)  # type: ignore[arg-type]
+    assert f"{host!r} is not an IP address" in str(refused.value)
+    assert "port" not in str(refused.value)
+
+
+def test_an_address_of_another_machine_is_named_as_such() -> None:
+    fake = FakeSwarm(host="192.0.2.1")  # TEST-NET-1: on no interface of this machine
+
+    with pytest.raises(OSError, match=r"cannot listen on 192\.0\.2\.1: .*an address of this"):
+        fake.start()
+    assert not fake.running
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1"])
+def test_loopback_hosts_are_taken(host: str) -> None:
+    with FakeSwarm(host=host) as fake:
+        fake.create_service("web")
+        assert fake.host == host
+        assert ask_dnspython(fake, "web").rcode == "NOERROR"
+
+
 @pytest.mark.parametrize("size", [-1, True, 1.5, "100"])
 def test_query_log_is_checked(size: object) -> None:
     with pytest.raises(ValueError, match="query_log is how many queries to keep"):
