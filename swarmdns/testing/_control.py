@@ -201,6 +201,7 @@ def state_json(state: SwarmState) -> dict[str, Any]:
                 "isolated": n.isolated,
                 "paused": n.paused,
                 "down": n.down,
+                "stale": n.stale,
             }
             for n in state.nodes
         ],
@@ -290,6 +291,10 @@ class Controlled(Protocol):
 
     def reschedule(self, name: str) -> tuple[Task, ...]:
         """Fill a service's empty slots."""
+        ...
+
+    def force_update(self, name: str) -> Service:
+        """Replace every task of a service."""
         ...
 
     def mark_healthy(self, task: TaskKey) -> Task:
@@ -474,6 +479,10 @@ def _reschedule(fake: Controlled, fields: _Fields) -> object:
     return [task_json(task) for task in fake.reschedule(fields.text("name"))]
 
 
+def _force_update(fake: Controlled, fields: _Fields) -> object:
+    return service_json(fake.force_update(fields.text("name")))
+
+
 def _mark_healthy(fake: Controlled, fields: _Fields) -> object:
     return task_json(fake.mark_healthy(fields.text("task")))
 
@@ -523,6 +532,7 @@ OPERATIONS: dict[str, tuple[_Operation, tuple[str, ...]]] = {
     "kill_task": (_kill_task, ("task",)),
     "replace_task": (_replace_task, ("task",)),
     "reschedule": (_reschedule, ("name",)),
+    "force_update": (_force_update, ("name",)),
     "mark_healthy": (_mark_healthy, ("task",)),
     "mark_unhealthy": (_mark_unhealthy, ("task",)),
     "inject": (_inject, ("fault", "name", "qtype")),
@@ -975,6 +985,10 @@ class FakeControl:
     def reschedule(self, name: str) -> tuple[Task, ...]:
         """Start tasks in every empty slot of a service; returns them."""
         return tuple(_task_from(t) for t in self.request("reschedule", name=name))
+
+    def force_update(self, name: str) -> Service:
+        """Replace every task of a service (see ``FakeSwarm.force_update()``)."""
+        return _service_from(self.request("force_update", name=name))
 
     def mark_healthy(self, task: TaskKey) -> Task:
         """Report a task of a service with a healthcheck healthy: DNS lists it."""

@@ -479,6 +479,24 @@ class FakeSwarm:
             _, replacement = swarm.replace_task(task)
         return replacement
 
+    def force_update(self, name: str) -> Service:
+        """Replace every task of a service, as ``docker service update --force`` does.
+
+        Each replacement keeps its slot (or, for a global service, its node)
+        and node, with a new ID and new addresses; empty slots are filled too.
+        DNS shows the new tasks, on every node: this is also what brings a
+        service back on the nodes that left out a node's tasks after
+        ``rejoin(node, stale=True)``.
+
+        Raises:
+            SwarmError: There is no such service, or its networks have too
+                few addresses left for the new tasks (then nothing changes).
+        """
+        with self._changing() as swarm:
+            service = swarm.force_update(name)
+            self._cluster.republish(service.id)
+            return service
+
     def reschedule(self, name: str) -> tuple[Task, ...]:
         """Start tasks in every empty slot of a service (or node, for global)."""
         with self._changing() as swarm:
@@ -610,7 +628,7 @@ class FakeSwarm:
         """
         return self._cluster.isolate(node, paused=paused)
 
-    def rejoin(self, node: Node | str) -> Node:
+    def rejoin(self, node: Node | str, *, stale: bool = False) -> Node:
         """Bring an isolated node back.
 
         Its own DNS answers again at once. After ``delays.rejoin``, the other
@@ -619,10 +637,19 @@ class FakeSwarm:
         elsewhere meanwhile, and global services start their tasks on it if
         missing.
 
+        With ``stale=True``, it comes back as on Docker 29.x (moby/moby#53141,
+        fixed after 29.7.2, in no release yet): if the other nodes had given up
+        on it (``delays.failure_detection`` passed), they never take its tasks
+        back. Their DNS answers NXDOMAIN for the services whose tasks all run
+        on it, and lists only the other tasks of the rest, for as long as the
+        Swarm runs (hours, on the engine), until ``force_update()`` replaces a
+        service's tasks. The returning node's own DNS sees every node's tasks.
+        ``Node.stale`` tells which nodes came back so.
+
         Raises:
             SwarmError: The node is unknown or not isolated.
         """
-        return self._cluster.rejoin(node)
+        return self._cluster.rejoin(node, stale=stale)
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until no delayed effect of the nodes is pending.

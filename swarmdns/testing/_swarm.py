@@ -714,6 +714,33 @@ class Swarm:
         self._store(evolve(service, tasks=tuple(sorted(service.tasks + new, key=_task_order))))
         return new
 
+    def force_update(self, name: str) -> Service:
+        """Replace every task, as ``docker service update --force`` does.
+
+        Each task's replacement keeps its slot (or node) and node, with a new
+        ID and new addresses; empty slots (or nodes) are filled too. All of
+        it, or nothing when a network runs out of addresses.
+        """
+        service = self.service(name)
+        old = service.tasks
+        placements: list[tuple[int | None, str | None]] = [(t.slot, t.node_id) for t in old]
+        if service.replicas is None:
+            running = {t.node_id for t in old} | self.down
+            placements += [(None, n) for n in self.nodes if n not in running]
+        else:
+            used = {t.slot for t in old}
+            placements += [(s, None) for s in range(1, service.replicas + 1) if s not in used]
+        for task in old:
+            self._release(task)
+        try:
+            new = self._new_tasks(service, placements)
+        except SwarmError:
+            for task in old:
+                for network, address in task.addresses.items():
+                    self._pools[network].claim(address)
+            raise
+        return self._store(evolve(service, tasks=tuple(sorted(new, key=_task_order))))
+
     def set_state(self, task: TaskKey, state: TaskState) -> Task:
         service, found = self.find_task(task)
         if not service.healthcheck:

@@ -691,3 +691,15 @@ def test_faults_are_bounded_in_names_and_in_queued_faults(
     swarm_dns.inject([Fault.SERVFAIL] * 999, name="one-more")
     assert ask_dnspython(swarm_dns, "name-0").rcode == "SERVFAIL"
     swarm_dns.inject([Fault.SERVFAIL], name="another")  # the one used up made room
+
+
+def test_force_update_and_a_stale_node_go_over_the_channel(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+
+    updated = control.force_update("web")
+
+    assert updated == swarm_dns.service("web")
+    assert not set(updated.task_ips) & set(web.task_ips)
+    assert [node.stale for node in control.state().nodes] == [False]

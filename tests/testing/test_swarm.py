@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from swarmdns.testing import SwarmError, TaskState
+from swarmdns.testing import Service, SwarmError, TaskState
 from swarmdns.testing._swarm import MAX_REPLICAS, Swarm
 
 
@@ -323,3 +323,44 @@ def test_the_room_is_exactly_what_the_network_has_left() -> None:
         swarm.scale("web", 5)
     assert len(swarm.scale("web", 2).tasks) == 2
     assert len(swarm.scale("web", 4).tasks) == 4
+
+
+def test_force_update_replaces_every_task_in_its_slot_and_fills_empty_ones() -> None:
+    swarm = Swarm(seed=1)
+    swarm.add_node()
+    web = create(swarm, "web", 4)
+    assert isinstance(web, Service)
+    killed = swarm.kill_task(web.tasks[1])
+
+    updated = swarm.force_update("web")
+
+    assert [t.slot for t in updated.tasks] == [1, 2, 3, 4]
+    assert [t.node_id for t in updated.tasks] == [t.node_id for t in web.tasks]
+    assert not {t.id for t in updated.tasks} & {t.id for t in web.tasks}
+    assert not set(updated.task_ips) & set(web.task_ips)
+    assert updated.vip == web.vip
+    assert len(killed.tasks) == 3
+
+
+def test_force_update_without_room_changes_nothing() -> None:
+    swarm = Swarm(seed=1)
+    swarm.create_network("tiny", subnet="10.9.0.0/29")  # five addresses
+    create(swarm, "web", 3, networks=["tiny"])  # VIP, three tasks, the load balancer
+    before = swarm.service("web")
+    swarm.kill_task(before.tasks[0])
+    swarm.create_service(
+        "db",
+        1,
+        networks=["tiny"],
+        endpoint_mode="dnsrr",
+        aliases=(),
+        healthcheck=False,
+        stack=None,
+    )  # the last address
+
+    killed = swarm.service("web")
+    with pytest.raises(SwarmError, match="no address left"):
+        swarm.force_update("web")  # three tasks for the two addresses released
+    assert swarm.service("web") == killed
+    with pytest.raises(SwarmError, match="no address left"):
+        create(swarm, "more", 1, networks=["tiny"], endpoint_mode="dnsrr")  # all still taken
