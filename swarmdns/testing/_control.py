@@ -293,10 +293,6 @@ class Controlled(Protocol):
         """Fill a service's empty slots."""
         ...
 
-    def force_update(self, name: str) -> Service:
-        """Replace every task of a service."""
-        ...
-
     def mark_healthy(self, task: TaskKey) -> Task:
         """Mark a task healthy."""
         ...
@@ -479,10 +475,6 @@ def _reschedule(fake: Controlled, fields: _Fields) -> object:
     return [task_json(task) for task in fake.reschedule(fields.text("name"))]
 
 
-def _force_update(fake: Controlled, fields: _Fields) -> object:
-    return service_json(fake.force_update(fields.text("name")))
-
-
 def _mark_healthy(fake: Controlled, fields: _Fields) -> object:
     return task_json(fake.mark_healthy(fields.text("task")))
 
@@ -532,7 +524,6 @@ OPERATIONS: dict[str, tuple[_Operation, tuple[str, ...]]] = {
     "kill_task": (_kill_task, ("task",)),
     "replace_task": (_replace_task, ("task",)),
     "reschedule": (_reschedule, ("name",)),
-    "force_update": (_force_update, ("name",)),
     "mark_healthy": (_mark_healthy, ("task",)),
     "mark_unhealthy": (_mark_unhealthy, ("task",)),
     "inject": (_inject, ("fault", "name", "qtype")),
@@ -750,14 +741,8 @@ class ControlServer(SelectorThread[_Connection]):
         self._want(connection)
 
     def _flush(self, connection: _Connection) -> None:
-        try:
-            sent = connection.sock.send(connection.outgoing)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._drop(connection)
+        if not self._send_some(connection):
             return
-        del connection.outgoing[:sent]
         if not connection.outgoing:
             connection.busy_since = None  # a reply read: the next request gets its own time
         self._want(connection)
@@ -985,10 +970,6 @@ class FakeControl:
     def reschedule(self, name: str) -> tuple[Task, ...]:
         """Start tasks in every empty slot of a service; returns them."""
         return tuple(_task_from(t) for t in self.request("reschedule", name=name))
-
-    def force_update(self, name: str) -> Service:
-        """Replace every task of a service (see ``FakeSwarm.force_update()``)."""
-        return _service_from(self.request("force_update", name=name))
 
     def mark_healthy(self, task: TaskKey) -> Task:
         """Report a task of a service with a healthcheck healthy: DNS lists it."""

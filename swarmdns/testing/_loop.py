@@ -73,9 +73,10 @@ def binding_again(what: str, host: str, port: int) -> Iterator[None]:
 
 
 class Connection(Protocol):
-    """What the loop needs of a subclass's connection: its socket."""
+    """What the loop needs of a subclass's connection: its socket, and what to send on it."""
 
     sock: socket.socket
+    outgoing: bytearray
 
 
 C = TypeVar("C", bound=Connection)
@@ -154,6 +155,18 @@ class SelectorThread(Generic[C]):
     def _on_wake(self, sock: socket.socket, _events: int) -> None:
         with contextlib.suppress(BlockingIOError):
             sock.recv(64)
+
+    def _send_some(self, connection: C) -> bool:
+        """Send what the kernel takes of ``connection.outgoing``; False if it broke (dropped)."""
+        try:
+            sent = connection.sock.send(connection.outgoing)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._drop(connection)
+            return False
+        del connection.outgoing[:sent]
+        return True
 
     def _drop(self, connection: C) -> None:
         """Close a connection and forget it."""

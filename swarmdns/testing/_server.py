@@ -369,6 +369,8 @@ class DNSServer(SelectorThread[_Connection]):
         if not data:
             self._drop(connection)  # the client hung up, perhaps mid-message
             return
+        if connection.finishing:
+            return  # past its last query, until its delayed answers are out: ignored
         connection.received += data
         self._answer(connection)
 
@@ -416,15 +418,8 @@ class DNSServer(SelectorThread[_Connection]):
 
     def _flush(self, connection: _Connection) -> None:
         """Send what the kernel takes; wait to write while answers are unread, else to read."""
-        if connection.outgoing:
-            try:
-                sent = connection.sock.send(connection.outgoing)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                self._drop(connection)
-                return
-            del connection.outgoing[:sent]
+        if connection.outgoing and not self._send_some(connection):
+            return
         events = selectors.EVENT_WRITE if connection.outgoing else selectors.EVENT_READ
         self._selector.modify(connection.sock, events, self._on_tcp)
 

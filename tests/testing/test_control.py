@@ -693,13 +693,12 @@ def test_faults_are_bounded_in_names_and_in_queued_faults(
     swarm_dns.inject([Fault.SERVFAIL], name="another")  # the one used up made room
 
 
-def test_force_update_and_a_stale_node_go_over_the_channel(
+@pytest.mark.swarm_dns(nodes=3, delays=NodeDelays.INSTANT)
+def test_a_nodes_stale_flag_goes_over_the_channel(
     swarm_dns: FakeSwarm, control: FakeControl
 ) -> None:
-    web = swarm_dns.create_service("web", replicas=2)
+    swarm_dns.isolate("node-3")
+    swarm_dns.rejoin("node-3", stale=True)
 
-    updated = control.force_update("web")
-
-    assert updated == swarm_dns.service("web")
-    assert not set(updated.task_ips) & set(web.task_ips)
-    assert [node.stale for node in control.state().nodes] == [False]
+    assert [node.stale for node in control.state().nodes] == [False, False, True]
+    assert control.state() == swarm_dns.state()
