@@ -394,7 +394,10 @@ class FakeSwarm:
             A snapshot of the new service, with ``.vip`` and ``.task_ips``.
 
         Raises:
-            SwarmError: The engine would refuse this (bad name, duplicate, ...).
+            SwarmError: The engine would refuse this (bad name, duplicate, ...),
+                or a network has too few free addresses for the tasks (checked
+                before any starts), or ``replicas`` is over ``MAX_REPLICAS``
+                (10,000).
         """
         if isinstance(aliases, str):
             raise TypeError(f"aliases takes a sequence of names, not one string: [{aliases!r}]")
@@ -428,7 +431,13 @@ class FakeSwarm:
             return self._swarm.services
 
     def scale(self, name: str, replicas: int) -> Service:
-        """Set a replicated service's task count; new tasks take new addresses."""
+        """Set a replicated service's task count; new tasks take new addresses.
+
+        Raises:
+            SwarmError: No such service, a global one, or more replicas than
+                its networks have free addresses (checked before any starts)
+                or than ``MAX_REPLICAS`` (10,000); nothing changes.
+        """
         with self._changing() as swarm:
             return swarm.scale(name, replicas)
 

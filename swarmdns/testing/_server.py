@@ -268,8 +268,9 @@ class DNSServer(SelectorThread[_Connection]):
         if self._held >= MAX_HELD_REPLIES or self._held_bytes + len(data) > MAX_HELD_BYTES:
             if not self._held_full:
                 logger.warning(
-                    "the fake Swarm DNS server on port %d holds %d delayed replies (%d bytes):"
-                    " it drops the next ones until some are sent (at most %d, %d bytes)",
+                    "the fake Swarm DNS server on port %d holds %d delayed replies (%d bytes),"
+                    " the most it holds (%d, %d bytes): it drops the delayed replies that do"
+                    " not fit, and their clients time out",
                     self.port,
                     self._held,
                     self._held_bytes,
@@ -285,7 +286,8 @@ class DNSServer(SelectorThread[_Connection]):
     def _release(self, data: bytes) -> None:
         self._held -= 1
         self._held_bytes -= len(data)
-        self._held_full = False
+        if not self._held:
+            self._held_full = False  # the episode is over: warn again at the next
 
     def _send_held_udp(self, data: bytes, client: tuple[str, int]) -> None:
         self._release(data)
