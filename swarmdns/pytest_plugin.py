@@ -23,6 +23,8 @@ from swarmdns import NAMESERVER_VARIABLE
 from swarmdns._backends.default import swap_default_backend
 from swarmdns.testing import ENGINES, EngineVersion, FakeSwarm
 
+#: The library's variable that names the engine's networks (``SWARMDNS_PROVENANCE``).
+_PROVENANCE_VARIABLE = "SWARMDNS_PROVENANCE"
 _MARKER = "swarm_dns"
 _ENGINE_OPTION = "--swarm-dns-engine"
 #: What the marker takes: its keyword arguments.
@@ -105,6 +107,14 @@ def swarm_dns(
     the one ``SWARMDNS_NAMESERVER`` names; ``swarm_dns.nodes`` gives every
     node's. After the test, the Swarm has one node again.
 
+    ``SWARMDNS_PROVENANCE`` names ``swarm_dns.engine_networks`` (the fake's
+    address pool, 10.0.0.0/8), so that swarmdns treats the fake's answers as
+    the engine's and applies every engine rule to them. A test that creates
+    a network with a subnet outside the pool sets it again afterwards::
+
+        monkeypatch.setenv("SWARMDNS_PROVENANCE",
+                           ",".join(map(str, swarm_dns.engine_networks)))
+
     A test may ``stop()`` and ``start()`` the fake: it listens on the same port
     again, so ``SWARMDNS_NAMESERVER`` stays true. A control channel the test
     opens (``serve_control()``) is closed after it.
@@ -126,6 +136,7 @@ def swarm_dns(
     if marked.get("engine") is not None:
         swarm_dns_server.use_engine(marked["engine"])
     monkeypatch.setenv(NAMESERVER_VARIABLE, swarm_dns_server.nameserver)
+    monkeypatch.setenv(_PROVENANCE_VARIABLE, ",".join(map(str, swarm_dns_server.engine_networks)))
     errors_before = len(swarm_dns_server.internal_errors)
     default_before = swap_default_backend(None)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+from ipaddress import IPv4Network
 
 import pytest
 
@@ -97,7 +98,15 @@ def test_variable_points_at_the_fake_during_the_test(swarm_dns: FakeSwarm) -> No
     assert os.environ[NAMESERVER_VARIABLE] == swarm_dns.nameserver
 
 
-def test_variable_is_restored_after_the_test(
+def test_provenance_names_the_fakes_networks_during_the_test(swarm_dns: FakeSwarm) -> None:
+    web = swarm_dns.create_service("web", replicas=3)
+    networks = [IPv4Network(n) for n in os.environ["SWARMDNS_PROVENANCE"].split(",")]
+
+    assert networks == list(swarm_dns.engine_networks) == [IPv4Network("10.0.0.0/8")]
+    assert all(any(ip in n for n in networks) for ip in (web.vip, *web.task_ips))
+
+
+def test_variables_are_restored_after_the_test(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(
@@ -106,12 +115,15 @@ def test_variable_is_restored_after_the_test(
 
         def test_uses_it(swarm_dns):
             assert os.environ["SWARMDNS_NAMESERVER"] == swarm_dns.nameserver
+            assert os.environ["SWARMDNS_PROVENANCE"] == "10.0.0.0/8"
 
         def test_after():
             assert os.environ["SWARMDNS_NAMESERVER"] == "untouched"
+            assert os.environ["SWARMDNS_PROVENANCE"] == "off"
         """
     )
     monkeypatch.setenv(NAMESERVER_VARIABLE, "untouched")
+    monkeypatch.setenv("SWARMDNS_PROVENANCE", "off")
 
     result = pytester.runpytest_subprocess()
 

@@ -261,9 +261,15 @@ class AnsweredWith(Check):
 
 
 @pytest.fixture
-def app(swarm_dns: FakeSwarm, replicas: Callable[[Sequence[IPv4Address]], None]) -> Service:
+def app(
+    swarm_dns: FakeSwarm,
+    replicas: Callable[[Sequence[IPv4Address]], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Service:
     """A service ``app`` of 3 tasks on loopback addresses, each served by a replica."""
     swarm_dns.create_network("mesh", subnet=SUBNET)
+    # The subnet lies outside the fake's pool: the engine's networks include it now.
+    monkeypatch.setenv("SWARMDNS_PROVENANCE", ",".join(map(str, swarm_dns.engine_networks)))
     service = swarm_dns.create_service("app", replicas=3, network="mesh")
     replicas(service.task_ips)
     return service

@@ -24,7 +24,17 @@ from ._control import ControlError, FakeControl, SwarmState
 from ._engines import ENGINES, EngineVersion
 from ._fake import FakeSwarm
 from ._nodes import Node, NodeDelays
-from ._responder import TTL, Delay, Fault, Outcome, QueryRecord, Transport, Upstream
+from ._responder import (
+    HIJACK_ADDRESSES,
+    TTL,
+    UPSTREAM_TTL,
+    Delay,
+    Fault,
+    Outcome,
+    QueryRecord,
+    Transport,
+    Upstream,
+)
 from ._swarm import EndpointMode, Network, Service, ServiceMode, SwarmError, Task, TaskState
 
 #: Another name for ``Task``, the fake's record of a task, for code that also
@@ -33,7 +43,9 @@ FakeTask = Task
 
 __all__ = [
     "ENGINES",
+    "HIJACK_ADDRESSES",
     "TTL",
+    "UPSTREAM_TTL",
     "ControlError",
     "Delay",
     "EndpointMode",

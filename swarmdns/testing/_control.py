@@ -15,8 +15,9 @@ and each reply one line, in order, on the same connection::
 The server is one thread running a ``selectors`` loop, like the DNS server's:
 a bad request gets an error reply and never ends the loop; a request longer
 than ``MAX_REQUEST_BYTES`` is refused; at most ``MAX_CONNECTIONS`` are served
-at once (more wait to be accepted), and one idle for ``IDLE_TIMEOUT`` is
-closed.
+at once (more wait to be accepted), one idle for ``IDLE_TIMEOUT`` is closed,
+and so is one that takes longer than ``REQUEST_TIMEOUT`` to send a request
+or to read a reply.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ._loop import SelectorThread, endpoint
 from ._nodes import Node
 from ._responder import Delay, Fault, Injected
 from ._swarm import (
+    MAX_REPLICAS,
     EndpointMode,
     Network,
     Service,
@@ -58,8 +60,10 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_CONNECTIONS = 16
 #: A connection with nothing to do for this many seconds is closed.
 IDLE_TIMEOUT = 60.0
-#: The most replicas a request may ask for (a /24 network holds 253 tasks).
-MAX_REPLICAS = 10_000
+#: A request must arrive whole, and its reply be read, within this many
+#: seconds of its first byte (of the reply's): a client trickling bytes is
+#: closed then, and cannot keep a place from the others for ever.
+REQUEST_TIMEOUT = 10.0
 #: The most faults one ``inject`` request may queue.
 MAX_FAULTS = 1000
 #: The longest reply the client reads, in bytes.
@@ -197,6 +201,7 @@ def state_json(state: SwarmState) -> dict[str, Any]:
                 "isolated": n.isolated,
                 "paused": n.paused,
                 "down": n.down,
+                "stale": n.stale,
             }
             for n in state.nodes
         ],
@@ -585,6 +590,18 @@ class _Connection:
         self.outgoing = bytearray()
         self.deadline = now + IDLE_TIMEOUT
         self.skipping = False  # discarding the rest of an over-long line
+        #: Since when a request has been coming in, or a reply going out; None: idle.
+        self.busy_since: float | None = None
+
+    def settle_deadline(self, now: float) -> None:
+        """Idle: ``IDLE_TIMEOUT`` from now; else ``REQUEST_TIMEOUT`` from when it got busy."""
+        if self.received or self.skipping or self.outgoing:
+            if self.busy_since is None:
+                self.busy_since = now
+            self.deadline = self.busy_since + REQUEST_TIMEOUT
+        else:
+            self.busy_since = None
+            self.deadline = now + IDLE_TIMEOUT
 
 
 class ControlServer(SelectorThread[_Connection]):
@@ -671,7 +688,6 @@ class ControlServer(SelectorThread[_Connection]):
 
     def _on_event(self, sock: socket.socket, events: int) -> None:
         connection = self._connections[sock]
-        connection.deadline = time.monotonic() + IDLE_TIMEOUT
         if events & selectors.EVENT_WRITE:
             self._flush(connection)
         elif events & selectors.EVENT_READ:
@@ -687,6 +703,7 @@ class ControlServer(SelectorThread[_Connection]):
             connection.received += data
         if sock in self._connections:
             self._serve(connection)
+            connection.settle_deadline(time.monotonic())
 
     def _serve(self, connection: _Connection) -> None:
         """Answer each whole line received, one at a time while the replies go out."""
@@ -716,6 +733,7 @@ class ControlServer(SelectorThread[_Connection]):
                 if not line.strip():
                     continue
                 reply = answer(self._fake, line, self._record)
+            connection.busy_since = None  # a request done: the reply gets its own time
             connection.outgoing += json.dumps(reply).encode() + b"\n"
             self._flush(connection)
             if connection.sock not in self._connections:
@@ -723,14 +741,10 @@ class ControlServer(SelectorThread[_Connection]):
         self._want(connection)
 
     def _flush(self, connection: _Connection) -> None:
-        try:
-            sent = connection.sock.send(connection.outgoing)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._drop(connection)
+        if not self._send_some(connection):
             return
-        del connection.outgoing[:sent]
+        if not connection.outgoing:
+            connection.busy_since = None  # a reply read: the next request gets its own time
         self._want(connection)
 
     def _want(self, connection: _Connection) -> None:

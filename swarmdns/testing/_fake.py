@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
+from ipaddress import IPv4Network
 from types import TracebackType
 from typing import TypeVar
 
 from .._model import Task as DNSTask
 from ._control import SwarmState
 from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile, resolv_conf
-from ._loop import endpoint
+from ._loop import check_host, endpoint
 from ._nodes import Cluster, Node, NodeDelays
 from ._responder import DEFAULT_QUERY_LOG, Injected, QueryRecord, Responder, Upstream
 from ._server import DNSServer
@@ -78,8 +79,8 @@ class FakeSwarm:
             ``wait_for_queries()`` and ``count_queries()`` count every message.
 
     Raises:
-        ValueError: ``engine`` is not a version the fake models, or
-            ``query_log`` is negative.
+        ValueError: ``host`` is not an IP address, ``engine`` is not a
+            version the fake models, or ``query_log`` is negative.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class FakeSwarm:
         query_log: int = DEFAULT_QUERY_LOG,
     ) -> None:
         self._initial_engine = engine_profile(engine).version
+        host = check_host(host)
         self._seed = seed
         self._lock = threading.RLock()
         self._batches = 0
@@ -344,6 +346,19 @@ class FakeSwarm:
         with self._lock:
             return self._swarm.networks
 
+    @property
+    def engine_networks(self) -> tuple[IPv4Network, ...]:
+        """The networks every address the fake hands to tasks and VIPs lies in.
+
+        The engine's default address pool, 10.0.0.0/8, where networks get
+        their subnets, followed by each network's subnet chosen outside it
+        (``create_network(subnet=...)``), in order of creation. This is what
+        ``SWARMDNS_PROVENANCE`` takes to treat the fake as the engine (the
+        ``swarm_dns`` fixture sets it so at the start of each test).
+        """
+        with self._lock:
+            return self._swarm.engine_networks
+
     def create_service(
         self,
         name: str,
@@ -379,7 +394,10 @@ class FakeSwarm:
             A snapshot of the new service, with ``.vip`` and ``.task_ips``.
 
         Raises:
-            SwarmError: The engine would refuse this (bad name, duplicate, ...).
+            SwarmError: The engine would refuse this (bad name, duplicate, ...),
+                or a network has too few free addresses for the tasks (checked
+                before any starts), or ``replicas`` is over ``MAX_REPLICAS``
+                (10,000).
         """
         if isinstance(aliases, str):
             raise TypeError(f"aliases takes a sequence of names, not one string: [{aliases!r}]")
@@ -413,7 +431,13 @@ class FakeSwarm:
             return self._swarm.services
 
     def scale(self, name: str, replicas: int) -> Service:
-        """Set a replicated service's task count; new tasks take new addresses."""
+        """Set a replicated service's task count; new tasks take new addresses.
+
+        Raises:
+            SwarmError: No such service, a global one, or more replicas than
+                its networks have free addresses (checked before any starts)
+                or than ``MAX_REPLICAS`` (10,000); nothing changes.
+        """
         with self._changing() as swarm:
             return swarm.scale(name, replicas)
 
@@ -463,6 +487,24 @@ class FakeSwarm:
         with self._changing() as swarm:
             _, replacement = swarm.replace_task(task)
         return replacement
+
+    def force_update(self, name: str) -> Service:
+        """Replace every task of a service, as ``docker service update --force`` does.
+
+        Each replacement keeps its slot (or, for a global service, its node)
+        and node, with a new ID and new addresses; empty slots are filled too.
+        DNS shows the new tasks, on every node: this is also what brings a
+        service back on the nodes that left out a node's tasks after
+        ``rejoin(node, stale=True)``.
+
+        Raises:
+            SwarmError: There is no such service, or its networks have too
+                few addresses left for the new tasks (then nothing changes).
+        """
+        with self._changing() as swarm:
+            service = swarm.force_update(name)
+            self._cluster.republish(service.id)
+            return service
 
     def reschedule(self, name: str) -> tuple[Task, ...]:
         """Start tasks in every empty slot of a service (or node, for global)."""
@@ -595,7 +637,7 @@ class FakeSwarm:
         """
         return self._cluster.isolate(node, paused=paused)
 
-    def rejoin(self, node: Node | str) -> Node:
+    def rejoin(self, node: Node | str, *, stale: bool = False) -> Node:
         """Bring an isolated node back.
 
         Its own DNS answers again at once. After ``delays.rejoin``, the other
@@ -604,10 +646,19 @@ class FakeSwarm:
         elsewhere meanwhile, and global services start their tasks on it if
         missing.
 
+        With ``stale=True``, it comes back as on Docker 29.x (moby/moby#53141,
+        fixed after 29.7.2, in no release yet): if the other nodes had given up
+        on it (``delays.failure_detection`` passed), they never take its tasks
+        back. Their DNS answers NXDOMAIN for the services whose tasks all run
+        on it, and lists only the other tasks of the rest, for as long as the
+        Swarm runs (hours, on the engine), until ``force_update()`` replaces a
+        service's tasks. The returning node's own DNS sees every node's tasks.
+        ``Node.stale`` tells which nodes came back so.
+
         Raises:
             SwarmError: The node is unknown or not isolated.
         """
-        return self._cluster.rejoin(node)
+        return self._cluster.rejoin(node, stale=stale)
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until no delayed effect of the nodes is pending.

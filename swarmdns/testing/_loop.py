@@ -7,6 +7,7 @@ and what a restart that cannot bind it again says.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import selectors
 import socket
@@ -21,6 +22,26 @@ STOP_TIMEOUT = 10.0
 
 #: What a socket is registered with: called with the socket and its ready events.
 Handler = Callable[[socket.socket, int], None]
+
+
+def check_host(host: object) -> str:
+    """``host`` if it is an IP address (or ``localhost``), to listen on.
+
+    Raises:
+        ValueError: It is not: the fake listens on an address, not a name.
+    """
+    if host == "localhost":
+        return host
+    try:
+        if isinstance(host, str):
+            ipaddress.ip_address(host)
+            return host
+    except ValueError:
+        pass
+    raise ValueError(
+        f"host must be an IP address of this machine to listen on, such as 127.0.0.1"
+        f" (the default) or ::1; {host!r} is not an IP address"
+    )
 
 
 def endpoint(host: str, port: int) -> str:
@@ -52,9 +73,10 @@ def binding_again(what: str, host: str, port: int) -> Iterator[None]:
 
 
 class Connection(Protocol):
-    """What the loop needs of a subclass's connection: its socket."""
+    """What the loop needs of a subclass's connection: its socket, and what to send on it."""
 
     sock: socket.socket
+    outgoing: bytearray
 
 
 C = TypeVar("C", bound=Connection)
@@ -133,6 +155,18 @@ class SelectorThread(Generic[C]):
     def _on_wake(self, sock: socket.socket, _events: int) -> None:
         with contextlib.suppress(BlockingIOError):
             sock.recv(64)
+
+    def _send_some(self, connection: C) -> bool:
+        """Send what the kernel takes of ``connection.outgoing``; False if it broke (dropped)."""
+        try:
+            sent = connection.sock.send(connection.outgoing)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._drop(connection)
+            return False
+        del connection.outgoing[:sent]
+        return True
 
     def _drop(self, connection: C) -> None:
         """Close a connection and forget it."""

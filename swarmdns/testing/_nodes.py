@@ -98,6 +98,9 @@ class Node:
             whose link was cut (``isolate(node, paused=False)``) answers from
             what it knew.
         down: Marked Down by the manager: no task is placed on it.
+        stale: Back from ``rejoin(node, stale=True)`` (the Docker 29.x bug,
+            moby/moby#53141): the other nodes' DNS leaves out its tasks, but
+            those of services ``force_update()`` has replaced since.
     """
 
     name: str
@@ -107,6 +110,7 @@ class Node:
     isolated: bool = False
     paused: bool = False
     down: bool = False
+    stale: bool = False
 
     @property
     def nameserver(self) -> str:
@@ -215,6 +219,9 @@ class Gossip:
         self._rank: dict[str, int] = {}
         self._split: dict[str, tuple[Service, dict[str, tuple[Task, ...]]]] = {}
         self._dirty: set[str] = set()
+        #: Nodes back from a stale rejoin, each with the services (by ID)
+        #: force-updated since, whose records the other nodes take again.
+        self._stale: dict[str, set[str]] = {}
 
     # -- the model, node by node ---------------------------------------------------
 
@@ -276,9 +283,30 @@ class Gossip:
             )
         return [d for d in deliveries if d is not None]
 
+    def _shared(self, source: str) -> Records:
+        """A node's records as the other nodes take them in.
+
+        All of them, unless it came back from a stale rejoin: then only those
+        of the services force-updated since (moby/moby#53141).
+        """
+        records = self._local.get(source, {})
+        republished = self._stale.get(source)
+        if republished is None:
+            return records
+        return {service: tasks for service, tasks in records.items() if service in republished}
+
+    def stale(self, node: str) -> bool:
+        """Whether the node came back from a stale rejoin (and has not rejoined since)."""
+        return node in self._stale
+
+    def republish(self, service_id: str) -> None:
+        """A service's tasks were all replaced: every node takes its records in again."""
+        for republished in self._stale.values():
+            republished.add(service_id)
+
     def _delivery(self, source: str, target: str) -> Delivery | None:
         sender, receiver = self.views[source], self.views[target]
-        records = self._local.get(source, {})
+        records = self._shared(source)
         if sender.isolated or receiver.isolated or receiver.known.get(source, {}) == records:
             return None
         return Delivery(
@@ -333,13 +361,23 @@ class Gossip:
                 other.known.pop(node, None)
                 self._dirty.add(other.node)
 
-    def rejoin(self, node: str) -> int:
+    def rejoin(self, node: str, *, stale: bool = False) -> int:
         """A node is back: its own DNS answers again, from its own tasks as they are now.
+
+        Args:
+            node: The node.
+            stale: Model Docker 29.x (moby/moby#53141): if the others had given
+                up on it (``detect``), they take none of its records from now
+                on, but those of services force-updated since (``republish``).
 
         Returns:
             Its new epoch, which the coming ``sync`` checks.
         """
         view = self.views[node]
+        if stale and view.detected:
+            self._stale[node] = set()
+        else:
+            self._stale.pop(node, None)
         view.isolated = False
         view.paused = False
         view.epoch += 1
@@ -360,8 +398,8 @@ class Gossip:
                 if other.detected:
                     view.known.pop(other.node, None)
                 continue
-            view.known[other.node] = self._local.get(other.node, {})
-            other.known[node] = self._local.get(node, {})
+            view.known[other.node] = self._shared(other.node)
+            other.known[node] = self._shared(node)
             self._dirty.add(other.node)
         self._dirty.add(node)
 
@@ -721,15 +759,17 @@ class Cluster:
             self._refresh_zones()
             return self._node_value(node_id)
 
-    def rejoin(self, node: Node | str) -> Node:
+    def rejoin(self, node: Node | str, *, stale: bool = False) -> Node:
         """Bring an isolated node back, and set the timer of its synchronisation."""
+        if not isinstance(stale, bool):
+            raise TypeError(f"stale is True or False, not {stale!r}")
         with self._lock:
             node_id, gossip, view = self._worker(node)
             if not view.isolated:
                 raise SwarmError(f"{self._node_name(node_id)} is not isolated")
             for timer in self._isolation_timers.pop(node_id, ()):
                 self._scheduler.cancel(timer)
-            epoch = gossip.rejoin(node_id)
+            epoch = gossip.rejoin(node_id, stale=stale)
             if node_id in self._model().down:
                 with self._change() as swarm:
                     swarm.node_up(node_id)
@@ -739,6 +779,14 @@ class Cluster:
             self._after(self._delays.rejoin, functools.partial(gossip.sync, node_id, epoch))
             self._refresh_zones()
             return self._node_value(node_id)
+
+    def republish(self, service_id: str) -> None:
+        """A service's tasks were all replaced (``force_update()``): every node takes them in.
+
+        Call it inside the change, before it is published.
+        """
+        if self._gossip is not None:
+            self._gossip.republish(service_id)
 
     def settle(self, timeout: float) -> None:
         """Wait until no delayed effect is pending.
@@ -826,6 +874,7 @@ class Cluster:
             isolated=view is not None and view.isolated,
             paused=view is not None and view.paused,
             down=node_id in self._model().down,
+            stale=self._gossip is not None and self._gossip.stale(node_id),
         )
 
     def _worker(self, node: Node | str) -> tuple[str, Gossip, NodeView]:

@@ -16,6 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address
 from typing import Literal, NamedTuple
 
 import dns.rdatatype
@@ -27,6 +28,17 @@ from ._zone import IPV4_REVERSE_SUFFIX, IPV6_REVERSE_SUFFIX, Zone
 
 #: The engine answers every local name with this TTL; it cannot be configured.
 TTL = 600
+#: The TTL of the records an upstream answers with (``Upstream.HIJACK``),
+#: which the engine relays as it came: a resolver's usual 5 minutes, never
+#: the engine's own 600.
+UPSTREAM_TTL = 300
+#: What resolvers that rewrite NXDOMAIN answer every A query for a name the
+#: engine does not own with (``Upstream.HIJACK``): the two public addresses
+#: quoted in moby/moby#40435.
+HIJACK_ADDRESSES = (IPv4Address("23.202.231.167"), IPv4Address("23.217.138.108"))
+#: The UDP buffer size in the OPT record of an upstream's answer to an EDNS
+#: query (BIND's and Unbound's default); the engine's own answers carry no OPT.
+UPSTREAM_EDNS_PAYLOAD = 1232
 #: How a message reached the fake: ``"udp"`` or ``"tcp"`` (``QueryRecord.transport``).
 Transport = Literal["udp", "tcp"]
 #: The engine's limit on a TCP answer (miekg/dns MaxMsgSize - 1).
@@ -100,6 +112,13 @@ class Upstream(enum.Enum):
     #: and newer answer SERVFAIL without RA after 4 s, and more than 1,024 such
     #: forwards in flight make the engine answer REFUSED.
     NO_REPLY = "no-reply"
+    #: They rewrite NXDOMAIN (moby/moby#40435): every A query for a name the
+    #: engine does not own (``tasks.<svc>`` of a service without tasks
+    #: included) gets made-up public addresses, ``HIJACK_ADDRESSES``, as a
+    #: forwarded answer: TTL ``UPSTREAM_TTL`` (not 600), flags ``qr rd ra``
+    #: on every engine, and an OPT record when the query had one. Other
+    #: types get their NXDOMAIN. Names the engine owns are answered as usual.
+    HIJACK = "hijack"
 
 
 class Outcome(enum.Enum):
@@ -153,6 +172,11 @@ class _Unanswered(enum.Enum):
 
 #: How many parsed queries, and how many names' records, a responder keeps.
 _REMEMBERED = 4096
+#: The longest message whose parse is kept, in bytes: a real query is at
+#: most about 300 (a 255-byte name, its question and an OPT record with a
+#: cookie). Longer ones are parsed each time, so that the cache holds at most
+#: ``_REMEMBERED`` times this (2 MiB), whatever clients send.
+_REMEMBERED_MESSAGE = 512
 
 
 class _Parsed(NamedTuple):
@@ -187,17 +211,24 @@ class _Answer(NamedTuple):
 
 
 class _Forwarded(NamedTuple):
-    """What comes back from forwarding a query upstream, as the engine relays it."""
+    """What comes back from forwarding a query upstream, as the engine relays it.
+
+    ``relayed``: the upstream's own reply, with its OPT record when the query
+    had EDNS; else the engine's own, without.
+    """
 
     rcode: int
     outcome: Outcome
     recursion: bool
     delay: float = 0.0
+    relayed: bool = False
 
 
 #: An upstream's NXDOMAIN or SERVFAIL, relayed as it came (with its RA).
-_RELAYED_NXDOMAIN = _Forwarded(_wire.RCODE_NXDOMAIN, Outcome.NXDOMAIN, recursion=True)
-_RELAYED_SERVFAIL = _Forwarded(_wire.RCODE_SERVFAIL, Outcome.SERVFAIL, recursion=True)
+_RELAYED_NXDOMAIN = _Forwarded(_wire.RCODE_NXDOMAIN, Outcome.NXDOMAIN, True, relayed=True)
+_RELAYED_SERVFAIL = _Forwarded(_wire.RCODE_SERVFAIL, Outcome.SERVFAIL, True, relayed=True)
+#: An upstream that rewrites NXDOMAIN: its made-up addresses, relayed.
+_RELAYED_HIJACK = _Forwarded(_wire.RCODE_NOERROR, Outcome.NOERROR, True, relayed=True)
 #: The engine's own SERVFAIL (24+) when no upstream answered: at once when
 #: none can be reached, after its timeout when they stay silent.
 _OWN_SERVFAIL = _Forwarded(_wire.RCODE_SERVFAIL, Outcome.SERVFAIL, recursion=False)
@@ -219,6 +250,16 @@ class Reply:
     delay: float = 0.0
 
 
+#: The OPT record of an upstream's answer to a query with EDNS.
+_UPSTREAM_OPT = _wire.opt_record(UPSTREAM_EDNS_PAYLOAD)
+
+
+def _upstream_records(query: _wire.Query) -> list[bytes]:
+    """A hijacking upstream's answer records, owners compressed as a resolver writes them."""
+    records = [_wire.a_record(query.qname_wire, a.packed, UPSTREAM_TTL) for a in HIJACK_ADDRESSES]
+    return _wire.compress_owners(records, query.qname_wire)
+
+
 @functools.lru_cache(maxsize=256)
 def _type_text(qtype: int) -> str:
     """``A``, ``AAAA``, ``TYPE65280``...: a query type as the log shows it."""
@@ -232,17 +273,26 @@ def normalize_name(name: str) -> str:
     return name.rstrip(".").lower()
 
 
+#: How many names (with or without a type) may have faults at once.
+MAX_FAULT_NAMES = 1024
+#: How many faults may wait in sequences at once, over every name (2,000
+#: injects of 1,000 faults each had held 157 MB; this is about 1 MB).
+MAX_QUEUED_FAULTS = 10_000
+
+
 class FaultTable:
     """Faults injected for a name, a query type, both, or everything; thread-safe.
 
     A single fault lasts until cleared. A sequence is used up one query at a
     time, after which the name is answered as usual again. The most specific
-    entry wins: name and type, then name, then type, then everything.
+    entry wins: name and type, then name, then type, then everything. At
+    most ``MAX_FAULT_NAMES`` entries and ``MAX_QUEUED_FAULTS`` faults are kept.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._faults: dict[tuple[str | None, str | None], list[Injected] | Injected] = {}
+        self._queued = 0  # faults in every sequence
 
     def inject(
         self,
@@ -265,17 +315,35 @@ class FaultTable:
                 f" got {outcomes!r}"
             )
         with self._lock:
+            previous = self._faults.get(key)
+            replaced = len(previous) if isinstance(previous, list) else 0
+            queued = self._queued - replaced + (len(entry) if isinstance(entry, list) else 0)
+            if previous is None and len(self._faults) >= MAX_FAULT_NAMES:
+                raise ValueError(
+                    f"the fake holds faults for {MAX_FAULT_NAMES} names already, the most it"
+                    " keeps: clear_faults() those no longer needed, or inject for every name"
+                    " (name=None)"
+                )
+            if queued > MAX_QUEUED_FAULTS:
+                raise ValueError(
+                    f"{queued} faults would wait in sequences, more than the fake keeps"
+                    f" ({MAX_QUEUED_FAULTS}): inject a shorter sequence, a single fault"
+                    " (which lasts until cleared), or clear_faults() first"
+                )
             self._faults[key] = entry
+            self._queued = queued
 
     def clear(self, name: str | None = None) -> None:
         """Clear the faults of ``name`` (of any type), or every fault when None."""
         with self._lock:
             if name is None:
                 self._faults.clear()
+                self._queued = 0
                 return
             normalized = normalize_name(name)
             for key in [k for k in self._faults if k[0] == normalized]:
-                del self._faults[key]
+                entry = self._faults.pop(key)
+                self._queued -= len(entry) if isinstance(entry, list) else 0
 
     def take(self, name: str | None, qtype: str | None) -> Injected | None:
         """The fault for the next query about ``name`` of type ``qtype``, if any."""
@@ -289,6 +357,7 @@ class FaultTable:
                 if not isinstance(entry, list):
                     return entry
                 outcome = entry.pop(0)
+                self._queued -= 1
                 if not entry:
                     del self._faults[key]
                 return outcome
@@ -540,9 +609,10 @@ class Responder:
                 parsed = _Parsed.of(_wire.parse_query(data))
             except _wire.QueryFormatError as error:
                 return self._reject(error, transport, received)
-            if len(self._parsed) >= _REMEMBERED:
-                self._parsed.clear()
-            self._parsed[data[2:]] = parsed
+            if len(data) <= _REMEMBERED_MESSAGE:
+                if len(self._parsed) >= _REMEMBERED:
+                    self._parsed.clear()
+                self._parsed[data[2:]] = parsed
         query, name, qtype = parsed.query, parsed.name, parsed.qtype
         injected = self.faults.take(None if name is None else name.lower(), qtype)
         answer = self._answer(
@@ -604,12 +674,15 @@ class Responder:
                 query, rcode, [], query_id=query_id, recursion=not engine.own_errors_clear_ra
             )[0]
             return _Answer(reply, Outcome(fault.name))
+        additional = b""
         if isinstance(records, _Unanswered):
-            forwarded = self._forward(records, engine, received)
+            forwarded = self._forward(records, engine, received, query.qtype)
             if forwarded is None:
                 return _Answer(None, Outcome.NO_REPLY)
-            rcode, outcome, recursion, delay = forwarded
-            records = []
+            rcode, outcome, recursion, delay, relayed = forwarded
+            records = _upstream_records(query) if relayed and outcome is Outcome.NOERROR else []
+            if relayed and query.udp_payload is not None:
+                additional = _UPSTREAM_OPT
         else:
             rcode, outcome, recursion, delay = _wire.RCODE_NOERROR, Outcome.NOERROR, True, 0.0
             if len(records) > 1:
@@ -631,6 +704,7 @@ class Responder:
             compress=engine.compresses_to_fit,
             flag_truncation=flag_truncation,
             recursion=recursion,
+            additional=additional,
         )
         if fault is Fault.GARBAGE:
             # The header promises records that never come: no client can parse it.
@@ -642,13 +716,15 @@ class Responder:
         return _Answer(reply, outcome, kept, truncated, delay)
 
     def _forward(
-        self, why: _Unanswered, engine: EngineProfile, received: float
+        self, why: _Unanswered, engine: EngineProfile, received: float, qtype: int
     ) -> _Forwarded | None:
         """What the client gets for a query the engine has no records for (None: nothing)."""
         if why is _Unanswered.FAIL and not engine.forwards_foreign_ptr:
             return None  # the handler of 20.10 fails; 24+ forward the query instead
         upstream = self.upstream  # read once: a test may change it meanwhile
-        if upstream is Upstream.NXDOMAIN:
+        if upstream is Upstream.HIJACK and qtype == _wire.TYPE_A:
+            answer = _RELAYED_HIJACK
+        elif upstream is Upstream.NXDOMAIN or upstream is Upstream.HIJACK:
             answer = _RELAYED_NXDOMAIN
         elif upstream is Upstream.SERVFAIL and engine.relays_upstream_failures:
             answer = _RELAYED_SERVFAIL

@@ -42,6 +42,18 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 _UDP_BUFFER = 4 << 20
 _ACCEPT_PAUSE_FIRST = 0.01
 _ACCEPT_PAUSE_MAX = 0.5
+#: TCP connections served at once; more wait in the listen backlog until one
+#: ends (each has at most 2 s to send its first query, 8 s between queries).
+MAX_TCP_CONNECTIONS = 128
+#: Answers a TCP client has not read yet, in bytes, past which the server
+#: reads no more of its queries until it reads: one connection holds at most
+#: this plus one answer (64 KiB), so 128 of them at most 16 MiB.
+TCP_UNREAD_LIMIT = 64 * 1024
+#: Replies held back by a ``Delay`` at once, and their bytes: a reply past
+#: either is dropped, and its client times out (a 3,600 s delay then 100,000
+#: queries had held 39 MB).
+MAX_HELD_REPLIES = 10_000
+MAX_HELD_BYTES = 16 * 1024 * 1024
 
 
 def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -59,11 +71,17 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             tcp.bind((host, udp.getsockname()[1]))
             tcp.listen(128)
-        except OSError:
+        except OSError as error:
             udp.close()
             tcp.close()
             if port != 0:
                 raise
+            if error.errno != errno.EADDRINUSE:  # no port will do: the address itself
+                raise OSError(
+                    error.errno,
+                    f"cannot listen on {host}: {error.strerror or error}; the host must be an"
+                    " address of this machine, such as 127.0.0.1 (the default)",
+                ) from error
             continue
         udp.setblocking(False)
         tcp.setblocking(False)
@@ -83,17 +101,17 @@ class _Connection:
         self.pending = 0  # replies held back by a Delay
         self.finishing = False  # close once everything owed is sent
 
-    def messages(self) -> list[bytes]:
-        """Take every whole length-prefixed message received so far."""
-        found = []
-        while len(self.received) >= _LENGTH.size:
-            (length,) = _LENGTH.unpack_from(self.received)
-            end = _LENGTH.size + length
-            if len(self.received) < end:
-                break
-            found.append(bytes(self.received[_LENGTH.size : end]))
-            del self.received[:end]
-        return found
+    def next_message(self) -> bytes | None:
+        """Take the next whole length-prefixed message received, if there is one."""
+        if len(self.received) < _LENGTH.size:
+            return None
+        (length,) = _LENGTH.unpack_from(self.received)
+        end = _LENGTH.size + length
+        if len(self.received) < end:
+            return None
+        message = bytes(self.received[_LENGTH.size : end])
+        del self.received[:end]
+        return message
 
 
 class Answering(Protocol):
@@ -122,18 +140,35 @@ class DNSServer(SelectorThread[_Connection]):
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_ids = itertools.count()
         self._accept_pause = 0.0  # while accept() lacks resources: the next pause
+        self._accept_paused = False  # waiting for resources to accept again
+        self._listening = False  # the listener is registered with the selector
+        #: Replies held back by a Delay, and their bytes.
+        self._held = 0
+        self._held_bytes = 0
+        self._held_full = False  # warned that delayed replies are being dropped
         self._drop_requests: deque[threading.Event] = deque()
 
     def start(self) -> None:
         """Start serving in a background thread."""
         self._selector.register(self._udp, selectors.EVENT_READ, self._on_udp)
-        self._selector.register(self._tcp, selectors.EVENT_READ, self._on_accept)
+        self._listen(True)
         self._start_thread(f"swarmdns-fake-{self.port}")
 
     def _close(self) -> None:
         for sock in (self._udp, self._tcp):
             sock.close()
         self._timers.clear()
+        self._held = self._held_bytes = 0
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """Replies held back by a ``Delay`` now, and their bytes."""
+        return self._held, self._held_bytes
+
+    @property
+    def unread(self) -> int:
+        """Bytes of TCP answers not read by their clients yet, and of queries not answered yet."""
+        return sum(len(c.outgoing) + len(c.received) for c in list(self._connections.values()))
 
     # -- the loop ------------------------------------------------------------------
 
@@ -223,10 +258,40 @@ class DNSServer(SelectorThread[_Connection]):
         reply = self.respond(data, "udp")
         if reply.data is None:
             return
-        if reply.delay:
-            self._later(reply.delay, functools.partial(self._send_udp, reply.data, client))
-        else:
+        if not reply.delay:
             self._send_udp(reply.data, client)
+        elif self._hold(reply.data):
+            self._later(reply.delay, functools.partial(self._send_held_udp, reply.data, client))
+
+    def _hold(self, data: bytes) -> bool:
+        """Count a reply held back by a delay; False (send nothing) when too many are."""
+        if self._held >= MAX_HELD_REPLIES or self._held_bytes + len(data) > MAX_HELD_BYTES:
+            if not self._held_full:
+                logger.warning(
+                    "the fake Swarm DNS server on port %d holds %d delayed replies (%d bytes),"
+                    " the most it holds (%d, %d bytes): it drops the delayed replies that do"
+                    " not fit, and their clients time out",
+                    self.port,
+                    self._held,
+                    self._held_bytes,
+                    MAX_HELD_REPLIES,
+                    MAX_HELD_BYTES,
+                )
+                self._held_full = True
+            return False
+        self._held += 1
+        self._held_bytes += len(data)
+        return True
+
+    def _release(self, data: bytes) -> None:
+        self._held -= 1
+        self._held_bytes -= len(data)
+        if not self._held:
+            self._held_full = False  # the episode is over: warn again at the next
+
+    def _send_held_udp(self, data: bytes, client: tuple[str, int]) -> None:
+        self._release(data)
+        self._send_udp(data, client)
 
     def _send_udp(self, data: bytes, client: tuple[str, int]) -> None:
         try:  # noqa: SIM105 - suppress() would cost more than the send itself
@@ -251,7 +316,22 @@ class DNSServer(SelectorThread[_Connection]):
             return
         sock.setblocking(False)
         self._connections[sock] = _Connection(sock, time.monotonic())
-        self._selector.register(sock, selectors.EVENT_READ, self._on_readable)
+        self._selector.register(sock, selectors.EVENT_READ, self._on_tcp)
+        self._listen(len(self._connections) < MAX_TCP_CONNECTIONS)
+
+    def _listen(self, wanted: bool) -> None:
+        """Accept new TCP connections, or leave them in the backlog (full, or out of resources)."""
+        wanted = wanted and not self._accept_paused and not self._stopping
+        if wanted != self._listening:
+            if wanted:
+                self._selector.register(self._tcp, selectors.EVENT_READ, self._on_accept)
+            else:
+                self._selector.unregister(self._tcp)
+            self._listening = wanted
+
+    def _drop(self, connection: _Connection) -> None:
+        super()._drop(connection)
+        self._listen(len(self._connections) < MAX_TCP_CONNECTIONS)
 
     def _pause_accepting(self, listener: socket.socket, error: OSError) -> None:
         """Stop accepting for a while, as retrying at once would spin until resources free."""
@@ -267,15 +347,21 @@ class DNSServer(SelectorThread[_Connection]):
             )
         pause = self._accept_pause or _ACCEPT_PAUSE_FIRST
         self._accept_pause = min(pause * 2, _ACCEPT_PAUSE_MAX)
-        self._selector.unregister(listener)
-        self._later(pause, functools.partial(self._resume_accepting, listener))
+        self._accept_paused = True
+        self._listen(False)
+        self._later(pause, self._resume_accepting)
 
-    def _resume_accepting(self, listener: socket.socket) -> None:
-        if not self._stopping:
-            self._selector.register(listener, selectors.EVENT_READ, self._on_accept)
+    def _resume_accepting(self) -> None:
+        self._accept_paused = False
+        self._listen(len(self._connections) < MAX_TCP_CONNECTIONS)
 
-    def _on_readable(self, sock: socket.socket, _events: int) -> None:
+    def _on_tcp(self, sock: socket.socket, events: int) -> None:
         connection = self._connections[sock]
+        if events & selectors.EVENT_WRITE:
+            self._flush(connection)
+            if sock in self._connections and not connection.outgoing:
+                self._answer(connection)  # the client read: answer what it sent meanwhile
+            return
         try:
             data = sock.recv(_RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -285,26 +371,42 @@ class DNSServer(SelectorThread[_Connection]):
         if not data:
             self._drop(connection)  # the client hung up, perhaps mid-message
             return
+        if connection.finishing:
+            return  # past its last query, until its delayed answers are out: ignored
         connection.received += data
-        for message in connection.messages():
-            if connection.finishing:
+        self._answer(connection)
+
+    def _answer(self, connection: _Connection) -> None:
+        """Answer the whole queries received, while the client's unread answers stay in bounds.
+
+        Past ``TCP_UNREAD_LIMIT`` unread bytes, the rest waits in ``received``,
+        and the connection is read no more (``_flush`` waits to write instead)
+        until the client has read every answer.
+        """
+        while len(connection.outgoing) < TCP_UNREAD_LIMIT and not connection.finishing:
+            message = connection.next_message()
+            if message is None:
                 break
             connection.queries += 1
             connection.deadline = time.monotonic() + _TCP_IDLE
             if connection.queries >= _TCP_MAX_QUERIES:
                 connection.finishing = True
+                connection.received.clear()  # anything after the last query is ignored
             reply = self.respond(message, "tcp")
             if reply.data is None:
                 continue
             framed = _LENGTH.pack(len(reply.data)) + reply.data
-            if reply.delay:
+            if not reply.delay:
+                self._send_tcp(connection, framed)
+                if connection.sock not in self._connections:
+                    return
+            elif self._hold(framed):
                 connection.pending += 1
                 self._later(reply.delay, functools.partial(self._send_late, connection, framed))
-            else:
-                self._send_tcp(connection, framed)
         self._finish_if_done(connection)
 
     def _send_late(self, connection: _Connection, framed: bytes) -> None:
+        self._release(framed)
         if connection.sock not in self._connections:
             return  # closed meanwhile
         connection.pending -= 1
@@ -317,26 +419,11 @@ class DNSServer(SelectorThread[_Connection]):
         self._flush(connection)
 
     def _flush(self, connection: _Connection) -> None:
-        try:
-            sent = connection.sock.send(connection.outgoing)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._drop(connection)
+        """Send what the kernel takes; wait to write while answers are unread, else to read."""
+        if connection.outgoing and not self._send_some(connection):
             return
-        del connection.outgoing[:sent]
-        events = selectors.EVENT_READ
-        if connection.outgoing:
-            events |= selectors.EVENT_WRITE
-        self._selector.modify(connection.sock, events, self._on_ready)
-
-    def _on_ready(self, sock: socket.socket, events: int) -> None:
-        connection = self._connections[sock]
-        if connection.outgoing:
-            self._flush(connection)
-            self._finish_if_done(connection)
-        if sock in self._connections:
-            self._on_readable(sock, events)
+        events = selectors.EVENT_WRITE if connection.outgoing else selectors.EVENT_READ
+        self._selector.modify(connection.sock, events, self._on_tcp)
 
     def _finish_if_done(self, connection: _Connection) -> None:
         idle = not connection.outgoing and not connection.pending

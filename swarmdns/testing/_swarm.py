@@ -33,6 +33,13 @@ _ID_LENGTH = 25
 #: the first of which goes to the ingress network.
 _DEFAULT_POOL = IPv4Network("10.0.0.0/8")
 _DEFAULT_SUBNET_PREFIX = 24
+#: The task addresses of a network created without a subnet: a /24 but for
+#: its network address, gateway and broadcast.
+_DEFAULT_ROOM = (1 << (32 - _DEFAULT_SUBNET_PREFIX)) - 3
+#: The most replicas one service may ask for, through any front end (the
+#: Python API, the control channel, ``swarmdns serve``): well past what a
+#: real overlay holds (a /24: 253 tasks), and about 10 MB of the fake's memory.
+MAX_REPLICAS = 10_000
 
 #: How a service's name resolves: ``"vip"``, to one virtual IP (the engine's
 #: load balancer), or ``"dnsrr"``, to every task's address.
@@ -306,6 +313,11 @@ class _AddressPool:
                 return IPv4Address(candidate)
         raise SwarmError(f"no address left in {self._subnet}: give the network a larger subnet")
 
+    @property
+    def free(self) -> int:
+        """How many more addresses it can hand out."""
+        return self._last - self._first + 1 - len(self._in_use)
+
     def release(self, address: IPv4Address) -> None:
         self._in_use.discard(int(address))
 
@@ -388,6 +400,14 @@ class Swarm:
     def networks(self) -> tuple[Network, ...]:
         return tuple(self._networks.values())
 
+    @property
+    def engine_networks(self) -> tuple[IPv4Network, ...]:
+        """Where every task address and VIP lies: the pool, and subnets chosen outside it."""
+        outside = (
+            n.subnet for n in self._networks.values() if not n.subnet.subnet_of(_DEFAULT_POOL)
+        )
+        return (_DEFAULT_POOL, *dict.fromkeys(outside))
+
     # -- services ------------------------------------------------------------
 
     def create_service(
@@ -409,6 +429,15 @@ class Swarm:
             aliases=aliases,
             stack=stack,
         )
+        if replicas is None:
+            placed = sum(1 for node in self.nodes if node not in self.down)
+        else:
+            placed = replicas
+        vip = endpoint_mode == "vip"
+        what = f"service {name!r} ({placed} tasks{' and a VIP' if vip else ''})"
+        self._check_room(what, networks, placed + vip)
+        if replicas is not None:
+            _check_cap(replicas, name)
         for network in networks:
             if network not in self._networks:
                 self.create_network(network)
@@ -507,6 +536,9 @@ class Swarm:
             raise SwarmError(f"service {name!r} is global: it runs one task per node")
         _check_replicas(replicas)
         kept = tuple(t for t in service.tasks if t.slot is not None and t.slot <= replicas)
+        what = f"scaling service {name!r} from {len(kept)} to {replicas} replicas"
+        self._check_room(what, service.networks, replicas - len(kept))
+        _check_cap(replicas, name)
         used = {t.slot for t in kept}
         added = self._new_tasks(
             service, [(slot, None) for slot in range(1, replicas + 1) if slot not in used]
@@ -516,6 +548,26 @@ class Swarm:
                 self._release(task)
         tasks = tuple(sorted(kept + added, key=_task_order))
         return self._store(evolve(service, tasks=tasks, replicas=replicas))
+
+    def _check_room(self, what: str, networks: Sequence[str], needed: int) -> None:
+        """Refuse, before allocating anything, what needs more addresses than a network has left.
+
+        Args:
+            what: What asks, as the message says it.
+            networks: The networks each of the ``needed`` addresses is wanted on.
+            needed: How many new addresses each network must hand out.
+        """
+        for network in networks:
+            pool = self._pools.get(network)
+            room = _DEFAULT_ROOM if pool is None else pool.free
+            if needed > room:
+                subnet = "the new /24" if pool is None else str(self._networks[network].subnet)
+                raise SwarmError(
+                    f"{what} needs {needed} new addresses on network {network!r}, which has"
+                    f" {room} free: no address left in {subnet} for {needed - room} of them;"
+                    " ask for fewer replicas, or give the network a larger subnet"
+                    " (create_network(name, subnet=...)) before creating the service"
+                )
 
     # -- tasks ---------------------------------------------------------------
 
@@ -662,6 +714,33 @@ class Swarm:
         self._store(evolve(service, tasks=tuple(sorted(service.tasks + new, key=_task_order))))
         return new
 
+    def force_update(self, name: str) -> Service:
+        """Replace every task, as ``docker service update --force`` does.
+
+        Each task's replacement keeps its slot (or node) and node, with a new
+        ID and new addresses; empty slots (or nodes) are filled too. All of
+        it, or nothing when a network runs out of addresses.
+        """
+        service = self.service(name)
+        old = service.tasks
+        placements: list[tuple[int | None, str | None]] = [(t.slot, t.node_id) for t in old]
+        if service.replicas is None:
+            running = {t.node_id for t in old} | self.down
+            placements += [(None, n) for n in self.nodes if n not in running]
+        else:
+            used = {t.slot for t in old}
+            placements += [(s, None) for s in range(1, service.replicas + 1) if s not in used]
+        for task in old:
+            self._release(task)
+        try:
+            new = self._new_tasks(service, placements)
+        except SwarmError:
+            for task in old:
+                for network, address in task.addresses.items():
+                    self._pools[network].claim(address)
+            raise
+        return self._store(evolve(service, tasks=tuple(sorted(new, key=_task_order))))
+
     def set_state(self, task: TaskKey, state: TaskState) -> Task:
         service, found = self.find_task(task)
         if not service.healthcheck:
@@ -765,6 +844,14 @@ class Swarm:
 def _check_replicas(replicas: int) -> None:
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
         raise SwarmError(f"replicas must be a whole number of at least 0, not {replicas!r}")
+
+
+def _check_cap(replicas: int, service: str) -> None:
+    if replicas > MAX_REPLICAS:
+        raise SwarmError(
+            f"service {service!r}: {replicas} replicas is more than the fake runs for one"
+            f" service ({MAX_REPLICAS}); ask for at most {MAX_REPLICAS}"
+        )
 
 
 def _task_order(task: Task) -> tuple[int, str]:

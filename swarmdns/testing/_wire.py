@@ -279,6 +279,11 @@ def a_record(owner: bytes, address: bytes, ttl: int) -> bytes:
     return owner + RR_FIXED.pack(TYPE_A, CLASS_IN, ttl, 4) + address
 
 
+def opt_record(payload: int) -> bytes:
+    """An OPT pseudo-record offering ``payload`` bytes over UDP (EDNS version 0, no flags)."""
+    return b"\x00" + RR_FIXED.pack(TYPE_OPT, payload, 0, 0)
+
+
 def ptr_record(owner: bytes, target: bytes, ttl: int) -> bytes:
     """One PTR record, both names written out in full."""
     return owner + RR_FIXED.pack(TYPE_PTR, CLASS_IN, ttl, len(target)) + target
@@ -319,6 +324,7 @@ def build_reply(
     compress: bool = False,
     flag_truncation: bool = True,
     recursion: bool = True,
+    additional: bytes = b"",
 ) -> tuple[bytes, int, bool]:
     """Assemble a reply, dropping trailing records until it fits ``limit``.
 
@@ -333,12 +339,14 @@ def build_reply(
             engines 24 and newer do). A reply that fits is never compressed.
         flag_truncation: Set TC when records were dropped.
         recursion: Set RA.
+        additional: One record for the additional section (an upstream's
+            OPT), counted in ``limit`` and never dropped.
 
     Returns:
         The message, how many records it carries, and whether records were dropped.
     """
     question = query.qname_wire + QUESTION_FIXED.pack(query.qtype, query.qclass)
-    start = HEADER.size + len(question)
+    start = HEADER.size + len(question) + len(additional)
     body = records
     if limit is not None and start + sum(map(len, records)) > limit:
         if compress:
@@ -352,5 +360,7 @@ def build_reply(
     flags = reply_flags(
         query.flags, rcode, truncated=truncated and flag_truncation, recursion=recursion
     )
-    header = HEADER.pack(query.id if query_id is None else query_id, flags, 1, kept, 0, 0)
-    return header + question + b"".join(body), kept, truncated
+    header = HEADER.pack(
+        query.id if query_id is None else query_id, flags, 1, kept, 0, 1 if additional else 0
+    )
+    return header + question + b"".join(body) + additional, kept, truncated

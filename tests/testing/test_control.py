@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import select
+import selectors
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from swarmdns.testing import (
     TaskState,
     _control,
 )
+from swarmdns.testing._responder import MAX_FAULT_NAMES, MAX_QUEUED_FAULTS
 
 from .dns_clients import NoReply, ask_dnspython
 
@@ -259,6 +261,19 @@ def test_the_fake_refusing_is_a_swarm_error(swarm_dns: FakeSwarm, control: FakeC
         control.create_service("web")
     with pytest.raises(SwarmError, match="has no healthcheck"):
         control.mark_healthy(swarm_dns.service("web").tasks[0])
+
+
+def test_replicas_beyond_the_networks_room_are_refused_as_the_api_refuses_them(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    room = r"'default', which has 253 free: no address left"
+
+    with pytest.raises(SwarmError, match=rf"^create_service: service 'web' \(5000 tasks.*{room}"):
+        control.create_service("web", 5000)
+    control.create_service("web", 2)
+    with pytest.raises(SwarmError, match=r"^scale: scaling service 'web' from 2 to 300"):
+        control.scale("web", 300)
+    assert len(swarm_dns.service("web").tasks) == 2
 
 
 # -- the wire ------------------------------------------------------------------------
@@ -619,3 +634,71 @@ def test_addresses_in_results_are_addresses(swarm_dns: FakeSwarm, control: FakeC
 
     assert isinstance(web.vip, IPv4Address)
     assert all(isinstance(ip, IPv4Address) for ip in web.task_ips)
+
+
+# -- bounds ------------------------------------------------------------------------
+
+
+def test_a_client_trickling_a_request_gets_a_deadline_that_bytes_do_not_move(
+    swarm_dns: FakeSwarm,
+) -> None:
+    # The handlers are driven in the test's thread; the channel's loop never runs.
+    server = _control.ControlServer(swarm_dns, host="127.0.0.1", port=0)
+    client, end = socket.socketpair()
+    try:
+        end.setblocking(False)
+        connection = _control._Connection(end, 0.0)
+        server._connections[end] = connection
+        server._selector.register(end, selectors.EVENT_READ, server._on_event)
+        deadlines = []
+        for byte in b'{"op": "st':  # one byte at a time, as slowly as the client likes
+            client.send(bytes([byte]))
+            server._on_event(end, selectors.EVENT_READ)
+            deadlines.append(connection.deadline)
+
+        # Each byte used to push the deadline IDLE_TIMEOUT (60 s) further: 16 such
+        # clients, a byte every 20 s, kept every other client out for ever.
+        assert len(set(deadlines)) == 1
+        started = connection.busy_since
+        assert started is not None
+        assert deadlines[0] == started + _control.REQUEST_TIMEOUT
+        client.send(b'ate"}\n')
+        server._on_event(end, selectors.EVENT_READ)
+        client.settimeout(30)
+        assert json.loads(client.recv(1 << 20))["ok"]
+        assert connection.busy_since is None  # answered and read: idle again
+        assert connection.deadline > deadlines[0]  # IDLE_TIMEOUT from the reply on
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_faults_are_bounded_in_names_and_in_queued_faults(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    for number in range(MAX_FAULT_NAMES):
+        swarm_dns.inject(Fault.SERVFAIL, name=f"name-{number}")
+    with pytest.raises(ControlError, match=f"faults for {MAX_FAULT_NAMES} names already"):
+        control.inject("SERVFAIL", name="one-more")
+    control.inject("REFUSED", name="name-7")  # a name that has faults may change them
+    swarm_dns.clear_faults()
+
+    for number in range(MAX_QUEUED_FAULTS // _control.MAX_FAULTS):
+        control.inject(["SERVFAIL"] * _control.MAX_FAULTS, name=f"name-{number}")
+    with pytest.raises(ValueError, match=f"more than the fake keeps \\({MAX_QUEUED_FAULTS}\\)"):
+        swarm_dns.inject([Fault.SERVFAIL], name="one-more")
+    control.inject(["SERVFAIL"], name="name-0")  # replaces 1,000 with 1
+    swarm_dns.inject([Fault.SERVFAIL] * 999, name="one-more")
+    assert ask_dnspython(swarm_dns, "name-0").rcode == "SERVFAIL"
+    swarm_dns.inject([Fault.SERVFAIL], name="another")  # the one used up made room
+
+
+@pytest.mark.swarm_dns(nodes=3, delays=NodeDelays.INSTANT)
+def test_a_nodes_stale_flag_goes_over_the_channel(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    swarm_dns.isolate("node-3")
+    swarm_dns.rejoin("node-3", stale=True)
+
+    assert [node.stale for node in control.state().nodes] == [False, False, True]
+    assert control.state() == swarm_dns.state()

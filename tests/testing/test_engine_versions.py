@@ -24,7 +24,17 @@ import dns.rcode
 import pytest
 
 from swarmdns._backends.nameserver import Nameserver, nameservers_from_resolv_conf
-from swarmdns.testing import ENGINES, EngineVersion, FakeSwarm, Fault, Outcome, Upstream
+from swarmdns.testing import (
+    ENGINES,
+    HIJACK_ADDRESSES,
+    TTL,
+    UPSTREAM_TTL,
+    EngineVersion,
+    FakeSwarm,
+    Fault,
+    Outcome,
+    Upstream,
+)
 from swarmdns.testing._engines import _PROFILES, engine_profile
 from swarmdns.testing._responder import UPSTREAM_TIMEOUT, Responder
 from swarmdns.testing._zone import NetworkZone, Zone
@@ -641,3 +651,74 @@ def test_serve_help_names_every_engine() -> None:
 
     assert all(engine in result.stdout for engine in ENGINES)
     assert f"(default: {ENGINES[-1]})" in " ".join(result.stdout.split())
+
+
+# -- where an answer came from: an upstream that rewrites NXDOMAIN -------------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_hijacking_upstream_answers_unknown_names_as_a_forwarded_answer(
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion
+) -> None:
+    swarm_dns.use_engine(engine)
+    swarm_dns.create_service("idle", replicas=0)
+    swarm_dns.upstream = Upstream.HIJACK
+
+    for name in ("example.org", "tasks.idle", "idle", "tasks.missing"):
+        for edns in (4096, None):
+            answer = ask(swarm_dns, name, edns=edns)
+            assert (answer.rcode, answer.flags) == ("NOERROR", WITH_RA), (name, edns)
+            assert sorted(answer.values) == sorted(map(str, HIJACK_ADDRESSES))
+            assert {ttl for _, ttl, _, _ in answer.records} == {UPSTREAM_TTL}
+            assert answer.has_opt == (edns is not None), (name, edns)
+    assert UPSTREAM_TTL != TTL
+    assert all(not address.is_private for address in HIJACK_ADDRESSES)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_hijacking_upstream_leaves_the_engines_own_names_alone(
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion
+) -> None:
+    swarm_dns.use_engine(engine)
+    web = swarm_dns.create_service("web", replicas=2)
+    swarm_dns.upstream = Upstream.HIJACK
+
+    for name, expected in (("web", [web.vip]), ("tasks.web", list(web.task_ips))):
+        answer = ask(swarm_dns, name, edns=4096)
+        assert sorted(IPv4Address(v) for v in answer.values) == expected
+        assert {ttl for _, ttl, _, _ in answer.records} == {TTL}
+        assert not answer.has_opt
+    swarm_dns.scale("web", 0)  # tasks.web is now the upstream's
+    answer = ask(swarm_dns, "tasks.web", edns=4096)
+    assert sorted(answer.values) == sorted(map(str, HIJACK_ADDRESSES))
+    assert answer.has_opt
+
+
+def test_a_hijacking_upstream_rewrites_only_a_queries(swarm_dns: FakeSwarm, ask: Ask) -> None:
+    swarm_dns.upstream = Upstream.HIJACK
+
+    for rdtype in ("AAAA", "TXT", "MX"):
+        answer = ask(swarm_dns, "example.org", rdtype)
+        assert (answer.rcode, answer.records, answer.has_opt) == ("NXDOMAIN", (), True)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_relayed_nxdomain_carries_the_upstreams_opt_to_edns_queries(
+    swarm_dns: FakeSwarm, ask: Ask, engine: EngineVersion
+) -> None:
+    swarm_dns.use_engine(engine)
+    swarm_dns.create_service("idle", replicas=0)
+
+    for name in ("example.org", "tasks.idle"):
+        assert ask(swarm_dns, name, edns=4096).has_opt
+        assert not ask(swarm_dns, name, edns=None).has_opt
+
+
+def test_the_engines_own_failures_carry_no_opt_and_relayed_ones_do(
+    swarm_dns: FakeSwarm, ask: Ask
+) -> None:
+    swarm_dns.upstream = Upstream.SERVFAIL
+    swarm_dns.use_engine("20.10")
+    assert ask(swarm_dns, "example.org").has_opt  # 20.10 relays the upstream's
+    swarm_dns.use_engine("28.5")
+    assert not ask(swarm_dns, "example.org").has_opt  # 24+ answers its own

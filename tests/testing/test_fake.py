@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import get_args
 
 import pytest
@@ -73,6 +73,30 @@ def test_endpoint_mode_is_checked(swarm_dns: FakeSwarm, endpoint_mode: object) -
 def test_port_is_checked(port: object) -> None:
     with pytest.raises(ValueError, match="port must be a whole number"):
         FakeSwarm(port=port).start()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("host", ["256.1.1.1", "example.invalid", "", "127.0.0.1:53", 5])
+def test_a_host_that_is_not_an_address_is_named_as_such(host: object) -> None:
+    with pytest.raises(ValueError, match="host must be an IP address") as refused:
+        FakeSwarm(host=host)  # type: ignore[arg-type]
+    assert f"{host!r} is not an IP address" in str(refused.value)
+    assert "port" not in str(refused.value)
+
+
+def test_an_address_of_another_machine_is_named_as_such() -> None:
+    fake = FakeSwarm(host="192.0.2.1")  # TEST-NET-1: on no interface of this machine
+
+    with pytest.raises(OSError, match=r"cannot listen on 192\.0\.2\.1: .*an address of this"):
+        fake.start()
+    assert not fake.running
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1"])
+def test_loopback_hosts_are_taken(host: str) -> None:
+    with FakeSwarm(host=host) as fake:
+        fake.create_service("web")
+        assert fake.host == host
+        assert ask_dnspython(fake, "web").rcode == "NOERROR"
 
 
 @pytest.mark.parametrize("size", [-1, True, 1.5, "100"])
@@ -178,3 +202,31 @@ def test_a_fake_task_has_no_dns_view_on_a_network_it_is_not_on(swarm_dns: FakeSw
 
     with pytest.raises(SwarmError, match=r"no address on network 'back' \(its networks: default"):
         task.as_dns("back")
+
+
+def test_engine_networks_cover_every_address_handed_out(swarm_dns: FakeSwarm) -> None:
+    pool = IPv4Network("10.0.0.0/8")
+    assert list(swarm_dns.engine_networks) == [pool]
+    swarm_dns.create_network("wide", subnet="10.9.0.0/21")  # inside the pool
+    swarm_dns.create_network("lab", subnet="192.168.50.0/24")
+    swarm_dns.create_network("loop", subnet="127.77.0.0/24")
+    web = swarm_dns.create_service("web", replicas=3, network=["default", "wide", "lab"])
+    db = swarm_dns.create_service("db", replicas=2, network="loop")
+
+    assert swarm_dns.engine_networks == (
+        pool,
+        IPv4Network("192.168.50.0/24"),
+        IPv4Network("127.77.0.0/24"),
+    )
+    handed_out = [
+        *web.vips.values(),
+        *db.vips.values(),
+        *(ip for s in (web, db) for t in s.tasks for ip in t.addresses.values()),
+    ]
+    assert len(handed_out) == 3 + 1 + 3 * 3 + 2
+    assert all(any(ip in n for n in swarm_dns.engine_networks) for ip in handed_out)
+    swarm_dns.remove_service("db")
+    swarm_dns.remove_network("loop")
+    assert list(swarm_dns.engine_networks) == [pool, IPv4Network("192.168.50.0/24")]
+    with pytest.raises(AttributeError):
+        swarm_dns.engine_networks = ()  # type: ignore[misc]

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 
 import dns.message
 import dns.query
+import dns.rcode
 import pytest
 
 import swarmdns
@@ -451,3 +452,121 @@ def test_the_fixture_takes_nodes_and_delays_from_its_marker(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
 
     result.assert_outcomes(passed=2)
+
+
+# -- Docker 29.x: a returning node is not taken back (moby/moby#53141) ------------------
+
+
+def ask_node(node: Node, name: str) -> tuple[str, set[IPv4Address]]:
+    """The rcode and addresses of one node's DNS answer for ``name``."""
+    reply = dns.query.udp(
+        dns.message.make_query(name, "A"), node.host, port=port(node), timeout=2.0
+    )
+    found = {IPv4Address(r.address) for rrset in reply.answer for r in rrset}
+    return dns.rcode.to_text(reply.rcode()), found
+
+
+def only_on_node_3(swarm: FakeSwarm, name: str) -> frozenset[IPv4Address]:
+    """A service of one task, on node-3 (slot 3 of three; the others killed)."""
+    service = swarm.create_service(name, replicas=3, endpoint_mode="dnsrr")
+    for task in service.tasks:
+        if swarm.node(task).name != "node-3":
+            swarm.kill_task(task)
+    ips = frozenset(swarm.service(name).task_ips)
+    assert len(ips) == 1
+    return ips
+
+
+def test_a_stale_rejoin_leaves_the_nodes_tasks_out_of_the_others_dns_until_force_update() -> None:
+    with FakeSwarm(nodes=3, delays=NEVER_DOWN, seed=3) as swarm:
+        web = swarm.create_service("web", replicas=6)
+        solo = only_on_node_3(swarm, "solo")
+        on_3 = ips_on(swarm, "node-3")
+        assert len(on_3) == 2
+        swarm.isolate("node-3")  # the others give up on it at once (failure_detection=0)
+
+        node_3 = swarm.rejoin("node-3", stale=True)
+
+        assert node_3.stale
+        assert not node_3.isolated
+        swarm.settle(timeout=5)
+        node_1, node_2, _ = swarm.nodes
+        for node in (node_1, node_2):
+            assert ask_node(node, "tasks.web") == ("NOERROR", set(web.task_ips) - on_3)
+            assert ask_node(node, "tasks.solo") == ("NXDOMAIN", set())
+            assert ask_node(node, "solo") == ("NXDOMAIN", set())
+        assert ask_node(node_3, "tasks.web") == ("NOERROR", set(web.task_ips))  # its own: all
+        assert ask_node(node_3, "solo") == ("NOERROR", set(solo))
+
+        swarm.scale("web", 7)  # other changes reach every node, node-3's tasks stay out
+        web = swarm.service("web")
+        assert ask_node(node_1, "tasks.web") == ("NOERROR", set(web.task_ips) - on_3)
+
+        solo_after = swarm.force_update("solo")
+
+        assert not set(solo_after.task_ips) & solo  # new tasks, new addresses
+        assert [t.slot for t in solo_after.tasks] == [1, 2, 3]  # empty slots filled too
+        assert len(ips_on(swarm, "node-3", "solo")) == 1
+        for node in swarm.nodes:
+            assert ask_node(node, "solo") == ("NOERROR", set(solo_after.task_ips))
+        assert ask_node(node_1, "tasks.web") == ("NOERROR", set(web.task_ips) - on_3)
+
+        web_after = swarm.force_update("web")
+
+        assert len(web_after.task_ips) == 7
+        assert not set(web_after.task_ips) & set(web.task_ips)
+        for node in swarm.nodes:
+            assert ask_node(node, "tasks.web") == ("NOERROR", set(web_after.task_ips))
+        assert swarm.node("node-3").stale  # a new service on it would be left out too
+        assert swarm.internal_errors == ()
+
+
+def test_a_stale_rejoin_before_failure_detection_loses_nothing() -> None:
+    delays = NodeDelays(propagation=0, failure_detection=3600, down=3600, rejoin=0)
+    with FakeSwarm(nodes=3, delays=delays) as swarm:
+        web = swarm.create_service("web", replicas=6)
+        swarm.isolate("node-3", paused=False)
+
+        node_3 = swarm.rejoin("node-3", stale=True)  # the others never gave up on it
+
+        assert not node_3.stale
+        for node in swarm.nodes:
+            assert ask_node(node, "tasks.web") == ("NOERROR", set(web.task_ips))
+
+
+def test_a_later_rejoin_that_is_not_stale_brings_the_tasks_back() -> None:
+    with FakeSwarm(nodes=3, delays=NEVER_DOWN) as swarm:
+        web = swarm.create_service("web", replicas=6)
+        swarm.isolate("node-3")
+        swarm.rejoin("node-3", stale=True)
+        assert ask_node(swarm.nodes[0], "tasks.web")[1] < set(web.task_ips)
+        swarm.isolate("node-3")
+
+        node_3 = swarm.rejoin("node-3")
+
+        assert not node_3.stale
+        for node in swarm.nodes:
+            assert ask_node(node, "tasks.web") == ("NOERROR", set(web.task_ips))
+
+
+def test_stale_is_checked(cluster: FakeSwarm) -> None:
+    cluster.isolate("node-2")
+    with pytest.raises(TypeError, match="stale is True or False"):
+        cluster.rejoin("node-2", stale="yes")  # type: ignore[arg-type]
+    assert cluster.node("node-2").isolated
+
+
+def test_force_update_with_delays_reaches_the_other_nodes_after_propagation() -> None:
+    delays = NodeDelays(propagation=0.05, failure_detection=0, down=3600, rejoin=0)
+    with FakeSwarm(nodes=3, delays=delays) as swarm:
+        web = swarm.create_service("web", replicas=3)
+        swarm.settle()
+
+        updated = swarm.force_update("web")
+        swarm.settle()
+
+        assert {t.slot: swarm.node(t).name for t in updated.tasks} == {
+            t.slot: swarm.node(t).name for t in web.tasks
+        }
+        for node in swarm.nodes:
+            assert ask_node(node, "tasks.web") == ("NOERROR", set(updated.task_ips))

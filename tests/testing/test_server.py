@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import select
+import selectors
 import socket
 import struct
 import subprocess
@@ -20,9 +21,11 @@ import dns.query
 import dns.rcode
 import pytest
 
-from swarmdns.testing import Delay, FakeSwarm, Fault, Outcome
-from swarmdns.testing._responder import Reply, Transport
-from swarmdns.testing._server import DNSServer
+from swarmdns.testing import Delay, FakeSwarm, Fault, Outcome, _server
+from swarmdns.testing._responder import Reply, Responder, Transport
+from swarmdns.testing._server import TCP_UNREAD_LIMIT, DNSServer, _Connection
+from swarmdns.testing._swarm import Swarm
+from swarmdns.testing._zone import ZoneBuilder
 
 from .dns_clients import NoReply, ask_dnspython, exchange
 
@@ -491,3 +494,132 @@ def test_drop_pending_drops_what_was_sent_before_and_not_read() -> None:
         "tasks.first.",
         "tasks.after.",
     ]
+
+
+# -- bounds: what clients can make the server hold -------------------------------------
+#
+# Each test drives the server's handlers itself, in the test's thread, with the
+# server's loop not running: what the server holds after each step is then
+# exactly what the step left, whatever the machine's speed.
+
+
+def framed(message: bytes) -> bytes:
+    return struct.pack("!H", len(message)) + message
+
+
+def big_answer_responder(tasks: int = 2000) -> Responder:
+    """A responder whose ``tasks.web`` answer over TCP is about 50 KB."""
+    swarm = Swarm(seed=1)
+    swarm.create_network("big", subnet="10.8.0.0/20")
+    swarm.create_service(
+        "web",
+        tasks,
+        networks=["big"],
+        endpoint_mode="dnsrr",
+        aliases=(),
+        healthcheck=False,
+        stack=None,
+    )
+    responder = Responder(seed=1)
+    responder.zone = ZoneBuilder().build(swarm)
+    return responder
+
+
+def attach(server: DNSServer, sock: socket.socket) -> None:
+    """Hand the server one end of a connection, as accepting it would."""
+    sock.setblocking(False)
+    server._connections[sock] = _Connection(sock, time.monotonic())
+    server._selector.register(sock, selectors.EVENT_READ, server._on_tcp)
+
+
+def test_a_tcp_client_that_never_reads_makes_the_server_hold_one_answer_at_most() -> None:
+    responder = big_answer_responder()
+    server = DNSServer(responder, host="127.0.0.1", port=0)
+    client, end = socket.socketpair()
+    try:
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        attach(server, end)
+        client.sendall(b"".join(framed(a_query()) for _ in range(100)))
+
+        for _ in range(5):  # the client reads nothing meanwhile
+            server._on_tcp(end, selectors.EVENT_READ)
+            server._on_tcp(end, selectors.EVENT_WRITE)
+        answered, unread = responder.log.count(), server.unread
+
+        answer_size = len(responder.respond(a_query(), "tcp").data or b"") + 2
+        assert answer_size > 40_000
+        # Without the limit: every query answered at once, 100 answers (5 MB) held.
+        assert answered < 5
+        assert unread <= TCP_UNREAD_LIMIT + answer_size + 100 * len(framed(a_query()))
+
+        client.settimeout(30)
+        received = b""
+        while len(received) < 100 * answer_size:  # the client reads: every answer comes
+            server._on_tcp(end, selectors.EVENT_WRITE)
+            received += client.recv(1 << 20)
+            assert server.unread <= TCP_UNREAD_LIMIT + answer_size + 100 * len(framed(a_query()))
+        assert len(received) == 100 * answer_size
+        assert responder.log.count() == 101
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_tcp_connections_beyond_the_limit_wait_in_the_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_server, "MAX_TCP_CONNECTIONS", 3)
+    server = DNSServer(big_answer_responder(1), host="127.0.0.1", port=0)
+    server._listen(True)
+    clients = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(4)]
+    try:
+        for _ in range(3):
+            server._on_accept(server._tcp, selectors.EVENT_READ)
+
+        assert len(server._connections) == 3
+        assert server._tcp not in server._selector.get_map()  # the fourth waits
+        server._drop(next(iter(server._connections.values())))
+        assert server._tcp in server._selector.get_map()  # a place is free again
+        server._on_accept(server._tcp, selectors.EVENT_READ)
+        assert len(server._connections) == 3
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+
+
+class Datagrams:
+    """Stands in for the UDP socket: each read is the same query from another client."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.reads = 0
+
+    def recvfrom(self, _size: int) -> tuple[bytes, tuple[str, int]]:
+        self.reads += 1
+        return self.data, ("127.0.0.1", 1024 + self.reads % 60000)
+
+
+@pytest.mark.parametrize(("count", "limit"), [("MAX_HELD_REPLIES", 50), ("MAX_HELD_BYTES", 4000)])
+def test_replies_held_by_a_delay_are_bounded_in_number_and_bytes(
+    monkeypatch: pytest.MonkeyPatch, count: str, limit: int
+) -> None:
+    monkeypatch.setattr(_server, count, limit)
+    responder = big_answer_responder(1)
+    responder.faults.inject(Delay(3600), None)
+    server = DNSServer(responder, host="127.0.0.1", port=0)
+    datagrams = Datagrams(a_query())
+    try:
+        for _ in range(200):
+            server._on_udp(datagrams, selectors.EVENT_READ)  # type: ignore[arg-type]
+        held, held_bytes = server.held
+
+        # Without the bound, all 200 were held (a 3,600 s delay and 100,000 queries: 39 MB).
+        assert responder.log.count() == 200
+        assert 0 < held < 200
+        assert held <= _server.MAX_HELD_REPLIES
+        assert held_bytes <= _server.MAX_HELD_BYTES
+        assert len(server._timers) == held
+    finally:
+        server.stop()

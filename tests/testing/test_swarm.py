@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tracemalloc
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from swarmdns.testing import SwarmError, TaskState
-from swarmdns.testing._swarm import Swarm
+from swarmdns.testing import Service, SwarmError, TaskState
+from swarmdns.testing._swarm import MAX_REPLICAS, Swarm
 
 
 def create(swarm: Swarm, name: str, replicas: object = 1, **options: object) -> object:
@@ -251,3 +254,113 @@ def test_a_task_is_named_by_value_address_or_string(task: object) -> None:
         TypeError, match=r"a task is the fake's Task, a swarmdns\.Task, its address .* or its ID"
     ):
         swarm.kill_task(task)  # type: ignore[arg-type]
+
+
+# -- room before allocation ------------------------------------------------------------
+
+
+def peak_allocated(action: Callable[[], object]) -> int:
+    """The most bytes ``action`` held at once (tracemalloc), whether it raised or not."""
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(SwarmError):
+            action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_service_larger_than_its_network_is_refused_before_anything_is_allocated() -> None:
+    swarm = Swarm(seed=1)
+
+    peak = peak_allocated(lambda: create(swarm, "web", 1_000_000))
+
+    # Before the check, one placement per requested replica: tens of megabytes.
+    assert peak < 1 << 20
+    with pytest.raises(SwarmError) as refused:
+        create(swarm, "web", 1_000_000)
+    message = str(refused.value)
+    for part in ("'web'", "1000000 tasks", "'proxy'", "253 free", "no address left"):
+        assert part in message
+    assert swarm.services == ()
+    assert swarm.networks == ()  # nothing created for a service that could not be
+
+
+def test_scaling_past_the_networks_room_is_refused_before_anything_is_allocated() -> None:
+    swarm = Swarm(seed=1)
+    before = create(swarm, "web", 3)
+
+    peak = peak_allocated(lambda: swarm.scale("web", 1_000_000))
+
+    assert peak < 1 << 20
+    with pytest.raises(SwarmError) as refused:
+        swarm.scale("web", 1_000_000)
+    message = str(refused.value)
+    # 253 addresses: the VIP, 3 tasks and node-1's load balancer took 5.
+    for part in ("'web'", "from 3 to 1000000", "999997 new addresses", "248 free", "10.0.1.0/24"):
+        assert part in message
+    assert swarm.service("web") == before
+
+
+def test_a_network_with_room_to_spare_still_caps_replicas() -> None:
+    swarm = Swarm(seed=1)
+    swarm.create_network("huge", subnet="11.0.0.0/8")
+
+    with pytest.raises(SwarmError, match=f"'web': 10001 replicas .* \\({MAX_REPLICAS}\\)"):
+        create(swarm, "web", MAX_REPLICAS + 1, networks=["huge"])
+    create(swarm, "web", 3, networks=["huge"])
+    with pytest.raises(SwarmError, match="at most 10000"):
+        swarm.scale("web", MAX_REPLICAS + 1)
+    assert len(swarm.service("web").tasks) == 3
+
+
+def test_the_room_is_exactly_what_the_network_has_left() -> None:
+    swarm = Swarm(seed=1)
+    swarm.create_network("tiny", subnet="10.9.0.0/29")  # five addresses
+
+    create(swarm, "web", 4, networks=["tiny"])  # the VIP and four tasks: full
+    with pytest.raises(SwarmError, match="'tiny', which has 0 free"):
+        swarm.scale("web", 5)
+    assert len(swarm.scale("web", 2).tasks) == 2
+    assert len(swarm.scale("web", 4).tasks) == 4
+
+
+def test_force_update_replaces_every_task_in_its_slot_and_fills_empty_ones() -> None:
+    swarm = Swarm(seed=1)
+    swarm.add_node()
+    web = create(swarm, "web", 4)
+    assert isinstance(web, Service)
+    killed = swarm.kill_task(web.tasks[1])
+
+    updated = swarm.force_update("web")
+
+    assert [t.slot for t in updated.tasks] == [1, 2, 3, 4]
+    assert [t.node_id for t in updated.tasks] == [t.node_id for t in web.tasks]
+    assert not {t.id for t in updated.tasks} & {t.id for t in web.tasks}
+    assert not set(updated.task_ips) & set(web.task_ips)
+    assert updated.vip == web.vip
+    assert len(killed.tasks) == 3
+
+
+def test_force_update_without_room_changes_nothing() -> None:
+    swarm = Swarm(seed=1)
+    swarm.create_network("tiny", subnet="10.9.0.0/29")  # five addresses
+    create(swarm, "web", 3, networks=["tiny"])  # VIP, three tasks, the load balancer
+    before = swarm.service("web")
+    swarm.kill_task(before.tasks[0])
+    swarm.create_service(
+        "db",
+        1,
+        networks=["tiny"],
+        endpoint_mode="dnsrr",
+        aliases=(),
+        healthcheck=False,
+        stack=None,
+    )  # the last address
+
+    killed = swarm.service("web")
+    with pytest.raises(SwarmError, match="no address left"):
+        swarm.force_update("web")  # three tasks for the two addresses released
+    assert swarm.service("web") == killed
+    with pytest.raises(SwarmError, match="no address left"):
+        create(swarm, "more", 1, networks=["tiny"], endpoint_mode="dnsrr")  # all still taken
