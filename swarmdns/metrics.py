@@ -85,7 +85,11 @@ class WatchCollector:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        """The metrics as they are now, for one scrape."""
+        """The metrics as they are now, for one scrape.
+
+        Long because it declares every metric family, then fills them all in
+        one pass over the services.
+        """
         from prometheus_client.core import (  # noqa: PLC0415 - an optional extra
             CounterMetricFamily,
             GaugeMetricFamily,

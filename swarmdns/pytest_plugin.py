@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 
-from swarmdns import NAMESERVER_VARIABLE
+from swarmdns import NAMESERVER_VARIABLE, PROVENANCE_VARIABLE
 from swarmdns._backends.default import swap_default_backend
 from swarmdns.testing import ENGINES, EngineVersion, FakeSwarm
 
 #: The library's variable that names the engine's networks (``SWARMDNS_PROVENANCE``).
-_PROVENANCE_VARIABLE = "SWARMDNS_PROVENANCE"
 _MARKER = "swarm_dns"
 _ENGINE_OPTION = "--swarm-dns-engine"
 #: What the marker takes: its keyword arguments.
@@ -136,7 +135,7 @@ def swarm_dns(
     if marked.get("engine") is not None:
         swarm_dns_server.use_engine(marked["engine"])
     monkeypatch.setenv(NAMESERVER_VARIABLE, swarm_dns_server.nameserver)
-    monkeypatch.setenv(_PROVENANCE_VARIABLE, ",".join(map(str, swarm_dns_server.engine_networks)))
+    monkeypatch.setenv(PROVENANCE_VARIABLE, ",".join(map(str, swarm_dns_server.engine_networks)))
     errors_before = len(swarm_dns_server.internal_errors)
     default_before = swap_default_backend(None)
     try:

@@ -26,7 +26,7 @@ from swarmdns import (
     ServiceNotFound,
     Task,
 )
-from swarmdns.testing import Delay, FakeSwarm, Fault, Upstream
+from swarmdns.testing import Delay, EngineVersion, FakeSwarm, Fault, Upstream
 
 
 @attrs.frozen
@@ -282,16 +282,41 @@ def test_one_failure_is_reported_not_retried(swarm_dns: FakeSwarm, api: API) -> 
 
 
 @pytest.mark.parametrize(
-    ("upstream", "error"),
-    [(Upstream.SERVFAIL, ResolutionError), (Upstream.NO_REPLY, ResolutionTimeout)],
+    ("engine", "upstream", "error"),
+    [
+        ("20.10", Upstream.SERVFAIL, ResolutionError),  # relayed as it came, RA set
+        ("20.10", Upstream.UNREACHABLE, ResolutionTimeout),  # no reply at all
+        ("28.5", Upstream.NO_REPLY, ResolutionTimeout),  # its SERVFAIL comes after 4 s
+    ],
 )
-def test_engines_without_upstream_fail_rather_than_say_empty(
-    swarm_dns: FakeSwarm, api: API, upstream: Upstream, error: type[Exception]
+def test_engines_without_upstream_fail_where_they_cannot_say_empty(
+    swarm_dns: FakeSwarm,
+    api: API,
+    engine: EngineVersion,
+    upstream: Upstream,
+    error: type[Exception],
 ) -> None:
+    swarm_dns.use_engine(engine)
     swarm_dns.upstream = upstream
 
     with pytest.raises(error):
         api.task_ips("ghost", timeout=0.3)
+
+
+@pytest.mark.parametrize("upstream", [Upstream.SERVFAIL, Upstream.UNREACHABLE])
+def test_a_new_engine_without_upstream_says_empty_as_in_production(
+    swarm_dns: FakeSwarm, api: API, upstream: Upstream
+) -> None:
+    # Its own SERVFAIL without RA says that it forwarded the name: the fixture
+    # makes the fake the engine, so the library reads it as on 127.0.0.11.
+    web = swarm_dns.create_service("web", replicas=2)
+    swarm_dns.upstream = upstream
+    assert api.task_ips("web") == web.task_ips
+    swarm_dns.scale("web", 0)
+
+    assert api.task_ips("web") == ()
+    with pytest.raises(ServiceNotFound):
+        api.service_vip("web")
 
 
 def test_a_nameserver_that_is_not_listening_is_a_failure(

@@ -43,6 +43,7 @@ from swarmdns import (
     LookupsFailing,
     LookupsRecovered,
     NotEnoughTasks,
+    Provenance,
     Question,
     ResolutionError,
     ResolutionTimeout,
@@ -1130,6 +1131,11 @@ class SpoofedServer(HostileServer):
             intruder.close()
 
 
+def _not_the_engine(server: SpoofedServer) -> DirectBackend:
+    """The spoofing server's backend: it writes answers as no engine does, and is no engine."""
+    return DirectBackend([server.nameserver], provenance=Provenance(mode="off"))
+
+
 def _udp_socket(host: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((host, 0))
@@ -1139,7 +1145,7 @@ def _udp_socket(host: str) -> socket.socket:
 def test_every_query_of_a_watch_leaves_from_one_udp_port(fleet: Open) -> None:
     server = SpoofedServer(forge=False)
     with server:
-        watch = fleet(["web", "api", "ghost"], backend=DirectBackend([server.nameserver]))
+        watch = fleet(["web", "api", "ghost"], backend=_not_the_engine(server))
         initial_sets(watch, 3)
         pending = watch.next_or_end_soon()
         server.wait_for_queries(30, timeout=EVENT_TIMEOUT)
@@ -1159,7 +1165,7 @@ def test_every_query_of_a_watch_leaves_from_one_udp_port(fleet: Open) -> None:
 def test_forged_and_stray_datagrams_are_dropped(fleet: Open) -> None:
     server = SpoofedServer(forge=True)
     with server:
-        watch = fleet(["web", "api"], backend=DirectBackend([server.nameserver]))
+        watch = fleet(["web", "api"], backend=_not_the_engine(server))
 
         firsts = initial_sets(watch, 2)
         assert firsts["web"].current == REAL["tasks.web."]

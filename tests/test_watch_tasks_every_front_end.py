@@ -284,11 +284,10 @@ def test_exclude_self_uses_this_machines_addresses(
     assert first.current == tuple(ip for ip in web.task_ips if ip != me)
 
 
-def test_an_engine_without_upstream_makes_an_empty_service_a_failure(
-    swarm_dns: FakeSwarm,
-) -> None:
-    # Engines 24+ with no upstream answer SERVFAIL for a zero-task service:
-    # the watcher keeps the set and reports the trouble in its health instead.
+@pytest.mark.swarm_dns(engine="20.10")
+def test_an_old_engine_relaying_a_failing_upstream_keeps_the_set(swarm_dns: FakeSwarm) -> None:
+    # 20.10 relays its upstream's SERVFAIL for a zero-task service, RA set: a
+    # failure, so the watcher keeps the set and reports the trouble in its health.
     web = swarm_dns.create_service("web", replicas=2)
     swarm_dns.upstream = Upstream.SERVFAIL
     with TaskWatcher("web", **FAST) as watcher:  # type: ignore[arg-type]
@@ -300,6 +299,22 @@ def test_an_engine_without_upstream_makes_an_empty_service_a_failure(
         assert watcher.current == web.task_ips
         assert watcher.health.consecutive_failures >= 2
         assert isinstance(watcher.health.last_error, swarmdns.ResolutionError)
+
+
+def test_a_new_engine_without_upstream_empties_the_watch_as_in_production(
+    swarm_dns: FakeSwarm,
+) -> None:
+    # 24+ answer a zero-task service's name with their own SERVFAIL without RA:
+    # the name was forwarded, so the service has no task, as on 127.0.0.11.
+    swarm_dns.create_service("web", replicas=2)
+    swarm_dns.upstream = Upstream.UNREACHABLE
+    with TaskWatcher("web", **FAST) as watcher:  # type: ignore[arg-type]
+        assert watcher.wait_until_started(EVENT_TIMEOUT)
+        swarm_dns.scale("web", 0)
+        assert watcher.wait_for_change(EVENT_TIMEOUT)
+
+        assert watcher.current == ()
+        assert watcher.health.consecutive_failures == 0
 
 
 def test_fail_after_ends_the_watch(swarm_dns: FakeSwarm) -> None:

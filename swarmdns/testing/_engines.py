@@ -35,9 +35,6 @@ class EngineProfile:
             compressed. 20.10 drops records from the uncompressed answer.
         tcp_limit: The largest answer over TCP, in bytes.
         tc_over_tcp: Whether an answer cut to fit over TCP is flagged TC.
-        own_errors_clear_ra: Whether injected SERVFAIL and REFUSED lack RA,
-            as the engine's own do (24+); on 20.10 they stand for an
-            upstream's failure, relayed with its RA.
         relays_upstream_failures: Whether an upstream's SERVFAIL reaches the
             client as it is (20.10); newer engines answer their own SERVFAIL.
         replies_without_upstream: Whether a query that no upstream answers
@@ -56,7 +53,6 @@ class EngineProfile:
     compresses_to_fit: bool
     tcp_limit: int
     tc_over_tcp: bool
-    own_errors_clear_ra: bool
     relays_upstream_failures: bool
     replies_without_upstream: bool
     forwards_foreign_ptr: bool
@@ -72,7 +68,6 @@ _ENGINE_20_10 = EngineProfile(
     compresses_to_fit=False,
     tcp_limit=65534,
     tc_over_tcp=False,
-    own_errors_clear_ra=False,
     relays_upstream_failures=True,
     replies_without_upstream=False,
     forwards_foreign_ptr=False,
@@ -87,7 +82,6 @@ _ENGINE_26_1 = EngineProfile(
     compresses_to_fit=True,
     tcp_limit=65535,
     tc_over_tcp=True,
-    own_errors_clear_ra=True,
     relays_upstream_failures=False,
     replies_without_upstream=True,
     forwards_foreign_ptr=True,

@@ -53,13 +53,16 @@ UPSTREAM_TIMEOUT = 4.0
 class Fault(enum.Enum):
     """A way for the fake to misbehave, for one name or for every name.
 
-    SERVFAIL and REFUSED are the engine's own: without RA from engine 24 on,
-    with RA (as an upstream's relayed failure) on 20.10.
+    An injected SERVFAIL or REFUSED is a failure, on every engine: RA set,
+    as 20.10 relays an upstream's failure. The engine's own SERVFAIL and
+    REFUSED without RA (24 and newer) say that it forwarded a name it does
+    not own, which swarmdns reads as "no such name" from the engine; they
+    come from the upstream's settings (``Upstream``), not from faults.
     """
 
-    #: Answer SERVFAIL (the engine without an upstream, 24 and newer).
+    #: Answer SERVFAIL, RA set: the lookup fails.
     SERVFAIL = "servfail"
-    #: Answer REFUSED (the engine with more than 1024 forwards in flight, 24+).
+    #: Answer REFUSED, RA set: the lookup fails.
     REFUSED = "refused"
     #: Answer nothing, so that the client times out (engine 23 and older
     #: without an upstream).
@@ -670,9 +673,10 @@ class Responder:
             return _Answer(None, Outcome.NO_REPLY)
         if fault is Fault.SERVFAIL or fault is Fault.REFUSED:
             rcode = _wire.RCODE_SERVFAIL if fault is Fault.SERVFAIL else _wire.RCODE_REFUSED
-            reply = _wire.build_reply(
-                query, rcode, [], query_id=query_id, recursion=not engine.own_errors_clear_ra
-            )[0]
+            # RA set on every engine: an injected failure is a failure. The
+            # engine's own SERVFAIL and REFUSED without RA (24+) say that it
+            # forwarded the name, and come from the upstream's settings.
+            reply = _wire.build_reply(query, rcode, [], query_id=query_id, recursion=True)[0]
             return _Answer(reply, Outcome(fault.name))
         additional = b""
         if isinstance(records, _Unanswered):
