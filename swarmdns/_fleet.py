@@ -26,6 +26,7 @@ from typing import TypeVar
 from . import _memo
 from ._errors import SwarmDNSError
 from ._lookups import InstancesQuery, instances_query
+from ._model import listed
 from ._values import ChangeQueue, HealthEvent, TaskSetChange, WatchHealth, WatchSettings
 from ._watch import LookupResult, WatchCore, prepare_watch
 
@@ -278,6 +279,8 @@ def _names_of(services: Iterable[str]) -> list[str]:
     """The services given, as a list (one string is not read as a list of letters)."""
     if isinstance(services, str):
         raise TypeError(f"services takes a list of names, not one: [{services!r}]")
+    if not listed(services):
+        raise TypeError(f"services takes a list of names, not {services!r}")
     return list(services)
 
 

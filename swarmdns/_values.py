@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
-from ._deadlines import seconds
+from ._deadlines import seconds, shown
 from ._errors import SwarmDNSError
 from ._lookups import DEFAULT_TIMEOUT
+from ._model import ipv4_address, listed
 from ._names import check_network
 
 if TYPE_CHECKING:
@@ -308,12 +309,15 @@ def checked_exclude(value: Iterable[IPv4Address | str]) -> frozenset[IPv4Address
     """The addresses of ``exclude``, checked.
 
     Raises:
-        TypeError: ``exclude`` is one address, not a list of them.
+        TypeError: ``exclude`` is one address, not a list of them, or not a list of
+            addresses (their text, or ``IPv4Address``).
         ValueError: An address is not an IPv4 address.
     """
     if isinstance(value, str | IPv4Address):
         raise TypeError(f"exclude takes a list of addresses, not one: [{str(value)!r}]")
-    return frozenset(IPv4Address(ip) for ip in value)
+    if not listed(value):
+        raise TypeError(f"exclude takes a list of addresses, not {value!r}")
+    return frozenset(ipv4_address(ip, what="an address of exclude") for ip in value)
 
 
 def _interval(value: float) -> float:
@@ -323,16 +327,16 @@ def _interval(value: float) -> float:
 def _jitter(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise ValueError(
-            f"jitter must be a fraction from 0 up to (not including) 1, not {value!r}"
+            f"jitter must be a fraction from 0 up to (not including) 1, not {shown(value)}"
         )
     return float(value)
 
 
 def _removal_debounce(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"removal_debounce must be a whole number, not {value!r}")
+        raise TypeError(f"removal_debounce must be a whole number, not {shown(value)}")
     if value < 1:
-        raise ValueError(f"removal_debounce must be at least 1, not {value!r}")
+        raise ValueError(f"removal_debounce must be at least 1, not {shown(value)}")
     return value
 
 

@@ -21,7 +21,7 @@ from ipaddress import IPv4Address
 
 from attrs import frozen
 
-from ._deadlines import Deadline
+from ._deadlines import Deadline, shown
 from ._errors import (
     NotEnoughTasks,
     ResolutionError,
@@ -340,6 +340,10 @@ class WatchView:
         return self._core.health
 
 
+#: More tasks than ``tasks.<service>`` can ever show: one per IPv4 address.
+_MOST_TASKS = 2**32
+
+
 class WaitCore:
     """The decisions of ``wait_for_tasks()``: enough yet, or out of time."""
 
@@ -351,9 +355,11 @@ class WaitCore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(count, bool) or not isinstance(count, int):
-            raise TypeError(f"count must be a whole number of tasks, not {count!r}")
-        if count < 0:
-            raise ValueError(f"count must be at least 0, not {count!r}")
+            raise TypeError(f"count must be a whole number of tasks, not {shown(count)}")
+        if not 0 <= count <= _MOST_TASKS:
+            raise ValueError(
+                f"count must be from 0 to {_MOST_TASKS} (every IPv4 address), not {shown(count)}"
+            )
         self.watch = watch
         self.count = count
         self.deadline = Deadline(timeout, clock=clock)

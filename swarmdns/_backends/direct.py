@@ -23,7 +23,7 @@ from .._deadlines import Deadline, Overrun, within
 from .._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._model import Answer, Question
 from . import wire
-from .nameserver import Nameserver, configured_nameservers, parse_nameserver
+from .nameserver import Nameserver, configured_nameservers, parse_nameservers
 
 if TYPE_CHECKING:
     import asyncio
@@ -349,6 +349,7 @@ class DirectBackend:
 
     Raises:
         ConfigurationError: A nameserver is not an IP address with an optional port.
+        TypeError: ``nameservers`` is not a string or a list of strings.
         ValueError: ``nameservers`` is an empty list.
     """
 
@@ -358,15 +359,9 @@ class DirectBackend:
     speaks_wire = True
 
     def __init__(self, nameservers: Sequence[str] | None = None) -> None:
-        if isinstance(nameservers, str):
-            nameservers = [nameservers]
         self._fixed = (
-            None
-            if nameservers is None
-            else tuple(parse_nameserver(n, source="nameservers") for n in nameservers)
+            None if nameservers is None else parse_nameservers(nameservers, source="nameservers")
         )
-        if self._fixed == ():
-            raise ValueError("nameservers must name at least one nameserver, or be None")
 
     def __repr__(self) -> str:
         if self._fixed is None:
