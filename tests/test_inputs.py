@@ -71,11 +71,23 @@ def _async_closed(watch: Any) -> None:
     asyncio.run(watch.aclose())
 
 
-def _watcher(cls: type[TaskWatcher] | type[FleetWatcher], first: Any, **options: Any) -> None:
-    cls(first, **options)  # checks its options when made, before start()
+def _not_started(watcher: Any) -> None:
+    """A watcher checks its options when made, before ``start()``."""
 
 
 Call = Callable[[Untouched, Any], object]
+
+
+def _watch_option(
+    watch: Callable[..., Any], first: object, option: str, close: Callable[[Any], None]
+) -> Call:
+    """Make a watch with ``option`` set to the value, and close it."""
+
+    def call(backend: Untouched, value: Any) -> None:
+        close(watch(first, backend=backend, **{option: value}))
+
+    return call
+
 
 #: Every option that takes a number of seconds, more than 0, at most a day.
 SECONDS: dict[str, Call] = {
@@ -87,26 +99,15 @@ SECONDS: dict[str, Call] = {
     ),
     "aio.tasks timeout": lambda b, v: asyncio.run(swarmdns.aio.tasks("web", backend=b, timeout=v)),
     **{
-        f"{name} {option}": (
-            lambda b, v, call=call, first=first, option=option, close=close: close(
-                call(first, backend=b, **{option: v})
-            )
-        )
+        f"{name} {option}": _watch_option(call, first, option, close)
         for name, call, first, close in [
             ("watch_tasks", swarmdns.watch_tasks, "web", _closed),
             ("watch_services", swarmdns.watch_services, ["web"], _closed),
             ("aio.watch_tasks", swarmdns.aio.watch_tasks, "web", _async_closed),
             ("aio.watch_services", swarmdns.aio.watch_services, ["web"], _async_closed),
+            ("TaskWatcher", TaskWatcher, "web", _not_started),
+            ("FleetWatcher", FleetWatcher, ["web"], _not_started),
         ]
-        for option in ("interval", "timeout", "fail_after")
-    },
-    **{
-        f"{cls.__name__} {option}": (
-            lambda b, v, cls=cls, first=first, option=option: _watcher(
-                cls, first, backend=b, **{option: v}
-            )
-        )
-        for cls, first in [(TaskWatcher, "web"), (FleetWatcher, ["web"])]
         for option in ("interval", "timeout", "fail_after")
     },
     "wait_for_tasks timeout": lambda b, v: swarmdns.wait_for_tasks("web", 1, backend=b, timeout=v),
@@ -423,5 +424,5 @@ def test_static_backend_set_refuses_the_wrong_type() -> None:
     backend = StaticBackend()
 
     with pytest.raises(TypeError, match="an address of 'web' must be an IPv4"):
-        backend.set("web", [1])
+        backend.set("web", [1])  # type: ignore[list-item]
     assert swarmdns.task_ips("web", backend=backend) == ()  # nothing was set
