@@ -123,7 +123,7 @@ def _described(
                 raise TypeError(f"unknown key {unknown[0]!r} (it takes networks and services)")
             networks.extend(_listed(description, "networks"))
             services.extend(_listed(description, "services"))
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, TypeError, RecursionError) as error:  # nested too deep
             raise ConfigurationError(
                 f"cannot use {str(file)!r}: {error}; expected {_DESCRIPTION_EXAMPLE}",
                 source="--file",

@@ -36,6 +36,7 @@ from .options import (
     DURATION_GRAMMAR,
     RenderSpec,
     add_duration_option,
+    parse_command,
     parse_duration,
     parse_host_port,
     parse_render_spec,
@@ -172,7 +173,7 @@ class WatchRequest:
             once=options.once,
             exclude=excluded_addresses((), exclude_self=options.exclude_self),
             render=render,
-            command=options.exec,
+            command=None if options.exec is None else parse_command(options.exec),
             exec_timeout=exec_timeout,
             wait=None if options.wait is None else parse_wait(options.wait, source="--wait"),
             metrics=None
@@ -246,10 +247,12 @@ def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Ite
     registry.register(collector)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # UnicodeError: a host name IDNA refuses
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        why = getattr(error, "strerror", None) or error
         raise ConfigurationError(
-            f"cannot serve metrics on {shown}: {error.strerror or error}; pick another port",
+            f"cannot serve metrics on {shown}: {why}; give an address of this machine"
+            " and a free port",
             source="--metrics",
         ) from error
     try:
