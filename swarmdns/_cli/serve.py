@@ -22,7 +22,7 @@ from .._errors import ConfigurationError, NoVirtualIP
 from .._sync import service_vip, task_ips
 from .common import EXIT_OK
 from .options import bad_value, parse_listen_address, parse_port, parse_service_spec
-from .process import interrupted_once
+from .process import interrupted_once, warnings_shown
 
 if TYPE_CHECKING:
     from ..testing import FakeSwarm
@@ -284,11 +284,12 @@ def _banner(swarm: FakeSwarm, request: ServeRequest) -> list[str]:
 
 def run(options: argparse.Namespace, out: TextIO) -> int:
     request = ServeRequest.from_options(options)
-    swarm = _started(request)
-    try:
-        _populate(swarm, request)
-        print("\n".join(_banner(swarm, request)), file=out, flush=True)
-        wait_for_interrupt()
-    finally:
-        swarm.stop()
+    with warnings_shown("testing", "%(message)s"):  # the fake's: out of descriptors
+        swarm = _started(request)
+        try:
+            _populate(swarm, request)
+            print("\n".join(_banner(swarm, request)), file=out, flush=True)
+            wait_for_interrupt()
+        finally:
+            swarm.stop()
     return EXIT_OK

@@ -46,7 +46,6 @@ from .process import (
     Interrupts,
     action_failures_shown,
     interrupted_once,
-    library_log_silenced,
     when_reader_leaves,
 )
 from .query import Query, add_query_options
@@ -215,7 +214,6 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
     )
     with (
         interrupts.waking(lambda: items.put(KeyboardInterrupt())),
-        library_log_silenced(),
         _acting(actions, items.put),
         running(fleet, items.put),
         when_reader_leaves(out, lambda: items.put(None)),
