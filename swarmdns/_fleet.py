@@ -148,7 +148,12 @@ class FleetCore:
         """Stop following ``service``; False if it was not followed.
 
         Its changes not yet handed out stay; a lookup in flight is dropped.
+
+        Raises:
+            TypeError: ``service`` is not a name.
         """
+        if not isinstance(service, str):
+            raise TypeError(f"discard takes a service's name, not {service!r}")
         with self._lock:
             slot = self._slots.get(service)
             if slot is None:

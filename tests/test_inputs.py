@@ -426,3 +426,13 @@ def test_static_backend_set_refuses_the_wrong_type() -> None:
     with pytest.raises(TypeError, match="an address of 'web' must be an IPv4"):
         backend.set("web", [1])  # type: ignore[list-item]
     assert swarmdns.task_ips("web", backend=backend) == ()  # nothing was set
+
+
+@pytest.mark.parametrize("value", [5, None, b"web", ["web"]], ids=_id)
+def test_a_fleet_adds_and_discards_only_names(value: Any, backend: Untouched) -> None:
+    with swarmdns.watch_services(["web"], backend=backend) as watch:
+        with pytest.raises(TypeError, match="the service name must be a str"):
+            watch.add(value)
+        with pytest.raises(TypeError, match="discard takes a service's name, not"):
+            watch.discard(value)
+        assert watch.services == ("web",)
