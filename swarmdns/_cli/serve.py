@@ -202,7 +202,7 @@ def _started(request: ServeRequest) -> FakeSwarm:
     """The fake, listening where asked."""
     from ..testing import ENGINES, FakeSwarm  # noqa: PLC0415 - the fake only when asked
 
-    engine = request.engine or ENGINES[-1]
+    engine = ENGINES[-1] if request.engine is None else request.engine
     if engine not in ENGINES:
         choices = ", ".join(repr(version) for version in ENGINES)
         raise bad_value(

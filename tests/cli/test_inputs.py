@@ -128,6 +128,7 @@ CASES = [
     (("serve", "--service", "web=²"), "--service 'web=²' is not NAME[=REPLICAS]"),
     (("serve", "--port", "²"), "--port '²' is not a port number"),
     (("serve", "--control", A53), f"--control '{A53}' is not a port number"),
+    (("serve", "--engine", ""), "--engine '' is not a Docker Engine version"),
 ]
 
 
