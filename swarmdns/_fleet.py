@@ -27,7 +27,14 @@ from . import _memo
 from ._errors import SwarmDNSError
 from ._lookups import InstancesQuery, instances_query
 from ._model import listed
-from ._values import ChangeQueue, HealthEvent, TaskSetChange, WatchHealth, WatchSettings
+from ._values import (
+    ChangeQueue,
+    HealthEvent,
+    TaskSetChange,
+    WatchHealth,
+    WatchSettings,
+    checked_callback,
+)
 from ._watch import LookupResult, WatchCore, prepare_watch
 
 V = TypeVar("V")
@@ -104,7 +111,7 @@ class FleetCore:
         self._excluded = excluded
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
-        self._on_health = on_health
+        self._on_health = checked_callback("on_health", on_health)
         # Written only under the lock, by copying: readers in other threads
         # take the dict as it is and never see it change under them.
         self._slots: dict[str, Slot] = {}

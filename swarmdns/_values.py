@@ -11,10 +11,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from attrs import field, frozen
 
@@ -320,6 +320,45 @@ def checked_exclude(value: Iterable[IPv4Address | str]) -> frozenset[IPv4Address
     return frozenset(ipv4_address(ip, what="an address of exclude") for ip in value)
 
 
+def checked_backend(value: object) -> Backend | AsyncBackend | None:
+    """A ``backend=`` argument, checked: None (the default backend) or a backend.
+
+    Raises:
+        TypeError: It has neither ``resolve()`` nor ``resolve_async()`` (dnspython's
+            resolver, say).
+    """
+    if value is None:
+        return None
+    if type(value).__module__.startswith("dns."):
+        raise TypeError(
+            f"{value!r} is dnspython's, not a swarmdns backend; use"
+            " swarmdns.DirectBackend(['host:port']) to ask a given nameserver"
+        )
+    if not any(callable(getattr(value, method, None)) for method in ("resolve", "resolve_async")):
+        raise TypeError(
+            f"{value!r} is not a backend: it needs a resolve() method, an async"
+            " resolve_async() method, or both"
+        )
+    return cast("Backend | AsyncBackend", value)
+
+
+def checked_callback(name: str, value: object) -> Callable[[HealthEvent], object] | None:
+    """A callback argument (``on_health``), checked: None or something callable.
+
+    Raises:
+        TypeError: It cannot be called.
+    """
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable (or None), not {value!r}")
+    return cast("Callable[[HealthEvent], object] | None", value)
+
+
+def _flag(value: bool) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"exclude_self must be True or False, not {value!r}")
+    return value
+
+
 def _interval(value: float) -> float:
     return seconds("interval", value)
 
@@ -363,13 +402,14 @@ class WatchSettings:
 
     Raises:
         InvalidName: ``network`` is not a name Docker allows.
-        TypeError, ValueError: Another option is out of range, or ``exclude``
-            is one address instead of a list of them.
+        TypeError, ValueError: Another option is out of range or of the wrong
+            type (``backend`` not a backend, ``exclude_self`` not a bool), or
+            ``exclude`` is one address instead of a list of them.
     """
 
     network: str | None = field(default=None, converter=_network)
-    backend: Backend | AsyncBackend | None = None
-    exclude_self: bool = False
+    backend: Backend | AsyncBackend | None = field(default=None, converter=checked_backend)
+    exclude_self: bool = field(default=False, converter=_flag)
     exclude: frozenset[IPv4Address] = field(default=(), converter=checked_exclude)
     interval: float = field(default=2.0, converter=_interval)
     jitter: float = field(default=0.1, converter=_jitter)

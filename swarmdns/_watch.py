@@ -39,6 +39,7 @@ from ._values import (
     TaskSetChange,
     WatchHealth,
     WatchSettings,
+    checked_callback,
 )
 
 #: A failed lookup is retried after interval / 16, then twice that each time,
@@ -100,7 +101,7 @@ class WatchCore:
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng if rng is not None else random.Random()
-        self._on_health = on_health
+        self._on_health = checked_callback("on_health", on_health)
         self._reported: frozenset[IPv4Address] | None = None
         self._current: tuple[IPv4Address, ...] = ()  # _reported, sorted once per change
         self._missing: dict[IPv4Address, int] = {}

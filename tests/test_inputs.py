@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import selectors
 import socket
 import threading
@@ -436,3 +437,37 @@ def test_a_fleet_adds_and_discards_only_names(value: Any, backend: Untouched) ->
         with pytest.raises(TypeError, match="discard takes a service's name, not"):
             watch.discard(value)
         assert watch.services == ("web",)
+
+
+#: Every way of watching, made with one option set (a watcher is not started).
+WATCHES: dict[str, Callable[..., object]] = {
+    "watch_tasks": lambda **options: _closed(swarmdns.watch_tasks("web", **options)),
+    "aio.watch_tasks": lambda **options: _async_closed(swarmdns.aio.watch_tasks("web", **options)),
+    "watch_services": lambda **options: _closed(swarmdns.watch_services(["web"], **options)),
+    "aio.watch_services": lambda **options: _async_closed(
+        swarmdns.aio.watch_services(["web"], **options)
+    ),
+    "TaskWatcher": lambda **options: TaskWatcher("web", **options),
+    "FleetWatcher": lambda **options: FleetWatcher(["web"], **options),
+}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("backend", 5, "5 is not a backend: it needs a resolve() method"),
+        ("backend", "127.0.0.1", "'127.0.0.1' is not a backend"),
+        ("on_health", 5, "on_health must be callable (or None), not 5"),
+        ("exclude_self", "no", "exclude_self must be True or False, not 'no'"),
+        ("exclude_self", 1, "exclude_self must be True or False, not 1"),
+    ],
+    ids=_id,
+)
+@pytest.mark.parametrize("watch", WATCHES)
+def test_a_watch_refuses_what_it_could_only_fail_on_later(
+    watch: str, option: str, value: object, words: str
+) -> None:
+    options = {"backend": Untouched(), option: value}
+
+    with pytest.raises(TypeError, match=re.escape(words)):
+        WATCHES[watch](**options)
