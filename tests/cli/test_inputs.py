@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swarmdns import ConfigurationError
 from swarmdns._backends.nameserver import parse_nameserver
@@ -152,3 +154,27 @@ def test_a_nameserver_variable_in_other_digits_exits_2(
     monkeypatch.setenv("SWARMDNS_NAMESERVER", value)
 
     assert_one_line_error(run("tasks", "web"), 2, "SWARMDNS_NAMESERVER is")
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {
+    **{name: parse for name, (parse, _) in NUMBERS.items()},
+    "host:port whole": lambda text: parse_host_port(text, source="--metrics"),
+    "service whole": parse_service_spec,
+    "nameserver whole": lambda text: parse_nameserver(text, source="--nameserver"),
+}
+_ALPHABET = "0123456789.:-+ e[]hms\t_x²" + A5 + F53
+
+
+@settings(max_examples=300)
+@given(
+    parser=st.sampled_from(sorted(_PARSERS)),
+    text=st.text(st.sampled_from(_ALPHABET)) | st.text(),
+)
+def test_a_parser_returns_a_value_or_a_configuration_error(parser: str, text: str) -> None:
+    try:
+        value = _PARSERS[parser](text)
+    except ConfigurationError:
+        return
+    if parser in ("duration", "wait"):
+        seconds = value if isinstance(value, tuple) else (value,)
+        assert all(0 <= each <= MAX_SECONDS for each in seconds)
