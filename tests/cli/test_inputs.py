@@ -131,6 +131,8 @@ CASES = [
     (("serve", "--port", "²"), "--port '²' is not a port number"),
     (("serve", "--control", A53), f"--control '{A53}' is not a port number"),
     (("serve", "--engine", ""), "--engine '' is not a Docker Engine version"),
+    (("control", "--address", f"127.0.0.1:{A53}", "state"), f"--address '127.0.0.1:{A53}'"),
+    (("control", "--address", "127.0.0.1:²", "state"), "--address '127.0.0.1:²' is not HOST:PORT"),
 ]
 
 
