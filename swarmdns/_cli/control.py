@@ -57,9 +57,8 @@ def run(options: argparse.Namespace, out: TextIO) -> int:
             "no control channel given: pass --address HOST:PORT (what swarmdns serve --control"
             " printed) or set SWARMDNS_CONTROL",
         )
-    if (
-        whole_number(address.rpartition(":")[2]) is None
-    ):  # FakeControl's int() takes any script's digits
+    # FakeControl reads the port with int(), which takes any script's digits.
+    if whole_number(address.rpartition(":")[2]) is None:
         raise bad_value(
             "--address",
             address,
