@@ -1,13 +1,13 @@
 """Time limits: checking a number of seconds, the moment a limit runs out, and waiting within one.
 
 One vocabulary for every limit: a *timeout* is a number of seconds given by
-the caller (checked by ``seconds()``), a ``Deadline`` is the moment it runs
+the caller (checked by ``seconds()``: more than zero, at most a day, the
+bound of every duration swarmdns takes), a ``Deadline`` is the moment it runs
 out, and ``within()`` awaits something no longer than that.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -16,20 +16,49 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def seconds(name: str, value: object) -> float:
-    """Return ``value`` as a positive, finite number of seconds.
+#: The longest duration swarmdns takes, in seconds: a day. Every timeout, interval,
+#: ``fail_after`` and wait is at most this long, so that none overflows what it is
+#: handed to (an epoll wait in milliseconds in a C int stops at 24.8 days) or is
+#: accepted only to fail later; nothing swarmdns waits for needs longer. Where
+#: "no limit" makes sense, None says it (``fail_after``, a watcher's waits).
+MAX_SECONDS = 86_400.0
+
+
+def seconds(name: str, value: object, *, zero: bool = False) -> float:
+    """Return ``value`` as a positive number of seconds, at most ``MAX_SECONDS`` (a day).
+
+    Args:
+        name: What the value is called, for the error.
+        value: The number to check.
+        zero: Take zero too (a wait that does not wait).
 
     Raises:
         TypeError: ``value`` is not a number.
-        ValueError: It is zero, negative, infinite or NaN.
+        ValueError: It is zero (unless ``zero``), negative, NaN, or more than a day.
     """
-    if type(value) is float and 0.0 < value < math.inf:
+    if type(value) is float and 0.0 < value <= MAX_SECONDS:
         return value  # the usual case, checked at the cost of a lookup's every deadline
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+        raise TypeError(f"{name} must be a number of seconds, not {shown(value)}")
+    if not (value >= 0 if zero else value > 0) or not value <= MAX_SECONDS:  # NaN fails both
+        what = (
+            "zero or more seconds, and finite" if zero else "a positive, finite number of seconds"
+        )
+        raise ValueError(
+            f"{name} must be {what}, at most a day ({MAX_SECONDS:.0f}), not {shown(value)}"
+        )
     return float(value)
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, which a huge integer does not overflow.
+
+    Python refuses to write out an integer of more than 4,300 digits; the
+    message gives its size instead.
+    """
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
 
 
 class Deadline:

@@ -27,7 +27,15 @@ from typing import TypeVar
 from . import _memo
 from ._errors import SwarmDNSError
 from ._lookups import InstancesQuery, instances_query
-from ._values import ChangeQueue, HealthEvent, TaskSetChange, WatchHealth, WatchSettings
+from ._model import listed
+from ._values import (
+    ChangeQueue,
+    HealthEvent,
+    TaskSetChange,
+    WatchHealth,
+    WatchSettings,
+    checked_callback,
+)
 from ._watch import LookupResult, WatchCore, prepare_watch
 
 V = TypeVar("V")
@@ -104,7 +112,7 @@ class FleetCore:
         self._excluded = excluded
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
-        self._on_health = on_health
+        self._on_health = checked_callback("on_health", on_health)
         # Written only under the lock, by copying: readers in other threads
         # take the dict as it is and never see it change under them.
         self._slots: dict[str, Slot] = {}
@@ -148,7 +156,12 @@ class FleetCore:
         """Stop following ``service``; False if it was not followed.
 
         Its changes not yet handed out stay; a lookup in flight is dropped.
+
+        Raises:
+            TypeError: ``service`` is not a name.
         """
+        if not isinstance(service, str):
+            raise TypeError(f"discard takes a service's name, not {service!r}")
         with self._lock:
             slot = self._slots.get(service)
             if slot is None:
@@ -279,6 +292,8 @@ def _names_of(services: Iterable[str]) -> list[str]:
     """The services given, as a list (one string is not read as a list of letters)."""
     if isinstance(services, str):
         raise TypeError(f"services takes a list of names, not one: [{services!r}]")
+    if not listed(services):
+        raise TypeError(f"services takes a list of names, not {services!r}")
     return list(services)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from ipaddress import IPv4Address
 from typing import Literal
 
@@ -22,6 +23,28 @@ class Question:
 
     name: str
     rdtype: RecordType
+
+
+def listed(value: object) -> bool:
+    """Whether ``value`` is a list of values: iterable, but not text or bytes (one value)."""
+    return isinstance(value, Iterable) and not isinstance(value, str | bytes | bytearray)
+
+
+def ipv4_address(value: object, *, what: str) -> IPv4Address:
+    """``value``, an ``IPv4Address`` or its text (``"10.0.1.3"``), as an ``IPv4Address``.
+
+    Integers are refused: ``IPv4Address`` reads ``True`` as 0.0.0.1, and bytes
+    iterated as addresses would give one a byte.
+
+    Raises:
+        TypeError: ``value`` is neither.
+        ValueError: The text is not an IPv4 address.
+    """
+    if isinstance(value, IPv4Address):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be an IPv4 address such as '10.0.1.3', not {value!r}")
+    return IPv4Address(value)  # its AddressValueError quotes the text
 
 
 class SortedAddresses(tuple[IPv4Address, ...]):

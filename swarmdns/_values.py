@@ -13,17 +13,18 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from attrs import evolve, field, frozen
 
-from ._deadlines import seconds
+from ._deadlines import seconds, shown
 from ._errors import SwarmDNSError
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT
+from ._model import ipv4_address, listed
 from ._names import check_network
 
 if TYPE_CHECKING:
@@ -513,12 +514,54 @@ def checked_exclude(value: Iterable[IPv4Address | str]) -> frozenset[IPv4Address
     """The addresses of ``exclude``, checked.
 
     Raises:
-        TypeError: ``exclude`` is one address, not a list of them.
+        TypeError: ``exclude`` is one address, not a list of them, or not a list of
+            addresses (their text, or ``IPv4Address``).
         ValueError: An address is not an IPv4 address.
     """
     if isinstance(value, str | IPv4Address):
         raise TypeError(f"exclude takes a list of addresses, not one: [{str(value)!r}]")
-    return frozenset(IPv4Address(ip) for ip in value)
+    if not listed(value):
+        raise TypeError(f"exclude takes a list of addresses, not {value!r}")
+    return frozenset(ipv4_address(ip, what="an address of exclude") for ip in value)
+
+
+def checked_backend(value: object) -> Backend | AsyncBackend | None:
+    """A ``backend=`` argument, checked: None (the default backend) or a backend.
+
+    Raises:
+        TypeError: It has neither ``resolve()`` nor ``resolve_async()`` (dnspython's
+            resolver, say).
+    """
+    if value is None:
+        return None
+    if type(value).__module__.startswith("dns."):
+        raise TypeError(
+            f"{value!r} is dnspython's, not a swarmdns backend; use"
+            " swarmdns.DirectBackend(['host:port']) to ask a given nameserver"
+        )
+    if not any(callable(getattr(value, method, None)) for method in ("resolve", "resolve_async")):
+        raise TypeError(
+            f"{value!r} is not a backend: it needs a resolve() method, an async"
+            " resolve_async() method, or both"
+        )
+    return cast("Backend | AsyncBackend", value)
+
+
+def checked_callback(name: str, value: object) -> Callable[[HealthEvent], object] | None:
+    """A callback argument (``on_health``), checked: None or something callable.
+
+    Raises:
+        TypeError: It cannot be called.
+    """
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable (or None), not {value!r}")
+    return cast("Callable[[HealthEvent], object] | None", value)
+
+
+def _flag(value: bool) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"exclude_self must be True or False, not {value!r}")
+    return value
 
 
 def _interval(value: float) -> float:
@@ -528,16 +571,16 @@ def _interval(value: float) -> float:
 def _jitter(value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise ValueError(
-            f"jitter must be a fraction from 0 up to (not including) 1, not {value!r}"
+            f"jitter must be a fraction from 0 up to (not including) 1, not {shown(value)}"
         )
     return float(value)
 
 
 def _removal_debounce(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"removal_debounce must be a whole number, not {value!r}")
+        raise TypeError(f"removal_debounce must be a whole number, not {shown(value)}")
     if value < 1:
-        raise ValueError(f"removal_debounce must be at least 1, not {value!r}")
+        raise ValueError(f"removal_debounce must be at least 1, not {shown(value)}")
     return value
 
 
@@ -589,13 +632,14 @@ class WatchSettings:
 
     Raises:
         InvalidName: ``network`` is not a name Docker allows.
-        TypeError, ValueError: Another option is out of range, or ``exclude``
-            is one address instead of a list of them.
+        TypeError, ValueError: Another option is out of range or of the wrong
+            type (``backend`` not a backend, ``exclude_self`` not a bool), or
+            ``exclude`` is one address instead of a list of them.
     """
 
     network: str | None = field(default=None, converter=_network)
-    backend: Backend | AsyncBackend | None = None
-    exclude_self: bool = False
+    backend: Backend | AsyncBackend | None = field(default=None, converter=checked_backend)
+    exclude_self: bool = field(default=False, converter=_flag)
     exclude: frozenset[IPv4Address] = field(default=(), converter=checked_exclude)
     interval: float = field(default=2.0, converter=_interval)
     jitter: float = field(default=0.1, converter=_jitter)

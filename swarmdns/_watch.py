@@ -21,7 +21,7 @@ from ipaddress import IPv4Address
 
 from attrs import frozen
 
-from ._deadlines import Deadline
+from ._deadlines import Deadline, shown
 from ._errors import (
     NotEnoughTasks,
     ResolutionError,
@@ -41,6 +41,7 @@ from ._values import (
     TaskSetChange,
     WatchHealth,
     WatchSettings,
+    checked_callback,
 )
 
 #: A failed lookup is retried after interval / 16, then twice that each time,
@@ -112,7 +113,7 @@ class WatchCore:
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng = rng if rng is not None else random.Random()
-        self._on_health = on_health
+        self._on_health = checked_callback("on_health", on_health)
         self._reported: frozenset[IPv4Address] | None = None
         self._current: tuple[IPv4Address, ...] = ()  # _reported, sorted once per change
         self._missing: dict[IPv4Address, int] = {}
@@ -388,6 +389,10 @@ class WatchView:
         return self._core.health
 
 
+#: More tasks than ``tasks.<service>`` can ever show: one per IPv4 address.
+_MOST_TASKS = 2**32
+
+
 class WaitCore:
     """The decisions of ``wait_for_tasks()``: enough yet, or out of time."""
 
@@ -399,9 +404,11 @@ class WaitCore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(count, bool) or not isinstance(count, int):
-            raise TypeError(f"count must be a whole number of tasks, not {count!r}")
-        if count < 0:
-            raise ValueError(f"count must be at least 0, not {count!r}")
+            raise TypeError(f"count must be a whole number of tasks, not {shown(count)}")
+        if not 0 <= count <= _MOST_TASKS:
+            raise ValueError(
+                f"count must be from 0 to {_MOST_TASKS} (every IPv4 address), not {shown(count)}"
+            )
         self.watch = watch
         self.count = count
         self.deadline = Deadline(timeout, clock=clock)

@@ -42,6 +42,11 @@ _Watcher = TypeVar("_Watcher", bound="_Background")
 _CANCEL_AGAIN_AFTER = 0.05
 
 
+def _wait_limit(timeout: float | None) -> float | None:
+    """A watcher's wait's ``timeout``, checked: None (no limit), or 0 to a day."""
+    return None if timeout is None else seconds("timeout", timeout, zero=True)
+
+
 class _Background:
     """A watch in a background thread: its life cycle, its callbacks, and waiting on it.
 
@@ -134,10 +139,15 @@ class _Background:
         self._callbacks = [c for c in self._callbacks if c is not callback]
 
     def wait_for_change(self, timeout: float | None = None) -> bool:
-        """Block until the next change (an initial set counts); False on timeout or end."""
+        """Block until the next change (an initial set counts); False on timeout or end.
+
+        Args:
+            timeout: Seconds to wait at most (0 to a day); None: no limit.
+        """
+        limit = _wait_limit(timeout)
         with self._changed:
             seen = self._changes
-            self._changed.wait_for(lambda: self._changes > seen or self._finished, timeout)
+            self._changed.wait_for(lambda: self._changes > seen or self._finished, limit)
             return self._changes > seen
 
     def _wait_for(self, wait: WaitCore) -> tuple[IPv4Address, ...]:
@@ -275,9 +285,14 @@ class TaskWatcher(_Background, WatchView):
         return self
 
     def wait_until_started(self, timeout: float | None = None) -> bool:
-        """Block until the first lookup succeeded; False on timeout or if the watch ended."""
+        """Block until the first lookup succeeded; False on timeout or if the watch ended.
+
+        Args:
+            timeout: Seconds to wait at most (0 to a day); None: no limit.
+        """
+        limit = _wait_limit(timeout)
         with self._changed:
-            self._changed.wait_for(lambda: self._core.started or self._finished, timeout)
+            self._changed.wait_for(lambda: self._core.started or self._finished, limit)
             return self._core.started
 
     def wait_for_tasks(self, count: int, *, timeout: float) -> tuple[IPv4Address, ...]:

@@ -67,10 +67,17 @@ class WatchCollector:
             iterator) or of many (``FleetWatcher``, ``watch_services()``'s).
 
     Raises:
+        TypeError: Something other than a watch was given.
         ConfigurationError: ``prometheus_client`` is not installed.
     """
 
     def __init__(self, *watches: _FleetLike | _SingleLike) -> None:
+        for watch in watches:
+            if not all(hasattr(type(watch), name) for name in ("current", "health")):
+                raise TypeError(
+                    "WatchCollector takes watches (TaskWatcher, FleetWatcher, or what"
+                    f" watch_tasks() and watch_services() return), not {watch!r}"
+                )
         try:
             import prometheus_client  # noqa: F401, PLC0415 - an optional extra
         except ImportError as error:

@@ -115,3 +115,9 @@ def test_without_prometheus_client_the_error_names_the_extra(
 
     with pytest.raises(swarmdns.ConfigurationError, match=r"swarmdns\[metrics\]"):
         WatchCollector()
+
+
+@pytest.mark.parametrize("watch", [None, "web", swarmdns.StaticBackend()], ids=repr)
+def test_a_collector_takes_only_watches(watch: object) -> None:
+    with pytest.raises(TypeError, match="WatchCollector takes watches"):
+        WatchCollector(watch)  # type: ignore[arg-type]

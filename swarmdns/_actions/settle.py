@@ -9,7 +9,6 @@ each service's net change and every service's set.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv4Address
@@ -17,15 +16,8 @@ from types import MappingProxyType
 
 from attrs import frozen
 
+from .._deadlines import MAX_SECONDS, seconds
 from .._values import TaskSetChange
-
-
-def _non_negative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {value!r}")
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be zero or more seconds, and finite, not {value!r}")
-    return float(value)
 
 
 class SettleWindow:
@@ -39,12 +31,12 @@ class SettleWindow:
     Args:
         min_quiet: Seconds without a change before acting.
         max_wait: Seconds after a burst's first change to act at the latest;
-            by default 4 times ``min_quiet``.
+            by default 4 times ``min_quiet`` (at most a day).
         clock: Monotonic seconds, read when a method is not given ``now``.
 
     Raises:
-        TypeError, ValueError: A negative or infinite duration, or ``max_wait``
-            below ``min_quiet``.
+        TypeError, ValueError: A negative duration, one longer than a day, or
+            ``max_wait`` below ``min_quiet``.
     """
 
     def __init__(
@@ -54,9 +46,11 @@ class SettleWindow:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.min_quiet = _non_negative("min_quiet", min_quiet)
+        self.min_quiet = seconds("min_quiet", min_quiet, zero=True)
         self.max_wait = (
-            4 * self.min_quiet if max_wait is None else _non_negative("max_wait", max_wait)
+            min(4 * self.min_quiet, MAX_SECONDS)
+            if max_wait is None
+            else seconds("max_wait", max_wait, zero=True)
         )
         if self.max_wait < self.min_quiet:
             raise ValueError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import cast
 
+from .._values import checked_backend
 from .base import AsyncBackend, Backend
 
 _lock = threading.Lock()
@@ -27,19 +28,10 @@ def set_default_backend(backend: Backend | AsyncBackend | None) -> None:
     Raises:
         TypeError: ``backend`` has neither ``resolve()`` nor ``resolve_async()``.
     """
-    if type(backend).__module__.startswith("dns."):
-        raise TypeError(
-            f"{backend!r} is dnspython's, not a swarmdns backend; use"
-            " swarmdns.DirectBackend(['host:port']) to ask a given nameserver"
-        )
-    if backend is not None and not isinstance(backend, Backend | AsyncBackend):
-        raise TypeError(
-            f"{backend!r} is not a backend: it needs a resolve() method, an async"
-            " resolve_async() method, or both"
-        )
+    checked = checked_backend(backend)
     global _default  # noqa: PLW0603 - the process-wide default is the point
     with _lock:
-        _default = backend
+        _default = checked
 
 
 def get_default_backend() -> Backend | AsyncBackend:

@@ -31,7 +31,7 @@ from . import wire
 from .nameserver import (
     Nameserver,
     configured_nameservers,
-    parse_nameserver,
+    parse_nameservers,
     provenance_from_environment,
 )
 
@@ -426,6 +426,7 @@ class DirectBackend:
 
     Raises:
         ConfigurationError: A nameserver is not an IP address with an optional port.
+        TypeError: ``nameservers`` is not a string or a list of strings.
         ValueError: ``nameservers`` is an empty list.
     """
 
@@ -440,15 +441,9 @@ class DirectBackend:
         if provenance is not None and not isinstance(provenance, Provenance):
             raise TypeError(f"provenance must be a swarmdns.Provenance, not {provenance!r}")
         self._provenance = provenance
-        if isinstance(nameservers, str):
-            nameservers = [nameservers]
         self._fixed = (
-            None
-            if nameservers is None
-            else tuple(parse_nameserver(n, source="nameservers") for n in nameservers)
+            None if nameservers is None else parse_nameservers(nameservers, source="nameservers")
         )
-        if self._fixed == ():
-            raise ValueError("nameservers must name at least one nameserver, or be None")
 
     def __repr__(self) -> str:
         if self._fixed is None:

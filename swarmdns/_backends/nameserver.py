@@ -5,11 +5,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Iterable
 
 from attrs import field, frozen
 
 from .. import _memo
 from .._errors import ConfigurationError
+from .._model import listed
 from .._provenance import PROVENANCE_VARIABLE, EngineRules, Provenance
 
 #: The variable that points swarmdns at a nameserver (``host`` or ``host:port``).
@@ -39,12 +41,34 @@ class Nameserver:
         return f"{host}:{self.port}"
 
 
-def parse_nameserver(text: str, *, source: str) -> Nameserver:
-    """Parse ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``.
+def parse_nameservers(values: str | Iterable[str], *, source: str) -> tuple[Nameserver, ...]:
+    """Parse ``DirectBackend``'s ``nameservers``: one string, or a list of them.
 
     Raises:
+        TypeError: ``values`` is not a string or a list of strings.
+        ValueError: It is an empty list.
+        ConfigurationError: A string is not an IP address with an optional port.
+    """
+    given = [values] if isinstance(values, str) else values
+    if not listed(given):
+        raise TypeError(
+            f"{source} must be a list of 'host' or 'host:port' strings, not {values!r}"
+        )
+    servers = tuple(parse_nameserver(text, source=source) for text in given)
+    if not servers:
+        raise ValueError(f"{source} must name at least one nameserver, or be None")
+    return servers
+
+
+def parse_nameserver(text: str, *, source: str) -> Nameserver:
+    """Parse ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; the port in ASCII digits.
+
+    Raises:
+        TypeError: ``text`` is not a string.
         ConfigurationError: The text is not an IP address with an optional port.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"a nameserver of {source} must be a 'host:port' string, not {text!r}")
     value = text.strip()
     bracketed = _BRACKETED.fullmatch(value)
     if bracketed:
@@ -61,15 +85,20 @@ def parse_nameserver(text: str, *, source: str) -> Nameserver:
             " expected host, host:port or [IPv6]:port, such as 127.0.0.11 or 127.0.0.1:5353",
             source=source,
         ) from None
-    number = DNS_PORT
-    if port is not None:
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigurationError(
-                f"{source} is {text!r}, whose port {port!r} is not a number from 1 to 65535",
-                source=source,
-            )
-        number = int(port)
+    number = DNS_PORT if port is None else _port(port)
+    if number is None:
+        raise ConfigurationError(
+            f"{source} is {text!r}, whose port {port!r} is not a number from 1 to 65535",
+            source=source,
+        )
     return Nameserver(str(address), number)
+
+
+def _port(text: str) -> int | None:
+    """A port from 1 to 65535 in ASCII digits (``str.isdigit()`` takes ``²`` too), or None."""
+    if not (0 < len(text) <= 5 and text.isascii() and text.isdigit()):
+        return None
+    return int(text) if 0 < int(text) < 65536 else None
 
 
 def nameservers_from_resolv_conf(text: str) -> tuple[Nameserver, ...]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
+from typing import Any
 
-from .._model import Answer, Question
+from .._model import Answer, Question, ipv4_address, listed
 from .._names import reverse_name
 
 
 def _key(name: str) -> str:
-    if not isinstance(name, str) or not name.strip("."):
+    if not isinstance(name, str):
+        raise TypeError(f"a name must be a string, not {name!r}")
+    if not name.strip("."):
         raise ValueError(f"a name must be a non-empty string, not {name!r}")
     return name.rstrip(".").lower()
 
@@ -19,10 +22,20 @@ def _key(name: str) -> str:
 def _addresses(values: Iterable[str | IPv4Address], name: str) -> tuple[str, ...]:
     if isinstance(values, str | IPv4Address):
         raise TypeError(f"the addresses of {name!r} must be a list, not a single {values!r}")
+    if not listed(values):
+        raise TypeError(f"the addresses of {name!r} must be a list, not {values!r}")
     try:
-        return tuple(str(IPv4Address(value)) for value in values)
+        return tuple(str(ipv4_address(value, what=f"an address of {name!r}")) for value in values)
     except ValueError as error:
         raise ValueError(f"an address of {name!r} is not an IPv4 address: {error}") from None
+
+
+def _mapping(value: object, what: str, example: str) -> Mapping[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a mapping such as {example}, not {value!r}")
+    return value
 
 
 class StaticBackend:
@@ -42,6 +55,11 @@ class StaticBackend:
     Args:
         records: Each name's A records.
         ptr: Each address's PTR target.
+
+    Raises:
+        TypeError: Not a mapping of names to lists of addresses (their text,
+            or ``IPv4Address``), or of addresses to names.
+        ValueError: An empty name, or text that is not an IPv4 address.
     """
 
     nameserver = "static"
@@ -57,15 +75,16 @@ class StaticBackend:
         self._lock = threading.Lock()
         self._records: dict[str, tuple[str, ...]] = {}
         self._ptr: dict[str, str] = {}
-        for name, values in (records or {}).items():
+        for name, values in _mapping(records, "records", "{'tasks.web': ['10.0.1.3']}").items():
             self.set(name, values)
-        for address, target in (ptr or {}).items():
+        for address, target in _mapping(ptr, "ptr", "{'10.0.1.3': 'web.1.abc.proxy.'}").items():
             if not isinstance(target, str) or not target.strip("."):
                 raise TypeError(
                     f"the PTR target of {address} must be a name such as 'web.1.abc.proxy.',"
                     f" not {target!r}"
                 )
-            self._ptr[_key(reverse_name(IPv4Address(address)))] = target
+            checked = ipv4_address(address, what="an address of ptr")
+            self._ptr[_key(reverse_name(checked))] = target
 
     def __repr__(self) -> str:
         with self._lock:

@@ -8,7 +8,7 @@ import os
 from typing import TextIO
 
 from .common import EXIT_DNS_FAILURE, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CommandExit
-from .options import bad_value
+from .options import bad_value, whole_number
 
 HELP = "drive a running fake (swarmdns serve --control) from another process"
 DESCRIPTION = (
@@ -56,6 +56,13 @@ def run(options: argparse.Namespace, out: TextIO) -> int:
             EXIT_USAGE,
             "no control channel given: pass --address HOST:PORT (what swarmdns serve --control"
             " printed) or set SWARMDNS_CONTROL",
+        )
+    # FakeControl reads the port with int(), which takes any script's digits.
+    if whole_number(address.rpartition(":")[2]) is None:
+        raise bad_value(
+            "--address",
+            address,
+            "is not HOST:PORT; give what swarmdns serve --control printed, such as 127.0.0.1:5353",
         )
     fields = _fields(options.fields)
     try:

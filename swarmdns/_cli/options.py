@@ -4,7 +4,9 @@ Each ``parse_*`` function reads the text of one option and raises
 ``ConfigurationError`` (``source``: the option) with a message of one shape,
 ``--OPTION 'VALUE' what is wrong; what to do``, which the command prints as
 ``swarmdns: <message>`` and exits 2. Every time option takes the same grammar,
-``DURATION``: a bare number is seconds; ``ms``, ``s``, ``m`` and ``h`` are units.
+``DURATION``: a bare number is seconds; ``ms``, ``s``, ``m`` and ``h`` are units;
+at most a day (``MAX_SECONDS``), as every duration of the library. Numbers are
+ASCII digits only: ``str.isdigit()`` also takes superscripts and other scripts' digits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 from pathlib import Path
 from typing import NamedTuple
 
+from .._deadlines import MAX_SECONDS
 from .._errors import ConfigurationError
 
 #: What every time option's ``--help`` says it takes.
@@ -23,6 +26,7 @@ DURATION_GRAMMAR = "DURATION: 2, 0.5s, 500ms, 1m, 1h"
 _EXAMPLES = "such as 2, 0.5s, 500ms, 1m or 1h"
 _DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|m|h)?\s*")
 _UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_WHOLE = re.compile(r"[0-9]{1,18}")  # ASCII digits, few enough for int() and a C long
 
 
 def bad_value(source: str, text: str, problem: str) -> ConfigurationError:
@@ -50,8 +54,13 @@ def add_duration_option(
     )
 
 
+def whole_number(text: str) -> int | None:
+    """``text`` as a whole number, 0 or more, in ASCII digits (up to 18); None if it is not one."""
+    return int(text) if _WHOLE.fullmatch(text) else None
+
+
 def parse_duration(text: str, *, source: str, positive: bool = False) -> float:
-    """Seconds from ``2``, ``2.5``, ``500ms``, ``10s``, ``1m`` or ``1h``: zero or more.
+    """Seconds from ``2``, ``2.5``, ``500ms``, ``10s``, ``1m`` or ``1h``: zero up to a day.
 
     Args:
         text: The duration.
@@ -73,13 +82,20 @@ def parse_duration(text: str, *, source: str, positive: bool = False) -> float:
         raise bad_value(
             source, text, f"is not a positive number of seconds; give more than 0, {_EXAMPLES}"
         )
+    if value > MAX_SECONDS:
+        raise bad_value(
+            source,
+            text,
+            f"is longer than a day, the longest duration swarmdns takes; give at most 24h"
+            f" ({MAX_SECONDS:.0f} s)",
+        )
     return value
 
 
 def parse_wait(text: str, *, source: str = "--wait") -> tuple[float, float]:
     """``MIN[:MAX]`` as ``(min_quiet, max_wait)`` seconds: ``2``, ``2:10``, ``0.5s:10s``.
 
-    As in consul-template, MAX is 4 times MIN when left out.
+    As in consul-template, MAX is 4 times MIN when left out (at most a day).
 
     Raises:
         ConfigurationError: Not ``MIN[:MAX]``, a negative duration, or MAX below MIN.
@@ -90,7 +106,10 @@ def parse_wait(text: str, *, source: str = "--wait") -> tuple[float, float]:
             source, text, "is not MIN[:MAX]: it takes MIN or MIN:MAX, such as 2 or 500ms:10s"
         )
     min_quiet = parse_duration(parts[0], source=source)
-    max_wait = parse_duration(parts[1], source=source) if len(parts) == 2 else 4 * min_quiet
+    if len(parts) == 2:
+        max_wait = parse_duration(parts[1], source=source)
+    else:
+        max_wait = min(4 * min_quiet, MAX_SECONDS)
     if max_wait < min_quiet:
         raise bad_value(
             source,
@@ -108,9 +127,10 @@ def parse_port(text: str, *, source: str) -> int:
     Raises:
         ConfigurationError: ``text`` is not one.
     """
-    if not text.isdigit() or int(text) > 65535:
+    port = whole_number(text)
+    if port is None or port > 65535:
         raise bad_value(source, text, "is not a port number from 0 to 65535")
-    return int(text)
+    return port
 
 
 def parse_count(text: str, *, source: str, of: str) -> int:
@@ -119,9 +139,10 @@ def parse_count(text: str, *, source: str, of: str) -> int:
     Raises:
         ConfigurationError: ``text`` is not one.
     """
-    if not text.isdigit():
+    count = whole_number(text)
+    if count is None:
         raise bad_value(source, text, f"is not a number of {of} (0 or more)")
-    return int(text)
+    return count
 
 
 def parse_host_port(text: str, *, source: str) -> tuple[str, int]:
@@ -130,10 +151,15 @@ def parse_host_port(text: str, *, source: str) -> tuple[str, int]:
     Raises:
         ConfigurationError: No host, or no port number.
     """
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise bad_value(source, text, "is not HOST:PORT; give HOST:PORT, such as 0.0.0.0:9109")
-    return host.strip("[]"), int(port)
+    host, _, port_text = text.rpartition(":")
+    port = whole_number(port_text)
+    if not host or port is None or port > 65535:
+        raise bad_value(
+            source,
+            text,
+            "is not HOST:PORT with a port from 0 to 65535; give HOST:PORT, such as 0.0.0.0:9109",
+        )
+    return host.strip("[]"), port
 
 
 def parse_service_spec(text: str, *, source: str = "--service") -> dict[str, object]:
@@ -142,10 +168,22 @@ def parse_service_spec(text: str, *, source: str = "--service") -> dict[str, obj
     Raises:
         ConfigurationError: REPLICAS is not a whole number.
     """
-    name, _, replicas = text.partition("=")
-    if replicas and not replicas.isdigit():
+    name, _, replicas_text = text.partition("=")
+    replicas = whole_number(replicas_text) if replicas_text else 1
+    if replicas is None:
         raise bad_value(source, text, "is not NAME[=REPLICAS]: REPLICAS must be a whole number")
-    return {"name": name, "replicas": int(replicas or 1)}
+    return {"name": name, "replicas": replicas}
+
+
+def parse_command(text: str, *, source: str = "--exec") -> str:
+    """A shell command: any text but an empty (or blank) one.
+
+    Raises:
+        ConfigurationError: ``text`` is blank.
+    """
+    if not text.strip():
+        raise bad_value(source, text, "is empty; give a shell command, such as 'kill -HUP 1'")
+    return text
 
 
 def parse_listen_address(text: str, *, source: str = "--host") -> str:

@@ -113,38 +113,30 @@ def interrupted_once() -> Iterator[Interrupts]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
-@contextlib.contextmanager
-def action_failures_shown() -> Iterator[None]:
+def action_failures_shown() -> contextlib.AbstractContextManager[None]:
     """Print on stderr how a command or a rendering failed, as ``swarmdns: <message>`` lines.
 
-    The library's other warnings (lookups) stay off stderr: ``watch`` prints
-    failures and recoveries itself.
+    The library's other warnings (lookups) stay off stderr, as a library's
+    do (its logger has a ``NullHandler``): ``watch`` prints failures and
+    recoveries itself.
     """
-    import logging  # noqa: PLC0415 - slow to import, needed only by watch
-
-    actions = logging.getLogger(f"swarmdns.{ACTIONS_LOGGER}")
-    shown = logging.StreamHandler(sys.stderr)
-    shown.setLevel(logging.WARNING)
-    shown.setFormatter(logging.Formatter("swarmdns: %(message)s"))
-    actions.addHandler(shown)
-    try:
-        yield
-    finally:
-        actions.removeHandler(shown)
+    return warnings_shown(ACTIONS_LOGGER, "swarmdns: %(message)s")
 
 
 @contextlib.contextmanager
-def library_log_silenced() -> Iterator[None]:
-    """Keep the library's own warnings off stderr: watch prints failures itself."""
-    import logging  # noqa: PLC0415 - slow to import, needed only by watch
+def warnings_shown(part: str, form: str) -> Iterator[None]:
+    """Within the block, print the warnings of logger ``swarmdns.<part>`` on stderr as ``form``."""
+    import logging  # noqa: PLC0415 - slow to import, needed only by watch and serve
 
-    library = logging.getLogger("swarmdns")
-    quiet = logging.NullHandler()
-    library.addHandler(quiet)
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setLevel(logging.WARNING)
+    shown.setFormatter(logging.Formatter(form))
+    library = logging.getLogger(f"swarmdns.{part}")
+    library.addHandler(shown)
     try:
         yield
     finally:
-        library.removeHandler(quiet)
+        library.removeHandler(shown)
 
 
 @contextlib.contextmanager

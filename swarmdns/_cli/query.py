@@ -8,6 +8,7 @@ import attrs
 
 from .._backends.base import Backend
 from .._backends.direct import DirectBackend
+from .._backends.nameserver import parse_nameserver
 from .._lookups import DEFAULT_TIMEOUT
 from .options import add_duration_option, parse_duration
 
@@ -45,6 +46,14 @@ class Query:
         return cls(
             network=options.network,
             timeout=parse_duration(options.timeout, source="--timeout", positive=True),
-            backend=None if options.nameserver is None else DirectBackend([options.nameserver]),
+            backend=_backend(options.nameserver),
             as_json=options.json,
         )
+
+
+def _backend(nameserver: str | None) -> DirectBackend | None:
+    """The backend ``--nameserver`` asks for; its error names the option."""
+    if nameserver is None:
+        return None
+    parse_nameserver(nameserver, source="--nameserver")
+    return DirectBackend([nameserver])

@@ -22,7 +22,7 @@ from .._errors import ConfigurationError, NoVirtualIP
 from .._sync import service_vip, task_ips
 from .common import EXIT_OK
 from .options import bad_value, parse_listen_address, parse_port, parse_service_spec
-from .process import interrupted_once
+from .process import interrupted_once, warnings_shown
 
 if TYPE_CHECKING:
     from ..testing import FakeSwarm
@@ -123,7 +123,7 @@ def _described(
                 raise TypeError(f"unknown key {unknown[0]!r} (it takes networks and services)")
             networks.extend(_listed(description, "networks"))
             services.extend(_listed(description, "services"))
-        except (OSError, ValueError, TypeError) as error:
+        except (OSError, ValueError, TypeError, RecursionError) as error:  # nested too deep
             raise ConfigurationError(
                 f"cannot use {str(file)!r}: {error}; expected {_DESCRIPTION_EXAMPLE}",
                 source="--file",
@@ -202,7 +202,7 @@ def _started(request: ServeRequest) -> FakeSwarm:
     """The fake, listening where asked."""
     from ..testing import ENGINES, FakeSwarm  # noqa: PLC0415 - the fake only when asked
 
-    engine = request.engine or ENGINES[-1]
+    engine = ENGINES[-1] if request.engine is None else request.engine
     if engine not in ENGINES:
         choices = ", ".join(repr(version) for version in ENGINES)
         raise bad_value(
@@ -284,11 +284,12 @@ def _banner(swarm: FakeSwarm, request: ServeRequest) -> list[str]:
 
 def run(options: argparse.Namespace, out: TextIO) -> int:
     request = ServeRequest.from_options(options)
-    swarm = _started(request)
-    try:
-        _populate(swarm, request)
-        print("\n".join(_banner(swarm, request)), file=out, flush=True)
-        wait_for_interrupt()
-    finally:
-        swarm.stop()
+    with warnings_shown("testing", "%(message)s"):  # the fake's: out of descriptors
+        swarm = _started(request)
+        try:
+            _populate(swarm, request)
+            print("\n".join(_banner(swarm, request)), file=out, flush=True)
+            wait_for_interrupt()
+        finally:
+            swarm.stop()
     return EXIT_OK

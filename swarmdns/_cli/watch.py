@@ -36,6 +36,7 @@ from .options import (
     DURATION_GRAMMAR,
     RenderSpec,
     add_duration_option,
+    parse_command,
     parse_count,
     parse_duration,
     parse_fraction,
@@ -47,7 +48,6 @@ from .process import (
     Interrupts,
     action_failures_shown,
     interrupted_once,
-    library_log_silenced,
     when_reader_leaves,
 )
 from .query import Query, add_query_options
@@ -226,7 +226,7 @@ class WatchRequest:
             once=options.once,
             exclude=excluded_addresses((), exclude_self=options.exclude_self),
             render=render,
-            command=options.exec,
+            command=None if options.exec is None else parse_command(options.exec),
             exec_timeout=exec_timeout,
             wait=None if options.wait is None else parse_wait(options.wait, source="--wait"),
             metrics=None
@@ -271,7 +271,6 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
     )
     with (
         interrupts.waking(lambda: items.put(KeyboardInterrupt())),
-        library_log_silenced(),
         _acting(actions, items.put),
         running(fleet, items.put),
         when_reader_leaves(out, lambda: items.put(None)),
@@ -303,10 +302,12 @@ def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Ite
     registry.register(collector)
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # UnicodeError: a host name IDNA refuses
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        why = getattr(error, "strerror", None) or error
         raise ConfigurationError(
-            f"cannot serve metrics on {shown}: {error.strerror or error}; pick another port",
+            f"cannot serve metrics on {shown}: {why}; give an address of this machine"
+            " and a free port",
             source="--metrics",
         ) from error
     try:
