@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import random
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -25,6 +26,7 @@ from swarmdns import (
 from swarmdns._fleet import FleetCore
 from swarmdns._values import WatchSettings, hold_reason
 from swarmdns._watch import WatchCore, prepare_watch
+from swarmdns.testing import FakeSwarm, NodeDelays
 
 WALL = datetime(2026, 12, 4, 12, 0, tzinfo=timezone.utc)
 
@@ -460,3 +462,38 @@ def test_a_change_held_never_reaches_the_changes() -> None:
         ordered(ips(1, 2)),
     ]
     assert all(c.current for c in reported)
+
+
+def test_a_watch_with_min_tasks_rides_out_the_29x_lost_rejoin_on_the_fake() -> None:
+    """moby/moby#53141 as the fake plays it: node-1's DNS loses the service for good."""
+    delays = NodeDelays(propagation=0, failure_detection=0, down=3600, rejoin=0)
+    with FakeSwarm(nodes=3, delays=delays) as swarm:
+        swarm.create_service("cache", replicas=3)  # slots 1, 2, 3 on nodes 1, 2, 3
+        for task in swarm.service("cache").tasks[:2]:
+            swarm.kill_task(task)  # one task left, on node-3
+        (last,) = swarm.service("cache").task_ips
+        node_1 = swarm.nodes[0]
+        backend = swarmdns.DirectBackend(
+            [f"{node_1.host}:{node_1.port}"],
+            provenance=swarmdns.Provenance.engine(swarm.engine_networks),
+        )
+        events: queue.Queue[HealthEvent] = queue.Queue()
+        with swarmdns.TaskWatcher(
+            "cache", backend=backend, interval=0.01, min_tasks=1, on_health=events.put
+        ) as watcher:
+            assert watcher.wait_until_started(10)
+            swarm.isolate("node-3")
+            swarm.rejoin("node-3", stale=True)  # the other nodes answer NXDOMAIN from now on
+            held = events.get(timeout=10)
+            during = watcher.current
+            updated = swarm.force_update("cache")  # the way out: new tasks, new addresses
+            released = events.get(timeout=10)  # told once the watch's state is updated
+            after = watcher.current
+
+    assert isinstance(held, ChangeHeld)
+    assert (held.tasks, held.reason) == ((), "below min_tasks 1")
+    assert during == (last,)
+    assert after == updated.task_ips
+    assert last not in after
+    assert isinstance(released, HoldReleased)
+    assert not released.expired
