@@ -158,8 +158,10 @@ class Driver(Protocol):
         """While in the block, the engine's upstream nameserver drops every query."""
         ...
 
-    def upstream_hijacking(self) -> contextlib.AbstractContextManager[None]:
-        """While in the block, the upstream answers every A query with public addresses.
+    def upstream_hijacking(
+        self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
+    ) -> contextlib.AbstractContextManager[None]:
+        """While in the block, the upstream answers every A query with ``addresses``.
 
         As resolvers that rewrite NXDOMAIN do (upstream.py's ``hijack``): the
         names a real engine forwards, ``tasks.<svc>`` of a service without
@@ -326,7 +328,9 @@ class FakeDriver:
     def upstream_silent(self) -> contextlib.AbstractContextManager[None]:
         return self._upstream(Upstream.NO_REPLY)
 
-    def upstream_hijacking(self) -> contextlib.AbstractContextManager[None]:
+    def upstream_hijacking(
+        self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
+    ) -> contextlib.AbstractContextManager[None]:
         pytest.skip("the fake's upstream cannot hijack (Upstream has no such mode)")
 
     @contextlib.contextmanager
@@ -411,7 +415,7 @@ class SwarmDriver:
         return process
 
     def _switch_upstream(self, mode: str) -> None:
-        """Put the upstream in ``mode`` (see upstream.py); it is in effect on return."""
+        """Give the upstream the command ``mode`` (see upstream.py); in effect on return."""
         assert self._upstream.stdin is not None
         assert self._upstream.stdout is not None
         self._upstream.stdin.write(f"{mode}\n")
@@ -641,9 +645,11 @@ class SwarmDriver:
         """The upstream reads every query and answers none."""
         return self._upstream_mode("silent")
 
-    def upstream_hijacking(self) -> contextlib.AbstractContextManager[None]:
-        """The upstream answers every A query with public addresses (upstream.py's hijack)."""
-        return self._upstream_mode("hijack")
+    def upstream_hijacking(
+        self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
+    ) -> contextlib.AbstractContextManager[None]:
+        """The upstream answers every A query with ``addresses`` (upstream.py's hijack)."""
+        return self._upstream_mode(" ".join(["hijack", *addresses]))
 
     def _stop_upstream(self) -> None:
         self._upstream.terminate()

@@ -6,7 +6,8 @@ addresses, and the engine forwards to them every name it does not own:
 that was removed, among them. What the engine relays is the upstream's answer
 (its TTL, its OPT record when the query had EDNS); swarmdns must read it as
 "no tasks", never as tasks. Each scenario runs twice: with the lab's upstream
-as a host's resolver (NXDOMAIN, the control) and hijacking. The fake's
+as a host's resolver (NXDOMAIN, the control) and hijacking; the VIP's also
+with a hijacker that gives one address, as a VIP would. The fake's
 upstream cannot hijack, so on the fake only the control runs.
 """
 
@@ -22,26 +23,31 @@ from .drivers import NETWORKS, Driver, wait_until
 from .test_scenarios import call, engine_ips, ok
 from .upstream import HIJACK_ADDRESSES, HIJACK_TTL
 
-HIJACKED = set(HIJACK_ADDRESSES)
+NXDOMAIN: tuple[str, ...] = ()
+UPSTREAMS = [
+    pytest.param(NXDOMAIN, id="upstream-nxdomain"),
+    pytest.param(HIJACK_ADDRESSES, id="upstream-hijack"),
+]
+ONE_ADDRESS = pytest.param(HIJACK_ADDRESSES[:1], id="upstream-hijack-one")
 
 
-@pytest.fixture(params=[False, True], ids=["upstream-nxdomain", "upstream-hijack"])
-def hijack(request: pytest.FixtureRequest) -> bool:
-    """Whether the scenario's upstream hijacks unknown names."""
-    hijacking: bool = request.param
-    return hijacking
+@pytest.fixture(params=UPSTREAMS)
+def hijack(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """The addresses the scenario's upstream answers unknown names with (none: NXDOMAIN)."""
+    addresses: tuple[str, ...] = request.param
+    return addresses
 
 
-def switched(driver: Driver, hijack: bool) -> contextlib.AbstractContextManager[None]:
-    return driver.upstream_hijacking() if hijack else contextlib.nullcontext()
+def switched(driver: Driver, hijack: tuple[str, ...]) -> contextlib.AbstractContextManager[None]:
+    return driver.upstream_hijacking(hijack) if hijack else contextlib.nullcontext()
 
 
-def check_forwarded(driver: Driver, hijack: bool, name: str) -> None:
+def check_forwarded(driver: Driver, hijack: tuple[str, ...], name: str) -> None:
     """``name`` is forwarded, and the upstream answered it as switched: the scenario is real."""
     answer = ok(call(driver, "query", name))
     if hijack:
         assert answer["rcode"] == "NOERROR", answer
-        assert {r[3] for r in answer["records"]} == HIJACKED, answer
+        assert {r[3] for r in answer["records"]} == set(hijack), answer
     else:
         assert answer["rcode"] == "NXDOMAIN", answer
 
@@ -79,7 +85,7 @@ def test_what_the_engine_relays_from_a_hijacking_upstream(driver: Driver) -> Non
     assert not ok(local)["opt"]
 
 
-def test_task_ips_of_a_service_without_tasks(driver: Driver, hijack: bool) -> None:
+def test_task_ips_of_a_service_without_tasks(driver: Driver, hijack: tuple[str, ...]) -> None:
     driver.create_service("hjzero", 0)
 
     with switched(driver, hijack):
@@ -92,10 +98,11 @@ def test_task_ips_of_a_service_without_tasks(driver: Driver, hijack: bool) -> No
 
     assert ok(ips) == []
     assert ok(tasks) == []
-    assert vip["error"] == "ServiceNotFound", vip
+    assert vip.get("error") == "ServiceNotFound", vip
 
 
-def test_the_vip_of_a_removed_service(driver: Driver, hijack: bool) -> None:
+@pytest.mark.parametrize("hijack", [*UPSTREAMS, ONE_ADDRESS], indirect=True)
+def test_the_vip_of_a_removed_service(driver: Driver, hijack: tuple[str, ...]) -> None:
     driver.create_service("hjgone", 1)
     driver.remove("hjgone")
     wait_until(
@@ -111,7 +118,7 @@ def test_the_vip_of_a_removed_service(driver: Driver, hijack: bool) -> None:
             {"op": "cli", "args": ["vip", "hjgone"]},
         )
 
-    assert vip["error"] == "ServiceNotFound", vip
+    assert vip.get("error") == "ServiceNotFound", vip
     assert ok(ips) == []
     result = ok(command)
     assert (result["code"], result["stdout"]) == (1, ""), result
@@ -120,7 +127,7 @@ def test_the_vip_of_a_removed_service(driver: Driver, hijack: bool) -> None:
     assert not mentions_upstream(command)
 
 
-def test_the_tasks_command_under_min(driver: Driver, hijack: bool) -> None:
+def test_the_tasks_command_under_min(driver: Driver, hijack: tuple[str, ...]) -> None:
     """``--min 0`` accepts none and prints nothing; any other minimum fails, printing nothing."""
     driver.create_service("hjmin", 0)
 
@@ -129,19 +136,21 @@ def test_the_tasks_command_under_min(driver: Driver, hijack: bool) -> None:
         responses = driver.call(
             {"op": "cli", "args": ["tasks", "hjmin", "--min", "0"]},
             {"op": "cli", "args": ["tasks", "hjmin", "--min", "0", "--json"]},
+            {"op": "cli", "args": ["tasks", "hjmin", "--min", "0", "--names"]},
             {"op": "cli", "args": ["tasks", "hjmin"]},
             {"op": "cli", "args": ["tasks", "hjmin", "--min", "2"]},
         )
 
-    none, as_json, default, two = (ok(r) for r in responses)
+    none, as_json, names, default, two = (ok(r) for r in responses)
     assert (none["code"], none["stdout"]) == (0, ""), none
+    assert (names["code"], names["stdout"]) == (0, ""), names
     assert (as_json["code"], as_json["stdout"].strip()) == (0, "[]"), as_json
     assert (default["code"], default["stdout"]) == (1, ""), default
     assert (two["code"], two["stdout"]) == (1, ""), two
     assert not any(mentions_upstream(r) for r in responses), responses
 
 
-def test_watching_a_scale_to_zero(driver: Driver, hijack: bool) -> None:
+def test_watching_a_scale_to_zero(driver: Driver, hijack: tuple[str, ...]) -> None:
     """Every set the watch reports is the tasks' addresses, down to none."""
     driver.create_service("hjwatch", 2)
     addresses = engine_ips(driver, "hjwatch")

@@ -2,18 +2,19 @@
 
 ``SwarmDriver`` runs it in the engine's own network namespace, on the address
 the engine's ``--dns`` names, port 53, UDP and TCP; nothing it sends can leave
-the machine. It takes one command a line on stdin and prints the mode on
-stdout once it is in effect (and first, once it listens), so that a test can
-switch it between two queries:
+the machine. It takes one command a line on stdin and prints the command back
+on stdout once it is in effect (and ``nxdomain`` first, once it listens), so
+that a test can switch it between two queries:
 
 - ``nxdomain`` (the default): no name exists, as a host's resolver says of the
   names the engine forwards (NXDOMAIN, flags QR, RA and the query's RD, no
   OPT record), as the fake did when it was the lab's upstream.
 - ``silent``: every query is read and none answered (packets dropped).
-- ``hijack``: an A query for any name is answered with public addresses,
-  ``HIJACK_ADDRESSES`` with TTL ``HIJACK_TTL``, as resolvers that rewrite
-  NXDOMAIN do (moby issue 40435 quotes these addresses); other types are
-  NXDOMAIN. Every answer carries an OPT record when the query had one.
+- ``hijack [ADDRESS...]``: an A query for any name is answered with public
+  addresses (``HIJACK_ADDRESSES`` unless given) with TTL ``HIJACK_TTL``, as
+  resolvers that rewrite NXDOMAIN do (moby issue 40435 quotes these
+  addresses); other types are NXDOMAIN. Every answer carries an OPT record
+  (UDP payload ``HIJACK_PAYLOAD``) when the query had one.
 
 End of stdin or SIGTERM ends it. Run by hand (as root), in engine 28.5's
 namespace, then type the modes::
@@ -50,10 +51,11 @@ class Upstream:
 
     def __init__(self) -> None:
         self.mode = "nxdomain"
+        self.addresses = HIJACK_ADDRESSES
 
     def reply(self, wire: bytes) -> bytes | None:
         """The reply to one query in the current mode, or None for none."""
-        mode = self.mode
+        mode, addresses = self.mode, self.addresses
         if mode == "silent":
             return None
         try:
@@ -68,7 +70,7 @@ class Upstream:
         (question,) = query.question
         if mode == "hijack" and question.rdtype == dns.rdatatype.A:
             response.answer.append(
-                dns.rrset.from_text(question.name, HIJACK_TTL, "IN", "A", *HIJACK_ADDRESSES)
+                dns.rrset.from_text(question.name, HIJACK_TTL, "IN", "A", *addresses)
             )
         else:
             response.set_rcode(dns.rcode.NXDOMAIN)
@@ -115,12 +117,13 @@ def main(address: str) -> None:
         threading.Thread(target=target, args=(upstream, sock), daemon=True).start()
     print(upstream.mode, flush=True)
     for line in sys.stdin:
-        mode = line.strip()
-        if mode not in MODES:
-            print(f"unknown mode {mode!r}: one of {', '.join(MODES)}", flush=True)
+        mode, *addresses = line.split()
+        if mode not in MODES or (addresses and mode != "hijack"):
+            print(f"not a command: {line.strip()!r} (modes: {', '.join(MODES)})", flush=True)
             continue
-        upstream.mode = mode
-        print(mode, flush=True)
+        # One assignment: a query sees the old mode or the new, whole.
+        upstream.mode, upstream.addresses = mode, tuple(addresses) or HIJACK_ADDRESSES
+        print(line.strip(), flush=True)
 
 
 if __name__ == "__main__":
