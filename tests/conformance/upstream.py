@@ -25,6 +25,7 @@ namespace, then type the modes::
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import sys
@@ -84,7 +85,8 @@ def serve_udp(upstream: Upstream, sock: socket.socket) -> None:
         wire, client = sock.recvfrom(65535)
         reply = upstream.reply(wire)
         if reply is not None:
-            sock.sendto(reply, client)
+            with contextlib.suppress(OSError):  # a client gone is no reason to stop
+                sock.sendto(reply, client)
 
 
 def serve_tcp(upstream: Upstream, listener: socket.socket) -> None:
@@ -94,7 +96,7 @@ def serve_tcp(upstream: Upstream, listener: socket.socket) -> None:
 
 
 def serve_connection(upstream: Upstream, connection: socket.socket) -> None:
-    with connection, connection.makefile("rb") as stream:
+    with connection, connection.makefile("rb") as stream, contextlib.suppress(OSError):
         while len(prefix := stream.read(2)) == 2:
             wire = stream.read(int.from_bytes(prefix, "big"))
             reply = upstream.reply(wire)
