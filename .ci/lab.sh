@@ -8,9 +8,10 @@
 #
 # Nothing is pulled: the image is imported from this machine's /bin/busybox,
 # dockerd runs with DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1, and --dns names the
-# engine's own address, where the conformance driver runs the test's upstream
-# resolver. Every dockerd started is appended to $SWARMDNS_SWARM_STATE/started
-# (process id and network namespace), which .ci/swarm-teardown stops.
+# engine's own address, where the conformance driver runs the lab's upstream
+# resolver (tests/conformance/upstream.py). Every dockerd started is appended
+# to $SWARMDNS_SWARM_STATE/started (process id and network namespace), which
+# .ci/swarm-teardown stops.
 
 lab=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 state=${SWARMDNS_SWARM_STATE:-/tmp/swarmdns-swarm}

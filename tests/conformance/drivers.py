@@ -19,7 +19,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 from unittest import mock
 
 import attrs
+import pytest
 
 from swarmdns import NAMESERVER_VARIABLE
 from swarmdns.testing import (
@@ -40,7 +40,7 @@ from swarmdns.testing import (
     Upstream,
 )
 
-from . import probe
+from . import probe, upstream
 
 NETWORKS = ("sdnstest-a", "sdnstest-b")
 IMAGE = "swarmdns-busybox:1"
@@ -56,6 +56,7 @@ DEFAULT_STATE = "/tmp/swarmdns-swarm"  # noqa: S108 - .ci/swarm-setup's default
 #: Inside the task's container, not on this machine.
 HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
 PROBE = Path(probe.__file__)
+UPSTREAM = Path(upstream.__file__)
 #: How long the engine may take to converge; a bound for a broken engine, not
 #: a timing expectation.
 CONVERGE_TIMEOUT = 120.0
@@ -155,6 +156,17 @@ class Driver(Protocol):
 
     def upstream_silent(self) -> contextlib.AbstractContextManager[None]:
         """While in the block, the engine's upstream nameserver drops every query."""
+        ...
+
+    def upstream_hijacking(
+        self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
+    ) -> contextlib.AbstractContextManager[None]:
+        """While in the block, the upstream answers every A query with ``addresses``.
+
+        As resolvers that rewrite NXDOMAIN do (upstream.py's ``hijack``): the
+        names a real engine forwards, ``tasks.<svc>`` of a service without
+        tasks among them, come back with addresses that are not the Swarm's.
+        """
         ...
 
     def resolv_conf(self) -> str:
@@ -316,6 +328,11 @@ class FakeDriver:
     def upstream_silent(self) -> contextlib.AbstractContextManager[None]:
         return self._upstream(Upstream.NO_REPLY)
 
+    def upstream_hijacking(
+        self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
+    ) -> contextlib.AbstractContextManager[None]:
+        pytest.skip("the fake's upstream cannot hijack (Upstream has no such mode)")
+
     @contextlib.contextmanager
     def _upstream(self, upstream: Upstream) -> Iterator[None]:
         self.swarm.upstream = upstream
@@ -375,40 +392,43 @@ class SwarmDriver:
         self._upstream = self._start_upstream(self._engine_pid)
 
     # The engine forwards the names it does not own to its --dns address, in
-    # the network namespace of its own that .ci/swarm-setup runs it in; an
-    # empty fake there answers NXDOMAIN, like a host's resolver would, and no
-    # packet leaves the machine.
-    def _start_upstream(self, engine_pid: int, *, silent: bool = False) -> subprocess.Popen[str]:
+    # the network namespace of its own that .ci/swarm-setup runs it in: the
+    # lab's upstream (upstream.py) answers there, NXDOMAIN like a host's
+    # resolver until a scenario switches it, and no packet leaves the machine.
+    def _start_upstream(self, engine_pid: int) -> subprocess.Popen[str]:
         if os.stat(f"/proc/{engine_pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
             raise RuntimeError(
                 f"the engine (process {engine_pid}) shares this machine's network namespace,"
                 " where its forwarded queries could leave the machine: start it with"
                 " .ci/swarm-setup"
             )
-        code = textwrap.dedent(
-            """
-            import signal, sys, threading
-            from swarmdns.testing import FakeSwarm, Fault
-            with FakeSwarm(host=sys.argv[1], port=53) as upstream:
-                if sys.argv[2:] == ["silent"]:
-                    upstream.inject(Fault.NO_REPLY)
-                print("ready", flush=True)
-                signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-                threading.Event().wait()
-            """
-        )
         address = _dns_option(engine_pid)
-        upstream = subprocess.Popen(
-            [
-                *("nsenter", "-t", str(engine_pid), "-n", sys.executable, "-c", code, address),
-                *(["silent"] if silent else []),
-            ],
+        command = [sys.executable, str(UPSTREAM), address]
+        process = subprocess.Popen(
+            ["nsenter", "-t", str(engine_pid), "-n", *command],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert upstream.stdout is not None
-        assert upstream.stdout.readline().strip() == "ready"
-        return upstream
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "nxdomain"
+        return process
+
+    def _switch_upstream(self, mode: str) -> None:
+        """Give the upstream the command ``mode`` (see upstream.py); in effect on return."""
+        assert self._upstream.stdin is not None
+        assert self._upstream.stdout is not None
+        self._upstream.stdin.write(f"{mode}\n")
+        self._upstream.stdin.flush()
+        assert self._upstream.stdout.readline().strip() == mode
+
+    @contextlib.contextmanager
+    def _upstream_mode(self, mode: str) -> Iterator[None]:
+        self._switch_upstream(mode)
+        try:
+            yield
+        finally:
+            self._switch_upstream("nxdomain")
 
     def _in_task(self, *command: str, task: tuple[int, str] | None = None) -> list[str]:
         """A command line that runs ``command`` as an application in the probe task would.
@@ -621,22 +641,22 @@ class SwarmDriver:
         finally:
             self._upstream = self._start_upstream(self._engine_pid)
 
-    @contextlib.contextmanager
-    def upstream_silent(self) -> Iterator[None]:
-        """Swap the upstream for one that reads every query and answers none."""
-        self._stop_upstream()
-        self._upstream = self._start_upstream(self._engine_pid, silent=True)
-        try:
-            yield
-        finally:
-            self._stop_upstream()
-            self._upstream = self._start_upstream(self._engine_pid)
+    def upstream_silent(self) -> contextlib.AbstractContextManager[None]:
+        """The upstream reads every query and answers none."""
+        return self._upstream_mode("silent")
+
+    def upstream_hijacking(
+        self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
+    ) -> contextlib.AbstractContextManager[None]:
+        """The upstream answers every A query with ``addresses`` (upstream.py's hijack)."""
+        return self._upstream_mode(" ".join(["hijack", *addresses]))
 
     def _stop_upstream(self) -> None:
         self._upstream.terminate()
         self._upstream.wait(30)
-        if self._upstream.stdout is not None:
-            self._upstream.stdout.close()
+        for stream in (self._upstream.stdin, self._upstream.stdout):
+            if stream is not None:
+                stream.close()
 
     def cleanup(self) -> None:
         while self._watches:

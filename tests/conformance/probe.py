@@ -5,6 +5,9 @@ Swarm) or with SWARMDNS_NAMESERVER pointing at the fake. Usage:
 
     python probe.py '[{"op": "task_ips", "args": ["web"]}, ...]'   # prints a JSON list
     python probe.py watch '{"service": "web", "interval": 0.2}'   # prints one JSON line per change
+
+A request ``{"op": "cli", "args": ["tasks", "web", "--min", "0"]}`` runs the
+``swarmdns`` command (``python -m swarmdns``) there, as a script in the task would.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import selectors
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -97,7 +101,19 @@ def burst(count: int, *, spread: float = 1.0, wait: float = 10.0) -> dict[str, A
     }
 
 
-def handle(request: dict[str, Any]) -> dict[str, Any]:
+def cli(*arguments: str) -> dict[str, Any]:
+    """Run the ``swarmdns`` command with ``arguments``: its exit code and output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "swarmdns", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return {"code": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def handle(request: dict[str, Any]) -> dict[str, Any]:  # noqa: PLR0911 - one return per op
     """Carry out one request; describe the result or the error."""
     op, args, kwargs = request["op"], request.get("args", []), request.get("kwargs", {})
     try:
@@ -111,6 +127,8 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
             return {"ok": query(*args, **kwargs)}
         if op == "burst":
             return {"ok": burst(*args, **kwargs)}
+        if op == "cli":
+            return {"ok": cli(*args)}
     except swarmdns.SwarmDNSError as error:
         addresses = [str(ip) for ip in getattr(error, "addresses", ())]
         return {"error": type(error).__name__, "message": str(error), "addresses": addresses}
