@@ -30,9 +30,10 @@ from unittest import mock
 import attrs
 import pytest
 
-from swarmdns import NAMESERVER_VARIABLE
+from swarmdns import NAMESERVER_VARIABLE, PROVENANCE_VARIABLE
 from swarmdns.testing import (
     ENGINES,
+    HIJACK_ADDRESSES,
     EndpointMode,
     EngineVersion,
     FakeSwarm,
@@ -245,7 +246,12 @@ class FakeDriver:
         self._watches: list[_ProcessWatch] = []
 
     def _environment(self) -> contextlib.AbstractContextManager[Any]:
-        return mock.patch.dict(os.environ, {NAMESERVER_VARIABLE: self.swarm.nameserver})
+        return mock.patch.dict(os.environ, self._variables())
+
+    def _variables(self) -> dict[str, str]:
+        """Where swarmdns finds the fake, and its networks: this machine's are not a task's."""
+        networks = ",".join(str(network) for network in self.swarm.engine_networks)
+        return {NAMESERVER_VARIABLE: self.swarm.nameserver, PROVENANCE_VARIABLE: networks}
 
     def create_service(
         self,
@@ -312,7 +318,7 @@ class FakeDriver:
             return [probe.handle(r) for r in requests]
 
     def watch(self, **options: Any) -> Watch:
-        environment = {**os.environ, NAMESERVER_VARIABLE: self.swarm.nameserver}
+        environment = {**os.environ, **self._variables()}
         watch = _ProcessWatch(
             [sys.executable, str(PROBE), "watch", json.dumps(options)], environment
         )
@@ -331,7 +337,9 @@ class FakeDriver:
     def upstream_hijacking(
         self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
     ) -> contextlib.AbstractContextManager[None]:
-        pytest.skip("the fake's upstream cannot hijack (Upstream has no such mode)")
+        if tuple(IPv4Address(address) for address in addresses) != HIJACK_ADDRESSES:
+            pytest.skip(f"the fake's hijacking upstream answers {HIJACK_ADDRESSES} only")
+        return self._upstream(Upstream.HIJACK)
 
     @contextlib.contextmanager
     def _upstream(self, upstream: Upstream) -> Iterator[None]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from unittest import mock
 
-from swarmdns import NAMESERVER_VARIABLE
+from swarmdns import NAMESERVER_VARIABLE, PROVENANCE_VARIABLE
 from swarmdns.testing import FakeSwarm
 
 from . import probe
@@ -142,7 +142,10 @@ class FakeNodesDriver(FakeDriver):
 
     def ask_node(self, node: int, *requests: dict[str, Any]) -> list[dict[str, Any]]:
         nameserver = self.swarm.nodes[node - 1].nameserver
-        with mock.patch.dict(os.environ, {NAMESERVER_VARIABLE: nameserver}):
+        # The fake is on 127.0.0.11 but its networks are not this machine's: name them.
+        networks = ",".join(str(network) for network in self.swarm.engine_networks)
+        variables = {NAMESERVER_VARIABLE: nameserver, PROVENANCE_VARIABLE: networks}
+        with mock.patch.dict(os.environ, variables):
             return [probe.handle(r) for r in requests]
 
     def cleanup(self) -> None:

@@ -8,7 +8,8 @@ that was removed, among them. What the engine relays is the upstream's answer
 "no tasks", never as tasks. Each scenario runs twice: with the lab's upstream
 as a host's resolver (NXDOMAIN, the control) and hijacking; the VIP's also
 with a hijacker that gives one address, as a VIP would. The fake's
-upstream cannot hijack, so on the fake only the control runs.
+hijacking upstream (``Upstream.HIJACK``) gives its two addresses only, so on
+the fake the one-address hijacker is skipped.
 """
 
 from __future__ import annotations
@@ -23,21 +24,12 @@ from .drivers import NETWORKS, Driver, wait_until
 from .test_scenarios import call, engine_ips, ok
 from .upstream import HIJACK_ADDRESSES, HIJACK_TTL
 
-#: Until swarmdns tells an answer the engine forwarded from one of its own
-#: (issue #22), a hijacking upstream's addresses pass for tasks: the hijack
-#: scenarios fail on every real engine, and strict makes sure that they do.
-#: To be removed with that check.
-UNCHECKED = pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="swarmdns takes a forwarded answer for the engine's own (#22)",
-)
 NXDOMAIN: tuple[str, ...] = ()
 UPSTREAMS = [
     pytest.param(NXDOMAIN, id="upstream-nxdomain"),
-    pytest.param(HIJACK_ADDRESSES, id="upstream-hijack", marks=UNCHECKED),
+    pytest.param(HIJACK_ADDRESSES, id="upstream-hijack"),
 ]
-ONE_ADDRESS = pytest.param(HIJACK_ADDRESSES[:1], id="upstream-hijack-one", marks=UNCHECKED)
+ONE_ADDRESS = pytest.param(HIJACK_ADDRESSES[:1], id="upstream-hijack-one")
 
 
 @pytest.fixture(params=UPSTREAMS)
