@@ -2,23 +2,22 @@
 
 ``FleetCore`` keeps one ``WatchCore`` per service, so every rule of a single
 watch holds for each (a failure never changes the set, NXDOMAIN means no
-tasks, removals are debounced, failures back off, ``fail_after`` ends the
-watch, the start and the end of an outage go to ``on_health``), and one
-schedule for them all. The drivers in ``_sync`` and ``_async`` ask it which
-services are due, carry out the lookups (through one socket,
-``_backends.fleet``, or a backend's own way) and hand the outcomes back; the
-changes wait in ``FleetCore.changes`` for the user (a ``ChangeQueue``: past
-its bound, each service's changes merge into one). ``FleetView`` is what
-every front end's fleet watch shows of it.
+tasks, removals are debounced, ``fail_after`` ends the watch, the start and
+the end of an outage go to ``on_health``), and one schedule for them all.
+The drivers in ``_sync`` and ``_async`` ask it which services are due,
+carry out the lookups (through one socket, ``_backends.fleet``, or a
+backend's own way) and hand the outcomes back; the changes wait in
+``FleetCore.changes`` for the user (a ``ChangeQueue``: past its bound, each
+service's changes merge into one). ``FleetView`` is what every front end's
+fleet watch shows of it.
 
 The schedule keeps the services that answer promptly with tasks apart from
 the doubtful ones (not asked yet, or their last lookup failed, found no
-tasks, or was slow):
-doubtful lookups may hold only ``DOUBTFUL_IN_FLIGHT`` of the ``MAX_IN_FLIGHT``
-places, so a few silent names never hold up the others, and they are asked
-again after a backoff, never sooner than the interval. Most doubtful lookups
-are forwards, which the engine can hold only 1,024 of for the whole
-container.
+tasks, or was slow): doubtful lookups may hold only ``DOUBTFUL_IN_FLIGHT`` of
+the ``MAX_IN_FLIGHT`` places, so a few silent names never hold up the others,
+and they are asked again after a backoff, never sooner than the interval.
+Most doubtful lookups are forwards, which the engine can hold only 1,024 of
+for the whole container.
 """
 
 from __future__ import annotations
