@@ -48,13 +48,12 @@ SLACK = 0.005
 MAX_IN_FLIGHT = 64
 #: Doubtful lookups in flight at once, at most: of services not looked up yet,
 #: or whose last lookup failed, found no tasks or was slow (``SLOW_ANSWER``).
-#: Each is probably a
-#: forward: the engine passes every name it does not own (a service without
-#: tasks is one) to the host's resolvers, 1,024 at once at most for the whole
-#: container (REFUSED past that), and a silent resolver holds each for
-#: ``FORWARD_HOLD`` seconds. 32 leaves the container's other lookups 97 % of
-#: those forwards, and the prompt services at least 32 places of
-#: ``MAX_IN_FLIGHT``, whatever the doubtful ones do.
+#: Each is probably a forward: the engine passes every name it does not own
+#: (a service without tasks is one) to the host's resolvers, 1,024 at once at
+#: most for the whole container (REFUSED past that), and a silent resolver
+#: holds each for ``FORWARD_HOLD`` seconds. 32 leaves the container's other
+#: lookups 97 % of those forwards, and the prompt services at least 32 places
+#: of ``MAX_IN_FLIGHT``, whatever the doubtful ones do.
 DOUBTFUL_IN_FLIGHT = 32
 #: How long the engine holds a forward that its upstream does not answer (it
 #: then answers SERVFAIL, from Docker 24 on). A doubtful lookup that timed out
