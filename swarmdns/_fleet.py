@@ -11,9 +11,9 @@ backend's own way) and hand the outcomes back; the changes wait in
 service's changes merge into one). ``FleetView`` is what every front end's
 fleet watch shows of it.
 
-The schedule keeps the services that answer promptly with tasks apart from
-the doubtful ones (not asked yet, or their last lookup failed, found no
-tasks, or was slow): doubtful lookups may hold only ``DOUBTFUL_IN_FLIGHT`` of
+The schedule keeps the services that answer with tasks apart from the
+doubtful ones (not asked yet, or their last lookup failed or found no
+tasks): doubtful lookups may hold only ``DOUBTFUL_IN_FLIGHT`` of
 the ``MAX_IN_FLIGHT`` places, so a few silent names never hold up the others,
 and they are asked again after a backoff, never sooner than the interval.
 Most doubtful lookups are forwards, which the engine can hold only 1,024 of
@@ -47,11 +47,11 @@ SLACK = 0.005
 #: answers of 4 KB fit in Linux's default of 208 KB).
 MAX_IN_FLIGHT = 64
 #: Doubtful lookups in flight at once, at most: of services not looked up yet,
-#: or whose last lookup failed, found no tasks or was slow (``SLOW_ANSWER``).
-#: Each is probably a forward: the engine passes every name it does not own
-#: (a service without tasks is one) to the host's resolvers, 1,024 at once at
-#: most for the whole container (REFUSED past that), and a silent resolver
-#: holds each for ``FORWARD_HOLD`` seconds. 32 leaves the container's other
+#: or whose last lookup failed or found no tasks. Each is probably a forward:
+#: the engine passes every name it does not own (a service without tasks is
+#: one) to the host's resolvers, 1,024 at once at most for the whole container
+#: (REFUSED past that), and a silent resolver holds each for
+#: ``FORWARD_HOLD`` seconds. 32 leaves the container's other
 #: lookups 97 % of those forwards, and the prompt services at least 32 places
 #: of ``MAX_IN_FLIGHT``, whatever the doubtful ones do.
 DOUBTFUL_IN_FLIGHT = 32
@@ -61,9 +61,6 @@ DOUBTFUL_IN_FLIGHT = 32
 #: counts it; but not a service's first, so that a fleet of new services
 #: starts at the pace of the timeout.
 FORWARD_HOLD = 4.0
-#: A lookup that took this many seconds or more makes its service doubtful
-#: (an answer from the engine's own records takes about a millisecond).
-SLOW_ANSWER = 0.25
 #: A service whose lookups fail or find no tasks is asked again after the
 #: interval, then twice as long each time, up to ``BACKOFF_INTERVALS``
 #: intervals or ``BACKOFF_SECONDS``, whichever is shorter (never sooner than the
@@ -83,9 +80,8 @@ class Slot:
         values: The address values of its last usual answer, to spot a repeat
             without building the addresses again.
         watched: False once the service is discarded: its outcomes are dropped.
-        prompt: Whether its last lookup found tasks in less than
-            ``SLOW_ANSWER``: which part of the schedule it is in (a service
-            not asked yet is doubtful).
+        prompt: Whether its last lookup found tasks: which part of the
+            schedule it is in (a service not asked yet is doubtful).
         misses: Its lookups in a row that failed or found no tasks.
         asked_at: When its last lookup went out.
         tried: Whether a lookup of it has come back.
@@ -357,7 +353,7 @@ class FleetCore:
                 if timed_out and slot.tried and now < slot.asked_at + FORWARD_HOLD:
                     heapq.heappush(self._held, slot.asked_at + FORWARD_HOLD)
             slot.tried = True
-            slot.prompt = bool(found) and now - slot.asked_at < SLOW_ANSWER
+            slot.prompt = bool(found)
             self._push(slot, now + delay)
 
     def _push(self, slot: Slot, when: float) -> None:
