@@ -119,6 +119,23 @@ def names(slots: Sequence[Slot]) -> list[str]:
     return [slot.service for slot in slots]
 
 
+def waits_between(
+    core: FleetCore, clock: Clock, lookups: int, outcome: Callable[[Slot], None]
+) -> list[float]:
+    """Carry out a one-service fleet's next ``lookups``, each ending in ``outcome``; the waits."""
+    waits = []
+    for _ in range(lookups):
+        when = core.next_due()
+        assert when is not None
+        clock.now = when
+        (slot,) = core.due(clock.now)
+        outcome(slot)
+        after = core.next_due()
+        assert after is not None
+        waits.append(after - clock.now)
+    return waits
+
+
 def first_round(core: FleetCore, answer: Callable[[Slot], None]) -> None:
     """Take every service's first lookup (32 at a time: doubtful) and ``answer`` each.
 
@@ -413,16 +430,7 @@ def test_a_failure_keeps_the_set_and_backs_off_from_the_interval(
     core.changes.clear()
     error = failure()
 
-    waits = []
-    for _ in range(6):
-        when = core.next_due()
-        assert when is not None
-        clock.now = when
-        (slot,) = core.due(clock.now)
-        core.finished(slot, error)
-        after = core.next_due()
-        assert after is not None
-        waits.append(after - clock.now)
+    waits = waits_between(core, clock, 6, lambda slot: core.finished(slot, error))
 
     assert waits == at(expected)
     assert list(core.changes) == []
@@ -1006,16 +1014,8 @@ def test_a_doubtful_lookup_that_timed_out_holds_its_place_as_long_as_the_engine_
 def test_a_service_without_tasks_is_asked_less_often_up_to_the_cap() -> None:
     clock = Clock()
     core = fleet(["gone"], clock, interval=0.25)
-    waits = []
-    for _ in range(7):
-        when = core.next_due()
-        assert when is not None
-        clock.now = when
-        (slot,) = core.due(clock.now)
-        core.succeeded_with(slot, ())
-        after = core.next_due()
-        assert after is not None
-        waits.append(after - clock.now)
+
+    waits = waits_between(core, clock, 7, lambda slot: core.succeeded_with(slot, ()))
 
     assert backoff_cap(0.25) == 2.0
     assert waits == at([0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0])
