@@ -11,6 +11,14 @@ backend's own way) and hand the outcomes back; the changes wait in
 ``FleetCore.changes`` for the user (a ``ChangeQueue``: past its bound, each
 service's changes merge into one). ``FleetView`` is what every front end's
 fleet watch shows of it.
+
+The schedule keeps the services that answer with tasks apart from the
+doubtful ones (not asked yet, or their last lookup failed or found no
+tasks): doubtful lookups may hold only ``DOUBTFUL_IN_FLIGHT`` of
+the ``MAX_IN_FLIGHT`` places, so a few silent names never hold up the others,
+and they are asked again after a backoff, never sooner than the interval.
+Most doubtful lookups are forwards, which the engine can hold only 1,024 of
+for the whole container.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from ipaddress import IPv4Address
 from typing import TypeVar
 
 from . import _memo
-from ._errors import SwarmDNSError
+from ._errors import ResolutionTimeout, SwarmDNSError
 from ._lookups import InstancesQuery, instances_query
 from ._model import listed
 from ._values import (
@@ -47,6 +55,27 @@ SLACK = 0.005
 #: own lookups) would otherwise burst past the socket's receive buffer (64
 #: answers of 4 KB fit in Linux's default of 208 KB).
 MAX_IN_FLIGHT = 64
+#: Doubtful lookups in flight at once, at most: of services not looked up yet,
+#: or whose last lookup failed or found no tasks. Each is probably a forward:
+#: the engine passes every name it does not own (a service without tasks is
+#: one) to the host's resolvers, 1,024 at once at most for the whole container
+#: (REFUSED past that), and a silent resolver holds each for
+#: ``FORWARD_HOLD`` seconds. 32 leaves the container's other
+#: lookups 97 % of those forwards, and the prompt services at least 32 places
+#: of ``MAX_IN_FLIGHT``, whatever the doubtful ones do.
+DOUBTFUL_IN_FLIGHT = 32
+#: How long the engine holds a forward that its upstream does not answer (it
+#: then answers SERVFAIL, from Docker 24 on). A doubtful lookup that timed out
+#: sooner counts in ``DOUBTFUL_IN_FLIGHT`` until then, as the engine still
+#: counts it; but not a service's first, so that a fleet of new services
+#: starts at the pace of the timeout.
+FORWARD_HOLD = 4.0
+#: A service whose lookups fail or find no tasks is asked again after the
+#: interval, then twice as long each time, up to ``BACKOFF_INTERVALS``
+#: intervals or ``BACKOFF_SECONDS``, whichever is shorter (never sooner than the
+#: interval): one that gets tasks again is seen within that, plus the jitter.
+BACKOFF_INTERVALS = 8
+BACKOFF_SECONDS = 5.0
 
 
 class Slot:
@@ -60,9 +89,26 @@ class Slot:
         values: The address values of its last usual answer, to spot a repeat
             without building the addresses again.
         watched: False once the service is discarded: its outcomes are dropped.
+        prompt: Whether its last lookup found tasks: which part of the
+            schedule it is in (a service not asked yet is doubtful).
+        misses: Its lookups in a row that failed or found no tasks.
+        asked_at: When its last lookup went out.
+        tried: Whether a lookup of it has come back.
     """
 
-    __slots__ = ("query", "question", "service", "ticket", "values", "watch", "watched")
+    __slots__ = (
+        "asked_at",
+        "misses",
+        "prompt",
+        "query",
+        "question",
+        "service",
+        "ticket",
+        "tried",
+        "values",
+        "watch",
+        "watched",
+    )
 
     def __init__(self, service: str, watch: WatchCore, query: InstancesQuery) -> None:
         self.service = service
@@ -72,6 +118,10 @@ class Slot:
         self.values: tuple[int, ...] | None = None
         self.watched = True
         self.ticket = -1  # the schedule entry that is this slot's next lookup
+        self.prompt = False
+        self.misses = 0
+        self.asked_at = 0.0
+        self.tried = False
 
     def __repr__(self) -> str:
         return f"<Slot {self.service!r}: {len(self.watch.current)} tasks>"
@@ -117,7 +167,12 @@ class FleetCore:
         # take the dict as it is and never see it change under them.
         self._slots: dict[str, Slot] = {}
         self._lock = threading.Lock()
-        self._schedule: list[tuple[float, int, Slot]] = []
+        # The lookups to come, by when they are due: the prompt services' and
+        # the doubtful ones'.
+        self._prompt: list[tuple[float, int, Slot]] = []
+        self._doubtful: list[tuple[float, int, Slot]] = []
+        self._doubtful_out = 0  # doubtful lookups in flight
+        self._held: list[float] = []  # when each doubtful lookup that timed out frees its place
         self._tickets = itertools.count()
         #: Changes not yet handed to the user, oldest first (bounded: merged past it).
         self.changes = ChangeQueue()
@@ -205,38 +260,66 @@ class FleetCore:
     def due(self, now: float, room: int = MAX_IN_FLIGHT) -> list[Slot]:
         """The services whose lookup is due by ``now`` (within ``SLACK``), at most ``room``.
 
-        Each is off the schedule until its outcome comes back.
+        The earliest first; doubtful ones only while fewer than
+        ``DOUBTFUL_IN_FLIGHT`` are out. Each is off the schedule until its
+        outcome comes back (``succeeded_with`` or ``finished``).
         """
         ready: list[Slot] = []
+        last = now + SLACK
         with self._lock:
-            schedule = self._schedule
-            while schedule and len(ready) < room and schedule[0][0] <= now + SLACK:
-                _, ticket, slot = heapq.heappop(schedule)
+            prompt, doubtful = self._prompt, self._doubtful
+            free = DOUBTFUL_IN_FLIGHT - self._doubtful_out - self._holding(now)
+            while len(ready) < room:
+                early = prompt[0][0] if prompt else last + 1
+                if free > 0 and doubtful and doubtful[0][0] <= min(early, last):
+                    _, ticket, slot = heapq.heappop(doubtful)
+                elif early <= last:
+                    _, ticket, slot = heapq.heappop(prompt)
+                else:
+                    break
                 if slot.watched and slot.ticket == ticket:
                     slot.ticket = -1
+                    slot.asked_at = now
                     ready.append(slot)
+                    if not slot.prompt:
+                        free -= 1
+                        self._doubtful_out += 1
         return ready
 
     def next_due(self) -> float | None:
-        """When the next lookup is due (None: no service is waiting for one)."""
+        """When the next lookup may go out (None: none until an outcome comes back)."""
         with self._lock:
-            schedule = self._schedule
-            while schedule and not _is_current(schedule[0]):
-                heapq.heappop(schedule)
-            return schedule[0][0] if schedule else None
+            prompt, doubtful = self._prompt, self._doubtful
+            for schedule in (prompt, doubtful):
+                while schedule and not _is_current(schedule[0]):
+                    heapq.heappop(schedule)
+            times = [prompt[0][0]] if prompt else []
+            if doubtful:
+                busy = self._doubtful_out + self._holding(self._clock())
+                over = busy - DOUBTFUL_IN_FLIGHT  # places to free before one more goes
+                if over < 0:
+                    times.append(doubtful[0][0])
+                elif over < len(self._held):  # some free as the engine gives up on forwards
+                    times.append(max(doubtful[0][0], heapq.nsmallest(over + 1, self._held)[-1]))
+            return min(times, default=None)
+
+    def _holding(self, now: float) -> int:
+        """Doubtful lookups that timed out but may still hold a forward at ``now`` (locked)."""
+        held = self._held
+        while held and held[0] <= now:
+            heapq.heappop(held)
+        return len(held)
 
     def succeeded_with(self, slot: Slot, values: tuple[int, ...]) -> None:
         """Take a usual answer's address values for ``slot``'s service.
 
         The same values as last time, with nothing pending, cost no addresses.
         """
-        if not slot.watched:
-            return
-        if values != slot.values or not slot.watch.repeated():
+        if slot.watched and (values != slot.values or not slot.watch.repeated()):
             slot.values = values
             first = not slot.watch.started
             self._report(slot.watch.succeeded(_memo.addresses.addresses(values)), first=first)
-        self._schedule_at(slot, self._clock() + slot.watch.next_delay())
+        self._landed(slot, found=bool(values))
 
     def finished(self, slot: Slot, result: LookupResult) -> None:
         """Take the outcome of ``slot``'s lookup: its addresses, or the error.
@@ -244,30 +327,55 @@ class FleetCore:
         Raises:
             SwarmDNSError: An error that will not pass by retrying (the watch ends).
         """
-        if not slot.watched:
-            return
         if isinstance(result, SwarmDNSError):
-            slot.watch.failed(result)
-        else:
+            self._landed(slot, found=None, timed_out=isinstance(result, ResolutionTimeout))
+            if slot.watched:
+                slot.watch.failed(result)
+            return
+        if slot.watched:
             slot.values = None
             first = not slot.watch.started
             self._report(slot.watch.succeeded(result), first=first)
-        self._schedule_at(slot, self._clock() + slot.watch.next_delay())
+        self._landed(slot, found=bool(result))
 
     def _report(self, change: TaskSetChange | None, *, first: bool) -> None:
         """Keep ``change`` for the user; ``first``: the watch had reported nothing before."""
         if change is not None:
             self.changes.append(change, first=first)
 
-    def _schedule_at(self, slot: Slot, when: float) -> None:
+    def _landed(self, slot: Slot, *, found: bool | None, timed_out: bool = False) -> None:
+        """``slot``'s lookup is back: free its place, and put its next one on the schedule.
+
+        Args:
+            slot: The service looked up.
+            found: Whether the answer held addresses; None if the lookup failed.
+            timed_out: Whether it failed for want of an answer.
+        """
+        now = self._clock()
+        interval = self.settings.interval
+        if found:
+            slot.misses = 0
+            delay = interval
+        else:
+            slot.misses += 1
+            delay = min(interval * 2.0 ** min(slot.misses - 1, 32), backoff_cap(interval))
+        jitter = self.settings.jitter
+        delay *= 1 + self._rng.uniform(-jitter, jitter)
         with self._lock:
-            self._push(slot, when)
+            if not slot.prompt:
+                self._doubtful_out -= 1
+                if timed_out and slot.tried and now < slot.asked_at + FORWARD_HOLD:
+                    heapq.heappush(self._held, slot.asked_at + FORWARD_HOLD)
+            slot.tried = True
+            slot.prompt = bool(found)
+            self._push(slot, now + delay)
 
     def _push(self, slot: Slot, when: float) -> None:
-        """Put ``slot``'s next lookup on the schedule (the lock held)."""
+        """Put ``slot``'s next lookup on its part of the schedule (the lock held)."""
         if slot.watched:
             slot.ticket = next(self._tickets)
-            heapq.heappush(self._schedule, (when, slot.ticket, slot))
+            schedule = self._prompt if slot.prompt else self._doubtful
+            heapq.heappush(schedule, (when, slot.ticket, slot))
 
     def _new_slot(self, service: str) -> Slot:
         query = instances_query(service, self.network)
@@ -281,6 +389,11 @@ class FleetCore:
         )
         watch.begin()
         return Slot(service, watch, query)
+
+
+def backoff_cap(interval: float) -> float:
+    """The longest wait between lookups of a service that fails or has no tasks."""
+    return max(interval, min(BACKOFF_INTERVALS * interval, BACKOFF_SECONDS))
 
 
 def _is_current(entry: tuple[float, int, Slot]) -> bool:

@@ -381,10 +381,14 @@ def watch_services(
 
     Each service's first event is its initial set. Every rule of
     ``watch_tasks()`` holds for each service on its own: a failed lookup never
-    changes its set, NXDOMAIN means no tasks, removals are debounced, and
-    failures back off. With the default backend (or a ``DirectBackend``) every
-    query goes through one UDP socket held for the whole watch, matched to
-    its service by ID and question, with TCP for truncated answers; other
+    changes its set, NXDOMAIN means no tasks, and removals are debounced. A
+    service that fails or has no tasks is asked less often, from the
+    interval up to 8 intervals or 5 s, and such doubtful lookups hold at
+    most 32 of the 64 places in flight, so that the services that answer
+    keep their interval (see docs/watching.md). With the default backend
+    (or a ``DirectBackend``) every query goes through one UDP socket held for
+    the whole watch, matched to its service by ID and question, with TCP for
+    truncated answers; other
     backends are asked one lookup at a time. The lookups run while the
     iterator is asked for its next change (or waits, in ``wait_for_tasks``).
     ``swarmdns.aio.watch_services`` is the asyncio twin; ``FleetWatcher``

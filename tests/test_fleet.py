@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from ipaddress import IPv4Address
@@ -22,7 +25,15 @@ from swarmdns import (
     WatchTimeout,
     _memo,
 )
-from swarmdns._fleet import SLACK, FleetCore, Slot
+from swarmdns._fleet import (
+    DOUBTFUL_IN_FLIGHT,
+    FORWARD_HOLD,
+    MAX_IN_FLIGHT,
+    SLACK,
+    FleetCore,
+    Slot,
+    backoff_cap,
+)
 from swarmdns._values import HealthEvent, WatchSettings
 
 from .changes import replay
@@ -106,6 +117,33 @@ def take(core: FleetCore, now: float) -> dict[str, Slot]:
 
 def names(slots: Sequence[Slot]) -> list[str]:
     return [slot.service for slot in slots]
+
+
+def waits_between(
+    core: FleetCore, clock: Clock, lookups: int, outcome: Callable[[Slot], None]
+) -> list[float]:
+    """Carry out a one-service fleet's next ``lookups``, each ending in ``outcome``; the waits."""
+    waits = []
+    for _ in range(lookups):
+        when = core.next_due()
+        assert when is not None
+        clock.now = when
+        (slot,) = core.due(clock.now)
+        outcome(slot)
+        after = core.next_due()
+        assert after is not None
+        waits.append(after - clock.now)
+    return waits
+
+
+def first_round(core: FleetCore, answer: Callable[[Slot], None]) -> None:
+    """Take every service's first lookup (32 at a time: doubtful) and ``answer`` each.
+
+    The clock stands still: the first lookups are all due now.
+    """
+    while ready := [slot for slot in core.due(1000.0, room=1000) if not slot.tried]:
+        for slot in ready:
+            answer(slot)
 
 
 # -- arguments -----------------------------------------------------------------
@@ -218,8 +256,7 @@ def test_a_slot_is_off_the_schedule_until_its_outcome_comes_back() -> None:
 def test_the_wait_is_the_interval_within_its_jitter() -> None:
     clock = Clock()
     core = fleet([f"s{n}" for n in range(50)], clock, jitter=0.1)
-    for slot in core.due(clock.now, room=1000):
-        core.succeeded_with(slot, ())
+    first_round(core, lambda slot: core.succeeded_with(slot, values(3)))
 
     waits = []
     while (when := core.next_due()) is not None:
@@ -375,26 +412,27 @@ def test_the_values_before_a_finished_success_are_a_change_again() -> None:
     assert core.current["web"] == ips(3)
 
 
-def test_a_failure_keeps_the_set_and_backs_off_from_a_sixteenth_of_the_interval() -> None:
+@pytest.mark.parametrize(
+    ("interval", "expected"),
+    [
+        (0.5, [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]),  # up to 8 intervals
+        (1.0, [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]),  # up to 5 s
+        (16.0, [16.0] * 6),  # never sooner than the interval
+    ],
+)
+def test_a_failure_keeps_the_set_and_backs_off_from_the_interval(
+    interval: float, expected: list[float]
+) -> None:
     clock = Clock()
-    core = fleet(["web"], clock, interval=16.0)
+    core = fleet(["web"], clock, interval=interval)
     (slot,) = core.due(clock.now)
     core.succeeded_with(slot, values(3, 4))
     core.changes.clear()
     error = failure()
 
-    waits = []
-    for _ in range(6):
-        when = core.next_due()
-        assert when is not None
-        clock.now = when
-        (slot,) = core.due(clock.now)
-        core.finished(slot, error)
-        after = core.next_due()
-        assert after is not None
-        waits.append(after - clock.now)
+    waits = waits_between(core, clock, 6, lambda slot: core.finished(slot, error))
 
-    assert waits == at([1.0, 2.0, 4.0, 8.0, 16.0, 16.0])
+    assert waits == at(expected)
     assert list(core.changes) == []
     assert core.current["web"] == ips(3, 4)
     health = core.health["web"]
@@ -418,7 +456,7 @@ def test_a_failure_before_any_success_reports_nothing(error: SwarmDNSError) -> N
 
     assert list(core.changes) == []
     assert core.current["web"] == ()
-    assert core.next_due() == at(clock.now + 2.0 / 16)
+    assert core.next_due() == at(clock.now + 2.0)  # not sooner than a service that answers
 
 
 def test_the_same_values_after_a_failure_mend_the_health() -> None:
@@ -474,7 +512,7 @@ def test_fail_after_ends_the_watch_once_one_service_fails_that_long() -> None:
     core.finished(slots["web"], failure())
     core.succeeded_with(slots["db"], values(5))
     clock.now += 0.1
-    (web,) = core.due(clock.now + 1.0)  # its retry, backing off
+    web = take(core, clock.now + 4.0)["web"]  # its retry, backing off
 
     with pytest.raises(WatchTimeout, match=r"no successful lookup of 'tasks\.web\.' for 10 s"):
         core.finished(web, failure())
@@ -515,9 +553,9 @@ def test_each_services_outage_is_told_with_its_monotonic_times() -> None:
     error = failure()
     core.finished(slots["web"], error)
     core.succeeded_with(slots["db"], values(5))
-    clock.now = 1001.0
-    (web,) = core.due(clock.now)  # its retry; db is due at 1002
-    clock.now = 1001.5
+    clock.now = 1002.0
+    web = take(core, clock.now)["web"]  # its retry, with db's lookup
+    clock.now = 1002.5
 
     core.succeeded_with(web, values(3))
 
@@ -529,7 +567,7 @@ def test_each_services_outage_is_told_with_its_monotonic_times() -> None:
     assert isinstance(failing, LookupsFailing)
     assert (failing.since, failing.error) == (1000.0, error)
     assert isinstance(recovered, LookupsRecovered)
-    assert (recovered.at, recovered.failed_for, recovered.failures) == (1001.5, 1.5, 1)
+    assert (recovered.at, recovered.failed_for, recovered.failures) == (1002.5, 2.5, 1)
     assert core.current["web"] == ips(3)
 
 
@@ -871,7 +909,8 @@ def test_taking_changes_while_they_are_merged_loses_nothing(
     for _ in range(60):
         clock.now += 2.0
         slots = take(unbounded, clock.now), take(bounded, clock.now)
-        for service in services:
+        assert slots[0].keys() == slots[1].keys()  # one schedule, without jitter
+        for service in slots[0]:
             if rng.random() < 0.7:
                 answer = values(*(n for n in range(1, 6) if rng.random() < 0.5))
                 for core, due in zip((unbounded, bounded), slots, strict=True):
@@ -894,3 +933,221 @@ def test_taking_changes_while_they_are_merged_loses_nothing(
         == {service: frozenset(unbounded.current[service]) for service in services}
     )
     assert is_subsequence([c.service for c in taken], [c.service for c in everything])
+
+
+# -- doubtful services: a bounded share of the places, backoff -------------------------
+
+
+def timeout(name: str = "tasks.web.") -> ResolutionTimeout:
+    return ResolutionTimeout("no answer", name=name, nameserver="127.0.0.11:53")
+
+
+def test_doubtful_lookups_take_at_most_their_share_and_the_prompt_ones_the_rest() -> None:
+    clock = Clock()
+    doubtful = [f"d{n}" for n in range(50)]
+    core = fleet([*doubtful, *(f"p{n}" for n in range(50))], clock)
+
+    def answer(slot: Slot) -> None:
+        if slot.service.startswith("d"):
+            core.finished(slot, failure(f"tasks.{slot.service}."))
+        else:
+            core.succeeded_with(slot, values(3))
+
+    first_round(core, answer)
+    clock.now += 2.0
+
+    first = core.due(clock.now, room=MAX_IN_FLIGHT)
+    later = core.due(clock.now + 2.0, room=1000)
+
+    assert sum(slot.service.startswith("d") for slot in first) == DOUBTFUL_IN_FLIGHT
+    assert sum(slot.service.startswith("p") for slot in first) == MAX_IN_FLIGHT - 32
+    # With room to spare, the prompt ones all go; the doubtful ones wait for a place.
+    assert sorted(names(later)) == sorted(f"p{n}" for n in range(32, 50))
+
+
+def test_a_doubtful_lookup_back_frees_its_place() -> None:
+    clock = Clock()
+    core = fleet([f"d{n}" for n in range(40)], clock)
+    first_round(core, lambda slot: core.succeeded_with(slot, ()))  # no tasks: forwarded
+    clock.now += 2.0
+    out = core.due(clock.now, room=1000)
+    assert len(out) == DOUBTFUL_IN_FLIGHT
+    assert core.next_due() is None  # nothing may go until one is back
+
+    core.succeeded_with(out[0], ())
+
+    assert core.next_due() == at(clock.now - 2.0 + 2.0)  # the others, due since
+    assert len(core.due(clock.now, room=1000)) == 1
+
+
+def test_a_discarded_services_doubtful_lookup_frees_its_place() -> None:
+    clock = Clock()
+    core = fleet([f"d{n}" for n in range(40)], clock)
+    first_round(core, lambda slot: core.succeeded_with(slot, ()))
+    clock.now += 2.0
+    out = core.due(clock.now, room=1000)
+    core.discard(out[0].service)
+
+    core.finished(out[0], failure())
+
+    assert len(core.due(clock.now, room=1000)) == 1
+
+
+def test_a_doubtful_lookup_that_timed_out_holds_its_place_as_long_as_the_engine_would() -> None:
+    clock = Clock()
+    services = [f"d{n}" for n in range(40)]
+    core = fleet(services, clock, timeout=1.0)
+    first_round(core, lambda slot: core.succeeded_with(slot, ()))
+    clock.now += 2.0
+    sent = clock.now
+    out = core.due(clock.now, room=1000)
+    clock.now += 1.0  # each times out; the engine holds its forward for 4 s
+
+    for slot in out:
+        core.finished(slot, timeout(f"tasks.{slot.service}."))
+
+    assert core.due(clock.now + 2.0, room=1000) == []
+    assert core.next_due() == at(sent + FORWARD_HOLD)
+    assert len(core.due(sent + FORWARD_HOLD, room=1000)) == len(services) - DOUBTFUL_IN_FLIGHT
+
+
+def test_a_service_without_tasks_is_asked_less_often_up_to_the_cap() -> None:
+    clock = Clock()
+    core = fleet(["gone"], clock, interval=0.25)
+
+    waits = waits_between(core, clock, 7, lambda slot: core.succeeded_with(slot, ()))
+
+    assert backoff_cap(0.25) == 2.0
+    assert waits == at([0.25, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("interval", "cap"), [(0.05, 0.4), (0.5, 4.0), (1.0, 5.0), (2.0, 5.0), (10.0, 10.0)]
+)
+def test_the_backoff_cap_is_eight_intervals_or_five_seconds_never_below_the_interval(
+    interval: float, cap: float
+) -> None:
+    assert backoff_cap(interval) == at(cap)
+
+
+def test_a_service_that_gets_tasks_again_is_asked_at_the_interval_again() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    for _ in range(5):  # backing off to the cap
+        clock.now = core.next_due() or clock.now
+        (slot,) = core.due(clock.now)
+        core.succeeded_with(slot, ())
+    assert core.next_due() == at(clock.now + 5.0)
+    clock.now += 5.0
+    (slot,) = core.due(clock.now)
+
+    core.succeeded_with(slot, values(3))
+
+    assert core.current["web"] == ips(3)
+    assert core.next_due() == at(clock.now + 2.0)
+    (slot,) = core.due(clock.now + 2.0)
+    assert slot.prompt
+
+
+def test_a_slow_answer_with_tasks_keeps_the_service_prompt() -> None:
+    clock = Clock()
+    core = fleet(["web"], clock)
+    (slot,) = core.due(clock.now)
+    clock.now += 1.9  # within the timeout: an answer, late or not
+
+    core.succeeded_with(slot, values(3))
+
+    assert slot.prompt
+    assert core.next_due() == at(clock.now + 2.0)
+
+
+class Engine:
+    """Answers a fleet's lookups on the test's clock, as the engine would.
+
+    Prompt services answer in a millisecond; ``silent`` names never (the
+    lookup times out), and the engine holds each such forward for
+    ``FORWARD_HOLD`` seconds, whatever the client does.
+    """
+
+    def __init__(self, core: FleetCore, clock: Clock, silent: set[str], timeout: float) -> None:
+        self.core = core
+        self.clock = clock
+        self.silent = silent
+        self.timeout = timeout
+        self.asked: dict[str, list[float]] = defaultdict(list)
+        self.forwards: list[tuple[float, float]] = []  # when each forward was held
+        self._out: list[tuple[float, int, Slot]] = []
+        self._order = itertools.count()
+
+    def run(self, seconds: float) -> None:
+        """Drive the fleet as its driver would; fails if it would spin."""
+        core, clock = self.core, self.clock
+        end = clock.now + seconds
+        while clock.now < end:
+            sent = core.due(clock.now, MAX_IN_FLIGHT - len(self._out))
+            for slot in sent:
+                self.asked[slot.service].append(clock.now)
+                took = 0.001
+                if slot.service in self.silent:
+                    took = self.timeout
+                    self.forwards.append((clock.now, clock.now + FORWARD_HOLD))
+                heapq.heappush(self._out, (clock.now + took, next(self._order), slot))
+            times = [self._out[0][0]] if self._out else []
+            if len(self._out) < MAX_IN_FLIGHT and (due := core.next_due()) is not None:
+                times.append(due)
+            then = min(times)
+            assert sent or then > clock.now, "the driver would wake again and again for nothing"
+            clock.now = max(clock.now, then)
+            while self._out and self._out[0][0] <= clock.now:
+                _, _, slot = heapq.heappop(self._out)
+                if slot.service in self.silent:
+                    core.finished(slot, timeout(f"tasks.{slot.service}."))
+                else:
+                    core.succeeded_with(slot, values(3))
+
+    def longest_wait(self, services: Iterable[str], start: float | None = None) -> float:
+        """The longest any of ``services`` went without a lookup, from ``start`` (by default
+        from its own first lookup) to now."""
+        longest = 0.0
+        for service in services:
+            asked = self.asked[service]
+            since = asked[0] if start is None else start
+            times = [since, *(t for t in asked if t >= since), self.clock.now]
+            longest = max(longest, *(b - a for a, b in itertools.pairwise(times)))
+        return longest
+
+    def most_forwards_held(self, start: float) -> int:
+        """The most forwards of silent names the engine held at once, from ``start`` on."""
+        steps = sorted([(t, 1) for t, _ in self.forwards] + [(t, -1) for _, t in self.forwards])
+        held = most = 0
+        for when, step in steps:
+            held += step
+            if when >= start:
+                most = max(most, held)
+        return most
+
+
+@pytest.mark.parametrize("share", [0.0, 0.2, 0.4, 0.9])
+def test_prompt_services_keep_their_interval_whatever_silent_names_do(share: float) -> None:
+    clock = Clock()
+    services = [f"s{n}" for n in range(1000)]
+    silent = {s for n, s in enumerate(services) if int((n + 1) * share) > int(n * share)}
+    core = fleet(services, clock, jitter=0.1)  # the defaults: every 2 s, a 2 s timeout
+    engine = Engine(core, clock, silent, timeout=2.0)
+    start = clock.now
+    # Every first lookup is doubtful: the silent ones time out 32 at a time.
+    started = start + len(silent) * 2.0 / DOUBTFUL_IN_FLIGHT + 2.0
+
+    engine.run(started - start + 40.0)
+
+    prompt = [s for s in services if s not in silent]
+    assert max(engine.asked[s][0] for s in prompt) <= started
+    # From its first answer on, a service that answers is asked every interval.
+    assert engine.longest_wait(prompt) <= 2.0 * 1.1 + SLACK + 0.002
+    # Once each silent name has timed out once, the engine holds at most 32 of
+    # their forwards at a time, and each is still asked now and then.
+    assert engine.most_forwards_held(started + FORWARD_HOLD) <= DOUBTFUL_IN_FLIGHT
+    if silent:
+        assert engine.longest_wait(silent, started + FORWARD_HOLD) <= 2.0 + max(
+            backoff_cap(2.0) * 1.1, len(silent) * FORWARD_HOLD / DOUBTFUL_IN_FLIGHT
+        )

@@ -265,7 +265,7 @@ class Exchange:
                 return
             self._take(records, nxdomain=rcode == _NXDOMAIN)
             return
-        if self._engine_disowns(rcode, reply.flags):
+        if self._engine_disowns(reply):
             self._take((), nxdomain=True)
             return
         hint = _RCODE_HINTS.get(rcode, "the nameserver could not answer")
@@ -317,19 +317,24 @@ class Exchange:
         )
         self._final = True
 
-    def _engine_disowns(self, rcode: int, flags: int) -> bool:
+    def _engine_disowns(self, reply: dns.message.Message) -> bool:
         """Whether the engine said that the name is not one of its own.
 
         Docker 24 and newer answer every name they own themselves, with RA set
         (a service with no running task has no name). A name they do not own
         goes to the upstream nameservers, and when none of those answers, the
         engine says SERVFAIL (or REFUSED, past 1,024 forwards in flight)
-        without RA: for a name of the Swarm, that is as good as NXDOMAIN. Only
-        the engine is read so (127.0.0.11, or what ``Provenance`` names);
-        elsewhere SERVFAIL is a failure.
+        without RA, echoing the question: for a name of the Swarm, that is as
+        good as NXDOMAIN. Only the engine is read so (127.0.0.11, or what
+        ``Provenance`` names); elsewhere SERVFAIL is a failure, and so is one
+        without the question (never the engine's: it says nothing of which
+        name was disowned).
         """
         return (
-            rcode in (_SERVFAIL, _REFUSED) and not flags & _RA and self._server.engine is not None
+            reply.rcode() in (_SERVFAIL, _REFUSED)
+            and not reply.flags & _RA
+            and bool(reply.question)
+            and self._server.engine is not None
         )
 
     def _take(self, records: tuple[str, ...] | tuple[IPv4Address, ...], *, nxdomain: bool) -> None:

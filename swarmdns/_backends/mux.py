@@ -3,7 +3,8 @@
 A watch over many services sends every query through one long-lived socket.
 ``Multiplexer`` gives each query an ID no other query in flight has, takes a
 datagram only from the server asked, with that ID and that question echoed
-(anything else is dropped, as ``DirectBackend`` drops it), and times each
+(anything else is dropped, as ``DirectBackend`` drops it; here also an error
+reply without a question, which could be any query's), and times each
 request out. Each question is an ``Exchange``, so every rule of a single
 lookup holds: TCP after a truncated answer, the next nameserver after a
 failure, the deadline. The fleet's traffic (``fleet``) only moves
@@ -107,7 +108,9 @@ class Multiplexer(Generic[K]):
         """Take a datagram from ``source``; the flight it moved on, or None if it is no answer.
 
         A datagram with no query of its ID in flight, from another address than
-        the one asked, or that does not echo the question, is dropped.
+        the one asked, or that does not echo the question, is dropped: so is
+        an error reply without a question, which only its ID would tie to a
+        query (``wire.answers``).
         """
         query_id = int.from_bytes(data[:2], "big")
         flight = self._waiting.get(query_id)
@@ -116,7 +119,7 @@ class Multiplexer(Generic[K]):
         server = flight.request.server
         if source[0] != server.host or source[1] != server.port:
             return None
-        if not wire.answers(data, flight.exchange.wire):
+        if not wire.answers(data, flight.exchange.wire, echoed=True):
             return None
         del self._waiting[query_id]
         values = flight.exchange.usual_values(data)

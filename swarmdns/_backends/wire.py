@@ -91,20 +91,31 @@ def addresses_of(values: tuple[int, ...]) -> SortedAddresses:
 _NO_ADDRESSES = SortedAddresses()
 
 
-def answers(data: bytes, query: bytes) -> bool:
+def answers(data: bytes, query: bytes, *, echoed: bool = False) -> bool:
     """Whether the datagram ``data`` can be the reply to ``query`` (made by ``build_query``).
 
     It must carry the query's ID and the QR bit, and echo the question (the
-    name in any case); an error reply may leave the question out. Anything
-    else (a stray or late datagram, another question's answer, garbage) is
-    not a reply to this query at all, and the client waits on.
+    name in any case); an error reply may leave the question out, unless
+    ``echoed``. Anything else (a stray or late datagram, another question's
+    answer, garbage) is not a reply to this query at all, and the client
+    waits on.
+
+    Args:
+        data: The datagram.
+        query: The query it may answer.
+        echoed: Whether the question must be echoed. On a socket that many
+            queries share, an error reply without a question is tied to a
+            query by its ID alone: anyone who sees or guesses one of the IDs
+            in flight could end that query with it, so it is taken for
+            nobody's. (Docker echoes the question in its own SERVFAIL and
+            REFUSED.)
     """
     if len(data) < _HEADER.size or data[:2] != query[:2] or not data[2] & 0x80:
         return False
     if data[4:6] == _ONE:
         start, end = _HEADER.size, len(query) - len(_OPT)
         return data[start:end].lower() == query[start:end].lower()
-    return data[4:6] == b"\x00\x00" and bool(data[3] & _RCODE)
+    return not echoed and data[4:6] == b"\x00\x00" and bool(data[3] & _RCODE)
 
 
 #: Docker 20.10 drops records from a TCP answer until it fits in this many

@@ -1,6 +1,7 @@
 """A scriptable DNS server for tests: it answers each query as the test tells it to.
 
-``HostileServer`` listens on 127.0.0.1, UDP and TCP on one port, in one
+``HostileServer`` listens on 127.0.0.1 (or another loopback address, such as
+the engine's 127.0.0.11), UDP and TCP on one port, in one
 thread. For every query it calls the test's handler, which returns what to
 send back: any number of messages (well formed or not), each after its own
 delay, over the transport the query came in on. It can also hold its TCP
@@ -88,22 +89,22 @@ def _as_send(item: bytes | Send | dns.message.Message) -> Send:
     return Send(item)
 
 
-def _bind_pair() -> tuple[socket.socket, socket.socket]:
-    """A UDP and a TCP socket bound to the same free port of 127.0.0.1."""
+def _bind_pair(host: str) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket bound to the same free port of ``host``."""
     for _ in range(_BIND_ATTEMPTS):
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            udp.bind(("127.0.0.1", 0))
+            udp.bind((host, 0))
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            tcp.bind((host, udp.getsockname()[1]))
             tcp.listen(64)
         except OSError:
             udp.close()
             tcp.close()
             continue
         return udp, tcp
-    raise OSError("found no port of 127.0.0.1 free for both UDP and TCP")
+    raise OSError(f"found no port of {host} free for both UDP and TCP")
 
 
 class _Connection:
@@ -123,16 +124,19 @@ class _Connection:
 
 
 class HostileServer:
-    """A DNS server on 127.0.0.1 that answers as ``handler`` says; a context manager.
+    """A DNS server on a loopback address that answers as ``handler`` says; a context manager.
 
     Args:
         handler: Called in the server's thread with each ``Query``; what it
             returns is sent back. An empty list sends nothing (a silent server).
+        host: The loopback address to listen on (127.0.0.11: where the
+            client takes an answer for the engine's).
     """
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1") -> None:
         self.handler = handler
-        self._udp, self._tcp = _bind_pair()
+        self.host = host
+        self._udp, self._tcp = _bind_pair(host)
         self.port: int = self._udp.getsockname()[1]
         self._wake_reader, self._wake_writer = socket.socketpair()
         for sock in (self._udp, self._tcp, self._wake_reader):
@@ -153,8 +157,8 @@ class HostileServer:
 
     @property
     def nameserver(self) -> str:
-        """``127.0.0.1:<port>``, for ``DirectBackend``."""
-        return f"127.0.0.1:{self.port}"
+        """``<host>:<port>``, for ``DirectBackend``."""
+        return f"{self.host}:{self.port}"
 
     # -- what the test sees and controls --------------------------------------------
 

@@ -511,3 +511,81 @@ def test_stopping_a_task_watcher_always_returns(serve: Serve) -> None:
                 f" of {STOPS}, {delay * 1e3:.3f} ms after the answer's release): the cancel"
                 " was swallowed and the watch went on"
             )
+
+
+# -- 6. an error reply without a question, from the engine's address --------------------------
+
+ENGINE_HOST = "127.0.0.11"
+FLEET = [f"s{n}" for n in range(20)]
+_SERVFAIL_WITHOUT_RA = 0x8102  # QR, RD and SERVFAIL; no RA, as the engine's own
+
+
+def questionless_servfail(query: Query) -> bytes:
+    """SERVFAIL without RA and without a question, under the query's ID.
+
+    Without the question nothing says which query it answers: on a socket
+    that many queries share, it may as well carry another service's ID.
+    """
+    return struct.pack("!HHHHHH", query.message.id, _SERVFAIL_WITHOUT_RA, 0, 0, 0, 0)
+
+
+def forging_engine(query: Query) -> Script:
+    """Every service has two tasks, but each answer comes after a question-less SERVFAIL."""
+    octet = int(query.name.removeprefix("tasks.s").rstrip(".")) + 2
+    good = add_a(response(query), query.name, addresses(2, f"10.0.{octet}.2"))
+    return [questionless_servfail(query), Send(to_wire(good), 0.005)]
+
+
+def fleet_changes(nameserver: str, front_end: str) -> tuple[list[TaskSetChange], int]:
+    """A fleet's changes over ten rounds of lookups at least, and the failures it counted."""
+    # The engine for its SERVFAIL rule, but its answers (an OPT record, this
+    # machine's networks) are not checked for where they came from: not the point here.
+    backend = DirectBackend([nameserver], provenance=swarmdns.Provenance(mode="off"))
+    options = {"backend": backend, "interval": 0.05, "timeout": 1.0}
+    if front_end == "sync":
+        with swarmdns.watch_services(FLEET, **options) as fleet:  # type: ignore[arg-type]
+            with pytest.raises(swarmdns.NotEnoughTasks):
+                fleet.wait_for_tasks("s0", 3, timeout=0.6)
+            changes = list(fleet._core.changes)
+            failures = sum(health.consecutive_failures for health in fleet.health.values())
+        return changes, failures
+
+    async def main() -> tuple[list[TaskSetChange], int]:
+        async with swarmdns.aio.watch_services(FLEET, **options) as fleet:  # type: ignore[arg-type]
+            with pytest.raises(swarmdns.NotEnoughTasks):
+                await fleet.wait_for_tasks("s0", 3, timeout=0.6)
+            changes = list(fleet._core.changes)
+            failures = sum(health.consecutive_failures for health in fleet.health.values())
+        return changes, failures
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("front_end", ["sync", "aio"])
+def test_a_fleet_never_reads_an_error_without_a_question_as_a_service_disowned(
+    front_end: str,
+) -> None:
+    with HostileServer(forging_engine, host=ENGINE_HOST) as server:
+        changes, failures = fleet_changes(server.nameserver, front_end)
+        asked = dict.fromkeys(FLEET, 0)
+        for query in server.queries:
+            asked[query.name.removeprefix("tasks.").rstrip(".")] += 1
+
+    assert min(asked.values()) >= 3, f"too few lookups to tell: {asked}"
+    wrong = [change for change in changes if change.removed or len(change.current) != 2]
+    assert not wrong, f"{len(wrong)} changes read from question-less SERVFAILs, such as {wrong[0]}"
+    assert sorted(change.service for change in changes) == sorted(FLEET)  # initial sets only
+    assert failures == 0
+
+
+def test_one_lookup_reads_an_error_without_a_question_as_a_failure_not_as_no_tasks(
+    task_ips: Lookup,
+) -> None:
+    def handle(query: Query) -> Script:
+        return [questionless_servfail(query)]
+
+    with HostileServer(handle, host=ENGINE_HOST) as server:
+        error = failure(task_ips, server, "SERVFAIL without RA and without a question")
+
+    assert isinstance(error, ResolutionError)
+    assert "SERVFAIL" in str(error)
