@@ -132,15 +132,9 @@ def _described(
     return networks, services or [{"name": "web", "replicas": 3}]
 
 
-def wait_for_interrupt() -> None:
-    """Block until Ctrl-C or SIGTERM."""
-    stop = threading.Event()
-    with (
-        interrupted_once() as interrupts,
-        interrupts.waking(stop.set),
-        contextlib.suppress(KeyboardInterrupt),
-    ):
-        stop.wait()
+def wait_for_interrupt(stop: threading.Event) -> None:
+    """Block until Ctrl-C or SIGTERM (``run()`` makes either set ``stop``, or raise)."""
+    stop.wait()
 
 
 _WHY_NOT = {
@@ -284,12 +278,20 @@ def _banner(swarm: FakeSwarm, request: ServeRequest) -> list[str]:
 
 def run(options: argparse.Namespace, out: TextIO) -> int:
     request = ServeRequest.from_options(options)
-    with warnings_shown("testing", "%(message)s"):  # the fake's: out of descriptors
+    stop = threading.Event()
+    # Before the banner says "Ctrl-C stops it", so that Ctrl-C or SIGTERM after it
+    # always finds the handler that stops the fake cleanly.
+    with (
+        interrupted_once() as interrupts,
+        interrupts.waking(stop.set),
+        contextlib.suppress(KeyboardInterrupt),
+        warnings_shown("testing", "%(message)s"),  # the fake's: out of descriptors
+    ):
         swarm = _started(request)
         try:
             _populate(swarm, request)
             print("\n".join(_banner(swarm, request)), file=out, flush=True)
-            wait_for_interrupt()
+            wait_for_interrupt(stop)
         finally:
             swarm.stop()
     return EXIT_OK

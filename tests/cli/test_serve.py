@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def test_serve_keeps_no_query_log(monkeypatch: pytest.MonkeyPatch) -> None:
             started.append(self)
             return super().start()
 
-    def ask_while_serving() -> None:
+    def ask_while_serving(stop: threading.Event) -> None:
         (swarm,) = started
         for _ in range(50):
             query = dns.message.make_query("tasks.web", "A")
