@@ -306,15 +306,16 @@ def test_a_new_engine_without_upstream_empties_the_watch_as_in_production(
 ) -> None:
     # 24+ answer a zero-task service's name with their own SERVFAIL without RA:
     # the name was forwarded, so the service has no task, as on 127.0.0.11.
-    swarm_dns.create_service("web", replicas=2)
+    web = swarm_dns.create_service("web", replicas=2)
     swarm_dns.upstream = Upstream.UNREACHABLE
-    with TaskWatcher("web", **FAST) as watcher:  # type: ignore[arg-type]
-        assert watcher.wait_until_started(EVENT_TIMEOUT)
+    with swarmdns.watch_tasks("web", **FAST) as watch:  # type: ignore[arg-type]
+        first = next(watch)
         swarm_dns.scale("web", 0)
-        assert watcher.wait_for_change(EVENT_TIMEOUT)
+        gone = next(watch)  # the iterator keeps each change: none can pass unseen
 
-        assert watcher.current == ()
-        assert watcher.health.consecutive_failures == 0
+        assert first.current == web.task_ips
+        assert (gone.removed, gone.current) == (frozenset(web.task_ips), ())
+        assert watch.health.consecutive_failures == 0
 
 
 def test_fail_after_ends_the_watch(swarm_dns: FakeSwarm) -> None:
