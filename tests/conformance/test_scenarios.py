@@ -205,14 +205,19 @@ def test_more_forwards_than_the_engine_holds(driver: Driver) -> None:
 
     result = ok(response)
     if newer:
-        # A datagram lost on its way in (the fake, a Python server, can drop a
-        # few under load) gets no reply and takes no slot: every other query
-        # past the first 2,048 is refused.
+        # A datagram lost on its way in gets no reply and takes no slot: every
+        # other query past the first 2,048 is refused. Losses come from the
+        # receiving socket's buffer when its reader falls behind the burst (the
+        # fake, a Python server; or an engine on a machine busy with the rest of
+        # the suite: 73 of 2,300 in CI), so they are bounded loosely, and the
+        # refusals must outnumber them: an engine that dropped instead (20.10)
+        # would refuse none.
         counts, lost = result["counts"], result["no reply"]
         assert counts.keys() <= {"REFUSED -ra", "SERVFAIL -ra"}, counts
         assert counts["SERVFAIL -ra"] == 2 * 1024, result
         assert counts["REFUSED -ra"] + lost == count - 2 * 1024, result
-        assert lost <= count // 50, result
+        assert lost <= count // 10, result
+        assert counts["REFUSED -ra"] > lost, result
         assert 3.5 < result["delays"]["REFUSED -ra"] < 5.0
     else:
         assert (result["counts"], result["no reply"]) == ({}, count)
