@@ -213,11 +213,20 @@ def test_more_forwards_than_the_engine_holds(driver: Driver) -> None:
         # refusals must outnumber them: an engine that dropped instead (20.10)
         # would refuse none.
         counts, lost = result["counts"], result["no reply"]
+        served, refused = counts.get("SERVFAIL -ra", 0), counts.get("REFUSED -ra", 0)
         assert counts.keys() <= {"REFUSED -ra", "SERVFAIL -ra"}, counts
-        assert counts["SERVFAIL -ra"] == 2 * 1024, result
-        assert counts["REFUSED -ra"] + lost == count - 2 * 1024, result
+        assert served + refused + lost == count, result
+        if driver.kind == "fake":
+            assert served == 2 * 1024, result
+        else:
+            # A real engine on a machine busy with the rest of the suite can
+            # stretch the burst past the first slots' 4 s: some of the second
+            # 1,024 then wait too long and are refused (1,918 served, 382
+            # refused in CI). Never more than the slots, taken twice over.
+            assert 1024 <= served <= 2 * 1024, result
+        assert refused + lost >= count - 2 * 1024, result
         assert lost <= count // 10, result
-        assert counts["REFUSED -ra"] > lost, result
+        assert refused > lost, result
         assert 3.5 < result["delays"]["REFUSED -ra"] < 5.0
     else:
         assert (result["counts"], result["no reply"]) == ({}, count)
