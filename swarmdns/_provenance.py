@@ -25,7 +25,7 @@ from typing import Literal
 
 from attrs import field, frozen
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, ForwardedAnswer
 
 #: The TTL of every record the engine answers from its own records; it cannot be configured.
 ENGINE_TTL = 600
@@ -52,7 +52,7 @@ def _networks(value: Iterable[IPv4Network | str]) -> tuple[IPv4Network, ...]:
     return networks
 
 
-@frozen(kw_only=True)
+@frozen(kw_only=True, cache_hash=True)  # a key of the backends' memo, on every lookup
 class Provenance:
     """Which nameserver is Docker's engine, and whether its answers are checked.
 
@@ -176,6 +176,24 @@ class EngineRules:
         if other is not None:
             return f"its TTL is {other} s; the engine's own answers always say {ENGINE_TTL} s"
         return self.outside(addresses)
+
+    def forwarded_error(
+        self, *, name: str, nameserver: str, reason: str
+    ) -> ForwardedAnswer | None:
+        """What a forwarded answer for ``name`` raises when strict; None: it reads as no such name.
+
+        Every backend that checks answers words it here, once.
+        """
+        if not self.strict:
+            return None
+        return ForwardedAnswer(
+            f"{nameserver} forwarded {name!r} to the host's resolvers, and their answer is"
+            f" not the engine's own: {reason}. Its records are not tasks: the engine forwards"
+            " only the names it does not own (a service with no running task, or one this"
+            " container shares no network with)",
+            name=name,
+            nameserver=nameserver,
+        )
 
     def outside(self, addresses: Sequence[IPv4Address]) -> str | None:
         """Why ``addresses`` cannot be the engine's: one lies outside its networks; else None."""

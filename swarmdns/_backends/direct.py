@@ -22,7 +22,7 @@ import attrs
 
 from .. import _memo
 from .._deadlines import Deadline, Overrun, within
-from .._errors import ForwardedAnswer, ResolutionError, ResolutionTimeout, SwarmDNSError
+from .._errors import ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._log import logger
 from .._model import Answer, Question
 from .._own_addresses import container_networks
@@ -161,15 +161,11 @@ class Exchange:
         """
         if self._tcp or self._failure is not None or self._rdtype != wire.TYPE_A:
             return None
+        values = wire.read_values(data, self.wire, ttl=self._engine_ttl())
         rules = self._server.engine
-        if rules is None or not rules.checked:
-            values = wire.read_values(data, self.wire)
-        else:
-            values = wire.read_values(data, self.wire, ttl=ENGINE_TTL)
-            if values is not None and not rules.values_inside(values):
-                return None  # the full reading says why it is not the engine's
-        if values is not None:
-            self._final = True
+        if values is None or (rules is not None and not rules.values_inside(values)):
+            return None  # not the usual shape; or the full reading says why it is not the engine's
+        self._final = True
         return values
 
     def handle_wire(self, data: bytes) -> None:
@@ -199,16 +195,19 @@ class Exchange:
             return
         self._handle_reply(reply)
 
+    def _engine_ttl(self) -> int | None:
+        """The TTL every record must have to be read fast: the engine's, where it is checked."""
+        rules = self._server.engine
+        return ENGINE_TTL if rules is not None and rules.checked else None
+
     def _read_fast(self, data: bytes) -> wire.Reply | None:
         """The usual reply, read fast, if it is the engine's own where that matters; else None."""
+        fast = wire.read_reply(data, self.wire, self._rdtype, ttl=self._engine_ttl())
         rules = self._server.engine
-        if rules is None or not rules.checked:
-            return wire.read_reply(data, self.wire, self._rdtype)
-        fast = wire.read_reply(data, self.wire, self._rdtype, ttl=ENGINE_TTL)
-        if fast is None or self._rdtype != wire.TYPE_A:
+        if fast is None or rules is None or self._rdtype != wire.TYPE_A or not fast.records:
             return fast
         addresses = cast("tuple[IPv4Address, ...]", fast.records)  # sorted
-        if not addresses or rules.span_inside(int(addresses[0]), int(addresses[-1])):
+        if rules.span_inside(int(addresses[0]), int(addresses[-1])):
             return fast
         return fast if rules.outside(addresses) is None else None
 
@@ -295,23 +294,15 @@ class Exchange:
     def _take_forwarded(self, reason: str) -> None:
         """The engine forwarded the name: no records of its own, so "no such name"; or raise."""
         server = _text(self._server)
-        about = (
-            f"{server} forwarded {self._what()} to the host's resolvers, and their answer"
-            f" is not the engine's own: {reason}"
-        )
         rules = self._server.engine
-        if rules is not None and rules.strict:
-            self._finish(
-                ForwardedAnswer(
-                    f"{about}. Its records are not tasks: the engine forwards only the names"
-                    " it does not own (a service with no running task, or one this container"
-                    " shares no network with)",
-                    name=self.question.name,
-                    nameserver=server,
-                )
-            )
+        assert rules is not None  # noqa: S101 - only the engine's answers are judged
+        error = rules.forwarded_error(name=self.question.name, nameserver=server, reason=reason)
+        if error is not None:
+            self._finish(error)
             return
-        logger("lookups").debug("%s; read as no such name", about)
+        logger("lookups").debug(
+            "%s forwarded %s; read as no such name: %s", server, self._what(), reason
+        )
         self._answer = Answer(
             question=self.question, nxdomain=True, nameserver=server, forwarded=reason
         )

@@ -6,7 +6,7 @@ import socket
 from ipaddress import IPv4Address
 
 from .._deadlines import Overrun, within
-from .._errors import ForwardedAnswer, ResolutionError, ResolutionTimeout
+from .._errors import ResolutionError, ResolutionTimeout
 from .._model import Answer, Question
 from .._own_addresses import container_networks
 from .._provenance import Provenance
@@ -82,13 +82,12 @@ class SystemBackend:
             reason = rules.outside(tuple(IPv4Address(record) for record in records))
         if reason is None:
             return self._answer(question, records)
-        if rules is not None and rules.strict:
-            raise ForwardedAnswer(
-                f"the engine forwarded {question.name!r} to the host's resolvers, and their"
-                f" answer is not the engine's own: {reason}. Its records are not tasks",
-                name=question.name,
-                nameserver=self.nameserver,
-            )
+        assert rules is not None  # noqa: S101 - a reason comes only from the rules
+        error = rules.forwarded_error(
+            name=question.name, nameserver=self.nameserver, reason=reason
+        )
+        if error is not None:
+            raise error
         return Answer(
             question=question, nxdomain=True, nameserver=self.nameserver, forwarded=reason
         )
