@@ -55,11 +55,12 @@ snapshot_firewall() {
     done
 }
 
-# Unpacks docker.io and containerd of suite $1 into $cache/$1. apt works from a
+# Unpacks packages $3... of suite $1 into folder $2 (docker.io and containerd
+# into $cache/SUITE, docker-compose into $cache/SUITE-compose). apt works from a
 # source list, package lists and cache of its own in a temporary folder, so the
 # system's apt configuration and state stay as they were.
 fetch() (
-    local suite=$1 tmp release mirror
+    local suite=$1 destination=$2 packages=("${@:3}") tmp release mirror
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
     # The mirror this machine's own Debian release comes from.
@@ -78,13 +79,13 @@ fetch() (
         -o "Dir::Etc::SourceList=$tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
         -o "Dir::State::Lists=$tmp/lists" -o "Dir::Cache=$tmp/cache"
     )
-    say "fetching docker.io and containerd of $suite into $cache/$suite"
+    say "fetching ${packages[*]} of $suite into $destination"
     apt-get -qq "${options[@]}" update
-    (cd "$tmp/debs" && apt-get -qq "${options[@]}" download docker.io containerd)
+    (cd "$tmp/debs" && apt-get -qq "${options[@]}" download "${packages[@]}")
     mkdir -p "$tmp/root"
     for deb in "$tmp"/debs/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
-    mkdir -p "$cache"
-    mv "$tmp/root" "$cache/$suite" # whole or absent: a failed fetch leaves nothing
+    mkdir -p "$(dirname "$destination")"
+    mv "$tmp/root" "$destination" # whole or absent: a failed fetch leaves nothing
 )
 
 # Prints the folder that holds version $1's /usr (empty for this machine's
@@ -94,7 +95,7 @@ engine_root() {
     [ -n "$suite" ] || { say "no engine $version (${!suites[*]})" >&2; return 1; }
     if [ "$suite" != bookworm ]; then
         root=$cache/$suite
-        [ -d "$root" ] || fetch "$suite" >&2
+        [ -d "$root" ] || fetch "$suite" "$root" docker.io containerd >&2
     fi
     # A suite moves on: say so rather than test another version under this name.
     found=$("${root:-}/usr/sbin/dockerd" --version)
@@ -103,6 +104,23 @@ engine_root() {
         return 1
     fi
     echo "${root:-}"
+}
+
+# Prints the path of Debian's Compose v2 (the docker-compose CLI plugin, which
+# also runs standalone with DOCKER_HOST set) of the suite engine $1 comes from,
+# fetching it first when needed. 20.10 gets none: bookworm packages only the
+# old Python docker-compose 1.x.
+compose_binary() {
+    local version=$1 suite=${suites[$1]:-} root binary
+    if [ -z "$suite" ] || [ "$suite" = bookworm ]; then
+        say "no Compose v2 for engine $version (only for 26.1 and 28.5)" >&2
+        return 1
+    fi
+    root=$cache/$suite-compose
+    binary=$root/usr/libexec/docker/cli-plugins/docker-compose
+    [ -d "$root" ] || fetch "$suite" "$root" docker-compose >&2
+    [ -x "$binary" ] || { say "no $binary in $suite's docker-compose" >&2; return 1; }
+    echo "$binary"
 }
 
 # Starts engine $2 called $1 at address $3 (in a namespace of its own; with
