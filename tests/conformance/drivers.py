@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from unittest import mock
 
 import attrs
@@ -58,6 +58,9 @@ DEFAULT_STATE = "/tmp/swarmdns-swarm"  # noqa: S108 - .ci/swarm-setup's default
 HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
 PROBE = Path(probe.__file__)
 UPSTREAM = Path(upstream.__file__)
+#: The library's own addresses override (issue #23): how a process on this
+#: machine passes for one in a task or container of the fake.
+OWN_ADDRESSES_VARIABLE = "SWARMDNS_OWN_ADDRESSES"
 #: How long the engine may take to converge; a bound for a broken engine, not
 #: a timing expectation.
 CONVERGE_TIMEOUT = 120.0
@@ -174,6 +177,10 @@ class Driver(Protocol):
         """The probe task's ``/etc/resolv.conf``, as the engine wrote it."""
         ...
 
+    def run_in(self, task: EngineTask, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m swarmdns ARGUMENTS`` as the application in ``task`` would."""
+        ...
+
     def cleanup(self) -> None: ...
 
 
@@ -248,10 +255,16 @@ class FakeDriver:
     def _environment(self) -> contextlib.AbstractContextManager[Any]:
         return mock.patch.dict(os.environ, self._variables())
 
-    def _variables(self) -> dict[str, str]:
-        """Where swarmdns finds the fake, and its networks: this machine's are not a task's."""
+    def _variables(self, task: EngineTask | None = None) -> dict[str, str]:
+        """Where swarmdns finds the fake, and its networks: this machine's are not a task's.
+
+        ``task``: the nameserver of that task's node rather than the probe's.
+        """
         networks = ",".join(str(network) for network in self.swarm.engine_networks)
-        return {NAMESERVER_VARIABLE: self.swarm.nameserver, PROVENANCE_VARIABLE: networks}
+        return {NAMESERVER_VARIABLE: self._nameserver(task), PROVENANCE_VARIABLE: networks}
+
+    def _nameserver(self, task: EngineTask | None) -> str:
+        return self.swarm.nameserver
 
     def create_service(
         self,
@@ -328,6 +341,18 @@ class FakeDriver:
     def resolv_conf(self) -> str:
         return self.swarm.resolv_conf()
 
+    def run_in(self, task: EngineTask, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """With the task's addresses as this process's own (SWARMDNS_OWN_ADDRESSES)."""
+        own = ",".join(str(address) for address in task.addresses.values())
+        return subprocess.run(
+            [sys.executable, "-m", "swarmdns", *arguments],
+            env={**os.environ, **self._variables(task), OWN_ADDRESSES_VARIABLE: own},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
     def upstream_unreachable(self) -> contextlib.AbstractContextManager[None]:
         return self._upstream(Upstream.UNREACHABLE)
 
@@ -396,63 +421,31 @@ class SwarmDriver:
         self._pid = self.client.containers.get(app.container_id).attrs["State"]["Pid"]
         container = self.client.containers.get(app.container_id)
         self._resolv_conf = container.attrs["ResolvConfPath"]
-        self._engine_pid = serving_pid(engine.socket)
-        self._upstream = self._start_upstream(self._engine_pid)
-
-    # The engine forwards the names it does not own to its --dns address, in
-    # the network namespace of its own that .ci/swarm-setup runs it in: the
-    # lab's upstream (upstream.py) answers there, NXDOMAIN like a host's
-    # resolver until a scenario switches it, and no packet leaves the machine.
-    def _start_upstream(self, engine_pid: int) -> subprocess.Popen[str]:
-        if os.stat(f"/proc/{engine_pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
-            raise RuntimeError(
-                f"the engine (process {engine_pid}) shares this machine's network namespace,"
-                " where its forwarded queries could leave the machine: start it with"
-                " .ci/swarm-setup"
-            )
-        address = _dns_option(engine_pid)
-        command = [sys.executable, str(UPSTREAM), address]
-        process = subprocess.Popen(
-            ["nsenter", "-t", str(engine_pid), "-n", *command],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "nxdomain"
-        return process
-
-    def _switch_upstream(self, mode: str) -> None:
-        """Give the upstream the command ``mode`` (see upstream.py); in effect on return."""
-        assert self._upstream.stdin is not None
-        assert self._upstream.stdout is not None
-        self._upstream.stdin.write(f"{mode}\n")
-        self._upstream.stdin.flush()
-        assert self._upstream.stdout.readline().strip() == mode
-
-    @contextlib.contextmanager
-    def _upstream_mode(self, mode: str) -> Iterator[None]:
-        self._switch_upstream(mode)
-        try:
-            yield
-        finally:
-            self._switch_upstream("nxdomain")
+        self._upstream = LabUpstream.acquire(serving_pid(engine.socket))
 
     def _in_task(self, *command: str, task: tuple[int, str] | None = None) -> list[str]:
         """A command line that runs ``command`` as an application in the probe task would.
 
-        In the task's network namespace, with the container's own resolv.conf
-        (bind-mounted in a private mount namespace), and no SWARMDNS_NAMESERVER.
         ``task`` (process id, resolv.conf path) names another task to run in.
         """
-        pid, resolv_conf = task or (self._pid, self._resolv_conf)
-        return [
-            "nsenter", "-t", str(pid), "-n",
-            "unshare", "-m", "sh", "-c",
-            'mount --bind "$0" /etc/resolv.conf && exec env -u SWARMDNS_NAMESERVER "$@"',
-            resolv_conf,
-            *command,
-        ]  # fmt: skip
+        return in_namespace(*(task or (self._pid, self._resolv_conf)), *command)
+
+    def run_in(self, task: EngineTask, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m swarmdns ARGUMENTS`` in ``task``, as its application would."""
+        return subprocess.run(
+            self._in_task(
+                sys.executable, "-m", "swarmdns", *arguments, task=self._namespace_of(task)
+            ),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def _namespace_of(self, task: EngineTask) -> tuple[int, str]:
+        """The process id and resolv.conf of ``task``'s container."""
+        attributes = self.client.containers.get(task.container_id).attrs
+        return attributes["State"]["Pid"], attributes["ResolvConfPath"]
 
     def _service(
         self,
@@ -640,31 +633,19 @@ class SwarmDriver:
     def resolv_conf(self) -> str:
         return Path(self._resolv_conf).read_text()
 
-    @contextlib.contextmanager
-    def upstream_unreachable(self) -> Iterator[None]:
+    def upstream_unreachable(self) -> contextlib.AbstractContextManager[None]:
         """Stop the upstream: its port is closed, as on a host without a resolver."""
-        self._stop_upstream()
-        try:
-            yield
-        finally:
-            self._upstream = self._start_upstream(self._engine_pid)
+        return self._upstream.unreachable()
 
     def upstream_silent(self) -> contextlib.AbstractContextManager[None]:
         """The upstream reads every query and answers none."""
-        return self._upstream_mode("silent")
+        return self._upstream.mode("silent")
 
     def upstream_hijacking(
         self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
     ) -> contextlib.AbstractContextManager[None]:
         """The upstream answers every A query with ``addresses`` (upstream.py's hijack)."""
-        return self._upstream_mode(" ".join(["hijack", *addresses]))
-
-    def _stop_upstream(self) -> None:
-        self._upstream.terminate()
-        self._upstream.wait(30)
-        for stream in (self._upstream.stdin, self._upstream.stdout):
-            if stream is not None:
-                stream.close()
+        return self._upstream.mode(" ".join(["hijack", *addresses]))
 
     def cleanup(self) -> None:
         while self._watches:
@@ -679,11 +660,113 @@ class SwarmDriver:
 
     def stop(self) -> None:
         self.cleanup()
-        self._stop_upstream()
+        self._upstream.release()
         with contextlib.suppress(self._docker.errors.NotFound):
             self._get("sdnstest-probe").remove()
         self.client.close()
         shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+class LabUpstream:
+    """The lab's upstream (upstream.py) in an engine's network namespace.
+
+    The engine forwards the names it does not own to its --dns address, in
+    the network namespace of its own that .ci/swarm-setup runs it in: the
+    lab's upstream answers there, NXDOMAIN like a host's resolver until a
+    scenario switches it, and no packet leaves the machine. It listens on
+    port 53, so every driver of that engine in this process (a Swarm's, a
+    Compose project's) shares one: ``acquire()`` and ``release()``.
+    """
+
+    _running: ClassVar[dict[int, LabUpstream]] = {}
+
+    def __init__(self, engine_pid: int) -> None:
+        if os.stat(f"/proc/{engine_pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
+            raise RuntimeError(
+                f"the engine (process {engine_pid}) shares this machine's network namespace,"
+                " where its forwarded queries could leave the machine: start it with"
+                " .ci/swarm-setup"
+            )
+        self._engine_pid = engine_pid
+        self._users = 0
+        self._process = self._start()
+
+    @classmethod
+    def acquire(cls, engine_pid: int) -> LabUpstream:
+        """The upstream of the engine ``engine_pid``, started unless it runs."""
+        shared = cls._running.get(engine_pid)
+        if shared is None:
+            shared = cls._running[engine_pid] = cls(engine_pid)
+        shared._users += 1
+        return shared
+
+    def release(self) -> None:
+        """Stop the upstream once its last user is done with it."""
+        self._users -= 1
+        if self._users == 0:
+            self._stop()
+            del self._running[self._engine_pid]
+
+    def _start(self) -> subprocess.Popen[str]:
+        command = [sys.executable, str(UPSTREAM), _dns_option(self._engine_pid)]
+        process = subprocess.Popen(
+            ["nsenter", "-t", str(self._engine_pid), "-n", *command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "nxdomain"
+        return process
+
+    def _stop(self) -> None:
+        self._process.terminate()  # the process this upstream started, by its id
+        self._process.wait(30)
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None:
+                stream.close()
+
+    def _switch(self, mode: str) -> None:
+        """Give the upstream the command ``mode`` (see upstream.py); in effect on return."""
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(f"{mode}\n")
+        self._process.stdin.flush()
+        assert self._process.stdout.readline().strip() == mode
+
+    @contextlib.contextmanager
+    def mode(self, mode: str) -> Iterator[None]:
+        """In the block, the upstream answers in ``mode``; then NXDOMAIN again."""
+        self._switch(mode)
+        try:
+            yield
+        finally:
+            self._switch("nxdomain")
+
+    @contextlib.contextmanager
+    def unreachable(self) -> Iterator[None]:
+        """In the block, the upstream is stopped: its port is closed."""
+        self._stop()
+        try:
+            yield
+        finally:
+            self._process = self._start()
+
+
+def in_namespace(pid: int, resolv_conf: str, *command: str) -> list[str]:
+    """A command line that runs ``command`` as an application in a container would.
+
+    In the network namespace of process ``pid``, with the container's own
+    resolv.conf (bind-mounted in a private mount namespace), and no
+    SWARMDNS_NAMESERVER.
+    """
+    return [
+        "nsenter", "-t", str(pid), "-n",
+        "unshare", "-m", "sh", "-c",
+        'mount --bind "$0" /etc/resolv.conf && exec env -u SWARMDNS_NAMESERVER "$@"',
+        resolv_conf,
+        *command,
+    ]  # fmt: skip
 
 
 def engine_available(engine: Engine) -> str | None:  # noqa: PLR0911 - one return per missing piece

@@ -92,6 +92,10 @@ class NodesDriver(Protocol):
         """Carry out probe requests against ``node``'s own DNS, as a task there would."""
         ...
 
+    def run_in(self, task: EngineTask, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run ``python -m swarmdns ARGUMENTS`` as the application in ``task`` would."""
+        ...
+
     def cleanup(self) -> None: ...
 
     def stop(self) -> None: ...
@@ -139,6 +143,12 @@ class FakeNodesDriver(FakeDriver):
         self._cut.add(node)
 
     resume = restore
+
+    def _nameserver(self, task: EngineTask | None) -> str:
+        """The DNS server of the node ``task`` runs on (node 1's without one)."""
+        if task is None:
+            return self.swarm.nameserver
+        return next(node.nameserver for node in self.swarm.nodes if node.id == task.node_id)
 
     def ask_node(self, node: int, *requests: dict[str, Any]) -> list[dict[str, Any]]:
         nameserver = self.swarm.nodes[node - 1].nameserver
@@ -260,6 +270,16 @@ class SwarmNodesDriver(SwarmDriver):
         """In the network namespace of a task on ``node`` (found before a pause)."""
         task = self._tasks_on.get(node) or self._task_on(node)
         return self._probe(requests, task)
+
+    def _namespace_of(self, task: EngineTask) -> tuple[int, str]:
+        """From the engine of the node ``task`` runs on."""
+        node_socket = self._sockets[self.node_ids.index(task.node_id)]
+        client = self._docker.DockerClient(base_url=node_socket, version=API_VERSION)
+        try:
+            attributes = client.containers.get(task.container_id).attrs
+        finally:
+            client.close()
+        return attributes["State"]["Pid"], attributes["ResolvConfPath"]
 
     def _task_on(self, node: int) -> tuple[int, str]:
         """A running task on ``node``: its process id and resolv.conf, from that node's engine."""
