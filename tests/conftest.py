@@ -7,8 +7,9 @@ one after the other, in one worker:
 - tests/test_recipes.py: its replicas listen on fixed addresses
   (127.77.0.0/24, port 8080).
 - tests/conformance, on each real Swarm: the scenarios share the engine's
-  services, networks and upstream resolver. Different Swarms (each engine,
-  and the three-node one) share nothing, and run side by side.
+  services, networks and upstream resolver (with the Compose scenarios on
+  that engine). Different Swarms (each engine, and the three-node one) share
+  nothing, and run side by side.
 
 xdist's own ``--dist loadgroup`` would do this with markers, but silently
 stops grouping on pytest 9.2 (pytest-xdist issue 1386): the scheduler below
@@ -34,8 +35,9 @@ settings.load_profile("swarmdns")
 RECIPES = "tests/test_recipes.py"
 CONFORMANCE = "tests/conformance/"
 #: A real Swarm's part of a test's ID: "swarm-VERSION" (conftest.py there) or
-#: "swarm-VERSION-nodes" (test_nodes.py).
-_SWARM_ID = re.compile(r"[\[-](swarm-\d+(?:\.\d+)*(?:-nodes)?)[-\]]")
+#: "swarm-VERSION-nodes" (test_nodes.py); "compose-VERSION" and "plain-VERSION"
+#: (test_compose.py) run on engine VERSION's lab too, and share its upstream.
+_SWARM_ID = re.compile(r"[\[-](?:swarm|compose|plain)-(\d+(?:\.\d+)*(?:-nodes)?)[-\]]")
 
 
 def shared_state(nodeid: str) -> str | None:
@@ -43,7 +45,7 @@ def shared_state(nodeid: str) -> str | None:
     if nodeid.startswith(RECIPES + "::"):
         return RECIPES
     if nodeid.startswith(CONFORMANCE) and (swarm := _SWARM_ID.search(nodeid)):
-        return swarm[1]
+        return f"swarm-{swarm[1]}"
     return None
 
 
