@@ -757,13 +757,15 @@ def in_namespace(pid: int, resolv_conf: str, *command: str) -> list[str]:
     """A command line that runs ``command`` as an application in a container would.
 
     In the network namespace of process ``pid``, with the container's own
-    resolv.conf (bind-mounted in a private mount namespace), and no
-    SWARMDNS_NAMESERVER.
+    resolv.conf (bind-mounted in a private mount namespace), and none of the
+    variables that would tell swarmdns where it runs (SWARMDNS_NAMESERVER,
+    SWARMDNS_RUNTIME, SWARMDNS_OWN_ADDRESSES).
     """
     return [
         "nsenter", "-t", str(pid), "-n",
         "unshare", "-m", "sh", "-c",
-        'mount --bind "$0" /etc/resolv.conf && exec env -u SWARMDNS_NAMESERVER "$@"',
+        'mount --bind "$0" /etc/resolv.conf && exec env -u SWARMDNS_NAMESERVER'
+        ' -u SWARMDNS_RUNTIME -u SWARMDNS_OWN_ADDRESSES "$@"',
         resolv_conf,
         *command,
     ]  # fmt: skip

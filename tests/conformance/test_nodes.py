@@ -21,6 +21,7 @@ import pytest
 
 from .drivers import NETWORKS, EngineTask, Watch, wait_until
 from .nodes import FakeNodesDriver, NodesDriver, SwarmNodesDriver, listed_nodes, nodes_available
+from .test_whoami import identity, printed
 
 REQUIRE_ENGINE = "SWARMDNS_REAL_SWARM"
 #: Bounds for a broken Swarm, not timing expectations: gossip takes well under
@@ -110,6 +111,18 @@ def test_nodes_tasks_on_every_node_with_ptr_identity(nodes: NodesDriver) -> None
     expected = sorted((ip(t), t.slot, t.id) for t in engine)
     assert sorted((t["ip"], t["slot"], t["task_id"]) for t in ok(found)) == expected
     assert {t["network"] for t in ok(found)} == {NETWORKS[0]}
+
+
+def test_nodes_whoami_on_node_3(nodes: NodesDriver) -> None:
+    """``swarmdns self`` in a task on node 3 tells that task, from node 3's own DNS."""
+    nodes.create_service("whonode", 3)
+    (task,) = [t for t in nodes.tasks("whonode") if node_of(nodes, t) == 3]
+
+    found = printed(nodes.run_in(task, "self", "--json"))
+    named = printed(nodes.run_in(task, "self", "--json", "--network", NETWORKS[0]))
+
+    assert found == identity("whonode", task, NETWORKS[0])
+    assert named == found
 
 
 def test_nodes_propagation_to_node_1(nodes: NodesDriver) -> None:
