@@ -30,7 +30,12 @@ from unittest import mock
 import attrs
 import pytest
 
-from swarmdns import NAMESERVER_VARIABLE, PROVENANCE_VARIABLE
+from swarmdns import (
+    NAMESERVER_VARIABLE,
+    OWN_ADDRESSES_VARIABLE,
+    PROVENANCE_VARIABLE,
+    RUNTIME_VARIABLE,
+)
 from swarmdns.testing import (
     ENGINES,
     HIJACK_ADDRESSES,
@@ -58,9 +63,6 @@ DEFAULT_STATE = "/tmp/swarmdns-swarm"  # noqa: S108 - .ci/swarm-setup's default
 HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
 PROBE = Path(probe.__file__)
 UPSTREAM = Path(upstream.__file__)
-#: The library's own addresses override (issue #23): how a process on this
-#: machine passes for one in a task or container of the fake.
-OWN_ADDRESSES_VARIABLE = "SWARMDNS_OWN_ADDRESSES"
 #: How long the engine may take to converge; a bound for a broken engine, not
 #: a timing expectation.
 CONVERGE_TIMEOUT = 120.0
@@ -342,11 +344,16 @@ class FakeDriver:
         return self.swarm.resolv_conf()
 
     def run_in(self, task: EngineTask, *arguments: str) -> subprocess.CompletedProcess[str]:
-        """With the task's addresses as this process's own (SWARMDNS_OWN_ADDRESSES)."""
+        """With the task's addresses as this process's own (SWARMDNS_OWN_ADDRESSES).
+
+        And no SWARMDNS_RUNTIME: it tells the runtime from the fake's PTR
+        records, as an application in a real task does from the engine's.
+        """
         own = ",".join(str(address) for address in task.addresses.values())
+        environment = {k: v for k, v in os.environ.items() if k != RUNTIME_VARIABLE}
         return subprocess.run(
             [sys.executable, "-m", "swarmdns", *arguments],
-            env={**os.environ, **self._variables(task), OWN_ADDRESSES_VARIABLE: own},
+            env={**environment, **self._variables(task), OWN_ADDRESSES_VARIABLE: own},
             capture_output=True,
             text=True,
             timeout=60,
@@ -758,14 +765,14 @@ def in_namespace(pid: int, resolv_conf: str, *command: str) -> list[str]:
 
     In the network namespace of process ``pid``, with the container's own
     resolv.conf (bind-mounted in a private mount namespace), and none of the
-    variables that would tell swarmdns where it runs (SWARMDNS_NAMESERVER,
+    variables that tell swarmdns where it runs (SWARMDNS_NAMESERVER,
     SWARMDNS_RUNTIME, SWARMDNS_OWN_ADDRESSES).
     """
     return [
         "nsenter", "-t", str(pid), "-n",
         "unshare", "-m", "sh", "-c",
-        'mount --bind "$0" /etc/resolv.conf && exec env -u SWARMDNS_NAMESERVER'
-        ' -u SWARMDNS_RUNTIME -u SWARMDNS_OWN_ADDRESSES "$@"',
+        'mount --bind "$0" /etc/resolv.conf && exec env'
+        f' -u {NAMESERVER_VARIABLE} -u {RUNTIME_VARIABLE} -u {OWN_ADDRESSES_VARIABLE} "$@"',
         resolv_conf,
         *command,
     ]  # fmt: skip
