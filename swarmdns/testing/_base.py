@@ -8,10 +8,13 @@ the methods that only drive those.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from ipaddress import IPv4Address
 from types import TracebackType
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from ._engines import EngineVersion, engine_profile, resolv_conf
 from ._loop import endpoint
@@ -20,6 +23,29 @@ from ._server import DNSServer
 from ._serving import Serving
 
 _Fake = TypeVar("_Fake", bound="ServedFake")
+
+#: The library takes these as the container's own addresses (comma-separated)
+#: instead of reading them from the system.
+OWN_ADDRESSES_VARIABLE = "SWARMDNS_OWN_ADDRESSES"
+#: The library takes this as where it runs (``swarm`` or ``compose``).
+RUNTIME_VARIABLE = "SWARMDNS_RUNTIME"
+#: Where a fake's containers run, as ``SWARMDNS_RUNTIME`` says it.
+Runtime = Literal["swarm", "compose"]
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then put each back as it was (or unset)."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class ServedFake:
@@ -34,10 +60,45 @@ class ServedFake:
     _lock: threading.RLock
     _responder: Responder
     _serving: Serving
+    _seed: int | None
+    _initial_engine: EngineVersion
+    _initial_upstream: Upstream
+    #: The networks the asking container is on (None: every one); a property
+    #: of each fake.
+    client_networks: tuple[str, ...] | None
 
     def _responders(self) -> Sequence[Responder]:
         """Every responder of the fake: its own first (a Swarm's nodes' follow)."""
         return (self._responder,)
+
+    def _answer_as_created(self) -> None:
+        """Upstream, engine and order of answers as at creation; no fault, no logged query."""
+        self.upstream = self._initial_upstream
+        self.use_engine(self._initial_engine)
+        self.seed(self._seed)
+        self._responder.faults.clear()
+        self._responder.log.clear()
+
+    @contextlib.contextmanager
+    def _inside(self, addresses: Mapping[str, IPv4Address], runtime: Runtime) -> Iterator[None]:
+        """Be the container with these addresses (by network) for the block.
+
+        The library reads its own addresses and where it runs from the
+        environment; DNS answers as to a container on exactly those networks.
+        """
+        values = {
+            OWN_ADDRESSES_VARIABLE: ",".join(str(address) for address in addresses.values()),
+            RUNTIME_VARIABLE: runtime,
+        }
+        with self._lock:
+            attached = self.client_networks
+            self.client_networks = tuple(addresses)
+        try:
+            with environment(values):
+                yield
+        finally:
+            with self._lock:
+                self.client_networks = attached
 
     # -- life cycle ------------------------------------------------------------
 

@@ -406,6 +406,13 @@ class Fields:
             raise self._wrong(key, f"at most {MAX_REPLICAS}", value)
         return value
 
+    def number(self, key: str, default: float) -> float:
+        """A number, or the default when missing."""
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._wrong(key, "a number", value)
+        return float(value)
+
     def flag(self, key: str, default: bool) -> bool:
         """True or false."""
         value = self._get(key, default)

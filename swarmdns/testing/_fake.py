@@ -156,11 +156,7 @@ class FakeSwarm(ServedFake):
             with self._changing():
                 self._swarm = Swarm(seed=self._seed)
                 self._zones = ZoneBuilder()
-            self._responder.upstream = self._initial_upstream
-            self.use_engine(self._initial_engine)
-            self._responder.seed(self._seed)
-            self._responder.faults.clear()
-            self._responder.log.clear()
+            self._answer_as_created()  # the manager's alone: no other node yet
             self._cluster.grow()
 
     def _responders(self) -> Sequence[Responder]:
@@ -387,6 +383,30 @@ class FakeSwarm(ServedFake):
                         " create the services or networks first"
                     )
             swarm.client_networks = None if networks is None else tuple(networks)
+
+    @contextlib.contextmanager
+    def inside(self, task: TaskKey) -> Iterator[Task]:
+        """Make swarmdns, in this process, believe it runs inside ``task``, for the block.
+
+        Sets ``SWARMDNS_OWN_ADDRESSES`` to the task's addresses (every
+        network's) and ``SWARMDNS_RUNTIME`` to ``swarm``, so that
+        ``whoami()`` and ``exclude_self`` take the task as this container;
+        and, as the engine does for a task, DNS answers only names on the
+        task's networks (``client_networks``). All three are put back as they
+        were afterwards. Only this process's environment changes: pass it on to
+        a child process to make that one the task.
+
+        The task is found as ``kill_task()`` finds it.
+
+        Yields:
+            The fake's record of the task.
+
+        Raises:
+            SwarmError: No task matches.
+        """
+        found = self.task(task)
+        with self._inside(found.addresses, "swarm"):
+            yield found
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[Swarm]:
