@@ -157,9 +157,10 @@ def swarm_dns(
     yield from _serve_test(
         swarm_dns_server,
         lambda: swarm_dns_server.reset(nodes=marked.get("nodes"), delays=marked.get("delays")),
-        "swarm",
-        marked.get("engine"),
-        monkeypatch,
+        runtime="swarm",
+        engine=marked.get("engine"),
+        monkeypatch=monkeypatch,
+        what="the fake Swarm DNS server",
     )
 
 
@@ -206,18 +207,21 @@ def compose_dns(
     yield from _serve_test(
         compose_dns_server,
         lambda: compose_dns_server.reset(project=marked.get("project")),
-        "compose",
-        marked.get("engine"),
-        monkeypatch,
+        runtime="compose",
+        engine=marked.get("engine"),
+        monkeypatch=monkeypatch,
+        what="the fake Compose DNS server",
     )
 
 
 def _serve_test(
     server: _Served,
     reset: Callable[[], None],
+    *,
     runtime: Runtime,
     engine: EngineVersion | None,
     monkeypatch: pytest.MonkeyPatch,
+    what: str,
 ) -> Iterator[_Served]:
     """Run one test against ``server``: emptied, running, and named by the environment.
 
@@ -227,6 +231,7 @@ def _serve_test(
         runtime: What ``SWARMDNS_RUNTIME`` says during the test.
         engine: The engine version the marker asks for, if any.
         monkeypatch: The test's, which puts the environment back afterwards.
+        what: The server, as a failure names it.
     """
     if not server.running:  # a test before this one stopped it
         server.stop()
@@ -251,4 +256,4 @@ def _serve_test(
     server.close_control()
     server.reset()
     if errors:
-        pytest.fail(f"{server._what} DNS server failed internally: {errors!r}", pytrace=False)
+        pytest.fail(f"{what} failed internally: {errors!r}", pytrace=False)
