@@ -26,13 +26,14 @@ from .._model import Task as DNSTask
 from ._swarm import (
     _NETWORK_NAME,
     _SERVICE_NAME,
-    MAX_REPLICAS,
     Network,
     SwarmError,
     _AddressPool,
-    _as_address,
+    _check_cap,
     _check_name,
+    _check_replicas,
     _read_only,
+    address_key,
 )
 
 #: Compose's rule for project names: lower-case letters, digits, '-' and '_'.
@@ -331,17 +332,14 @@ class Project:
 
     def find(self, key: ContainerKey) -> tuple[ComposeService, Container]:
         """A container by value, address, name, ID or (unique, 3 or more digits) ID prefix."""
-        if isinstance(key, DNSTask):
-            return self._at(key.ip, f" (swarmdns.Task {key.name or key.ip})")
-        if isinstance(key, IPv4Address):
-            return self._at(key, "")
+        by_address = address_key(key)
+        if by_address is not None:
+            return self._at(*by_address)
         if not isinstance(key, Container | str):
             raise TypeError(
                 "a container is the fake's Container, a swarmdns.Task, its address (an"
                 f" IPv4Address or a str), or its name or ID as a str; not {key!r}"
             )
-        if isinstance(key, str) and (address := _as_address(key)) is not None:
-            return self._at(address, "")
         text = key.container_id if isinstance(key, Container) else key
         matches = [
             (service, container)
@@ -378,10 +376,5 @@ class Project:
 
 
 def _check_scale(scale: int, service: str) -> None:
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 0:
-        raise SwarmError(f"scale must be a whole number of at least 0, not {scale!r}")
-    if scale > MAX_REPLICAS:
-        raise SwarmError(
-            f"service {service!r}: {scale} containers is more than the fake runs for one"
-            f" service ({MAX_REPLICAS}); ask for at most {MAX_REPLICAS}"
-        )
+    _check_replicas(scale, "scale")
+    _check_cap(scale, service, "containers")

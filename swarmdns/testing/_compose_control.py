@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from attrs import frozen
 
 from ._compose import ComposeService, Container, ContainerKey
-from ._control import COMMON_OPERATIONS, Fields, Operations
+from ._control import COMMON_OPERATIONS, Fields, Operations, named
 from ._engines import EngineVersion
-from ._swarm import Network, SwarmError
+from ._swarm import Network
 
 
 @frozen(kw_only=True)
@@ -45,11 +45,7 @@ class ComposeState:
         Raises:
             SwarmError: There is no such service.
         """
-        for service in self.services:
-            if service.name == name:
-                return service
-        known = ", ".join(s.name for s in self.services) or "none"
-        raise SwarmError(f"no service named {name!r} (services: {known})")
+        return named(self.services, name)
 
     @property
     def containers(self) -> tuple[Container, ...]:

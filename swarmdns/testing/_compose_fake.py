@@ -25,7 +25,7 @@ from ._nodes import Scheduler, Timer
 from ._responder import DEFAULT_QUERY_LOG, Responder, Upstream
 from ._server import DNSServer
 from ._serving import Serving
-from ._swarm import Network, SwarmError
+from ._swarm import Network, SwarmError, check_networks
 from ._zone import compose_zone
 
 
@@ -407,19 +407,12 @@ class FakeCompose(ServedFake):
 
     @client_networks.setter
     def client_networks(self, networks: Sequence[str] | None) -> None:
-        if isinstance(networks, str):
-            raise TypeError("client_networks takes a sequence of network names, not one string")
         with self._changing() as project:
-            if networks is not None:
-                known = {n.name for n in project.networks}
-                unknown = [n for n in networks if n not in known]
-                if unknown:
-                    raise SwarmError(
-                        f"no network named {', '.join(map(repr, unknown))}"
-                        f" (networks: {', '.join(sorted(known)) or 'none'}; full names,"
-                        f" such as {project.network_name(DEFAULT_NETWORK)!r})"
-                    )
-            project.client_networks = None if networks is None else tuple(networks)
+            project.client_networks = check_networks(
+                networks,
+                (n.name for n in project.networks),
+                f"; name them in full, such as {project.network_name(DEFAULT_NETWORK)!r}",
+            )
 
     @contextlib.contextmanager
     def inside(self, container: ContainerKey) -> Iterator[Container]:

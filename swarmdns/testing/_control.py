@@ -31,7 +31,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from attrs import frozen
 
@@ -113,6 +113,27 @@ def check_loopback(host: str) -> str:
 # -- values as JSON, and back ------------------------------------------------------
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_Service = TypeVar("_Service", bound=_Named)
+
+
+def named(services: Sequence[_Service], name: str) -> _Service:
+    """The service of a snapshot called ``name``.
+
+    Raises:
+        SwarmError: There is no such service.
+    """
+    for service in services:
+        if service.name == name:
+            return service
+    known = ", ".join(s.name for s in services) or "none"
+    raise SwarmError(f"no service named {name!r} (services: {known})")
+
+
 @frozen(kw_only=True)
 class SwarmState:
     """A snapshot of the whole fake Swarm: ``FakeSwarm.state()``, ``FakeControl.state()``.
@@ -137,11 +158,7 @@ class SwarmState:
         Raises:
             SwarmError: There is no such service.
         """
-        for service in self.services:
-            if service.name == name:
-                return service
-        known = ", ".join(s.name for s in self.services) or "none"
-        raise SwarmError(f"no service named {name!r} (services: {known})")
+        return named(self.services, name)
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -255,7 +272,29 @@ def _state_from(data: Mapping[str, Any]) -> SwarmState:
 # -- requests ----------------------------------------------------------------------
 
 
-class Controlled(Protocol):
+class Faulty(Protocol):
+    """What every fake's control channel drives alike: faults and reset."""
+
+    def inject(
+        self,
+        fault: Injected | Sequence[Injected],
+        *,
+        name: str | None = None,
+        qtype: str | None = None,
+    ) -> None:
+        """Inject faults."""
+        ...
+
+    def clear_faults(self, name: str | None = None) -> None:
+        """Clear faults."""
+        ...
+
+    def reset(self) -> None:
+        """Forget everything."""
+        ...
+
+
+class Controlled(Faulty, Protocol):
     """What the control channel drives: a ``FakeSwarm``."""
 
     def create_service(
@@ -301,48 +340,8 @@ class Controlled(Protocol):
         """Mark a task unhealthy."""
         ...
 
-    def inject(
-        self,
-        fault: Injected | Sequence[Injected],
-        *,
-        name: str | None = None,
-        qtype: str | None = None,
-    ) -> None:
-        """Inject faults."""
-        ...
-
-    def clear_faults(self, name: str | None = None) -> None:
-        """Clear faults."""
-        ...
-
-    def reset(self) -> None:
-        """Forget everything."""
-        ...
-
     def state(self) -> SwarmState:
         """A snapshot of the Swarm."""
-        ...
-
-
-class Faulty(Protocol):
-    """What every fake's control channel drives alike: faults and reset."""
-
-    def inject(
-        self,
-        fault: Injected | Sequence[Injected],
-        *,
-        name: str | None = None,
-        qtype: str | None = None,
-    ) -> None:
-        """Inject faults."""
-        ...
-
-    def clear_faults(self, name: str | None = None) -> None:
-        """Clear faults."""
-        ...
-
-    def reset(self) -> None:
-        """Forget everything."""
         ...
 
 

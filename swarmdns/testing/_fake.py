@@ -21,10 +21,10 @@ from ._swarm import (
     Service,
     ServiceMode,
     Swarm,
-    SwarmError,
     Task,
     TaskKey,
     TaskState,
+    check_networks,
     check_service_mode,
 )
 from ._zone import ZoneBuilder
@@ -370,19 +370,12 @@ class FakeSwarm(ServedFake):
 
     @client_networks.setter
     def client_networks(self, networks: Sequence[str] | None) -> None:
-        if isinstance(networks, str):
-            raise TypeError("client_networks takes a sequence of network names, not one string")
         with self._changing() as swarm:
-            if networks is not None:
-                known = {n.name for n in swarm.networks}
-                unknown = [n for n in networks if n not in known]
-                if unknown:
-                    raise SwarmError(
-                        f"no network named {', '.join(map(repr, unknown))}"
-                        f" (networks: {', '.join(sorted(known)) or 'none'});"
-                        " create the services or networks first"
-                    )
-            swarm.client_networks = None if networks is None else tuple(networks)
+            swarm.client_networks = check_networks(
+                networks,
+                (n.name for n in swarm.networks),
+                "; create the services or networks first",
+            )
 
     @contextlib.contextmanager
     def inside(self, task: TaskKey) -> Iterator[Task]:

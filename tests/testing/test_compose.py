@@ -289,7 +289,10 @@ def test_what_dns_tells_of_a_container_is_its_name_and_number(compose: FakeCompo
         (lambda c: c.scale("web", -1), "scale must be a whole number"),
         (lambda c: c.kill_container("proj-web-9"), "no container 'proj-web-9'"),
         (lambda c: c.start_container("10.9.9.9"), "no container has address 10.9.9.9"),
-        (lambda c: setattr(c, "client_networks", ["back"]), "full names, such as 'proj_default'"),
+        (
+            lambda c: setattr(c, "client_networks", ["back"]),
+            "name them in full, such as 'proj_default'",
+        ),
     ],
 )
 def test_what_compose_would_refuse_is_refused(
@@ -453,3 +456,19 @@ def test_the_control_channel_refuses_as_the_fake_does(compose: FakeCompose) -> N
     with pytest.raises(Exception, match="unknown op") as unknown:
         control.request("replace_task", task="proj-web-1")
     assert getattr(unknown.value, "kind", None) == "BadRequest"
+
+
+def test_a_snapshot_of_the_project_finds_its_services(compose: FakeCompose) -> None:
+    compose.create_service("web", scale=2)
+
+    state = compose.state()
+
+    assert (state.project, state.engine, state.nameserver) == (
+        "proj",
+        compose.engine,
+        compose.nameserver,
+    )
+    assert state.service("web").scale == 2
+    assert [c.name for c in state.containers] == ["proj-web-1", "proj-web-2"]
+    with pytest.raises(SwarmError, match=r"no service named 'db' \(services: web\)"):
+        state.service("db")
