@@ -45,13 +45,16 @@ from ._errors import (
     NoVirtualIP,
     ResolutionError,
     ResolutionTimeout,
+    SelfUnknown,
     ServiceNotFound,
     SwarmDNSError,
     WatchTimeout,
 )
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import Answer, Question, RecordType, Task
+from ._own_addresses import OWN_ADDRESSES_VARIABLE
 from ._provenance import PROVENANCE_VARIABLE, Provenance
+from ._runtime import RUNTIME_VARIABLE, Runtime
 from ._sync import (
     FleetWatch,
     TaskWatch,
@@ -61,6 +64,7 @@ from ._sync import (
     wait_for_tasks,
     watch_services,
     watch_tasks,
+    whoami,
 )
 from ._values import (
     ChangeHeld,
@@ -81,7 +85,9 @@ except ImportError:  # a source tree that was never built or installed
 __all__ = [
     "DEFAULT_TIMEOUT",
     "NAMESERVER_VARIABLE",
+    "OWN_ADDRESSES_VARIABLE",
     "PROVENANCE_VARIABLE",
+    "RUNTIME_VARIABLE",
     "Answer",
     "AsyncBackend",
     "Backend",
@@ -104,6 +110,8 @@ __all__ = [
     "RecordType",
     "ResolutionError",
     "ResolutionTimeout",
+    "Runtime",
+    "SelfUnknown",
     "ServiceNotFound",
     "StaticBackend",
     "SwarmDNSError",
@@ -123,4 +131,5 @@ __all__ = [
     "wait_for_tasks",
     "watch_services",
     "watch_tasks",
+    "whoami",
 ]

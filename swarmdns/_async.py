@@ -24,6 +24,7 @@ from ._fleet import MAX_IN_FLIGHT, FleetCore, FleetView, Slot
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
 from ._own_addresses import excluded_for
+from ._runtime import Runtime, Where
 from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
     LookupResult,
@@ -36,6 +37,7 @@ from ._watch import (
     prepare_watch,
     watch_steps,
 )
+from ._where import where_for
 
 T = TypeVar("T")
 #: A backend that does not keep its own deadline gets this long past it to
@@ -102,23 +104,14 @@ async def service_vip(
     network: str | None = None,
     backend: Backend | AsyncBackend | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    runtime: Runtime | None = None,
 ) -> IPv4Address:
     """The virtual IP of ``service``; the asyncio twin of ``swarmdns.service_vip``.
 
-    Args:
-        service: The service's name (``web``, or ``shop_web`` in a stack).
-        network: Ask about the service's address on this network only.
-        backend: Who answers; by default the process-wide default backend.
-        timeout: Seconds the whole lookup may take.
-
-    Raises:
-        ServiceNotFound: NXDOMAIN: no such service, or none of its tasks runs.
-        NoVirtualIP: The service runs in dnsrr mode (several addresses).
-        ResolutionTimeout: No answer within ``timeout``.
-        ResolutionError: The nameserver failed or answered nonsense.
-        InvalidName: ``service`` or ``network`` is not a name Docker allows.
+    It takes the same arguments, with the same meaning, and raises the same errors.
     """
-    return await _run(_lookups.service_vip(service, network), backend, timeout)
+    where = where_for(runtime, backend)
+    return await _run(_lookups.service_vip(service, network, where), backend, timeout)
 
 
 async def task_ips(
@@ -127,21 +120,14 @@ async def task_ips(
     network: str | None = None,
     backend: Backend | AsyncBackend | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    runtime: Runtime | None = None,
 ) -> tuple[IPv4Address, ...]:
     """The sorted addresses of every running task; the twin of ``swarmdns.task_ips``.
 
-    Args:
-        service: The service's name.
-        network: Ask about the service's addresses on this network only.
-        backend: Who answers; by default the process-wide default backend.
-        timeout: Seconds the whole lookup may take.
-
-    Raises:
-        ResolutionTimeout: No answer within ``timeout``.
-        ResolutionError: The nameserver failed or answered nonsense.
-        InvalidName: ``service`` or ``network`` is not a name Docker allows.
+    It takes the same arguments, with the same meaning, and raises the same errors.
     """
-    return await _run(_lookups.task_ips(service, network), backend, timeout)
+    where = where_for(runtime, backend)
+    return await _run(_lookups.task_ips(service, network, where), backend, timeout)
 
 
 async def tasks(
@@ -150,21 +136,29 @@ async def tasks(
     network: str | None = None,
     backend: Backend | AsyncBackend | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    runtime: Runtime | None = None,
 ) -> tuple[Task, ...]:
     """Every running task with its PTR identity; the twin of ``swarmdns.tasks``.
 
-    Args:
-        service: The service's name.
-        network: Ask about the service's tasks on this network only.
-        backend: Who answers; by default the process-wide default backend.
-        timeout: Seconds the whole lookup, PTR lookups included, may take.
-
-    Raises:
-        ResolutionTimeout: No answer to the ``tasks.<service>`` query within ``timeout``.
-        ResolutionError: The nameserver failed or answered nonsense.
-        InvalidName: ``service`` or ``network`` is not a name Docker allows.
+    It takes the same arguments, with the same meaning, and raises the same errors.
     """
-    return await _run(_lookups.tasks(service, network), backend, timeout)
+    where = where_for(runtime, backend)
+    return await _run(_lookups.tasks(service, network, where), backend, timeout)
+
+
+async def whoami(
+    network: str | None = None,
+    *,
+    backend: Backend | AsyncBackend | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    runtime: Runtime | None = None,
+) -> Task:
+    """This container's own address and identity; the twin of ``swarmdns.whoami``.
+
+    It takes the same arguments, with the same meaning, and raises the same errors.
+    """
+    where = where_for(runtime, backend, own=True)
+    return await _run(_lookups.whoami(network, where), backend, timeout)
 
 
 def watch_tasks(
@@ -183,6 +177,7 @@ def watch_tasks(
     max_drop: float | None = None,
     hold_for: float | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
+    runtime: Runtime | None = None,
 ) -> AsyncTaskWatch:
     """Follow the tasks of ``service``; the asyncio twin of ``swarmdns.watch_tasks``.
 
@@ -212,10 +207,14 @@ def watch_tasks(
         min_tasks=min_tasks,
         max_drop=max_drop,
         hold_for=hold_for,
+        runtime=runtime,
     )
-    core = prepare_watch(service, settings, excluded=excluded_for(settings), on_health=on_health)
+    where = where_for(settings.runtime, settings.backend)
+    core = prepare_watch(
+        service, settings, excluded=excluded_for(settings), on_health=on_health, where=where
+    )
     steps = Stepper(watch_steps(core, settings.timeout))
-    return AsyncTaskWatch(core, steps, lookup(service, settings.network, settings.backend))
+    return AsyncTaskWatch(core, steps, lookup(service, settings.network, settings.backend, where))
 
 
 class AsyncTaskWatch(WatchView, AsyncIterator[TaskSetChange]):
@@ -291,13 +290,13 @@ async def _run_steps(
 
 
 def lookup(
-    service: str, network: str | None, backend: Backend | AsyncBackend | None
+    service: str, network: str | None, backend: Backend | AsyncBackend | None, where: Where
 ) -> Callable[[float], Coroutine[object, object, LookupResult]]:
-    """A watch's lookup of ``tasks.<service>``: the addresses, or the error."""
+    """A watch's lookup of its instances' name: the addresses, or the error."""
 
     async def task_ips_or_error(timeout: float) -> LookupResult:
         try:
-            return await _run(_lookups.task_ips(service, network), backend, timeout)
+            return await _run(_lookups.task_ips(service, network, where), backend, timeout)
         except SwarmDNSError as error:
             return error
 
@@ -314,32 +313,29 @@ async def wait_for_tasks(
     backend: Backend | AsyncBackend | None = None,
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
+    runtime: Runtime | None = None,
 ) -> tuple[IPv4Address, ...]:
     """Wait until at least ``count`` tasks are visible; the twin of ``swarmdns.wait_for_tasks``.
 
-    Args:
-        service: The service's name.
-        count: How many tasks to wait for.
-        timeout: Seconds the whole wait may take (each lookup in it gets at
-            most ``DEFAULT_TIMEOUT`` of them).
-        network: Count the service's addresses on this network only.
-        interval: Seconds between lookups.
-        backend: Who answers; by default the process-wide default backend.
-        exclude_self: Leave out this container's own addresses.
-        exclude: Further addresses to leave out.
+    It takes the same arguments, with the same meaning.
 
     Raises:
         NotEnoughTasks: Fewer than ``count`` were visible when ``timeout`` ran
             out (a ``TimeoutError``; it carries the ``current`` addresses).
     """
     settings = WatchSettings(
-        network=network, interval=interval, exclude_self=exclude_self, exclude=exclude
+        network=network,
+        interval=interval,
+        exclude_self=exclude_self,
+        exclude=exclude,
+        runtime=runtime,
     )
+    where = where_for(settings.runtime, backend)
     steps = prepare_wait(
-        service, count, settings, timeout=timeout, excluded=excluded_for(settings)
+        service, count, settings, timeout=timeout, excluded=excluded_for(settings), where=where
     )
     stepper = Stepper(steps)
-    await _run_steps(stepper, lookup(service, network, backend), lambda: False)  # to their end
+    await _run_steps(stepper, lookup(service, network, backend, where), lambda: False)
     return cast("tuple[IPv4Address, ...]", stepper.result)
 
 
@@ -359,6 +355,7 @@ def watch_services(
     max_drop: float | None = None,
     hold_for: float | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
+    runtime: Runtime | None = None,
 ) -> AsyncFleetWatch:
     """Follow the tasks of many services at once; the asyncio twin of ``swarmdns.watch_services``.
 
@@ -379,7 +376,9 @@ def watch_services(
         InvalidName: At once, for a name Docker would not accept.
         WatchTimeout: From the iterator, once a service's ``fail_after`` has passed.
         SwarmDNSError: From the iterator, for an error that retrying will not
-            mend (a ``ConfigurationError``); the watch is then over.
+            mend (a ``ConfigurationError``); the watch is then over. Also
+            from the iterator, when ``runtime`` is ``"auto"`` and the engine
+            could not be asked where this runs.
     """
     settings = WatchSettings(
         network=network,
@@ -394,8 +393,12 @@ def watch_services(
         min_tasks=min_tasks,
         max_drop=max_drop,
         hold_for=hold_for,
+        runtime=runtime,
     )
-    core = FleetCore(services, settings, excluded=excluded_for(settings), on_health=on_health)
+    where = where_for(settings.runtime, settings.backend)
+    core = FleetCore(
+        services, settings, excluded=excluded_for(settings), on_health=on_health, where=where
+    )
     chosen = get_default_backend() if backend is None else backend
     driver: _AsyncFleetDriver
     if speaks_wire(chosen):
@@ -419,8 +422,15 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
     def _wake(self) -> None:
         self._driver.wake()
 
+    async def _settled(self) -> None:
+        """Tell ``auto`` before the first lookup (the twin of ``_sync.settled``)."""
+        if self._core.unsettled:
+            plan, settings = _lookups.settle(self._core.where), self._core.settings
+            self._core.settle(await _run(plan, settings.backend, settings.timeout))
+
     async def __anext__(self) -> TaskSetChange:
         changes = self._core.changes
+        await self._settled()
         if not changes:
             await self._driver.run(lambda: bool(changes))
         if self._driver.closed or not changes:
@@ -442,6 +452,7 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
             RuntimeError: The watch is closed.
         """
         wait = WaitCore(self._core.watch_of(service), count, seconds("timeout", timeout))
+        await self._settled()
         if not wait.enough():
             await self._driver.run(wait.enough, wait.deadline)
         return wait.result(ended=self._driver.closed)
@@ -622,7 +633,7 @@ class _AsyncLookupDriver(_AsyncFleetDriver):
 
     def _do_due(self, now: float) -> None:
         for slot in self._core.due(now, MAX_IN_FLIGHT - len(self._lookups)):
-            ask = lookup(slot.service, self._core.network, self._backend)
+            ask = lookup(slot.service, self._core.network, self._backend, self._core.where)
             task = self._bound_loop.create_task(ask(self._timeout))
             self._lookups[task] = slot
             task.add_done_callback(self._finished)

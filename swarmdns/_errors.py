@@ -77,6 +77,16 @@ class NoVirtualIP(SwarmDNSError, LookupError):
         self.addresses = tuple(addresses)
 
 
+class SelfUnknown(SwarmDNSError, LookupError):
+    """``whoami()`` cannot tell this container's own address and identity.
+
+    No own address is named by the engine as a Swarm task or a Compose
+    container (not in a container, or no embedded DNS), none is on the
+    network asked for, or several networks are and none was asked for.
+    ``name`` is the network asked for, if any.
+    """
+
+
 class ResolutionTimeout(SwarmDNSError, TimeoutError):
     """No answer arrived before the deadline."""
 

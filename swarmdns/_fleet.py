@@ -36,6 +36,7 @@ from . import _memo
 from ._errors import ResolutionTimeout, SwarmDNSError
 from ._lookups import InstancesQuery, instances_query
 from ._model import listed
+from ._runtime import SWARM, Settled, Where
 from ._values import (
     ChangeQueue,
     HealthEvent,
@@ -142,6 +143,9 @@ class FleetCore:
         rng: The source of jitter.
         on_health: Told when a service's lookups start failing and when they
             work again.
+        where: Where the watch runs. While ``auto`` is not told, the front
+            end asks ``_lookups.settle()`` before the first lookup and hands
+            the answer to ``settle()``.
 
     Raises:
         InvalidName: A service is not a name Docker allows.
@@ -156,9 +160,11 @@ class FleetCore:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         on_health: Callable[[HealthEvent], object] | None = None,
+        where: Where = SWARM,
     ) -> None:
         self.settings = settings
         self.network = settings.network
+        self.where = where
         self._excluded = excluded
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
@@ -377,8 +383,21 @@ class FleetCore:
             schedule = self._prompt if slot.prompt else self._doubtful
             heapq.heappush(schedule, (when, slot.ticket, slot))
 
+    @property
+    def unsettled(self) -> bool:
+        """Whether the runtime is still to be told (``settle()``), before any lookup."""
+        return self.where.settled is None
+
+    def settle(self, runtime: Settled) -> None:
+        """Ask each service's instances by the name that lists them in ``runtime``."""
+        with self._lock:
+            self.where = Where(runtime=runtime)
+            for slot in self._slots.values():
+                slot.query = instances_query(slot.service, self.network, runtime)
+                slot.question = slot.query.question
+
     def _new_slot(self, service: str) -> Slot:
-        query = instances_query(service, self.network)
+        query = instances_query(service, self.network, self.where.settled or "swarm")
         watch = prepare_watch(
             service,
             self.settings,
@@ -386,6 +405,7 @@ class FleetCore:
             clock=self._clock,
             rng=self._rng,
             on_health=self._on_health,
+            where=self.where,
         )
         watch.begin()
         return Slot(service, watch, query)

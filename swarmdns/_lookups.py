@@ -20,11 +20,13 @@ from ._errors import (
     NoVirtualIP,
     ResolutionError,
     ResolutionTimeout,
+    SelfUnknown,
     ServiceNotFound,
     SwarmDNSError,
 )
 from ._model import Answer, Disowned, Question, SortedAddresses, Task
-from ._names import reverse_name, service_name, tasks_name
+from ._names import check_network, reverse_name, service_name, tasks_name
+from ._runtime import SWARM, Settled, Where, compose_container, detected, identity, swarm_task
 
 #: Seconds a lookup may take, all its queries together, unless told otherwise.
 DEFAULT_TIMEOUT = 2.0
@@ -107,14 +109,22 @@ def _addresses(answer: Answer) -> tuple[IPv4Address, ...]:
         ) from error
 
 
-def service_vip(service: str, network: str | None) -> Plan[IPv4Address]:
+def service_vip(service: str, network: str | None, where: Where = SWARM) -> Plan[IPv4Address]:
     """Plan: the single A record of ``<service>[.<network>]``, checked against its tasks.
 
     A dnsrr service with one task also has a single A record: its task's. So
     ``tasks.<service>`` is asked at the same time, and a "virtual IP" that is
     one of the tasks' addresses is reported as the ``NoVirtualIP`` it is.
+    Under Compose there is no virtual IP at all.
     """
     name = service_name(service, network)
+    if (yield from settle(where)) == "compose":
+        raise NoVirtualIP(
+            f"service {service!r} has no virtual IP: this runs under Compose (or as a plain"
+            f" container), where {name!r} lists every container of the service and no"
+            f" address stands for them all. task_ips({service!r}) lists them.",
+            name=name,
+        )
     instances = instances_query(service, network)
     result, tasks_result = yield (Question(name=name, rdtype="A"), instances.question)
     answer = _answer(result)
@@ -160,7 +170,8 @@ class InstancesQuery:
     to it as the same addresses, as integers (``Exchange.usual_values``).
 
     Attributes:
-        question: The question to ask: A ``tasks.<service>[.<network>].``.
+        question: The question to ask: A ``tasks.<service>[.<network>].`` in a
+            Swarm, A ``<service>[.<network>].`` under Compose.
         questions: The same question alone, as a plan yields it.
     """
 
@@ -185,12 +196,16 @@ class InstancesQuery:
         return _distinct_sorted(answer)
 
 
-def instances_query(service: str, network: str | None) -> InstancesQuery:
+def instances_query(
+    service: str, network: str | None, runtime: Settled = "swarm"
+) -> InstancesQuery:
     """The question that lists ``service``'s instances, and the reader of its answer.
 
     Raises:
         InvalidName: ``service`` or ``network`` is not a name Docker allows.
     """
+    if runtime == "compose":
+        return _instances_query(service_name(service, network))
     return _instances_query(tasks_name(service, network))
 
 
@@ -200,41 +215,146 @@ def _instances_query(name: str) -> InstancesQuery:
     return InstancesQuery(question=Question(name=name, rdtype="A"))
 
 
-def task_ips(service: str, network: str | None) -> Plan[tuple[IPv4Address, ...]]:
-    """Plan: the sorted, distinct A records of ``tasks.<service>[.<network>]``."""
-    instances = instances_query(service, network)
+def task_ips(
+    service: str, network: str | None, where: Where = SWARM
+) -> Plan[tuple[IPv4Address, ...]]:
+    """Plan: the sorted, distinct A records of the name that lists ``service``'s instances.
+
+    ``tasks.<service>[.<network>]`` in a Swarm, ``<service>[.<network>]`` under Compose.
+    """
+    instances = instances_query(service, network, (yield from settle(where)))
     (result,) = yield instances.questions
     return instances.addresses(result)
 
 
-def tasks(service: str, network: str | None) -> Plan[tuple[Task, ...]]:
+def tasks(service: str, network: str | None, where: Where = SWARM) -> Plan[tuple[Task, ...]]:
     """Plan: the task addresses, then each address's PTR record, all at once."""
-    addresses = yield from task_ips(service, network)
+    runtime = yield from settle(where)
+    addresses = yield from task_ips(service, network, Where(runtime=runtime))
     if not addresses:
         return ()
-    results = yield tuple(Question(name=reverse_name(ip), rdtype="PTR") for ip in addresses)
-    return tuple(_task(ip, result) for ip, result in zip(addresses, results, strict=True))
+    results = yield _reverse_questions(addresses)
+    return tuple(
+        _task(ip, result, service if runtime == "compose" else None)
+        for ip, result in zip(addresses, results, strict=True)
+    )
 
 
-def _task(ip: IPv4Address, result: Result) -> Task:
+def _reverse_questions(addresses: Sequence[IPv4Address]) -> tuple[Question, ...]:
+    return tuple(Question(name=reverse_name(ip), rdtype="PTR") for ip in addresses)
+
+
+def _task(ip: IPv4Address, result: Result, compose_service: str | None) -> Task:
     if isinstance(result, SwarmDNSError) or not result.records:
         return Task(ip=ip)
-    return parse_task(ip, str(result.records[0]))
+    target = str(result.records[0])
+    if compose_service is not None:
+        return compose_container(ip, target, compose_service) or Task(ip=ip)
+    return parse_task(ip, target)
 
 
 def parse_task(ip: IPv4Address, target: str) -> Task:
     """Read a task's identity from its PTR target, ``web.1.<task id>.<network>.``."""
-    labels = target.rstrip(".").split(".")
-    if len(labels) < 4 or not all(labels):
-        return Task(ip=ip)
-    service, slot_or_node, task_id, *network = labels
-    slot = int(slot_or_node) if slot_or_node.isdigit() else None
-    return Task(
-        ip=ip,
-        name=f"{service}.{slot_or_node}.{task_id}",
-        service=service,
-        slot=slot,
-        node_id=None if slot is not None else slot_or_node,
-        task_id=task_id,
-        network=".".join(network),
+    return swarm_task(ip, target) or Task(ip=ip)
+
+
+#: At most this many of this container's own addresses are asked about.
+MAX_OWN_ADDRESSES = 16
+
+
+def own_identities(where: Where) -> Plan[tuple[tuple[Settled, Task], ...]]:
+    """Plan: what the engine's PTR records say of this container's own addresses.
+
+    Loopback addresses are left out. Only answers that name a Swarm task or a
+    Compose container count; forwarded ones were made NXDOMAIN by the backend.
+
+    Raises:
+        SwarmDNSError: No address had an identity and a PTR question failed
+            (a timeout, SERVFAIL): that is not the same as "no identity".
+    """
+    own = sorted((ip for ip in where.own if not ip.is_loopback), key=int)[:MAX_OWN_ADDRESSES]
+    if not own:
+        return ()
+    results = yield _reverse_questions(own)
+    found = []
+    for ip, result in zip(own, results, strict=True):
+        if isinstance(result, Answer) and result.records:
+            told = identity(ip, str(result.records[0]))
+            if told is not None:
+                found.append(told)
+    errors = [result for result in results if isinstance(result, SwarmDNSError)]
+    if errors and not found:
+        raise errors[0]
+    return tuple(found)
+
+
+def settle(where: Where) -> Plan[Settled]:
+    """Plan: the runtime ``where`` means; ``auto`` asks the engine once per process.
+
+    A Swarm task's own address names a task, a Compose container's a
+    container; with neither (no engine, no container), it is a Swarm, as it
+    always was. What the engine said is remembered for the process
+    (``_runtime.detected``).
+
+    Raises:
+        SwarmDNSError: The engine could not be asked; nothing is remembered.
+    """
+    settled = where.settled
+    if settled is not None:
+        return settled
+    return _told(where, (yield from own_identities(where)))
+
+
+def _told(where: Where, found: Sequence[tuple[Settled, Task]]) -> Settled:
+    """The runtime the identities ``found`` tell, remembered for ``where``'s engine."""
+    if where.runtime != "auto":
+        return where.runtime
+    known = None if where.engine is None else detected.get(where.engine)
+    if known is not None:
+        return known
+    runtime: Settled = "compose" if {told for told, _ in found} == {"compose"} else "swarm"
+    if where.engine is not None:
+        detected.remember(where.engine, runtime)
+    return runtime
+
+
+def whoami(network: str | None, where: Where) -> Plan[Task]:
+    """Plan: this container's own address on ``network`` (or its only one), with its identity.
+
+    Raises:
+        SelfUnknown: No own address has an identity, none is on ``network``,
+            or several networks have one and ``network`` is None.
+        InvalidName: ``network`` is not a name Docker allows.
+    """
+    if network is not None:
+        check_network(network)
+    found = yield from own_identities(where)
+    runtime = _told(where, found)
+    mine = [task for told, task in found if told == runtime]
+    if network is not None:
+        chosen = [task for task in mine if task.network == network]
+    else:
+        chosen = [task for task in mine if task.network != "ingress"]
+    if len(chosen) == 1:
+        return chosen[0]
+    raise SelfUnknown(_self_unknown(network, mine, where), name=network)
+
+
+def _self_unknown(network: str | None, mine: Sequence[Task], where: Where) -> str:
+    networks = sorted({task.network or "?" for task in mine})
+    if not mine:
+        asked = ", ".join(str(ip) for ip in sorted(where.own, key=int)) or "none"
+        return (
+            "cannot tell who this container is: the engine names none of its own addresses"
+            f" ({asked}) as a Swarm task or a Compose container. Run it inside a Swarm"
+            " task or a container on a user-defined network, where 127.0.0.11 answers."
+        )
+    if network is not None:
+        return (
+            f"this container has no address on network {network!r}; it has one on"
+            f" {', '.join(map(repr, networks))}: pass one of those"
+        )
+    return (
+        f"this container is on several networks ({', '.join(map(repr, networks))}):"
+        " pass network=... (--network) to say which address is meant"
     )

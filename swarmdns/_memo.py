@@ -10,6 +10,11 @@ implementation is bounded and safe to call from any number of threads.
 Errors are not remembered, so bad input raises every time with the same
 message. The one other cache, the table of address objects, is bounded and
 safe under threads too (``AddressTable``).
+
+One store outside this policy is emptied with the caches, since tests need
+that too: ``_runtime.detected``, where this process runs (a Swarm or
+Compose), as the engine said once; it is a fact about the container, not an
+answer, and is kept whole for the process (``register_table()``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Sequence
 from functools import _lru_cache_wrapper, lru_cache
 from ipaddress import IPv4Address
 from operator import itemgetter
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -41,7 +46,7 @@ def clear_caches() -> None:
     """Forget everything every cache holds (for tests and long-lived processes)."""
     for cache in _caches:
         cache.cache_clear()
-    for table in _tables:
+    for table in _tables.values():
         table.clear()
 
 
@@ -51,7 +56,7 @@ def cache_sizes() -> dict[str, int]:
         f"{cache.__module__}.{cache.__qualname__}": cache.cache_info().currsize
         for cache in _caches
     }
-    sizes.update({f"{__name__}.addresses": len(table) for table in _tables})
+    sizes.update({name: len(table) for name, table in _tables.items()})
     return sizes
 
 
@@ -72,7 +77,7 @@ class AddressTable:
         self.limit = limit
         self._known: dict[int, IPv4Address] = {}
         self._lock = threading.Lock()
-        _tables.append(self)
+        register_table(self, "addresses")
 
     def __len__(self) -> int:
         return len(self._known)
@@ -103,7 +108,21 @@ class AddressTable:
             self._known.clear()
 
 
-_tables: list[AddressTable] = []
+class Table(Protocol):
+    """A store ``clear_caches()`` empties and ``cache_sizes()`` counts."""
+
+    def __len__(self) -> int: ...
+
+    def clear(self) -> None: ...
+
+
+_tables: dict[str, Table] = {}
+
+
+def register_table(table: Table, name: str) -> None:
+    """Have ``clear_caches()`` empty ``table`` and ``cache_sizes()`` count it."""
+    _tables[f"{type(table).__module__}.{name}"] = table
+
 
 #: Every task address swarmdns has read lately.
 addresses = AddressTable(limit=65536)

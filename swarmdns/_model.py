@@ -99,8 +99,9 @@ class Task:
 
     The engine's PTR record for a task's address is
     ``<service>.<slot>.<task id>.<network>.`` (a global service's tasks have
-    the node ID instead of a slot). When that lookup fails, only ``ip`` is known
-    and the other fields are None.
+    the node ID instead of a slot); under Compose, a container's is
+    ``<project>-<service>-<number>.<network>.``, and the number is its slot.
+    When that lookup fails, only ``ip`` is known and the other fields are None.
 
     Not to be confused with ``swarmdns.testing.Task`` (also ``FakeTask``), the
     fake's own record of a task it runs (every network's address, container,
@@ -109,12 +110,15 @@ class Task:
 
     Attributes:
         ip: The task's address on the network that was asked about.
-        name: The task's container name, ``web.1.<task id>``.
+        name: The task's container name, ``web.1.<task id>`` (Compose:
+            ``proj-web-1``).
         service: The service's name.
-        slot: The replica slot; None for a task of a global service.
+        slot: The replica slot (Compose: the container's number); None for a
+            task of a global service.
         node_id: The node of a global service's task; None otherwise.
-        task_id: The task's ID.
+        task_id: The task's ID; None under Compose.
         network: The network the address belongs to.
+        project: The Compose project; None in a Swarm.
     """
 
     ip: IPv4Address = field(repr=str)
@@ -124,3 +128,4 @@ class Task:
     node_id: str | None = None
     task_id: str | None = None
     network: str | None = None
+    project: str | None = None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import AddressValueError, IPv4Address, IPv4Network
 from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError
@@ -14,6 +15,11 @@ from ._values import checked_exclude
 
 if TYPE_CHECKING:
     from ._values import WatchSettings
+
+#: The variable that, when set, gives this container's own addresses
+#: (comma-separated) instead of the kernel's: how a test makes the library
+#: believe it runs inside a task or container of the fake.
+OWN_ADDRESSES_VARIABLE = "SWARMDNS_OWN_ADDRESSES"
 
 #: The kernel's routing tables; the "Local" one lists every address of every
 #: interface in this network namespace as a "/32 host LOCAL" entry.
@@ -38,9 +44,15 @@ def parse_fib_trie(text: str) -> frozenset[IPv4Address]:
 def local_addresses(path: str = FIB_TRIE) -> frozenset[IPv4Address]:
     """Every IPv4 address of this network namespace (the container's own).
 
+    ``SWARMDNS_OWN_ADDRESSES``, when set, gives them instead.
+
     Raises:
-        ConfigurationError: The kernel's table cannot be read (not Linux?).
+        ConfigurationError: The kernel's table cannot be read (not Linux?), or
+            ``SWARMDNS_OWN_ADDRESSES`` holds something else than addresses.
     """
+    given = os.environ.get(OWN_ADDRESSES_VARIABLE)
+    if given:
+        return parse_own_addresses(given)
     try:
         with open(path, encoding="ascii", errors="replace") as file:
             return parse_fib_trie(file.read())
@@ -49,6 +61,22 @@ def local_addresses(path: str = FIB_TRIE) -> frozenset[IPv4Address]:
             f"exclude_self needs this container's addresses, but {path} cannot be read"
             f" ({error.strerror}); it exists on Linux. Pass exclude=[...] instead.",
             source=path,
+        ) from error
+
+
+def parse_own_addresses(text: str) -> frozenset[IPv4Address]:
+    """The addresses ``SWARMDNS_OWN_ADDRESSES`` lists, comma-separated.
+
+    Raises:
+        ConfigurationError: An entry is not an IPv4 address.
+    """
+    try:
+        return frozenset(IPv4Address(item.strip()) for item in text.split(",") if item.strip())
+    except AddressValueError as error:
+        raise ConfigurationError(
+            f"{OWN_ADDRESSES_VARIABLE}={text!r} is not a comma-separated list of IPv4"
+            f" addresses ({error}); unset it to read this container's own from the kernel",
+            source=OWN_ADDRESSES_VARIABLE,
         ) from error
 
 

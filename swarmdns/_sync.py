@@ -22,6 +22,7 @@ from ._fleet import FleetCore, FleetView
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
 from ._own_addresses import excluded_for
+from ._runtime import Runtime, Where
 from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
     Lookup,
@@ -34,6 +35,7 @@ from ._watch import (
     prepare_watch,
     watch_steps,
 )
+from ._where import where_for
 
 T = TypeVar("T")
 
@@ -77,6 +79,7 @@ def service_vip(
     network: str | None = None,
     backend: Backend | AsyncBackend | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    runtime: Runtime | None = None,
 ) -> IPv4Address:
     """The virtual IP of ``service``: the A record of ``<service>[.<network>]``.
 
@@ -87,6 +90,8 @@ def service_vip(
         network: Ask about the service's address on this network only.
         backend: Who answers; by default the process-wide default backend.
         timeout: Seconds the whole lookup may take.
+        runtime: ``"swarm"``, ``"compose"`` or ``"auto"`` (by default
+            ``SWARMDNS_RUNTIME``, else ``"auto"``): see docs/compose.md.
 
     Raises:
         ServiceNotFound: NXDOMAIN: no such service, or none of its tasks runs.
@@ -95,7 +100,8 @@ def service_vip(
         ResolutionError: The nameserver failed or answered nonsense.
         InvalidName: ``service`` or ``network`` is not a name Docker allows.
     """
-    return _run(_lookups.service_vip(service, network), backend, timeout)
+    where = where_for(runtime, backend)
+    return _run(_lookups.service_vip(service, network, where), backend, timeout)
 
 
 def task_ips(
@@ -104,6 +110,7 @@ def task_ips(
     network: str | None = None,
     backend: Backend | AsyncBackend | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    runtime: Runtime | None = None,
 ) -> tuple[IPv4Address, ...]:
     """The addresses of every running task of ``service``, sorted, from ``tasks.<service>``.
 
@@ -117,13 +124,16 @@ def task_ips(
         network: Ask about the service's addresses on this network only.
         backend: Who answers; by default the process-wide default backend.
         timeout: Seconds the whole lookup may take.
+        runtime: ``"swarm"``, ``"compose"`` or ``"auto"`` (by default
+            ``SWARMDNS_RUNTIME``, else ``"auto"``): see docs/compose.md.
 
     Raises:
         ResolutionTimeout: No answer within ``timeout``.
         ResolutionError: The nameserver failed or answered nonsense.
         InvalidName: ``service`` or ``network`` is not a name Docker allows.
     """
-    return _run(_lookups.task_ips(service, network), backend, timeout)
+    where = where_for(runtime, backend)
+    return _run(_lookups.task_ips(service, network, where), backend, timeout)
 
 
 def tasks(
@@ -132,6 +142,7 @@ def tasks(
     network: str | None = None,
     backend: Backend | AsyncBackend | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    runtime: Runtime | None = None,
 ) -> tuple[Task, ...]:
     """Every running task of ``service``, with its identity from the engine's PTR records.
 
@@ -144,13 +155,44 @@ def tasks(
         network: Ask about the service's tasks on this network only.
         backend: Who answers; by default the process-wide default backend.
         timeout: Seconds the whole lookup, PTR lookups included, may take.
+        runtime: ``"swarm"``, ``"compose"`` or ``"auto"`` (by default
+            ``SWARMDNS_RUNTIME``, else ``"auto"``): see docs/compose.md.
 
     Raises:
         ResolutionTimeout: No answer to the ``tasks.<service>`` query within ``timeout``.
         ResolutionError: The nameserver failed or answered nonsense.
         InvalidName: ``service`` or ``network`` is not a name Docker allows.
     """
-    return _run(_lookups.tasks(service, network), backend, timeout)
+    where = where_for(runtime, backend)
+    return _run(_lookups.tasks(service, network, where), backend, timeout)
+
+
+def whoami(
+    network: str | None = None,
+    *,
+    backend: Backend | AsyncBackend | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    runtime: Runtime | None = None,
+) -> Task:
+    """This container's own address, with its task (Swarm) or its container (Compose).
+
+    From the engine's PTR records of this container's own addresses: no
+    manager or API socket needed, and never a virtual IP, ingress or
+    gateway-bridge address. ``swarmdns.aio.whoami`` is the asyncio twin.
+
+    Args:
+        network: The network whose address is meant (needed on several).
+        backend: As for ``task_ips()``.
+        timeout: As for ``task_ips()``.
+        runtime: As for ``task_ips()``.
+
+    Raises:
+        SelfUnknown: No own address is named as a task or container, none
+            is on ``network``, or several networks are and it is None.
+        ResolutionTimeout: No answer within ``timeout``.
+    """
+    where = where_for(runtime, backend, own=True)
+    return _run(_lookups.whoami(network, where), backend, timeout)
 
 
 def watch_tasks(
@@ -169,6 +211,7 @@ def watch_tasks(
     max_drop: float | None = None,
     hold_for: float | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
+    runtime: Runtime | None = None,
 ) -> TaskWatch:
     """Follow the tasks of ``service``: yield a ``TaskSetChange`` whenever they change.
 
@@ -207,6 +250,8 @@ def watch_tasks(
             ``ChangeHeld`` when a change is held and a ``HoldReleased`` when
             the hold ends, where the lookups run (here, in ``next()``); one
             that raises is logged.
+        runtime: ``"swarm"``, ``"compose"`` or ``"auto"`` (by default
+            ``SWARMDNS_RUNTIME``, else ``"auto"``): see docs/compose.md.
 
     Returns:
         An iterator of changes that also shows the watch's ``current`` set and
@@ -229,10 +274,14 @@ def watch_tasks(
         min_tasks=min_tasks,
         max_drop=max_drop,
         hold_for=hold_for,
+        runtime=runtime,
     )
-    core = prepare_watch(service, settings, excluded=excluded_for(settings), on_health=on_health)
+    where = where_for(settings.runtime, settings.backend)
+    core = prepare_watch(
+        service, settings, excluded=excluded_for(settings), on_health=on_health, where=where
+    )
     steps = Stepper(watch_steps(core, settings.timeout))
-    return TaskWatch(core, steps, _lookup(service, settings.network, settings.backend))
+    return TaskWatch(core, steps, _lookup(service, settings.network, settings.backend, where))
 
 
 class TaskWatch(WatchView, Iterator[TaskSetChange]):
@@ -302,13 +351,13 @@ def _run_steps(
 
 
 def _lookup(
-    service: str, network: str | None, backend: Backend | AsyncBackend | None
+    service: str, network: str | None, backend: Backend | AsyncBackend | None, where: Where
 ) -> Callable[[float], LookupResult]:
-    """A watch's lookup of ``tasks.<service>``: the addresses, or the error."""
+    """A watch's lookup of its instances' name: the addresses, or the error."""
 
     def task_ips_or_error(timeout: float) -> LookupResult:
         try:
-            return _run(_lookups.task_ips(service, network), backend, timeout)
+            return _run(_lookups.task_ips(service, network, where), backend, timeout)
         except SwarmDNSError as error:
             return error
 
@@ -325,6 +374,7 @@ def wait_for_tasks(
     backend: Backend | AsyncBackend | None = None,
     exclude_self: bool = False,
     exclude: Iterable[IPv4Address | str] = (),
+    runtime: Runtime | None = None,
 ) -> tuple[IPv4Address, ...]:
     """Wait until at least ``count`` tasks of ``service`` are visible; return them all.
 
@@ -344,19 +394,26 @@ def wait_for_tasks(
         backend: Who answers; by default the process-wide default backend.
         exclude_self: Leave out this container's own addresses.
         exclude: Further addresses to leave out.
+        runtime: ``"swarm"``, ``"compose"`` or ``"auto"`` (by default
+            ``SWARMDNS_RUNTIME``, else ``"auto"``): see docs/compose.md.
 
     Raises:
         NotEnoughTasks: Fewer than ``count`` were visible when ``timeout`` ran
             out (a ``TimeoutError``; it carries the ``current`` addresses).
     """
     settings = WatchSettings(
-        network=network, interval=interval, exclude_self=exclude_self, exclude=exclude
+        network=network,
+        interval=interval,
+        exclude_self=exclude_self,
+        exclude=exclude,
+        runtime=runtime,
     )
+    where = where_for(settings.runtime, backend)
     steps = prepare_wait(
-        service, count, settings, timeout=timeout, excluded=excluded_for(settings)
+        service, count, settings, timeout=timeout, excluded=excluded_for(settings), where=where
     )
     stepper = Stepper(steps)
-    _run_steps(stepper, _lookup(service, network, backend), lambda: False)  # to their end
+    _run_steps(stepper, _lookup(service, network, backend, where), lambda: False)  # to their end
     return cast("tuple[IPv4Address, ...]", stepper.result)
 
 
@@ -376,6 +433,7 @@ def watch_services(
     max_drop: float | None = None,
     hold_for: float | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
+    runtime: Runtime | None = None,
 ) -> FleetWatch:
     """Follow the tasks of many services at once: yield a ``TaskSetChange`` whenever one changes.
 
@@ -410,7 +468,9 @@ def watch_services(
         InvalidName: At once, for a name Docker would not accept.
         WatchTimeout: From the iterator, once a service's ``fail_after`` has passed.
         SwarmDNSError: From the iterator, for an error that retrying will not
-            mend (a ``ConfigurationError``); the watch is then over.
+            mend (a ``ConfigurationError``); the watch is then over. At once,
+            when ``runtime`` is ``"auto"`` and the engine could not be asked
+            where this runs (see docs/compose.md); pass ``runtime`` to skip that.
     """
     settings = WatchSettings(
         network=network,
@@ -425,10 +485,21 @@ def watch_services(
         min_tasks=min_tasks,
         max_drop=max_drop,
         hold_for=hold_for,
+        runtime=runtime,
     )
-    return FleetWatch.driven(
-        FleetCore(services, settings, excluded=excluded_for(settings), on_health=on_health)
+    where = where_for(settings.runtime, settings.backend)
+    core = FleetCore(
+        services, settings, excluded=excluded_for(settings), on_health=on_health, where=where
     )
+    return FleetWatch.driven(settled(core))
+
+
+def settled(core: FleetCore) -> FleetCore:
+    """``core``, told where it runs before its first lookup (raises if the engine cannot be)."""
+    if core.unsettled:
+        settings = core.settings
+        core.settle(_run(_lookups.settle(core.where), settings.backend, settings.timeout))
+    return core
 
 
 class FleetWatch(FleetView, Iterator[TaskSetChange]):
@@ -600,7 +671,7 @@ class _LookupDriver(_FleetDriver):
         core = self._core
         due = core.due(time.monotonic(), room=1)
         if due:
-            lookup = _lookup(due[0].service, core.network, self._backend)
+            lookup = _lookup(due[0].service, core.network, self._backend, core.where)
             core.finished(due[0], lookup(self._timeout))
             return
         self._woken.wait(self._wait_time(deadline))

@@ -26,6 +26,7 @@ from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT
 from ._model import ipv4_address, listed
 from ._names import check_network
+from ._runtime import Runtime, check_runtime
 
 if TYPE_CHECKING:
     from ._backends.base import AsyncBackend, Backend
@@ -510,6 +511,10 @@ def _network(value: str | None) -> str | None:
     return None if value is None else check_network(value)
 
 
+def _runtime(value: Runtime | None) -> Runtime | None:
+    return None if value is None else check_runtime(value)
+
+
 def checked_exclude(value: Iterable[IPv4Address | str]) -> frozenset[IPv4Address]:
     """The addresses of ``exclude``, checked.
 
@@ -649,3 +654,4 @@ class WatchSettings:
     min_tasks: int = field(default=0, converter=_min_tasks)
     max_drop: float | None = field(default=None, converter=_max_drop)
     hold_for: float | None = field(default=None, converter=_hold_for)
+    runtime: Runtime | None = field(default=None, converter=_runtime)

@@ -32,6 +32,7 @@ from ._errors import (
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT, instances_query
 from ._model import Disowned
+from ._runtime import SWARM, Where
 from ._values import (
     ChangeQueue,
     HealthEvent,
@@ -610,6 +611,7 @@ def prepare_watch(
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
     on_health: Callable[[HealthEvent], object] | None = None,
+    where: Where = SWARM,
 ) -> WatchCore:
     """Set up the decisions of a watch of ``service``; shared by every front end and fleet.
 
@@ -623,11 +625,13 @@ def prepare_watch(
         rng: The source of jitter.
         on_health: Told when lookups start failing and when they work again,
             and when a change is held and when the hold ends.
+        where: Where the watch runs; its name in messages is the one that
+            lists the instances there (a Swarm's until ``auto`` is told).
 
     Raises:
         InvalidName: ``service`` is not a name Docker allows.
     """
-    query_name = instances_query(service, settings.network).question.name
+    query_name = instances_query(service, settings.network, where.settled or "swarm").question.name
     return WatchCore(
         service,
         query_name=query_name,
@@ -652,11 +656,12 @@ def prepare_wait(
     *,
     timeout: float,
     excluded: frozenset[IPv4Address],
+    where: Where = SWARM,
 ) -> Generator[Step, LookupResult | None, tuple[IPv4Address, ...]]:
     """Set up ``wait_for_tasks()``'s steps from its checked settings; shared by both APIs.
 
     ``timeout`` bounds the whole wait; each lookup in it gets at most
     ``DEFAULT_TIMEOUT`` of it. ``excluded`` is as for ``prepare_watch()``.
     """
-    core = prepare_watch(service, settings, excluded=excluded)
+    core = prepare_watch(service, settings, excluded=excluded, where=where)
     return wait_steps(WaitCore(core, count, timeout), DEFAULT_TIMEOUT)

@@ -26,7 +26,8 @@ from ._fleet import FleetCore, FleetView
 from ._log import logger
 from ._lookups import DEFAULT_TIMEOUT
 from ._own_addresses import excluded_for
-from ._sync import FleetWatch
+from ._runtime import Runtime
+from ._sync import FleetWatch, settled
 from ._values import HealthEvent, TaskSetChange, WatchSettings
 from ._watch import (
     Stepper,
@@ -36,6 +37,7 @@ from ._watch import (
     prepare_watch,
     watch_steps,
 )
+from ._where import where_for
 
 _Watcher = TypeVar("_Watcher", bound="_Background")
 #: How long ``stop()`` waits for the thread before cancelling the watch again.
@@ -244,6 +246,7 @@ class TaskWatcher(_Background, WatchView):
         max_drop: float | None = None,
         hold_for: float | None = None,
         on_health: Callable[[HealthEvent], object] | None = None,
+        runtime: Runtime | None = None,
         on_change: Callable[[TaskSetChange], object] | None = None,
     ) -> None:
         settings = WatchSettings(
@@ -259,10 +262,13 @@ class TaskWatcher(_Background, WatchView):
             min_tasks=min_tasks,
             max_drop=max_drop,
             hold_for=hold_for,
+            runtime=runtime,
         )
+        where = where_for(settings.runtime, settings.backend)
         self._core: WatchCore = prepare_watch(
-            service, settings, excluded=excluded_for(settings), on_health=on_health
+            service, settings, excluded=excluded_for(settings), on_health=on_health, where=where
         )
+        self._where = where
         super().__init__(service, on_change)
         self._settings = settings
         self._service = service
@@ -324,7 +330,7 @@ class TaskWatcher(_Background, WatchView):
         loop = asyncio.new_event_loop()
         try:
             steps = Stepper(watch_steps(self._core, self._settings.timeout))
-            lookup = _async.lookup(self._service, self._settings.network, backend)
+            lookup = _async.lookup(self._service, self._settings.network, backend, self._where)
             watch = _async.AsyncTaskWatch(self._core, steps, lookup)
             task = loop.create_task(self._consume(watch))
             with self._lock:
@@ -394,6 +400,7 @@ class FleetWatcher(_Background, FleetView):
         max_drop: float | None = None,
         hold_for: float | None = None,
         on_health: Callable[[HealthEvent], object] | None = None,
+        runtime: Runtime | None = None,
         on_change: Callable[[TaskSetChange], object] | None = None,
     ) -> None:
         settings = WatchSettings(
@@ -409,9 +416,17 @@ class FleetWatcher(_Background, FleetView):
             min_tasks=min_tasks,
             max_drop=max_drop,
             hold_for=hold_for,
+            runtime=runtime,
         )
-        self._core = FleetCore(
-            services, settings, excluded=excluded_for(settings), on_health=on_health
+        where = where_for(settings.runtime, settings.backend)
+        self._core = settled(
+            FleetCore(
+                services,
+                settings,
+                excluded=excluded_for(settings),
+                on_health=on_health,
+                where=where,
+            )
         )
         self._watch = FleetWatch.driven(self._core)
         super().__init__("fleet", on_change)

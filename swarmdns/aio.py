@@ -1,4 +1,4 @@
-"""The asyncio API: lookups, ``watch_tasks``, ``watch_services`` and ``wait_for_tasks``, awaitable.
+"""The asyncio API: lookups, ``whoami``, ``watch_tasks``, ``watch_services`` and more, awaitable.
 
 Each behaves exactly like its synchronous twin in ``swarmdns`` (they run the
 same plans and the same watch logic). A backend's async ``resolve_async()``
@@ -17,6 +17,7 @@ from ._async import (
     wait_for_tasks,
     watch_services,
     watch_tasks,
+    whoami,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "wait_for_tasks",
     "watch_services",
     "watch_tasks",
+    "whoami",
 ]

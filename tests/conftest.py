@@ -82,3 +82,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 f"{item.nodeid} runs on a real Swarm, but tests/conftest.py groups it with"
                 f" {group or 'no Swarm'}: update its _SWARM_ID"
             )
+
+
+@pytest.fixture(autouse=True)
+def swarm_runtime(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside tests/conformance, a test runs as if in a Swarm task (``SWARMDNS_RUNTIME=swarm``).
+
+    The suite's DNS servers listen on loopback, some at the engine's own
+    127.0.0.11, where ``runtime="auto"`` would first ask the PTR records of
+    this machine's addresses. The tests of ``auto`` itself (tests/test_runtime.py)
+    unset the variable; the conformance suite runs as an application would,
+    without it.
+    """
+    if not request.node.nodeid.startswith(CONFORMANCE):
+        monkeypatch.setenv("SWARMDNS_RUNTIME", "swarm")

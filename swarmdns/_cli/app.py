@@ -1,7 +1,7 @@
 """The ``swarmdns`` command: its parser, made of each command's options, and the dispatch.
 
 Each command is a module of this package (``vip``, ``tasks``, ``watch``,
-``serve``, ``control``, ``demo``) with its ``HELP``, ``DESCRIPTION``,
+``identity`` for ``self``, ``serve``, ``control``, ``demo``) with its ``HELP``, ``DESCRIPTION``,
 ``add_options(parser)`` and ``run(options, out)``; ``run`` reads the parsed
 options once, into a value, and returns the exit code. Exit codes
 (``EXIT_CODES``, shown by ``--help``): 0 success; 1 not found; 2 usage error;
@@ -19,8 +19,15 @@ from collections.abc import Sequence
 from typing import NoReturn, Protocol, TextIO
 
 from .. import __version__
-from .._errors import ConfigurationError, InvalidName, NoVirtualIP, ServiceNotFound, SwarmDNSError
-from . import control, demo, serve, tasks, vip, watch
+from .._errors import (
+    ConfigurationError,
+    InvalidName,
+    NoVirtualIP,
+    SelfUnknown,
+    ServiceNotFound,
+    SwarmDNSError,
+)
+from . import control, demo, identity, serve, tasks, vip, watch
 from .common import (
     EXIT_CODES,
     EXIT_DNS_FAILURE,
@@ -47,6 +54,7 @@ COMMANDS: dict[str, Command] = {
     "vip": vip,
     "tasks": tasks,
     "watch": watch,
+    "self": identity,
     "serve": serve,
     "control": control,
     "demo": demo,
@@ -117,7 +125,7 @@ def _run(options: argparse.Namespace, out: TextIO) -> int:
 def _exit_code(error: CommandExit | SwarmDNSError) -> int:
     if isinstance(error, CommandExit):
         return error.code
-    if isinstance(error, ServiceNotFound | NoVirtualIP):
+    if isinstance(error, ServiceNotFound | NoVirtualIP | SelfUnknown):
         return EXIT_NOT_FOUND
     if isinstance(error, InvalidName | ConfigurationError):
         return EXIT_USAGE

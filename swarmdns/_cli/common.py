@@ -19,7 +19,8 @@ EXIT_CODES = """\
 exit codes:
     0  success
     1  not found: no such service, fewer tasks than tasks --min (1 by default),
-       or no virtual IP where vip asked for one
+       no virtual IP where vip asked for one, or self cannot tell who this
+       container is
     2  usage: bad options, a name Docker would not accept, a bad
        SWARMDNS_NAMESERVER, or an address serve cannot listen on
     3  DNS failure or timeout; watch --once: a lookup failed; watch: lookups

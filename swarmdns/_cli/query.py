@@ -1,8 +1,9 @@
-"""The options every lookup command (``vip``, ``tasks``, ``watch``) takes, and their value."""
+"""The options every lookup command (``vip``, ``tasks``, ``watch``, ``self``) takes."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TypedDict
 
 import attrs
 
@@ -10,11 +11,12 @@ from .._backends.base import Backend
 from .._backends.direct import DirectBackend
 from .._backends.nameserver import parse_nameserver
 from .._lookups import DEFAULT_TIMEOUT
+from .._runtime import RUNTIMES, Runtime
 from .options import add_duration_option, parse_duration
 
 
 def add_query_options(parser: argparse.ArgumentParser) -> None:
-    """``--network``, ``--nameserver``, ``--timeout`` and ``--json``."""
+    """``--network``, ``--nameserver``, ``--timeout``, ``--runtime`` and ``--json``."""
     parser.add_argument("--network", metavar="N", help="only the service's addresses on N")
     parser.add_argument(
         "--nameserver",
@@ -24,7 +26,22 @@ def add_query_options(parser: argparse.ArgumentParser) -> None:
     add_duration_option(
         parser, "--timeout", help="how long one lookup may take", default=f"{DEFAULT_TIMEOUT:g}"
     )
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="swarm: tasks.SERVICE lists the tasks; compose: SERVICE lists the containers;"
+        " auto: this container's own name tells (default: SWARMDNS_RUNTIME, else auto)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+class LookupOptions(TypedDict):
+    """What a lookup takes from the command's options."""
+
+    network: str | None
+    backend: Backend | None
+    timeout: float
+    runtime: Runtime | None
 
 
 @attrs.frozen(kw_only=True)
@@ -35,6 +52,17 @@ class Query:
     backend: Backend | None
     timeout: float
     as_json: bool
+    runtime: Runtime | None = None
+
+    @property
+    def lookup_options(self) -> LookupOptions:
+        """The keyword arguments this query gives a lookup (``task_ips()``, ``tasks()``...)."""
+        return {
+            "network": self.network,
+            "backend": self.backend,
+            "timeout": self.timeout,
+            "runtime": self.runtime,
+        }
 
     @classmethod
     def from_options(cls, options: argparse.Namespace) -> Query:
@@ -48,6 +76,7 @@ class Query:
             timeout=parse_duration(options.timeout, source="--timeout", positive=True),
             backend=_backend(options.nameserver),
             as_json=options.json,
+            runtime=options.runtime,
         )
 
 

@@ -13,14 +13,16 @@ import attrs
 from .._lookups import instances_query
 from .._model import Task
 from .._sync import task_ips, tasks
+from .._where import where_for
 from .common import EXIT_NOT_FOUND, EXIT_OK, CommandExit
 from .options import parse_count
 from .query import Query, add_query_options
 
 HELP = "print the address of every running task"
 DESCRIPTION = (
-    "Print the address of every running task of SERVICE (tasks.SERVICE). With no task (the"
-    " engine answers NXDOMAIN), or fewer than --min, it prints nothing and exits 1."
+    "Print the address of every running task of SERVICE (tasks.SERVICE; under Compose, every"
+    " container of SERVICE). With no task (the engine answers NXDOMAIN), or fewer than --min,"
+    " it prints nothing and exits 1."
 )
 
 
@@ -61,20 +63,16 @@ def run(options: argparse.Namespace, out: TextIO) -> int:
     request = TasksRequest.from_options(options)
     query = request.query
     if request.names:
-        found = tasks(
-            request.service, network=query.network, backend=query.backend, timeout=query.timeout
-        )
+        found = tasks(request.service, **query.lookup_options)
         if len(found) < request.min:
             raise _too_few(request, [task.ip for task in found])
         if query.as_json:
-            print(json.dumps([_task_json(t) for t in found]), file=out)
+            print(json.dumps([task_json(t) for t in found]), file=out)
         for task in [] if query.as_json else found:
             slot = task.slot if task.slot is not None else (task.node_id or "?")
             print(f"{task.ip}\t{task.name or '?'}\t{slot}\t{task.network or '?'}", file=out)
         return EXIT_OK
-    addresses = task_ips(
-        request.service, network=query.network, backend=query.backend, timeout=query.timeout
-    )
+    addresses = task_ips(request.service, **query.lookup_options)
     if len(addresses) < request.min:
         raise _too_few(request, addresses)
     if query.as_json:
@@ -85,7 +83,8 @@ def run(options: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _task_json(task: Task) -> dict[str, Any]:
+def task_json(task: Task) -> dict[str, Any]:
+    """A task as ``--json`` prints it."""
     return {**attrs.asdict(task), "ip": str(task.ip)}
 
 
@@ -93,7 +92,9 @@ def _too_few(request: TasksRequest, found: Sequence[IPv4Address]) -> CommandExit
     """The error for fewer tasks than ``--min``: what was asked, what was found, what to do."""
     service, wanted = request.service, request.min
     if not found:
-        name = instances_query(service, request.query.network).question.name.rstrip(".")
+        query = request.query
+        runtime = where_for(query.runtime, query.backend).settled or "swarm"
+        name = instances_query(service, query.network, runtime).question.name.rstrip(".")
         at_least = "" if wanted == 1 else f" (wanted at least {wanted})"
         return CommandExit(
             EXIT_NOT_FOUND,

@@ -21,8 +21,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def run(options: argparse.Namespace, out: TextIO) -> int:
     query = Query.from_options(options)
-    address = service_vip(
-        options.service, network=query.network, backend=query.backend, timeout=query.timeout
-    )
+    address = service_vip(options.service, **query.lookup_options)
     print(json.dumps(str(address)) if query.as_json else address, file=out)
     return EXIT_OK

@@ -266,6 +266,7 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
         min_tasks=request.min_tasks,
         max_drop=request.max_drop,
         hold_for=request.hold_for,
+        runtime=query.runtime,
         on_health=items.put,  # into the queue of changes: the lines keep their order
         on_change=items.put if actions is None else _both(items.put, actions.submit),
     )
@@ -332,9 +333,7 @@ def _action_loop(request: WatchRequest) -> ActionLoop | None:
             watching=not request.once,
         )
     query = request.query
-    lookup = functools.partial(
-        tasks, network=query.network, backend=query.backend, timeout=query.timeout
-    )
+    lookup = functools.partial(tasks, **query.lookup_options)
     window = None if request.wait is None else SettleWindow(*request.wait)
     act = Actions(renderers, runner, lookup_tasks=lookup if renderers else None)
     return ActionLoop(act, list(request.services), window=window, cancel=act.cancel)
@@ -403,9 +402,7 @@ def _watch_once(request: WatchRequest, out: TextIO, *, actions: ActionLoop | Non
 
     async def look_up(service: str) -> TaskSetChange | SwarmDNSError:
         try:
-            answer = await aio.task_ips(
-                service, network=query.network, backend=query.backend, timeout=query.timeout
-            )
+            answer = await aio.task_ips(service, **query.lookup_options)
         except (ResolutionError, ResolutionTimeout) as error:  # not a bad configuration
             return error
         found = tuple(ip for ip in answer if ip not in request.exclude)

@@ -1,0 +1,209 @@
+"""Where the library runs (a Swarm or Compose), and what the engine's names mean there. No I/O.
+
+In a Swarm, ``tasks.<service>`` lists a service's tasks and ``<service>`` is
+its virtual IP. Under Compose (and for plain containers with a network
+alias) ``<service>`` lists every container and ``tasks.<service>`` is not
+the engine's: it is forwarded to the host's resolvers. So which name lists
+the instances depends on where the process runs, which it learns from the
+engine's PTR records for its own addresses: a Swarm task is
+``web.1.<task id>.<network>.``, a Compose container ``proj-web-1.<network>.``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from ipaddress import IPv4Address
+from typing import Literal
+
+from attrs import field, frozen
+
+from . import _memo
+from ._errors import ConfigurationError
+from ._model import Task
+
+Runtime = Literal["auto", "swarm", "compose"]
+Settled = Literal["swarm", "compose"]
+RUNTIMES: tuple[Runtime, ...] = ("auto", "swarm", "compose")
+#: The variable that chooses the runtime for the whole process.
+RUNTIME_VARIABLE = "SWARMDNS_RUNTIME"
+
+#: Swarmkit's IDs (tasks, nodes): 25 characters of lowercase letters and digits.
+_SWARM_ID = re.compile(r"[a-z0-9]{25}")
+#: A Compose container's name: ``<project>-<service>-<n>`` (``_`` in Compose v1).
+_NUMBERED = re.compile(r"(?P<stem>.+?)[-_](?P<number>[0-9]+)")
+
+
+def check_runtime(value: object, *, source: str = "runtime") -> Runtime:
+    """Return ``value`` if it names a runtime.
+
+    Raises:
+        TypeError: ``value`` is not a string.
+        ConfigurationError: It is not ``auto``, ``swarm`` or ``compose``.
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{source} must be a str, not {type(value).__name__}: {value!r}")
+    if value in RUNTIMES:
+        return value
+    raise ConfigurationError(
+        f"{source}={value!r} is not a runtime: say 'swarm' (tasks.<service> lists a"
+        " service's tasks), 'compose' (<service> lists its containers) or 'auto' (tell"
+        " from this container's own name)",
+        source=source,
+    )
+
+
+def runtime_from(value: str | None, *, source: str = RUNTIME_VARIABLE) -> Runtime:
+    """The runtime ``SWARMDNS_RUNTIME`` (``value``) chooses; ``auto`` when unset or empty."""
+    return "auto" if not value else check_runtime(value.strip().lower(), source=source)
+
+
+class DetectedRuntimes:
+    """Where this process runs, as learned from each engine: the one place that remembers it.
+
+    Not an answer cache: a container does not move between a Swarm and
+    Compose while it runs, so what the engine's names said once holds for
+    the process. Bounded (a process talks to one engine, tests to a few),
+    safe under threads, and emptied by ``_memo.clear_caches()``.
+    """
+
+    MAX_ENGINES = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runtimes: dict[str, Settled] = {}
+        _memo.register_table(self, "detected")
+
+    def __len__(self) -> int:
+        return len(self._runtimes)
+
+    def get(self, engine: str) -> Settled | None:
+        """What ``engine``'s names said of this process, if they were asked."""
+        return self._runtimes.get(engine)
+
+    def remember(self, engine: str, runtime: Settled) -> None:
+        """Keep what ``engine`` said; the oldest is forgotten beyond ``MAX_ENGINES``."""
+        with self._lock:
+            if engine not in self._runtimes and len(self._runtimes) >= self.MAX_ENGINES:
+                del self._runtimes[next(iter(self._runtimes))]
+            self._runtimes[engine] = runtime
+
+    def clear(self) -> None:
+        """Forget them all."""
+        with self._lock:
+            self._runtimes.clear()
+
+
+detected = DetectedRuntimes()
+
+
+@frozen(kw_only=True)
+class Where:
+    """Where a lookup runs: its runtime, and what it takes to tell ``auto``.
+
+    The front ends build it (``_own_addresses.where_for()``); the plans read
+    it. ``own`` is read only when the runtime is still to be told.
+
+    Attributes:
+        runtime: What was asked for: ``auto``, ``swarm`` or ``compose``.
+        engine: The engine's address, when the backend asks the engine;
+            ``auto`` is told only then (elsewhere it means ``swarm``).
+        own: This container's own addresses, whose PTR records tell ``auto``.
+    """
+
+    runtime: Runtime = "auto"
+    engine: str | None = None
+    own: frozenset[IPv4Address] = field(default=frozenset(), repr=False)
+
+    @property
+    def settled(self) -> Settled | None:
+        """The runtime, if known without asking: chosen, learned before, or no engine to ask."""
+        if self.runtime != "auto":
+            return self.runtime
+        if self.engine is None:
+            return "swarm"
+        return detected.get(self.engine)
+
+
+#: A lookup for which the runtime is known: swarm.
+SWARM = Where(runtime="swarm")
+COMPOSE = Where(runtime="compose")
+
+
+def swarm_task(ip: IPv4Address, target: str) -> Task | None:
+    """The task a Swarm PTR target names, ``web.1.<task id>.<network>.``; None if not one."""
+    labels = target.rstrip(".").split(".")
+    if len(labels) < 4 or not all(labels):
+        return None
+    service, slot_or_node, task_id, *network = labels
+    slot = int(slot_or_node) if slot_or_node.isascii() and slot_or_node.isdigit() else None
+    return Task(
+        ip=ip,
+        name=f"{service}.{slot_or_node}.{task_id}",
+        service=service,
+        slot=slot,
+        node_id=None if slot is not None else slot_or_node,
+        task_id=task_id,
+        network=".".join(network),
+    )
+
+
+def compose_container(ip: IPv4Address, target: str, service: str | None = None) -> Task | None:
+    """The container a Compose PTR target names, ``proj-web-1.<network>.``; None if not one.
+
+    Its name is ``<project>-<service>-<number>``; which dash ends the project
+    is told by ``service`` when it is known, else by the network's name
+    (Compose names its networks ``<project>_<name>``), else by the last dash.
+    A container named by hand (``container_name:``, ``docker run --name``)
+    keeps its name, with no number.
+    """
+    labels = target.rstrip(".").split(".")
+    if len(labels) < 2 or not all(labels):
+        return None
+    name, network = labels[0], ".".join(labels[1:])
+    numbered = _NUMBERED.fullmatch(name)
+    if numbered is None or not numbered["number"].isascii():
+        return Task(ip=ip, name=name, service=service, network=network)
+    project, found = _split_stem(numbered["stem"], service, network)
+    return Task(
+        ip=ip,
+        name=name,
+        service=found,
+        slot=int(numbered["number"]),
+        network=network,
+        project=project,
+    )
+
+
+def _split_stem(stem: str, service: str | None, network: str) -> tuple[str | None, str]:
+    """``proj-web`` as (project, service)."""
+    if service is not None:
+        for separator in "-_":
+            if stem.lower().endswith(f"{separator}{service.lower()}"):
+                return stem[: -len(service) - 1], stem[-len(service) :]
+        return None, service
+    prefix = network.rpartition("_")[0]
+    for separator in "-_":
+        if prefix and stem.startswith(f"{prefix}{separator}") and len(stem) > len(prefix) + 1:
+            return prefix, stem[len(prefix) + 1 :]
+    for separator in "-_":
+        project, found, rest = stem.rpartition(separator)
+        if found:
+            return project, rest
+    return None, stem
+
+
+def identity(ip: IPv4Address, target: str) -> tuple[Settled, Task] | None:
+    """What the engine's PTR target for one of this container's addresses says it is.
+
+    A Swarm task's target has a task ID (25 lowercase letters and digits)
+    as its third label; a Compose container's, a container name and its
+    network. None for anything else.
+    """
+    task = swarm_task(ip, target)
+    if task is not None and task.task_id is not None and _SWARM_ID.fullmatch(task.task_id):
+        return "swarm", task
+    container = compose_container(ip, target)
+    if container is not None and container.network and "." not in container.network:
+        return "compose", container
+    return None

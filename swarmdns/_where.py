@@ -1,0 +1,75 @@
+"""Where a lookup runs, for the front ends: the runtime asked for, and what tells ``auto``."""
+
+from __future__ import annotations
+
+import os
+from ipaddress import IPv4Address
+
+from ._backends.base import AsyncBackend, Backend
+from ._backends.default import get_default_backend
+from ._errors import ConfigurationError
+from ._own_addresses import OWN_ADDRESSES_VARIABLE, local_addresses
+from ._provenance import ENGINE_ADDRESS
+from ._runtime import COMPOSE, RUNTIME_VARIABLE, SWARM, Where, check_runtime, runtime_from
+
+
+def where_for(
+    runtime: object, backend: Backend | AsyncBackend | None, *, own: bool = False
+) -> Where:
+    """Where a lookup through ``backend`` runs: ``runtime``, or ``SWARMDNS_RUNTIME``'s.
+
+    ``auto`` is told by the engine when this runs in a container: when
+    ``backend`` asks the engine at 127.0.0.11 (a ``DirectBackend``), or asks
+    one that ``SWARMDNS_PROVENANCE`` calls the engine while
+    ``SWARMDNS_OWN_ADDRESSES`` says which addresses are this container's (a
+    test inside the fake). Elsewhere ``auto`` means a Swarm, as before. This
+    reads the container's own addresses, unless the process already knows.
+
+    With ``own`` (for ``whoami()``), the container's own addresses are read
+    whatever the runtime.
+
+    Raises:
+        TypeError, ConfigurationError: ``runtime`` (or the variable) names no
+            runtime, or ``SWARMDNS_OWN_ADDRESSES`` holds no addresses.
+    """
+    if runtime is None:
+        chosen = runtime_from(os.environ.get(RUNTIME_VARIABLE))
+    else:
+        chosen = check_runtime(runtime)
+    if own:
+        return Where(runtime=chosen, engine=_engine_of(backend, anywhere=True), own=_own())
+    if chosen != "auto":
+        return SWARM if chosen == "swarm" else COMPOSE
+    pretended = bool(os.environ.get(OWN_ADDRESSES_VARIABLE))
+    where = Where(engine=_engine_of(backend, anywhere=pretended))
+    if where.settled is not None:
+        return where
+    return Where(engine=where.engine, own=_own())
+
+
+def _own() -> frozenset[IPv4Address]:
+    """This container's own addresses; none where the kernel does not list them (not Linux)."""
+    if os.environ.get(OWN_ADDRESSES_VARIABLE):
+        return local_addresses()  # a bad value is an error, not "no addresses"
+    try:
+        return local_addresses()
+    except ConfigurationError:
+        return frozenset()
+
+
+def _engine_of(backend: Backend | AsyncBackend | None, *, anywhere: bool) -> str | None:
+    """The engine ``backend`` asks: at 127.0.0.11, or ``anywhere`` it is declared one."""
+    chosen = get_default_backend() if backend is None else backend
+    nameservers = getattr(chosen, "nameservers", None)
+    if not callable(nameservers):
+        return None
+    try:
+        servers = nameservers()
+    except ConfigurationError:
+        return None
+    for server in servers:
+        if getattr(server, "engine", None) is not None and (
+            anywhere or getattr(server, "host", None) == ENGINE_ADDRESS
+        ):
+            return str(server)
+    return None
