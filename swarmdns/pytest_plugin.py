@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from swarmdns import NAMESERVER_VARIABLE, PROVENANCE_VARIABLE
+from swarmdns import NAMESERVER_VARIABLE, PROVENANCE_VARIABLE, RUNTIME_VARIABLE
 from swarmdns._backends.default import swap_default_backend
 from swarmdns.testing import ENGINES, EngineVersion, FakeCompose, FakeSwarm
-from swarmdns.testing._base import RUNTIME_VARIABLE, Runtime
+from swarmdns.testing._base import Runtime
 
 #: The library's variable that names the engine's networks (``SWARMDNS_PROVENANCE``).
 _MARKER = "swarm_dns"

@@ -16,6 +16,8 @@ from ipaddress import IPv4Address
 from types import TracebackType
 from typing import Literal, TypeVar
 
+from .._own_addresses import OWN_ADDRESSES_VARIABLE
+from .._runtime import RUNTIME_VARIABLE
 from ._engines import EngineVersion, engine_profile, resolv_conf
 from ._loop import endpoint
 from ._responder import Injected, QueryRecord, Responder, Upstream
@@ -24,11 +26,6 @@ from ._serving import Serving
 
 _Fake = TypeVar("_Fake", bound="ServedFake")
 
-#: The library takes these as the container's own addresses (comma-separated)
-#: instead of reading them from the system.
-OWN_ADDRESSES_VARIABLE = "SWARMDNS_OWN_ADDRESSES"
-#: The library takes this as where it runs (``swarm`` or ``compose``).
-RUNTIME_VARIABLE = "SWARMDNS_RUNTIME"
 #: Where a fake's containers run, as ``SWARMDNS_RUNTIME`` says it.
 Runtime = Literal["swarm", "compose"]
 

@@ -104,8 +104,8 @@ class Container:
     def as_dns(self, network: str | None = None) -> DNSTask:
         """What DNS tells about this container on ``network``: a ``swarmdns.Task``.
 
-        Its name is the container name, its slot the container number;
-        Compose has no task or node ID.
+        Its name is the container name, its slot the container number, its
+        project the project's; Compose has no task or node ID.
 
         Raises:
             SwarmError: The container has no address on ``network``.
@@ -124,6 +124,7 @@ class Container:
             node_id=None,
             task_id=None,
             network=chosen,
+            project=self.project,
         )
 
 

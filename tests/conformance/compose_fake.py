@@ -24,9 +24,13 @@ from unittest import mock
 import attrs
 import pytest
 
-from swarmdns import NAMESERVER_VARIABLE, PROVENANCE_VARIABLE
+from swarmdns import (
+    NAMESERVER_VARIABLE,
+    OWN_ADDRESSES_VARIABLE,
+    PROVENANCE_VARIABLE,
+    RUNTIME_VARIABLE,
+)
 from swarmdns.testing import ENGINES, HIJACK_ADDRESSES, EngineVersion, FakeCompose, Upstream
-from swarmdns.testing._base import OWN_ADDRESSES_VARIABLE, RUNTIME_VARIABLE
 
 from . import probe, upstream
 from .drivers import PROBE, Watch, _ProcessWatch
