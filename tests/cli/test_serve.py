@@ -228,3 +228,24 @@ def test_serve_compose_refuses_what_only_a_swarm_service_has(tmp_path: Path) -> 
     assert_one_line_error(
         run("serve", "--compose", "shop", "--file", str(path)), 2, "not 'endpoint_mode'"
     )
+
+
+def test_serve_compose_prints_hints_that_work_as_printed(spawn: Spawn) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SWARMDNS_")}
+    serve = spawn("serve", "--compose", "shop", "--service", "api=2", env=env)
+
+    lines = serve.lines_until("Ctrl-C")
+    (dig,) = [line for line in lines if line.startswith("try: dig ")]
+    (hint,) = [line.removeprefix("or:").strip() for line in lines if line.startswith("or:")]
+    result = subprocess.run(
+        ["sh", "-c", hint], env=env, capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
+    found = re.fullmatch(r"try: dig @(\S+) -p (\d+) (api)\n", dig)
+    assert found, dig
+    serve.popen.send_signal(signal.SIGINT)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.split() == [
+        str(ip) for ip in addresses(found.group(3), found.group(1), int(found.group(2)))
+    ]
+    assert serve.finish() == (0, "", "")
