@@ -122,7 +122,8 @@ class ServedFake:
         the ``port`` the fake was created with (any free one for 0), and free
         ones for the other nodes' DNS and the control channel (if open), so
         ``nameserver`` and the nodes' addresses may change. The ``swarm_dns``
-        fixture does this when a test left the fake stopped and its port taken.
+        and ``compose_dns`` fixtures do this when a test left the fake stopped
+        and its port taken.
 
         Raises:
             RuntimeError: The fake is running: ``stop()`` it first.
@@ -259,7 +260,7 @@ class ServedFake:
 
     @property
     def upstream(self) -> Upstream:
-        """What names the Swarm does not own, and empty services, get."""
+        """What names the fake does not own, and empty services, get."""
         return self._responder.upstream
 
     @upstream.setter
@@ -305,7 +306,7 @@ class ServedFake:
     def queries(self) -> tuple[QueryRecord, ...]:
         """The messages received since the start (or the last reset), oldest first.
 
-        Only the newest ``query_log`` of them (see ``FakeSwarm``).
+        Only the newest ``query_log`` of them (see ``FakeSwarm``, ``FakeCompose``).
         """
         return self._responder.log.snapshot()
 
