@@ -226,6 +226,30 @@ def test_a_grace_period_pending_at_reset_is_void(compose: FakeCompose) -> None:
     assert compose.services == ()
 
 
+def test_removing_a_service_drops_its_grace_periods(compose: FakeCompose) -> None:
+    compose.create_service("web")
+    compose.stop_container("proj-web-1", grace=3600)
+
+    compose.remove_service("web")
+    compose.settle(timeout=0)  # nothing pending
+
+    assert compose.services == ()
+
+
+def test_a_stopped_fake_ends_a_grace_period_in_settle(ask: Ask) -> None:
+    compose = FakeCompose().start()
+    try:
+        compose.create_service("web", scale=2)
+        compose.stop_container("proj-web-1", grace=0.1)
+        compose.stop()
+        compose.settle()  # no thread of the fake's: this one applies it, when due
+        compose.start()
+
+        assert len(ask(compose, "web").values) == 1
+    finally:
+        compose.stop()
+
+
 @pytest.mark.parametrize("grace", [-1, 3601, float("nan")])
 def test_grace_is_checked(compose: FakeCompose, grace: float) -> None:
     compose.create_service("web")
