@@ -313,8 +313,7 @@ def _told(where: Where, found: Sequence[tuple[Settled, Task]]) -> Settled:
     if known is not None:
         return known
     runtime: Settled = "compose" if {told for told, _ in found} == {"compose"} else "swarm"
-    if where.engine is not None:
-        detected.remember(where.engine, runtime)
+    detected.remember(where.engine, runtime, where.backend)
     return runtime
 
 

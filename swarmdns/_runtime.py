@@ -11,8 +11,10 @@ engine's PTR records for its own addresses: a Swarm task is
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+import weakref
 from ipaddress import IPv4Address
 from typing import Literal
 
@@ -63,8 +65,11 @@ class DetectedRuntimes:
 
     Not an answer cache: a container does not move between a Swarm and
     Compose while it runs, so what the engine's names said once holds for
-    the process. Bounded (a process talks to one engine, tests to a few),
-    safe under threads, and emptied by ``_memo.clear_caches()``.
+    the process. It is kept by engine address, and by backend, so that a
+    lookup through a backend that has told it once costs a dictionary
+    look-up, not a reading of its nameservers. Bounded (a process talks to
+    one engine, tests to a few), safe under threads, and emptied by
+    ``_memo.clear_caches()``.
     """
 
     MAX_ENGINES = 64
@@ -72,6 +77,7 @@ class DetectedRuntimes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runtimes: dict[str, Settled] = {}
+        self._backends: weakref.WeakKeyDictionary[object, Settled] = weakref.WeakKeyDictionary()
         _memo.register_table(self, "detected")
 
     def __len__(self) -> int:
@@ -81,17 +87,29 @@ class DetectedRuntimes:
         """What ``engine``'s names said of this process, if they were asked."""
         return self._runtimes.get(engine)
 
-    def remember(self, engine: str, runtime: Settled) -> None:
-        """Keep what ``engine`` said; the oldest is forgotten beyond ``MAX_ENGINES``."""
+    def of_backend(self, backend: object) -> Settled | None:
+        """What was learned through ``backend``, if anything (and it can be remembered)."""
+        try:
+            return self._backends.get(backend)
+        except TypeError:  # a backend without weak references is asked every time
+            return None
+
+    def remember(self, engine: str | None, runtime: Settled, backend: object = None) -> None:
+        """Keep what ``engine`` said (through ``backend``); past the limit, the oldest goes."""
         with self._lock:
-            if engine not in self._runtimes and len(self._runtimes) >= self.MAX_ENGINES:
-                del self._runtimes[next(iter(self._runtimes))]
-            self._runtimes[engine] = runtime
+            if engine is not None:
+                if engine not in self._runtimes and len(self._runtimes) >= self.MAX_ENGINES:
+                    del self._runtimes[next(iter(self._runtimes))]
+                self._runtimes[engine] = runtime
+            if backend is not None:
+                with contextlib.suppress(TypeError):
+                    self._backends[backend] = runtime
 
     def clear(self) -> None:
         """Forget them all."""
         with self._lock:
             self._runtimes.clear()
+            self._backends.clear()
 
 
 detected = DetectedRuntimes()
@@ -109,11 +127,13 @@ class Where:
         engine: The engine's address, when the backend asks the engine;
             ``auto`` is told only then (elsewhere it means ``swarm``).
         own: This container's own addresses, whose PTR records tell ``auto``.
+        backend: The backend asked, under which what is told is remembered too.
     """
 
     runtime: Runtime = "auto"
     engine: str | None = None
     own: frozenset[IPv4Address] = field(default=frozenset(), repr=False)
+    backend: object = field(default=None, repr=False, eq=False)
 
     @property
     def settled(self) -> Settled | None:

@@ -132,6 +132,7 @@ class WatchCore:
         self._hold = Hold(
             service, query_name, min_tasks=min_tasks, max_drop=max_drop, hold_for=hold_for
         )
+        self._naming: Callable[[], str | None] | None = None
         # The thread that drives the watch and the threads that read it.
         self._lock = threading.RLock()
 
@@ -169,6 +170,16 @@ class WatchCore:
                 forwarded=self._forwarded,
             )
 
+    def name_when_told(self, name: Callable[[], str | None]) -> None:
+        """Name the watch in its messages by ``name()``, once known (``auto``'s runtime)."""
+        self._naming = name
+
+    def _named(self) -> None:
+        name = self._naming() if self._naming is not None else None
+        if name is not None:
+            self.query_name = self._hold.query_name = name
+            self._naming = None
+
     def succeeded(self, addresses: Iterable[IPv4Address]) -> TaskSetChange | None:
         """Take a successful lookup's addresses; return the change to report, if any.
 
@@ -179,6 +190,8 @@ class WatchCore:
         answer = tuple(addresses)
         forwarded = addresses.reason if isinstance(addresses, Disowned) else None
         with self._lock:
+            if self._naming is not None:
+                self._named()
             if forwarded != self._forwarded:
                 self._note_forwarded(forwarded)
             # The usual case: the same answer as last time, nothing pending.
@@ -296,6 +309,8 @@ class WatchCore:
         if not is_transient(error):
             raise error
         with self._lock:
+            if self._naming is not None:
+                self._named()
             now = self._clock()
             failing = self._failed(error, now)
             stale = now - self._healthy_since
@@ -631,8 +646,9 @@ def prepare_watch(
     Raises:
         InvalidName: ``service`` is not a name Docker allows.
     """
-    query_name = instances_query(service, settings.network, where.settled or "swarm").question.name
-    return WatchCore(
+    network = settings.network
+    query_name = instances_query(service, network, where.settled or "swarm").question.name
+    core = WatchCore(
         service,
         query_name=query_name,
         interval=settings.interval,
@@ -647,6 +663,15 @@ def prepare_watch(
         rng=rng,
         on_health=on_health,
     )
+    if where.settled is None:
+        core.name_when_told(lambda: _told_name(service, network, where))
+    return core
+
+
+def _told_name(service: str, network: str | None, where: Where) -> str | None:
+    """The name that lists ``service``'s instances where it runs, once that is told."""
+    runtime = where.settled
+    return None if runtime is None else instances_query(service, network, runtime).question.name
 
 
 def prepare_wait(

@@ -10,7 +10,15 @@ from ._backends.default import get_default_backend
 from ._errors import ConfigurationError
 from ._own_addresses import OWN_ADDRESSES_VARIABLE, local_addresses
 from ._provenance import ENGINE_ADDRESS
-from ._runtime import COMPOSE, RUNTIME_VARIABLE, SWARM, Where, check_runtime, runtime_from
+from ._runtime import (
+    COMPOSE,
+    RUNTIME_VARIABLE,
+    SWARM,
+    Where,
+    check_runtime,
+    detected,
+    runtime_from,
+)
 
 
 def where_for(
@@ -23,7 +31,8 @@ def where_for(
     one that ``SWARMDNS_PROVENANCE`` calls the engine while
     ``SWARMDNS_OWN_ADDRESSES`` says which addresses are this container's (a
     test inside the fake). Elsewhere ``auto`` means a Swarm, as before. This
-    reads the container's own addresses, unless the process already knows.
+    reads the container's own addresses, unless the process already knows:
+    what was told through a backend holds for it for the process.
 
     With ``own`` (for ``whoami()``), the container's own addresses are read
     whatever the runtime.
@@ -36,15 +45,20 @@ def where_for(
         chosen = runtime_from(os.environ.get(RUNTIME_VARIABLE))
     else:
         chosen = check_runtime(runtime)
+    target = get_default_backend() if backend is None else backend
     if own:
-        return Where(runtime=chosen, engine=_engine_of(backend, anywhere=True), own=_own())
+        return Where(runtime=chosen, engine=_engine_of(target, anywhere=True), own=_own())
+    if chosen == "auto":
+        chosen = detected.of_backend(target) or "auto"
     if chosen != "auto":
         return SWARM if chosen == "swarm" else COMPOSE
     pretended = bool(os.environ.get(OWN_ADDRESSES_VARIABLE))
-    where = Where(engine=_engine_of(backend, anywhere=pretended))
-    if where.settled is not None:
-        return where
-    return Where(engine=where.engine, own=_own())
+    engine = _engine_of(target, anywhere=pretended)
+    settled = Where(engine=engine).settled
+    if settled is not None:
+        detected.remember(engine, settled, target)
+        return SWARM if settled == "swarm" else COMPOSE
+    return Where(engine=engine, own=_own(), backend=target)
 
 
 def _own() -> frozenset[IPv4Address]:
@@ -57,10 +71,9 @@ def _own() -> frozenset[IPv4Address]:
         return frozenset()
 
 
-def _engine_of(backend: Backend | AsyncBackend | None, *, anywhere: bool) -> str | None:
+def _engine_of(backend: Backend | AsyncBackend, *, anywhere: bool) -> str | None:
     """The engine ``backend`` asks: at 127.0.0.11, or ``anywhere`` it is declared one."""
-    chosen = get_default_backend() if backend is None else backend
-    nameservers = getattr(chosen, "nameservers", None)
+    nameservers = getattr(backend, "nameservers", None)
     if not callable(nameservers):
         return None
     try:

@@ -21,6 +21,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 _FILE_MARKER = re.compile(r"\A# file: (test_\w+\.py)\n")
 _IN_A_SWARM_TASK = '# in a Swarm task, with a service "web" of 3 replicas:'
+_IN_TASK_WEB_1 = "# in task web.1 of that service:"
 
 
 def examples() -> Sequence[object]:
@@ -56,6 +57,9 @@ def test_example(code: str, tmp_path: Path, pytester: pytest.Pytester) -> None:
             swarm = stack.enter_context(FakeSwarm(seed=1))
             swarm.create_service("web", replicas=3, network="proxy")
             os.environ[swarmdns.NAMESERVER_VARIABLE] = swarm.nameserver
+            if _IN_TASK_WEB_1 in code:
+                (first, *_) = sorted(swarm.service("web").tasks, key=lambda t: t.slot or 0)
+                os.environ[swarmdns.OWN_ADDRESSES_VARIABLE] = str(first.ip)
         stack.callback(swarmdns.set_default_backend, None)
         runpy.run_path(str(script), run_name="__main__")
 

@@ -191,26 +191,136 @@ def test_the_fixture_moves_to_a_free_port_if_a_test_left_its_own_taken(
     result.assert_outcomes(passed=2)
 
 
+COMPOSE_TESTS = """
+import os
+
+import dns.message
+import dns.query
+import pytest
+
+
+def resolve(name):
+    host, port = os.environ["SWARMDNS_NAMESERVER"].rsplit(":", 1)
+    reply = dns.query.udp(dns.message.make_query(name, "A"), host, port=int(port), timeout=2)
+    return sorted(r.address for rrset in reply.answer for r in rrset)
+
+
+def test_a_compose_project(compose_dns):
+    web = compose_dns.create_service("web", scale=3)
+    assert resolve("web") == sorted(str(ip) for ip in web.ips)
+    assert resolve("proj-web-2") == [str(web.containers[1].ip)]
+    assert resolve("tasks.web") == []
+    assert os.environ["SWARMDNS_RUNTIME"] == "compose"
+    assert os.environ["SWARMDNS_NAMESERVER"] == compose_dns.nameserver
+    assert os.environ["SWARMDNS_PROVENANCE"] == "172.16.0.0/12,192.168.0.0/16"
+
+
+def test_starts_empty(compose_dns):
+    assert compose_dns.services == ()
+    assert compose_dns.project == "proj"
+
+
+@pytest.mark.swarm_dns(project="shop", engine="20.10")
+def test_the_marker_names_the_project_and_the_engine(compose_dns):
+    compose_dns.create_service("web")
+    assert (compose_dns.project, compose_dns.engine) == ("shop", "20.10")
+    assert len(resolve("shop-web-1.shop_default")) == 1
+
+
+def test_the_project_and_engine_come_back(compose_dns):
+    assert (compose_dns.project, compose_dns.engine) == ("proj", "28.5")
+
+
+def test_a_swarm_says_so_too(swarm_dns):
+    assert os.environ["SWARMDNS_RUNTIME"] == "swarm"
+
+
+def test_inside_a_container(compose_dns):
+    compose_dns.create_service("web", scale=2)
+    with compose_dns.inside("proj-web-2") as web:
+        assert os.environ["SWARMDNS_OWN_ADDRESSES"] == str(web.ip)
+    assert "SWARMDNS_OWN_ADDRESSES" not in os.environ
+
+
+def test_after():
+    assert os.environ["SWARMDNS_RUNTIME"] == "untouched"
+"""
+
+
+def test_compose_fixture_is_available_without_configuration(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_compose=COMPOSE_TESTS)
+    monkeypatch.setenv("SWARMDNS_RUNTIME", "untouched")
+    monkeypatch.delenv("SWARMDNS_OWN_ADDRESSES", raising=False)
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "error")
+
+    result.assert_outcomes(passed=7)
+
+
+def test_compose_fixture_is_listed_with_its_documentation(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--fixtures")
+
+    result.stdout.fnmatch_lines(["compose_dns*", "*An empty fake Compose project for this test*"])
+
+
+def test_a_marker_for_the_other_fixture_is_refused(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_wrong="""
+        import pytest
+
+        @pytest.mark.swarm_dns(nodes=3)
+        def test_nodes(compose_dns):
+            pass
+
+        @pytest.mark.swarm_dns(project="shop")
+        def test_project(swarm_dns):
+            pass
+
+        def test_both(swarm_dns, compose_dns):
+            pass
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "*swarm_dns(nodes=...) is for the swarm_dns fixture; this test uses compose_dns*",
+            "*swarm_dns(project=...) is for the compose_dns fixture; this test uses swarm_dns*",
+            "*a test uses either swarm_dns or compose_dns, not both*",
+        ],
+        consecutive=False,
+    )
+
+
 # -- the plugin uses the fake as any project would ---------------------------------------
 
 
-def private_uses_of_the_fake(source: str) -> tuple[set[str], list[str]]:
-    """The names a FakeSwarm is bound to, and where the code uses its private attributes.
+#: What a fake is, as the plugin spells its type (``_Served``: either).
+_FAKE_TYPES = ("FakeSwarm", "FakeCompose", "_Served")
 
-    A fake is a parameter annotated ``FakeSwarm`` or a name bound to
-    ``FakeSwarm(...)`` (assigned, or with ``with ... as``); a private use is
+
+def private_uses_of_the_fake(source: str) -> tuple[set[str], list[str]]:
+    """The names a fake is bound to, and where the code uses its private attributes.
+
+    A fake is a parameter annotated ``FakeSwarm`` (or ``FakeCompose``, or the
+    plugin's ``_Served``) or a name bound to ``FakeSwarm(...)`` or
+    ``FakeCompose(...)`` (assigned, or with ``with ... as``); a private use is
     ``fake._name`` or ``getattr(fake, "_name")`` (and ``setattr``, ``hasattr``).
     """
     tree = ast.parse(source)
     fakes: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.arg) and node.annotation is not None:
-            if ast.unparse(node.annotation) == "FakeSwarm":
+            if ast.unparse(node.annotation) in _FAKE_TYPES:
                 fakes.add(node.arg)
         elif isinstance(node, ast.withitem | ast.Assign):
             value = node.context_expr if isinstance(node, ast.withitem) else node.value
             targets = [node.optional_vars] if isinstance(node, ast.withitem) else node.targets
-            if isinstance(value, ast.Call) and ast.unparse(value.func) == "FakeSwarm":
+            if isinstance(value, ast.Call) and ast.unparse(value.func) in _FAKE_TYPES:
                 fakes.update(t.id for t in targets if isinstance(t, ast.Name))
 
     def private(name: object) -> bool:
@@ -243,7 +353,7 @@ def private_uses_of_the_fake(source: str) -> tuple[set[str], list[str]]:
 def test_the_plugin_uses_only_the_fakes_public_api() -> None:
     fakes, uses = private_uses_of_the_fake(inspect.getsource(pytest_plugin))
 
-    assert {"swarm", "swarm_dns_server"} <= fakes  # the fakes are found...
+    assert {"swarm", "swarm_dns_server", "compose", "compose_dns_server", "server"} <= fakes
     assert uses == []  # ...and used through their public methods only
 
 

@@ -231,7 +231,9 @@ def test_a_watch_under_compose_follows_the_containers(monkeypatch: pytest.Monkey
     inside(monkeypatch, "172.20.0.2")
     engine = compose_engine()
     with swarmdns.watch_tasks("web", backend=engine, interval=0.01, jitter=0) as watch:
+        assert "'tasks.web.'" in repr(watch)  # not told yet: named as in a Swarm
         assert len(next(watch).current) == 3
+        assert "'web.'" in repr(watch)  # told: named by the name it asks
         engine.set("web", ["172.20.0.3"])
         assert next(watch).removed == frozenset({IP("172.20.0.4"), IP("172.20.0.5")})
         engine.remove("web")  # scaled to 0: the engine forwards the name, NXDOMAIN

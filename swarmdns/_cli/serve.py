@@ -25,12 +25,12 @@ from .options import bad_value, parse_listen_address, parse_port, parse_service_
 from .process import interrupted_once, warnings_shown
 
 if TYPE_CHECKING:
-    from ..testing import FakeSwarm
+    from ..testing import FakeCompose, FakeSwarm
 
 HELP = "run the fake Swarm DNS server, for local development"
 DESCRIPTION = (
-    "Run a fake of Docker's embedded DNS server with the given services, and print its"
-    " address, until interrupted."
+    "Run a fake of Docker's embedded DNS server with the given services (of a Swarm, or of"
+    " a Compose project with --compose), and print its address, until interrupted."
 )
 
 _DESCRIPTION_EXAMPLE = (
@@ -62,6 +62,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="the Docker Engine version to answer like: 20.10, 26.1 or 28.5 (default: 28.5)",
     )
     parser.add_argument(
+        "--compose",
+        metavar="PROJECT",
+        help="fake a Compose project of this name instead of a Swarm: each service's"
+        " REPLICAS are its containers (PROJECT-NAME-1, ...), on the network PROJECT_default",
+    )
+    parser.add_argument(
         "--control",
         metavar="PORT",
         help="also open the control channel on 127.0.0.1:PORT (0: any free port), so that"
@@ -78,6 +84,7 @@ class ServeRequest:
     port: int
     engine: str | None
     control: int | None
+    compose: str | None  # the project, when faking Compose
     networks: list[dict[str, Any]]
     services: list[dict[str, Any]]
 
@@ -94,6 +101,7 @@ class ServeRequest:
             port=port,
             engine=options.engine,
             control=control,
+            compose=options.compose,
             networks=networks,
             services=services,
         )
@@ -192,9 +200,9 @@ def _summary(name: str, backend: Backend) -> tuple[str, bool]:
     return f"  {name}: {vip}, tasks {' '.join(str(ip) for ip in addresses)}", True
 
 
-def _started(request: ServeRequest) -> FakeSwarm:
+def _started(request: ServeRequest) -> FakeSwarm | FakeCompose:
     """The fake, listening where asked."""
-    from ..testing import ENGINES, FakeSwarm  # noqa: PLC0415 - the fake only when asked
+    from ..testing import ENGINES, FakeCompose, FakeSwarm, SwarmError  # noqa: PLC0415
 
     engine = ENGINES[-1] if request.engine is None else request.engine
     if engine not in ENGINES:
@@ -205,12 +213,20 @@ def _started(request: ServeRequest) -> FakeSwarm:
             f"is not a Docker Engine version the fake models; give one of {choices}",
         )
     # Nobody reads this fake's query log, and it may run for days: keep none.
-    swarm = FakeSwarm(
-        host=request.address,
-        port=request.port,
-        engine=engine,
-        query_log=0,
-    )
+    swarm: FakeSwarm | FakeCompose
+    if request.compose is None:
+        swarm = FakeSwarm(host=request.address, port=request.port, engine=engine, query_log=0)
+    else:
+        try:
+            swarm = FakeCompose(
+                request.compose,
+                host=request.address,
+                port=request.port,
+                engine=engine,
+                query_log=0,
+            )
+        except SwarmError as error:
+            raise bad_value("--compose", request.compose, f"cannot be used: {error}") from error
     try:
         _try_address(request.address)
         swarm.start()
@@ -219,10 +235,13 @@ def _started(request: ServeRequest) -> FakeSwarm:
     return swarm
 
 
-def _populate(swarm: FakeSwarm, request: ServeRequest) -> None:
+def _populate(swarm: FakeSwarm | FakeCompose, request: ServeRequest) -> None:
     """Create the networks and services asked for."""
-    from ..testing import SwarmError  # noqa: PLC0415 - the fake only when asked
+    from ..testing import FakeCompose, SwarmError  # noqa: PLC0415 - the fake only when asked
 
+    if isinstance(swarm, FakeCompose):
+        _populate_compose(swarm, request)
+        return
     for network in request.networks:
         try:
             swarm.create_network(**network)
@@ -239,7 +258,48 @@ def _populate(swarm: FakeSwarm, request: ServeRequest) -> None:
             ) from error
 
 
-def _control_line(swarm: FakeSwarm, port: int) -> str:
+def _compose_service(service: dict[str, Any]) -> dict[str, Any]:
+    """A service of ``--file`` or ``--service`` as ``FakeCompose.create_service()`` takes it.
+
+    ``replicas`` is the scale, ``network`` a network or a list of them (as
+    named in a Compose file), ``aliases`` as for a Swarm.
+
+    Raises:
+        TypeError: It has a key a Compose service does not take.
+    """
+    unknown = sorted(set(service) - {"name", "replicas", "network", "aliases"})
+    if unknown:
+        raise TypeError(
+            f"a Compose service takes name, replicas, network and aliases; not {unknown[0]!r}"
+        )
+    arguments: dict[str, Any] = {k: service[k] for k in ("name", "aliases") if k in service}
+    arguments["scale"] = service.get("replicas", 1)
+    network = service.get("network")
+    if network is not None:
+        arguments["networks"] = [network] if isinstance(network, str) else network
+    return arguments
+
+
+def _populate_compose(compose: FakeCompose, request: ServeRequest) -> None:
+    """Create the services asked for in the Compose project (networks come with them)."""
+    from ..testing import SwarmError  # noqa: PLC0415 - the fake only when asked
+
+    if request.networks:
+        raise ConfigurationError(
+            'a Compose project\'s networks come with its services ("network": "back" is'
+            f' {compose.project}_back): leave "networks" out with --compose',
+            source="--file",
+        )
+    for service in request.services:
+        try:
+            compose.create_service(**_compose_service(service))
+        except (SwarmError, TypeError) as error:
+            raise ConfigurationError(
+                f"service {json.dumps(service)}: {error}", source="--service/--file"
+            ) from error
+
+
+def _control_line(swarm: FakeSwarm | FakeCompose, port: int) -> str:
     """Open the control channel on ``port``; the line that says where."""
     try:
         control = swarm.serve_control(port)
@@ -254,8 +314,34 @@ def _control_line(swarm: FakeSwarm, port: int) -> str:
     )
 
 
-def _banner(swarm: FakeSwarm, request: ServeRequest) -> list[str]:
+def _compose_banner(compose: FakeCompose, request: ServeRequest) -> list[str]:
+    """What ``serve --compose`` prints: where it listens, its containers, how to use it."""
+    say = [
+        f"fake Compose DNS listening on {compose.nameserver} (UDP and TCP),"
+        f" project {compose.project}, answering like Docker Engine {compose.engine}",
+        "  networks: " + ", ".join(f"{n.name} {n.subnet}" for n in compose.networks),
+    ]
+    for service in compose.services:
+        running = [f"{c.name} {c.ip}" for c in service.containers if c.visible]
+        say.append(f"  {service.name}: " + (", ".join(running) or "not in DNS (no container)"))
+    shown = compose.services[0].name if compose.services else "web"
+    if request.control is not None:
+        say.append(_control_line(compose, request.control))
+    say.append(f"try: dig @{compose.host} -p {compose.port} {shown}")
+    say.append(
+        f"or:  SWARMDNS_NAMESERVER={compose.nameserver} SWARMDNS_RUNTIME=compose"
+        f" {_own_command()} tasks {shown}"
+    )
+    say.append("Ctrl-C stops it.")
+    return say
+
+
+def _banner(swarm: FakeSwarm | FakeCompose, request: ServeRequest) -> list[str]:
     """What ``serve`` prints: where it listens, what DNS gives, and how to use it."""
+    from ..testing import FakeCompose  # noqa: PLC0415 - the fake only when asked
+
+    if isinstance(swarm, FakeCompose):
+        return _compose_banner(swarm, request)
     backend = DirectBackend([swarm.nameserver])
     say = [
         f"fake Swarm DNS listening on {swarm.nameserver} (UDP and TCP),"

@@ -10,8 +10,14 @@ Engine version to answer like, one of ``ENGINES`` (an ``EngineVersion``).
 ``QueryRecord`` says its ``Transport``. These are ``Literal`` types, for type
 checkers; the fake checks an engine or a mode it is given at run time too.
 
-``FakeSwarm.serve_control()`` lets another process drive a running fake,
-with ``FakeControl``.
+``FakeCompose`` is its sibling for a Docker Compose project (services of
+numbered containers on bridge networks, no VIP, no ``tasks.<service>``), with
+the ``compose_dns`` fixture. ``FakeSwarm.inside(task)`` and
+``FakeCompose.inside(container)`` make swarmdns believe it runs inside a task
+or container of the fake.
+
+``serve_control()`` lets another process drive a running fake, with
+``FakeControl``.
 
 ``Task`` here is the fake's record of a task it runs (also named
 ``FakeTask``); ``swarmdns.Task`` is what a lookup learns about a task from
@@ -20,6 +26,9 @@ DNS. ``Task.as_dns()`` and ``FakeSwarm.task()`` go from one to the other.
 
 from __future__ import annotations
 
+from ._compose import ComposeService, Container, ContainerState
+from ._compose_control import ComposeState
+from ._compose_fake import FakeCompose
 from ._control import ControlError, FakeControl, SwarmState
 from ._engines import ENGINES, EngineVersion
 from ._fake import FakeSwarm
@@ -46,10 +55,15 @@ __all__ = [
     "HIJACK_ADDRESSES",
     "TTL",
     "UPSTREAM_TTL",
+    "ComposeService",
+    "ComposeState",
+    "Container",
+    "ContainerState",
     "ControlError",
     "Delay",
     "EndpointMode",
     "EngineVersion",
+    "FakeCompose",
     "FakeControl",
     "FakeSwarm",
     "FakeTask",

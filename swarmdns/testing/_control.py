@@ -31,7 +31,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from attrs import frozen
 
@@ -113,6 +113,27 @@ def check_loopback(host: str) -> str:
 # -- values as JSON, and back ------------------------------------------------------
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_Service = TypeVar("_Service", bound=_Named)
+
+
+def named(services: Sequence[_Service], name: str) -> _Service:
+    """The service of a snapshot called ``name``.
+
+    Raises:
+        SwarmError: There is no such service.
+    """
+    for service in services:
+        if service.name == name:
+            return service
+    known = ", ".join(s.name for s in services) or "none"
+    raise SwarmError(f"no service named {name!r} (services: {known})")
+
+
 @frozen(kw_only=True)
 class SwarmState:
     """A snapshot of the whole fake Swarm: ``FakeSwarm.state()``, ``FakeControl.state()``.
@@ -137,11 +158,7 @@ class SwarmState:
         Raises:
             SwarmError: There is no such service.
         """
-        for service in self.services:
-            if service.name == name:
-                return service
-        known = ", ".join(s.name for s in self.services) or "none"
-        raise SwarmError(f"no service named {name!r} (services: {known})")
+        return named(self.services, name)
 
     @property
     def tasks(self) -> tuple[Task, ...]:
@@ -255,7 +272,29 @@ def _state_from(data: Mapping[str, Any]) -> SwarmState:
 # -- requests ----------------------------------------------------------------------
 
 
-class Controlled(Protocol):
+class Faulty(Protocol):
+    """What every fake's control channel drives alike: faults and reset."""
+
+    def inject(
+        self,
+        fault: Injected | Sequence[Injected],
+        *,
+        name: str | None = None,
+        qtype: str | None = None,
+    ) -> None:
+        """Inject faults."""
+        ...
+
+    def clear_faults(self, name: str | None = None) -> None:
+        """Clear faults."""
+        ...
+
+    def reset(self) -> None:
+        """Forget everything."""
+        ...
+
+
+class Controlled(Faulty, Protocol):
     """What the control channel drives: a ``FakeSwarm``."""
 
     def create_service(
@@ -301,44 +340,29 @@ class Controlled(Protocol):
         """Mark a task unhealthy."""
         ...
 
-    def inject(
-        self,
-        fault: Injected | Sequence[Injected],
-        *,
-        name: str | None = None,
-        qtype: str | None = None,
-    ) -> None:
-        """Inject faults."""
-        ...
-
-    def clear_faults(self, name: str | None = None) -> None:
-        """Clear faults."""
-        ...
-
-    def reset(self) -> None:
-        """Forget everything."""
-        ...
-
     def state(self) -> SwarmState:
         """A snapshot of the Swarm."""
         ...
 
 
-class _BadRequest(Exception):
+class BadRequest(Exception):
     """The request is not one the channel understands."""
 
 
 _REQUIRED = object()
 
 
-class _Fields:
-    """A request's fields, each taken once with its type checked."""
+class Fields:
+    """A request's fields, each taken once with its type checked.
+
+    Raises ``BadRequest`` for a field missing, unknown or of the wrong type.
+    """
 
     def __init__(self, op: str, fields: dict[str, object], known: Sequence[str]) -> None:
         unknown = sorted(set(fields) - set(known))
         if unknown:
             takes = ", ".join(known) or "no fields"
-            raise _BadRequest(
+            raise BadRequest(
                 f"{op} takes {takes}; not {', '.join(map(repr, unknown))}"
                 " (see docs/testing.md, 'Driving a fake from another process')"
             )
@@ -349,14 +373,14 @@ class _Fields:
         if key in self._fields:
             return self._fields[key]
         if default is _REQUIRED:
-            raise _BadRequest(f"{self._op} needs {key!r}")
+            raise BadRequest(f"{self._op} needs {key!r}")
         return default
 
-    def _wrong(self, key: str, wanted: str, value: object) -> _BadRequest:
+    def _wrong(self, key: str, wanted: str, value: object) -> BadRequest:
         shown = json.dumps(value)
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        return _BadRequest(f"{self._op}: {key!r} must be {wanted}, not {shown}")
+        return BadRequest(f"{self._op}: {key!r} must be {wanted}, not {shown}")
 
     def text(self, key: str) -> str:
         """A string, which the request must give."""
@@ -380,6 +404,13 @@ class _Fields:
         if value > MAX_REPLICAS:
             raise self._wrong(key, f"at most {MAX_REPLICAS}", value)
         return value
+
+    def number(self, key: str, default: float) -> float:
+        """A number, or the default when missing."""
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._wrong(key, "a number", value)
+        return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
         """True or false."""
@@ -423,11 +454,11 @@ class _Fields:
         return Delay(value)
 
 
-def _state(fake: Controlled, fields: _Fields) -> object:
+def _state(fake: Controlled, fields: Fields) -> object:
     return state_json(fake.state())
 
 
-def _create_service(fake: Controlled, fields: _Fields) -> object:
+def _create_service(fake: Controlled, fields: Fields) -> object:
     name = fields.text("name")
     replicas = fields.whole("replicas", 1)
     network = fields.text_or_texts("network")
@@ -454,36 +485,36 @@ def _create_service(fake: Controlled, fields: _Fields) -> object:
     )
 
 
-def _scale(fake: Controlled, fields: _Fields) -> object:
+def _scale(fake: Controlled, fields: Fields) -> object:
     return service_json(fake.scale(fields.text("name"), fields.whole("replicas")))
 
 
-def _remove_service(fake: Controlled, fields: _Fields) -> object:
+def _remove_service(fake: Controlled, fields: Fields) -> object:
     fake.remove_service(fields.text("name"))
     return None
 
 
-def _kill_task(fake: Controlled, fields: _Fields) -> object:
+def _kill_task(fake: Controlled, fields: Fields) -> object:
     return service_json(fake.kill_task(fields.text("task")))
 
 
-def _replace_task(fake: Controlled, fields: _Fields) -> object:
+def _replace_task(fake: Controlled, fields: Fields) -> object:
     return task_json(fake.replace_task(fields.text("task")))
 
 
-def _reschedule(fake: Controlled, fields: _Fields) -> object:
+def _reschedule(fake: Controlled, fields: Fields) -> object:
     return [task_json(task) for task in fake.reschedule(fields.text("name"))]
 
 
-def _mark_healthy(fake: Controlled, fields: _Fields) -> object:
+def _mark_healthy(fake: Controlled, fields: Fields) -> object:
     return task_json(fake.mark_healthy(fields.text("task")))
 
 
-def _mark_unhealthy(fake: Controlled, fields: _Fields) -> object:
+def _mark_unhealthy(fake: Controlled, fields: Fields) -> object:
     return task_json(fake.mark_unhealthy(fields.text("task")))
 
 
-def _inject(fake: Controlled, fields: _Fields) -> object:
+def _inject(fake: Faulty, fields: Fields) -> object:
     fake.inject(
         fields.faults("fault"),
         name=fields.optional_text("name"),
@@ -492,19 +523,27 @@ def _inject(fake: Controlled, fields: _Fields) -> object:
     return None
 
 
-def _clear_faults(fake: Controlled, fields: _Fields) -> object:
+def _clear_faults(fake: Faulty, fields: Fields) -> object:
     fake.clear_faults(fields.optional_text("name"))
     return None
 
 
-def _reset(fake: Controlled, fields: _Fields) -> object:
+def _reset(fake: Faulty, fields: Fields) -> object:
     fake.reset()
     return None
 
 
-_Operation = Callable[[Controlled, _Fields], object]
-#: Each operation, and the fields it takes.
-OPERATIONS: dict[str, tuple[_Operation, tuple[str, ...]]] = {
+#: Each operation a channel serves, and the fields it takes; the first
+#: argument of each is the fake the channel drives.
+Operations = Mapping[str, tuple[Callable[[Any, Fields], object], tuple[str, ...]]]
+#: Operations every fake's channel serves alike.
+COMMON_OPERATIONS: Operations = {
+    "inject": (_inject, ("fault", "name", "qtype")),
+    "clear_faults": (_clear_faults, ("name",)),
+    "reset": (_reset, ()),
+}
+#: Each operation of a ``FakeSwarm``'s channel, and the fields it takes.
+OPERATIONS: Operations = {
     "state": (_state, ()),
     "create_service": (
         _create_service,
@@ -526,9 +565,7 @@ OPERATIONS: dict[str, tuple[_Operation, tuple[str, ...]]] = {
     "reschedule": (_reschedule, ("name",)),
     "mark_healthy": (_mark_healthy, ("task",)),
     "mark_unhealthy": (_mark_unhealthy, ("task",)),
-    "inject": (_inject, ("fault", "name", "qtype")),
-    "clear_faults": (_clear_faults, ("name",)),
-    "reset": (_reset, ()),
+    **COMMON_OPERATIONS,
 }
 
 
@@ -536,35 +573,47 @@ def _error(kind: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": kind, "message": message}
 
 
-def _decode(line: bytes) -> tuple[str, dict[str, object]]:
+def _decode(line: bytes, operations: Operations) -> tuple[str, dict[str, object]]:
     """The operation a request line names, and its other fields."""
     try:
         request = json.loads(line)
     except (ValueError, RecursionError) as error:
-        raise _BadRequest(
+        raise BadRequest(
             f'a request is one line of JSON, such as {{"op": "state"}}; this one is not'
             f" ({type(error).__name__}: {str(error)[:80]})"
         ) from None
     if not isinstance(request, dict):
-        raise _BadRequest(
+        raise BadRequest(
             'a request is a JSON object with an "op", such as {"op": "state"};'
             f" not a {type(request).__name__}"
         )
     op = request.pop("op", None)
-    if not isinstance(op, str) or op not in OPERATIONS:
+    if not isinstance(op, str) or op not in operations:
         shown = json.dumps(op)[:60]
-        raise _BadRequest(f"unknown op {shown}; the ops are {', '.join(sorted(OPERATIONS))}")
+        raise BadRequest(f"unknown op {shown}; the ops are {', '.join(sorted(operations))}")
     return op, request
 
 
-def answer(fake: Controlled, line: bytes, record: Callable[[Exception], None]) -> dict[str, Any]:
-    """The reply to one request line; never raises (a bug is recorded, and reported)."""
+def answer(
+    fake: object,
+    line: bytes,
+    record: Callable[[Exception], None],
+    operations: Operations = OPERATIONS,
+) -> dict[str, Any]:
+    """The reply to one request line; never raises (a bug is recorded, and reported).
+
+    Args:
+        fake: What the operations drive.
+        line: The request.
+        record: Called with an exception that only a bug raises.
+        operations: The operations served: a ``FakeSwarm``'s unless told otherwise.
+    """
     op = "request"
     try:
-        op, request = _decode(line)
-        operation, known = OPERATIONS[op]
-        result = operation(fake, _Fields(op, request, known))
-    except _BadRequest as error:
+        op, request = _decode(line, operations)
+        operation, known = operations[op]
+        result = operation(fake, Fields(op, request, known))
+    except BadRequest as error:
         return _error("BadRequest", str(error))
     except SwarmError as error:
         return _error("SwarmError", f"{op}: {error}")
@@ -605,13 +654,20 @@ class _Connection:
 
 
 class ControlServer(SelectorThread[_Connection]):
-    """Serves the control channel of a fake on a loopback TCP port until stopped."""
+    """Serves the control channel of a fake on a loopback TCP port until stopped.
 
-    def __init__(self, fake: Controlled, *, host: str, port: int) -> None:
+    ``operations`` are those of a ``FakeSwarm`` unless told otherwise (a
+    ``FakeCompose`` serves its own).
+    """
+
+    def __init__(
+        self, fake: object, *, host: str, port: int, operations: Operations = OPERATIONS
+    ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be a whole number from 0 to 65535, not {port!r}")
         host = check_loopback(host)
         self._fake = fake
+        self._operations = operations
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -732,7 +788,7 @@ class ControlServer(SelectorThread[_Connection]):
                 del received[: end + 1]
                 if not line.strip():
                     continue
-                reply = answer(self._fake, line, self._record)
+                reply = answer(self._fake, line, self._record, self._operations)
             connection.busy_since = None  # a request done: the reply gets its own time
             connection.outgoing += json.dumps(reply).encode() + b"\n"
             self._flush(connection)

@@ -6,16 +6,14 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Network
-from types import TracebackType
-from typing import TypeVar
 
 from .._model import Task as DNSTask
+from ._base import ServedFake
 from ._control import SwarmState
-from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile, resolv_conf
-from ._loop import check_host, endpoint
+from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile
+from ._loop import check_host
 from ._nodes import Cluster, Node, NodeDelays
-from ._responder import DEFAULT_QUERY_LOG, Injected, QueryRecord, Responder, Upstream
-from ._server import DNSServer
+from ._responder import DEFAULT_QUERY_LOG, Responder, Upstream
 from ._serving import Serving
 from ._swarm import (
     EndpointMode,
@@ -23,19 +21,18 @@ from ._swarm import (
     Service,
     ServiceMode,
     Swarm,
-    SwarmError,
     Task,
     TaskKey,
     TaskState,
+    check_networks,
     check_service_mode,
 )
 from ._zone import ZoneBuilder
 
 _DEFAULT_NETWORK = "default"
-_Fake = TypeVar("_Fake", bound="FakeSwarm")
 
 
-class FakeSwarm:
+class FakeSwarm(ServedFake):
     """A fake Swarm with a real DNS server that answers like Docker's engine.
 
     The server listens on UDP and TCP on one port of ``host`` (chosen by the
@@ -122,79 +119,6 @@ class FakeSwarm:
         self._initial_upstream = upstream
         self.upstream = upstream
 
-    # -- life cycle ------------------------------------------------------------
-
-    def start(self: _Fake) -> _Fake:
-        """Bind the sockets and start answering; returns the fake itself.
-
-        Started again after ``stop()``, the fake listens on the same port as
-        before (every node's DNS too, and the control channel), so that
-        ``nameserver`` and ``SWARMDNS_NAMESERVER`` stay true.
-
-        Raises:
-            OSError: The port is taken; started again, the message names the
-                port it had before, which something else took meanwhile.
-        """
-        self._serving.start()
-        return self
-
-    def forget_ports(self) -> None:
-        """Let the next ``start()`` take free ports, not those the fake had before.
-
-        A stopped fake remembers its ports, so that ``start()`` binds them
-        again and an address handed out stays true; but if something else
-        took one meanwhile, ``start()`` fails. After this, ``start()`` takes
-        the ``port`` the fake was created with (any free one for 0), and free
-        ones for the other nodes' DNS and the control channel (if open), so
-        ``nameserver`` and the nodes' addresses may change. The ``swarm_dns``
-        fixture does this when a test left the fake stopped and its port taken.
-
-        Raises:
-            RuntimeError: The fake is running: ``stop()`` it first.
-        """
-        self._serving.forget_ports()
-
-    def stop(self) -> None:
-        """Stop answering and release the sockets and the threads; idempotent.
-
-        ``start()`` binds the same ports again.
-        """
-        self._serving.stop()
-
-    # -- the control channel ---------------------------------------------------------
-
-    def serve_control(self, port: int = 0, *, host: str = "127.0.0.1") -> str:
-        """Let another process drive this fake, through ``FakeControl``.
-
-        Listens on a loopback TCP port for requests, one line of JSON each
-        (see docs/testing.md); ``FakeControl(address)`` sends them. The
-        channel closes with ``stop()`` (and opens again, on the same port,
-        with ``start()``) or with ``close_control()``.
-
-        Args:
-            port: The TCP port; 0 lets the system choose.
-            host: A loopback address: whoever reaches the channel can change the fake.
-
-        Returns:
-            Where it listens, ``host:port``, as ``FakeControl`` takes it.
-
-        Raises:
-            ValueError: ``host`` is not a loopback address, or ``port`` not a port.
-            RuntimeError: The fake is stopped, or the channel already open.
-            OSError: The port is taken.
-        """
-        return self._serving.serve_control(port, host=host)
-
-    def close_control(self) -> None:
-        """Close the control channel, if open; ``start()`` will not open it again."""
-        self._serving.close_control()
-
-    @property
-    def control_address(self) -> str | None:
-        """Where the control channel listens (``host:port``), or None when closed."""
-        control = self._serving.control
-        return None if control is None else control.address
-
     def state(self) -> SwarmState:
         """A snapshot of the whole Swarm: services (with tasks and VIPs), networks, nodes.
 
@@ -208,17 +132,6 @@ class FakeSwarm:
                 engine=self.engine,
                 nameserver=None if self._serving.server is None else self.nameserver,
             )
-
-    def __enter__(self: _Fake) -> _Fake:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.nameserver if self._serving.server is not None else "stopped"
@@ -243,86 +156,11 @@ class FakeSwarm:
             with self._changing():
                 self._swarm = Swarm(seed=self._seed)
                 self._zones = ZoneBuilder()
-            self._responder.upstream = self._initial_upstream
-            self.use_engine(self._initial_engine)
-            self._responder.seed(self._seed)
-            self._responder.faults.clear()
-            self._responder.log.clear()
+            self._answer_as_created()  # the manager's alone: no other node yet
             self._cluster.grow()
 
-    # -- the engine version ------------------------------------------------------
-
-    @property
-    def engine(self) -> EngineVersion:
-        """The Docker Engine version answered like, such as ``"28.5"``."""
-        return self._responder.engine.version
-
-    def use_engine(self, engine: EngineVersion) -> None:
-        """Answer like another Docker Engine version from the next query on.
-
-        Cheap enough to call per test: nothing is rebuilt. ``reset()`` goes
-        back to the version the fake was created with.
-
-        Raises:
-            ValueError: ``engine`` is not a version the fake models.
-        """
-        profile = engine_profile(engine)
-        for responder in (self._responder, *self._cluster.responders()):
-            responder.engine = profile
-
-    def resolv_conf(self, *, search: Sequence[str] = (), options: Sequence[str] = ()) -> str:
-        """A task's ``/etc/resolv.conf``, as this engine version writes it.
-
-        The nameserver is the engine's, 127.0.0.11, as in a real task (not
-        the fake's own address). 20.10 writes the directives alone; 26.1 and
-        newer add a comment block around them.
-
-        Args:
-            search: The host's search domains, which the engine copies.
-            options: The host's resolver options (such as ``"edns0"``), which
-                the engine copies; an ``ndots:<n>`` among them stops the
-                engine adding its own ``ndots:0``.
-
-        Returns:
-            The file's text.
-        """
-        return resolv_conf(self._responder.engine, search=search, options=options)
-
-    # -- where it listens ------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        """Whether the server is answering."""
-        server = self._serving.server
-        return server is not None and server.running
-
-    @property
-    def _running(self) -> DNSServer:
-        server = self._serving.server
-        if server is None:
-            raise RuntimeError("the fake Swarm DNS server is not running: call start() first")
-        return server
-
-    @property
-    def host(self) -> str:
-        """The address the server listens on."""
-        return self._running.host
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on, for both UDP and TCP."""
-        return self._running.port
-
-    @property
-    def nameserver(self) -> str:
-        """``host:port`` (``[host]:port`` for IPv6), as ``SWARMDNS_NAMESERVER`` takes it."""
-        server = self._running
-        return endpoint(server.host, server.port)
-
-    @property
-    def internal_errors(self) -> tuple[BaseException, ...]:
-        """Exceptions the servers caught in their own code (always empty, barring bugs)."""
-        return tuple(self._serving.errors())
+    def _responders(self) -> Sequence[Responder]:
+        return (self._responder, *self._cluster.responders())
 
     # -- the Swarm ---------------------------------------------------------------
 
@@ -532,19 +370,36 @@ class FakeSwarm:
 
     @client_networks.setter
     def client_networks(self, networks: Sequence[str] | None) -> None:
-        if isinstance(networks, str):
-            raise TypeError("client_networks takes a sequence of network names, not one string")
         with self._changing() as swarm:
-            if networks is not None:
-                known = {n.name for n in swarm.networks}
-                unknown = [n for n in networks if n not in known]
-                if unknown:
-                    raise SwarmError(
-                        f"no network named {', '.join(map(repr, unknown))}"
-                        f" (networks: {', '.join(sorted(known)) or 'none'});"
-                        " create the services or networks first"
-                    )
-            swarm.client_networks = None if networks is None else tuple(networks)
+            swarm.client_networks = check_networks(
+                networks,
+                (n.name for n in swarm.networks),
+                "; create the services or networks first",
+            )
+
+    @contextlib.contextmanager
+    def inside(self, task: TaskKey) -> Iterator[Task]:
+        """Make swarmdns, in this process, believe it runs inside ``task``, for the block.
+
+        Sets ``SWARMDNS_OWN_ADDRESSES`` to the task's addresses (every
+        network's) and ``SWARMDNS_RUNTIME`` to ``swarm``, so that
+        ``whoami()`` and ``exclude_self`` take the task as this container;
+        and, as the engine does for a task, DNS answers only names on the
+        task's networks (``client_networks``). All three are put back as they
+        were afterwards. Only this process's environment changes: pass it on to
+        a child process to make that one the task.
+
+        The task is found as ``kill_task()`` finds it.
+
+        Yields:
+            The fake's record of the task.
+
+        Raises:
+            SwarmError: No task matches.
+        """
+        found = self.task(task)
+        with self._inside(found.addresses, "swarm"):
+            yield found
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[Swarm]:
@@ -673,84 +528,3 @@ class FakeSwarm:
             RuntimeError: Called inside ``batch()``, which holds every effect back.
         """
         self._cluster.settle(timeout)
-
-    # -- DNS behaviour and faults --------------------------------------------------
-
-    @property
-    def upstream(self) -> Upstream:
-        """What names the Swarm does not own, and empty services, get."""
-        return self._responder.upstream
-
-    @upstream.setter
-    def upstream(self, upstream: Upstream) -> None:
-        if not isinstance(upstream, Upstream):
-            raise TypeError(f"upstream must be an Upstream member, not {upstream!r}")
-        for responder in (self._responder, *self._cluster.responders()):
-            responder.upstream = upstream
-
-    def seed(self, seed: int | None) -> None:
-        """Make the order of answers repeatable from now on (None: random again)."""
-        for responder in (self._responder, *self._cluster.responders()):
-            responder.seed(seed)
-
-    def inject(
-        self,
-        fault: Injected | Sequence[Injected],
-        *,
-        name: str | None = None,
-        qtype: str | None = None,
-    ) -> None:
-        """Make the server misbehave for ``name`` (any case), or for every name.
-
-        With ``qtype`` (``"A"``, ``"AAAA"``, ``"PTR"``, ...), only queries of
-        that type misbehave, so that a one-time fault for A is not used up by
-        the AAAA query a C library sends alongside it.
-
-        A single ``Fault`` or ``Delay`` lasts until ``clear_faults()``. A
-        sequence is used up one query at a time, after which the name is
-        answered as usual again: ``inject([Fault.SERVFAIL] * 2, name="tasks.web")``
-        fails twice, then answers. A name's own faults come before faults for
-        every name.
-        """
-        self._responder.faults.inject(fault, name, qtype)
-
-    def clear_faults(self, name: str | None = None) -> None:
-        """Stop misbehaving for ``name``, or for every name when None."""
-        self._responder.faults.clear(name)
-
-    # -- what the server received --------------------------------------------------
-
-    @property
-    def queries(self) -> tuple[QueryRecord, ...]:
-        """The messages received since the start (or the last reset), oldest first.
-
-        Only the newest ``query_log`` of them (see ``FakeSwarm``).
-        """
-        return self._responder.log.snapshot()
-
-    def count_queries(self, name: str | None = None) -> int:
-        """How many messages (about ``name``, if given) arrived since the start or last reset.
-
-        Unlike ``len(queries)``, this counts those the log no longer keeps.
-        """
-        return self._responder.log.count(name)
-
-    def clear_queries(self) -> None:
-        """Forget the messages received so far, and their count."""
-        self._responder.log.clear()
-
-    def wait_for_queries(
-        self, count: int, *, name: str | None = None, timeout: float = 5.0
-    ) -> tuple[QueryRecord, ...]:
-        """Block until ``count`` messages (about ``name``, if given) have arrived.
-
-        Every message since the start (or the last reset) counts, including
-        those the log no longer keeps.
-
-        Returns:
-            Those messages still in the log, oldest first.
-
-        Raises:
-            TimeoutError: Fewer arrived within ``timeout`` seconds.
-        """
-        return self._responder.log.wait(count, name=name, timeout=timeout)

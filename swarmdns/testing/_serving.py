@@ -9,43 +9,78 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
-from ._control import Controlled, ControlServer
+from ._control import OPERATIONS, ControlServer, Operations
 from ._loop import binding_again, endpoint
-from ._nodes import Cluster
 from ._responder import Responder
 from ._server import DNSServer
+
+
+class Attached(Protocol):
+    """What starts and stops with a fake's own DNS server, and its delayed effects.
+
+    A Swarm's other nodes (``Cluster``), or a Compose project's timers.
+    """
+
+    def start(self, manager_port: int, *, again: bool) -> None:
+        """The fake serves on ``manager_port``: start serving and applying effects."""
+        ...
+
+    def detach(self) -> list[DNSServer]:
+        """The fake stops serving: the DNS servers for the caller to stop."""
+        ...
+
+    def pause(self) -> None:
+        """Stop applying delayed effects, which stay pending; without the lock."""
+        ...
+
+    def forget_ports(self) -> None:
+        """Let the next ``start()`` take free ports."""
+        ...
+
+    def errors(self) -> list[BaseException]:
+        """What the delayed effects and the DNS servers raised (bugs only)."""
+        ...
 
 
 class Serving:
     """A fake's own DNS server (node 1's) and control channel, and its nodes' DNS.
 
-    ``FakeSwarm`` documents each method of the same name. Each takes the
-    fake's lock, and stops servers outside it, which the thread applying the
-    nodes' delayed effects may want meanwhile.
+    ``FakeSwarm`` documents each method of the same name (``FakeCompose``
+    serves the same way). Each takes the fake's lock, and stops servers
+    outside it, which the thread applying the delayed effects may want
+    meanwhile.
 
     Args:
         responder: What the fake's own DNS server answers with.
-        cluster: The fake's nodes, whose DNS servers start and stop with it.
+        cluster: What starts and stops with it: the fake's nodes, whose DNS
+            servers too, or a Compose project's timers.
         target: What the control channel drives: the fake.
         lock: The fake's lock.
         host: The address the DNS servers listen on.
         port: The fake's own DNS port, UDP and TCP; 0 lets the system choose.
+        operations: What the control channel serves (a ``FakeSwarm``'s by default).
+        what: The fake, as error messages name it.
     """
 
     def __init__(
         self,
         responder: Responder,
-        cluster: Cluster,
-        target: Controlled,
+        cluster: Attached,
+        target: object,
         *,
         lock: threading.RLock,
         host: str,
         port: int,
+        operations: Operations = OPERATIONS,
+        what: str = "the fake Swarm",
     ) -> None:
         self._responder = responder
         self._cluster = cluster
         self._target = target
+        self._operations = operations
+        self._what = what
         self._lock = lock
         self._host = host
         self._initial_port = self._port = port
@@ -62,10 +97,10 @@ class Serving:
         with self._lock:
             if self.server is not None:
                 where = endpoint(self.server.host, self.server.port)
-                raise RuntimeError(f"the fake Swarm DNS server is already running at {where}")
+                raise RuntimeError(f"{self._what} DNS server is already running at {where}")
             again = self._started  # a port taken meanwhile is named in the error
             with binding_again(
-                "the fake Swarm's DNS server", self._host, self._port if again else 0
+                f"{self._what}'s DNS server", self._host, self._port if again else 0
             ):
                 server = DNSServer(self._responder, host=self._host, port=self._port)
             server.start()
@@ -74,9 +109,9 @@ class Serving:
                 self._cluster.start(server.port, again=again)
                 if self._control_at is not None:
                     host, port = self._control_at
-                    what = "the fake Swarm's control channel"
+                    what = f"{self._what}'s control channel"
                     with binding_again(what, host, port if again else 0):
-                        self.control = ControlServer(self._target, host=host, port=port)
+                        self.control = self._control_server(host, port)
                     self.control.start()
             except BaseException as error:  # all of it starts, or none
                 self.server = None
@@ -99,7 +134,7 @@ class Serving:
             if self.server is not None:
                 where = endpoint(self.server.host, self.server.port)
                 raise RuntimeError(
-                    f"the fake Swarm is running at {where}, on the ports it keeps:"
+                    f"{self._what} is running at {where}, on the ports it keeps:"
                     " stop() it before forget_ports()"
                 )
             self._port = self._initial_port
@@ -118,19 +153,20 @@ class Serving:
         """Open the control channel; returns where it listens."""
         with self._lock:
             if self.server is None:
-                raise RuntimeError(
-                    "the fake Swarm is stopped: call start() before serve_control()"
-                )
+                raise RuntimeError(f"{self._what} is stopped: call start() before serve_control()")
             if self.control is not None:
                 raise RuntimeError(
-                    f"the fake Swarm's control channel is already open at"
+                    f"{self._what}'s control channel is already open at"
                     f" {self.control.address}; close_control() first to move it"
                 )
-            control = ControlServer(self._target, host=host, port=port)
+            control = self._control_server(host, port)
             control.start()
             self.control = control
             self._control_at = (control.host, control.port)
             return control.address
+
+    def _control_server(self, host: str, port: int) -> ControlServer:
+        return ControlServer(self._target, host=host, port=port, operations=self._operations)
 
     def close_control(self) -> None:
         """Close the control channel, if open, for good."""

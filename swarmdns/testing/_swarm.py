@@ -268,6 +268,44 @@ class Service:
 TaskKey = Task | DNSTask | IPv4Address | str
 
 
+def address_key(key: object) -> tuple[IPv4Address, str] | None:
+    """The address a key of a task (or container) names, and how a message tells it; else None.
+
+    A ``swarmdns.Task`` (what a lookup returned) names its ``ip``; an
+    ``IPv4Address``, or a dotted quad as a ``str``, names itself.
+    """
+    if isinstance(key, DNSTask):
+        return key.ip, f" (swarmdns.Task {key.name or key.ip})"
+    if isinstance(key, IPv4Address):
+        return key, ""
+    if isinstance(key, str) and (address := _as_address(key)) is not None:
+        return address, ""
+    return None
+
+
+def check_networks(
+    networks: Sequence[str] | None, known: Iterable[str], hint: str
+) -> tuple[str, ...] | None:
+    """``networks`` as the asking container's (``client_networks``), if each exists.
+
+    Raises:
+        TypeError: ``networks`` is one string.
+        SwarmError: A network is unknown; the message ends with ``hint``.
+    """
+    if isinstance(networks, str):
+        raise TypeError("client_networks takes a sequence of network names, not one string")
+    if networks is None:
+        return None
+    existing = set(known)
+    unknown = [n for n in networks if n not in existing]
+    if unknown:
+        raise SwarmError(
+            f"no network named {', '.join(map(repr, unknown))}"
+            f" (networks: {', '.join(sorted(existing)) or 'none'}){hint}"
+        )
+    return tuple(networks)
+
+
 def _as_address(text: str) -> IPv4Address | None:
     """``text`` as an IPv4 address, if it is a dotted quad (task IDs never are)."""
     if text.count(".") != 3:
@@ -642,17 +680,14 @@ class Swarm:
         task with that address on any of its networks; a ``swarmdns.Task``
         (what a lookup returned) matches by its ``ip``.
         """
-        if isinstance(task, DNSTask):
-            return self._task_at(task.ip, f" (swarmdns.Task {task.name or task.ip})")
-        if isinstance(task, IPv4Address):
-            return self._task_at(task, "")
+        by_address = address_key(task)
+        if by_address is not None:
+            return self._task_at(*by_address)
         if not isinstance(task, Task | str):
             raise TypeError(
                 "a task is the fake's Task, a swarmdns.Task, its address (an IPv4Address"
                 f" or a str), or its ID, name or container ID as a str; not {task!r}"
             )
-        if isinstance(task, str) and (address := _as_address(task)) is not None:
-            return self._task_at(address, "")
         key = task.id if isinstance(task, Task) else task
         matches = [
             (service, candidate)
@@ -841,15 +876,15 @@ class Swarm:
             raise SwarmError(f"no node {node!r} (nodes: {', '.join(self.nodes)})")
 
 
-def _check_replicas(replicas: int) -> None:
+def _check_replicas(replicas: int, what: str = "replicas") -> None:
     if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
-        raise SwarmError(f"replicas must be a whole number of at least 0, not {replicas!r}")
+        raise SwarmError(f"{what} must be a whole number of at least 0, not {replicas!r}")
 
 
-def _check_cap(replicas: int, service: str) -> None:
+def _check_cap(replicas: int, service: str, what: str = "replicas") -> None:
     if replicas > MAX_REPLICAS:
         raise SwarmError(
-            f"service {service!r}: {replicas} replicas is more than the fake runs for one"
+            f"service {service!r}: {replicas} {what} is more than the fake runs for one"
             f" service ({MAX_REPLICAS}); ask for at most {MAX_REPLICAS}"
         )
 

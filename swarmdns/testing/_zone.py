@@ -1,4 +1,4 @@
-"""The lookup tables the fake server answers from, projected from the Swarm model.
+"""The lookup tables the fake server answers from, projected from the Swarm (or Compose) model.
 
 The model knows services, tasks and networks; this module turns them into
 what the engine's DNS would answer, once per change, so that answering a
@@ -7,12 +7,13 @@ query is a dictionary lookup.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address
 
 from attrs import field, frozen
 
-from ._swarm import Service, Swarm
+from ._compose import Project
+from ._swarm import Network, Service, Swarm
 from ._wire import encode_text_name
 
 #: The engine recognises reverse names by these suffixes, spelled exactly so.
@@ -132,11 +133,7 @@ class ZoneBuilder:
         services are one node's view of them. Give each node its own builder,
         and the same service object for a service whose view has not changed.
         """
-        existing = {network.name for network in swarm.networks}
-        if swarm.client_networks is None:
-            attached = sorted(existing)
-        else:
-            attached = sorted(n for n in swarm.client_networks if n in existing)
+        attached = attached_networks(swarm.networks, swarm.client_networks)
         return Zone(networks=tuple(self._network_zone(name, services) for name in attached))
 
     def _network_zone(self, network: str, services: tuple[Service, ...]) -> NetworkZone:
@@ -152,6 +149,47 @@ class ZoneBuilder:
         zone = _project_network(network, members)
         self._built[network] = (members, zone)
         return zone
+
+
+def attached_networks(
+    networks: Iterable[Network], client_networks: Iterable[str] | None
+) -> list[str]:
+    """The asking container's networks that exist, in the order the engine tries them (by name).
+
+    ``client_networks`` None attaches it to every network.
+    """
+    existing = {network.name for network in networks}
+    if client_networks is None:
+        return sorted(existing)
+    return sorted(n for n in client_networks if n in existing)
+
+
+def compose_zone(project: Project) -> Zone:
+    """What the asking container's DNS knows of a Compose project, network by network.
+
+    On each network, every listed (running or stopping) container answers
+    to its service's name, each alias, its container name and its short ID;
+    its PTR names the container, never an alias. A service without listed
+    containers has no name at all (the engine forwards it), and no name is
+    ``tasks.<service>``.
+    """
+    attached = attached_networks(project.networks, project.client_networks)
+    zones = []
+    for network in attached:
+        names: dict[str, list[IPv4Address]] = {}
+        reverse: dict[IPv4Address, str] = {}
+        for service in project.services:
+            if network not in service.networks:
+                continue
+            for container in service.containers:
+                if not container.visible:
+                    continue
+                address = container.addresses[network]
+                for label in (service.name, *service.aliases, container.name, container.short_id):
+                    names.setdefault(label, []).append(address)
+                reverse[address] = container.ptr_target(network)
+        zones.append(NetworkZone.build(name=network, names=names, reverse=reverse))
+    return Zone(networks=tuple(zones))
 
 
 def _project_network(network: str, members: tuple[Service, ...]) -> NetworkZone:

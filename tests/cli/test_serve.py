@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+import dns.rcode
 import pytest
 
 import swarmdns.testing
@@ -169,3 +170,82 @@ def test_serve_help_names_every_engine_the_fake_models() -> None:
 
     versions = ", ".join(swarmdns.testing.ENGINES[:-1]) + f" or {swarmdns.testing.ENGINES[-1]}"
     assert f"{versions} (default: {swarmdns.testing.ENGINES[-1]})" in help_text
+
+
+def test_serve_compose_runs_a_compose_project(spawn: Spawn, tmp_path: Path) -> None:
+    description = tmp_path / "compose.json"
+    description.write_text(
+        json.dumps({"services": [{"name": "db", "network": ["default", "back"]}]})
+    )
+    serve = spawn("serve", "--compose", "shop", "--service", "web=2", "--file", str(description))
+
+    lines = serve.lines_until("Ctrl-C")
+    found = re.match(
+        r"fake Compose DNS listening on 127\.0\.0\.1:(\d+) .* project shop,", lines[0]
+    )
+    assert found, lines[0]
+    port = int(found.group(1))
+    web = addresses("web", "127.0.0.1", port)
+    second = addresses("shop-web-2.shop_default", "127.0.0.1", port)
+    db_back = addresses("db.shop_back", "127.0.0.1", port)
+    query = dns.message.make_query("tasks.web", "A")
+    tasks = dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
+    serve.popen.send_signal(signal.SIGINT)
+
+    assert len(web) == 2
+    assert second == [web[1]]  # numbered in order of their addresses
+    assert "  networks: shop_default 172.18.0.0/16, shop_back 172.19.0.0/16\n" in lines
+    assert f"  web: shop-web-1 {web[0]}, shop-web-2 {web[1]}\n" in lines
+    assert len(db_back) == 1
+    assert tasks.rcode() == dns.rcode.NXDOMAIN
+    assert serve.finish() == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["--compose", "Shop"], "invalid project name 'Shop'"),
+        (["--compose", "shop", "--service", "web!"], "invalid service name"),
+    ],
+)
+def test_serve_compose_refuses_what_compose_would(arguments: list[str], words: str) -> None:
+    assert_one_line_error(run("serve", *arguments), 2, words)
+
+
+def test_serve_compose_takes_no_networks_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "compose.json"
+    path.write_text('{"networks": [{"name": "back"}], "services": [{"name": "web"}]}')
+
+    assert_one_line_error(
+        run("serve", "--compose", "shop", "--file", str(path)), 2, 'leave "networks" out'
+    )
+
+
+def test_serve_compose_refuses_what_only_a_swarm_service_has(tmp_path: Path) -> None:
+    path = tmp_path / "compose.json"
+    path.write_text('{"services": [{"name": "web", "endpoint_mode": "dnsrr"}]}')
+
+    assert_one_line_error(
+        run("serve", "--compose", "shop", "--file", str(path)), 2, "not 'endpoint_mode'"
+    )
+
+
+def test_serve_compose_prints_hints_that_work_as_printed(spawn: Spawn) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SWARMDNS_")}
+    serve = spawn("serve", "--compose", "shop", "--service", "api=2", env=env)
+
+    lines = serve.lines_until("Ctrl-C")
+    (dig,) = [line for line in lines if line.startswith("try: dig ")]
+    (hint,) = [line.removeprefix("or:").strip() for line in lines if line.startswith("or:")]
+    result = subprocess.run(
+        ["sh", "-c", hint], env=env, capture_output=True, text=True, timeout=DEADLINE, check=False
+    )
+    found = re.fullmatch(r"try: dig @(\S+) -p (\d+) (api)\n", dig)
+    assert found, dig
+    serve.popen.send_signal(signal.SIGINT)
+
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.split() == [
+        str(ip) for ip in addresses(found.group(3), found.group(1), int(found.group(2)))
+    ]
+    assert serve.finish() == (0, "", "")

@@ -21,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from swarmdns.testing import FakeSwarm
+from swarmdns.testing._base import ServedFake
 
 
 @attrs.frozen(kw_only=True)
@@ -49,7 +49,7 @@ Ask = Callable[..., Answer]
 
 
 def ask_dnspython(
-    swarm: FakeSwarm,
+    swarm: ServedFake,
     name: str,
     rdtype: str = "A",
     *,
@@ -77,7 +77,7 @@ def ask_dnspython(
 
 
 def exchange(
-    swarm: FakeSwarm, data: bytes, *, transport: str = "udp", timeout: float = 1.0
+    swarm: ServedFake, data: bytes, *, transport: str = "udp", timeout: float = 1.0
 ) -> bytes:
     """Send raw bytes to the fake and return the raw reply."""
     family = socket.AF_INET6 if ":" in swarm.host else socket.AF_INET
@@ -112,7 +112,7 @@ _SIZE = re.compile(r";; MSG SIZE\s+rcvd: (\d+)")
 
 
 def ask_dig(
-    swarm: FakeSwarm,
+    swarm: ServedFake,
     name: str,
     rdtype: str = "A",
     *,
