@@ -12,10 +12,9 @@ container would. The real drivers:
   --network sdnstest_default --network-alias SERVICE --name sdnstest-SERVICE-N``
   on 20.10, for which Debian packages no Compose v2.
 
-``compose_fake.FakeComposeDriver`` (where it exists) is the fake's. The
-Compose binaries are those ``SWARMDNS_COMPOSE`` lists ("VERSION=PATH"
-separated by white space), else those ``.ci/compose-fetch`` listed in the
-lab's state folder.
+``compose_fake.FakeComposeDriver`` is the fake's. The Compose binaries are
+those ``SWARMDNS_COMPOSE`` lists ("VERSION=PATH" separated by white space),
+else those ``.ci/compose-fetch`` listed in the lab's state folder.
 """
 
 from __future__ import annotations

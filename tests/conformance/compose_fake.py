@@ -21,7 +21,6 @@ from ipaddress import IPv4Address
 from typing import Any
 from unittest import mock
 
-import attrs
 import pytest
 
 from swarmdns import (
@@ -33,24 +32,10 @@ from swarmdns import (
 from swarmdns.testing import ENGINES, HIJACK_ADDRESSES, EngineVersion, FakeCompose, Upstream
 
 from . import probe, upstream
+from .compose import NETWORK, PROBE_SERVICE, PROJECT, Container
 from .drivers import PROBE, Watch, _ProcessWatch
 
-PROJECT = "sdnstest"
-#: The project's network, which Compose names ``<project>_default``.
-NETWORK = f"{PROJECT}_default"
-#: The service whose container runs the application (swarmdns).
-PROBE_SERVICE = "probe"
 PROBE_CONTAINER = f"{PROJECT}-{PROBE_SERVICE}-1"
-
-
-@attrs.frozen(kw_only=True)
-class Container:
-    """A running container of a service, as the fake lists it (compose.py's ``Container``)."""
-
-    name: str
-    number: int
-    address: IPv4Address
-    container_id: str
 
 
 class FakeComposeDriver:

@@ -2,14 +2,13 @@
 
 On the lab's engines: a Compose project with Debian's Compose on 26.1 and 28.5,
 and ``docker run --network-alias`` containers on 20.10 (compose.py); on the
-fake, ``compose_fake.FakeComposeDriver`` as each engine, when that module is
-there. Every expectation comes from the engine's own list of containers
-(``docker inspect``), never from the fake's model.
+fake, ``compose_fake.FakeComposeDriver`` as each engine. Every expectation
+comes from the engine's own list of containers (``docker inspect``), never
+from the fake's model.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Iterator
@@ -31,27 +30,11 @@ from .compose import (
     check_output,
     listed_compose,
 )
+from .compose_fake import FakeComposeDriver
 from .drivers import engine_available, listed_engines
 from .test_scenarios import Follower
 
-
-def _fake_driver() -> Any:
-    """compose_fake.FakeComposeDriver, or None where that module is not (yet) there."""
-    try:
-        module = importlib.import_module(".compose_fake", __package__)
-    except ModuleNotFoundError as error:
-        if error.name != f"{__package__}.compose_fake":
-            raise
-        return None
-    return module.FakeComposeDriver
-
-
-FakeComposeDriver = _fake_driver()
-FAKES = [
-    pytest.param(("fake", e), id=f"compose-fake-{e}")
-    for e in (FAKE_ENGINES if FakeComposeDriver is not None else ())
-]
-
+FAKES = [pytest.param(("fake", e), id=f"compose-fake-{e}") for e in FAKE_ENGINES]
 REQUIRE_ENGINE = "SWARMDNS_REAL_SWARM"
 # The IDs name the lab's engine: tests/conftest.py runs them in one worker
 # with that engine's Swarm scenarios (they share its upstream resolver).
@@ -84,7 +67,7 @@ def _real(kind: str, version: str) -> ComposeDriver:
 def session_compose(request: pytest.FixtureRequest) -> Iterator[ComposeDriver]:
     """The fake's Compose project as each engine, or a real one: made once for the module."""
     kind, version = request.param
-    driver = FakeComposeDriver(version) if kind == "fake" else _real(kind, version)
+    driver: ComposeDriver = FakeComposeDriver(version) if kind == "fake" else _real(kind, version)
     yield driver
     driver.stop()
 
