@@ -63,6 +63,8 @@ DEFAULT_STATE = "/tmp/swarmdns-swarm"  # noqa: S108 - .ci/swarm-setup's default
 HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
 PROBE = Path(probe.__file__)
 UPSTREAM = Path(upstream.__file__)
+#: A task's address on the docker_gwbridge network (eth1 in a real task).
+GATEWAY_BRIDGE_ADDRESS = IPv4Address("172.18.0.3")
 #: How long the engine may take to converge; a bound for a broken engine, not
 #: a timing expectation.
 CONVERGE_TIMEOUT = 120.0
@@ -346,10 +348,14 @@ class FakeDriver:
     def run_in(self, task: EngineTask, *arguments: str) -> subprocess.CompletedProcess[str]:
         """With the task's addresses as this process's own (SWARMDNS_OWN_ADDRESSES).
 
+        As in a real task, one more is on the gateway bridge, which the
+        engine does not name (its PTR is forwarded).
+
         And no SWARMDNS_RUNTIME: it tells the runtime from the fake's PTR
         records, as an application in a real task does from the engine's.
         """
-        own = ",".join(str(address) for address in task.addresses.values())
+        addresses = [*task.addresses.values(), GATEWAY_BRIDGE_ADDRESS]
+        own = ",".join(str(address) for address in addresses)
         environment = {k: v for k, v in os.environ.items() if k != RUNTIME_VARIABLE}
         return subprocess.run(
             [sys.executable, "-m", "swarmdns", *arguments],
