@@ -19,7 +19,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Address
 from typing import Any
-from unittest import mock
 
 import pytest
 
@@ -33,7 +32,7 @@ from swarmdns.testing import ENGINES, HIJACK_ADDRESSES, EngineVersion, FakeCompo
 
 from . import probe, upstream
 from .compose import NETWORK, PROBE_SERVICE, PROJECT, Container
-from .drivers import PROBE, Watch, _ProcessWatch
+from .drivers import PROBE, Watch, _ProcessWatch, as_a_new_process
 
 PROBE_CONTAINER = f"{PROJECT}-{PROBE_SERVICE}-1"
 
@@ -89,7 +88,7 @@ class FakeComposeDriver:
         ]
 
     def call(self, *requests: dict[str, Any]) -> list[dict[str, Any]]:
-        with mock.patch.dict(os.environ, self._variables()):
+        with as_a_new_process(self._variables()):
             os.environ.pop(RUNTIME_VARIABLE, None)
             return [probe.handle(r) for r in requests]
 

@@ -35,6 +35,7 @@ from swarmdns import (
     OWN_ADDRESSES_VARIABLE,
     PROVENANCE_VARIABLE,
     RUNTIME_VARIABLE,
+    _memo,
 )
 from swarmdns.testing import (
     ENGINES,
@@ -188,6 +189,23 @@ class Driver(Protocol):
     def cleanup(self) -> None: ...
 
 
+@contextlib.contextmanager
+def as_a_new_process(variables: dict[str, str]) -> Iterator[None]:
+    """In the block, ``variables`` are set, and swarmdns remembers nothing, as in a new process.
+
+    The fakes' drivers run probe requests in this process, one fake after
+    another. swarmdns remembers for the process whether it runs in a Swarm
+    task or a Compose container (per engine address and backend), which
+    holds in a real container but not from one fake to the next.
+    """
+    _memo.clear_caches()
+    try:
+        with mock.patch.dict(os.environ, variables):
+            yield
+    finally:
+        _memo.clear_caches()
+
+
 def since(driver: Driver, version: str) -> bool:
     """Whether the driver's engine is ``version`` (such as "24.0") or newer."""
 
@@ -256,8 +274,8 @@ class FakeDriver:
         self.swarm.client_networks = NETWORKS
         self._watches: list[_ProcessWatch] = []
 
-    def _environment(self) -> contextlib.AbstractContextManager[Any]:
-        return mock.patch.dict(os.environ, self._variables())
+    def _environment(self) -> contextlib.AbstractContextManager[None]:
+        return as_a_new_process(self._variables())
 
     def _variables(self, task: EngineTask | None = None) -> dict[str, str]:
         """Where swarmdns finds the fake, and its networks: this machine's are not a task's.

@@ -18,7 +18,6 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from unittest import mock
 
 from swarmdns import NAMESERVER_VARIABLE, PROVENANCE_VARIABLE
 from swarmdns.testing import FakeSwarm
@@ -34,6 +33,7 @@ from .drivers import (
     FakeDriver,
     SwarmDriver,
     Watch,
+    as_a_new_process,
     engine_available,
     serving_pid,
     wait_until,
@@ -155,7 +155,7 @@ class FakeNodesDriver(FakeDriver):
         # The fake is on 127.0.0.11 but its networks are not this machine's: name them.
         networks = ",".join(str(network) for network in self.swarm.engine_networks)
         variables = {NAMESERVER_VARIABLE: nameserver, PROVENANCE_VARIABLE: networks}
-        with mock.patch.dict(os.environ, variables):
+        with as_a_new_process(variables):
             return [probe.handle(r) for r in requests]
 
     def cleanup(self) -> None:
