@@ -7,6 +7,8 @@ from ipaddress import IPv4Address
 
 from ._backends.base import AsyncBackend, Backend
 from ._backends.default import get_default_backend
+from ._backends.nameserver import system_nameserver
+from ._backends.system import SystemBackend
 from ._errors import ConfigurationError
 from ._own_addresses import OWN_ADDRESSES_VARIABLE, local_addresses
 from ._provenance import ENGINE_ADDRESS
@@ -73,6 +75,9 @@ def _own() -> frozenset[IPv4Address]:
 
 def _engine_of(backend: Backend | AsyncBackend, *, anywhere: bool) -> str | None:
     """The engine ``backend`` asks: at 127.0.0.11, or ``anywhere`` it is declared one."""
+    if isinstance(backend, SystemBackend):  # the C library asks resolv.conf's first one
+        host = system_nameserver()
+        return None if host is None or not (anywhere or host == ENGINE_ADDRESS) else host
     nameservers = getattr(backend, "nameservers", None)
     if not callable(nameservers):
         return None

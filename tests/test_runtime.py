@@ -345,3 +345,22 @@ def test_swarmdns_self_prints_the_identity_as_json(
     inside(monkeypatch, "192.0.2.9")
     assert main(["self"]) == 1
     assert "cannot tell who this container is" in capsys.readouterr().err
+
+
+def test_auto_with_the_system_resolver_asks_the_engine_in_resolv_conf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import swarmdns._where as where_module  # noqa: PLC0415 - the module under test
+
+    inside(monkeypatch, "172.20.0.2")
+    monkeypatch.setattr(where_module, "system_nameserver", lambda: "127.0.0.11")
+    where = where_module.where_for(None, swarmdns.SystemBackend())
+    assert (where.runtime, where.engine, where.own) == (
+        "auto",
+        "127.0.0.11",
+        frozenset({IP("172.20.0.2")}),
+    )
+    monkeypatch.setattr(where_module, "system_nameserver", lambda: "192.0.2.53")
+    monkeypatch.delenv(swarmdns.OWN_ADDRESSES_VARIABLE)
+    clear_caches()
+    assert where_module.where_for(None, swarmdns.SystemBackend()).settled == "swarm"
