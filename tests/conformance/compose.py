@@ -174,7 +174,6 @@ class _EngineProject:
 
         self.engine = engine.version
         self.client = docker.DockerClient(base_url=engine.socket, version=API_VERSION)
-        self._docker = docker
         self._scratch = Path(tempfile.mkdtemp(prefix="swarmdns-compose-"))
         # Debian 12's CLI and Compose, on this engine, with no configuration of
         # this machine's (credentials, a registry mirror).
@@ -186,10 +185,15 @@ class _EngineProject:
         self._scales: dict[str, int] = {}
         self._watches: list[_ProcessWatch] = []
         self._upstream = LabUpstream.acquire(serving_pid(engine.socket))
-        self._remove_leftovers()
-        self.up(PROBE_SERVICE, 1)
-        (probe,) = self.containers(PROBE_SERVICE)
-        self._probe = self._namespace_of(probe.name)
+        try:
+            self._remove_leftovers()
+            self.up(PROBE_SERVICE, 1)
+            (probe,) = self.containers(PROBE_SERVICE)
+            self._probe = self._namespace_of(probe.name)
+        except BaseException:
+            self._upstream.release()
+            self.client.close()
+            raise
 
     # -- what each kind does its own way
 
