@@ -242,6 +242,19 @@ class _EngineProject:
         attributes = self.client.containers.get(name).attrs
         return attributes["State"]["Pid"], attributes["ResolvConfPath"]
 
+    def _command(self, *command: str) -> None:
+        """Run ``command`` (Compose, the docker CLI) on this engine; fail the test if it fails."""
+        check_output(
+            subprocess.run(
+                command,
+                env=self._environment,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        )
+
     def _run(self, command: Sequence[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
@@ -284,7 +297,7 @@ class _EngineProject:
     def upstream_hijacking(
         self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
     ) -> contextlib.AbstractContextManager[None]:
-        return self._upstream.mode(" ".join(["hijack", *addresses]))
+        return self._upstream.hijacking(addresses)
 
     def cleanup(self) -> None:
         while self._watches:
@@ -318,25 +331,8 @@ class ComposeProject(_EngineProject):
 
     def _compose(self, *arguments: str) -> None:
         assert self._file is not None
-        command = [
-            "unshare",
-            "--net",
-            "--",
-            self._binary,
-            "-p",
-            self.project,
-            "-f",
-            str(self._file),
-        ]
-        done = subprocess.run(
-            [*command, *arguments],
-            env=self._environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        check_output(done)
+        project = ["-p", self.project, "-f", str(self._file)]
+        self._command("unshare", "--net", "--", self._binary, *project, *arguments)
 
     def _write_file(self) -> None:
         services = {
@@ -384,15 +380,7 @@ class PlainContainers(_EngineProject):
     kind = "plain"
 
     def _docker_cli(self, *arguments: str) -> None:
-        done = subprocess.run(
-            [DOCKER, *arguments],
-            env=self._environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        check_output(done)
+        self._command(DOCKER, *arguments)
 
     def _remove_leftovers(self) -> None:
         self._remove_all()

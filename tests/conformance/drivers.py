@@ -676,7 +676,7 @@ class SwarmDriver:
         self, addresses: Sequence[str] = upstream.HIJACK_ADDRESSES
     ) -> contextlib.AbstractContextManager[None]:
         """The upstream answers every A query with ``addresses`` (upstream.py's hijack)."""
-        return self._upstream.mode(" ".join(["hijack", *addresses]))
+        return self._upstream.hijacking(addresses)
 
     def cleanup(self) -> None:
         while self._watches:
@@ -773,6 +773,10 @@ class LabUpstream:
             yield
         finally:
             self._switch("nxdomain")
+
+    def hijacking(self, addresses: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        """In the block, the upstream answers every A query with ``addresses``."""
+        return self.mode(" ".join(["hijack", *addresses]))
 
     @contextlib.contextmanager
     def unreachable(self) -> Iterator[None]:
