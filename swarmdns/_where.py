@@ -50,17 +50,20 @@ def where_for(
     target = get_default_backend() if backend is None else backend
     if own:
         return Where(runtime=chosen, engine=_engine_of(target, anywhere=True), own=_own())
-    if chosen == "auto":
+    # What a backend told is kept for it, unless the own addresses are
+    # pretended (a test), which may change from one call to the next.
+    pretended = chosen == "auto" and bool(os.environ.get(OWN_ADDRESSES_VARIABLE))
+    if chosen == "auto" and not pretended:
         chosen = detected.of_backend(target) or "auto"
     if chosen != "auto":
         return SWARM if chosen == "swarm" else COMPOSE
-    pretended = bool(os.environ.get(OWN_ADDRESSES_VARIABLE))
     engine = _engine_of(target, anywhere=pretended)
+    kept_for = None if pretended else target
     settled = Where(engine=engine).settled
     if settled is not None:
-        detected.remember(engine, settled, target)
+        detected.remember(engine, settled, kept_for)
         return SWARM if settled == "swarm" else COMPOSE
-    return Where(engine=engine, own=_own(), backend=target)
+    return Where(engine=engine, own=_own(), backend=kept_for)
 
 
 def _own() -> frozenset[IPv4Address]:

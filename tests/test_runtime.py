@@ -364,3 +364,22 @@ def test_auto_with_the_system_resolver_asks_the_engine_in_resolv_conf(
     monkeypatch.delenv(swarmdns.OWN_ADDRESSES_VARIABLE)
     clear_caches()
     assert where_module.where_for(None, swarmdns.SystemBackend()).settled == "swarm"
+
+
+def test_what_a_pretended_container_told_is_not_kept_for_the_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A test inside a Compose container of a fake, then one outside any, with one backend."""
+
+    class Fake(Engine):
+        def nameservers(self) -> tuple[Nameserver, ...]:  # a fake on loopback, called the engine
+            return (Nameserver("127.0.0.1", 5353, engine=EngineRules()),)
+
+    fake = Fake(
+        {"web": ["172.20.0.3"], "tasks.web": ["10.0.1.3"]},
+        ptr={"172.20.0.2": "proj-app-1.proj_default."},
+    )
+    inside(monkeypatch, "172.20.0.2")
+    assert swarmdns.task_ips("web", backend=fake) == (IP("172.20.0.3"),)  # told: Compose
+    monkeypatch.delenv(swarmdns.OWN_ADDRESSES_VARIABLE)
+    assert swarmdns.task_ips("web", backend=fake) == (IP("10.0.1.3"),)  # no engine: a Swarm
