@@ -35,9 +35,10 @@ settings.load_profile("swarmdns")
 RECIPES = "tests/test_recipes.py"
 CONFORMANCE = "tests/conformance/"
 #: A real Swarm's part of a test's ID: "swarm-VERSION" (conftest.py there) or
-#: "swarm-VERSION-nodes" (test_nodes.py); "compose-VERSION" and "plain-VERSION"
-#: (test_compose.py) run on engine VERSION's lab too, and share its upstream.
-_SWARM_ID = re.compile(r"[\[-](?:swarm|compose|plain)-(\d+(?:\.\d+)*(?:-nodes)?)[-\]]")
+#: "swarm-VERSION-nodes" (test_nodes.py; "swarm-nodes" when no nodes are
+#: listed); "compose-VERSION" and "plain-VERSION" (test_compose.py) run on
+#: engine VERSION's lab too, and share its upstream.
+_SWARM_ID = re.compile(r"[\[-](?:swarm|compose|plain)-(\d+(?:\.\d+)*(?:-nodes)?|nodes)[-\]]")
 
 
 def shared_state(nodeid: str) -> str | None:
