@@ -142,8 +142,9 @@ def watch(options: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for change in changes:
             yield {
                 "service": change.service,
-                "added": sorted(str(ip) for ip in change.added),
-                "removed": sorted(str(ip) for ip in change.removed),
+                # In address order, as "current" is (not as strings: 10.0.1.9 first).
+                "added": [str(ip) for ip in sorted(change.added)],
+                "removed": [str(ip) for ip in sorted(change.removed)],
                 "current": [str(ip) for ip in change.current],
             }
 
