@@ -93,7 +93,8 @@ async def _run(plan: Plan[T], backend: Backend | AsyncBackend | None, timeout: f
     try:
         questions = next(plan)
         while True:
-            questions = plan.send(await _ask_all(chosen, questions, deadline))
+            batch = _lookups.batch_deadline(deadline, questions)
+            questions = plan.send(await _ask_all(chosen, questions, batch))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

@@ -94,6 +94,12 @@ class Deadline:
         """Whether no time is left."""
         return self._clock() >= self._end
 
+    def sooner(self, budget: float) -> Deadline:
+        """This deadline, or one ``budget`` seconds from now if that comes first."""
+        if self.remaining() <= budget:
+            return self
+        return Deadline(budget, clock=self._clock)
+
 
 class Overrun(Exception):
     """The awaitable did not finish within its time (and was cancelled)."""

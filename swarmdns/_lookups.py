@@ -260,29 +260,56 @@ def parse_task(ip: IPv4Address, target: str) -> Task:
 
 #: At most this many of this container's own addresses are asked about.
 MAX_OWN_ADDRESSES = 16
+#: Seconds the engine gets to name one of this container's own addresses. It
+#: answers its own PTR records at once; the rest (a gateway bridge's address,
+#: a VIP on 20.10) it forwards to the host's resolvers, which may never answer.
+OWN_NAME_BUDGET = 0.5
 
 
-def own_identities(where: Where) -> Plan[tuple[tuple[Settled, Task], ...]]:
+class Budgeted(tuple[Question, ...]):
+    """Questions asked together within ``budget`` seconds at most, inside the lookup's deadline."""
+
+    budget: float
+
+    def __new__(cls, questions: Sequence[Question], budget: float) -> Budgeted:
+        batch = super().__new__(cls, questions)
+        batch.budget = budget
+        return batch
+
+
+def batch_deadline(deadline: Deadline, questions: Sequence[Question]) -> Deadline:
+    """The deadline for one batch of a plan: the lookup's, or the batch's budget if sooner."""
+    if isinstance(questions, Budgeted):
+        return deadline.sooner(questions.budget)
+    return deadline
+
+
+def own_identities(where: Where, *, first: bool) -> Plan[tuple[tuple[Settled, Task], ...]]:
     """Plan: what the engine's PTR records say of this container's own addresses.
 
     Loopback addresses are left out. Only answers that name a Swarm task or a
     Compose container count; forwarded ones were made NXDOMAIN by the backend.
+    Each batch has ``OWN_NAME_BUDGET`` seconds. With ``first``, the addresses
+    are asked one at a time, likeliest first, until one is named (telling the
+    runtime needs one); else all at once.
 
     Raises:
         SwarmDNSError: No address had an identity and a PTR question failed
             (a timeout, SERVFAIL): that is not the same as "no identity".
     """
-    own = sorted((ip for ip in where.own if not ip.is_loopback), key=int)[:MAX_OWN_ADDRESSES]
-    if not own:
-        return ()
-    results = yield _reverse_questions(own)
-    found = []
-    for ip, result in zip(own, results, strict=True):
-        if isinstance(result, Answer) and result.records:
-            told = identity(ip, str(result.records[0]))
-            if told is not None:
+    own = [ip for ip in where.own if not ip.is_loopback][:MAX_OWN_ADDRESSES]
+    batches = [[ip] for ip in own] if first else [own] if own else []
+    found: list[tuple[Settled, Task]] = []
+    errors: list[SwarmDNSError] = []
+    for batch in batches:
+        results = yield Budgeted(_reverse_questions(batch), OWN_NAME_BUDGET)
+        for ip, result in zip(batch, results, strict=True):
+            if isinstance(result, SwarmDNSError):
+                errors.append(result)
+            elif result.records and (told := identity(ip, str(result.records[0]))):
                 found.append(told)
-    errors = [result for result in results if isinstance(result, SwarmDNSError)]
+        if first and found:
+            break
     if errors and not found:
         raise errors[0]
     return tuple(found)
@@ -302,7 +329,7 @@ def settle(where: Where) -> Plan[Settled]:
     settled = where.settled
     if settled is not None:
         return settled
-    return _told(where, (yield from own_identities(where)))
+    return _told(where, (yield from own_identities(where, first=True)))
 
 
 def _told(where: Where, found: Sequence[tuple[Settled, Task]]) -> Settled:
@@ -327,7 +354,7 @@ def whoami(network: str | None, where: Where) -> Plan[Task]:
     """
     if network is not None:
         check_network(network)
-    found = yield from own_identities(where)
+    found = yield from own_identities(where, first=False)
     runtime = _told(where, found)
     mine = [task for told, task in found if told == runtime]
     if network is not None:
@@ -342,7 +369,7 @@ def whoami(network: str | None, where: Where) -> Plan[Task]:
 def _self_unknown(network: str | None, mine: Sequence[Task], where: Where) -> str:
     networks = sorted({task.network or "?" for task in mine})
     if not mine:
-        asked = ", ".join(str(ip) for ip in sorted(where.own, key=int)) or "none"
+        asked = ", ".join(str(ip) for ip in where.own) or "none"
         return (
             "cannot tell who this container is: the engine names none of its own addresses"
             f" ({asked}) as a Swarm task or a Compose container. Run it inside a Swarm"

@@ -52,7 +52,7 @@ def local_addresses(path: str = FIB_TRIE) -> frozenset[IPv4Address]:
     """
     given = os.environ.get(OWN_ADDRESSES_VARIABLE)
     if given:
-        return parse_own_addresses(given)
+        return frozenset(parse_own_addresses(given))
     try:
         with open(path, encoding="ascii", errors="replace") as file:
             return parse_fib_trie(file.read())
@@ -64,14 +64,15 @@ def local_addresses(path: str = FIB_TRIE) -> frozenset[IPv4Address]:
         ) from error
 
 
-def parse_own_addresses(text: str) -> frozenset[IPv4Address]:
-    """The addresses ``SWARMDNS_OWN_ADDRESSES`` lists, comma-separated.
+def parse_own_addresses(text: str) -> tuple[IPv4Address, ...]:
+    """The addresses ``SWARMDNS_OWN_ADDRESSES`` lists, comma-separated, each once, in order.
 
     Raises:
         ConfigurationError: An entry is not an IPv4 address.
     """
     try:
-        return frozenset(IPv4Address(item.strip()) for item in text.split(",") if item.strip())
+        listed = (IPv4Address(item.strip()) for item in text.split(",") if item.strip())
+        return tuple(dict.fromkeys(listed))
     except AddressValueError as error:
         raise ConfigurationError(
             f"{OWN_ADDRESSES_VARIABLE}={text!r} is not a comma-separated list of IPv4"
@@ -132,6 +133,44 @@ def parse_routes(text: str) -> tuple[IPv4Network, ...]:
         except ValueError:  # host bits set: not a subnet route
             continue
     return tuple(dict.fromkeys(found))
+
+
+def own_addresses_in_order() -> tuple[IPv4Address, ...]:
+    """This container's own addresses, the likeliest to be named by the engine first.
+
+    ``SWARMDNS_OWN_ADDRESSES`` in its order; else the kernel's, with those
+    on the default route's networks last: in a Swarm task that is
+    ``docker_gwbridge``, whose PTR the engine forwards to the host's
+    resolvers (under Compose it is the project's network, the only one).
+
+    Raises:
+        ConfigurationError: As ``local_addresses()``.
+    """
+    given = os.environ.get(OWN_ADDRESSES_VARIABLE)
+    if given:
+        return parse_own_addresses(given)
+    addresses = local_addresses()
+    try:
+        with open(ROUTES, encoding="ascii", errors="replace") as file:
+            last = default_route_subnets(file.read())
+    except OSError:
+        last = ()
+    return tuple(sorted(addresses, key=lambda ip: (any(ip in n for n in last), int(ip))))
+
+
+def default_route_subnets(text: str) -> tuple[IPv4Network, ...]:
+    """The subnets ``/proc/net/route`` reaches directly through the default route's interfaces."""
+    interfaces = set()
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[1] == "00000000" and fields[7] == "00000000":
+            interfaces.add(fields[0])
+    subnets: list[IPv4Network] = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if fields and fields[0] in interfaces:
+            subnets.extend(parse_routes(f"header\n{line}"))
+    return tuple(subnets)
 
 
 class ContainerNetworks:

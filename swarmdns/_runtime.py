@@ -126,13 +126,14 @@ class Where:
         runtime: What was asked for: ``auto``, ``swarm`` or ``compose``.
         engine: The engine's address, when the backend asks the engine;
             ``auto`` is told only then (elsewhere it means ``swarm``).
-        own: This container's own addresses, whose PTR records tell ``auto``.
+        own: This container's own addresses, whose PTR records tell ``auto``,
+            the likeliest to be named first.
         backend: The backend asked, under which what is told is remembered too.
     """
 
     runtime: Runtime = "auto"
     engine: str | None = None
-    own: frozenset[IPv4Address] = field(default=frozenset(), repr=False)
+    own: tuple[IPv4Address, ...] = field(default=(), repr=False)
     backend: object = field(default=None, repr=False, eq=False)
 
     @property

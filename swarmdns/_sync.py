@@ -68,7 +68,8 @@ def _run(plan: Plan[T], backend: Backend | AsyncBackend | None, timeout: float) 
     try:
         questions = next(plan)
         while True:
-            questions = plan.send(_ask_all(chosen, questions, deadline))
+            batch = _lookups.batch_deadline(deadline, questions)
+            questions = plan.send(_ask_all(chosen, questions, batch))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

@@ -10,7 +10,7 @@ from ._backends.default import get_default_backend
 from ._backends.nameserver import system_nameserver
 from ._backends.system import SystemBackend
 from ._errors import ConfigurationError
-from ._own_addresses import OWN_ADDRESSES_VARIABLE, local_addresses
+from ._own_addresses import OWN_ADDRESSES_VARIABLE, own_addresses_in_order
 from ._provenance import ENGINE_ADDRESS
 from ._runtime import (
     COMPOSE,
@@ -66,14 +66,14 @@ def where_for(
     return Where(engine=engine, own=_own(), backend=kept_for)
 
 
-def _own() -> frozenset[IPv4Address]:
+def _own() -> tuple[IPv4Address, ...]:
     """This container's own addresses; none where the kernel does not list them (not Linux)."""
     if os.environ.get(OWN_ADDRESSES_VARIABLE):
-        return local_addresses()  # a bad value is an error, not "no addresses"
+        return own_addresses_in_order()  # a bad value is an error, not "no addresses"
     try:
-        return local_addresses()
+        return own_addresses_in_order()
     except ConfigurationError:
-        return frozenset()
+        return ()
 
 
 def _engine_of(backend: Backend | AsyncBackend, *, anywhere: bool) -> str | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Iterator
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
@@ -15,6 +16,7 @@ from swarmdns import Answer, Question, StaticBackend
 from swarmdns._backends.nameserver import Nameserver
 from swarmdns._cli.app import main
 from swarmdns._memo import cache_sizes, clear_caches
+from swarmdns._own_addresses import default_route_subnets
 from swarmdns._provenance import EngineRules
 from swarmdns._runtime import compose_container, identity, swarm_task
 
@@ -29,6 +31,7 @@ class Engine(StaticBackend):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.asked: list[tuple[str, str]] = []
+        self.timeouts: list[float] = []
         self.failing_ptr = False
 
     def nameservers(self) -> tuple[Nameserver, ...]:
@@ -36,6 +39,7 @@ class Engine(StaticBackend):
 
     def resolve(self, question: Question, timeout: float) -> Answer:
         self.asked.append((question.rdtype, question.name))
+        self.timeouts.append(timeout)
         if self.failing_ptr and question.rdtype == "PTR":
             raise swarmdns.ResolutionTimeout("the engine did not answer", name=question.name)
         return super().resolve(question, timeout)
@@ -358,7 +362,7 @@ def test_auto_with_the_system_resolver_asks_the_engine_in_resolv_conf(
     assert (where.runtime, where.engine, where.own) == (
         "auto",
         "127.0.0.11",
-        frozenset({IP("172.20.0.2")}),
+        (IP("172.20.0.2"),),
     )
     monkeypatch.setattr(where_module, "system_nameserver", lambda: "192.0.2.53")
     monkeypatch.delenv(swarmdns.OWN_ADDRESSES_VARIABLE)
@@ -383,3 +387,44 @@ def test_what_a_pretended_container_told_is_not_kept_for_the_backend(
     assert swarmdns.task_ips("web", backend=fake) == (IP("172.20.0.3"),)  # told: Compose
     monkeypatch.delenv(swarmdns.OWN_ADDRESSES_VARIABLE)
     assert swarmdns.task_ips("web", backend=fake) == (IP("10.0.1.3"),)  # no engine: a Swarm
+
+
+def test_auto_stops_at_the_first_address_the_engine_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's gateway-bridge address, whose PTR the engine forwards, is never asked."""
+    inside(monkeypatch, "10.0.1.7", "172.18.0.5")
+    engine = swarm_engine()
+    swarmdns.task_ips("web", backend=engine, timeout=5)
+    assert engine.asked == [("PTR", "7.1.0.10.in-addr.arpa."), ("A", "tasks.web.")]
+
+
+def test_each_own_address_gets_half_a_second_of_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An address whose PTR is forwarded to a silent upstream takes at most its budget."""
+    inside(monkeypatch, "172.18.0.5", "10.0.1.7")
+    engine = swarm_engine()
+    swarmdns.task_ips("web", backend=engine, timeout=5)
+    assert [kind for kind, _ in engine.asked] == ["PTR", "PTR", "A"]
+    ptr_timeouts, (a_timeout,) = engine.timeouts[:2], engine.timeouts[2:]
+    assert all(t <= swarmdns._lookups.OWN_NAME_BUDGET for t in ptr_timeouts)
+    assert a_timeout > 4
+
+
+def test_the_default_route_s_networks_come_last() -> None:
+    def hexed(address: str) -> str:  # as the kernel prints it: the bytes in this machine's order
+        return f"{int.from_bytes(IP(address).packed, sys.byteorder):08X}"
+
+    header = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT"
+    rows = [
+        ("eth1", "0.0.0.0", "172.18.0.1", "0003", "0.0.0.0"),  # the default route
+        ("eth0", "10.0.1.0", "0.0.0.0", "0001", "255.255.255.0"),  # the overlay
+        ("eth1", "172.18.0.0", "0.0.0.0", "0001", "255.255.0.0"),  # docker_gwbridge
+    ]
+    routes = "\n".join(
+        [header]
+        + [
+            f"{iface}\t{hexed(dest)}\t{hexed(gw)}\t{flags}\t0\t0\t0\t{hexed(mask)}\t0\t0\t0"
+            for iface, dest, gw, flags, mask in rows
+        ]
+    )
+    assert default_route_subnets(routes) == (IPv4Network("172.18.0.0/16"),)
