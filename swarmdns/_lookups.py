@@ -260,9 +260,11 @@ def parse_task(ip: IPv4Address, target: str) -> Task:
 
 #: At most this many of this container's own addresses are asked about.
 MAX_OWN_ADDRESSES = 16
-#: Seconds the engine gets to name one of this container's own addresses. It
-#: answers its own PTR records at once; the rest (a gateway bridge's address,
-#: a VIP on 20.10) it forwards to the host's resolvers, which may never answer.
+#: Seconds the engine gets to name one of this container's own addresses, at
+#: least, or half of what is left of the deadline if more. It answers its own
+#: PTR records at once (but a busy machine may delay it); the rest (a gateway
+#: bridge's address, a VIP on 20.10) it forwards to the host's resolvers,
+#: which may never answer.
 OWN_NAME_BUDGET = 0.5
 
 
@@ -278,9 +280,12 @@ class Budgeted(tuple[Question, ...]):
 
 
 def batch_deadline(deadline: Deadline, questions: Sequence[Question]) -> Deadline:
-    """The deadline for one batch of a plan: the lookup's, or the batch's budget if sooner."""
+    """The deadline for one batch of a plan: the lookup's, or the batch's budget if sooner.
+
+    A budgeted batch gets its budget, or half the time left if that is more.
+    """
     if isinstance(questions, Budgeted):
-        return deadline.sooner(questions.budget)
+        return deadline.sooner(max(questions.budget, deadline.remaining() / 2))
     return deadline
 
 
@@ -289,9 +294,9 @@ def own_identities(where: Where, *, first: bool) -> Plan[tuple[tuple[Settled, Ta
 
     Loopback addresses are left out. Only answers that name a Swarm task or a
     Compose container count; forwarded ones were made NXDOMAIN by the backend.
-    Each batch has ``OWN_NAME_BUDGET`` seconds. With ``first``, the addresses
-    are asked one at a time, likeliest first, until one is named (telling the
-    runtime needs one); else all at once.
+    Each batch has ``OWN_NAME_BUDGET`` seconds, or half the time left. With
+    ``first``, the addresses are asked one at a time, likeliest first, until
+    one is named (telling the runtime needs one); else all at once.
 
     Raises:
         SwarmDNSError: No address had an identity and a PTR question failed

@@ -50,6 +50,8 @@ from swarmdns.testing import (
 from . import probe, upstream
 
 NETWORKS = ("sdnstest-a", "sdnstest-b")
+#: The service whose task the application runs in.
+PROBE_SERVICE = "sdnstest-probe"
 IMAGE = "swarmdns-busybox:1"
 #: The Engine API of Docker 20.10 (Debian 12's docker.io), which newer engines also serve.
 API_VERSION = "1.41"
@@ -273,6 +275,12 @@ class FakeDriver:
             self.swarm.create_network(network)
         self.swarm.client_networks = NETWORKS
         self._watches: list[_ProcessWatch] = []
+        # The application runs in a task, as on a real Swarm (SwarmDriver's
+        # sdnstest-probe): its own addresses are the task's and a gateway
+        # bridge's, whose PTR records tell swarmdns's runtime="auto".
+        probe = self.swarm.create_service(PROBE_SERVICE, 1, network=list(NETWORKS))
+        (task,) = probe.tasks
+        self._own = ",".join(str(a) for a in [*task.addresses.values(), GATEWAY_BRIDGE_ADDRESS])
 
     def _environment(self) -> contextlib.AbstractContextManager[None]:
         return as_a_new_process(self._variables())
@@ -283,7 +291,11 @@ class FakeDriver:
         ``task``: the nameserver of that task's node rather than the probe's.
         """
         networks = ",".join(str(network) for network in self.swarm.engine_networks)
-        return {NAMESERVER_VARIABLE: self._nameserver(task), PROVENANCE_VARIABLE: networks}
+        return {
+            NAMESERVER_VARIABLE: self._nameserver(task),
+            PROVENANCE_VARIABLE: networks,
+            OWN_ADDRESSES_VARIABLE: self._own,
+        }
 
     def _nameserver(self, task: EngineTask | None) -> str:
         return self.swarm.nameserver
@@ -409,7 +421,8 @@ class FakeDriver:
         while self._watches:
             self._watches.pop().close()
         for service in self.swarm.services:
-            self.swarm.remove_service(service.name)
+            if service.name != PROBE_SERVICE:  # the application's own task stays, as on a Swarm
+                self.swarm.remove_service(service.name)
 
     def stop(self) -> None:
         self.swarm.stop()

@@ -116,6 +116,7 @@ class FakeNodesDriver(FakeDriver):
             self.swarm.create_network(network)
         self.swarm.client_networks = NETWORKS
         self._watches = []
+        self._own = ""  # the application on node 1 is not a task: SWARMDNS_RUNTIME decides
         self.node_ids = [node.id for node in self.swarm.nodes]
         self._cut: set[int] = set()
 
