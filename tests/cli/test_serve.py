@@ -242,10 +242,9 @@ def test_serve_compose_prints_hints_that_work_as_printed(spawn: Spawn) -> None:
     )
     found = re.fullmatch(r"try: dig @(\S+) -p (\d+) (api)\n", dig)
     assert found, dig
+    served = addresses(found.group(3), found.group(1), int(found.group(2)))  # before it stops
     serve.popen.send_signal(signal.SIGINT)
 
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout.split() == [
-        str(ip) for ip in addresses(found.group(3), found.group(1), int(found.group(2)))
-    ]
+    assert result.stdout.split() == [str(ip) for ip in served]
     assert serve.finish() == (0, "", "")
