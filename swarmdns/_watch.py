@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address
 
 from attrs import frozen
@@ -339,7 +339,10 @@ class WatchCore:
         if self._failures > 1:
             return None
         self._failed_at = now
-        self._failing_since = self._wall_clock()
+        # The wall-clock time of ``now``, not of this line: the thread may have
+        # waited between the two, and a recovery's ``failed_for`` is told in
+        # monotonic seconds from ``now``.
+        self._failing_since = self._wall_clock() - timedelta(seconds=self._clock() - now)
         logger().warning(
             "looking up %s failed; keeping the last %d known tasks and retrying: %s",
             self.query_name,
