@@ -365,3 +365,34 @@ def test_placement_names_known_nodes(cluster: FakeSwarm) -> None:
     service = cluster.create_service("web", replicas=3, placement=[cluster.nodes[1]])
     assert service.placement == (cluster.nodes[1].id,)
     assert {t.node_id for t in service.tasks} == {cluster.nodes[1].id}
+
+
+#: Docker 28.5.2, 4 replicas with a health check (docs/fake-fidelity.md): the
+#: update's settings, then the fewest and most tasks in DNS and the seconds below 4.
+MEASURED = [
+    ({}, 3, 4, 31.5),
+    ({"parallelism": 2}, 2, 4, 16.4),
+    ({"order": "start-first"}, 4, 5, 0.0),
+    ({"order": "start-first", "parallelism": 2}, 4, 6, 0.0),
+    ({"delay": 2.0}, 3, 4, 32.4),
+]
+#: How much faster than the engine the fake runs here; times are scaled back.
+SPEED = 0.02
+
+
+@pytest.mark.parametrize(("settings", "fewest", "most", "below"), MEASURED)
+def test_the_default_delays_give_the_engines_timeline(
+    swarm: FakeSwarm, settings: dict[str, Any], fewest: int, most: int, below: float
+) -> None:
+    healthy_service(swarm)
+    if "delay" in settings:
+        settings = {**settings, "delay": settings["delay"] * SPEED}
+    operation = swarm.update_service(
+        "web", delays=OperationDelays().scaled(SPEED), **settings
+    ).wait(30)
+    took, below_4 = (operation.took or 0) / SPEED, operation.time_below(4) / SPEED
+    print(f"{settings}: took {took:.1f} s, fewest {operation.fewest()}, below 4 {below_4:.1f} s")
+    assert (operation.fewest(), operation.most()) == (fewest, most)
+    # Steps never come early, so the time below is at least the delays' sum;
+    # within 10 % of the engine's, from below.
+    assert below_4 >= below * 0.9
