@@ -199,6 +199,8 @@ class Operation:
         self.settings = settings
         self.delays = delays
         self._listed = dict(listed)
+        #: Guards the steps and the end, which the fake's thread writes.
+        self._lock = threading.Lock()
         self._began = time.monotonic()
         self._events: list[TimelineEvent] = []
         self._ended: float | None = None
@@ -210,7 +212,7 @@ class Operation:
             "" if self.settings is None else f" {self.settings.order} x{self.settings.parallelism}"
         )
         state = "cancelled" if self._cancelled else "done" if self.done else "running"
-        return f"<Operation {self.kind} {self.target}{how}: {state}, {len(self._events)} steps>"
+        return f"<Operation {self.kind} {self.target}{how}: {state}, {len(self.timeline)} steps>"
 
     @property
     def done(self) -> bool:
@@ -230,7 +232,8 @@ class Operation:
     @property
     def timeline(self) -> tuple[TimelineEvent, ...]:
         """Every step so far, in order."""
-        return tuple(self._events)
+        with self._lock:
+            return tuple(self._events)
 
     def wait(self, timeout: float = 60.0) -> Operation:
         """Wait until the operation is over; returns it, for chaining.
@@ -243,7 +246,7 @@ class Operation:
         if not self._finished.wait(timeout):
             raise TimeoutError(
                 f"the {self.kind} of {self.target} is still running after {timeout} s"
-                f" ({len(self._events)} steps so far); wait longer, or pass faster"
+                f" ({len(self.timeline)} steps so far); wait longer, or pass faster"
                 " delays (OperationDelays.INSTANT, or .scaled())"
             )
         if self._cancelled:
@@ -259,7 +262,7 @@ class Operation:
         name = self._service(service)
         count = self._listed[name]
         counts = [(0.0, count)]
-        for event in self._events:
+        for event in self.timeline:
             if event.service == name and event.step in ("left", "entered"):
                 count += 1 if event.step == "entered" else -1
                 counts.append((event.at, count))
@@ -297,27 +300,30 @@ class Operation:
 
     def record(self, step: TimelineStep, service: str, task: Task) -> None:
         """Add a step, now."""
-        self._listed.setdefault(service, 0)
-        self._events.append(
-            TimelineEvent(
-                at=time.monotonic() - self._began,
-                step=step,
-                service=service,
-                task=task.name,
-                ip=task.ip,
-            )
+        event = TimelineEvent(
+            at=time.monotonic() - self._began,
+            step=step,
+            service=service,
+            task=task.name,
+            ip=task.ip,
         )
+        with self._lock:
+            self._listed.setdefault(service, 0)
+            self._events.append(event)
 
     def finish(self) -> None:
         """Every step has happened."""
-        self._ended = time.monotonic()
+        with self._lock:
+            self._ended = time.monotonic()
         self._finished.set()
 
     def cancel(self) -> None:
         """``reset()`` dropped the steps still pending."""
-        if self._ended is None:
+        with self._lock:
+            if self._ended is not None:
+                return
             self._cancelled = True
-            self._finished.set()
+        self._finished.set()
 
 
 @frozen

@@ -396,3 +396,14 @@ def test_the_default_delays_give_the_engines_timeline(
     # Steps never come early, so the time below is at least the delays' sum;
     # within 10 % of the engine's, from below.
     assert below_4 >= below * 0.9
+
+
+def test_an_update_of_a_global_service_replaces_each_nodes_task_on_that_node(
+    cluster: FakeSwarm,
+) -> None:
+    before = cluster.create_service("agent", mode="global").tasks
+    operation = cluster.update_service("agent", parallelism=2, delays=INSTANT)
+    after = cluster.service("agent").tasks
+    assert sorted(t.node_id for t in after) == sorted(t.node_id for t in before)
+    assert {t.id for t in after}.isdisjoint(t.id for t in before)
+    assert operation.fewest() == 1
