@@ -6,6 +6,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from ipaddress import IPv4Network
+from typing import Literal
 
 from .._model import Task as DNSTask
 from ._base import ServedFake
@@ -480,15 +481,7 @@ class FakeSwarm(ServedFake):
         Raises:
             SwarmError: No such node, or it is drained already.
         """
-        chosen = _check_operation_delays(delays)
-        with self._lock:
-            found = self._cluster.node(node)
-            listed = {s.name: len(s.task_ips) for s in self._swarm.services}
-            with self._changing() as swarm:
-                leaving = swarm.drain(found.id)
-            operation = self._operation("drain", found.name, None, chosen, listed)
-            Evacuation(self._stage, operation, leaving).begin()
-            return operation
+        return self._on_node("drain", node, delays)
 
     def activate(self, node: Node | str, *, delays: OperationDelays | None = None) -> Operation:
         """Make a drained node active again (``--availability active``).
@@ -499,14 +492,28 @@ class FakeSwarm(ServedFake):
         Raises:
             SwarmError: No such node, or it is not drained.
         """
+        return self._on_node("activate", node, delays)
+
+    def _on_node(
+        self,
+        kind: Literal["drain", "activate"],
+        node: Node | str,
+        delays: OperationDelays | None,
+    ) -> Operation:
         chosen = _check_operation_delays(delays)
         with self._lock:
             found = self._cluster.node(node)
             listed = {s.name: len(s.task_ips) for s in self._swarm.services}
             with self._changing() as swarm:
-                waiting = swarm.activate(found.id)
-            operation = self._operation("activate", found.name, None, chosen, listed)
-            Arrival(self._stage, operation, waiting, found.id).begin()
+                if kind == "drain":
+                    leaving = swarm.drain(found.id)
+                else:
+                    waiting = swarm.activate(found.id)
+            operation = self._operation(kind, found.name, None, chosen, listed)
+            if kind == "drain":
+                Evacuation(self._stage, operation, leaving).begin()
+            else:
+                Arrival(self._stage, operation, waiting, found.id).begin()
             return operation
 
     def _operation(
