@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import itertools
 import json
 import math
 import selectors
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol, TypeVar
@@ -505,9 +505,18 @@ class Fields:
     """A request's fields, each taken once with its type checked.
 
     Raises ``BadRequest`` for a field missing, unknown or of the wrong type.
+
+    Attributes:
+        book: The operations the channel started (a new book when none is given).
     """
 
-    def __init__(self, op: str, fields: dict[str, object], known: Sequence[str]) -> None:
+    def __init__(
+        self,
+        op: str,
+        fields: dict[str, object],
+        known: Sequence[str],
+        book: OperationBook | None = None,
+    ) -> None:
         unknown = sorted(set(fields) - set(known))
         if unknown:
             takes = ", ".join(known) or "no fields"
@@ -517,6 +526,7 @@ class Fields:
             )
         self._op = op
         self._fields = fields
+        self.book = OperationBook() if book is None else book
 
     def _get(self, key: str, default: object) -> object:
         if key in self._fields:
@@ -737,28 +747,31 @@ def _reset(fake: Faulty, fields: Fields) -> object:
 # -- operations over time ------------------------------------------------------------
 
 
+_OPERATION_IDS = itertools.count(1)
+
+
 class OperationBook:
-    """The operations a fake's channel started, by ID, for ``operation`` requests.
+    """The operations a channel started, by ID, for ``operation`` requests.
 
     Finished ones past ``KEPT_OPERATIONS`` are dropped, the oldest first;
-    ``reset`` forgets them all. IDs are never given twice, so that an ID
-    from before a reset names nothing rather than another operation.
+    ``reset`` forgets them all. No two books give the same ID, so that an ID
+    from before a reset, or from a channel since closed, names nothing
+    rather than another operation.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._last = 0
         self._kept: dict[int, Operation] = {}
 
     def add(self, operation: Operation) -> int:
         """Keep ``operation``; returns its ID."""
         with self._lock:
-            self._last += 1
-            self._kept[self._last] = operation
+            number = next(_OPERATION_IDS)
+            self._kept[number] = operation
             over = [n for n, o in self._kept.items() if o.done or o.cancelled]
-            for number in over[: max(0, len(over) - KEPT_OPERATIONS)]:
-                del self._kept[number]
-            return self._last
+            for old in over[: max(0, len(over) - KEPT_OPERATIONS)]:
+                del self._kept[old]
+            return number
 
     def get(self, number: int) -> Operation:
         """The operation of that ID.
@@ -777,24 +790,9 @@ class OperationBook:
             return operation
 
     def forget(self) -> None:
-        """Forget every operation (the IDs go on from the last one)."""
+        """Forget every operation."""
         with self._lock:
             self._kept.clear()
-
-
-# A fake's book outlives its channel (a restarted fake answers for the IDs it
-# gave before stop()) and goes with the fake.
-_BOOKS: weakref.WeakKeyDictionary[object, OperationBook] = weakref.WeakKeyDictionary()
-_BOOKS_LOCK = threading.Lock()
-
-
-def book(fake: object) -> OperationBook:
-    """The operations ``fake``'s channel started."""
-    with _BOOKS_LOCK:
-        found = _BOOKS.get(fake)
-        if found is None:
-            found = _BOOKS[fake] = OperationBook()
-        return found
 
 
 @frozen
@@ -849,19 +847,19 @@ class _Wait:
         return Waiting(number, operation, time.monotonic() + self.timeout, self.timeout)
 
 
-def _started(fake: object, operation: Operation, wait: _Wait) -> object:
-    return wait.reply(book(fake).add(operation), operation)
+def _started(fields: Fields, operation: Operation, wait: _Wait) -> object:
+    return wait.reply(fields.book.add(operation), operation)
 
 
 def _update_service(fake: Controlled, fields: Fields) -> object:
-    return _rolled_out(fake, fields, fake.update_service)
+    return _rolled_out(fields, fake.update_service)
 
 
 def _rollback(fake: Controlled, fields: Fields) -> object:
-    return _rolled_out(fake, fields, fake.rollback)
+    return _rolled_out(fields, fake.rollback)
 
 
-def _rolled_out(fake: object, fields: Fields, start: Callable[..., Operation]) -> object:
+def _rolled_out(fields: Fields, start: Callable[..., Operation]) -> object:
     # Every field is read before anything starts: a malformed one starts nothing.
     name = fields.text("name")
     order = fields.order("order")
@@ -870,33 +868,33 @@ def _rolled_out(fake: object, fields: Fields, start: Callable[..., Operation]) -
     delays = fields.delays("delays")
     wait = _Wait.read(fields)
     operation = start(name, order=order, parallelism=parallelism, delay=delay, delays=delays)
-    return _started(fake, operation, wait)
+    return _started(fields, operation, wait)
 
 
 def _drain(fake: Controlled, fields: Fields) -> object:
-    return _on_node(fake, fields, fake.drain)
+    return _on_node(fields, fake.drain)
 
 
 def _activate(fake: Controlled, fields: Fields) -> object:
-    return _on_node(fake, fields, fake.activate)
+    return _on_node(fields, fake.activate)
 
 
-def _on_node(fake: object, fields: Fields, start: Callable[..., Operation]) -> object:
+def _on_node(fields: Fields, start: Callable[..., Operation]) -> object:
     node = fields.text("node")
     delays = fields.delays("delays")
     wait = _Wait.read(fields)
-    return _started(fake, start(node, delays=delays), wait)
+    return _started(fields, start(node, delays=delays), wait)
 
 
 def _operation(fake: object, fields: Fields) -> object:
     number = fields.ident("id")
     wait = _Wait.read(fields)
-    return wait.reply(number, book(fake).get(number))
+    return wait.reply(number, fields.book.get(number))
 
 
 def _reset_swarm(fake: Faulty, fields: Fields) -> object:
     fake.reset()
-    book(fake).forget()
+    fields.book.forget()
     return None
 
 
@@ -974,6 +972,7 @@ def answer(
     line: bytes,
     record: Callable[[Exception], None],
     operations: Operations = OPERATIONS,
+    book: OperationBook | None = None,
 ) -> dict[str, Any] | Waiting:
     """The reply to one request line; never raises (a bug is recorded, and reported).
 
@@ -985,12 +984,13 @@ def answer(
         line: The request.
         record: Called with an exception that only a bug raises.
         operations: The operations served: a ``FakeSwarm``'s unless told otherwise.
+        book: The operations the channel started, which requests name by ID.
     """
     op = "request"
     try:
         op, request = _decode(line, operations)
         operation, known = operations[op]
-        result = operation(fake, Fields(op, request, known))
+        result = operation(fake, Fields(op, request, known, book))
     except BadRequest as error:
         return _error("BadRequest", str(error))
     except SwarmError as error:
@@ -1046,7 +1046,8 @@ class ControlServer(SelectorThread[_Connection]):
     """Serves the control channel of a fake on a loopback TCP port until stopped.
 
     ``operations`` are those of a ``FakeSwarm`` unless told otherwise (a
-    ``FakeCompose`` serves its own).
+    ``FakeCompose`` serves its own). The operations over time it starts are
+    kept by ID while it serves (see ``OperationBook``).
     """
 
     def __init__(
@@ -1057,6 +1058,7 @@ class ControlServer(SelectorThread[_Connection]):
         host = check_loopback(host)
         self._fake = fake
         self._operations = operations
+        self._book = OperationBook()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -1196,7 +1198,7 @@ class ControlServer(SelectorThread[_Connection]):
                 del received[: end + 1]
                 if not line.strip():
                     continue
-                answered = answer(self._fake, line, self._record, self._operations)
+                answered = answer(self._fake, line, self._record, self._operations, self._book)
                 if isinstance(answered, Waiting):
                     connection.waiting = answered  # _after_round() replies when it is ready
                     break
