@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
+from ipaddress import IPv4Address
 
+import dns.message
+import dns.query
+import dns.rcode
 import pytest
 
 from .helpers import (
@@ -73,4 +77,83 @@ def test_a_served_compose_project_is_driven_through_its_control_channel(spawn: S
     assert_one_line_error(refused, 1, "no service named 'nosuch' in project 'proj'")
     (web,) = json.loads(state.stdout)["services"]
     assert len(web["ips"]) == 2
+    assert serve.finish() == (0, "", "")
+
+
+def test_a_served_fake_is_put_through_updates_and_a_drain(spawn: Spawn) -> None:
+    serve = spawn("serve", "--nodes", "3", "--service", "web=3", "--control", "0")
+    lines = serve.lines_until("Ctrl-C")
+    host, port = serve_address(lines[0])
+    (announced,) = [line for line in lines if line.startswith("control channel on ")]
+    control = ("control", "--address", announced.split()[3])
+    before = addresses("tasks.web", host, port)
+    (vip,) = addresses("web", host, port)
+
+    instant = run(
+        *control,
+        "update_service",
+        "name=web",
+        "order=start-first",
+        "parallelism=2",
+        "delays=instant",
+    )
+    timed = run(*control, "update_service", "name=web", 'delays={"scale": 0.01}', "wait=true")
+    after = addresses("tasks.web", host, port)
+    pinned = run(*control, "create_service", "name=pinned", 'placement=["node-3"]')
+    drained = run(*control, "drain", "node=node-3", "delays=instant")
+    gone = dns.query.udp(dns.message.make_query("pinned", "A"), host, port=port, timeout=5)
+    again = run(*control, "operation", f"id={json.loads(drained.stdout)['id']}")
+    activated = run(*control, "activate", "node=node-3", "delays=instant", "wait=true")
+    (back,) = addresses("tasks.pinned", host, port)
+    (vip_after,) = addresses("web", host, port)
+    state = run(*control, "state")
+    serve.popen.send_signal(signal.SIGINT)
+
+    assert (instant.returncode, instant.stderr) == (0, ""), instant
+    first = json.loads(instant.stdout)
+    assert (first["kind"], first["done"], first["settings"]) == (
+        "update",
+        True,
+        {"order": "start-first", "parallelism": 2, "delay": 0.0},
+    )
+    assert (first["fewest"], first["most"]) == ({"web": 3}, {"web": 5})
+    assert timed.returncode == 0, timed
+    second = json.loads(timed.stdout)
+    assert (second["done"], second["cancelled"], second["fewest"]) == (True, False, {"web": 2})
+    assert second["id"] != first["id"]
+    assert len(after) == 3
+    assert not set(after) & set(before), "every task has a new address"
+    assert vip_after == vip
+    assert json.loads(pinned.stdout)["placement"] == [
+        n["id"] for n in json.loads(state.stdout)["nodes"] if n["name"] == "node-3"
+    ]
+    drain = json.loads(drained.stdout)
+    assert (drain["kind"], drain["target"], drain["fewest"]["pinned"]) == ("drain", "node-3", 0)
+    assert gone.rcode() == dns.rcode.NXDOMAIN
+    assert json.loads(again.stdout) == drain
+    assert json.loads(activated.stdout)["most"] == {"pinned": 1}
+    assert back == IPv4Address(json.loads(activated.stdout)["timeline"][-1]["ip"])
+    assert [n["drained"] for n in json.loads(state.stdout)["nodes"]] == [False, False, False]
+    assert serve.finish() == (0, "", "")
+
+
+def test_operations_that_cannot_be_done_exit_as_other_refusals(spawn: Spawn) -> None:
+    serve = spawn("serve", "--service", "web=1", "--control", "0")
+    lines = serve.lines_until("Ctrl-C")
+    (announced,) = [line for line in lines if line.startswith("control channel on ")]
+    control = ("control", "--address", announced.split()[3])
+
+    bad_delays = run(*control, "update_service", "name=web", "delays=fast")
+    unknown = run(*control, "operation", "id=999999999")
+    slow = run(*control, "update_service", "name=web")
+    waited = run(
+        *control, "operation", f"id={json.loads(slow.stdout)['id']}", "wait=true", "timeout=0"
+    )
+    busy = run(*control, "update_service", "name=web")
+    serve.popen.send_signal(signal.SIGINT)
+
+    assert_one_line_error(bad_delays, 2, "update_service: 'delays' must be \"instant\"")
+    assert_one_line_error(unknown, 1, "the fake refused: operation: no operation 999999999")
+    assert_one_line_error(waited, 3, "is still running after 0 s")
+    assert_one_line_error(busy, 1, "the fake refused: update_service: service 'web' is being")
     assert serve.finish() == (0, "", "")
