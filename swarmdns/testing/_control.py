@@ -17,7 +17,9 @@ a bad request gets an error reply and never ends the loop; a request longer
 than ``MAX_REQUEST_BYTES`` is refused; at most ``MAX_CONNECTIONS`` are served
 at once (more wait to be accepted), one idle for ``IDLE_TIMEOUT`` is closed,
 and so is one that takes longer than ``REQUEST_TIMEOUT`` to send a request
-or to read a reply.
+or to read a reply. A request that waits for an operation's end
+(``"wait": true``) holds its connection's replies until then, or until its
+``timeout``, while the loop serves the other connections.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ MAX_REPLY_BYTES = 64 * 1024 * 1024
 #: How long a request with ``wait=true`` waits for its operation's end,
 #: unless its ``timeout`` says otherwise (as ``Operation.wait()``).
 WAIT_TIMEOUT = 60.0
-#: The longest ``timeout`` a request may give, in seconds.
+#: The longest ``timeout`` (or update ``delay``) a request may give, in seconds.
 MAX_WAIT = 3600.0
 #: How many finished operations the channel keeps for ``operation`` requests
 #: (the oldest go first); running ones are always kept.
@@ -1298,7 +1300,8 @@ class FakeControl:
     The fake listens for it once ``FakeSwarm.serve_control()`` was called
     (``swarmdns serve --control PORT`` on the command line). Each method does
     what the ``FakeSwarm`` method of the same name does, over one short
-    connection, and returns the same values (snapshots, decoded)::
+    connection, and returns the same values (snapshots, decoded; an update,
+    rollback, drain or activation as a ``RemoteOperation``)::
 
         control = FakeControl("127.0.0.1:5380")
         control.scale("web", 5)
