@@ -16,7 +16,8 @@ DESCRIPTION = (
     " FIELD=VALUE pairs are the request's fields; a VALUE that reads as JSON (5, true,"
     ' ["SERVFAIL"]) is sent as such, any other as text. Operations: state, create_service,'
     " scale, remove_service, kill_task, replace_task, reschedule, mark_healthy,"
-    " mark_unhealthy, inject, clear_faults, reset; a Compose project's (serve --compose):"
+    " mark_unhealthy, update_service, rollback, drain, activate, operation, inject,"
+    " clear_faults, reset (their fields: docs/cli.md); a Compose project's (serve --compose):"
     " state, create_service, scale, remove_service, kill_container, stop_container,"
     " start_container, kill_task, inject, clear_faults, reset."
 )

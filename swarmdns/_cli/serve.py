@@ -21,7 +21,13 @@ from .._backends.direct import DirectBackend
 from .._errors import ConfigurationError, NoVirtualIP
 from .._sync import service_vip, task_ips
 from .common import EXIT_OK
-from .options import bad_value, parse_listen_address, parse_port, parse_service_spec
+from .options import (
+    bad_value,
+    parse_listen_address,
+    parse_port,
+    parse_service_spec,
+    whole_number,
+)
 from .process import interrupted_once, warnings_shown
 
 if TYPE_CHECKING:
@@ -68,6 +74,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         " REPLICAS are its containers (PROJECT-NAME-1, ...), on the network PROJECT_default",
     )
     parser.add_argument(
+        "--nodes",
+        default="1",
+        metavar="N",
+        help="how many nodes the Swarm has, each with a DNS server of its own (default: 1),"
+        " so that swarmdns control drain has somewhere to move tasks",
+    )
+    parser.add_argument(
         "--control",
         metavar="PORT",
         help="also open the control channel on 127.0.0.1:PORT (0: any free port), so that"
@@ -84,6 +97,7 @@ class ServeRequest:
     port: int
     engine: str | None
     control: int | None
+    nodes: int
     compose: str | None  # the project, when faking Compose
     networks: list[dict[str, Any]]
     services: list[dict[str, Any]]
@@ -94,6 +108,16 @@ class ServeRequest:
         control = (
             None if options.control is None else parse_port(options.control, source="--control")
         )
+        nodes = whole_number(options.nodes)
+        if nodes is None or nodes < 1:
+            raise bad_value("--nodes", options.nodes, "is not a number of nodes (1 or more)")
+        if nodes > 1 and options.compose is not None:
+            raise bad_value(
+                "--nodes",
+                options.nodes,
+                "cannot be used with --compose: a Compose project runs on one engine;"
+                " leave --nodes out",
+            )
         networks, services = _described(options.file, options.service)
         return cls(
             host=options.host,
@@ -101,6 +125,7 @@ class ServeRequest:
             port=port,
             engine=options.engine,
             control=control,
+            nodes=nodes,
             compose=options.compose,
             networks=networks,
             services=services,
@@ -215,7 +240,16 @@ def _started(request: ServeRequest) -> FakeSwarm | FakeCompose:
     # Nobody reads this fake's query log, and it may run for days: keep none.
     swarm: FakeSwarm | FakeCompose
     if request.compose is None:
-        swarm = FakeSwarm(host=request.address, port=request.port, engine=engine, query_log=0)
+        try:
+            swarm = FakeSwarm(
+                host=request.address,
+                port=request.port,
+                engine=engine,
+                nodes=request.nodes,
+                query_log=0,
+            )
+        except ValueError as error:  # too many nodes
+            raise bad_value("--nodes", str(request.nodes), f"cannot be used: {error}") from error
     else:
         try:
             swarm = FakeCompose(
@@ -256,6 +290,7 @@ def _populate(swarm: FakeSwarm | FakeCompose, request: ServeRequest) -> None:
             raise ConfigurationError(
                 f"service {json.dumps(service)}: {error}", source="--service/--file"
             ) from error
+    swarm.settle()  # every node's tasks reach node-1's DNS, which the banner asks
 
 
 def _compose_service(service: dict[str, Any]) -> dict[str, Any]:
@@ -348,6 +383,11 @@ def _banner(swarm: FakeSwarm | FakeCompose, request: ServeRequest) -> list[str]:
         f" answering like Docker Engine {swarm.engine}",
         "  networks: " + ", ".join(f"{n.name} {n.subnet}" for n in swarm.networks),
     ]
+    if len(swarm.nodes) > 1:
+        say.append(
+            f"  nodes: {swarm.nodes[0].name} (this DNS), "
+            + ", ".join(f"{n.name} (DNS on {n.nameserver})" for n in swarm.nodes[1:])
+        )
     in_dns = []
     for each in swarm.services:
         line, listed = _summary(each.name, backend)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from ._compose import ComposeService, Container, ContainerState
 from ._compose_control import ComposeState
 from ._compose_fake import FakeCompose
-from ._control import ControlError, FakeControl, SwarmState
+from ._control import ControlError, FakeControl, RemoteOperation, SwarmState
 from ._engines import ENGINES, EngineVersion
 from ._fake import FakeSwarm
 from ._nodes import Node, NodeDelays
@@ -85,6 +85,7 @@ __all__ = [
     "OperationKind",
     "Outcome",
     "QueryRecord",
+    "RemoteOperation",
     "Service",
     "ServiceMode",
     "SwarmError",

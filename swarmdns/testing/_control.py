@@ -17,28 +17,41 @@ a bad request gets an error reply and never ends the loop; a request longer
 than ``MAX_REQUEST_BYTES`` is refused; at most ``MAX_CONNECTIONS`` are served
 at once (more wait to be accepted), one idle for ``IDLE_TIMEOUT`` is closed,
 and so is one that takes longer than ``REQUEST_TIMEOUT`` to send a request
-or to read a reply.
+or to read a reply. A request that waits for an operation's end
+(``"wait": true``) holds its connection's replies until then, or until its
+``timeout``, while the loop serves the other connections.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import itertools
 import json
 import math
 import selectors
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Protocol, TypeVar
 
+import attrs
 from attrs import frozen
 
 from .._model import Task as DNSTask
 from ._engines import EngineVersion
 from ._loop import SelectorThread, endpoint
 from ._nodes import Node
+from ._operations import (
+    Operation,
+    OperationDelays,
+    OperationKind,
+    TimelineEvent,
+    UpdateOrder,
+    UpdateSettings,
+)
 from ._responder import Delay, Fault, Injected
 from ._swarm import (
     MAX_REPLICAS,
@@ -68,6 +81,16 @@ REQUEST_TIMEOUT = 10.0
 MAX_FAULTS = 1000
 #: The longest reply the client reads, in bytes.
 MAX_REPLY_BYTES = 64 * 1024 * 1024
+#: How long a request with ``wait=true`` waits for its operation's end,
+#: unless its ``timeout`` says otherwise (as ``Operation.wait()``).
+WAIT_TIMEOUT = 60.0
+#: The longest ``timeout`` (or update ``delay``) a request may give, in seconds.
+MAX_WAIT = 3600.0
+#: How many finished operations the channel keeps for ``operation`` requests
+#: (the oldest go first); running ones are always kept.
+KEPT_OPERATIONS = 100
+#: How often the channel's loop looks at the operations requests wait for.
+_WAIT_POLL = 0.01
 _RECV_SIZE = 65536
 _ACCEPT_PAUSE = 0.5
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -229,6 +252,98 @@ def state_json(state: SwarmState) -> dict[str, Any]:
     }
 
 
+@frozen(kw_only=True)
+class RemoteOperation:
+    """An operation of a fake in another process, as its control channel reports it.
+
+    What ``FakeControl.update_service()``, ``rollback()``, ``drain()``,
+    ``activate()`` and ``operation()`` return: a snapshot of the ``Operation``
+    the fake runs, which the channel knows by ``id``.
+
+    Attributes:
+        id: How the channel knows it: ``FakeControl.operation(id)`` reads it again.
+        kind: ``"update"``, ``"rollback"``, ``"drain"`` or ``"activate"``.
+        target: The service, or the node's name.
+        settings: How an update or rollback proceeds (None for a node).
+        delays: How long each step takes.
+        done: Whether every step has happened.
+        cancelled: Whether a reset dropped it before its end.
+        took: Seconds from its start to its end, once done.
+        timeline: Every step so far, in order.
+        fewest: The fewest tasks DNS listed at any moment, for each service
+            it touched (the updated one, or those with a task on the node).
+        most: The most tasks DNS listed at any moment, for the same services.
+    """
+
+    id: int
+    kind: OperationKind
+    target: str
+    settings: UpdateSettings | None
+    delays: OperationDelays
+    done: bool
+    cancelled: bool
+    took: float | None
+    timeline: tuple[TimelineEvent, ...]
+    fewest: Mapping[str, int]
+    most: Mapping[str, int]
+
+
+def operation_json(number: int, operation: Operation) -> dict[str, Any]:
+    """An operation as JSON, under the ID the channel gave it."""
+    timeline = operation.timeline
+    touched = [operation.target] if operation.settings is not None else []
+    touched += [event.service for event in timeline]
+    services = list(dict.fromkeys(touched))
+    return {
+        "id": number,
+        "kind": operation.kind,
+        "target": operation.target,
+        "settings": None if operation.settings is None else attrs.asdict(operation.settings),
+        "delays": attrs.asdict(operation.delays),
+        "done": operation.done,
+        "cancelled": operation.cancelled,
+        "took": operation.took,
+        "timeline": [
+            {
+                "at": event.at,
+                "step": event.step,
+                "service": event.service,
+                "task": event.task,
+                "ip": str(event.ip),
+            }
+            for event in timeline
+        ],
+        "fewest": {service: operation.fewest(service) for service in services},
+        "most": {service: operation.most(service) for service in services},
+    }
+
+
+def _operation_from(data: Mapping[str, Any]) -> RemoteOperation:
+    settings = data["settings"]
+    return RemoteOperation(
+        id=data["id"],
+        kind=data["kind"],
+        target=data["target"],
+        settings=None if settings is None else UpdateSettings(**settings),
+        delays=OperationDelays(**data["delays"]),
+        done=data["done"],
+        cancelled=data["cancelled"],
+        took=data["took"],
+        timeline=tuple(
+            TimelineEvent(
+                at=event["at"],
+                step=event["step"],
+                service=event["service"],
+                task=event["task"],
+                ip=IPv4Address(event["ip"]),
+            )
+            for event in data["timeline"]
+        ),
+        fewest=dict(data["fewest"]),
+        most=dict(data["most"]),
+    )
+
+
 def _task_from(data: Mapping[str, Any]) -> Task:
     return Task(
         id=data["id"],
@@ -311,6 +426,7 @@ class Controlled(Faulty, Protocol):
         aliases: Sequence[str] = (),
         healthcheck: bool = False,
         stack: str | None = None,
+        placement: Sequence[str] | None = None,
     ) -> Service:
         """Create a service."""
         ...
@@ -343,6 +459,38 @@ class Controlled(Faulty, Protocol):
         """Mark a task unhealthy."""
         ...
 
+    def update_service(
+        self,
+        name: str,
+        *,
+        order: UpdateOrder = "stop-first",
+        parallelism: int = 1,
+        delay: float = 0.0,
+        delays: OperationDelays | None = None,
+    ) -> Operation:
+        """Start an update of a service."""
+        ...
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        order: UpdateOrder = "stop-first",
+        parallelism: int = 1,
+        delay: float = 0.0,
+        delays: OperationDelays | None = None,
+    ) -> Operation:
+        """Start a rollback of a service."""
+        ...
+
+    def drain(self, node: str, *, delays: OperationDelays | None = None) -> Operation:
+        """Start draining a node."""
+        ...
+
+    def activate(self, node: str, *, delays: OperationDelays | None = None) -> Operation:
+        """Start making a drained node active."""
+        ...
+
     def state(self) -> SwarmState:
         """A snapshot of the Swarm."""
         ...
@@ -359,9 +507,18 @@ class Fields:
     """A request's fields, each taken once with its type checked.
 
     Raises ``BadRequest`` for a field missing, unknown or of the wrong type.
+
+    Attributes:
+        book: The operations the channel started (a new book when none is given).
     """
 
-    def __init__(self, op: str, fields: dict[str, object], known: Sequence[str]) -> None:
+    def __init__(
+        self,
+        op: str,
+        fields: dict[str, object],
+        known: Sequence[str],
+        book: OperationBook | None = None,
+    ) -> None:
         unknown = sorted(set(fields) - set(known))
         if unknown:
             takes = ", ".join(known) or "no fields"
@@ -371,6 +528,7 @@ class Fields:
             )
         self._op = op
         self._fields = fields
+        self.book = OperationBook() if book is None else book
 
     def _get(self, key: str, default: object) -> object:
         if key in self._fields:
@@ -434,6 +592,56 @@ class Fields:
         value = self._get(key, None)
         return value if value is None or isinstance(value, str) else self.texts(key)
 
+    def seconds(self, key: str, default: float) -> float:
+        """A number of seconds from 0 to ``MAX_WAIT``, or the default when missing."""
+        value = self.number(key, default)
+        if not (math.isfinite(value) and 0 <= value <= MAX_WAIT):
+            raise self._wrong(key, f"a number of seconds from 0 to {MAX_WAIT:g}", value)
+        return value
+
+    def ident(self, key: str) -> int:
+        """A whole number of at least 1, which the request must give."""
+        value = self._get(key, _REQUIRED)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self._wrong(key, "a whole number of at least 1", value)
+        return value
+
+    def order(self, key: str) -> UpdateOrder:
+        """``"stop-first"`` (the default) or ``"start-first"``."""
+        value = self.optional_text(key, "stop-first") or "stop-first"
+        if value == "start-first":
+            return "start-first"
+        if value != "stop-first":
+            raise self._wrong(key, '"stop-first" or "start-first"', value)
+        return "stop-first"
+
+    def delays(self, key: str) -> OperationDelays | None:
+        """How long an operation's steps take; None (the measured delays) when missing.
+
+        ``"instant"``, ``{"scale": FACTOR}`` (the measured delays times
+        FACTOR), or an object of some of ``OperationDelays``'s fields in
+        seconds (the others measured).
+        """
+        value = self._get(key, None)
+        if value is None:
+            return None
+        if value == "instant":
+            return OperationDelays.INSTANT
+        steps = [f.name for f in attrs.fields(OperationDelays)]
+        if isinstance(value, dict) and (set(value) == {"scale"} or set(value) <= set(steps)):
+            try:
+                if set(value) == {"scale"}:
+                    return OperationDelays().scaled(value["scale"])
+                return OperationDelays(**value)
+            except (TypeError, ValueError) as error:
+                raise BadRequest(f"{self._op}: {key!r}: {error}") from None
+        raise self._wrong(
+            key,
+            '"instant", {"scale": FACTOR} (the measured delays times FACTOR), or an object'
+            f" of seconds for any of {', '.join(steps)} (the others measured)",
+            value,
+        )
+
     def faults(self, key: str) -> Injected | list[Injected]:
         """A fault's name, a delay in seconds, or a non-empty list of them."""
         value = self._get(key, _REQUIRED)
@@ -470,6 +678,7 @@ def _create_service(fake: Controlled, fields: Fields) -> object:
     aliases = fields.texts("aliases")
     healthcheck = fields.flag("healthcheck", False)
     stack = fields.optional_text("stack")
+    placement = fields.texts("placement")
     # Every field is read (a malformed one is a BadRequest) before the modes
     # are checked (SwarmError, as from FakeSwarm), the mode first as it does.
     checked_mode = check_service_mode(mode)
@@ -484,6 +693,7 @@ def _create_service(fake: Controlled, fields: Fields) -> object:
             aliases=aliases,
             healthcheck=healthcheck,
             stack=stack,
+            placement=placement,
         )
     )
 
@@ -536,6 +746,160 @@ def _reset(fake: Faulty, fields: Fields) -> object:
     return None
 
 
+# -- operations over time ------------------------------------------------------------
+
+
+_OPERATION_IDS = itertools.count(1)
+
+
+class OperationBook:
+    """The operations a channel started, by ID, for ``operation`` requests.
+
+    Finished ones past ``KEPT_OPERATIONS`` are dropped, the oldest first;
+    ``reset`` forgets them all. No two books give the same ID, so that an ID
+    from before a reset, or from a channel since closed, names nothing
+    rather than another operation.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[int, Operation] = {}
+
+    def add(self, operation: Operation) -> int:
+        """Keep ``operation``; returns its ID."""
+        with self._lock:
+            number = next(_OPERATION_IDS)
+            self._kept[number] = operation
+            over = [n for n, o in self._kept.items() if o.done or o.cancelled]
+            for old in over[: max(0, len(over) - KEPT_OPERATIONS)]:
+                del self._kept[old]
+            return number
+
+    def get(self, number: int) -> Operation:
+        """The operation of that ID.
+
+        Raises:
+            SwarmError: The channel does not know it.
+        """
+        with self._lock:
+            operation = self._kept.get(number)
+            if operation is None:
+                known = ", ".join(map(str, self._kept)) or "none"
+                raise SwarmError(
+                    f"no operation {number} (known: {known}); the channel keeps the last"
+                    f" {KEPT_OPERATIONS} finished ones, and forgets them all on reset"
+                )
+            return operation
+
+    def forget(self) -> None:
+        """Forget every operation."""
+        with self._lock:
+            self._kept.clear()
+
+
+@frozen
+class Waiting:
+    """A reply that waits for an operation's end (``wait=true``) or its deadline.
+
+    Attributes:
+        number: The operation's ID.
+        operation: What the request waits for.
+        until: When it stops waiting (``time.monotonic()``).
+        timeout: The request's ``timeout``, for the message.
+    """
+
+    number: int
+    operation: Operation
+    until: float
+    timeout: float
+
+    def ready(self, now: float) -> bool:
+        """Whether the reply can go: the operation is over, or the deadline passed."""
+        return self.operation.done or self.operation.cancelled or now >= self.until
+
+    def reply(self) -> dict[str, Any]:
+        """The operation as it is, or a ``Timeout`` error if it is still running."""
+        operation = self.operation
+        if operation.done or operation.cancelled:
+            return {"ok": True, "result": operation_json(self.number, operation)}
+        return _error(
+            "Timeout",
+            f"the {operation.kind} of {operation.target} (operation {self.number}) is still"
+            f" running after {self.timeout:g} s ({len(operation.timeline)} steps so far); wait"
+            f" again (operation id={self.number} wait=true), with a longer timeout, or pass"
+            ' faster delays ("instant", or {"scale": 0.1})',
+        )
+
+
+@frozen
+class _Wait:
+    """Whether a request waits for its operation's end, and for how long at most."""
+
+    wait: bool
+    timeout: float
+
+    @classmethod
+    def read(cls, fields: Fields) -> _Wait:
+        return cls(fields.flag("wait", False), fields.seconds("timeout", WAIT_TIMEOUT))
+
+    def reply(self, number: int, operation: Operation) -> object:
+        """The operation as JSON now, or the ``Waiting`` reply the channel sends at its end."""
+        if not self.wait:
+            return operation_json(number, operation)
+        return Waiting(number, operation, time.monotonic() + self.timeout, self.timeout)
+
+
+def _started(fields: Fields, operation: Operation, wait: _Wait) -> object:
+    return wait.reply(fields.book.add(operation), operation)
+
+
+def _update_service(fake: Controlled, fields: Fields) -> object:
+    return _rolled_out(fields, fake.update_service)
+
+
+def _rollback(fake: Controlled, fields: Fields) -> object:
+    return _rolled_out(fields, fake.rollback)
+
+
+def _rolled_out(fields: Fields, start: Callable[..., Operation]) -> object:
+    # Every field is read before anything starts: a malformed one starts nothing.
+    name = fields.text("name")
+    order = fields.order("order")
+    parallelism = fields.whole("parallelism", 1)
+    delay = fields.seconds("delay", 0.0)
+    delays = fields.delays("delays")
+    wait = _Wait.read(fields)
+    operation = start(name, order=order, parallelism=parallelism, delay=delay, delays=delays)
+    return _started(fields, operation, wait)
+
+
+def _drain(fake: Controlled, fields: Fields) -> object:
+    return _on_node(fields, fake.drain)
+
+
+def _activate(fake: Controlled, fields: Fields) -> object:
+    return _on_node(fields, fake.activate)
+
+
+def _on_node(fields: Fields, start: Callable[..., Operation]) -> object:
+    node = fields.text("node")
+    delays = fields.delays("delays")
+    wait = _Wait.read(fields)
+    return _started(fields, start(node, delays=delays), wait)
+
+
+def _operation(fake: object, fields: Fields) -> object:
+    number = fields.ident("id")
+    wait = _Wait.read(fields)
+    return wait.reply(number, fields.book.get(number))
+
+
+def _reset_swarm(fake: Faulty, fields: Fields) -> object:
+    fake.reset()
+    fields.book.forget()
+    return None
+
+
 #: Each operation a channel serves, and the fields it takes; the first
 #: argument of each is the fake the channel drives.
 Operations = Mapping[str, tuple[Callable[[Any, Fields], object], tuple[str, ...]]]
@@ -545,6 +909,7 @@ COMMON_OPERATIONS: Operations = {
     "clear_faults": (_clear_faults, ("name",)),
     "reset": (_reset, ()),
 }
+_ROLLING = ("name", "order", "parallelism", "delay", "delays", "wait", "timeout")
 #: Each operation of a ``FakeSwarm``'s channel, and the fields it takes.
 OPERATIONS: Operations = {
     "state": (_state, ()),
@@ -559,6 +924,7 @@ OPERATIONS: Operations = {
             "aliases",
             "healthcheck",
             "stack",
+            "placement",
         ),
     ),
     "scale": (_scale, ("name", "replicas")),
@@ -568,7 +934,13 @@ OPERATIONS: Operations = {
     "reschedule": (_reschedule, ("name",)),
     "mark_healthy": (_mark_healthy, ("task",)),
     "mark_unhealthy": (_mark_unhealthy, ("task",)),
+    "update_service": (_update_service, _ROLLING),
+    "rollback": (_rollback, _ROLLING),
+    "drain": (_drain, ("node", "delays", "wait", "timeout")),
+    "activate": (_activate, ("node", "delays", "wait", "timeout")),
+    "operation": (_operation, ("id", "wait", "timeout")),
     **COMMON_OPERATIONS,
+    "reset": (_reset_swarm, ()),
 }
 
 
@@ -602,20 +974,25 @@ def answer(
     line: bytes,
     record: Callable[[Exception], None],
     operations: Operations = OPERATIONS,
-) -> dict[str, Any]:
+    book: OperationBook | None = None,
+) -> dict[str, Any] | Waiting:
     """The reply to one request line; never raises (a bug is recorded, and reported).
+
+    A request that waits for an operation's end (``wait=true``) gets a
+    ``Waiting``, which the channel turns into a reply once it is ready.
 
     Args:
         fake: What the operations drive.
         line: The request.
         record: Called with an exception that only a bug raises.
         operations: The operations served: a ``FakeSwarm``'s unless told otherwise.
+        book: The operations the channel started, which requests name by ID.
     """
     op = "request"
     try:
         op, request = _decode(line, operations)
         operation, known = operations[op]
-        result = operation(fake, Fields(op, request, known))
+        result = operation(fake, Fields(op, request, known, book))
     except BadRequest as error:
         return _error("BadRequest", str(error))
     except SwarmError as error:
@@ -629,6 +1006,8 @@ def answer(
             f"{op} failed inside the fake ({type(error).__name__}: {error}); the fake goes on"
             " serving; please report this as a bug of swarmdns",
         )
+    if isinstance(result, Waiting):
+        return result.reply() if result.ready(time.monotonic()) else result
     return {"ok": True, "result": result}
 
 
@@ -644,10 +1023,19 @@ class _Connection:
         self.skipping = False  # discarding the rest of an over-long line
         #: Since when a request has been coming in, or a reply going out; None: idle.
         self.busy_since: float | None = None
+        #: The reply that waits for an operation's end; the next requests wait behind it.
+        self.waiting: Waiting | None = None
 
     def settle_deadline(self, now: float) -> None:
-        """Idle: ``IDLE_TIMEOUT`` from now; else ``REQUEST_TIMEOUT`` from when it got busy."""
-        if self.received or self.skipping or self.outgoing:
+        """Idle: ``IDLE_TIMEOUT`` from now; else ``REQUEST_TIMEOUT`` from when it got busy.
+
+        While a reply waits for an operation, until its own deadline (and the
+        time to send it).
+        """
+        if self.waiting is not None:
+            self.busy_since = None
+            self.deadline = self.waiting.until + REQUEST_TIMEOUT
+        elif self.received or self.skipping or self.outgoing:
             if self.busy_since is None:
                 self.busy_since = now
             self.deadline = self.busy_since + REQUEST_TIMEOUT
@@ -660,7 +1048,8 @@ class ControlServer(SelectorThread[_Connection]):
     """Serves the control channel of a fake on a loopback TCP port until stopped.
 
     ``operations`` are those of a ``FakeSwarm`` unless told otherwise (a
-    ``FakeCompose`` serves its own).
+    ``FakeCompose`` serves its own). The operations over time it starts are
+    kept by ID while it serves (see ``OperationBook``).
     """
 
     def __init__(
@@ -671,6 +1060,7 @@ class ControlServer(SelectorThread[_Connection]):
         host = check_loopback(host)
         self._fake = fake
         self._operations = operations
+        self._book = OperationBook()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -703,18 +1093,32 @@ class ControlServer(SelectorThread[_Connection]):
     # -- the loop ------------------------------------------------------------------
 
     def _next_wakeup(self) -> float | None:
+        now = time.monotonic()
         deadlines = [c.deadline for c in self._connections.values()]
         if self._accept_paused_until:
             deadlines.append(self._accept_paused_until)
+        if any(c.waiting is not None for c in self._connections.values()):
+            # An operation ends on the fake's clock, which cannot wake this loop,
+            # and waiting for it here would stall every other client: the loop
+            # looks at the operations replies wait for, this often, meanwhile.
+            deadlines.append(now + _WAIT_POLL)
         if not deadlines:
             return None
-        return max(0.0, min(deadlines) - time.monotonic())
+        return max(0.0, min(deadlines) - now)
 
     def _after_round(self) -> None:
         now = time.monotonic()
         if self._accept_paused_until and self._accept_paused_until <= now:
             self._accept_paused_until = 0.0
             self._accept(len(self._connections) < MAX_CONNECTIONS)
+        for connection in list(self._connections.values()):
+            if connection.waiting is not None and connection.waiting.ready(now):
+                reply = connection.waiting.reply()
+                connection.waiting = None
+                self._send_reply(connection, reply)
+                if connection.sock in self._connections:
+                    self._serve(connection)  # the requests that came in meanwhile
+                    connection.settle_deadline(now)
         for connection in list(self._connections.values()):
             if connection.deadline <= now:
                 self._drop(connection)
@@ -760,13 +1164,18 @@ class ControlServer(SelectorThread[_Connection]):
                 self._drop(connection)  # the client is done
                 return
             connection.received += data
+            if connection.waiting is not None and len(connection.received) > MAX_REQUEST_BYTES:
+                # Requests pile up behind a reply that waits: a client sends
+                # one or two meanwhile, not a flood that this would have to hold.
+                self._drop(connection)
+                return
         if sock in self._connections:
             self._serve(connection)
             connection.settle_deadline(time.monotonic())
 
     def _serve(self, connection: _Connection) -> None:
         """Answer each whole line received, one at a time while the replies go out."""
-        while not connection.outgoing:
+        while not connection.outgoing and connection.waiting is None:
             received = connection.received
             end = received.find(b"\n")
             if connection.skipping:
@@ -791,13 +1200,20 @@ class ControlServer(SelectorThread[_Connection]):
                 del received[: end + 1]
                 if not line.strip():
                     continue
-                reply = answer(self._fake, line, self._record, self._operations)
-            connection.busy_since = None  # a request done: the reply gets its own time
-            connection.outgoing += json.dumps(reply).encode() + b"\n"
-            self._flush(connection)
+                answered = answer(self._fake, line, self._record, self._operations, self._book)
+                if isinstance(answered, Waiting):
+                    connection.waiting = answered  # _after_round() replies when it is ready
+                    break
+                reply = answered
+            self._send_reply(connection, reply)
             if connection.sock not in self._connections:
                 return
         self._want(connection)
+
+    def _send_reply(self, connection: _Connection, reply: dict[str, Any]) -> None:
+        connection.busy_since = None  # a request done: the reply gets its own time
+        connection.outgoing += json.dumps(reply).encode() + b"\n"
+        self._flush(connection)
 
     def _flush(self, connection: _Connection) -> None:
         if not self._send_some(connection):
@@ -852,6 +1268,24 @@ def _task_key(task: TaskKey) -> str:
     )
 
 
+def _waits(fields: Mapping[str, object]) -> float:
+    """How long the fake may hold a request's reply back: its ``timeout`` with ``wait=true``."""
+    if fields.get("wait") is not True:
+        return 0.0
+    timeout = fields.get("timeout", WAIT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        return 0.0  # the fake refuses it at once
+    return min(max(float(timeout), 0.0), MAX_WAIT) if math.isfinite(timeout) else 0.0
+
+
+def _delays_json(delays: OperationDelays | None) -> dict[str, object]:
+    if delays is None:
+        return {}
+    if not isinstance(delays, OperationDelays):
+        raise TypeError(f"delays takes an OperationDelays, not {delays!r}")
+    return {"delays": attrs.asdict(delays)}
+
+
 def _fault_json(fault: object) -> object:
     if isinstance(fault, Fault):
         return fault.name
@@ -866,7 +1300,8 @@ class FakeControl:
     The fake listens for it once ``FakeSwarm.serve_control()`` was called
     (``swarmdns serve --control PORT`` on the command line). Each method does
     what the ``FakeSwarm`` method of the same name does, over one short
-    connection, and returns the same values (snapshots, decoded)::
+    connection, and returns the same values (snapshots, decoded; an update,
+    rollback, drain or activation as a ``RemoteOperation``)::
 
         control = FakeControl("127.0.0.1:5380")
         control.scale("web", 5)
@@ -912,7 +1347,7 @@ class FakeControl:
             ControlError: The request could not be carried out.
         """
         line = json.dumps({"op": op, **fields}).encode() + b"\n"
-        deadline = time.monotonic() + self._timeout
+        deadline = time.monotonic() + self._timeout + _waits(fields)
         try:
             with socket.create_connection((self._host, self._port), self._timeout) as sock:
                 sock.sendall(line)
@@ -992,10 +1427,18 @@ class FakeControl:
         aliases: Sequence[str] = (),
         healthcheck: bool = False,
         stack: str | None = None,
+        placement: Sequence[str] | None = None,
     ) -> Service:
-        """Create a service and start its tasks (see ``FakeSwarm.create_service()``)."""
+        """Create a service and start its tasks (see ``FakeSwarm.create_service()``).
+
+        ``placement`` names the nodes it may run on (``"node-3"``, or their IDs).
+        """
         if isinstance(aliases, str):
             raise TypeError(f"aliases takes a sequence of names, not one string: [{aliases!r}]")
+        if isinstance(placement, str):
+            raise TypeError(
+                f"placement takes a sequence of nodes, not one string: [{placement!r}]"
+            )
         fields: dict[str, object] = {
             "name": name,
             "replicas": replicas,
@@ -1008,6 +1451,8 @@ class FakeControl:
             fields["network"] = network if isinstance(network, str) else list(network)
         if stack is not None:
             fields["stack"] = stack
+        if placement:
+            fields["placement"] = list(placement)
         return _service_from(self.request("create_service", **fields))
 
     def scale(self, name: str, replicas: int) -> Service:
@@ -1037,6 +1482,128 @@ class FakeControl:
     def mark_unhealthy(self, task: TaskKey) -> Task:
         """Report a task unhealthy: DNS stops listing it."""
         return _task_from(self.request("mark_unhealthy", task=_task_key(task)))
+
+    def update_service(
+        self,
+        name: str,
+        *,
+        order: UpdateOrder = "stop-first",
+        parallelism: int = 1,
+        delay: float = 0.0,
+        delays: OperationDelays | None = None,
+        wait: bool = False,
+        timeout: float = WAIT_TIMEOUT,
+    ) -> RemoteOperation:
+        """Replace every task of a service, batch by batch (see ``FakeSwarm.update_service()``).
+
+        Args:
+            name: The service.
+            order: ``"stop-first"`` or ``"start-first"``.
+            parallelism: Tasks per batch; 0: all at once.
+            delay: Seconds between batches.
+            delays: How long each step takes; the measured delays when None.
+            wait: Reply once the update is over (or cancelled by a reset), not
+                as it begins.
+            timeout: With ``wait``, how many seconds to wait at most.
+
+        Raises:
+            ControlError: With ``wait``, it is still running after ``timeout``
+                (``kind`` ``"Timeout"``; read it again with ``operation()``).
+        """
+        return self._rolled_out(
+            "update_service",
+            name,
+            order=order,
+            parallelism=parallelism,
+            delay=delay,
+            delays=delays,
+            wait=wait,
+            timeout=timeout,
+        )
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        order: UpdateOrder = "stop-first",
+        parallelism: int = 1,
+        delay: float = 0.0,
+        delays: OperationDelays | None = None,
+        wait: bool = False,
+        timeout: float = WAIT_TIMEOUT,
+    ) -> RemoteOperation:
+        """Undo a service's last update, with the rollback settings (see ``update_service()``)."""
+        return self._rolled_out(
+            "rollback",
+            name,
+            order=order,
+            parallelism=parallelism,
+            delay=delay,
+            delays=delays,
+            wait=wait,
+            timeout=timeout,
+        )
+
+    def _rolled_out(
+        self,
+        op: str,
+        name: str,
+        *,
+        order: UpdateOrder,
+        parallelism: int,
+        delay: float,
+        delays: OperationDelays | None,
+        wait: bool,
+        timeout: float,
+    ) -> RemoteOperation:
+        fields: dict[str, object] = {
+            "name": name,
+            "order": order,
+            "parallelism": parallelism,
+            "delay": delay,
+            **_delays_json(delays),
+        }
+        return self._operation(op, fields, wait, timeout)
+
+    def drain(
+        self,
+        node: str,
+        *,
+        delays: OperationDelays | None = None,
+        wait: bool = False,
+        timeout: float = WAIT_TIMEOUT,
+    ) -> RemoteOperation:
+        """Drain a node (by name, such as ``"node-3"``, or ID; see ``FakeSwarm.drain()``)."""
+        return self._operation("drain", {"node": node, **_delays_json(delays)}, wait, timeout)
+
+    def activate(
+        self,
+        node: str,
+        *,
+        delays: OperationDelays | None = None,
+        wait: bool = False,
+        timeout: float = WAIT_TIMEOUT,
+    ) -> RemoteOperation:
+        """Make a drained node active again (see ``FakeSwarm.activate()``)."""
+        return self._operation("activate", {"node": node, **_delays_json(delays)}, wait, timeout)
+
+    def operation(
+        self, id: int, *, wait: bool = False, timeout: float = WAIT_TIMEOUT
+    ) -> RemoteOperation:
+        """An operation the channel started, as it is now, or once over with ``wait``.
+
+        Raises:
+            SwarmError: The channel does not know the ID (it forgets them on reset).
+            ControlError: With ``wait``, it is still running after ``timeout``.
+        """
+        return self._operation("operation", {"id": id}, wait, timeout)
+
+    def _operation(
+        self, op: str, fields: dict[str, object], wait: bool, timeout: float
+    ) -> RemoteOperation:
+        if wait:
+            fields.update(wait=True, timeout=timeout)
+        return _operation_from(self.request(op, **fields))
 
     def inject(
         self,

@@ -131,6 +131,9 @@ CASES = [
     (("serve", "--port", "²"), "--port '²' is not a port number"),
     (("serve", "--control", A53), f"--control '{A53}' is not a port number"),
     (("serve", "--engine", ""), "--engine '' is not a Docker Engine version"),
+    (("serve", "--nodes", "0"), "--nodes '0' is not a number of nodes (1 or more)"),
+    (("serve", "--nodes", "²"), "--nodes '²' is not a number of nodes (1 or more)"),
+    (("serve", "--nodes", "65"), "--nodes '65' cannot be used: nodes must be a whole number"),
     (("control", "--address", f"127.0.0.1:{A53}", "state"), f"--address '127.0.0.1:{A53}'"),
     (("control", "--address", "127.0.0.1:²", "state"), "--address '127.0.0.1:²' is not HOST:PORT"),
 ]

@@ -206,6 +206,7 @@ def test_serve_compose_runs_a_compose_project(spawn: Spawn, tmp_path: Path) -> N
     [
         (["--compose", "Shop"], "invalid project name 'Shop'"),
         (["--compose", "shop", "--service", "web!"], "invalid service name"),
+        (["--compose", "shop", "--nodes", "3"], "--nodes '3' cannot be used with --compose"),
     ],
 )
 def test_serve_compose_refuses_what_compose_would(arguments: list[str], words: str) -> None:
@@ -247,4 +248,29 @@ def test_serve_compose_prints_hints_that_work_as_printed(spawn: Spawn) -> None:
 
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.split() == [str(ip) for ip in served]
+    assert serve.finish() == (0, "", "")
+
+
+def test_serve_nodes_runs_a_swarm_of_that_many_nodes(spawn: Spawn) -> None:
+    serve = spawn("serve", "--nodes", "3", "--service", "web=3", "--control", "0")
+
+    lines = serve.lines_until("Ctrl-C")
+    host, port = serve_address(lines[0])
+    (nodes,) = [line for line in lines if line.startswith("  nodes: ")]
+    (announced,) = [line for line in lines if line.startswith("control channel on ")]
+    state = run("control", "--address", announced.split()[3], "state")
+    web = addresses("tasks.web", host, port)
+    (vip,) = addresses("web", host, port)
+    serve.popen.send_signal(signal.SIGINT)
+
+    listed = json.loads(state.stdout)["nodes"]
+    assert [n["name"] for n in listed] == ["node-1", "node-2", "node-3"]
+    assert nodes == (
+        "  nodes: node-1 (this DNS), "
+        + ", ".join(f"{n['name']} (DNS on {n['host']}:{n['port']})" for n in listed[1:])
+        + "\n"
+    )
+    assert listed[0]["port"] == port
+    assert f"  web: vip {vip}, tasks {' '.join(map(str, web))}\n" in lines
+    assert len(web) == 3, "every node's task is in the banner and in DNS"
     assert serve.finish() == (0, "", "")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 from typing import get_args
 
+import attrs
 import pytest
 
 import swarmdns
@@ -26,10 +27,14 @@ from swarmdns.testing import (
     FakeSwarm,
     Fault,
     NodeDelays,
+    OperationDelays,
     Outcome,
     ServiceMode,
     SwarmError,
     TaskState,
+    TimelineEvent,
+    UpdateOrder,
+    UpdateSettings,
     _control,
 )
 from swarmdns.testing._responder import MAX_FAULT_NAMES, MAX_QUEUED_FAULTS
@@ -315,7 +320,7 @@ BAD_REQUESTS = [
     (b"\xff\xfe", "a request is one line of JSON"),
     (b"[" * 30_000 + b"]" * 30_000, "RecursionError"),
     (b'["state"]', 'a JSON object with an "op"'),
-    (b"{}", "unknown op null; the ops are clear_faults, create_service, inject"),
+    (b"{}", "unknown op null; the ops are activate, clear_faults, create_service, drain"),
     (b'{"op": "scal"}', 'unknown op "scal"'),
     (b'{"op": "scale", "name": "web"}', "scale needs 'replicas'"),
     (b'{"op": "scale", "name": "web", "replica": 2, "replicas": 2}', "scale takes name,"),
@@ -336,6 +341,20 @@ BAD_REQUESTS = [
     (b'{"op": "inject", "fault": -1}', "a delay from 0 to 3600 seconds"),
     (b'{"op": "inject", "fault": NaN}', "a delay from 0 to 3600 seconds"),
     (b'{"op": "inject", "fault": {"x": 1}}', "a fault (SERVFAIL"),
+    (b'{"op": "update_service", "name": "web", "delays": "fast"}', "'delays' must be \"instant\""),
+    (b'{"op": "update_service", "name": "web", "delays": {"stop": 1, "scale": 2}}', "(the others"),
+    (b'{"op": "update_service", "name": "web", "delays": {"stpo": 1}}', "any of stop, exit,"),
+    (b'{"op": "update_service", "name": "web", "delays": {"stop": -1}}', "'delays': stop must"),
+    (b'{"op": "update_service", "name": "web", "delays": {"scale": "x"}}', "factor is a number"),
+    (b'{"op": "update_service", "name": "web", "order": "stop"}', '"stop-first" or "start-f'),
+    (b'{"op": "update_service", "name": "web", "parallelism": -1}', "'parallelism' must be"),
+    (b'{"op": "update_service", "name": "web", "delay": 1e9}', "from 0 to 3600"),
+    (b'{"op": "update_service", "name": "web", "wait": "yes"}', "'wait' must be true or"),
+    (b'{"op": "update_service", "name": "web", "wait": true, "timeout": -1}', "'timeout' must"),
+    (b'{"op": "rollback", "name": "web", "setting": 1}', "rollback takes name, order,"),
+    (b'{"op": "drain", "delays": "instant"}', "drain needs 'node'"),
+    (b'{"op": "operation", "id": "1"}', "'id' must be a whole number of at least 1"),
+    (b'{"op": "operation", "id": 0}', "'id' must be a whole number of at least 1"),
     (b'{"op": "inject", "fault": "SERVFAIL", "qtype": "AAAAA"}', "unknown record type"),
     (b'{"op": "kill_task"}', "kill_task needs 'task'"),
 ]
@@ -702,3 +721,265 @@ def test_a_nodes_stale_flag_goes_over_the_channel(
 
     assert [node.stale for node in control.state().nodes] == [False, False, True]
     assert control.state() == swarm_dns.state()
+
+
+# -- operations over time --------------------------------------------------------------
+
+#: A delay no test outlives: an operation with it stays under way.
+NEVER = OperationDelays(stop=3600)
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeSwarm]:
+    with FakeSwarm(seed=7, nodes=3, delays=NodeDelays.INSTANT) as fake:
+        yield fake
+
+
+def steps(timeline: tuple[TimelineEvent, ...]) -> list[tuple[str, str, str, IPv4Address]]:
+    """A timeline without its moments, which differ from run to run even when instant."""
+    return [(e.step, e.service, e.task, e.ip) for e in timeline]
+
+
+def fields_of(reply: dict[str, object]) -> dict[str, object]:
+    result = reply["result"]
+    assert isinstance(result, dict), reply
+    return result
+
+
+@pytest.mark.parametrize(
+    ("order", "parallelism"),
+    [("stop-first", 1), ("stop-first", 2), ("start-first", 1), ("start-first", 2)],
+)
+def test_an_update_over_the_channel_is_the_fakes_own(order: UpdateOrder, parallelism: int) -> None:
+    with FakeSwarm(seed=7) as remote, FakeSwarm(seed=7) as local:
+        for fake in (remote, local):
+            fake.create_service("web", replicas=3)
+        control = FakeControl(remote.serve_control())
+        vip = remote.service("web").vip
+
+        got = control.update_service(
+            "web", order=order, parallelism=parallelism, delays=OperationDelays.INSTANT
+        )
+        expected = local.update_service(
+            "web", order=order, parallelism=parallelism, delays=OperationDelays.INSTANT
+        )
+
+        assert (got.kind, got.target, got.settings, got.delays) == (
+            "update",
+            "web",
+            UpdateSettings(order=order, parallelism=parallelism),
+            OperationDelays.INSTANT,
+        )
+        assert (got.done, got.cancelled, got.took is not None) == (True, False, True)
+        assert steps(got.timeline) == steps(expected.timeline)
+        assert got.fewest == {"web": expected.fewest()}
+        assert got.most == {"web": expected.most()}
+        # As the model has it: stop-first drops a batch, start-first adds one.
+        assert (got.fewest["web"], got.most["web"]) == (
+            (3 - parallelism, 3) if order == "stop-first" else (3, 3 + parallelism)
+        )
+        assert remote.service("web").vip == vip
+        assert control.operation(got.id) == got
+
+
+def test_a_timed_update_with_wait_replies_at_its_end(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    before = swarm_dns.create_service("web", replicas=2)
+
+    operation = control.update_service(
+        "web", order="start-first", delays=OperationDelays().scaled(0.005), wait=True
+    )
+
+    assert operation.done
+    assert operation.took is not None
+    assert operation.took >= operation.timeline[-1].at
+    assert [e.at for e in operation.timeline] == sorted(e.at for e in operation.timeline)
+    assert [e.step for e in operation.timeline].count("entered") == 2
+    after = swarm_dns.service("web")
+    assert not set(after.task_ips) & set(before.task_ips)
+    assert swarmdns.task_ips("web") == after.task_ips
+    assert control.operation(operation.id, wait=True) == operation
+
+
+def test_a_wait_holds_only_its_own_connection_and_a_reset_cancels_it(
+    swarm_dns: FakeSwarm, line: Line
+) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    assert swarm_dns.control_address is not None
+    other = Line(swarm_dns.control_address)
+    try:
+        started = fields_of(
+            other.ask(b'{"op": "update_service", "name": "web", "delays": {"stop": 3600}}')
+        )
+        line.send(json.dumps({"op": "operation", "id": started["id"], "wait": True}).encode())
+        line.send(b'\n{"op": "state"}\n')  # answered once the wait is over, in order
+
+        assert other.ask(b'{"op": "state"}')["ok"], "another connection is served meanwhile"
+        assert ask_dnspython(swarm_dns, "tasks.web").rcode == "NOERROR"
+        assert other.ask(b'{"op": "reset"}') == {"ok": True, "result": None}
+    finally:
+        other.close()
+    waited = fields_of(line.reply())
+    state = fields_of(line.reply())
+
+    assert (waited["id"], waited["done"], waited["cancelled"]) == (started["id"], False, True)
+    assert waited["timeline"] == []
+    assert state["services"] == []
+    assert swarm_dns.internal_errors == ()
+
+
+def test_a_wait_past_its_timeout_is_a_timeout_and_the_operation_goes_on(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    web = swarm_dns.create_service("web")
+    swarm_dns.create_service("db")
+    started = control.update_service("web", delays=NEVER)
+
+    with pytest.raises(ControlError, match=r"\(operation \d+\) is still running after 0 s"):
+        control.operation(started.id, wait=True, timeout=0)
+    with pytest.raises(ControlError, match=r"the update of db .* wait=true\)") as error:
+        control.update_service("db", delays=NEVER, wait=True, timeout=0)
+
+    assert error.value.kind == "Timeout"
+    assert not control.operation(started.id).done
+    assert swarm_dns.service("web").task_ips == web.task_ips
+
+
+def test_a_drain_moves_tasks_and_empties_a_service_pinned_to_the_node(
+    cluster: FakeSwarm,
+) -> None:
+    control = FakeControl(cluster.serve_control())
+    control.create_service("web", replicas=3)
+    pinned = control.create_service("pinned", placement=["node-3"])
+    node_3 = cluster.node("node-3")
+    moving = [t for t in cluster.service("web").tasks if t.node_id == node_3.id]
+    assert pinned.placement == (node_3.id,)
+    assert control.state().service("pinned") == cluster.service("pinned")
+
+    drained = control.drain("node-3", delays=OperationDelays.INSTANT)
+
+    assert (drained.kind, drained.target, drained.settings) == ("drain", "node-3", None)
+    assert drained.fewest == {"web": 3 - len(moving), "pinned": 0}
+    assert drained.most == {"web": 3, "pinned": 1}
+    assert [n.drained for n in control.state().nodes] == [False, False, True]
+    assert ask_dnspython(cluster, "pinned").rcode == "NXDOMAIN"
+    web = cluster.service("web")
+    assert not {t.ip for t in moving} & set(web.task_ips)
+    assert len(web.task_ips) == 3
+
+    activated = control.activate(node_3.id, delays=OperationDelays.INSTANT, wait=True)
+
+    assert activated.fewest == {"pinned": 0}
+    assert activated.most == {"pinned": 1}
+    assert cluster.service("web") == web, "nothing moves back"
+    assert cluster.service("pinned").tasks[0].node_id == node_3.id
+    with pytest.raises(SwarmError, match=r"activate: .*not drained"):
+        control.activate("node-3")
+
+
+def test_an_operation_the_channel_does_not_know_is_refused(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    swarm_dns.create_service("web")
+    first = control.update_service("web", delays=OperationDelays.INSTANT)
+    with pytest.raises(SwarmError, match=rf"no operation {first.id + 1} \(known: {first.id}\)"):
+        control.operation(first.id + 1)
+
+    control.reset()
+
+    with pytest.raises(SwarmError, match=rf"no operation {first.id} \(known: none\).*reset"):
+        control.operation(first.id)
+    swarm_dns.create_service("web")
+    again = control.update_service("web", delays=OperationDelays.INSTANT)
+    assert again.id > first.id, "an ID is never given twice"
+    assert control.operation(again.id) == again
+
+
+def test_the_channel_keeps_the_newest_finished_operations(
+    swarm_dns: FakeSwarm, control: FakeControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_control, "KEPT_OPERATIONS", 2)
+    swarm_dns.create_service("web")
+    swarm_dns.create_service("db")
+    running = control.update_service("db", delays=NEVER)
+    finished = [control.update_service("web", delays=OperationDelays.INSTANT) for _ in range(3)]
+
+    with pytest.raises(SwarmError, match=rf"no operation {finished[0].id} "):
+        control.operation(finished[0].id)
+    assert [control.operation(o.id) for o in finished[1:]] == finished[1:]
+    assert not control.operation(running.id).done, "a running one is kept"
+
+
+def test_a_rollback_goes_over_the_channel_with_its_own_settings(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    with pytest.raises(SwarmError, match="rollback: service 'web' has no previous spec"):
+        control.rollback("web")
+    control.update_service(
+        "web", order="start-first", parallelism=2, delays=OperationDelays.INSTANT
+    )
+
+    undone = control.rollback("web", delays=OperationDelays.INSTANT)
+
+    assert (undone.kind, undone.settings) == ("rollback", UpdateSettings())
+    assert (undone.fewest, undone.most) == ({"web": 1}, {"web": 2})
+
+
+def test_a_malformed_operation_request_starts_nothing(
+    swarm_dns: FakeSwarm, control: FakeControl
+) -> None:
+    web = swarm_dns.create_service("web")
+
+    with pytest.raises(ControlError, match="'timeout' must be a number of seconds"):
+        control.request("update_service", name="web", delays="instant", wait=True, timeout=-1)
+    with pytest.raises(ControlError, match="'delays' must be"):
+        control.request("drain", node="node-1", delays=1)
+
+    assert swarm_dns.service("web") == web
+    assert not swarm_dns.nodes[0].drained
+
+
+def test_the_client_checks_the_delays_and_placement_it_sends(control: FakeControl) -> None:
+    with pytest.raises(TypeError, match="delays takes an OperationDelays"):
+        control.update_service("web", delays="instant")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="placement takes a sequence of nodes"):
+        control.create_service("web", placement="node-1")
+
+
+@pytest.mark.parametrize(
+    ("delays", "expected"),
+    [
+        ("instant", OperationDelays.INSTANT),
+        ({"scale": 0.5}, OperationDelays().scaled(0.5)),
+        ({"stop": 0, "healthy": 0.25}, OperationDelays(stop=0, healthy=0.25)),
+        ({}, OperationDelays()),
+    ],
+)
+def test_delays_are_instant_scaled_or_some_steps_in_seconds(
+    swarm_dns: FakeSwarm, control: FakeControl, delays: object, expected: OperationDelays
+) -> None:
+    swarm_dns.create_service("web", replicas=0)
+
+    result = control.request("update_service", name="web", delays=delays)
+
+    assert result["delays"] == attrs.asdict(expected)
+
+
+def test_a_client_gone_while_its_reply_waits_leaves_the_channel_serving(
+    swarm_dns: FakeSwarm, line: Line
+) -> None:
+    swarm_dns.create_service("web")
+    assert swarm_dns.control_address is not None
+    gone = Line(swarm_dns.control_address)
+    gone.send(b'{"op": "update_service", "name": "web", "delays": {"stop": 3600}, "wait": true}\n')
+    assert other_reply_is_ok(line)
+    gone.close()
+
+    assert other_reply_is_ok(line)
+    assert swarm_dns.internal_errors == ()
+
+
+def other_reply_is_ok(line: Line) -> bool:
+    return line.ask(b'{"op": "state"}')["ok"] is True
