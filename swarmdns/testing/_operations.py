@@ -153,7 +153,7 @@ class TimelineEvent:
     """One step of one task during an operation.
 
     Attributes:
-        at: Seconds since the operation began (0 for every step of an instant one).
+        at: Seconds since the operation began (next to nothing for an instant one).
         step: ``"left"`` DNS, container ``"exited"``, new container
             ``"started"``, ``"entered"`` DNS.
         service: The task's service.
