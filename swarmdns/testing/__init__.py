@@ -29,7 +29,8 @@ from __future__ import annotations
 from ._compose import ComposeService, Container, ContainerState
 from ._compose_control import ComposeState
 from ._compose_fake import FakeCompose
-from ._control import ControlError, FakeControl, RemoteOperation, SwarmState
+from ._control import ControlError, FakeControl
+from ._control_values import RemoteOperation, SwarmState
 from ._engines import ENGINES, EngineVersion
 from ._fake import FakeSwarm
 from ._nodes import Node, NodeDelays

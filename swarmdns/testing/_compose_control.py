@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from attrs import frozen
 
 from ._compose import ComposeService, Container, ContainerKey
-from ._control import COMMON_OPERATIONS, Fields, Operations, named
+from ._control_requests import COMMON_OPERATIONS, Fields, Operations
+from ._control_values import named
 from ._engines import EngineVersion
 from ._swarm import Network
 

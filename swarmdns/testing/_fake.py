@@ -10,7 +10,7 @@ from typing import Literal
 
 from .._model import Task as DNSTask
 from ._base import ServedFake
-from ._control import SwarmState
+from ._control_values import SwarmState
 from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile
 from ._loop import check_host
 from ._nodes import Cluster, Node, NodeDelays

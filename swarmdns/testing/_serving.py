@@ -11,7 +11,8 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
-from ._control import OPERATIONS, ControlServer, Operations
+from ._control_requests import OPERATIONS, Operations
+from ._control_server import ControlServer
 from ._loop import binding_again, endpoint
 from ._responder import Responder
 from ._server import DNSServer

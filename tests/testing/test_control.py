@@ -35,7 +35,8 @@ from swarmdns.testing import (
     TimelineEvent,
     UpdateOrder,
     UpdateSettings,
-    _control,
+    _control_requests,
+    _control_server,
 )
 from swarmdns.testing._responder import MAX_FAULT_NAMES, MAX_QUEUED_FAULTS
 
@@ -376,7 +377,7 @@ def test_a_bad_request_gets_an_error_reply_and_the_fake_goes_on(
 
 
 def test_a_request_too_long_is_refused_and_skipped(swarm_dns: FakeSwarm, line: Line) -> None:
-    limit = _control.MAX_REQUEST_BYTES
+    limit = _control_server.MAX_REQUEST_BYTES
     padding = b" " * limit
     line.send(b'{"op": "state",' + padding)  # no end of line yet: too long already
     too_long = line.reply()
@@ -393,7 +394,7 @@ def test_a_request_too_long_is_refused_and_skipped(swarm_dns: FakeSwarm, line: L
 
 def test_connections_beyond_the_limit_wait_their_turn(swarm_dns: FakeSwarm) -> None:
     address = swarm_dns.serve_control()
-    served = [Line(address) for _ in range(_control.MAX_CONNECTIONS)]
+    served = [Line(address) for _ in range(_control_server.MAX_CONNECTIONS)]
     try:
         for connection in served:
             assert connection.ask(b'{"op": "state"}')["ok"]  # each accepted, in turn
@@ -662,11 +663,11 @@ def test_a_client_trickling_a_request_gets_a_deadline_that_bytes_do_not_move(
     swarm_dns: FakeSwarm,
 ) -> None:
     # The handlers are driven in the test's thread; the channel's loop never runs.
-    server = _control.ControlServer(swarm_dns, host="127.0.0.1", port=0)
+    server = _control_server.ControlServer(swarm_dns, host="127.0.0.1", port=0)
     client, end = socket.socketpair()
     try:
         end.setblocking(False)
-        connection = _control._Connection(end, 0.0)
+        connection = _control_server._Connection(end, 0.0)
         server._connections[end] = connection
         server._selector.register(end, selectors.EVENT_READ, server._on_event)
         deadlines = []
@@ -680,7 +681,7 @@ def test_a_client_trickling_a_request_gets_a_deadline_that_bytes_do_not_move(
         assert len(set(deadlines)) == 1
         started = connection.busy_since
         assert started is not None
-        assert deadlines[0] == started + _control.REQUEST_TIMEOUT
+        assert deadlines[0] == started + _control_server.REQUEST_TIMEOUT
         client.send(b'ate"}\n')
         server._on_event(end, selectors.EVENT_READ)
         client.settimeout(30)
@@ -702,8 +703,8 @@ def test_faults_are_bounded_in_names_and_in_queued_faults(
     control.inject("REFUSED", name="name-7")  # a name that has faults may change them
     swarm_dns.clear_faults()
 
-    for number in range(MAX_QUEUED_FAULTS // _control.MAX_FAULTS):
-        control.inject(["SERVFAIL"] * _control.MAX_FAULTS, name=f"name-{number}")
+    for number in range(MAX_QUEUED_FAULTS // _control_requests.MAX_FAULTS):
+        control.inject(["SERVFAIL"] * _control_requests.MAX_FAULTS, name=f"name-{number}")
     with pytest.raises(ValueError, match=f"more than the fake keeps \\({MAX_QUEUED_FAULTS}\\)"):
         swarm_dns.inject([Fault.SERVFAIL], name="one-more")
     control.inject(["SERVFAIL"], name="name-0")  # replaces 1,000 with 1
@@ -899,7 +900,7 @@ def test_an_operation_the_channel_does_not_know_is_refused(
 def test_the_channel_keeps_the_newest_finished_operations(
     swarm_dns: FakeSwarm, control: FakeControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_control, "KEPT_OPERATIONS", 2)
+    monkeypatch.setattr(_control_requests, "KEPT_OPERATIONS", 2)
     swarm_dns.create_service("web")
     swarm_dns.create_service("db")
     running = control.update_service("db", delays=NEVER)
