@@ -1,7 +1,8 @@
 """The control channel of a ``FakeCompose``: its operations, and its values as JSON.
 
 The channel, its wire format and ``FakeControl.request()`` are those of
-``FakeSwarm`` (``_control``); a Compose project answers other operations:
+``FakeSwarm`` (``_control_server``, ``_control_requests``, ``_control``); a
+Compose project answers other operations:
 ``state``, ``create_service``, ``scale``, ``remove_service``,
 ``kill_container``, ``stop_container``, ``start_container`` (and
 ``kill_task``, another name for ``kill_container``), and the faults and
