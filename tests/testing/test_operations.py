@@ -9,6 +9,7 @@ long anything took.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from typing import Any
@@ -216,20 +217,20 @@ def test_a_service_without_a_health_check_is_listed_as_its_task_starts(swarm: Fa
 def test_a_watch_sees_stop_first_as_removal_then_addition_and_start_first_the_reverse(
     swarm: FakeSwarm,
 ) -> None:
-    # Each state lasts at least 0.4 s (the health check); the watch asks every 20 ms.
-    slow = OperationDelays(stop=0.05, exit=0.4, start=0.05, healthy=0.4, monitor=0.4)
+    # Every state DNS goes through lasts at least 0.6 s; the watch asks every 20 ms.
+    slow = OperationDelays(stop=0.6, exit=0.6, start=0.05, healthy=0.6, monitor=0.6)
     healthy_service(swarm, replicas=2)
-    with swarmdns.watch_tasks(
-        "web", backend=on(swarm), interval=0.02, jitter=0.0, timeout=1.0
-    ) as watch:
-        changes = iter(watch)
-        next(changes)  # the initial set
+    changes: queue.Queue[swarmdns.TaskSetChange] = queue.Queue()
+    with swarmdns.TaskWatcher(
+        "web", backend=on(swarm), interval=0.02, jitter=0.0, on_change=changes.put
+    ):
+        changes.get(timeout=10)  # the initial set
         for order, first, then in (
             ("stop-first", "removed", "added"),
             ("start-first", "added", "removed"),
         ):
             operation = swarm.update_service("web", order=order, delays=slow)  # type: ignore[arg-type]
-            seen = [next(changes) for _ in range(4)]
+            seen = [changes.get(timeout=10) for _ in range(4)]
             operation.wait(10)
             kinds = [
                 ("added" if c.added else "removed", len(c.added) + len(c.removed)) for c in seen
