@@ -1,0 +1,563 @@
+"""What operators do to a Swarm (updates, rollbacks, drains), and the DNS timeline they leave.
+
+A scenario drives an ``Operations``: the fake's operations (FakeSwarm's
+``update_service()``, ``rollback()``, ``drain()``, ``activate()``) or the real
+engine's (``docker service update --force``, ``docker service rollback``,
+``docker node update --availability``). Meanwhile a ``Sampler`` asks the
+probe task's DNS every 50 ms what ``tasks.<svc>`` and ``<svc>`` are, and
+``analyse()``, which does no I/O, tells from those samples what an
+application saw: the fewest and most tasks, how long fewer or more than the
+replica count, the addresses, whether the VIP changed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import math
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import attrs
+
+from . import sampler as sampler_module
+from .drivers import CONVERGE_TIMEOUT, IMAGE, NETWORKS, wait_until
+
+SAMPLER = Path(sampler_module.__file__)
+#: How often the sampler asks, and how long it waits for each answer: a
+#: missed answer counts as a failure, never as an empty one.
+SAMPLE_INTERVAL = 0.05
+SAMPLE_DEADLINE = 0.25
+#: DNS shows the final state this long (after the operation is over, and
+#: DNS agrees with the engine's list of tasks) before sampling stops, so
+#: that a late change would still be seen.
+SETTLE = 1.0
+#: Inside the task's container, not on this machine.
+HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
+#: The lab service's health check passes this long after its container starts.
+HEALTHY_AFTER = 1.0
+
+Order = Literal["stop-first", "start-first"]
+
+
+# -- the timeline --------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Sample:
+    """One answer of the probe task's DNS: when it was asked, and what it said."""
+
+    at: float
+    name: str
+    rcode: str
+    addresses: frozenset[IPv4Address]
+
+    @property
+    def failed(self) -> bool:
+        """No answer, or an error: it tells nothing about the tasks."""
+        return self.rcode not in ("NOERROR", "NXDOMAIN")
+
+    @classmethod
+    def parse(cls, line: str) -> Sample:
+        """A sample from a line that sampler.py printed."""
+        at, name, rcode, addresses = json.loads(line)
+        return cls(at=at, name=name, rcode=rcode, addresses=frozenset(map(IPv4Address, addresses)))
+
+
+@attrs.frozen(kw_only=True)
+class Analysis:
+    """What an application saw of ``tasks.<svc>`` and ``<svc>`` during an operation.
+
+    Attributes:
+        replicas: The service's replica count, N.
+        fewest: The fewest tasks any answer listed (an NXDOMAIN lists none).
+        most: The most tasks any answer listed.
+        below: Seconds during which the answers listed fewer than N.
+        above: Seconds during which they listed more than N.
+        initial: The tasks of the first answer, from before the operation.
+        final: The tasks of the last answer.
+        seen: Every address any answer listed.
+        returned: Addresses that left the answers and came back later.
+        vips: Every address ``<svc>`` answered (one, if the VIP never changed).
+        took: Seconds from the operation's start to the last change of the answers.
+        failed: Answers that did not come (or were errors), ignored above.
+        answers: The answers for ``tasks.<svc>`` that came.
+    """
+
+    replicas: int
+    fewest: int
+    most: int
+    below: float
+    above: float
+    initial: frozenset[IPv4Address]
+    final: frozenset[IPv4Address]
+    seen: frozenset[IPv4Address]
+    returned: frozenset[IPv4Address]
+    vips: frozenset[IPv4Address]
+    took: float
+    failed: int
+    answers: int
+
+    @property
+    def all_new(self) -> bool:
+        """Whether no final task has an address of an initial one."""
+        return not self.final & self.initial
+
+    @property
+    def vip_unchanged(self) -> bool:
+        """Whether ``<svc>`` always answered the same one address."""
+        return len(self.vips) == 1
+
+    def describe(self) -> str:
+        """The analysis in one line, for the report."""
+        return (
+            f"took {self.took:.1f} s; tasks in DNS: fewest {self.fewest}, most {self.most}"
+            f" (N={self.replicas}); below N {self.below:.1f} s, above N {self.above:.1f} s;"
+            f" {len(self.seen)} addresses seen, final all new: {self.all_new},"
+            f" returned: {len(self.returned)}; VIPs {sorted(map(str, self.vips))};"
+            f" {self.failed} of {self.answers + self.failed} answers missing"
+        )
+
+
+def analyse(samples: Sequence[Sample], *, service: str, replicas: int, start: float) -> Analysis:
+    """What the answers for ``tasks.<service>`` and ``<service>`` show, from ``start`` on.
+
+    Each answer stands until the next one (of the same name): a single
+    answer short of a task counts for the time until the next answer.
+    """
+    answers = [s for s in samples if s.name == f"tasks.{service}" and not s.failed]
+    failed = sum(1 for s in samples if s.name == f"tasks.{service}" and s.failed)
+    if not answers:
+        raise ValueError(f"no answer for tasks.{service} among {len(samples)} samples")
+    counts = [len(s.addresses) for s in answers]
+    below = above = 0.0
+    for this, following in itertools.pairwise(answers):
+        span = following.at - this.at
+        if len(this.addresses) < replicas:
+            below += span
+        elif len(this.addresses) > replicas:
+            above += span
+    last_change = start
+    for previous, this in itertools.pairwise(answers):
+        if this.addresses != previous.addresses:
+            last_change = this.at
+    left: set[IPv4Address] = set()
+    returned: set[IPv4Address] = set()
+    for previous, this in itertools.pairwise(answers):
+        returned |= this.addresses & left
+        left |= previous.addresses - this.addresses
+    vips = frozenset().union(*(s.addresses for s in samples if s.name == service and not s.failed))
+    return Analysis(
+        replicas=replicas,
+        fewest=min(counts),
+        most=max(counts),
+        below=below,
+        above=above,
+        initial=answers[0].addresses,
+        final=answers[-1].addresses,
+        seen=frozenset().union(*(s.addresses for s in answers)),
+        returned=frozenset(returned),
+        vips=vips,
+        took=max(0.0, last_change - start),
+        failed=failed,
+        answers=len(answers),
+    )
+
+
+def first_answer(
+    samples: Iterable[Sample], name: str, after: float, *, empty: bool
+) -> float | None:
+    """When ``name`` first answered no address (``empty``) or some, after ``after``."""
+    for sample in samples:
+        wanted = bool(sample.addresses) != empty
+        if sample.name == name and sample.at >= after and not sample.failed and wanted:
+            return sample.at
+    return None
+
+
+class Delays(Protocol):
+    """The steps of a replacement, as the fake's ``OperationDelays`` times them."""
+
+    @property
+    def stop(self) -> float: ...
+    @property
+    def exit(self) -> float: ...
+    @property
+    def start(self) -> float: ...
+    @property
+    def healthy(self) -> float: ...
+    @property
+    def monitor(self) -> float: ...
+
+
+@attrs.frozen(kw_only=True)
+class StepDelays:
+    """The steps of a replacement, in seconds (as the fake's ``OperationDelays`` names them)."""
+
+    stop: float
+    exit: float
+    start: float
+    healthy: float
+    monitor: float
+
+
+#: The lab's service (``SwarmOperations.create()``) on 28.5.2, one node, N=3,
+#: sampled every 50 ms: DNS dropped an old task 1.25 s after the update
+#: began, its container exited 3.0 s later (the engine waits 2 s, then the
+#: 1 s stop grace period), the new one started 0.3 s after that and entered
+#: DNS 5.2 s after starting (its check passes after 1 s); the next batch was
+#: dropped 1.2 s after the last one entered (stop, with no further wait).
+LAB_DELAYS = StepDelays(stop=1.2, exit=3.0, start=0.3, healthy=5.2, monitor=0.0)
+
+
+def expected_below(delays: Delays, *, replicas: int, parallelism: int, order: Order) -> float:
+    """How long a rolling update with ``delays`` keeps fewer than ``replicas`` tasks in DNS.
+
+    Stop-first, each batch is out of DNS from the moment it is dropped until
+    its replacements are listed: their old containers exit, the new ones
+    start and pass their health check. Start-first never drops below.
+    """
+    if order == "start-first":
+        return 0.0
+    batches = math.ceil(replicas / parallelism)
+    return batches * (delays.exit + delays.start + delays.healthy)
+
+
+# -- sampling ------------------------------------------------------------------------
+
+
+class Sampler:
+    """sampler.py in a process of its own, asking the probe task's DNS about ``names``."""
+
+    def __init__(
+        self,
+        command_prefix: Sequence[str],
+        environment: dict[str, str] | None,
+        names: Sequence[str],
+    ) -> None:
+        options = {"names": list(names), "interval": SAMPLE_INTERVAL, "deadline": SAMPLE_DEADLINE}
+        self._process = subprocess.Popen(
+            [*command_prefix, sys.executable, str(SAMPLER), json.dumps(options)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        self._samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._first: queue.Queue[None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            with self._lock:
+                self._samples.append(Sample.parse(line))
+                if len(self._samples) == 1:
+                    self._first.put(None)
+
+    def wait_started(self) -> None:
+        """Return once the first answer is in."""
+        self._first.get(timeout=CONVERGE_TIMEOUT)
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The answers so far."""
+        with self._lock:
+            return list(self._samples)
+
+    def latest(self, name: str) -> Sample | None:
+        """The last answer for ``name`` that came."""
+        with self._lock:
+            return next(
+                (s for s in reversed(self._samples) if s.name == name and not s.failed), None
+            )
+
+    def stop(self) -> list[Sample]:
+        """Stop sampling; every answer it got."""
+        if self._process.poll() is None:
+            self._process.terminate()  # the process this sampler started, by its id
+        self._process.wait(30)
+        self._reader.join()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        return self.samples
+
+
+def settle(sampler: Sampler, name: str, expected: Iterable[IPv4Address]) -> None:
+    """Wait until ``name`` answers ``expected``, then ``SETTLE`` seconds more."""
+    wanted = frozenset(expected)
+
+    def shown() -> bool:
+        latest = sampler.latest(name)
+        return latest is not None and latest.addresses == wanted
+
+    wait_until(shown, f"{name} answering {sorted(map(str, wanted))}")
+    time.sleep(SETTLE)  # sampling on: a late change is caught, not timed
+
+
+# -- the Swarms ---------------------------------------------------------------------
+
+
+class Operations(Protocol):
+    """What a scenario does to a Swarm (the fake, or a real engine's) and asks of it."""
+
+    #: The Swarm, as the report names it ("fake-28.5", "swarm-28.5-nodes", ...).
+    name: str
+    #: What a replacement's steps take on this Swarm, as far as the scenario expects.
+    delays: Delays
+
+    def create(self, name: str, replicas: int, *, node: int | None = None) -> None:
+        """Create a service with the health check; wait until its tasks run."""
+        ...
+
+    def addresses(self, name: str) -> frozenset[IPv4Address]:
+        """The addresses of the service's tasks that the Swarm runs (and would list in DNS)."""
+        ...
+
+    def addresses_by_node(self, name: str) -> dict[IPv4Address, int]:
+        """Each running task's address, and its node (1 to 3)."""
+        ...
+
+    def nodes_of(self, name: str) -> list[int]:
+        """The node of each running task, sorted."""
+        ...
+
+    def wait_running(self, name: str, replicas: int) -> None:
+        """Wait until the Swarm runs ``replicas`` tasks of the service."""
+        ...
+
+    def sampler(self, names: Sequence[str]) -> Sampler:
+        """A sampler asking the probe task's DNS about ``names``."""
+        ...
+
+    def update(self, name: str, *, order: Order, parallelism: int) -> None:
+        """Replace every task; return once the Swarm runs only new ones."""
+        ...
+
+    def completed(self, name: str) -> None:
+        """Wait until the Swarm calls the last update done."""
+        ...
+
+    def rollback(self, name: str) -> None:
+        """Undo the last update; return once the Swarm runs only new tasks."""
+        ...
+
+    def drain(self, node: int) -> None: ...
+
+    def activate(self, node: int) -> None: ...
+
+    def steps(self, name: str, samples: Sequence[Sample]) -> list[Step]:
+        """The replacements of the operations on ``name``, timed."""
+        ...
+
+    def cleanup(self) -> None: ...
+
+
+def operations_for(driver: Any) -> Operations:
+    """The operations of a conformance driver's Swarm (one node or three, fake or real)."""
+    if driver.kind.startswith("fake"):
+        raise NotImplementedError("the fake's operations land with the lead's FakeSwarm API")
+    return SwarmOperations(driver)
+
+
+# -- the real engine -------------------------------------------------------------------
+
+
+class SwarmOperations:
+    """The real engine's operations, through a conformance driver of it (one node or three).
+
+    Services run the lab's busybox image with a health check that passes
+    ``HEALTHY_AFTER`` seconds after their container starts, and stop within
+    1 s (``sleep`` ignores SIGTERM: the stop grace period ends it).
+    """
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        nodes = "-nodes" if driver.kind == "swarm-nodes" else ""
+        self.name = f"swarm-{driver.engine}{nodes}"
+        self.delays: Delays = LAB_DELAYS
+        self._client = driver.client
+
+    def create(self, name: str, replicas: int, *, node: int | None = None) -> None:
+        """Create the service (on node ``node`` only, if given) and wait until DNS lists it."""
+        types = self.driver._docker.types
+        constraints = [] if node is None else [f"node.labels.swarmdns.node=={node}"]
+        self._client.services.create(
+            IMAGE,
+            ["sh", "-c", f"sleep {HEALTHY_AFTER:g}; touch {HEALTHY_FILE}; exec sleep 1000000"],
+            name=name,
+            stop_grace_period=1_000_000_000,
+            networks=[NETWORKS[0]],
+            mode=types.ServiceMode("replicated", replicas=replicas),
+            constraints=constraints,
+            healthcheck=types.Healthcheck(
+                test=["CMD", "test", "-e", HEALTHY_FILE],
+                interval=500_000_000,
+                timeout=1_000_000_000,
+                retries=3,
+                # Failed checks before the file is there never get a task replaced.
+                start_period=60_000_000_000,
+            ),
+        )
+        self.driver._created.append(name)
+        self.wait_running(name, replicas)
+
+    def addresses(self, name: str) -> frozenset[IPv4Address]:
+        """The addresses of the service's running tasks, as the engine lists them."""
+        return frozenset(t.addresses[NETWORKS[0]] for t in self.driver.tasks(name))
+
+    def addresses_by_node(self, name: str) -> dict[IPv4Address, int]:
+        """Each running task's address, and its node (1 to 3)."""
+        return {
+            t.addresses[NETWORKS[0]]: self.driver.node_ids.index(t.node_id) + 1
+            for t in self.driver.tasks(name)
+        }
+
+    def wait_running(self, name: str, replicas: int) -> None:
+        """Wait until the engine runs ``replicas`` tasks of the service."""
+        wait_until(lambda: len(self.driver.tasks(name)) == replicas, f"{name} running")
+
+    def sampler(self, names: Sequence[str]) -> Sampler:
+        """A sampler in the probe task's network namespace, asking the engine's 127.0.0.11."""
+        return Sampler(self.driver._in_task(), None, names)
+
+    def _cli(self, *arguments: str) -> None:
+        self.driver._cli(*arguments)
+
+    def update(self, name: str, *, order: Order, parallelism: int) -> None:
+        """Replace every task, as ``--force`` does; return once the engine runs only new ones.
+
+        Not once the engine calls the update completed: that is its monitor
+        period (5 s) later, and changes nothing in DNS.
+        """
+        old = [t.id for t in self.driver.tasks(name, starting=True)]
+        self._cli(
+            "service", "update", "--detach", "--force", "--no-resolve-image",
+            "--update-order", order, "--update-parallelism", str(parallelism),
+            "--update-delay", "0s", name,
+        )  # fmt: skip
+        self.driver.converge(name, len(old), replaced=old)
+
+    def completed(self, name: str) -> None:
+        """Wait until the engine calls the last update of ``name`` over (a rollback needs it)."""
+
+        def over() -> bool:
+            status = self._client.api.inspect_service(name).get("UpdateStatus") or {}
+            return status.get("State") == "completed"
+
+        wait_until(over, f"the update of {name} completed")
+
+    def rollback(self, name: str) -> None:
+        """Undo the last update, with the rollback configuration's defaults, as ``update()``."""
+        old = [t.id for t in self.driver.tasks(name, starting=True)]
+        self._cli("service", "rollback", "--detach", name)
+        self.driver.converge(name, len(old), replaced=old)
+
+    def nodes_of(self, name: str) -> list[int]:
+        """The node (1 to 3) of each running task of ``name``, as the engine lists them."""
+        return sorted(self.driver.node_ids.index(t.node_id) + 1 for t in self.driver.tasks(name))
+
+    def drain(self, node: int) -> None:
+        """Make node ``node`` drain its tasks; return once the engine has moved them."""
+        self._cli("node", "update", "--availability", "drain", self.driver.node_ids[node - 1])
+
+    def activate(self, node: int) -> None:
+        """Make node ``node`` active again."""
+        self._cli("node", "update", "--availability", "active", self.driver.node_ids[node - 1])
+
+    def cleanup(self) -> None:
+        """Every node active again, for the next scenario."""
+        for node_id in getattr(self.driver, "node_ids", []):
+            self._cli("node", "update", "--availability", "active", node_id)
+
+    def steps(self, name: str, samples: Sequence[Sample]) -> list[Step]:
+        """Each replacement of ``name``'s tasks, timed from the samples and the engine.
+
+        Old and new tasks are paired by slot; when a container exited and
+        started comes from the engine (its wall clock, turned into this
+        process's monotonic time).
+        """
+        offset = time.time() - time.monotonic()
+        by_slot: dict[int, list[dict[str, Any]]] = {}
+        for task in self._client.api.tasks(filters={"service": name}):
+            by_slot.setdefault(task.get("Slot") or 0, []).append(task)
+        found = []
+        for tasks in by_slot.values():
+            tasks.sort(key=lambda t: t["CreatedAt"])
+            for old, new in itertools.pairwise(tasks):
+                old_ip, new_ip = _address(old), _address(new)
+                exited = self._container_time(old, "FinishedAt")
+                started = self._container_time(new, "StartedAt")
+                if old_ip is None or new_ip is None or exited is None or started is None:
+                    continue
+                found.append(
+                    Step(
+                        dropped=_change(samples, f"tasks.{name}", old_ip, present=False),
+                        exited=exited - offset,
+                        started=started - offset,
+                        entered=_change(samples, f"tasks.{name}", new_ip, present=True),
+                    )
+                )
+        return sorted(found, key=lambda s: s.started)
+
+    def _container_time(self, task: dict[str, Any], field: str) -> float | None:
+        container = task["Status"].get("ContainerStatus", {}).get("ContainerID")
+        if not container:
+            return None
+        try:
+            state = self._client.api.inspect_container(container)["State"]
+        except self.driver._docker.errors.NotFound:
+            return None
+        return _wall(state[field])
+
+
+@attrs.frozen(kw_only=True)
+class Step:
+    """One task's replacement (monotonic times; None: not seen in the samples)."""
+
+    dropped: float | None
+    exited: float
+    started: float
+    entered: float | None
+
+
+def _address(task: dict[str, Any]) -> IPv4Address | None:
+    for attachment in task.get("NetworksAttachments", []):
+        if attachment["Network"]["Spec"]["Name"] == NETWORKS[0]:
+            return IPv4Address(attachment["Addresses"][0].split("/")[0])
+    return None
+
+
+def _wall(stamp: str) -> float | None:
+    """An engine's RFC 3339 time stamp (nanoseconds, "Z") as seconds since the epoch."""
+    if stamp.startswith("0001-"):
+        return None
+    seconds, _, fraction = stamp.rstrip("Z").partition(".")
+    whole = datetime.datetime.fromisoformat(seconds).replace(tzinfo=datetime.timezone.utc)
+    return whole.timestamp() + float(f"0.{fraction or 0}")
+
+
+def _change(
+    samples: Sequence[Sample], name: str, address: IPv4Address | None, *, present: bool
+) -> float | None:
+    """When ``address`` first was in the answers (``present``), or first left them."""
+    seen = False
+    for sample in samples:
+        if sample.name != name or sample.failed:
+            continue
+        there = address in sample.addresses
+        if present and there:
+            return sample.at
+        if not present and seen and not there:
+            return sample.at
+        seen = seen or there
+    return None

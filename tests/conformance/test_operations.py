@@ -1,0 +1,257 @@
+"""Rolling updates, rollbacks and drains, run unchanged on the fake and on the real engine.
+
+Each scenario samples what the probe task's DNS answers for ``tasks.<svc>``
+and ``<svc>`` every 50 ms, from just before the operation until DNS shows its
+end, and checks the shape of that timeline: the fewest and most tasks, how
+long fewer than the replica count, new addresses, the VIP unchanged. What it
+measured is printed (``pytest -rA``: the lines that start with
+``operations[``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from .drivers import Driver, wait_until
+from .nodes import NodesDriver
+from .operations import (
+    Analysis,
+    Operations,
+    Order,
+    Sample,
+    analyse,
+    expected_below,
+    first_answer,
+    operations_for,
+    settle,
+)
+from .test_nodes import nodes, session_nodes  # noqa: F401 - the three-node fixtures
+
+#: Few replicas and a short health check keep the real engine's part short
+#: (each replacement there takes about 9 s, most of it waiting for DNS).
+REPLICAS = 3
+#: The measured time below N may be this many times the one the delays give,
+#: either way, plus SLACK: the real engine's steps vary from run to run
+#: (and engine to engine), and an answer stands until the next one (50 ms).
+FACTOR = 2.0
+SLACK = 1.0
+#: At most this share of the answers may be missing (each waits 0.25 s), as
+#: on a loaded machine a few do; a missing answer is never counted as empty.
+MISSING = 0.05
+
+
+@pytest.fixture
+def ops(driver: Driver) -> Iterator[Operations]:
+    """The operations of the scenario's Swarm; every node active again after it."""
+    operations = operations_for(driver)
+    try:
+        yield operations
+    finally:
+        operations.cleanup()
+
+
+@pytest.fixture
+def node_ops(nodes: NodesDriver) -> Iterator[Operations]:  # noqa: F811 - the fixture imported
+    """The operations of the three-node Swarm; every node active again after it."""
+    operations = operations_for(nodes)
+    try:
+        yield operations
+    finally:
+        operations.cleanup()
+
+
+def sampled(
+    ops: Operations, names: list[str], operation: Callable[[], Any], service: str
+) -> tuple[list[Sample], float]:
+    """Run ``operation`` while sampling ``names``; the samples, and when it began.
+
+    Sampling stops once ``tasks.<service>`` answers what the Swarm runs.
+    """
+    sampler = ops.sampler(names)
+    try:
+        sampler.wait_started()
+        start = time.monotonic()
+        operation()
+        settle(sampler, f"tasks.{service}", ops.addresses(service))
+    finally:
+        samples = sampler.stop()
+    return samples, start
+
+
+def report(ops: Operations, line: str) -> None:
+    print(f"operations[{ops.name}] {line}")
+
+
+def within(measured: float, expected: float) -> bool:
+    return expected / FACTOR - SLACK <= measured <= expected * FACTOR + SLACK
+
+
+def check_replaced(ops: Operations, analysis: Analysis, before: frozenset[Any], name: str) -> None:
+    """Every task replaced by one with a new address, none reused; the VIP kept."""
+    assert analysis.initial == before
+    assert analysis.final == ops.addresses(name)
+    assert len(analysis.final) == REPLICAS
+    assert analysis.all_new, analysis
+    assert not analysis.returned, analysis
+    assert analysis.vip_unchanged, analysis
+    assert analysis.failed <= MISSING * (analysis.answers + analysis.failed), analysis
+
+
+@pytest.mark.parametrize(
+    ("order", "parallelism"), [("stop-first", 1), ("stop-first", 2), ("start-first", 1)]
+)
+def test_rolling_update(ops: Operations, order: Order, parallelism: int) -> None:
+    """An update replaces every task; stop-first drops ``parallelism`` at a time."""
+    name = f"roll-{order.partition('-')[0]}{parallelism}"
+    ops.create(name, REPLICAS)
+    before = ops.addresses(name)
+
+    samples, start = sampled(
+        ops,
+        [f"tasks.{name}", name],
+        lambda: ops.update(name, order=order, parallelism=parallelism),
+        name,
+    )
+
+    analysis = analyse(samples, service=name, replicas=REPLICAS, start=start)
+    expected = expected_below(ops.delays, replicas=REPLICAS, parallelism=parallelism, order=order)
+    report(
+        ops,
+        f"update {order}, parallelism {parallelism}: {analysis.describe()};"
+        f" the delays give {expected:.1f} s below N",
+    )
+    report_steps(ops, name, samples, start)
+    check_replaced(ops, analysis, before, name)
+    if order == "stop-first":
+        assert analysis.fewest == REPLICAS - parallelism, analysis
+        assert analysis.most == REPLICAS, analysis
+    else:  # a sample missing a task counts: the engine showed none at 50 ms
+        assert analysis.fewest == REPLICAS, analysis
+        assert analysis.most in (REPLICAS, REPLICAS + 1), analysis
+    assert within(analysis.below, expected), (analysis.below, expected)
+
+
+def test_rollback(ops: Operations) -> None:
+    """A rollback uses the rollback configuration's defaults (stop-first, parallelism 1).
+
+    Not the settings of the update it undoes: that one is start-first, all
+    at once, and never drops a task.
+    """
+    name = "undo"
+    ops.create(name, REPLICAS)
+    ops.update(name, order="start-first", parallelism=REPLICAS)
+    ops.completed(name)
+    before = ops.addresses(name)
+
+    samples, start = sampled(ops, [f"tasks.{name}", name], lambda: ops.rollback(name), name)
+
+    analysis = analyse(samples, service=name, replicas=REPLICAS, start=start)
+    expected = expected_below(ops.delays, replicas=REPLICAS, parallelism=1, order="stop-first")
+    report(
+        ops,
+        f"rollback of a start-first update: {analysis.describe()};"
+        f" the delays give {expected:.1f} s below N",
+    )
+    report_steps(ops, name, samples, start)
+    check_replaced(ops, analysis, before, name)
+    assert analysis.fewest == REPLICAS - 1, analysis
+    assert analysis.most == REPLICAS, analysis
+    assert within(analysis.below, expected), (analysis.below, expected)
+
+
+def report_steps(ops: Operations, name: str, samples: list[Sample], start: float) -> None:
+    """Each replacement's steps, where the Swarm tells when containers exited and started."""
+    for step in ops.steps(name, samples):
+        if step.started < start:
+            continue  # a replacement of an earlier operation
+
+        def at(moment: float | None) -> str:
+            return "-" if moment is None else f"{moment - start:.2f}"
+
+        report(
+            ops,
+            f"  {name}: dropped {at(step.dropped)}, exited {at(step.exited)},"
+            f" started {at(step.started)}, entered {at(step.entered)} s",
+        )
+
+
+def test_drain_and_activate(node_ops: Operations) -> None:
+    """Draining node 3 moves its tasks to nodes 1 and 2; activating it moves nothing back.
+
+    A service constrained to node 3 has nowhere to run while it drains
+    (NXDOMAIN), and runs there again once it is active.
+    """
+    ops = node_ops
+    ops.create("spread", 6)
+    ops.create("pinned", 1, node=3)
+    assert ops.nodes_of("spread") == [1, 1, 2, 2, 3, 3]
+    assert ops.nodes_of("pinned") == [3]
+    names = ["tasks.spread", "spread", "tasks.pinned"]
+    sampler = ops.sampler(names)
+    try:
+        sampler.wait_started()
+        # Started on their nodes, the tasks reach node 1's DNS by gossip.
+        settle(sampler, "tasks.pinned", ops.addresses("pinned"))
+        settle(sampler, "tasks.spread", ops.addresses("spread"))
+        before = ops.addresses("spread")
+        on_3 = {a for a, n in ops.addresses_by_node("spread").items() if n == 3}
+
+        start = time.monotonic()
+        ops.drain(3)
+        wait_drained(ops)
+        settle(sampler, "tasks.pinned", frozenset())
+        settle(sampler, "tasks.spread", ops.addresses("spread"))
+        drained = ops.addresses("spread")
+
+        activated = time.monotonic()
+        ops.activate(3)
+        ops.wait_running("pinned", 1)
+        settle(sampler, "tasks.pinned", ops.addresses("pinned"))
+        assert ops.addresses("spread") == drained
+    finally:
+        samples = sampler.stop()
+
+    during = [s for s in samples if s.at < activated]
+    analysis = analyse(during, service="spread", replicas=6, start=start)
+    after = analyse(
+        [s for s in samples if s.at >= activated], service="spread", replicas=6, start=activated
+    )
+    gone = first_answer(samples, "tasks.pinned", start, empty=True)
+    back = first_answer(samples, "tasks.pinned", activated, empty=False)
+    assert gone is not None
+    assert back is not None
+    expected = ops.delays.exit + ops.delays.start + ops.delays.healthy
+    report(
+        ops,
+        f"drain node 3: {analysis.describe()}; the delays give {expected:.1f} s below N;"
+        f" the pinned service answered NXDOMAIN {gone - start:.2f} s after the drain;"
+        f" node 3 active again: nothing moved ({after.fewest}-{after.most} tasks),"
+        f" the pinned service back in DNS {back - activated:.2f} s after",
+    )
+    assert analysis.initial == before
+    assert analysis.final == drained
+    assert analysis.fewest == 4, analysis
+    assert analysis.most == 6, analysis
+    assert before - drained == on_3
+    assert len(drained - before) == 2, "node 3's tasks run on nodes 1 and 2 with new addresses"
+    assert not analysis.returned, analysis
+    assert analysis.vip_unchanged, analysis
+    assert within(analysis.below, expected), (analysis.below, expected)
+    assert (after.fewest, after.most, after.final) == (6, 6, drained)
+    assert after.vips == analysis.vips
+    assert 3 not in ops.nodes_of("spread")
+    assert ops.nodes_of("pinned") == [3]
+
+
+def wait_drained(ops: Operations) -> None:
+    """Until the Swarm runs no task on node 3: six of spread elsewhere, none of pinned."""
+
+    def drained() -> bool:
+        spread = ops.nodes_of("spread")
+        return not ops.nodes_of("pinned") and len(spread) == 6 and 3 not in spread
+
+    wait_until(drained, "node 3 drained")
