@@ -33,6 +33,15 @@ from ._control import ControlError, FakeControl, SwarmState
 from ._engines import ENGINES, EngineVersion
 from ._fake import FakeSwarm
 from ._nodes import Node, NodeDelays
+from ._operations import (
+    Operation,
+    OperationDelays,
+    OperationKind,
+    TimelineEvent,
+    TimelineStep,
+    UpdateOrder,
+    UpdateSettings,
+)
 from ._responder import (
     HIJACK_ADDRESSES,
     TTL,
@@ -71,6 +80,9 @@ __all__ = [
     "Network",
     "Node",
     "NodeDelays",
+    "Operation",
+    "OperationDelays",
+    "OperationKind",
     "Outcome",
     "QueryRecord",
     "Service",
@@ -79,6 +91,10 @@ __all__ = [
     "SwarmState",
     "Task",
     "TaskState",
+    "TimelineEvent",
+    "TimelineStep",
     "Transport",
+    "UpdateOrder",
+    "UpdateSettings",
     "Upstream",
 ]

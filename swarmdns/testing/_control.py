@@ -199,6 +199,7 @@ def service_json(service: Service) -> dict[str, Any]:
         "replicas": service.replicas,
         "healthcheck": service.healthcheck,
         "stack": service.stack,
+        "placement": list(service.placement),
     }
 
 
@@ -219,6 +220,7 @@ def state_json(state: SwarmState) -> dict[str, Any]:
                 "paused": n.paused,
                 "down": n.down,
                 "stale": n.stale,
+                "drained": n.drained,
             }
             for n in state.nodes
         ],
@@ -253,6 +255,7 @@ def _service_from(data: Mapping[str, Any]) -> Service:
         replicas=data["replicas"],
         healthcheck=data["healthcheck"],
         stack=data["stack"],
+        placement=tuple(data["placement"]),
     )
 
 

@@ -13,6 +13,17 @@ from ._control import SwarmState
 from ._engines import DEFAULT_ENGINE, EngineVersion, engine_profile
 from ._loop import check_host
 from ._nodes import Cluster, Node, NodeDelays
+from ._operations import (
+    Arrival,
+    Evacuation,
+    Operation,
+    OperationDelays,
+    OperationKind,
+    Rollout,
+    Stage,
+    UpdateOrder,
+    UpdateSettings,
+)
 from ._responder import DEFAULT_QUERY_LOG, Responder, Upstream
 from ._serving import Serving
 from ._swarm import (
@@ -21,6 +32,7 @@ from ._swarm import (
     Service,
     ServiceMode,
     Swarm,
+    SwarmError,
     Task,
     TaskKey,
     TaskState,
@@ -118,6 +130,9 @@ class FakeSwarm(ServedFake):
         )
         self._initial_upstream = upstream
         self.upstream = upstream
+        self._stage = Stage(self._changing, self._cluster.after)
+        #: Operations still running, which a reset cancels.
+        self._operations: list[Operation] = []
 
     def state(self) -> SwarmState:
         """A snapshot of the whole Swarm: services (with tasks and VIPs), networks, nodes.
@@ -152,6 +167,9 @@ class FakeSwarm(ServedFake):
         """
         self._serving.drop_pending()
         with self._lock:
+            for operation in self._operations:
+                operation.cancel()
+            self._operations.clear()
             self._cluster.reset(nodes, delays)
             with self._changing():
                 self._swarm = Swarm(seed=self._seed)
@@ -208,6 +226,7 @@ class FakeSwarm(ServedFake):
         aliases: Sequence[str] = (),
         healthcheck: bool = False,
         stack: str | None = None,
+        placement: Sequence[Node | str] | None = None,
     ) -> Service:
         """Create a service and start its tasks.
 
@@ -227,6 +246,11 @@ class FakeSwarm(ServedFake):
                 ``mark_healthy()``.
             stack: Deploy as part of this stack: the service is named
                 ``<stack>_<name>`` and also answers to ``<name>``.
+            placement: The nodes (names such as ``"node-3"``, IDs or ``Node``
+                values) its tasks may run on, as a constraint such as
+                ``node.hostname==node-3`` does; any node by default. A replica
+                that no node may run waits, out of DNS, until one may
+                (``activate()``).
 
         Returns:
             A snapshot of the new service, with ``.vip`` and ``.task_ips``.
@@ -239,6 +263,10 @@ class FakeSwarm(ServedFake):
         """
         if isinstance(aliases, str):
             raise TypeError(f"aliases takes a sequence of names, not one string: [{aliases!r}]")
+        if isinstance(placement, str):
+            raise TypeError(
+                f"placement takes a sequence of nodes, not one string: [{placement!r}]"
+            )
         check_service_mode(mode)
         if network is None:
             networks: Sequence[str] = (_DEFAULT_NETWORK if stack is None else f"{stack}_default",)
@@ -255,6 +283,7 @@ class FakeSwarm(ServedFake):
                 aliases=aliases,
                 healthcheck=healthcheck,
                 stack=stack,
+                placement=[self._cluster.node(node).id for node in placement or ()],
             )
 
     def service(self, name: str) -> Service:
@@ -343,6 +372,158 @@ class FakeSwarm(ServedFake):
             service = swarm.force_update(name)
             self._cluster.republish(service.id)
             return service
+
+    # -- operations over time ------------------------------------------------------
+
+    def update_service(
+        self,
+        name: str,
+        *,
+        order: UpdateOrder = "stop-first",
+        parallelism: int = 1,
+        delay: float = 0.0,
+        delays: OperationDelays | None = None,
+    ) -> Operation:
+        """Replace every task of a service, batch by batch, as ``docker service update --force``.
+
+        Runs in the background, step by step on the fake's clock (see
+        ``OperationDelays``; the measured delays by default), while the fake
+        serves: stop-first, each old task leaves DNS, its container exits,
+        and its replacement starts and enters DNS (once its health check
+        passes, for a service with one); start-first, the replacement enters
+        DNS before the old task leaves. Every replacement keeps its slot and
+        node, with a new ID and new addresses; the VIP stays. With
+        ``OperationDelays.INSTANT`` it is over when the call returns.
+
+        Args:
+            name: The service.
+            order: ``"stop-first"`` or ``"start-first"`` (``--update-order``).
+            parallelism: Tasks per batch (``--update-parallelism``); 0: all at once.
+            delay: Seconds between batches (``--update-delay``).
+            delays: How long each step takes.
+
+        Returns:
+            The operation: ``wait()`` for its end, read its ``timeline``.
+
+        Raises:
+            SwarmError: No such service, or an update or rollback of it is under way.
+            ValueError: A setting is out of range.
+        """
+        settings = UpdateSettings(order=order, parallelism=parallelism, delay=delay)
+        return self._roll_out("update", name, settings, delays)
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        order: UpdateOrder = "stop-first",
+        parallelism: int = 1,
+        delay: float = 0.0,
+        delays: OperationDelays | None = None,
+    ) -> Operation:
+        """Undo a service's last update, as ``docker service rollback`` does: every task replaced.
+
+        It proceeds as an update does, with the rollback settings, whose
+        defaults are Docker's (``--rollback-order`` stop-first, parallelism 1),
+        not those of the update it undoes.
+
+        Raises:
+            SwarmError: No such service, it was never updated (the engine has
+                no previous spec), or an update or rollback of it is under way.
+        """
+        settings = UpdateSettings(order=order, parallelism=parallelism, delay=delay)
+        return self._roll_out("rollback", name, settings, delays)
+
+    def _roll_out(
+        self,
+        kind: OperationKind,
+        name: str,
+        settings: UpdateSettings,
+        delays: OperationDelays | None,
+    ) -> Operation:
+        chosen = _check_operation_delays(delays)
+        with self._lock:
+            service = self._swarm.service(name)
+            if kind == "rollback" and name not in self._swarm.updated:
+                raise SwarmError(
+                    f"service {name!r} has no previous spec to roll back to: it was never"
+                    " updated (update_service() first)"
+                )
+            busy = next(
+                (
+                    o
+                    for o in self._operations
+                    if o.target == name and o.kind in ("update", "rollback") and not o.done
+                ),
+                None,
+            )
+            if busy is not None:
+                raise SwarmError(
+                    f"service {name!r} is being changed by {busy!r}; wait() for it first"
+                )
+            self._swarm.updated.add(name)
+            operation = self._operation(
+                kind, name, settings, chosen, {name: len(service.task_ips)}
+            )
+            Rollout(self._stage, operation, settings, service.tasks).begin()
+            return operation
+
+    def drain(self, node: Node | str, *, delays: OperationDelays | None = None) -> Operation:
+        """Drain a node, as ``docker node update --availability drain`` does.
+
+        Every task on it stops (out of DNS after ``delays.stop``); each
+        replicated one starts again on another node that its placement allows,
+        with a new ID and new addresses, once its container has exited. A
+        replica that no other node may run waits out of DNS, and a service left
+        with no task vanishes from DNS (NXDOMAIN). Nothing new starts on the node.
+
+        Raises:
+            SwarmError: No such node, or it is drained already.
+        """
+        chosen = _check_operation_delays(delays)
+        with self._lock:
+            found = self._cluster.node(node)
+            listed = {s.name: len(s.task_ips) for s in self._swarm.services}
+            with self._changing() as swarm:
+                leaving = swarm.drain(found.id)
+            operation = self._operation("drain", found.name, None, chosen, listed)
+            Evacuation(self._stage, operation, leaving).begin()
+            return operation
+
+    def activate(self, node: Node | str, *, delays: OperationDelays | None = None) -> Operation:
+        """Make a drained node active again (``--availability active``).
+
+        Nothing moves back to it: only the replicas that waited for a node it
+        may run, and global services' tasks, start there.
+
+        Raises:
+            SwarmError: No such node, or it is not drained.
+        """
+        chosen = _check_operation_delays(delays)
+        with self._lock:
+            found = self._cluster.node(node)
+            listed = {s.name: len(s.task_ips) for s in self._swarm.services}
+            with self._changing() as swarm:
+                waiting = swarm.activate(found.id)
+            operation = self._operation("activate", found.name, None, chosen, listed)
+            Arrival(self._stage, operation, waiting, found.id).begin()
+            return operation
+
+    def _operation(
+        self,
+        kind: OperationKind,
+        target: str,
+        settings: UpdateSettings | None,
+        delays: OperationDelays,
+        listed: dict[str, int],
+    ) -> Operation:
+        """A new operation, kept until it ends so that a reset can cancel it."""
+        self._operations = [o for o in self._operations if not o.done]
+        operation = Operation(
+            kind=kind, target=target, settings=settings, delays=delays, listed=listed
+        )
+        self._operations.append(operation)
+        return operation
 
     def reschedule(self, name: str) -> tuple[Task, ...]:
         """Start tasks in every empty slot of a service (or node, for global)."""
@@ -528,3 +709,11 @@ class FakeSwarm(ServedFake):
             RuntimeError: Called inside ``batch()``, which holds every effect back.
         """
         self._cluster.settle(timeout)
+
+
+def _check_operation_delays(delays: OperationDelays | None) -> OperationDelays:
+    if delays is None:
+        return OperationDelays()
+    if not isinstance(delays, OperationDelays):
+        raise TypeError(f"delays must be an OperationDelays, not {delays!r}")
+    return delays

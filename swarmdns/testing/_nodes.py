@@ -101,6 +101,7 @@ class Node:
         stale: Back from ``rejoin(node, stale=True)`` (the Docker 29.x bug,
             moby/moby#53141): the other nodes' DNS leaves out its tasks, but
             those of services ``force_update()`` has replaced since.
+        drained: Drained by its operator (``drain()``): no task runs on it.
     """
 
     name: str
@@ -111,6 +112,7 @@ class Node:
     paused: bool = False
     down: bool = False
     stale: bool = False
+    drained: bool = False
 
     @property
     def nameserver(self) -> str:
@@ -749,11 +751,11 @@ class Cluster:
             if view.server is not None and paused:
                 view.server.responder = SILENT
             timers = [
-                self._after(
+                self.after(
                     self._delays.failure_detection,
                     functools.partial(gossip.detect, node_id, epoch),
                 ),
-                self._after(self._delays.down, functools.partial(self._mark_down, node_id, epoch)),
+                self.after(self._delays.down, functools.partial(self._mark_down, node_id, epoch)),
             ]
             self._isolation_timers[node_id] = [t for t in timers if t is not None]
             self._refresh_zones()
@@ -776,7 +778,7 @@ class Cluster:
             self._refresh_zones()
             if view.server is not None:
                 view.server.responder = view.responder
-            self._after(self._delays.rejoin, functools.partial(gossip.sync, node_id, epoch))
+            self.after(self._delays.rejoin, functools.partial(gossip.sync, node_id, epoch))
             self._refresh_zones()
             return self._node_value(node_id)
 
@@ -875,6 +877,7 @@ class Cluster:
             paused=view is not None and view.paused,
             down=node_id in self._model().down,
             stale=self._gossip is not None and self._gossip.stale(node_id),
+            drained=node_id in self._model().drained,
         )
 
     def _worker(self, node: Node | str) -> tuple[str, Gossip, NodeView]:
@@ -897,9 +900,9 @@ class Cluster:
         gossip = self._gossip
         if gossip is not None:
             for delivery in deliveries:
-                self._after(self._delays.propagation, functools.partial(gossip.deliver, delivery))
+                self.after(self._delays.propagation, functools.partial(gossip.deliver, delivery))
 
-    def _after(self, delay: float, effect: Callable[[], None]) -> Timer | None:
+    def after(self, delay: float, effect: Callable[[], None]) -> Timer | None:
         """Apply ``effect`` now (delay 0), or when due; returns what cancels it."""
         if delay <= 0:
             effect()

@@ -104,6 +104,9 @@ class TaskState(enum.Enum):
     RUNNING = "running"
     #: Failing its healthcheck: out of DNS until it is replaced.
     UNHEALTHY = "unhealthy"
+    #: Told to stop (by an update or a drain): out of DNS, its container
+    #: still running, and its addresses taken, until it exits.
+    STOPPING = "stopping"
 
 
 @frozen(kw_only=True)
@@ -178,6 +181,11 @@ class Task:
         """Whether the engine's DNS lists this task."""
         return self.state is TaskState.RUNNING
 
+    @property
+    def running(self) -> bool:
+        """Whether the task is meant to run: it is not on its way out (``STOPPING``)."""
+        return self.state is not TaskState.STOPPING
+
     def ptr_target(self, network: str) -> str:
         """The name a PTR query for this task's address on ``network`` returns."""
         return f"{self.name}.{network}."
@@ -232,6 +240,8 @@ class Service:
         replicas: The number of replicas asked for (None for a global service).
         healthcheck: Whether new tasks wait for a healthy check before DNS lists them.
         stack: The stack the service belongs to, if any.
+        placement: The IDs of the nodes its tasks may run on (a placement
+            constraint); empty: any node.
     """
 
     name: str
@@ -245,6 +255,11 @@ class Service:
     replicas: int | None
     healthcheck: bool
     stack: str | None
+    placement: tuple[str, ...] = ()
+
+    def may_run_on(self, node: str) -> bool:
+        """Whether the placement constraint lets a task of this service run on ``node``."""
+        return not self.placement or node in self.placement
 
     @property
     def vip(self) -> IPv4Address | None:
@@ -375,6 +390,12 @@ class Swarm:
         self.nodes: list[str] = [self._new_id()]
         #: Nodes the manager has marked Down: no new task is placed on them.
         self.down: set[str] = set()
+        #: Nodes drained by their operator: no task runs on them.
+        self.drained: set[str] = set()
+        #: The slots of each replicated service that found no node to run on.
+        self.pending: dict[str, set[int]] = {}
+        #: The services that were updated: they have a previous spec to roll back to.
+        self.updated: set[str] = set()
         self._load_balancers: dict[tuple[str, str], IPv4Address] = {}
         self.client_networks: tuple[str, ...] | None = None
 
@@ -458,6 +479,7 @@ class Swarm:
         aliases: Iterable[str],
         healthcheck: bool,
         stack: str | None,
+        placement: Sequence[str] = (),
     ) -> Service:
         name, aliases = self._check_spec(
             name,
@@ -467,8 +489,10 @@ class Swarm:
             aliases=aliases,
             stack=stack,
         )
+        for node in placement:
+            self._known_node(node)
         if replicas is None:
-            placed = sum(1 for node in self.nodes if node not in self.down)
+            placed = sum(1 for node in self.nodes if self._open(node, placement))
         else:
             placed = replicas
         vip = endpoint_mode == "vip"
@@ -498,10 +522,11 @@ class Swarm:
             replicas=replicas,
             healthcheck=healthcheck,
             stack=stack,
+            placement=tuple(dict.fromkeys(placement)),
         )
         placements: list[tuple[int | None, str | None]]
         if replicas is None:
-            placements = [(None, node) for node in self.nodes if node not in self.down]
+            placements = [(None, node) for node in self.nodes if self._open(node, placement)]
         else:
             placements = [(slot, None) for slot in range(1, replicas + 1)]
         try:
@@ -560,6 +585,8 @@ class Swarm:
         for network, vip in service.vips.items():
             self._pools[network].release(vip)
         del self._services[name]
+        self.pending.pop(name, None)
+        self.updated.discard(name)
 
     def remove_stack(self, stack: str) -> None:
         members = [s.name for s in self._services.values() if s.stack == stack]
@@ -585,6 +612,9 @@ class Swarm:
             if task not in kept:
                 self._release(task)
         tasks = tuple(sorted(kept + added, key=_task_order))
+        waiting = self.pending.get(name)
+        if waiting:
+            waiting.intersection_update(range(1, replicas + 1))
         return self._store(evolve(service, tasks=tasks, replicas=replicas))
 
     def _check_room(self, what: str, networks: Sequence[str], needed: int) -> None:
@@ -609,9 +639,7 @@ class Swarm:
 
     # -- tasks ---------------------------------------------------------------
 
-    def _new_task(self, service: Service, *, slot: int | None, node_id: str | None = None) -> Task:
-        if node_id is None:
-            node_id = self._place(service, slot, ())
+    def _new_task(self, service: Service, *, slot: int | None, node_id: str) -> Task:
         container_id = self._new_container_id()
         addresses: dict[str, IPv4Address] = {}
         try:
@@ -634,16 +662,28 @@ class Swarm:
     def _new_tasks(
         self, service: Service, placements: Iterable[tuple[int | None, str | None]]
     ) -> tuple[Task, ...]:
-        """Start tasks at (slot, node) placements: all of them, or none."""
+        """Start tasks at (slot, node) placements: all of them, or none.
+
+        A replica that no node may run (the placement constraint, drained or
+        Down nodes) is not started: its slot waits in ``pending``.
+        """
         made: list[Task] = []
+        waiting: list[int] = []
         try:
             for slot, chosen in placements:
                 node = self._place(service, slot, made) if chosen is None else chosen
+                if node is None:
+                    if slot is not None:
+                        waiting.append(slot)
+                    continue
                 made.append(self._new_task(service, slot=slot, node_id=node))
         except SwarmError:
             for task in made:
                 self._release(task)
             raise
+        slots = self.pending.setdefault(service.name, set())
+        slots.update(waiting)
+        slots.difference_update(t.slot for t in made)
         for task in made:
             self._attach_node(task)
         return tuple(made)
@@ -740,8 +780,11 @@ class Swarm:
     def reschedule(self, name: str) -> tuple[Task, ...]:
         service = self.service(name)
         if service.replicas is None:
-            running = {t.node_id for t in service.tasks} | self.down
-            new = self._new_tasks(service, [(None, n) for n in self.nodes if n not in running])
+            running = {t.node_id for t in service.tasks}
+            new = self._new_tasks(
+                service,
+                [(None, n) for n in self.nodes if n not in running and self._open(n, service)],
+            )
         else:
             used = {t.slot for t in service.tasks}
             slots = range(1, service.replicas + 1)
@@ -793,7 +836,9 @@ class Swarm:
 
     def add_node(self) -> str:
         node = self._new_id()
-        globals_ = [s for s in self._services.values() if s.replicas is None]
+        globals_ = [
+            s for s in self._services.values() if s.replicas is None and s.may_run_on(node)
+        ]
         started: list[tuple[Service, Task]] = []
         try:
             for service in globals_:
@@ -808,17 +853,31 @@ class Swarm:
             self._store(evolve(service, tasks=(*service.tasks, task)))
         return node
 
-    def _place(self, service: Service, slot: int | None, planned: Sequence[Task]) -> str:
+    def _place(self, service: Service, slot: int | None, planned: Sequence[Task]) -> str | None:
         """The node a new replica goes to: round-robin by slot, in the order nodes joined.
 
-        A slot whose node is Down goes to the node left with the fewest of the
-        service's tasks (the earliest to join, on a tie), as the scheduler spreads.
+        A slot whose node may not take it (Down, drained, or outside the
+        service's placement) goes to the node left with the fewest of the
+        service's tasks (the earliest to join, on a tie), as the scheduler
+        spreads; None when no node may take it.
         """
+        candidates = [n for n in self.nodes if self._open(n, service)]
+        if not candidates:
+            return None
         node = self.nodes[(slot or 1) % len(self.nodes) - 1]
-        if node not in self.down:
+        if node in candidates:
             return node
-        load = Counter(t.node_id for t in (*service.tasks, *planned))
-        return min((n for n in self.nodes if n not in self.down), key=lambda n: load[n])
+        load = Counter(t.node_id for t in (*service.tasks, *planned) if t.running)
+        return min(candidates, key=lambda n: load[n])
+
+    def _open(self, node: str, service: Service | Sequence[str]) -> bool:
+        """Whether a new task of ``service`` (or of that placement) may start on ``node``."""
+        placement = service.placement if isinstance(service, Service) else service
+        return (
+            node not in self.down
+            and node not in self.drained
+            and (not placement or node in placement)
+        )
 
     def node_down(self, node: str) -> tuple[Task, ...]:
         """The manager marks ``node`` Down: its replicated tasks start again elsewhere.
@@ -860,7 +919,11 @@ class Swarm:
         self.down.discard(node)
         started: list[Task] = []
         for service in self.services:
-            if service.replicas is None and all(t.node_id != node for t in service.tasks):
+            if (
+                service.replicas is None
+                and self._open(node, service)
+                and all(t.node_id != node for t in service.tasks)
+            ):
                 try:
                     (task,) = self._new_tasks(service, [(None, node)])
                 except SwarmError:
@@ -870,6 +933,118 @@ class Swarm:
                 )
                 started.append(task)
         return tuple(started)
+
+    # -- operations, one step at a time (``_operations`` drives them) -----------
+
+    def _by_id(self, task_id: str) -> tuple[Service, Task] | None:
+        for service in self._services.values():
+            for task in service.tasks:
+                if task.id == task_id:
+                    return service, task
+        return None
+
+    def _swap(self, service: Service, old: Task, new: Task | None) -> None:
+        kept = (t if t != old else new for t in service.tasks)
+        self._store(evolve(service, tasks=tuple(t for t in kept if t is not None)))
+
+    def stop_task(self, task_id: str) -> Task | None:
+        """Take a task out of DNS; its container (and addresses) stay until ``exit_task()``.
+
+        Returns:
+            The stopping task, or None if it is gone or already stopping.
+        """
+        found = self._by_id(task_id)
+        if found is None or not found[1].running:
+            return None
+        service, task = found
+        stopped = evolve(task, state=TaskState.STOPPING)
+        self._swap(service, task, stopped)
+        return stopped
+
+    def exit_task(self, task_id: str) -> Task | None:
+        """A task's container exits: its addresses are free again. None if it is gone."""
+        found = self._by_id(task_id)
+        if found is None:
+            return None
+        service, task = found
+        self._release(task)
+        self._swap(service, task, None)
+        return task
+
+    def start_task(self, name: str, *, slot: int | None, node: str | None) -> Task | None:
+        """Start a task in ``slot`` (a global one on ``node``), on ``node`` if it may run there.
+
+        Returns:
+            The new task; None when the service is gone, the slot is past its
+            replicas, or no node may run it (the slot then waits in ``pending``),
+            or a network has no address left for it.
+        """
+        service = self._services.get(name)
+        if service is None:
+            return None
+        if slot is None:
+            if node is None or not self._open(node, service):
+                return None
+        elif service.replicas is None or slot > service.replicas:
+            return None
+        elif node is not None and not self._open(node, service):
+            node = None
+        try:
+            started = self._new_tasks(service, [(slot, node)])
+        except SwarmError:
+            return None  # no address left: pending on the engine too
+        if not started:
+            return None
+        self._store(
+            evolve(service, tasks=tuple(sorted((*service.tasks, *started), key=_task_order)))
+        )
+        return started[0]
+
+    def pass_healthcheck(self, task_id: str) -> Task | None:
+        """A starting task's health check passes: DNS lists it. None if it is not starting."""
+        found = self._by_id(task_id)
+        if found is None or found[1].state is not TaskState.STARTING:
+            return None
+        service, task = found
+        listed = evolve(task, state=TaskState.RUNNING)
+        self._swap(service, task, listed)
+        return listed
+
+    def drain(self, node: str) -> tuple[Task, ...]:
+        """Mark a node drained: nothing new starts on it. Returns the tasks to stop there."""
+        self._known_node(node)
+        if node in self.drained:
+            raise SwarmError(f"node {node!r} is already drained")
+        self.drained.add(node)
+        return tuple(
+            task
+            for service in self.services
+            for task in service.tasks
+            if task.node_id == node and task.running
+        )
+
+    def activate(self, node: str) -> tuple[tuple[str, int | None], ...]:
+        """Make a drained node active again. Returns the tasks that may now start there.
+
+        Those are the replicas waiting for a node that this one may run, and
+        the global services' tasks for it; nothing that runs elsewhere moves back.
+        """
+        self._known_node(node)
+        if node not in self.drained:
+            raise SwarmError(f"node {node!r} is not drained")
+        self.drained.discard(node)
+        waiting: list[tuple[str, int | None]] = []
+        for service in self.services:
+            if not self._open(node, service):
+                continue
+            if service.replicas is None:
+                if all(t.node_id != node for t in service.tasks):
+                    waiting.append((service.name, None))
+            else:
+                waiting.extend(
+                    (service.name, slot) for slot in sorted(self.pending.get(service.name, ()))
+                )
+        return tuple(waiting)
 
     def _known_node(self, node: str) -> None:
         if node not in self.nodes:
