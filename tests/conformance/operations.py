@@ -187,18 +187,31 @@ def first_answer(
     return None
 
 
-#: The lab's service (``SwarmOperations.create()``) on 28.5.2, one node, N=3,
-#: sampled every 50 ms: DNS dropped an old task 1.2 s after the update
-#: began, its container exited 3.0 s later (the engine waits 2 s, then the
-#: 1 s stop grace period), the new one started 0.3 s after that and entered
-#: DNS 5.2 s after starting (its check passes after 1 s); the next batch was
-#: dropped 1.2 s after the last one entered (``stop``: no wait before it),
-#: and start-first, the next batch started 0.15-0.3 s after the last entered.
-LAB_DELAYS = OperationDelays(stop=1.2, exit=3.0, start=0.3, healthy=5.2, monitor=0.0)
-#: The fake runs the lab's timeline four times as fast: the same shape (at
-#: 50 ms sampling, its shortest step, 0.075 s, is still seen) in a quarter of
-#: the time.
-FAKE_DELAYS = LAB_DELAYS.scaled(0.25)
+#: What each step took for the lab's service (``SwarmOperations.create()``,
+#: N=3, one node), per engine, sampled every 50 ms. On every engine DNS
+#: dropped an old task 1.2 s after its batch began and its container exited
+#: 3.0 s later (the engine waits 2 s, then the 1 s stop grace period ends
+#: ``sleep``); the next batch was dropped 1.2 s after the last one entered
+#: (``stop``, with no wait before it: ``monitor`` 0). The new container
+#: started 0.3 s (28.5) or 0.5-0.7 s (26.1, 20.10) after the old one exited,
+#: or after the decision, start-first. It entered DNS 5.2 s after its start
+#: on 28.5, which runs the first check only after its default start
+#: interval (5 s) during the start period, and 1.1-1.2 s after it on 26.1
+#: and 20.10, whose first check, 0.5 s in, fails (the file comes at 1 s).
+LAB_DELAYS: dict[str, OperationDelays] = {
+    "20.10": OperationDelays(stop=1.2, exit=3.0, start=0.55, healthy=1.15, monitor=0.0),
+    "26.1": OperationDelays(stop=1.2, exit=3.0, start=0.6, healthy=1.15, monitor=0.0),
+    "28.5": OperationDelays(stop=1.2, exit=3.0, start=0.3, healthy=5.2, monitor=0.0),
+}
+#: The fake runs its engine's lab timeline four times as fast: the same shape
+#: (its shortest step, 0.075 s, still seen at 50 ms sampling) in a quarter
+#: of the time.
+FAKE_SPEED = 4.0
+
+
+def lab_delays(engine: str) -> OperationDelays:
+    """The measured delays of ``engine`` (the newest measured one's for another)."""
+    return LAB_DELAYS.get(engine, LAB_DELAYS["28.5"])
 
 
 def expected_below(
@@ -358,7 +371,7 @@ def operations_for(driver: Any) -> Operations:
 
 
 class FakeOperations:
-    """The fake's operations (``FAKE_DELAYS``), through a conformance driver of it.
+    """The fake's operations (its engine's lab delays, ``FAKE_SPEED`` times as fast).
 
     Its services have a health check that the fake passes on its own for
     the tasks an operation starts; the first tasks are marked healthy here.
@@ -368,7 +381,7 @@ class FakeOperations:
         self.driver = driver
         self.swarm: FakeSwarm = driver.swarm
         self.name = "fake-nodes" if driver.kind == "fake-nodes" else f"fake-{driver.engine}"
-        self.delays = FAKE_DELAYS
+        self.delays = lab_delays(driver.engine).scaled(1 / FAKE_SPEED)
         #: Each operation run: when it began (monotonic), and the operation.
         self._operations: list[tuple[float, Operation]] = []
         self._drained: set[int] = set()
@@ -486,7 +499,7 @@ class SwarmOperations:
         self.driver = driver
         nodes = "-nodes" if driver.kind == "swarm-nodes" else ""
         self.name = f"swarm-{driver.engine}{nodes}"
-        self.delays = LAB_DELAYS
+        self.delays = lab_delays(driver.engine)
         self._client = driver.client
 
     def create(self, name: str, replicas: int, *, node: int | None = None) -> None:

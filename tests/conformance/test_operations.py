@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
+
+from swarmdns.testing import OperationDelays
 
 from .drivers import Driver, wait_until
 from .nodes import NodesDriver
@@ -232,6 +235,7 @@ def test_drain_and_activate(node_ops: Operations) -> None:
         f" node 3 active again: nothing moved ({after.fewest}-{after.most} tasks),"
         f" the pinned service back in DNS {back - activated:.2f} s after",
     )
+    report_steps(ops, "spread", during, start)
     assert analysis.initial == before
     assert analysis.final == drained
     assert analysis.fewest == 4, analysis
@@ -255,3 +259,45 @@ def wait_drained(ops: Operations) -> None:
         return not ops.nodes_of("pinned") and len(spread) == 6 and 3 not in spread
 
     wait_until(drained, "node 3 drained")
+
+
+def sample(at: float, name: str, *addresses: str, rcode: str = "NOERROR") -> Sample:
+    return Sample(at=at, name=name, rcode=rcode, addresses=frozenset(map(IPv4Address, addresses)))
+
+
+def test_analysis_of_a_timeline() -> None:
+    """Each answer stands until the next; a lone short one counts; missing ones do not."""
+    samples = [
+        sample(0.0, "tasks.web", "10.0.0.1", "10.0.0.2"),
+        sample(0.0, "web", "10.0.0.9"),
+        sample(0.5, "tasks.web", "10.0.0.2"),
+        sample(0.6, "tasks.web", rcode="no reply"),
+        sample(1.0, "tasks.web", "10.0.0.2", "10.0.0.3"),
+        sample(1.0, "web", "10.0.0.9"),
+        sample(1.5, "tasks.web", "10.0.0.2", "10.0.0.3", "10.0.0.4"),
+        sample(1.6, "tasks.web", "10.0.0.3", "10.0.0.4"),
+        sample(2.0, "tasks.web", rcode="NXDOMAIN"),
+        sample(2.05, "tasks.web", "10.0.0.3", "10.0.0.2"),
+        sample(3.0, "tasks.web", "10.0.0.3", "10.0.0.2"),
+    ]
+
+    found = analyse(samples, service="web", replicas=2, start=0.2)
+
+    assert (found.fewest, found.most) == (0, 3)
+    assert found.below == pytest.approx(0.5 + 0.05)
+    assert found.above == pytest.approx(0.1)
+    assert found.initial == {IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2")}
+    assert found.final == {IPv4Address("10.0.0.2"), IPv4Address("10.0.0.3")}
+    assert not found.all_new
+    assert found.returned == {IPv4Address("10.0.0.2"), IPv4Address("10.0.0.3")}
+    assert found.vip_unchanged
+    assert found.took == pytest.approx(2.05 - 0.2)
+    assert (found.failed, found.answers) == (1, 9)
+    assert first_answer(samples, "tasks.web", 1.0, empty=True) == 2.0
+    assert first_answer(samples, "tasks.web", 2.0, empty=False) == 2.05
+    assert expected_below(ops_delays(), replicas=3, parallelism=2, order="stop-first") == 2 * 6
+    assert expected_below(ops_delays(), replicas=3, parallelism=1, order="start-first") == 0
+
+
+def ops_delays() -> OperationDelays:
+    return OperationDelays(stop=1, exit=2, start=1, healthy=3, monitor=4)
