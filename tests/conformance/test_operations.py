@@ -292,7 +292,7 @@ def test_analysis_of_a_timeline() -> None:
     assert found.returned == {IPv4Address("10.0.0.2"), IPv4Address("10.0.0.3")}
     assert found.vip_unchanged
     assert found.took == pytest.approx(2.05 - 0.2)
-    assert (found.failed, found.answers) == (1, 9)
+    assert (found.failed, found.answers) == (1, 8)
     assert first_answer(samples, "tasks.web", 1.0, empty=True) == 2.0
     assert first_answer(samples, "tasks.web", 2.0, empty=False) == 2.05
     assert expected_below(ops_delays(), replicas=3, parallelism=2, order="stop-first") == 2 * 6
