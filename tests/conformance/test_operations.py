@@ -45,6 +45,11 @@ SLACK = 1.0
 #: At most this share of the answers may be missing (each waits 0.25 s), as
 #: on a loaded machine a few do; a missing answer is never counted as empty.
 MISSING = 0.05
+#: A scenario takes up to about 50 s on 28.5 alone (the rollback: an update,
+#: the engine's 5 s monitor, then the rollback), and may take twice as long
+#: beside the rest of CI's workers on two cores: more room than
+#: pytest-timeout's 120 s.
+TIMEOUT = 300
 
 
 @pytest.fixture
@@ -104,6 +109,7 @@ def check_replaced(ops: Operations, analysis: Analysis, before: frozenset[Any], 
     assert analysis.failed <= MISSING * (analysis.answers + analysis.failed), analysis
 
 
+@pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize(
     ("order", "parallelism"), [("stop-first", 1), ("stop-first", 2), ("start-first", 1)]
 )
@@ -138,6 +144,7 @@ def test_rolling_update(ops: Operations, order: Order, parallelism: int) -> None
     assert within(analysis.below, expected), (analysis.below, expected)
 
 
+@pytest.mark.timeout(TIMEOUT)
 def test_rollback(ops: Operations) -> None:
     """A rollback uses the rollback configuration's defaults (stop-first, parallelism 1).
 
@@ -182,6 +189,7 @@ def report_steps(ops: Operations, name: str, samples: list[Sample], start: float
         )
 
 
+@pytest.mark.timeout(TIMEOUT)
 def test_drain_and_activate(node_ops: Operations) -> None:
     """Draining node 3 moves its tasks to nodes 1 and 2; activating it moves nothing back.
 
