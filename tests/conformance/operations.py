@@ -33,7 +33,7 @@ import attrs
 from swarmdns.testing import FakeSwarm, Operation, OperationDelays, SwarmError
 
 from . import sampler as sampler_module
-from .drivers import CONVERGE_TIMEOUT, IMAGE, NETWORKS, wait_until
+from .drivers import API_VERSION, CONVERGE_TIMEOUT, IMAGE, NETWORKS, wait_until
 
 SAMPLER = Path(sampler_module.__file__)
 #: How often the sampler asks, and how long it waits for each answer: a
@@ -628,10 +628,19 @@ class SwarmOperations:
         container = task["Status"].get("ContainerStatus", {}).get("ContainerID")
         if not container:
             return None
+        node_ids: list[str] = getattr(self.driver, "node_ids", [])
+        if task["NodeID"] not in node_ids[1:]:
+            client = self._client
+        else:  # on another node than node 1: that node's engine knows the container
+            node_socket = self.driver._sockets[node_ids.index(task["NodeID"])]
+            client = self.driver._docker.DockerClient(base_url=node_socket, version=API_VERSION)
         try:
-            state = self._client.api.inspect_container(container)["State"]
+            state = client.api.inspect_container(container)["State"]
         except self.driver._docker.errors.NotFound:
             return None
+        finally:
+            if client is not self._client:
+                client.close()
         return _wall(state[field])
 
 

@@ -197,42 +197,45 @@ def test_drain_and_activate(node_ops: Operations) -> None:
     (NXDOMAIN), and runs there again once it is active.
     """
     ops = node_ops
-    ops.create("spread", 6)
-    ops.create("pinned", 1, node=3)
-    assert ops.nodes_of("spread") == [1, 1, 2, 2, 3, 3]
-    assert ops.nodes_of("pinned") == [3]
-    names = ["tasks.spread", "spread", "tasks.pinned"]
+    ops.create("ops-spread", 6)
+    ops.create("ops-pinned", 1, node=3)
+    assert ops.nodes_of("ops-spread") == [1, 1, 2, 2, 3, 3]
+    assert ops.nodes_of("ops-pinned") == [3]
+    names = ["tasks.ops-spread", "ops-spread", "tasks.ops-pinned"]
     sampler = ops.sampler(names)
     try:
         sampler.wait_started()
         # Started on their nodes, the tasks reach node 1's DNS by gossip.
-        settle(sampler, "tasks.pinned", ops.addresses("pinned"))
-        settle(sampler, "tasks.spread", ops.addresses("spread"))
-        before = ops.addresses("spread")
-        on_3 = {a for a, n in ops.addresses_by_node("spread").items() if n == 3}
+        settle(sampler, "tasks.ops-pinned", ops.addresses("ops-pinned"))
+        settle(sampler, "tasks.ops-spread", ops.addresses("ops-spread"))
+        before = ops.addresses("ops-spread")
+        on_3 = {a for a, n in ops.addresses_by_node("ops-spread").items() if n == 3}
 
         start = time.monotonic()
         ops.drain(3)
         wait_drained(ops)
-        settle(sampler, "tasks.pinned", frozenset())
-        settle(sampler, "tasks.spread", ops.addresses("spread"))
-        drained = ops.addresses("spread")
+        settle(sampler, "tasks.ops-pinned", frozenset())
+        settle(sampler, "tasks.ops-spread", ops.addresses("ops-spread"))
+        drained = ops.addresses("ops-spread")
 
         activated = time.monotonic()
         ops.activate(3)
-        ops.wait_running("pinned", 1)
-        settle(sampler, "tasks.pinned", ops.addresses("pinned"))
-        assert ops.addresses("spread") == drained
+        ops.wait_running("ops-pinned", 1)
+        settle(sampler, "tasks.ops-pinned", ops.addresses("ops-pinned"))
+        assert ops.addresses("ops-spread") == drained
     finally:
         samples = sampler.stop()
 
     during = [s for s in samples if s.at < activated]
-    analysis = analyse(during, service="spread", replicas=6, start=start)
+    analysis = analyse(during, service="ops-spread", replicas=6, start=start)
     after = analyse(
-        [s for s in samples if s.at >= activated], service="spread", replicas=6, start=activated
+        [s for s in samples if s.at >= activated],
+        service="ops-spread",
+        replicas=6,
+        start=activated,
     )
-    gone = first_answer(samples, "tasks.pinned", start, empty=True)
-    back = first_answer(samples, "tasks.pinned", activated, empty=False)
+    gone = first_answer(samples, "tasks.ops-pinned", start, empty=True)
+    back = first_answer(samples, "tasks.ops-pinned", activated, empty=False)
     assert gone is not None
     assert back is not None
     expected = ops.delays.exit + ops.delays.start + ops.delays.healthy
@@ -243,7 +246,7 @@ def test_drain_and_activate(node_ops: Operations) -> None:
         f" node 3 active again: nothing moved ({after.fewest}-{after.most} tasks),"
         f" the pinned service back in DNS {back - activated:.2f} s after",
     )
-    report_steps(ops, "spread", during, start)
+    report_steps(ops, "ops-spread", during, start)
     assert analysis.initial == before
     assert analysis.final == drained
     assert analysis.fewest == 4, analysis
@@ -255,16 +258,16 @@ def test_drain_and_activate(node_ops: Operations) -> None:
     assert within(analysis.below, expected), (analysis.below, expected)
     assert (after.fewest, after.most, after.final) == (6, 6, drained)
     assert after.vips == analysis.vips
-    assert 3 not in ops.nodes_of("spread")
-    assert ops.nodes_of("pinned") == [3]
+    assert 3 not in ops.nodes_of("ops-spread")
+    assert ops.nodes_of("ops-pinned") == [3]
 
 
 def wait_drained(ops: Operations) -> None:
     """Until the Swarm runs no task on node 3: six of spread elsewhere, none of pinned."""
 
     def drained() -> bool:
-        spread = ops.nodes_of("spread")
-        return not ops.nodes_of("pinned") and len(spread) == 6 and 3 not in spread
+        spread = ops.nodes_of("ops-spread")
+        return not ops.nodes_of("ops-pinned") and len(spread) == 6 and 3 not in spread
 
     wait_until(drained, "node 3 drained")
 
