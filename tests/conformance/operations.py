@@ -19,9 +19,7 @@ import json
 import math
 import os
 import queue
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address
@@ -33,7 +31,7 @@ import attrs
 from swarmdns.testing import FakeSwarm, Operation, OperationDelays, SwarmError
 
 from . import sampler as sampler_module
-from .drivers import API_VERSION, CONVERGE_TIMEOUT, IMAGE, NETWORKS, wait_until
+from .drivers import API_VERSION, CONVERGE_TIMEOUT, IMAGE, NETWORKS, _ProcessWatch, wait_until
 
 SAMPLER = Path(sampler_module.__file__)
 #: How often the sampler asks, and how long it waits for each answer: a
@@ -70,9 +68,9 @@ class Sample:
         return self.rcode not in ("NOERROR", "NXDOMAIN")
 
     @classmethod
-    def parse(cls, line: str) -> Sample:
-        """A sample from a line that sampler.py printed."""
-        at, name, rcode, addresses = json.loads(line)
+    def parse(cls, fields: Any) -> Sample:
+        """A sample from a line that sampler.py printed, read as JSON."""
+        at, name, rcode, addresses = fields
         return cls(at=at, name=name, rcode=rcode, addresses=frozenset(map(IPv4Address, addresses)))
 
 
@@ -242,51 +240,35 @@ class Sampler:
         names: Sequence[str],
     ) -> None:
         options = {"names": list(names), "interval": SAMPLE_INTERVAL, "deadline": SAMPLE_DEADLINE}
-        self._process = subprocess.Popen(
-            [*command_prefix, sys.executable, str(SAMPLER), json.dumps(options)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=environment,
-        )
+        command = [*command_prefix, sys.executable, str(SAMPLER), json.dumps(options)]
+        #: One JSON line per answer, read as a watch's changes are.
+        self._lines = _ProcessWatch(command, environment)
         self._samples: list[Sample] = []
-        self._lock = threading.Lock()
-        self._first: queue.Queue[None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
 
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            with self._lock:
-                self._samples.append(Sample.parse(line))
-                if len(self._samples) == 1:
-                    self._first.put(None)
+    def _collect(self) -> list[Sample]:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._samples.append(Sample.parse(self._lines.next_event(timeout=0)))
+        return self._samples
 
     def wait_started(self) -> None:
         """Return once the first answer is in."""
-        self._first.get(timeout=CONVERGE_TIMEOUT)
+        self._samples.append(Sample.parse(self._lines.next_event()))
 
     @property
     def samples(self) -> list[Sample]:
         """The answers so far."""
-        with self._lock:
-            return list(self._samples)
+        return list(self._collect())
 
     def latest(self, name: str) -> Sample | None:
         """The last answer for ``name`` that came."""
-        with self._lock:
-            return next(
-                (s for s in reversed(self._samples) if s.name == name and not s.failed), None
-            )
+        return next(
+            (s for s in reversed(self._collect()) if s.name == name and not s.failed), None
+        )
 
     def stop(self) -> list[Sample]:
         """Stop sampling; every answer it got."""
-        if self._process.poll() is None:
-            self._process.terminate()  # the process this sampler started, by its id
-        self._process.wait(30)
-        self._reader.join()
-        if self._process.stdout is not None:
-            self._process.stdout.close()
+        self._lines.close()
         return self.samples
 
 

@@ -109,6 +109,37 @@ def check_replaced(ops: Operations, analysis: Analysis, before: frozenset[Any], 
     assert analysis.failed <= MISSING * (analysis.answers + analysis.failed), analysis
 
 
+def check_rollout(
+    ops: Operations, name: str, operation: Callable[[], Any], *, order: Order, parallelism: int
+) -> None:
+    """Sample ``operation``, which replaces every task of ``name``, and check what DNS showed.
+
+    Stop-first, DNS lists ``parallelism`` tasks fewer at the worst, never
+    more; start-first, never fewer, and one more at the most (a sample
+    missing a task counts: the engine showed none at 50 ms).
+    """
+    before = ops.addresses(name)
+
+    samples, start = sampled(ops, [f"tasks.{name}", name], operation, name)
+
+    analysis = analyse(samples, service=name, replicas=REPLICAS, start=start)
+    expected = expected_below(ops.delays, replicas=REPLICAS, parallelism=parallelism, order=order)
+    report(
+        ops,
+        f"{name} ({order}, parallelism {parallelism}): {analysis.describe()};"
+        f" the delays give {expected:.1f} s below N",
+    )
+    report_steps(ops, name, samples, start)
+    check_replaced(ops, analysis, before, name)
+    if order == "stop-first":
+        assert analysis.fewest == REPLICAS - parallelism, analysis
+        assert analysis.most == REPLICAS, analysis
+    else:
+        assert analysis.fewest == REPLICAS, analysis
+        assert analysis.most in (REPLICAS, REPLICAS + 1), analysis
+    assert within(analysis.below, expected), (analysis.below, expected)
+
+
 @pytest.mark.timeout(TIMEOUT)
 @pytest.mark.parametrize(
     ("order", "parallelism"), [("stop-first", 1), ("stop-first", 2), ("start-first", 1)]
@@ -117,31 +148,14 @@ def test_rolling_update(ops: Operations, order: Order, parallelism: int) -> None
     """An update replaces every task; stop-first drops ``parallelism`` at a time."""
     name = f"roll-{order.partition('-')[0]}{parallelism}"
     ops.create(name, REPLICAS)
-    before = ops.addresses(name)
 
-    samples, start = sampled(
+    check_rollout(
         ops,
-        [f"tasks.{name}", name],
-        lambda: ops.update(name, order=order, parallelism=parallelism),
         name,
+        lambda: ops.update(name, order=order, parallelism=parallelism),
+        order=order,
+        parallelism=parallelism,
     )
-
-    analysis = analyse(samples, service=name, replicas=REPLICAS, start=start)
-    expected = expected_below(ops.delays, replicas=REPLICAS, parallelism=parallelism, order=order)
-    report(
-        ops,
-        f"update {order}, parallelism {parallelism}: {analysis.describe()};"
-        f" the delays give {expected:.1f} s below N",
-    )
-    report_steps(ops, name, samples, start)
-    check_replaced(ops, analysis, before, name)
-    if order == "stop-first":
-        assert analysis.fewest == REPLICAS - parallelism, analysis
-        assert analysis.most == REPLICAS, analysis
-    else:  # a sample missing a task counts: the engine showed none at 50 ms
-        assert analysis.fewest == REPLICAS, analysis
-        assert analysis.most in (REPLICAS, REPLICAS + 1), analysis
-    assert within(analysis.below, expected), (analysis.below, expected)
 
 
 @pytest.mark.timeout(TIMEOUT)
@@ -155,22 +169,8 @@ def test_rollback(ops: Operations) -> None:
     ops.create(name, REPLICAS)
     ops.update(name, order="start-first", parallelism=REPLICAS)
     ops.completed(name)
-    before = ops.addresses(name)
 
-    samples, start = sampled(ops, [f"tasks.{name}", name], lambda: ops.rollback(name), name)
-
-    analysis = analyse(samples, service=name, replicas=REPLICAS, start=start)
-    expected = expected_below(ops.delays, replicas=REPLICAS, parallelism=1, order="stop-first")
-    report(
-        ops,
-        f"rollback of a start-first update: {analysis.describe()};"
-        f" the delays give {expected:.1f} s below N",
-    )
-    report_steps(ops, name, samples, start)
-    check_replaced(ops, analysis, before, name)
-    assert analysis.fewest == REPLICAS - 1, analysis
-    assert analysis.most == REPLICAS, analysis
-    assert within(analysis.below, expected), (analysis.below, expected)
+    check_rollout(ops, name, lambda: ops.rollback(name), order="stop-first", parallelism=1)
 
 
 def report_steps(ops: Operations, name: str, samples: list[Sample], start: float) -> None:
