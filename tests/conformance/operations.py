@@ -24,14 +24,22 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import attrs
 
-from swarmdns.testing import FakeSwarm, Operation, OperationDelays, SwarmError
+from swarmdns.testing import FakeSwarm, Operation, OperationDelays, SwarmError, UpdateOrder
 
 from . import sampler as sampler_module
-from .drivers import API_VERSION, CONVERGE_TIMEOUT, IMAGE, NETWORKS, _ProcessWatch, wait_until
+from .drivers import (
+    API_VERSION,
+    CONVERGE_TIMEOUT,
+    HEALTHY_FILE,
+    IMAGE,
+    NETWORKS,
+    _ProcessWatch,
+    wait_until,
+)
 
 SAMPLER = Path(sampler_module.__file__)
 #: How often the sampler asks, and how long it waits for each answer: a
@@ -42,13 +50,8 @@ SAMPLE_DEADLINE = 0.25
 #: DNS agrees with the engine's list of tasks) before sampling stops, so
 #: that a late change would still be seen.
 SETTLE = 1.0
-#: Inside the task's container, not on this machine.
-HEALTHY_FILE = "/tmp/healthy"  # noqa: S108
 #: The lab service's health check passes this long after its container starts.
 HEALTHY_AFTER = 1.0
-
-Order = Literal["stop-first", "start-first"]
-
 
 # -- the timeline --------------------------------------------------------------------
 
@@ -213,7 +216,7 @@ def lab_delays(engine: str) -> OperationDelays:
 
 
 def expected_below(
-    delays: OperationDelays, *, replicas: int, parallelism: int, order: Order
+    delays: OperationDelays, *, replicas: int, parallelism: int, order: UpdateOrder
 ) -> float:
     """How long a rolling update with ``delays`` keeps fewer than ``replicas`` tasks in DNS.
 
@@ -319,7 +322,7 @@ class Operations(Protocol):
         """A sampler asking the probe task's DNS about ``names``."""
         ...
 
-    def update(self, name: str, *, order: Order, parallelism: int) -> None:
+    def update(self, name: str, *, order: UpdateOrder, parallelism: int) -> None:
         """Replace every task; return once the Swarm runs only new ones."""
         ...
 
@@ -408,7 +411,7 @@ class FakeOperations:
         self._operations.append((began, operation))
         operation.wait(CONVERGE_TIMEOUT)
 
-    def update(self, name: str, *, order: Order, parallelism: int) -> None:
+    def update(self, name: str, *, order: UpdateOrder, parallelism: int) -> None:
         self._run(
             lambda: self.swarm.update_service(
                 name, order=order, parallelism=parallelism, delays=self.delays
@@ -530,7 +533,7 @@ class SwarmOperations:
     def _cli(self, *arguments: str) -> None:
         self.driver._cli(*arguments)
 
-    def update(self, name: str, *, order: Order, parallelism: int) -> None:
+    def update(self, name: str, *, order: UpdateOrder, parallelism: int) -> None:
         """Replace every task, as ``--force`` does; return once the engine runs only new ones.
 
         Not once the engine calls the update completed: that is its monitor

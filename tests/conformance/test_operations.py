@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 
-from swarmdns.testing import OperationDelays
+from swarmdns.testing import OperationDelays, UpdateOrder
 
 from .drivers import Driver, wait_until
 from .nodes import NodesDriver
 from .operations import (
     Analysis,
     Operations,
-    Order,
     Sample,
     analyse,
     expected_below,
@@ -110,7 +109,12 @@ def check_replaced(ops: Operations, analysis: Analysis, before: frozenset[Any], 
 
 
 def check_rollout(
-    ops: Operations, name: str, operation: Callable[[], Any], *, order: Order, parallelism: int
+    ops: Operations,
+    name: str,
+    operation: Callable[[], Any],
+    *,
+    order: UpdateOrder,
+    parallelism: int,
 ) -> None:
     """Sample ``operation``, which replaces every task of ``name``, and check what DNS showed.
 
@@ -144,7 +148,7 @@ def check_rollout(
 @pytest.mark.parametrize(
     ("order", "parallelism"), [("stop-first", 1), ("stop-first", 2), ("start-first", 1)]
 )
-def test_rolling_update(ops: Operations, order: Order, parallelism: int) -> None:
+def test_rolling_update(ops: Operations, order: UpdateOrder, parallelism: int) -> None:
     """An update replaces every task; stop-first drops ``parallelism`` at a time."""
     name = f"roll-{order.partition('-')[0]}{parallelism}"
     ops.create(name, REPLICAS)
