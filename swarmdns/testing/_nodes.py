@@ -42,7 +42,8 @@ _STOP_TIMEOUT = 10.0
 _MAX_NODES = 64
 
 
-def _seconds(_instance: object, attribute: object, value: float) -> None:
+def check_seconds(_instance: object, attribute: object, value: float) -> None:
+    """An attrs validator: a delay of 0 to 3600 seconds (``NodeDelays``, ``OperationDelays``)."""
     name = getattr(attribute, "name", "delay")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} is a number of seconds, not {value!r}")
@@ -74,10 +75,10 @@ class NodeDelays:
     #: Every delay 0: every effect within the call that causes it.
     INSTANT: ClassVar[NodeDelays]
 
-    propagation: float = field(default=0.1, validator=_seconds)
-    failure_detection: float = field(default=6.0, validator=_seconds)
-    down: float = field(default=12.0, validator=_seconds)
-    rejoin: float = field(default=0.5, validator=_seconds)
+    propagation: float = field(default=0.1, validator=check_seconds)
+    failure_detection: float = field(default=6.0, validator=check_seconds)
+    down: float = field(default=12.0, validator=check_seconds)
+    rejoin: float = field(default=0.5, validator=check_seconds)
 
 
 NodeDelays.INSTANT = NodeDelays(propagation=0, failure_detection=0, down=0, rejoin=0)

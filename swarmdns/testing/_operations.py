@@ -27,6 +27,7 @@ from typing import ClassVar, Literal, get_args
 
 from attrs import field, frozen
 
+from ._nodes import check_seconds
 from ._swarm import Swarm, SwarmError, Task
 
 #: How an update replaces a task: stop the old one first, or start the new
@@ -39,15 +40,6 @@ OperationKind = Literal["update", "rollback", "drain", "activate"]
 #: a new one ``started``, it ``entered`` DNS.
 TimelineStep = Literal["left", "exited", "started", "entered"]
 _ORDERS: tuple[UpdateOrder, ...] = get_args(UpdateOrder)
-_MAX_DELAY = 3600.0
-
-
-def _seconds(_instance: object, attribute: object, value: float) -> None:
-    name = getattr(attribute, "name", "delay")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} is a number of seconds, not {value!r}")
-    if not (math.isfinite(value) and 0 <= value <= _MAX_DELAY):
-        raise ValueError(f"{name} must be between 0 and 3600 seconds, not {value!r}")
 
 
 @frozen(kw_only=True)
@@ -77,11 +69,11 @@ class OperationDelays:
     #: Every delay 0: an operation ends within the call that starts it.
     INSTANT: ClassVar[OperationDelays]
 
-    stop: float = field(default=1.2, validator=_seconds)
-    exit: float = field(default=2.0, validator=_seconds)
-    start: float = field(default=0.4, validator=_seconds)
-    healthy: float = field(default=5.5, validator=_seconds)
-    monitor: float = field(default=1.2, validator=_seconds)
+    stop: float = field(default=1.2, validator=check_seconds)
+    exit: float = field(default=2.0, validator=check_seconds)
+    start: float = field(default=0.4, validator=check_seconds)
+    healthy: float = field(default=5.5, validator=check_seconds)
+    monitor: float = field(default=1.2, validator=check_seconds)
 
     def scaled(self, factor: float) -> OperationDelays:
         """These delays multiplied by ``factor``: the same timeline, faster or slower.
@@ -135,7 +127,7 @@ class UpdateSettings:
 
     order: UpdateOrder = field(default="stop-first", validator=_order)
     parallelism: int = field(default=1, validator=_parallelism)
-    delay: float = field(default=0.0, validator=_seconds)
+    delay: float = field(default=0.0, validator=check_seconds)
 
 
 def plan_batches(tasks: Sequence[Task], parallelism: int) -> list[tuple[Task, ...]]:
