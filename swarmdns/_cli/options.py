@@ -145,21 +145,28 @@ def parse_count(text: str, *, source: str, of: str) -> int:
     return count
 
 
-def parse_host_port(text: str, *, source: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9109`` too) as ``(host, port)``, the host without brackets.
+#: Where a server listens when given only a port: this machine only.
+LOOPBACK = "127.0.0.1"
+
+
+def parse_server_address(text: str, *, source: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` (``[::1]:9109`` too) as ``(host, port)``, the host without brackets.
+
+    A port alone listens on loopback only: serving every interface is asked for.
 
     Raises:
-        ConfigurationError: No host, or no port number.
+        ConfigurationError: No port number, or an empty host.
     """
     host, _, port_text = text.rpartition(":")
     port = whole_number(port_text)
-    if not host or port is None or port > 65535:
+    if port is None or port > 65535 or (not host and ":" in text):
         raise bad_value(
             source,
             text,
-            "is not HOST:PORT with a port from 0 to 65535; give HOST:PORT, such as 0.0.0.0:9109",
+            "is not [HOST:]PORT with a port from 0 to 65535; give PORT (on 127.0.0.1)"
+            " or HOST:PORT, such as 9109 or 0.0.0.0:9109 (every interface)",
         )
-    return host.strip("[]"), port
+    return host.strip("[]") or LOOPBACK, port
 
 
 def parse_service_spec(text: str, *, source: str = "--service") -> dict[str, object]:

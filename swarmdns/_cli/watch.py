@@ -40,8 +40,8 @@ from .options import (
     parse_count,
     parse_duration,
     parse_fraction,
-    parse_host_port,
     parse_render_spec,
+    parse_server_address,
     parse_wait,
 )
 from .process import (
@@ -143,8 +143,10 @@ def _add_action_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--metrics",
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics of the watch on http://HOST:PORT/metrics (needs pip"
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics of the watch on http://HOST:PORT/metrics; HOST is"
+        " 127.0.0.1 unless given (0.0.0.0: every interface, to be scraped from other"
+        " containers); at most 16 connections at once, each closed after 5 s (needs pip"
         " install 'swarmdns[metrics]')",
     )
     add(
@@ -231,7 +233,7 @@ class WatchRequest:
             wait=None if options.wait is None else parse_wait(options.wait, source="--wait"),
             metrics=None
             if options.metrics is None
-            else parse_host_port(options.metrics, source="--metrics"),
+            else parse_server_address(options.metrics, source="--metrics"),
         )
 
 
@@ -293,16 +295,16 @@ def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Ite
     if address is None:
         yield
         return
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415 - the same reason
+
     from ..metrics import WatchCollector  # noqa: PLC0415 - an optional extra, only when asked
+    from .metrics_server import MetricsServer, registry_exposition  # noqa: PLC0415
 
-    collector = WatchCollector(fleet)
-    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
-
-    host, port = address
     registry = CollectorRegistry()
-    registry.register(collector)
+    registry.register(WatchCollector(fleet))
+    host, port = address
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server = MetricsServer(address, registry_exposition(registry))
     except (OSError, UnicodeError) as error:  # UnicodeError: a host name IDNA refuses
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         why = getattr(error, "strerror", None) or error
@@ -311,12 +313,8 @@ def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Ite
             " and a free port",
             source="--metrics",
         ) from error
-    try:
+    with server:
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def _action_loop(request: WatchRequest) -> ActionLoop | None:
