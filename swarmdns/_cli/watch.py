@@ -32,6 +32,7 @@ from .common import (
     utc_now,
 )
 from .follow import Follow, Item, running
+from .metrics_server import MAX_CONNECTIONS, REQUEST_SECONDS
 from .options import (
     DURATION_GRAMMAR,
     RenderSpec,
@@ -146,8 +147,8 @@ def _add_action_options(parser: argparse.ArgumentParser) -> None:
         metavar="[HOST:]PORT",
         help="serve Prometheus metrics of the watch on http://HOST:PORT/metrics; HOST is"
         " 127.0.0.1 unless given (0.0.0.0: every interface, to be scraped from other"
-        " containers); at most 16 connections at once, each closed after 5 s (needs pip"
-        " install 'swarmdns[metrics]')",
+        f" containers); at most {MAX_CONNECTIONS} connections at once, each closed after"
+        f" {REQUEST_SECONDS:g} s (needs pip install 'swarmdns[metrics]')",
     )
     add(
         "--wait",
