@@ -164,7 +164,7 @@ def parse_server_address(text: str, *, source: str) -> tuple[str, int]:
             source,
             text,
             "is not [HOST:]PORT with a port from 0 to 65535; give PORT (on 127.0.0.1)"
-            " or HOST:PORT, such as 9109 or 0.0.0.0:9109 (every interface)",
+            " or HOST:PORT, such as 9109 or 127.0.0.1:9109",
         )
     return host.strip("[]") or LOOPBACK, port
 

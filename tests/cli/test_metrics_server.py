@@ -183,12 +183,12 @@ def test_many_idle_and_trickling_connections_neither_starve_scrapes_nor_take_des
     watch = spawn("watch", "web", "--interval", "0.05", "--metrics", f"127.0.0.1:{port}")
     watch.line()
     before = descriptors(watch.popen.pid)
-    clients = [connect(port) for _ in range(300)]
+    clients = [connect(port) for _ in range(1000)]  # as many as took a watch down before
     try:
         for client in clients:  # the start of a request that never ends
             with contextlib.suppress(OSError):
                 client.send(b"G")
-        first = scrape(port)  # accepted after the 300: all are counted by now
+        first = scrape(port)  # accepted after the 1,000: all are counted by now
         during = descriptors(watch.popen.pid)
         for client in clients:  # one more byte each: a trickle
             with contextlib.suppress(OSError):
