@@ -148,6 +148,20 @@ def test_an_idle_connection_is_closed_at_its_deadline() -> None:
         assert closed_by_server(client)
 
 
+def test_an_ipv6_address_is_listened_on() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this Python has no IPv6")
+    try:
+        server = MetricsServer(("::1", 0), exposition)
+    except OSError as error:  # a container without IPv6 on loopback
+        pytest.skip(f"no IPv6 loopback here: {error}")
+    with server, socket.create_connection(("::1", server.port), timeout=DEADLINE) as client:
+        client.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+        reply = client.recv(100)
+
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
 # -- through the command line ------------------------------------------------------------------
 
 
