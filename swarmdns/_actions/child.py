@@ -53,11 +53,12 @@ class _HeldInterrupts:
         self.caught.append(signum)
 
     def release(self) -> None:
-        """Put the handlers back, then raise what came in the meantime through them."""
+        """Put the handlers back, then raise what came in the meantime through them; once."""
         previous, self._previous = self._previous, {}
+        caught, self.caught = self.caught, []
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in self.caught:
+        for signum in caught:
             signal.raise_signal(signum)  # its handler runs now, in this thread
 
 
@@ -87,7 +88,7 @@ class CommandResult:
 
 
 def retry_delay(failures: int, *, first: float = 0.5, longest: float = 30.0) -> float:
-    """Seconds to wait before trying again to start a command that failed to start ``failures`` times.
+    """Seconds to wait before trying again to start a command that ``failures`` times failed to.
 
     ``first`` after the first failure, doubling with each one, up to ``longest``.
     """
@@ -234,39 +235,7 @@ class CommandRunner:
         started = self._clock()
         service = env.get("SWARMDNS_SERVICE")
         about = f" (for {service})" if service else ""
-        failures = 0
-        while True:
-            held = _HeldInterrupts()
-            try:
-                process = self._start(env)
-            except BaseException:
-                held.release()
-                raise
-            if not isinstance(process, OSError):
-                break
-            held.release()
-            failures += 1
-            if self._tries is not None and failures >= self._tries:
-                _log().error(
-                    "could not start %s %r%s: %s%s",
-                    self.label,
-                    self.command,
-                    about,
-                    process,
-                    self._goes_on,
-                )
-                return CommandResult(returncode=None, duration=self._clock() - started)
-            delay = retry_delay(failures, first=self._retry_after)
-            _log().error(
-                "could not start %s %r%s: %s; trying again in %g s",
-                self.label,
-                self.command,
-                about,
-                process,
-                delay,
-            )
-            if self._cancelled.wait(delay):
-                return self._not_run()
+        process, held = self._started(env, about, started)
         if isinstance(process, CommandResult):
             held.release()
             return process
@@ -299,6 +268,47 @@ class CommandRunner:
                 with contextlib.suppress(OSError):
                     process.stdin.close()
         return self._outcome(process.returncode, stopped_by, about, self._clock() - started)
+
+    def _started(
+        self, env: dict[str, str], about: str, started: float
+    ) -> tuple[subprocess.Popen[bytes] | CommandResult, _HeldInterrupts]:
+        """The command, started (tried again if it could not be), and the interrupts held.
+
+        Or the result of not starting it: cancelled, or every try failed.
+        """
+        failures = 0
+        while True:
+            held = _HeldInterrupts()
+            try:
+                process = self._start(env)
+            except BaseException:
+                held.release()
+                raise
+            if not isinstance(process, OSError):
+                return process, held
+            held.release()
+            failures += 1
+            if self._tries is not None and failures >= self._tries:
+                _log().error(
+                    "could not start %s %r%s: %s%s",
+                    self.label,
+                    self.command,
+                    about,
+                    process,
+                    self._goes_on,
+                )
+                return CommandResult(returncode=None, duration=self._clock() - started), held
+            delay = retry_delay(failures, first=self._retry_after)
+            _log().error(
+                "could not start %s %r%s: %s; trying again in %g s",
+                self.label,
+                self.command,
+                about,
+                process,
+                delay,
+            )
+            if self._cancelled.wait(delay):
+                return self._not_run(), held
 
     def _outcome(
         self,

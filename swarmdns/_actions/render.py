@@ -35,11 +35,11 @@ RENDER_EXTRA = "pip install 'swarmdns[render]'"
 STDOUT = "-"
 
 
-class CheckFailed(Exception):  # noqa: N818 - an outcome, not an error: the watch goes on
+class CheckFailed(Exception):
     """The check refused the staged file; DEST was left as it was."""
 
 
-class RenderStopped(Exception):  # noqa: N818 - an outcome: the watch is stopping
+class RenderStopped(Exception):
     """The render was stopped before DEST was written, because the watch is stopping."""
 
 
@@ -222,7 +222,9 @@ def write_if_changed(
             new.flush()
             os.fsync(new.fileno())
         if check is not None and not check(temporary):
-            raise CheckFailed(f"the check refused the staged file; {str(path)!r} was left as it was")
+            raise CheckFailed(
+                f"the check refused the staged file; {str(path)!r} was left as it was"
+            )
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
