@@ -393,7 +393,8 @@ def test_a_template_s_check_and_command_get_its_files(template: Path, tmp_path: 
     assert log.read_text().splitlines() == [
         f"check {dest} server 10.0.1.3:80;",
         f"command {dest}",
-        f"check {dest} server 10.0.1.3:80; server 10.0.1.4:80;",
+        f"check {dest} server 10.0.1.3:80;",
+        "server 10.0.1.4:80;",
     ]
     assert dest.read_text() == "server 10.0.1.3:80;\n"
     assert (actions.failed_checks, actions.failed_commands) == (1, 0)
