@@ -88,7 +88,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--once",
         action="store_true",
         help="look each service up once, print its set, render and run once (--render, --exec),"
-        " and exit (3 if a lookup failed, 4 if the command failed)",
+        " and exit (3 if a lookup failed, 4 if a command or a check failed)",
     )
     add_duration_option(
         parser,
@@ -303,6 +303,10 @@ class WatchRequest:
         if not options.render and options.exec is None and options.wait is not None:
             raise CommandExit(
                 EXIT_USAGE, "--wait needs --render or --exec: there is nothing to do"
+            )
+        if options.render_any_dest and not options.render:
+            raise CommandExit(
+                EXIT_USAGE, "--render-any-dest needs --render: there is no DEST to replace"
             )
         render = _render_specs(
             getattr(options, "render_steps", None) or [], any_dest=options.render_any_dest
