@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from swarmdns import _cli
 from swarmdns.testing import FakeSwarm
 
 from .helpers import Fifo, Spawn, assert_one_line_error, fail_lookups, run
@@ -288,3 +293,36 @@ def test_watch_once_interrupted_in_a_slow_render_writes_nothing(
     assert code == 130, err
     assert not dest.exists()
     assert err.endswith("run it again\n")
+
+
+# -- a command that could not start ------------------------------------------------------
+
+
+def test_a_command_that_could_not_start_is_tried_again(
+    swarm_dns: FakeSwarm,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    ran = tmp_path / "ran"
+    real_popen = subprocess.Popen
+    tries: list[object] = []
+
+    def popen(*args: Any, **kwargs: Any) -> object:
+        tries.append(args)
+        if len(tries) == 1:  # as when every descriptor is taken
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+
+    code = _cli.main(["watch", "web", "--once", "--exec", f"touch {ran}"], out=io.StringIO())
+
+    assert code == 0
+    assert len(tries) == 2
+    assert ran.exists()
+    assert capfd.readouterr().err == (
+        f"swarmdns: could not start the command 'touch {ran}' (for web): [Errno 24] Too many"
+        " open files; trying again in 0.5 s\n"
+    )
