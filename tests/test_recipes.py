@@ -389,6 +389,30 @@ def test_haproxy_balances_over_every_task_and_follows_scaling(
     assert "    server " not in (etc / "haproxy.cfg").read_text()
 
 
+def test_haproxy_checks_a_file_before_it_replaces_the_old_one(
+    app: Service, swarm_dns: FakeSwarm, tmp_path: Path
+) -> None:
+    program("haproxy", "haproxy")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    template = tmp_path / "haproxy.cfg.j2"
+    template.write_text(documented_file("haproxy.cfg.j2"))
+    once = moved(documented_watch("haproxy.cfg.j2", once=True), {"/etc/haproxy/": etc})
+    assert swarmdns(*once, cwd=tmp_path).returncode == 0
+    good = (etc / "haproxy.cfg").read_text()
+    # A name HAProxy refuses, as a hostile PTR answer could once give.
+    template.write_text(
+        documented_file("haproxy.cfg.j2").replace("{{ task.name or task.ip }}", "{ bad")
+    )
+
+    refused = swarmdns(*once, cwd=tmp_path)
+
+    assert refused.returncode == 4, refused
+    assert "--render-check" in refused.stderr
+    assert (etc / "haproxy.cfg").read_text() == good
+    assert [p.name for p in etc.iterdir()] == ["haproxy.cfg"]
+
+
 # -- Prometheus file_sd --------------------------------------------------------------
 
 

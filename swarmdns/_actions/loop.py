@@ -1,9 +1,10 @@
 """Acting on changes: render every template and run the command, one batch at a time.
 
-``Actions`` does both for one batch; ``ActionLoop`` takes changes from any
+``Template`` is a template with its own check and command; ``Actions`` does
+all of it for one batch; ``ActionLoop`` takes changes from any
 thread (a watcher's ``on_change``), waits for each burst to settle, and acts
 on one batch at a time; its ``stop()`` cuts the action under way short
-(``Actions.cancel()``).
+(``Actions.stop()``).
 """
 
 from __future__ import annotations
@@ -11,26 +12,55 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from attrs import frozen
 
 from .._errors import SwarmDNSError
 from .._model import Task
 from .._values import TaskSetChange
 from .child import CommandResult, CommandRunner
 from .log import _log
-from .render import Renderer, render_context
+from .render import CheckFailed, Renderer, RenderStopped, render_context
 from .settle import Batch, PendingChanges, SettleWindow
 
 
+@frozen(kw_only=True)
+class Template:
+    """A template to render, with its file's commands (as confd's ``check_cmd``, ``reload_cmd``).
+
+    Attributes:
+        renderer: Renders it.
+        check: Run on the staged file before it replaces DEST, its path in
+            ``SWARMDNS_STAGED`` (DEST's in ``SWARMDNS_RENDERED``); a failure
+            leaves DEST as it was.
+        command: Run after the templates were rendered, when this one's DEST
+            changed, with ``SWARMDNS_RENDERED`` set to DEST.
+    """
+
+    renderer: Renderer
+    check: CommandRunner | None = None
+    command: CommandRunner | None = None
+
+    def runners(self) -> tuple[CommandRunner, ...]:
+        """Its commands."""
+        return tuple(runner for runner in (self.check, self.command) if runner is not None)
+
+
 class Actions:
-    """What to do with a batch: render every template, then run the command.
+    """What to do with a batch: render every template, then run the commands.
 
     As in consul-template, the command runs only when a rendered file
-    changed; without templates, on every batch. A template that fails leaves
-    its file as it was and holds the command back; its error is raised once
-    every template was tried (the others' are logged).
+    changed; without templates, on every batch. A template's own command
+    runs (before it) only when that template's file changed. A template that
+    fails leaves its file as it was and holds the command back; its error is
+    raised once every template was tried (the others' are logged). A check
+    that fails leaves its file as it was too, and is logged: it is not an
+    error, the watch goes on.
 
     Args:
-        renderers: The templates to render, in order.
+        renderers: The templates to render, in order (a ``Renderer``, or a
+            ``Template`` with its check and command).
         runner: The command to run, if any.
         lookup_tasks: Looks up a service's tasks with their identities (such
             as ``functools.partial(swarmdns.tasks, backend=...)``), for the
@@ -40,27 +70,47 @@ class Actions:
 
     def __init__(
         self,
-        renderers: Sequence[Renderer] = (),
+        renderers: Sequence[Renderer | Template] = (),
         runner: CommandRunner | None = None,
         *,
         lookup_tasks: Callable[[str], Sequence[Task]] | None = None,
     ) -> None:
-        self.renderers = tuple(renderers)
+        self.templates = tuple(
+            one if isinstance(one, Template) else Template(renderer=one) for one in renderers
+        )
+        self.renderers = tuple(template.renderer for template in self.templates)
         self.runner = runner
+        #: How many checks refused a file, and how many templates' commands failed.
+        self.failed_checks = 0
+        self.failed_commands = 0
         self._lookup_tasks = lookup_tasks
         self._tasks: dict[str, Sequence[Task]] = {}
+        self._stopping = threading.Event()
 
     def __repr__(self) -> str:
         return f"<Actions {list(self.renderers)!r}, {self.runner!r}>"
 
     def cancel(self) -> None:
-        """Stop the command under way, and run it no more: the watch is stopping.
+        """Stop the command under way, and run commands no more.
 
-        From any thread (``ActionLoop``'s ``cancel``); see
-        ``CommandRunner.cancel()``. Without a command, nothing to do.
+        From any thread; see ``CommandRunner.cancel()``. Templates are still
+        rendered: ``stop()`` stops them too.
         """
+        for template in self.templates:
+            for runner in template.runners():
+                runner.cancel()
         if self.runner is not None:
             self.runner.cancel()
+
+    def stop(self) -> None:
+        """Stop the render or command under way, and act no more: the watch is stopping.
+
+        From any thread (``ActionLoop``'s ``cancel``). A render stops at the
+        template's next piece of output and leaves its file as it was; a
+        command is stopped as by ``cancel()``.
+        """
+        self._stopping.set()
+        self.cancel()
 
     def __call__(self, batch: Batch) -> CommandResult | None:
         """Act on ``batch``; return the command's result, if it ran.
@@ -69,32 +119,83 @@ class Actions:
             ConfigurationError: A template failed.
             OSError: A file could not be written.
         """
-        if self.renderers and not self._render(batch):
-            _log().info(
-                "the change of %s leaves every rendered file as it was", ", ".join(batch.services)
-            )
-            return None
+        if self.templates:
+            changed = self._render(batch)
+            if self._stopping.is_set():
+                return None
+            if not changed:
+                _log().info(
+                    "the change of %s leaves every rendered file as it was",
+                    ", ".join(batch.services),
+                )
+                return None
+            for template in changed:
+                if template.command is not None and not self._stopping.is_set():
+                    ran = template.command.run(batch.to_json(), self._environment(batch, template))
+                    self.failed_commands += not ran.ok
         if self.runner is None:
             return None
         return self.runner.run(batch.to_json(), batch.environment())
 
-    def _render(self, batch: Batch) -> bool:
+    @staticmethod
+    def _environment(
+        batch: Batch, template: Template, staged: Path | None = None
+    ) -> dict[str, str]:
+        environment = {
+            **batch.environment(),
+            "SWARMDNS_RENDERED": str(template.renderer.dest_path),
+        }
+        if staged is not None:
+            environment["SWARMDNS_STAGED"] = str(staged)
+        return environment
+
+    def _render(self, batch: Batch) -> list[Template]:
+        """Render every template; the ones whose file changed."""
         tasks = None if self._lookup_tasks is None else self._tasks_of(batch)
         context = render_context(batch.current, tasks)
-        changed = False
+        changed: list[Template] = []
         errors: list[SwarmDNSError | OSError] = []
-        for renderer in self.renderers:
+        for template in self.templates:
+            renderer = template.renderer
             try:
-                if renderer.render(context):
-                    changed = True
+                if renderer.render(
+                    context, check=self._check(batch, template), stop=self._stopping
+                ):
+                    changed.append(template)
                     _log().info("rendered %s from %s", renderer.dest_path, renderer.template_path)
             except (SwarmDNSError, OSError) as error:
                 errors.append(error)
+            except CheckFailed:
+                self.failed_checks += 1
+                _log().error(
+                    "%s was left as it was: the check of its new content failed (above)",
+                    renderer.dest_path,
+                )
+            except RenderStopped as stopped:
+                _log().warning("%s", stopped)
+                return []
         for other in errors[1:]:
             _log().error("%s", other)
         if errors:
             raise errors[0]
         return changed
+
+    def _check(self, batch: Batch, template: Template) -> Callable[[Path], bool] | None:
+        """What ``Renderer.render()`` calls to check the staged file: ``template``'s check."""
+        runner = template.check
+        if runner is None:
+            return None
+
+        def check(staged: Path) -> bool:
+            result = runner.run(batch.to_json(), self._environment(batch, template, staged))
+            if result.cancelled:
+                raise RenderStopped(
+                    f"the check of {str(template.renderer.dest_path)!r} was stopped: the watch"
+                    " is stopping; the file was left as it was"
+                )
+            return result.ok
+
+        return check
 
     def _tasks_of(self, batch: Batch) -> dict[str, Sequence[Task]]:
         assert self._lookup_tasks is not None  # noqa: S101 - for mypy
@@ -129,7 +230,7 @@ class ActionLoop:
     timeout), nor leave it running::
 
         actions = Actions(renderers, runner)
-        loop = ActionLoop(actions, services, cancel=actions.cancel)
+        loop = ActionLoop(actions, services, cancel=actions.stop)
 
     Args:
         act: What to do with each batch (an ``Actions``).
@@ -139,7 +240,7 @@ class ActionLoop:
         clock: Monotonic seconds, given to ``window`` as ``now``.
         cancel: Called (from the thread of ``stop()``) to end the action
             under way at once and to keep later ones from doing anything,
-            such as ``Actions.cancel``; it may block until the action's
+            such as ``Actions.stop``; it may block until the action's
             command has ended. None: ``stop()`` waits for the action.
     """
 
@@ -163,6 +264,11 @@ class ActionLoop:
 
     def __repr__(self) -> str:
         return f"<ActionLoop {self._act!r}, {self._window!r}, {self._done} actions>"
+
+    @property
+    def act(self) -> Callable[[Batch], object]:
+        """What it does with each batch (an ``Actions``)."""
+        return self._act
 
     @property
     def actions(self) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from swarmdns import ConfigurationError, ResolutionTimeout, Task
 from swarmdns._actions.child import CommandResult, CommandRunner
-from swarmdns._actions.loop import ActionLoop, Actions
+from swarmdns._actions.loop import ActionLoop, Actions, Template
 from swarmdns._actions.render import Renderer
 from swarmdns._actions.settle import Batch, PendingChanges, SettleWindow
 
@@ -371,3 +371,57 @@ def test_the_loop_renders_and_runs_the_command_end_to_end(
 
     assert log.read_text().split("\n") == ["web 10.0.1.3 1", "web 10.0.1.3 10.0.1.4 2", ""]
     assert dest.read_text() == "server 10.0.1.3:80;\nserver 10.0.1.4:80;\n"
+
+
+# -- a template's own check and command ----------------------------------------------
+
+
+def test_a_template_s_check_and_command_get_its_files(template: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    log = tmp_path / "log"
+    check = CommandRunner(
+        f'echo "check $SWARMDNS_RENDERED $(cat "$SWARMDNS_STAGED")" >> {log};'
+        ' ! grep -q 10.0.1.4 "$SWARMDNS_STAGED"',
+        timeout=PATIENCE,
+    )
+    command = CommandRunner(f'echo "command $SWARMDNS_RENDERED" >> {log}', timeout=PATIENCE)
+    actions = Actions([Template(renderer=Renderer(template, dest), check=check, command=command)])
+
+    actions(batch_of(change("web", 3)))
+    actions(batch_of(change("web", 3, 4)))  # refused by the check
+
+    assert log.read_text().splitlines() == [
+        f"check {dest} server 10.0.1.3:80;",
+        f"command {dest}",
+        f"check {dest} server 10.0.1.3:80;",
+        "server 10.0.1.4:80;",
+    ]
+    assert dest.read_text() == "server 10.0.1.3:80;\n"
+    assert (actions.failed_checks, actions.failed_commands) == (1, 0)
+
+
+def test_a_refused_file_holds_the_command_back(template: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    check = CommandRunner("exit 1", timeout=PATIENCE)
+    runner = CommandRunner(f"echo ran >> {log}", timeout=PATIENCE)
+    checked = Template(renderer=Renderer(template, tmp_path / "out"), check=check)
+    actions = Actions([checked], runner)
+
+    result = actions(batch_of(change("web", 3)))
+
+    assert result is None
+    assert not log.exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_stopped_actions_render_nothing_and_run_nothing(template: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    runner = CommandRunner(f"echo ran >> {log}", timeout=PATIENCE)
+    actions = Actions([Renderer(template, tmp_path / "out")], runner)
+
+    actions.stop()
+    result = actions(batch_of(change("web", 3)))
+
+    assert result is None
+    assert not (tmp_path / "out").exists()
+    assert not log.exists()
