@@ -11,11 +11,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Address
 
 from .._errors import SwarmDNSError
 from .._model import Task
 from .._values import TaskSetChange
 from .child import CommandResult, CommandRunner
+from .identities import KnownIdentities
 from .log import _log
 from .render import Renderer, render_context
 from .settle import Batch, PendingChanges, SettleWindow
@@ -34,8 +36,11 @@ class Actions:
         runner: The command to run, if any.
         lookup_tasks: Looks up a service's tasks with their identities (such
             as ``functools.partial(swarmdns.tasks, backend=...)``), for the
-            templates' ``tasks``; only for the services that changed, the
-            others' are kept. None leaves ``tasks`` out.
+            templates' ``tasks``; only for the services that changed (or
+            whose names are stale), the others' are kept. A task whose
+            lookup fails keeps the last identity known for its address,
+            and is listed in the templates' ``stale`` (``KnownIdentities``).
+            None leaves ``tasks`` out.
     """
 
     def __init__(
@@ -49,6 +54,9 @@ class Actions:
         self.runner = runner
         self._lookup_tasks = lookup_tasks
         self._tasks: dict[str, Sequence[Task]] = {}
+        self._identities = KnownIdentities()
+        self._stale: dict[str, frozenset[IPv4Address]] = {}
+        self._incomplete: set[str] = set()  # services with a task named stale, or not at all
 
     def __repr__(self) -> str:
         return f"<Actions {list(self.renderers)!r}, {self.runner!r}>"
@@ -80,7 +88,7 @@ class Actions:
 
     def _render(self, batch: Batch) -> bool:
         tasks = None if self._lookup_tasks is None else self._tasks_of(batch)
-        context = render_context(batch.current, tasks)
+        context = render_context(batch.current, tasks, self._stale)
         changed = False
         errors: list[SwarmDNSError | OSError] = []
         for renderer in self.renderers:
@@ -97,18 +105,33 @@ class Actions:
         return changed
 
     def _tasks_of(self, batch: Batch) -> dict[str, Sequence[Task]]:
+        """Each service's tasks: looked up for those that changed, or whose names are stale."""
         assert self._lookup_tasks is not None  # noqa: S101 - for mypy
-        for service in batch.services:
+        for service in sorted({*batch.services, *self._incomplete} & batch.current.keys()):
             try:
-                self._tasks[service] = self._lookup_tasks(service)
+                found = self._lookup_tasks(service)
             except SwarmDNSError as error:
                 _log().warning(
-                    "looking up the tasks of %s failed; the templates get their addresses"
-                    " without names: %s",
+                    "looking up the tasks of %s failed; the templates get the names known"
+                    " before (as stale), or addresses alone: %s",
                     service,
                     error,
                 )
-                self._tasks[service] = ()
+                found = ()
+            known = self._identities.update(service, batch.current[service], found)
+            self._tasks[service] = known.tasks
+            self._stale[service] = known.stale
+            if known.stale:
+                _log().warning(
+                    "no name for %s of %s from the engine this time; the templates keep the"
+                    " names known before, and list them in stale",
+                    ", ".join(str(ip) for ip in sorted(known.stale)),
+                    service,
+                )
+            if known.stale or any(task.name is None for task in known.tasks):
+                self._incomplete.add(service)  # looked up again at the next action
+            else:
+                self._incomplete.discard(service)
         return {name: self._tasks.get(name, ()) for name in batch.current}
 
 

@@ -371,3 +371,82 @@ def test_the_loop_renders_and_runs_the_command_end_to_end(
 
     assert log.read_text().split("\n") == ["web 10.0.1.3 1", "web 10.0.1.3 10.0.1.4 2", ""]
     assert dest.read_text() == "server 10.0.1.3:80;\nserver 10.0.1.4:80;\n"
+
+
+def test_a_task_keeps_its_last_name_when_its_lookup_fails_and_is_listed_stale(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text(
+        "{% for t in tasks %}{{ t.name or t.ip }}{% if t.ip|string in stale %} stale{% endif %}\n"
+        "{% endfor %}"
+    )
+    answers: list[tuple[Task, ...] | Exception] = [
+        (Task(ip=ip(3), name="web.1.x"),),
+        (Task(ip=ip(3)), Task(ip=ip(4))),  # the PTR lookups fail
+        ResolutionTimeout("no answer", name="tasks.web."),  # the whole lookup fails
+        (Task(ip=ip(3), name="web.1.x"), Task(ip=ip(4), name="web.2.y")),
+    ]
+    asked: list[str] = []
+
+    def lookup(service: str) -> tuple[Task, ...]:
+        asked.append(service)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    out = tmp_path / "out"
+    actions = Actions([Renderer(template, out)], lookup_tasks=lookup)
+    pending = PendingChanges(["web"])
+    seen = []
+    for now in [(3,), (3, 4), (3, 4, 5), (3, 4)]:
+        pending.add(change("web", *now))
+        actions(pending.take())  # type: ignore[arg-type]
+        seen.append(out.read_text())
+
+    assert seen == [
+        "web.1.x\n",
+        "web.1.x stale\n10.0.1.4\n",
+        "web.1.x stale\n10.0.1.4\n10.0.1.5\n",
+        "web.1.x\nweb.2.y\n",
+    ]
+    assert asked == ["web"] * 4
+
+
+def test_a_service_with_stale_names_is_looked_up_again_at_the_next_action(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text(
+        "{% for name, s in services.items() %}{% for t in s.tasks %}"
+        "{{ t.name or t.ip }} {{ s.stale }}\n{% endfor %}{% endfor %}"
+    )
+    web_answers = [
+        (Task(ip=ip(3), name="web.1.x"),),
+        (Task(ip=ip(3)), Task(ip=ip(4))),  # the PTR lookups fail
+        (Task(ip=ip(3), name="web.1.x"), Task(ip=ip(4), name="web.2.y")),
+    ]
+    asked: list[str] = []
+
+    def lookup(service: str) -> tuple[Task, ...]:
+        asked.append(service)
+        if service == "web":
+            return web_answers.pop(0)
+        return tuple(Task(ip=ip(n), name=f"api.{n}.z") for n in (7, 8))
+
+    out = tmp_path / "out"
+    actions = Actions([Renderer(template, out)], lookup_tasks=lookup)
+    pending = PendingChanges(["web", "api"])
+    pending.add(change("web", 3))
+    pending.add(change("api", 7))
+    actions(pending.take())  # type: ignore[arg-type]
+    pending.add(change("web", 3, 4))
+    actions(pending.take())  # type: ignore[arg-type]
+    during = out.read_text()
+    pending.add(change("api", 7, 8))  # web is as it was, but its names are stale
+    actions(pending.take())  # type: ignore[arg-type]
+
+    assert during == "api.7.z []\nweb.1.x ['10.0.1.3']\n10.0.1.4 ['10.0.1.3']\n"
+    assert asked == ["api", "web", "web", "api", "web"]
+    assert out.read_text() == "api.7.z []\napi.8.z []\nweb.1.x []\nweb.2.y []\n"
