@@ -22,6 +22,9 @@ from .log import _log
 from .render import Renderer, render_context
 from .settle import Batch, PendingChanges, SettleWindow
 
+#: The longest ``Actions.again()`` waits to look up names that are stale or missing.
+NAMES_AGAIN_AT_MOST = 60.0
+
 
 class Actions:
     """What to do with a batch: render every template, then run the command.
@@ -41,6 +44,11 @@ class Actions:
             lookup fails keeps the last identity known for its address,
             and is listed in the templates' ``stale`` (``KnownIdentities``).
             None leaves ``tasks`` out.
+        names_again_after: Seconds after an action that left a task's name
+            stale or missing until ``again()`` asks to act again, so that
+            the names come back without waiting for a change; doubled at
+            each such action in a row, up to ``NAMES_AGAIN_AT_MOST``. None:
+            only at the next change.
     """
 
     def __init__(
@@ -49,17 +57,31 @@ class Actions:
         runner: CommandRunner | None = None,
         *,
         lookup_tasks: Callable[[str], Sequence[Task]] | None = None,
+        names_again_after: float | None = None,
     ) -> None:
         self.renderers = tuple(renderers)
         self.runner = runner
         self._lookup_tasks = lookup_tasks
         self._tasks: dict[str, Sequence[Task]] = {}
+        self._names_again_after = names_again_after
+        self._names_missed = 0  # actions in a row that left a name stale or missing
         self._identities = KnownIdentities()
         self._stale: dict[str, frozenset[IPv4Address]] = {}
         self._incomplete: set[str] = set()  # services with a task named stale, or not at all
 
     def __repr__(self) -> str:
         return f"<Actions {list(self.renderers)!r}, {self.runner!r}>"
+
+    def again(self) -> float | None:
+        """Seconds until the loop should act again on the same sets; None: not before a change.
+
+        Some once the last action left a task's name stale or missing (its
+        PTR lookup failed) and ``names_again_after`` was given.
+        """
+        if self._names_again_after is None or not self._incomplete:
+            return None
+        backoff = self._names_again_after * 2.0 ** min(max(self._names_missed - 1, 0), 16)
+        return min(backoff, max(NAMES_AGAIN_AT_MOST, self._names_again_after))
 
     def cancel(self) -> None:
         """Stop the command under way, and run it no more: the watch is stopping.
@@ -120,18 +142,19 @@ class Actions:
                 found = ()
             known = self._identities.update(service, batch.current[service], found)
             self._tasks[service] = known.tasks
-            self._stale[service] = known.stale
-            if known.stale:
+            if known.stale and known.stale != self._stale.get(service):
                 _log().warning(
                     "no name for %s of %s from the engine this time; the templates keep the"
                     " names known before, and list them in stale",
                     ", ".join(str(ip) for ip in sorted(known.stale)),
                     service,
                 )
+            self._stale[service] = known.stale
             if known.stale or any(task.name is None for task in known.tasks):
                 self._incomplete.add(service)  # looked up again at the next action
             else:
                 self._incomplete.discard(service)
+        self._names_missed = self._names_missed + 1 if self._incomplete else 0
         return {name: self._tasks.get(name, ()) for name in batch.current}
 
 
@@ -164,6 +187,10 @@ class ActionLoop:
             under way at once and to keep later ones from doing anything,
             such as ``Actions.cancel``; it may block until the action's
             command has ended. None: ``stop()`` waits for the action.
+        again: Called after each action of ``run()``: the seconds until it
+            acts again on the same sets (a ``Batch`` of no change) unless a
+            change comes first, such as ``Actions.again`` while a task's
+            name is stale; None: not again.
     """
 
     def __init__(
@@ -174,9 +201,12 @@ class ActionLoop:
         window: SettleWindow | None = None,
         clock: Callable[[], float] = time.monotonic,
         cancel: Callable[[], object] | None = None,
+        again: Callable[[], float | None] | None = None,
     ) -> None:
         self._act = act
         self._cancel = cancel
+        self._again = again
+        self._again_at: float | None = None  # when to act again on the same sets
         self._pending = PendingChanges(services)
         self._window = window if window is not None else SettleWindow()
         self._clock = clock
@@ -235,16 +265,27 @@ class ActionLoop:
             return self._take_due(self._clock() if now is None else now)
 
     def _take_due(self, now: float) -> Batch | None:
+        if self._again_at is not None and now >= self._again_at and not self._window.pending:
+            self._again_at = None
+            return self._pending.unchanged()
         if not (self._pending.ready and self._window.due(now)):
             return None
         self._window.acted()
+        self._again_at = None  # this action decides anew
         return self._pending.take()
 
     def _wait_time(self, now: float) -> float | None:
         deadline = self._window.next_deadline()
         if deadline is None or not self._pending.ready:
+            deadline = None if self._window.pending else self._again_at
+        if deadline is None:
             return None  # until a change comes
         return max(0.0, deadline - now)
+
+    def _schedule_again(self) -> None:
+        delay = None if self._again is None else self._again()
+        with self._condition:
+            self._again_at = None if delay is None else self._clock() + delay
 
     def run(self) -> None:
         """Act on each batch once it is due, until ``stop()``.
@@ -275,6 +316,7 @@ class ActionLoop:
                     error,
                 )
             self._done += 1
+            self._schedule_again()
 
     def stop(self) -> None:
         """End ``run()``, from any thread; the action under way is cut short.

@@ -335,8 +335,15 @@ def _action_loop(request: WatchRequest) -> ActionLoop | None:
     query = request.query
     lookup = functools.partial(tasks, **query.lookup_options)
     window = None if request.wait is None else SettleWindow(*request.wait)
-    act = Actions(renderers, runner, lookup_tasks=lookup if renderers else None)
-    return ActionLoop(act, list(request.services), window=window, cancel=act.cancel)
+    act = Actions(
+        renderers,
+        runner,
+        lookup_tasks=lookup if renderers else None,
+        names_again_after=request.interval,
+    )
+    return ActionLoop(
+        act, list(request.services), window=window, cancel=act.cancel, again=act.again
+    )
 
 
 def _both(

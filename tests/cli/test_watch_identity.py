@@ -20,7 +20,7 @@ NAMES_TEMPLATE = (
 )
 
 
-def test_watch_keeps_the_last_names_while_ptr_lookups_fail_and_says_they_are_stale(
+def test_watch_keeps_the_last_names_while_ptr_lookups_fail_then_names_every_task_again(
     swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
 ) -> None:
     web = swarm_dns.create_service("web", replicas=2)
@@ -36,8 +36,9 @@ def test_watch_keeps_the_last_names_while_ptr_lookups_fail_and_says_they_are_sta
         during = swarm_dns.scale("web", 3)
         second = fifo.next_run()
         swarm_dns.clear_faults()
+        third = fifo.next_run()  # without a change: the names are looked up again
         after = swarm_dns.scale("web", 4)
-        third = fifo.next_run()
+        fourth = fifo.next_run()
         watch.popen.terminate()
         code, _, err = watch.finish()
     finally:
@@ -49,7 +50,8 @@ def test_watch_keeps_the_last_names_while_ptr_lookups_fail_and_says_they_are_sta
     assert second == "".join(
         f"{ip}\n" if ip in new else f"{names[ip]} stale\n" for ip in during.task_ips
     )
-    assert third == "".join(f"{names[ip]}\n" for ip in after.task_ips)
+    assert third == "".join(f"{names[ip]}\n" for ip in during.task_ips)
+    assert fourth == "".join(f"{names[ip]}\n" for ip in after.task_ips)
     assert code == 0
     stale = ", ".join(str(ip) for ip in web.task_ips)
     assert f"swarmdns: no name for {stale} of web from the engine this time" in err
