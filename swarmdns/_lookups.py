@@ -258,7 +258,10 @@ def _task(ip: IPv4Address, result: Result, service: str, runtime: Settled) -> Ta
         return Task(ip=ip)
     target = str(result.records[0])
     if runtime == "compose":
-        return compose_container(ip, target, service) or _unfit(ip, target, service)
+        container = compose_container(ip, target, service)
+        if container is None:
+            _warn_unfit(target, service, "not a container's name and network Docker allows")
+        return container or Task(ip=ip)
     return parse_task(ip, target, service)
 
 
@@ -269,18 +272,15 @@ def parse_task(ip: IPv4Address, target: str, service: str | None = None) -> Task
     given) is an identity; for anything else, the task is its address alone,
     as when the PTR lookup fails, and a warning says why (once per name).
     """
-    return swarm_task(ip, target, service) or _unfit(ip, target, service)
-
-
-def _unfit(ip: IPv4Address, target: str, service: str | None) -> Task:
-    _warn_unfit(target, service)
-    return Task(ip=ip)
+    task = swarm_task(ip, target, service)
+    if task is None:
+        _warn_unfit(target, service, why_not_a_task(target, service) or "")
+    return task or Task(ip=ip)
 
 
 @_memo.memoize(maxsize=256)
-def _warn_unfit(target: str, service: str | None) -> None:
+def _warn_unfit(target: str, service: str | None, why: str) -> None:
     """Say once why a PTR name is no identity (remembered: a watch meets it at every change)."""
-    why = why_not_a_task(target, service) or "it is not a Compose container's name"
     logger().warning(
         "the PTR name %r is not %s task's name Docker would give (%s); the task is known by"
         " its address alone",

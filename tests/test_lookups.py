@@ -26,7 +26,7 @@ from swarmdns._lookups import (
     task_ips,
     tasks,
 )
-from swarmdns._runtime import why_not_a_task
+from swarmdns._runtime import COMPOSE, why_not_a_task
 from swarmdns._values import WatchSettings
 from swarmdns._watch import prepare_watch
 
@@ -214,6 +214,23 @@ def test_a_ptr_name_in_dockers_grammar_for_the_service_is_its_identity(
     assert why_not_a_task(target, service) is None
     assert task.name == ".".join(target.split(".")[:3])
     assert task.task_id == TASK_ID
+
+
+def test_compose_tasks_report_a_container_named_out_of_grammar_by_its_address_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _memo.clear_caches()
+    plan = tasks("web", None, COMPOSE)
+    (first,) = next(plan)
+    ptrs = plan.send([a(first, "172.20.0.3", "172.20.0.4")])
+
+    with pytest.raises(StopIteration) as done:
+        plan.send([a(ptrs[0], "proj-web-1.proj_default."), a(ptrs[1], "proj-web#-2.x.")])
+
+    first_task, second_task = done.value.value
+    assert (first_task.name, first_task.service, first_task.slot) == ("proj-web-1", "web", 1)
+    assert second_task == Task(ip=IPv4Address("172.20.0.4"))
+    assert "not a container's name and network Docker allows" in caplog.text
 
 
 def test_tasks_report_a_task_named_out_of_grammar_by_its_address_alone() -> None:
