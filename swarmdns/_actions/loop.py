@@ -151,7 +151,7 @@ class Actions:
                 )
             self._stale[service] = known.stale
             if known.stale or any(task.name is None for task in known.tasks):
-                self._incomplete.add(service)  # looked up again at the next action
+                self._incomplete.add(service)  # looked up again at the next action (again())
             else:
                 self._incomplete.discard(service)
         self._names_missed = self._names_missed + 1 if self._incomplete else 0
