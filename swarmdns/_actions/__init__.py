@@ -12,13 +12,12 @@ these pieces, one module per concern (as consul-template's ``config/wait.go``,
   and only when the content changes (``write_if_changed()``), with the names
   of ``render_context()``; a template's errors name its file and line.
   ``RENDER_EXTRA`` says how to install Jinja2.
-- ``identities``: ``KnownIdentities`` keeps the last identity looked up for
-  each address of each service, so that a task whose PTR lookup fails keeps
-  its name, marked stale, instead of turning into its address. No I/O.
 - ``child``: ``CommandRunner`` runs a shell command with the batch as JSON on
   stdin, and stops it (its process group too) after a timeout, or when
   ``cancel()`` is called because the watch is stopping; ``CommandResult``.
-- ``loop``: ``Actions`` does both for one batch; ``ActionLoop`` takes changes
+- ``loop``: ``Actions`` does both for one batch, keeping the last identity
+  of each task's address (``KnownIdentities``) so that a failed PTR lookup
+  leaves a stale name, not an address; ``ActionLoop`` takes changes
   from any thread (a watcher's ``on_change``) and acts on one batch at a
   time; its ``stop()`` cuts the action under way short (``Actions.cancel()``).
 - ``log``: ``ACTIONS_LOGGER``, the logger (``swarmdns.actions``) that says

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from swarmdns import Task
-from swarmdns._actions.identities import KnownIdentities
+from swarmdns._actions.loop import KnownIdentities
 
 from .helpers import ip
 
