@@ -17,7 +17,9 @@ these pieces, one module per concern (as consul-template's ``config/wait.go``,
   ``cancel()`` is called because the watch is stopping; ``CommandResult``.
 - ``loop``: ``Template`` is a ``Renderer`` with its check (run on the staged
   file before it replaces DEST) and its command (run when its DEST
-  changed); ``Actions`` does all of it for one batch; ``ActionLoop`` takes changes
+  changed); ``Actions`` does all of it for one batch, keeping the last
+  identity of each task's address (``KnownIdentities``) so that a failed PTR
+  lookup leaves a stale name, not an address; ``ActionLoop`` takes changes
   from any thread (a watcher's ``on_change``) and acts on one batch at a
   time; its ``stop()`` cuts the action under way short (``Actions.stop()``).
 - ``log``: ``ACTIONS_LOGGER``, the logger (``swarmdns.actions``) that says

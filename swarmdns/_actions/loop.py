@@ -4,7 +4,9 @@
 all of it for one batch; ``ActionLoop`` takes changes from any
 thread (a watcher's ``on_change``), waits for each burst to settle, and acts
 on one batch at a time; its ``stop()`` cuts the action under way short
-(``Actions.stop()``).
+(``Actions.stop()``). ``KnownIdentities`` is the memory of an ``Actions``:
+the last identity each task's address had, so that a task whose PTR lookup
+fails at a change keeps its name (marked stale) instead of its address.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from attrs import frozen
@@ -23,6 +26,85 @@ from .child import CommandResult, CommandRunner
 from .log import _log
 from .render import CheckFailed, Renderer, RenderStopped, render_context
 from .settle import Batch, PendingChanges, SettleWindow
+
+#: The longest ``Actions.again()`` waits to look up names that are stale or missing.
+NAMES_AGAIN_AT_MOST = 60.0
+
+
+@frozen(kw_only=True)
+class Identities:
+    """A service's tasks, one per address, with the identity known for each.
+
+    Attributes:
+        tasks: A ``Task`` for each address, in the order of the addresses:
+            what the lookup said, else the last identity it said for that
+            address, else the address alone.
+        stale: The addresses whose identity is the remembered one: their
+            lookup failed (or gave a name that is no task's) this time.
+    """
+
+    tasks: tuple[Task, ...]
+    stale: frozenset[IPv4Address]
+
+
+class KnownIdentities:
+    """The last identity looked up for each address of each service: their one owner.
+
+    One per watch (``Actions`` holds it); ``swarmdns.tasks()`` itself
+    remembers nothing. Bounded: a service keeps only the identities of the
+    addresses it has now, so an address that leaves is forgotten with it.
+    Safe under threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, dict[IPv4Address, Task]] = {}
+
+    def __len__(self) -> int:
+        """How many identities are remembered, over every service."""
+        with self._lock:
+            return sum(len(known) for known in self._known.values())
+
+    def __repr__(self) -> str:
+        return f"<KnownIdentities of {len(self)} addresses>"
+
+    def update(
+        self, service: str, addresses: Iterable[IPv4Address], found: Sequence[Task]
+    ) -> Identities:
+        """What is known of ``service``'s ``addresses`` now that a lookup ``found`` these tasks.
+
+        A task the lookup named is remembered; one it left without a name
+        (the PTR lookup failed, or gave no task's name), or did not list,
+        keeps the identity remembered for its address, marked stale.
+
+        Args:
+            service: The service.
+            addresses: Its addresses now (the watch's set).
+            found: What the lookup of its tasks gave; empty if it failed whole.
+        """
+        named = {task.ip: task for task in found if task.name is not None}
+        tasks: list[Task] = []
+        stale: set[IPv4Address] = set()
+        with self._lock:
+            before = self._known.get(service, {})
+            now: dict[IPv4Address, Task] = {}
+            for ip in addresses:
+                task = named.get(ip)
+                if task is None and ip in before:
+                    task = before[ip]
+                    stale.add(ip)
+                if task is None:
+                    tasks.append(Task(ip=ip))
+                else:
+                    now[ip] = task
+                    tasks.append(task)
+            self._known[service] = now
+        return Identities(tasks=tuple(tasks), stale=frozenset(stale))
+
+    def clear(self) -> None:
+        """Forget them all."""
+        with self._lock:
+            self._known.clear()
 
 
 @frozen(kw_only=True)
@@ -64,8 +146,16 @@ class Actions:
         runner: The command to run, if any.
         lookup_tasks: Looks up a service's tasks with their identities (such
             as ``functools.partial(swarmdns.tasks, backend=...)``), for the
-            templates' ``tasks``; only for the services that changed, the
-            others' are kept. None leaves ``tasks`` out.
+            templates' ``tasks``; only for the services that changed (or
+            whose names are stale), the others' are kept. A task whose
+            lookup fails keeps the last identity known for its address,
+            and is listed in the templates' ``stale`` (``KnownIdentities``).
+            None leaves ``tasks`` out.
+        names_again_after: Seconds after an action that left a task's name
+            stale or missing until ``again()`` asks to act again, so that
+            the names come back without waiting for a change; doubled at
+            each such action in a row, up to ``NAMES_AGAIN_AT_MOST``. None:
+            only at the next change.
     """
 
     def __init__(
@@ -74,6 +164,7 @@ class Actions:
         runner: CommandRunner | None = None,
         *,
         lookup_tasks: Callable[[str], Sequence[Task]] | None = None,
+        names_again_after: float | None = None,
     ) -> None:
         self.templates = tuple(
             one if isinstance(one, Template) else Template(renderer=one) for one in renderers
@@ -86,9 +177,25 @@ class Actions:
         self._lookup_tasks = lookup_tasks
         self._tasks: dict[str, Sequence[Task]] = {}
         self._stopping = threading.Event()
+        self._names_again_after = names_again_after
+        self._names_missed = 0  # actions in a row that left a name stale or missing
+        self._identities = KnownIdentities()
+        self._stale: dict[str, frozenset[IPv4Address]] = {}
+        self._incomplete: set[str] = set()  # services with a task named stale, or not at all
 
     def __repr__(self) -> str:
         return f"<Actions {list(self.renderers)!r}, {self.runner!r}>"
+
+    def again(self) -> float | None:
+        """Seconds until the loop should act again on the same sets; None: not before a change.
+
+        Some once the last action left a task's name stale or missing (its
+        PTR lookup failed) and ``names_again_after`` was given.
+        """
+        if self._names_again_after is None or not self._incomplete:
+            return None
+        backoff = self._names_again_after * 2.0 ** min(max(self._names_missed - 1, 0), 16)
+        return min(backoff, max(NAMES_AGAIN_AT_MOST, self._names_again_after))
 
     def cancel(self) -> None:
         """Stop the command under way, and run commands no more.
@@ -152,7 +259,7 @@ class Actions:
     def _render(self, batch: Batch) -> list[Template]:
         """Render every template; the ones whose file changed."""
         tasks = None if self._lookup_tasks is None else self._tasks_of(batch)
-        context = render_context(batch.current, tasks)
+        context = render_context(batch.current, tasks, self._stale)
         changed: list[Template] = []
         errors: list[SwarmDNSError | OSError] = []
         for template in self.templates:
@@ -198,18 +305,34 @@ class Actions:
         return check
 
     def _tasks_of(self, batch: Batch) -> dict[str, Sequence[Task]]:
+        """Each service's tasks: looked up for those that changed, or whose names are stale."""
         assert self._lookup_tasks is not None  # noqa: S101 - for mypy
-        for service in batch.services:
+        for service in sorted({*batch.services, *self._incomplete} & batch.current.keys()):
             try:
-                self._tasks[service] = self._lookup_tasks(service)
+                found = self._lookup_tasks(service)
             except SwarmDNSError as error:
                 _log().warning(
-                    "looking up the tasks of %s failed; the templates get their addresses"
-                    " without names: %s",
+                    "looking up the tasks of %s failed; the templates get the names known"
+                    " before (as stale), or addresses alone: %s",
                     service,
                     error,
                 )
-                self._tasks[service] = ()
+                found = ()
+            known = self._identities.update(service, batch.current[service], found)
+            self._tasks[service] = known.tasks
+            if known.stale and known.stale != self._stale.get(service):
+                _log().warning(
+                    "no name for %s of %s from the engine this time; the templates keep the"
+                    " names known before, and list them in stale",
+                    ", ".join(str(ip) for ip in sorted(known.stale)),
+                    service,
+                )
+            self._stale[service] = known.stale
+            if known.stale or any(task.name is None for task in known.tasks):
+                self._incomplete.add(service)  # looked up again at the next action (again())
+            else:
+                self._incomplete.discard(service)
+        self._names_missed = self._names_missed + 1 if self._incomplete else 0
         return {name: self._tasks.get(name, ()) for name in batch.current}
 
 
@@ -242,6 +365,10 @@ class ActionLoop:
             under way at once and to keep later ones from doing anything,
             such as ``Actions.stop``; it may block until the action's
             command has ended. None: ``stop()`` waits for the action.
+        again: Called after each action of ``run()``: the seconds until it
+            acts again on the same sets (a ``Batch`` of no change) unless a
+            change comes first, such as ``Actions.again`` while a task's
+            name is stale; None: not again.
     """
 
     def __init__(
@@ -252,9 +379,12 @@ class ActionLoop:
         window: SettleWindow | None = None,
         clock: Callable[[], float] = time.monotonic,
         cancel: Callable[[], object] | None = None,
+        again: Callable[[], float | None] | None = None,
     ) -> None:
         self._act = act
         self._cancel = cancel
+        self._again = again
+        self._again_at: float | None = None  # when to act again on the same sets
         self._pending = PendingChanges(services)
         self._window = window if window is not None else SettleWindow()
         self._clock = clock
@@ -318,16 +448,27 @@ class ActionLoop:
             return self._take_due(self._clock() if now is None else now)
 
     def _take_due(self, now: float) -> Batch | None:
+        if self._again_at is not None and now >= self._again_at and not self._window.pending:
+            self._again_at = None
+            return self._pending.unchanged()
         if not (self._pending.ready and self._window.due(now)):
             return None
         self._window.acted()
+        self._again_at = None  # this action decides anew
         return self._pending.take()
 
     def _wait_time(self, now: float) -> float | None:
         deadline = self._window.next_deadline()
         if deadline is None or not self._pending.ready:
+            deadline = None if self._window.pending else self._again_at
+        if deadline is None:
             return None  # until a change comes
         return max(0.0, deadline - now)
+
+    def _schedule_again(self) -> None:
+        delay = None if self._again is None else self._again()
+        with self._condition:
+            self._again_at = None if delay is None else self._clock() + delay
 
     def run(self) -> None:
         """Act on each batch once it is due, until ``stop()``.
@@ -358,6 +499,7 @@ class ActionLoop:
                     error,
                 )
             self._done += 1
+            self._schedule_again()
 
     def stop(self) -> None:
         """End ``run()``, from any thread; the action under way is cut short.

@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,21 +67,27 @@ def not_a_regular_file(path: Path) -> str | None:
 def render_context(
     current: Mapping[str, Sequence[IPv4Address]],
     tasks: Mapping[str, Sequence[Task]] | None = None,
+    stale: Mapping[str, Collection[IPv4Address]] | None = None,
 ) -> dict[str, Any]:
     """The names a template sees.
 
-    - ``services``: every service, ``{name: {"ips": [...], "tasks": [...]}}``.
-    - ``service``, ``ips``, ``tasks``: the service's name and its entry's
-      values, when exactly one service is watched.
+    - ``services``: every service, ``{name: {"ips": [...], "tasks": [...],
+      "stale": [...]}}``.
+    - ``service``, ``ips``, ``tasks``, ``stale``: the service's name and its
+      entry's values, when exactly one service is watched.
 
     ``ips`` are addresses as text, sorted. ``tasks`` (here and in each entry)
     are there only when ``tasks`` is given: a ``Task`` for each address,
     sorted by address, with the identity the lookup gave (only ``ip`` for an
-    address the lookup did not show).
+    address the lookup did not show). ``stale`` comes with them: the
+    addresses (as text, sorted) whose task has the identity a lookup gave
+    before, because the last one failed.
 
     Args:
         current: Every service's addresses (``Batch.current``).
         tasks: Every service's tasks, with their identities (``swarmdns.tasks()``).
+        stale: Each service's addresses whose identity is stale
+            (``KnownIdentities``); none by default.
     """
     services: dict[str, dict[str, list[Any]]] = {}
     for name in sorted(current):
@@ -90,6 +96,8 @@ def render_context(
         if tasks is not None:
             found = {task.ip: task for task in tasks.get(name, ())}
             entry["tasks"] = [found.get(ip) or Task(ip=ip) for ip in addresses]
+            old = (stale or {}).get(name, ())
+            entry["stale"] = [str(ip) for ip in addresses if ip in old]
         services[name] = entry
     context: dict[str, Any] = {"services": services}
     if len(services) == 1:
@@ -160,8 +168,9 @@ def _hint(message: str, context: Mapping[str, object]) -> str:
             f" ({match[1]} is set only when one service is watched; with several, use"
             " services['NAME'].ips)"
         )
-    if match[1] == "tasks":
-        return " (tasks are set only when the tasks' identities are looked up)"
+    if match[1] in ("tasks", "stale"):
+        are = "are" if match[1] == "tasks" else "is"
+        return f" ({match[1]} {are} set only when the tasks' identities are looked up)"
     return f" (the template gets {', '.join(sorted(context))})"
 
 

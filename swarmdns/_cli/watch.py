@@ -467,8 +467,13 @@ def _action_loop(request: WatchRequest, *, emit: Callable[[str], object]) -> Act
     query = request.query
     lookup = functools.partial(tasks, **query.lookup_options)
     window = None if request.wait is None else SettleWindow(*request.wait)
-    act = Actions(templates, runner(request.command), lookup_tasks=lookup if templates else None)
-    return ActionLoop(act, list(request.services), window=window, cancel=act.stop)
+    act = Actions(
+        templates,
+        runner(request.command),
+        lookup_tasks=lookup if templates else None,
+        names_again_after=request.interval,
+    )
+    return ActionLoop(act, list(request.services), window=window, cancel=act.stop, again=act.again)
 
 
 def _both(
