@@ -445,7 +445,7 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
         """Wait until ``service`` shows at least ``count`` tasks; return them all.
 
         The twin of ``FleetWatch.wait_for_tasks``: changes seen while waiting
-        are kept for the iterator.
+        are kept for the iterator, which another task may await meanwhile.
 
         Raises:
             KeyError: ``service`` is not followed.

@@ -544,7 +544,7 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
 
         Runs the watch's own lookups, so an application that follows its
         peers needs no second poller to wait for them. Changes seen while
-        waiting are kept for the iterator.
+        waiting are kept for the iterator; another thread may iterate meanwhile.
 
         Raises:
             KeyError: ``service`` is not followed.
