@@ -485,8 +485,10 @@ class Turns:
                 self._stepped.wait(None if deadline is None else deadline.remaining())
             if waited and self._failure is not None:
                 raise self._failure
-            self._running = not self._running and not self.closing
-            return self._running
+            if self._running or self.closing:
+                return False
+            self._running = True
+            return True
 
     def stepped(self) -> None:
         """The running thread made a step: those waiting look again."""
