@@ -82,7 +82,7 @@ def test_every_recipe_block_is_used_by_a_test() -> None:
     source = Path(__file__).read_text()
     titles = [name for name, _ in _TITLED.findall(RECIPES.read_text())]
 
-    assert len(titles) == 6
+    assert len(titles) == 10
     for title in titles:
         assert f'"{title}"' in source, f"no test uses the recipe block {title!r}"
 
@@ -695,3 +695,112 @@ def test_a_peers_file_is_rewritten_and_the_program_told_on_each_change(
 def peers(service: Service) -> str:
     """The service's task addresses as the program prints them: sorted, space-separated."""
     return " ".join(str(ip) for ip in sorted(service.task_ips))
+
+
+# -- nodes whose DNS disagree ------------------------------------------------------------
+
+_RULES = "swarmdns-consistency.rules.yml"
+_RULE_TESTS = "swarmdns-consistency.rules.test.yml"
+
+
+def promtool_test_rules(rules: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` on the page's test cases, against ``rules``."""
+    promtool = program("promtool", "prometheus")
+    (directory / _RULES).write_text(rules)
+    (directory / _RULE_TESTS).write_text(documented_file(_RULE_TESTS))
+    return subprocess.run(
+        [promtool, "test", "rules", _RULE_TESTS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=directory,
+    )
+
+
+def test_the_consistency_alerts_pass_their_promtool_tests(tmp_path: Path) -> None:
+    result = promtool_test_rules(documented_file(_RULES), tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("documented", "broken"),
+    [
+        ("for: 2m", "for: 0m"),  # fires while a change is still spreading
+        ("!= on (service)", "> on (service)"),  # misses the node that sees fewer
+    ],
+)
+def test_the_consistency_rule_tests_catch_a_wrong_rule(
+    documented: str, broken: str, tmp_path: Path
+) -> None:
+    rules = documented_file(_RULES)
+    assert documented in rules
+
+    result = promtool_test_rules(rules.replace(documented, broken, 1), tmp_path)
+
+    assert result.returncode != 0, result.stdout
+
+
+def test_the_consistency_prometheus_config_and_rules_are_valid(tmp_path: Path) -> None:
+    promtool = program("promtool", "prometheus")
+    for title in ("prometheus-consistency.yml", _RULES):
+        (tmp_path / title).write_text(documented_file(title))
+
+    result = subprocess.run(
+        [promtool, "check", "config", "prometheus-consistency.yml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 2 rules found" in result.stdout
+
+
+class Scraped(Check):
+    """The metrics at ``url`` show each of these lines."""
+
+    def __init__(self, url: str, lines: Sequence[str]) -> None:
+        super().__init__(f"{url} shows {list(lines)}")
+        self.url = url
+        self.lines = lines
+
+    def __call__(self) -> bool:
+        self.last = answer(self.url)
+        shown = set(self.last.splitlines())
+        return all(line in shown for line in self.lines)
+
+
+def test_the_consistency_watch_serves_every_metric_its_rules_read(
+    swarm_dns: FakeSwarm, tmp_path: Path, processes: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    stack = documented_file("swarmdns-consistency.stack.yml")
+    assert re.search(r"^\s+mode: global$", stack, re.MULTILINE)
+    (command,) = re.findall(r"^\s+command: (.+)$", stack, re.MULTILINE)
+    words = shlex.split(command)
+    assert words[:2] == ["swarmdns", "watch"]
+    port = free_port()
+    words = [word.replace("0.0.0.0:9109", f"127.0.0.1:{port}") for word in words]
+    assert f"127.0.0.1:{port}" in words
+    swarm_dns.create_service("web", replicas=3)
+    swarm_dns.create_service("api", replicas=1)
+    read = sorted(set(re.findall(r"\bswarmdns_\w+", documented_file(_RULES))))
+    assert read == ["swarmdns_consecutive_failures", "swarmdns_tasks"]
+
+    processes(*SWARMDNS, *words[1:], cwd=tmp_path)
+    eventually(
+        Scraped(
+            f"http://127.0.0.1:{port}/metrics",
+            [
+                'swarmdns_tasks{service="web"} 3.0',
+                'swarmdns_tasks{service="api"} 1.0',
+                'swarmdns_consecutive_failures{service="web"} 0.0',
+                'swarmdns_consecutive_failures{service="api"} 0.0',
+            ],
+        ),
+        tmp_path,
+    )
