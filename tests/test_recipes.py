@@ -761,7 +761,7 @@ def test_the_consistency_prometheus_config_and_rules_are_valid(tmp_path: Path) -
     assert "SUCCESS: 2 rules found" in result.stdout
 
 
-class Scraped(Check):
+class MetricsShow(Check):
     """The metrics at ``url`` show each of these lines."""
 
     def __init__(self, url: str, lines: Sequence[str]) -> None:
@@ -793,7 +793,7 @@ def test_the_consistency_watch_serves_every_metric_its_rules_read(
 
     processes(*SWARMDNS, *words[1:], cwd=tmp_path)
     eventually(
-        Scraped(
+        MetricsShow(
             f"http://127.0.0.1:{port}/metrics",
             [
                 'swarmdns_tasks{service="web"} 3.0',
