@@ -36,6 +36,9 @@ class Actions:
             as ``functools.partial(swarmdns.tasks, backend=...)``), for the
             templates' ``tasks``; only for the services that changed, the
             others' are kept. None leaves ``tasks`` out.
+        after: Called after each batch's templates and command with whether
+            the command was due (a file changed, there is no template, or the
+            batch was asked for again): ``Supervisor.acted``.
     """
 
     def __init__(
@@ -44,9 +47,11 @@ class Actions:
         runner: CommandRunner | None = None,
         *,
         lookup_tasks: Callable[[str], Sequence[Task]] | None = None,
+        after: Callable[[bool], object] | None = None,
     ) -> None:
         self.renderers = tuple(renderers)
         self.runner = runner
+        self._after = after
         self._lookup_tasks = lookup_tasks
         self._tasks: dict[str, Sequence[Task]] = {}
 
@@ -69,14 +74,17 @@ class Actions:
             ConfigurationError: A template failed.
             OSError: A file could not be written.
         """
-        if self.renderers and not self._render(batch):
+        due = (self._render(batch) if self.renderers else True) or batch.again
+        result = None
+        if not due:
             _log().info(
                 "the change of %s leaves every rendered file as it was", ", ".join(batch.services)
             )
-            return None
-        if self.runner is None:
-            return None
-        return self.runner.run(batch.to_json(), batch.environment())
+        elif self.runner is not None:
+            result = self.runner.run(batch.to_json(), batch.environment())
+        if self._after is not None:
+            self._after(due)
+        return result
 
     def _render(self, batch: Batch) -> bool:
         tasks = None if self._lookup_tasks is None else self._tasks_of(batch)
@@ -159,6 +167,7 @@ class ActionLoop:
         self._clock = clock
         self._condition = threading.Condition()
         self._stopped = False
+        self._now = False  # act_again(): the next batch is due at once
         self._done = 0
 
     def __repr__(self) -> str:
@@ -180,6 +189,19 @@ class ActionLoop:
         with self._condition:
             self._pending.add(change)
             self._window.changed(self._clock())
+            self._condition.notify_all()
+
+    def act_again(self) -> None:
+        """Act on every service's set at once, as if each had changed (``watch`` got SIGHUP).
+
+        From any thread; returns at once. The batch has ``again`` set, so
+        ``Actions`` runs the command even if no file changed. Before the
+        first action, that one is only made due without waiting for a burst
+        to settle.
+        """
+        with self._condition:
+            self._pending.again()
+            self._now = True
             self._condition.notify_all()
 
     def act_now(self) -> object:
@@ -212,13 +234,14 @@ class ActionLoop:
             return self._take_due(self._clock() if now is None else now)
 
     def _take_due(self, now: float) -> Batch | None:
-        if not (self._pending.ready and self._window.due(now)):
+        if not (self._pending.ready and (self._now or self._window.due(now))):
             return None
+        self._now = False
         self._window.acted()
         return self._pending.take()
 
     def _wait_time(self, now: float) -> float | None:
-        deadline = self._window.next_deadline()
+        deadline = now if self._now else self._window.next_deadline()
         if deadline is None or not self._pending.ready:
             return None  # until a change comes
         return max(0.0, deadline - now)

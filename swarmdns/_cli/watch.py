@@ -10,11 +10,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
-from typing import TextIO
+from signal import SIGTERM, Signals
+from typing import Any, TextIO
 
 import attrs
 
 from .._actions import ActionLoop, Actions, CommandResult, CommandRunner, Renderer, SettleWindow
+from .._actions.supervise import Supervisor, parse_signal
 from .._errors import ConfigurationError, ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._lookups import instances_query
 from .._own_addresses import excluded_addresses
@@ -154,6 +156,32 @@ def _add_action_options(parser: argparse.ArgumentParser) -> None:
         " change of a burst, so a rolling update is one reload (MIN and MAX each a"
         f" {DURATION_GRAMMAR}; default MAX: 4 x MIN)",
     )
+    _add_supervise_options(parser)
+
+
+def _add_supervise_options(parser: argparse.ArgumentParser) -> None:
+    """Entrypoint mode: ``--supervise`` and how it tells its program of a change."""
+    add = parser.add_argument
+    add(
+        "--supervise",
+        metavar="CMD",
+        help="once every template is rendered, start CMD through the shell and send it"
+        " --reload-signal after each change that changed a file; forward SIGTERM and SIGINT"
+        " to it, and exit with its status when it exits (a container's entrypoint)",
+    )
+    add(
+        "--reload-signal",
+        metavar="SIGNAL",
+        help="the signal --supervise's CMD gets on a change, by name or number (default: HUP)",
+    )
+    add_duration_option(
+        parser,
+        "--splay",
+        help="wait a random time up to this before sending --reload-signal, so that"
+        " replicas do not all reload at once",
+        default=None,
+        shown="0, at once",
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -174,6 +202,9 @@ class WatchRequest:
     exec_timeout: float
     wait: tuple[float, float] | None
     metrics: tuple[str, int] | None
+    supervise: str | None = None
+    reload_signal: Signals = Signals.SIGHUP
+    splay: float = 0.0
 
     @property
     def named(self) -> bool:
@@ -199,9 +230,12 @@ class WatchRequest:
         hold_for = None
         if options.hold_for is not None:
             hold_for = parse_duration(options.hold_for, source="--hold-for", positive=True)
-        if not options.render and options.exec is None and options.wait is not None:
+        supervise = _supervise_options(options)
+        acts = options.render or options.exec is not None or options.supervise is not None
+        if not acts and options.wait is not None:
             raise CommandExit(
-                EXIT_USAGE, "--wait needs --render or --exec: there is nothing to do"
+                EXIT_USAGE,
+                "--wait needs --render or --exec (or --supervise): there is nothing to do",
             )
         render = tuple(parse_render_spec(text, source="--render") for text in options.render)
         holds = min_tasks > 0 or max_drop is not None
@@ -232,7 +266,38 @@ class WatchRequest:
             metrics=None
             if options.metrics is None
             else parse_host_port(options.metrics, source="--metrics"),
+            **supervise,
         )
+
+
+def _supervise_options(options: argparse.Namespace) -> dict[str, Any]:
+    """``--supervise``, ``--reload-signal`` and ``--splay``, checked, as ``WatchRequest``'s fields.
+
+    Raises:
+        ConfigurationError, CommandExit: A bad option (exit 2).
+    """
+    if options.supervise is None:
+        for flag, value in (
+            ("--reload-signal", options.reload_signal),
+            ("--splay", options.splay),
+        ):
+            if value is not None:
+                raise CommandExit(
+                    EXIT_USAGE, f"{flag} needs --supervise: there is no program to signal"
+                )
+        return {}
+    if options.once:
+        raise CommandExit(
+            EXIT_USAGE,
+            "--supervise needs a watch: --once renders and exits, with no program to run;"
+            " leave out --once",
+        )
+    fields: dict[str, Any] = {"supervise": parse_command(options.supervise, source="--supervise")}
+    if options.reload_signal is not None:
+        fields["reload_signal"] = parse_signal(options.reload_signal, source="--reload-signal")
+    if options.splay is not None:
+        fields["splay"] = parse_duration(options.splay, source="--splay")
+    return fields
 
 
 def run(options: argparse.Namespace, out: TextIO) -> int:
@@ -243,7 +308,17 @@ def run(options: argparse.Namespace, out: TextIO) -> int:
 
 
 def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Interrupts) -> int:
-    actions = _action_loop(request)
+    items: queue.Queue[Item] = queue.Queue()
+    supervisor = None
+    if request.supervise is not None:
+        supervisor = Supervisor(
+            request.supervise,
+            reload_signal=request.reload_signal,
+            splay=request.splay,
+            on_exit=lambda status: items.put(_ProgramExited(status)),
+            stdout=sys.stderr,  # as --exec's: stdout is the watch's lines
+        )
+    actions = _action_loop(request, supervisor)
     if request.once:
         try:
             return _watch_once(request, out, actions=actions)
@@ -253,7 +328,6 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
                 "interrupted before the lookups, the templates and the command were done;"
                 " run it again",
             ) from None
-    items: queue.Queue[Item] = queue.Queue()
     query = request.query
     fleet = FleetWatcher(
         request.services,
@@ -271,11 +345,15 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
         on_change=items.put if actions is None else _both(items.put, actions.submit),
     )
     with (
-        interrupts.waking(lambda: items.put(KeyboardInterrupt())),
+        interrupts.waking(
+            lambda: items.put(KeyboardInterrupt()),
+            hangup=None if actions is None else actions.act_again,
+        ),
         _acting(actions, items.put),
         running(fleet, items.put),
         when_reader_leaves(out, lambda: items.put(None)),
         _metrics_served(request.metrics, fleet),
+        _supervised(supervisor),
     ):
         follow = Follow(
             fleet,
@@ -284,7 +362,38 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
             as_json=query.as_json,
             named=request.named,
         )
-        follow.run(items)
+        try:
+            follow.run(items)
+        except KeyboardInterrupt:
+            status = None if supervisor is None else supervisor.stop(interrupts.signum or SIGTERM)
+            if status is None:  # no program (yet): as any watch
+                raise
+            return status
+        except _ProgramExited as exited:
+            return exited.status
+
+
+class _ProgramExited(Exception):
+    """Put in the queue when the ``--supervise`` program exits: the watch ends with its status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the supervised program exited with status {status}")
+        self.status = status
+
+
+#: Seconds a program still running when the watch ends for another reason
+#: (its output's reader left, --fail-after, an error) has after SIGTERM.
+_STOP_GRACE = 10.0
+
+
+@contextlib.contextmanager
+def _supervised(supervisor: Supervisor | None) -> Iterator[None]:
+    """Leave no program running when the watch ends, whatever ends it."""
+    try:
+        yield
+    finally:
+        if supervisor is not None:
+            supervisor.stop(SIGTERM, grace=_STOP_GRACE)
 
 
 @contextlib.contextmanager
@@ -319,9 +428,9 @@ def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Ite
         thread.join()
 
 
-def _action_loop(request: WatchRequest) -> ActionLoop | None:
-    """What ``--render``, ``--exec`` and ``--wait`` ask for, made before the watch starts."""
-    if not request.render and request.command is None:
+def _action_loop(request: WatchRequest, supervisor: Supervisor | None) -> ActionLoop | None:
+    """What ``--render``, ``--exec``, ``--supervise`` and ``--wait`` ask for, made first."""
+    if not request.render and request.command is None and supervisor is None:
         return None
     renderers = [Renderer(spec.template, spec.dest) for spec in request.render]
     runner = None
@@ -335,8 +444,19 @@ def _action_loop(request: WatchRequest) -> ActionLoop | None:
     query = request.query
     lookup = functools.partial(tasks, **query.lookup_options)
     window = None if request.wait is None else SettleWindow(*request.wait)
-    act = Actions(renderers, runner, lookup_tasks=lookup if renderers else None)
-    return ActionLoop(act, list(request.services), window=window, cancel=act.cancel)
+    act = Actions(
+        renderers,
+        runner,
+        lookup_tasks=lookup if renderers else None,
+        after=None if supervisor is None else supervisor.acted,
+    )
+
+    def cancel() -> None:
+        act.cancel()
+        if supervisor is not None:
+            supervisor.cancel()
+
+    return ActionLoop(act, list(request.services), window=window, cancel=cancel)
 
 
 def _both(
