@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
+import shlex
 import signal
 import subprocess
 import threading
@@ -53,6 +55,38 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+#: What makes a command more than one simple command, as shlex splits it.
+_SEPARATORS = frozenset({";", "&", "&&", "|", "||", "(", ")", ";;", "|&"})
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_KEYWORDS = frozenset(
+    {"!", "{", "}", "case", "for", "if", "until", "while", "exec", "function", "select"}
+)
+
+
+def shell_script(command: str) -> str:
+    """What ``sh -c`` runs for ``command``: a simple command is prefixed with ``exec``.
+
+    So that the program itself, not a shell waiting for it, is the process
+    that gets the signals (dash, Debian's ``/bin/sh``, does not exec the last
+    command of ``-c`` by itself). A compound command (``a && b``, ``a; b``,
+    ``a | b``), one that starts with an assignment or a keyword, or one shlex
+    cannot split is run as given: end it with ``exec PROGRAM`` yourself.
+    """
+    if "\n" in command:
+        return command
+    words = shlex.shlex(command, posix=True, punctuation_chars=True)
+    words.whitespace_split = True
+    try:
+        split = list(words)
+    except ValueError:  # unbalanced quotes: the shell says what is wrong
+        return command
+    if not split or _SEPARATORS.intersection(split):
+        return command
+    if split[0] in _KEYWORDS or _ASSIGNMENT.match(split[0]):
+        return command
+    return f"exec {command}"
+
+
 def parse_signal(text: str, *, source: str) -> signal.Signals:
     """A signal given by name (``HUP``, ``SIGHUP``, any case) or number.
 
@@ -76,9 +110,9 @@ class Supervisor:
 
     The command runs through ``/bin/sh -c`` in a session (and so a process
     group) of its own, so that Ctrl-C at a terminal reaches only ``watch``,
-    which forwards it. Signals go to the process the shell became (``sh -c``
-    runs a single command in its own process; write ``exec prog`` at the end
-    of a compound command so that the program gets them).
+    which forwards it. Signals go to the shell's process, which a simple
+    command replaces (``shell_script()``); a compound command should end with
+    ``exec PROGRAM`` for the program to get them.
 
     Args:
         command: The shell command.
@@ -138,7 +172,10 @@ class Supervisor:
     def _start(self) -> None:
         try:
             process = subprocess.Popen(  # noqa: S602 - the user gives a shell command
-                self.command, shell=True, stdout=self._stdout, start_new_session=True
+                shell_script(self.command),
+                shell=True,
+                stdout=self._stdout,
+                start_new_session=True,
             )
         except OSError as error:
             raise ConfigurationError(
