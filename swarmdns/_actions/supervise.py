@@ -58,9 +58,16 @@ def exit_status(returncode: int) -> int:
 #: What makes a command more than one simple command, as shlex splits it.
 _SEPARATORS = frozenset({";", "&", "&&", "|", "||", "(", ")", ";;", "|&"})
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
-_KEYWORDS = frozenset(
-    {"!", "{", "}", "case", "for", "if", "until", "while", "exec", "function", "select"}
-)
+#: First words that ``exec`` cannot run: the shell's keywords, and builtins with no program.
+# fmt: off
+_NOT_PROGRAMS = frozenset([
+    "!", "{", "}", "case", "for", "if", "until", "while", "function", "select",
+    "exec", "exit", "return", "break", "continue", ":", ".", "source", "eval", "export",
+    "readonly", "set", "shift", "times", "trap", "unset", "cd", "wait", "umask", "alias",
+    "unalias", "command", "type", "getopts", "hash", "jobs", "fg", "bg", "ulimit", "local",
+    "read",
+])
+# fmt: on
 
 
 def shell_script(command: str) -> str:
@@ -69,7 +76,8 @@ def shell_script(command: str) -> str:
     So that the program itself, not a shell waiting for it, is the process
     that gets the signals (dash, Debian's ``/bin/sh``, does not exec the last
     command of ``-c`` by itself). A compound command (``a && b``, ``a; b``,
-    ``a | b``), one that starts with an assignment or a keyword, or one shlex
+    ``a | b``), one that starts with an assignment, a keyword or a builtin
+    that is no program (``exit 3``, ``cd /srv && ...``), or one shlex
     cannot split is run as given: end it with ``exec PROGRAM`` yourself.
     """
     if "\n" in command:
@@ -82,7 +90,7 @@ def shell_script(command: str) -> str:
         return command
     if not split or _SEPARATORS.intersection(split):
         return command
-    if split[0] in _KEYWORDS or _ASSIGNMENT.match(split[0]):
+    if split[0] in _NOT_PROGRAMS or _ASSIGNMENT.match(split[0]):
         return command
     return f"exec {command}"
 

@@ -83,6 +83,8 @@ def test_anything_else_is_no_signal(text: str) -> None:
         ("prog $(x)", "prog $(x)"),
         ("FOO=1 prog", "FOO=1 prog"),
         ("exec prog", "exec prog"),
+        ("exit 7", "exit 7"),
+        ("cd /srv", "cd /srv"),
         ("if true; then x; fi", "if true; then x; fi"),
         ("prog 'unbalanced", "prog 'unbalanced"),
         ("a\nb", "a\nb"),
