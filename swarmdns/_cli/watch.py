@@ -63,7 +63,8 @@ DESCRIPTION = (
     " set stays, and nothing is rendered or run from it; a line tells when the hold ends."
     " With several services, each change line names its service; all go through one socket."
     " Ctrl-C or SIGTERM (docker stop) ends it, stopping a command under way with its process"
-    " group, and so does the reader of its output going away."
+    " group, and so does the reader of its output going away. With --render, --exec or"
+    " --supervise, SIGHUP renders and acts again at once instead."
 )
 
 
