@@ -242,7 +242,7 @@ class Actions:
                     "the change of %s leaves every rendered file as it was",
                     ", ".join(batch.services),
                 )
-            for template in self.templates if batch.again else changed:
+            for template in changed:  # a file refused or unchanged: not its command
                 if template.command is not None and not self._stopping.is_set():
                     ran = template.command.run(batch.to_json(), self._environment(batch, template))
                     self.failed_commands += not ran.ok
