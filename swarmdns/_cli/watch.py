@@ -10,8 +10,8 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address
-from signal import SIGTERM, Signals
-from typing import Any, TextIO
+from signal import Signals
+from typing import TextIO
 
 import attrs
 
@@ -25,7 +25,7 @@ from .._actions import (
     Template,
 )
 from .._actions.render import STDOUT
-from .._actions.supervise import Supervisor, parse_signal
+from .._actions.supervise import Supervisor
 from .._errors import ConfigurationError, ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._lookups import instances_query
 from .._own_addresses import excluded_addresses
@@ -63,6 +63,13 @@ from .process import (
     when_reader_leaves,
 )
 from .query import Query, add_query_options
+from .supervise import (
+    add_supervise_options,
+    followed,
+    supervise_options,
+    supervised,
+    supervisor_of,
+)
 
 HELP = "print a line whenever the tasks change, until interrupted"
 DESCRIPTION = (
@@ -191,32 +198,7 @@ def _add_action_options(parser: argparse.ArgumentParser) -> None:
         " change of a burst, so a rolling update is one reload (MIN and MAX each a"
         f" {DURATION_GRAMMAR}; default MAX: 4 x MIN)",
     )
-    _add_supervise_options(parser)
-
-
-def _add_supervise_options(parser: argparse.ArgumentParser) -> None:
-    """Entrypoint mode: ``--supervise`` and how it tells its program of a change."""
-    add = parser.add_argument
-    add(
-        "--supervise",
-        metavar="CMD",
-        help="once every template is rendered, start CMD through the shell and send it"
-        " --reload-signal after each change that changed a file; forward SIGTERM and SIGINT"
-        " to it, and exit with its status when it exits (a container's entrypoint)",
-    )
-    add(
-        "--reload-signal",
-        metavar="SIGNAL",
-        help="the signal --supervise's CMD gets on a change, by name or number (default: HUP)",
-    )
-    add_duration_option(
-        parser,
-        "--splay",
-        help="wait a random time up to this before sending --reload-signal, so that"
-        " replicas do not all reload at once",
-        default=None,
-        shown="0, at once",
-    )
+    add_supervise_options(parser)
 
 
 class _RenderStep(argparse.Action):
@@ -335,7 +317,7 @@ class WatchRequest:
         hold_for = None
         if options.hold_for is not None:
             hold_for = parse_duration(options.hold_for, source="--hold-for", positive=True)
-        supervise = _supervise_options(options)
+        supervise = supervise_options(options)
         acts = options.render or options.exec is not None or options.supervise is not None
         if not acts and options.wait is not None:
             raise CommandExit(
@@ -382,36 +364,6 @@ class WatchRequest:
         )
 
 
-def _supervise_options(options: argparse.Namespace) -> dict[str, Any]:
-    """``--supervise``, ``--reload-signal`` and ``--splay``, checked, as ``WatchRequest``'s fields.
-
-    Raises:
-        ConfigurationError, CommandExit: A bad option (exit 2).
-    """
-    if options.supervise is None:
-        for flag, value in (
-            ("--reload-signal", options.reload_signal),
-            ("--splay", options.splay),
-        ):
-            if value is not None:
-                raise CommandExit(
-                    EXIT_USAGE, f"{flag} needs --supervise: there is no program to signal"
-                )
-        return {}
-    if options.once:
-        raise CommandExit(
-            EXIT_USAGE,
-            "--supervise needs a watch: --once renders and exits, with no program to run;"
-            " leave out --once",
-        )
-    fields: dict[str, Any] = {"supervise": parse_command(options.supervise, source="--supervise")}
-    if options.reload_signal is not None:
-        fields["reload_signal"] = parse_signal(options.reload_signal, source="--reload-signal")
-    if options.splay is not None:
-        fields["splay"] = parse_duration(options.splay, source="--splay")
-    return fields
-
-
 def run(options: argparse.Namespace, out: TextIO) -> int:
     request = WatchRequest.from_options(options)
     # docker stop: as Ctrl-C, exit 0
@@ -431,15 +383,7 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
                 "interrupted before the lookups, the templates and the command were done;"
                 " run it again",
             ) from None
-    supervisor = None
-    if request.supervise is not None:
-        supervisor = Supervisor(
-            request.supervise,
-            reload_signal=request.reload_signal,
-            splay=request.splay,
-            on_exit=lambda status: items.put(_ProgramExited(status)),
-            stdout=sys.stderr,  # as --exec's: stdout is the watch's lines
-        )
+    supervisor = supervisor_of(request, items.put)
     # A render for DEST - is printed in order.
     actions = _action_loop(request, emit=items.put, supervisor=supervisor)
     query = request.query
@@ -467,7 +411,7 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
         running(fleet, items.put),
         when_reader_leaves(out, lambda: items.put(None)),
         _metrics_served(request.metrics, fleet),
-        _supervised(supervisor),
+        supervised(supervisor),
     ):
         follow = Follow(
             fleet,
@@ -476,38 +420,7 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
             as_json=query.as_json,
             named=request.named,
         )
-        try:
-            follow.run(items)
-        except KeyboardInterrupt:
-            status = None if supervisor is None else supervisor.stop(interrupts.signum or SIGTERM)
-            if status is None:  # no program (yet): as any watch
-                raise
-            return status
-        except _ProgramExited as exited:
-            return exited.status
-
-
-class _ProgramExited(Exception):
-    """Put in the queue when the ``--supervise`` program exits: the watch ends with its status."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"the supervised program exited with status {status}")
-        self.status = status
-
-
-#: Seconds a program still running when the watch ends for another reason
-#: (its output's reader left, --fail-after, an error) has after SIGTERM.
-_STOP_GRACE = 10.0
-
-
-@contextlib.contextmanager
-def _supervised(supervisor: Supervisor | None) -> Iterator[None]:
-    """Leave no program running when the watch ends, whatever ends it."""
-    try:
-        yield
-    finally:
-        if supervisor is not None:
-            supervisor.stop(SIGTERM, grace=_STOP_GRACE)
+        return followed(functools.partial(follow.run, items), supervisor, interrupts)
 
 
 @contextlib.contextmanager
