@@ -186,6 +186,10 @@ def test_an_upstream_that_drops_queries(driver: Driver) -> None:
         assert ips["error"] == "ResolutionTimeout"
 
 
+#: Bursts sent at most, until one arrives nearly whole (see below).
+BURST_ATTEMPTS = 3
+
+
 def test_more_forwards_than_the_engine_holds(driver: Driver) -> None:
     """24 and newer hold 1,024 forwards in flight, and refuse a query that waits 4 s for one.
 
@@ -199,11 +203,17 @@ def test_more_forwards_than_the_engine_holds(driver: Driver) -> None:
     newer = since(driver, "24.0")
     count = 2300
     with driver.upstream_silent():
-        (response,) = driver.call(
-            {"op": "burst", "args": [count], "kwargs": {"wait": 10.0 if newer else 2.0}}
-        )
-
-    result = ok(response)
+        for _attempt in range(BURST_ATTEMPTS):
+            (response,) = driver.call(
+                {"op": "burst", "args": [count], "kwargs": {"wait": 10.0 if newer else 2.0}}
+            )
+            result = ok(response)
+            # A burst of which more than a tenth was lost on its way in (the
+            # engine's socket, on a machine busy with the rest of the suite:
+            # 576 of 2,300 once in CI) may not reach the slots' limit at all,
+            # and tells nothing; the next starts once its forwards have timed out.
+            if not newer or result["no reply"] <= count // 10:
+                break
     if newer:
         # A datagram lost on its way in gets no reply and takes no slot: every
         # other query past the first 2,048 is refused. Losses come from the
