@@ -433,7 +433,8 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
         changes = self._core.changes
         await self._settled()
         if not changes:
-            await self._driver.run(lambda: bool(changes))
+            with self._core.taking("task"):
+                await self._driver.run(lambda: bool(changes))
         if self._driver.closed or not changes:
             raise StopAsyncIteration
         return changes.popleft()
@@ -444,7 +445,7 @@ class AsyncFleetWatch(FleetView, AsyncIterator[TaskSetChange]):
         """Wait until ``service`` shows at least ``count`` tasks; return them all.
 
         The twin of ``FleetWatch.wait_for_tasks``: changes seen while waiting
-        are kept for the iterator.
+        are kept for the iterator, which another task may await meanwhile.
 
         Raises:
             KeyError: ``service`` is not followed.
@@ -476,8 +477,7 @@ class _AsyncFleetDriver:
         self._core = core
         self._timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._until: Callable[[], bool] = lambda: False
+        self._waiters: dict[asyncio.Future[None], Callable[[], bool]] = {}  # each run()'s wait
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._failure: Exception | None = None
@@ -486,11 +486,12 @@ class _AsyncFleetDriver:
     async def run(self, until: Callable[[], bool], deadline: Deadline | None = None) -> None:
         """Carry out lookups until ``until()`` holds, ``deadline`` passes, or the watch closes.
 
+        Other tasks may await it at the same time, each for what it waits for.
+
         Raises:
             SwarmDNSError: A lookup failed in a way retrying will not mend;
-                the watch is closed.
-            RuntimeError: Another task is already awaiting the watch, or it
-                was started on another loop.
+                the watch is closed (every task in ``run()`` gets the error).
+            RuntimeError: The watch was started on another loop.
         """
         if self._failure is not None:
             failure, self._failure = self._failure, None
@@ -502,25 +503,26 @@ class _AsyncFleetDriver:
             self._loop = loop
         elif self._loop is not loop:
             raise RuntimeError("the watch runs on the event loop that first iterated it")
-        if self._waiter is not None:
-            raise RuntimeError("the watch is already being awaited by another task")
-        self._until = until
-        self._waiter = loop.create_future()
+        waiter: asyncio.Future[None] = loop.create_future()
+        first = not self._waiters
+        self._waiters[waiter] = until
         give_up = None
         if deadline is not None:
-            give_up = loop.call_later(max(deadline.remaining(), 0.0), self._done)
+            give_up = loop.call_later(max(deadline.remaining(), 0.0), _resolve, waiter)
         try:
-            try:
-                self._start()
-            except Exception as error:  # ends the watch, for its awaiter to raise
-                self._fail(error)
+            if first:
+                try:
+                    self._start()
+                except Exception as error:  # ends the watch, for its awaiters to raise
+                    self._fail(error)
             self._tick()
-            await self._waiter
+            await waiter
         finally:
             if give_up is not None:
                 give_up.cancel()
-            self._waiter = None
-            self._pause()
+            del self._waiters[waiter]
+            if not self._waiters:
+                self._pause()
 
     @property
     def _bound_loop(self) -> asyncio.AbstractEventLoop:
@@ -531,7 +533,7 @@ class _AsyncFleetDriver:
 
     def wake(self) -> None:
         """Have the running loop look at the schedule again (a service was added)."""
-        if self._loop is not None and self._waiter is not None:
+        if self._loop is not None and self._waiters:
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 self._loop.call_soon_threadsafe(self._tick)
 
@@ -557,7 +559,7 @@ class _AsyncFleetDriver:
 
     def _tick(self) -> None:
         """Do what is due, then sleep until the next thing to do."""
-        if self._waiter is None or self.closed:
+        if not self._waiters or self.closed:
             return
         self._cancel_timer()  # woken early (a service added): the next timer replaces it
         try:
@@ -568,11 +570,11 @@ class _AsyncFleetDriver:
         self._check()
 
     def _check(self) -> None:
-        """End ``run()`` if what it waits for holds; else set the timer for the next step."""
-        if self._waiter is None:
-            return
-        if self._until():
-            self._done()
+        """End each ``run()`` whose wait is over; set the timer for the next step if one waits."""
+        for waiter, until in list(self._waiters.items()):
+            if not waiter.done() and until():
+                _resolve(waiter)
+        if all(waiter.done() for waiter in self._waiters):
             return
         when = min((t for t in self._next_times() if t is not None), default=None)
         if when is None or when >= self._timer_at:
@@ -583,13 +585,15 @@ class _AsyncFleetDriver:
         self._timer_at = when
 
     def _done(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        """End every ``run()`` in progress."""
+        for waiter in list(self._waiters):
+            _resolve(waiter)
 
     def _fail(self, error: Exception) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(error)
-        else:
+        pending = [waiter for waiter in self._waiters if not waiter.done()]
+        for waiter in pending:
+            waiter.set_exception(error)
+        if not pending:
             self._failure = error  # for the next run() to raise
         self.close()
 
@@ -619,6 +623,12 @@ class _AsyncFleetDriver:
 
     def _release(self) -> None:
         """Close what the driver holds."""
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    """End the ``run()`` that awaits ``waiter``, unless it has ended."""
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _AsyncLookupDriver(_AsyncFleetDriver):

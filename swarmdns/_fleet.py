@@ -23,6 +23,7 @@ for the whole container.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import random
@@ -33,6 +34,7 @@ from ipaddress import IPv4Address
 from typing import TypeVar
 
 from . import _memo
+from ._deadlines import Deadline
 from ._errors import ResolutionTimeout, SwarmDNSError
 from ._lookups import InstancesQuery, instances_query
 from ._model import listed
@@ -180,6 +182,7 @@ class FleetCore:
         self._doubtful_out = 0  # doubtful lookups in flight
         self._held: list[float] = []  # when each doubtful lookup that timed out frees its place
         self._tickets = itertools.count()
+        self._taking = False  # someone waits for the next change
         #: Changes not yet handed to the user, oldest first (bounded: merged past it).
         self.changes = ChangeQueue()
         slots: dict[str, Slot] = {}
@@ -230,6 +233,24 @@ class FleetCore:
             slot.watched = False
             self._slots = {name: s for name, s in self._slots.items() if name != service}
         return True
+
+    @contextlib.contextmanager
+    def taking(self, who: str) -> Iterator[None]:
+        """Wait for the next change as its one taker: two would race for it.
+
+        Waiting for enough tasks (``wait_for_tasks``) needs no such turn.
+
+        Raises:
+            RuntimeError: Another ``who`` (thread, task) waits for the next change.
+        """
+        with self._lock:
+            if self._taking:
+                raise RuntimeError(f"the watch's changes are already being taken by another {who}")
+            self._taking = True
+        try:
+            yield
+        finally:
+            self._taking = False
 
     def watch_of(self, service: str) -> WatchCore:
         """The watch of ``service``.
@@ -428,6 +449,73 @@ def _names_of(services: Iterable[str]) -> list[str]:
     if not listed(services):
         raise TypeError(f"services takes a list of names, not {services!r}")
     return list(services)
+
+
+class Turns:
+    """Whose turn it is to run a fleet's lookups, for a front end that runs them in its callers.
+
+    One thread runs them at a time; another that wants to meanwhile waits on
+    its steps until what it waits for holds, and takes over if that thread
+    stops first. ``close()`` may come from any thread; what the watch holds
+    is released once, by whoever is last out.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stepped = threading.Condition(self._lock)  # after each step, and at each end
+        self._running = False
+        self._released = False
+        self._failure: Exception | None = None  # what ended the watch, for those waiting
+        self.closing = False
+
+    def take(self, until: Callable[[], bool], deadline: Deadline | None) -> bool:
+        """Wait while another thread runs the lookups; True: the caller runs them now.
+
+        False: ``until()`` holds, the deadline passed, or the watch is closing.
+
+        Raises:
+            Exception: What ended the watch in the thread that ran it while
+                the caller waited.
+        """
+        with self._lock:
+            waited = self._running
+            while self._running and not self.closing and not until():
+                if deadline is not None and deadline.remaining() <= 0:
+                    return False
+                self._stepped.wait(None if deadline is None else deadline.remaining())
+            if waited and self._failure is not None:
+                raise self._failure
+            if self._running or self.closing:
+                return False
+            self._running = True
+            return True
+
+    def stepped(self) -> None:
+        """The running thread made a step: those waiting look again."""
+        with self._lock:
+            self._stepped.notify_all()
+
+    def give_back(self, error: BaseException | None) -> bool:
+        """The running thread stops (``error``: what ended the watch); True: release now."""
+        with self._lock:
+            if error is not None:
+                self.closing = True
+                self._failure = error if isinstance(error, Exception) else None
+            self._running = False
+            self._stepped.notify_all()
+            return self._release_now()
+
+    def close(self) -> bool:
+        """End the watch; True: nobody runs it, release what it holds now."""
+        with self._lock:
+            self.closing = True
+            self._stepped.notify_all()
+            return self._release_now()
+
+    def _release_now(self) -> bool:
+        release = self.closing and not self._running and not self._released
+        self._released |= release
+        return release
 
 
 class _View(Mapping[str, V]):

@@ -24,9 +24,19 @@ from ._errors import (
     ServiceNotFound,
     SwarmDNSError,
 )
+from ._log import logger
 from ._model import Answer, Disowned, Question, SortedAddresses, Task
 from ._names import check_network, reverse_name, service_name, tasks_name
-from ._runtime import SWARM, Settled, Where, compose_container, detected, identity, swarm_task
+from ._runtime import (
+    SWARM,
+    Settled,
+    Where,
+    compose_container,
+    detected,
+    identity,
+    swarm_task,
+    why_not_a_task,
+)
 
 #: Seconds a lookup may take, all its queries together, unless told otherwise.
 DEFAULT_TIMEOUT = 2.0
@@ -235,8 +245,7 @@ def tasks(service: str, network: str | None, where: Where = SWARM) -> Plan[tuple
         return ()
     results = yield _reverse_questions(addresses)
     return tuple(
-        _task(ip, result, service if runtime == "compose" else None)
-        for ip, result in zip(addresses, results, strict=True)
+        _task(ip, result, service, runtime) for ip, result in zip(addresses, results, strict=True)
     )
 
 
@@ -244,18 +253,41 @@ def _reverse_questions(addresses: Sequence[IPv4Address]) -> tuple[Question, ...]
     return tuple(Question(name=reverse_name(ip), rdtype="PTR") for ip in addresses)
 
 
-def _task(ip: IPv4Address, result: Result, compose_service: str | None) -> Task:
+def _task(ip: IPv4Address, result: Result, service: str, runtime: Settled) -> Task:
     if isinstance(result, SwarmDNSError) or not result.records:
         return Task(ip=ip)
     target = str(result.records[0])
-    if compose_service is not None:
-        return compose_container(ip, target, compose_service) or Task(ip=ip)
-    return parse_task(ip, target)
+    if runtime == "compose":
+        container = compose_container(ip, target, service)
+        if container is None:
+            _warn_unfit(target, service, "not a container's name and network Docker allows")
+        return container or Task(ip=ip)
+    return parse_task(ip, target, service)
 
 
-def parse_task(ip: IPv4Address, target: str) -> Task:
-    """Read a task's identity from its PTR target, ``web.1.<task id>.<network>.``."""
-    return swarm_task(ip, target) or Task(ip=ip)
+def parse_task(ip: IPv4Address, target: str, service: str | None = None) -> Task:
+    """Read a task's identity from its PTR target, ``web.1.<task id>.<network>.``.
+
+    Only a name that fits Docker's grammar for a task (of ``service``, when
+    given) is an identity; for anything else, the task is its address alone,
+    as when the PTR lookup fails, and a warning says why (once per name).
+    """
+    task = swarm_task(ip, target, service)
+    if task is None:
+        _warn_unfit(target, service, why_not_a_task(target, service) or "")
+    return task or Task(ip=ip)
+
+
+@_memo.memoize(maxsize=256)
+def _warn_unfit(target: str, service: str | None, why: str) -> None:
+    """Say once why a PTR name is no identity (remembered: a watch meets it at every change)."""
+    logger().warning(
+        "the PTR name %r is not %s task's name Docker would give (%s); the task is known by"
+        " its address alone",
+        target,
+        "a" if service is None else f"a {service!r}",
+        why,
+    )
 
 
 #: At most this many of this container's own addresses are asked about.

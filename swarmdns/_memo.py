@@ -11,6 +11,11 @@ Errors are not remembered, so bad input raises every time with the same
 message. The one other cache, the table of address objects, is bounded and
 safe under threads too (``AddressTable``).
 
+One cache of a function that also has an effect: ``_lookups._warn_unfit``
+logs why a PTR name is no task's identity the first time it meets the name
+(then it is remembered, so that a watch warns once per name, not at every
+lookup); its result, None, is the same either way.
+
 One store outside this policy is emptied with the caches, since tests need
 that too: ``_runtime.detected``, where this process runs (a Swarm or
 Compose), as the engine said once; it is a fact about the container, not an

@@ -11,11 +11,11 @@ from ._errors import InvalidName
 
 #: Swarmkit's rule for service names: letters and digits, with '-' or '_'
 #: only between them.
-_SERVICE = re.compile(r"[a-zA-Z0-9](?:[-_]*[a-zA-Z0-9])*")
+SERVICE = re.compile(r"[a-zA-Z0-9](?:[-_]*[a-zA-Z0-9])*")
 #: Docker's rule for network names, without a trailing '.' or '-' (which would
 #: make the DNS name ambiguous or invalid) and without empty labels.
 _NETWORK_LABEL = r"[a-zA-Z0-9_](?:[a-zA-Z0-9_-]*[a-zA-Z0-9_])?"
-_NETWORK = re.compile(rf"[a-zA-Z0-9](?:[a-zA-Z0-9_-]*[a-zA-Z0-9_])?(?:\.{_NETWORK_LABEL})*")
+NETWORK = re.compile(rf"[a-zA-Z0-9](?:[a-zA-Z0-9_-]*[a-zA-Z0-9_])?(?:\.{_NETWORK_LABEL})*")
 _MAX_LABEL = 63
 _MAX_NAME = 253  # a DNS name in text form, without the root dot
 _TASKS_PREFIX = "tasks."
@@ -67,12 +67,12 @@ def check_service(service: object) -> str:
             " task_ips() and tasks() add the 'tasks.' prefix themselves",
             name=service,
         )
-    return _check("service", service, _SERVICE)
+    return _check("service", service, SERVICE)
 
 
 def check_network(network: object) -> str:
     """Return ``network`` if Docker could have named an overlay network so."""
-    return _check("network", network, _NETWORK)
+    return _check("network", network, NETWORK)
 
 
 def _absolute(*labels: str) -> str:

@@ -23,6 +23,8 @@ from attrs import field, frozen
 from . import _memo
 from ._errors import ConfigurationError
 from ._model import Task
+from ._names import NETWORK as _NETWORK
+from ._names import SERVICE as _SERVICE
 
 Runtime = Literal["auto", "swarm", "compose"]
 Settled = Literal["swarm", "compose"]
@@ -32,6 +34,10 @@ RUNTIME_VARIABLE = "SWARMDNS_RUNTIME"
 
 #: Swarmkit's IDs (tasks, nodes): 25 characters of lowercase letters and digits.
 _SWARM_ID = re.compile(r"[a-z0-9]{25}")
+#: Docker's rule for container names, less the '.' that would end a DNS label.
+_CONTAINER = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]*")
+#: A replica's slot: a positive whole number.
+_SLOT = re.compile(r"[1-9][0-9]*")
 #: A Compose container's name: ``<project>-<service>-<n>`` (``_`` in Compose v1).
 _NUMBERED = re.compile(r"(?P<stem>.+?)[-_](?P<number>[0-9]+)")
 
@@ -151,17 +157,21 @@ SWARM = Where(runtime="swarm")
 COMPOSE = Where(runtime="compose")
 
 
-def swarm_task(ip: IPv4Address, target: str) -> Task | None:
-    """The task a Swarm PTR target names, ``web.1.<task id>.<network>.``; None if not one."""
-    labels = target.rstrip(".").split(".")
-    if len(labels) < 4 or not all(labels):
+def swarm_task(ip: IPv4Address, target: str, service: str | None = None) -> Task | None:
+    """The task a Swarm PTR target names, ``web.1.<task id>.<network>.``; None if not one.
+
+    With ``service``, the target must name a task of that service (or of
+    ``<stack>_<service>``); see ``why_not_a_task()``.
+    """
+    if why_not_a_task(target, service) is not None:
         return None
-    service, slot_or_node, task_id, *network = labels
-    slot = int(slot_or_node) if slot_or_node.isascii() and slot_or_node.isdigit() else None
+    labels = target.rstrip(".").split(".")
+    name, slot_or_node, task_id, *network = labels
+    slot = int(slot_or_node) if slot_or_node.isdigit() else None
     return Task(
         ip=ip,
-        name=f"{service}.{slot_or_node}.{task_id}",
-        service=service,
+        name=f"{name}.{slot_or_node}.{task_id}",
+        service=name,
         slot=slot,
         node_id=None if slot is not None else slot_or_node,
         task_id=task_id,
@@ -169,19 +179,58 @@ def swarm_task(ip: IPv4Address, target: str) -> Task | None:
     )
 
 
+def why_not_a_task(target: str, service: str | None = None) -> str | None:  # noqa: PLR0911 - one return per rule
+    r"""Why a PTR target is not a task name Docker could have given; None if it is one.
+
+    Docker names a task's container ``<service>.<slot>.<task id>`` (a global
+    service's, ``<service>.<node id>.<task id>``) and its PTR record adds the
+    network, all checked by the engine. Anything else, such as a name from a
+    hostile nameserver with ``#``, ``{`` or an escape (``\032``) in it, is
+    not to be taken as a task's identity, nor one of another service than
+    ``service`` (a stack's ``<stack>_<service>`` is that service).
+    """
+    labels = target.rstrip(".").split(".")
+    if len(labels) < 4:
+        return "it has fewer than 4 labels (service, slot or node ID, task ID, network)"
+    name, slot_or_node, task_id, *network = labels
+    if not _SERVICE.fullmatch(name):
+        return f"{name!r} is not a service name Docker allows"
+    if service is not None and not _same_service(name, service):
+        return f"it names a task of {name!r}, not of {service!r}"
+    if not (_SLOT.fullmatch(slot_or_node) or _SWARM_ID.fullmatch(slot_or_node)):
+        return f"{slot_or_node!r} is neither a slot (1, 2...) nor a node ID"
+    if not _SWARM_ID.fullmatch(task_id):
+        return f"{task_id!r} is not a task ID (25 lowercase letters and digits)"
+    if not _NETWORK.fullmatch(".".join(network)):
+        return f"{'.'.join(network)!r} is not a network name Docker allows"
+    return None
+
+
+def _same_service(name: str, service: str) -> bool:
+    """Whether a task of ``name`` is one of ``service``: the same, or ``<stack>_<service>``."""
+    name, service = name.lower(), service.lower()
+    if name == service:
+        return True
+    stack = name.removesuffix(f"_{service}")
+    return stack != name and _SERVICE.fullmatch(stack) is not None
+
+
 def compose_container(ip: IPv4Address, target: str, service: str | None = None) -> Task | None:
-    """The container a Compose PTR target names, ``proj-web-1.<network>.``; None if not one.
+    r"""The container a Compose PTR target names, ``proj-web-1.<network>.``; None if not one.
 
     Its name is ``<project>-<service>-<number>``; which dash ends the project
     is told by ``service`` when it is known, else by the network's name
     (Compose names its networks ``<project>_<name>``), else by the last dash.
     A container named by hand (``container_name:``, ``docker run --name``)
-    keeps its name, with no number.
+    keeps its name, with no number. A name or network Docker would not
+    allow (``#``, ``{``, escapes such as ``\032``) is no container's.
     """
     labels = target.rstrip(".").split(".")
-    if len(labels) < 2 or not all(labels):
+    if len(labels) < 2:
         return None
     name, network = labels[0], ".".join(labels[1:])
+    if not (_CONTAINER.fullmatch(name) and _NETWORK.fullmatch(network)):
+        return None  # not a name Docker allows, so not the engine's
     numbered = _NUMBERED.fullmatch(name)
     if numbered is None or not numbered["number"].isascii():
         return Task(ip=ip, name=name, service=service, network=network)
@@ -222,7 +271,7 @@ def identity(ip: IPv4Address, target: str) -> tuple[Settled, Task] | None:
     network. None for anything else.
     """
     task = swarm_task(ip, target)
-    if task is not None and task.task_id is not None and _SWARM_ID.fullmatch(task.task_id):
+    if task is not None:
         return "swarm", task
     container = compose_container(ip, target)
     if container is not None and container.network and "." not in container.network:

@@ -18,7 +18,7 @@ from ._backends.default import get_default_backend, sync_backend
 from ._backends.fleet import SelectorTraffic
 from ._deadlines import Deadline, seconds
 from ._errors import SwarmDNSError
-from ._fleet import FleetCore, FleetView
+from ._fleet import FleetCore, FleetView, Turns
 from ._lookups import DEFAULT_TIMEOUT, Plan, Result
 from ._model import Question, Task
 from ._own_addresses import excluded_for
@@ -531,7 +531,8 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
     def __next__(self) -> TaskSetChange:
         changes = self._core.changes
         if not changes:
-            self._driver.run(lambda: bool(changes))
+            with self._core.taking("thread"):
+                self._driver.run(lambda: bool(changes))
         if self._driver.closed or not changes:
             raise StopIteration
         return changes.popleft()
@@ -543,7 +544,7 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
 
         Runs the watch's own lookups, so an application that follows its
         peers needs no second poller to wait for them. Changes seen while
-        waiting are kept for the iterator.
+        waiting are kept for the iterator; another thread may iterate meanwhile.
 
         Raises:
             KeyError: ``service`` is not followed.
@@ -570,51 +571,42 @@ class FleetWatch(FleetView, Iterator[TaskSetChange]):
 class _FleetDriver:
     """Carries out a fleet's lookups in the calling thread, until told to stop.
 
-    One thread runs it at a time; ``wake()`` and ``close()`` may come from any.
+    One thread runs it at a time, others wait on its steps (``Turns``);
+    ``wake()`` and ``close()`` may come from any thread.
     """
 
     def __init__(self, core: FleetCore, timeout: float) -> None:
         self._core = core
         self._timeout = timeout
-        self._lock = threading.Lock()
-        self._running = False
-        self._closing = False
-        self._released = False
+        self._turns = Turns()
 
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
-        return self._closing
+        return self._turns.closing
 
     def run(self, until: Callable[[], bool], deadline: Deadline | None = None) -> None:
         """Carry out lookups until ``until()`` holds, ``deadline`` passes, or the watch closes.
 
         Raises:
             SwarmDNSError: A lookup failed in a way retrying will not mend;
-                the watch is closed.
-            RuntimeError: Another thread is running the watch.
+                the watch is closed (every thread in ``run()`` gets the error).
         """
-        with self._lock:
-            if self._running:
-                raise RuntimeError("the watch is already being run by another thread")
-            if self._closing:
-                return
-            self._running = True
+        turns, error = self._turns, None
+        if not turns.take(until, deadline):
+            return
         try:
             self._catch_up()
-            while not until() and not self._closing:
+            while not until() and not turns.closing:
                 if deadline is not None and deadline.remaining() <= 0:
                     return
                 self._step(deadline)
-        except BaseException:
-            self._closing = True
+                turns.stepped()
+        except BaseException as failure:
+            error = failure
             raise
         finally:
-            with self._lock:
-                self._running = False
-                release = self._closing and not self._released
-                self._released |= release
-            if release:
+            if turns.give_back(error):
                 self._release()
 
     def wake(self) -> None:
@@ -622,11 +614,7 @@ class _FleetDriver:
 
     def close(self) -> None:
         """Stop the loop (from any thread) and release what it holds once it has stopped."""
-        with self._lock:
-            self._closing = True
-            release = not self._running and not self._released
-            self._released |= release
-        if release:
+        if self._turns.close():
             self._release()
         else:
             self.wake()

@@ -8,7 +8,7 @@ twice and nothing runs between scrapes::
 
     fleet = swarmdns.FleetWatcher(["web", "api"]).start()
     REGISTRY.register(swarmdns.metrics.WatchCollector(fleet))
-    start_http_server(9109)
+    start_http_server(9109, addr="127.0.0.1")  # this machine only
 
 Every metric has a ``service`` label: ``swarmdns_tasks`` (tasks now),
 ``swarmdns_lookups_total``, ``swarmdns_lookup_failures_total`` (with

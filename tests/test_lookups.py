@@ -15,6 +15,7 @@ from swarmdns import (
     ResolutionTimeout,
     Task,
     _lookups,
+    _memo,
 )
 from swarmdns._lookups import (
     InstancesQuery,
@@ -25,10 +26,14 @@ from swarmdns._lookups import (
     task_ips,
     tasks,
 )
+from swarmdns._runtime import COMPOSE, why_not_a_task
 from swarmdns._values import WatchSettings
 from swarmdns._watch import prepare_watch
 
 from .test_fleet import fleet as core_of_fleet
+
+TASK_ID = "k3j5l7m9n1p3q5r7s9t1v3x5z"  # 25 lowercase letters and digits, as swarmkit's
+NODE_ID = "n0d3n0d3n0d3n0d3n0d3n0d3x"
 
 
 def a(question: Question, *records: str, nxdomain: bool = False) -> Answer:
@@ -104,17 +109,17 @@ def test_tasks_asks_every_ptr_at_once_and_keeps_failed_ones_bare() -> None:
     failure = ResolutionTimeout("late", name=ptrs[1].name)
 
     with pytest.raises(StopIteration) as done:
-        plan.send([a(ptrs[0], "web.2.abc.proxy."), failure])
+        plan.send([a(ptrs[0], f"web.2.{TASK_ID}.proxy."), failure])
 
     assert [q.name for q in ptrs] == ["3.1.0.10.in-addr.arpa.", "4.1.0.10.in-addr.arpa."]
     assert {q.rdtype for q in ptrs} == {"PTR"}
     assert done.value.value == (
         Task(
             ip=IPv4Address("10.0.1.3"),
-            name="web.2.abc",
+            name=f"web.2.{TASK_ID}",
             service="web",
             slot=2,
-            task_id="abc",
+            task_id=TASK_ID,
             network="proxy",
         ),
         Task(ip=IPv4Address("10.0.1.4")),
@@ -134,10 +139,13 @@ def test_tasks_of_an_empty_service_asks_no_ptr() -> None:
 @pytest.mark.parametrize(
     ("target", "expected"),
     [
-        ("web.1.abc.proxy.", ("web.1.abc", "web", 1, None, "abc", "proxy")),
-        ("agent.node9.abc.my.net.", ("agent.node9.abc", "agent", None, "node9", "abc", "my.net")),
+        (f"web.1.{TASK_ID}.proxy.", (f"web.1.{TASK_ID}", "web", 1, None, TASK_ID, "proxy")),
+        (
+            f"agent.{NODE_ID}.{TASK_ID}.my.net.",
+            (f"agent.{NODE_ID}.{TASK_ID}", "agent", None, NODE_ID, TASK_ID, "my.net"),
+        ),
         ("web.abc.", None),
-        ("web..abc.proxy.", None),
+        (f"web..{TASK_ID}.proxy.", None),
         ("", None),
     ],
 )
@@ -152,6 +160,92 @@ def test_parse_task(target: str, expected: tuple[object, ...] | None) -> None:
         assert (task.name, task.service, task.slot, task.node_id, task.task_id, task.network) == (
             expected
         )
+
+
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        (f"web.1.{TASK_ID[:-1]}.proxy.", "is not a task ID"),  # 24 characters
+        (f"web.1.{TASK_ID.upper()}.proxy.", "is not a task ID"),
+        ("web.1.abc.proxy.", "is not a task ID"),
+        (f"web.0.{TASK_ID}.proxy.", "neither a slot"),
+        (f"web.01.{TASK_ID}.proxy.", "neither a slot"),
+        (f"web.node9.{TASK_ID}.proxy.", "neither a slot"),
+        (f"web#.1.{TASK_ID}.proxy.", "not a service name"),
+        (f"{{web}}.1.{TASK_ID}.proxy.", "not a service name"),
+        (f"web\\032x.1.{TASK_ID}.proxy.", "not a service name"),  # dnspython's escape
+        (f"web.1.{TASK_ID}.pro#xy.", "not a network name"),
+        (f"web.1.{TASK_ID}.proxy\\;.", "not a network name"),
+        (f"evil.1.{TASK_ID}.proxy.", "names a task of 'evil', not of 'web'"),
+        (f"myweb.1.{TASK_ID}.proxy.", "names a task of 'myweb', not of 'web'"),
+        (f"_web.1.{TASK_ID}.proxy.", "not a service name"),
+        (f"web.1.{TASK_ID}.", "fewer than 4 labels"),
+    ],
+)
+def test_a_ptr_name_outside_dockers_grammar_for_the_service_is_no_identity(
+    target: str, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ip = IPv4Address("10.0.1.3")
+    _memo.clear_caches()  # the warning is said once per name and process
+
+    assert parse_task(ip, target, "web") == Task(ip=ip)
+    assert parse_task(ip, target, "web") == Task(ip=ip)
+    assert why in (why_not_a_task(target, "web") or "")
+    said = [r.getMessage() for r in caplog.records if repr(target) in r.getMessage()]
+    assert len(said) == 1
+    assert why in said[0]
+
+
+@pytest.mark.parametrize(
+    ("target", "service"),
+    [
+        (f"web.1.{TASK_ID}.proxy.", "web"),
+        (f"Web.1.{TASK_ID}.proxy.", "web"),  # the engine's names are not case-sensitive
+        (f"shop_web.3.{TASK_ID}.shop_default.", "web"),  # asked by its short name in a stack
+        (f"shop_web.3.{TASK_ID}.shop_default.", "shop_web"),
+        (f"agent.{NODE_ID}.{TASK_ID}.net.", "agent"),
+    ],
+)
+def test_a_ptr_name_in_dockers_grammar_for_the_service_is_its_identity(
+    target: str, service: str
+) -> None:
+    task = parse_task(IPv4Address("10.0.1.3"), target, service)
+
+    assert why_not_a_task(target, service) is None
+    assert task.name == ".".join(target.split(".")[:3])
+    assert task.task_id == TASK_ID
+
+
+def test_compose_tasks_report_a_container_named_out_of_grammar_by_its_address_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _memo.clear_caches()
+    plan = tasks("web", None, COMPOSE)
+    (first,) = next(plan)
+    ptrs = plan.send([a(first, "172.20.0.3", "172.20.0.4")])
+
+    with pytest.raises(StopIteration) as done:
+        plan.send([a(ptrs[0], "proj-web-1.proj_default."), a(ptrs[1], "proj-web#-2.x.")])
+
+    first_task, second_task = done.value.value
+    assert (first_task.name, first_task.service, first_task.slot) == ("proj-web-1", "web", 1)
+    assert second_task == Task(ip=IPv4Address("172.20.0.4"))
+    assert "not a container's name and network Docker allows" in caplog.text
+
+
+def test_tasks_report_a_task_named_out_of_grammar_by_its_address_alone() -> None:
+    plan = tasks("web", None)
+    (first,) = next(plan)
+    ptrs = plan.send([a(first, "10.0.1.3", "10.0.1.4")])
+
+    with pytest.raises(StopIteration) as done:
+        plan.send([a(ptrs[0], f"evil.1.{TASK_ID}.proxy."), a(ptrs[1], f"web.2.{TASK_ID}.p.")])
+
+    assert done.value.value == (
+        Task(ip=IPv4Address("10.0.1.3")),
+        parse_task(IPv4Address("10.0.1.4"), f"web.2.{TASK_ID}.p."),
+    )
+    assert done.value.value[1].name == f"web.2.{TASK_ID}"
 
 
 # -- the question that lists a service's instances ----------------------------------

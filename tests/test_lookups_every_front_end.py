@@ -403,6 +403,19 @@ def test_ptr_lookups_run_concurrently_within_the_deadline(swarm_dns: FakeSwarm, 
     assert all(task.task_id for task in found)
 
 
+def test_tasks_remember_no_identity_from_one_call_to_the_next(
+    swarm_dns: FakeSwarm, api: API
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    named = api.tasks("web")
+    swarm_dns.inject(Fault.SERVFAIL, qtype="PTR")
+
+    bare = api.tasks("web")
+
+    assert named == tuple(task.as_dns() for task in web.tasks)
+    assert bare == tuple(Task(ip=ip) for ip in web.task_ips)  # only a watch keeps names
+
+
 def test_ptr_lookups_past_the_deadline_leave_bare_tasks(swarm_dns: FakeSwarm, api: API) -> None:
     web = swarm_dns.create_service("web", replicas=20)
     swarm_dns.inject(Delay(3600), qtype="PTR")

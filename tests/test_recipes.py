@@ -82,7 +82,7 @@ def test_every_recipe_block_is_used_by_a_test() -> None:
     source = Path(__file__).read_text()
     titles = [name for name, _ in _TITLED.findall(RECIPES.read_text())]
 
-    assert len(titles) == 6
+    assert len(titles) == 10
     for title in titles:
         assert f'"{title}"' in source, f"no test uses the recipe block {title!r}"
 
@@ -389,26 +389,92 @@ def test_haproxy_balances_over_every_task_and_follows_scaling(
     assert "    server " not in (etc / "haproxy.cfg").read_text()
 
 
+def test_haproxy_checks_a_file_before_it_replaces_the_old_one(
+    app: Service, swarm_dns: FakeSwarm, tmp_path: Path
+) -> None:
+    program("haproxy", "haproxy")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    template = tmp_path / "haproxy.cfg.j2"
+    template.write_text(documented_file("haproxy.cfg.j2"))
+    once = moved(documented_watch("haproxy.cfg.j2", once=True), {"/etc/haproxy/": etc})
+    assert swarmdns(*once, cwd=tmp_path).returncode == 0
+    good = (etc / "haproxy.cfg").read_text()
+    # A name HAProxy refuses, as a hostile PTR answer could once give.
+    template.write_text(
+        documented_file("haproxy.cfg.j2").replace("{{ task.name or task.ip }}", "{ bad")
+    )
+
+    refused = swarmdns(*once, cwd=tmp_path)
+
+    assert refused.returncode == 4, refused
+    assert "--render-check" in refused.stderr
+    assert (etc / "haproxy.cfg").read_text() == good
+    assert [p.name for p in etc.iterdir()] == ["haproxy.cfg"]
+
+
 # -- Prometheus file_sd --------------------------------------------------------------
 
 
-class TargetsAre(Check):
-    """The rendered file_sd file lists these addresses (on port 9100) for each service."""
+#: The port the page's watch serves its metrics on, which each test replaces with a free one.
+METRICS_PORT = "9109"
 
-    def __init__(self, path: Path, wanted: Mapping[str, Sequence[IPv4Address]]) -> None:
+
+def target_labels(service: Service) -> dict[str, dict[str, str]]:
+    """The labels the page's template gives each task DNS lists, by its target."""
+    found = {}
+    for task in service.tasks:
+        if task.visible:
+            labels = {"swarm_service": service.name, "swarm_task_id": task.id}
+            if task.slot is None:
+                labels |= {"instance": f"{service.name}.{task.node_id}"}
+                labels |= {"swarm_node_id": task.node_id}
+            else:
+                labels |= {"instance": f"{service.name}.{task.slot}"}
+                labels |= {"swarm_task_slot": str(task.slot)}
+            found[f"{task.ip}:9100"] = labels
+    return found
+
+
+def documented_targets(*services: Service) -> dict[str, dict[str, str]]:
+    return {
+        target: labels for service in services for target, labels in target_labels(service).items()
+    }
+
+
+class TargetsAre(Check):
+    """The rendered file_sd file has one group for each task, with its labels."""
+
+    def __init__(self, path: Path, wanted: Mapping[str, Mapping[str, str]]) -> None:
         super().__init__(f"{path.name} lists {dict(wanted)}")
         self.path = path
-        self.wanted = [
-            {"targets": [f"{ip}:9100" for ip in sorted(ips)], "labels": {"swarm_service": name}}
-            for name, ips in sorted(wanted.items())
-        ]
+        self.wanted = wanted
 
     def __call__(self) -> bool:
         try:
             self.last = self.path.read_text()
         except FileNotFoundError:
             return False
-        return bool(json.loads(self.last) == self.wanted)
+        groups = json.loads(self.last)
+        found = {target: group["labels"] for group in groups for target in group["targets"]}
+        return len(groups) == len(found) and found == self.wanted
+
+
+def prometheus_files(tmp_path: Path, metrics_port: int) -> tuple[Path, list[str]]:
+    """The page's template and configuration in ``tmp_path``; the configuration and watch."""
+    prometheus, targets = tmp_path / "prometheus", tmp_path / "prometheus" / "targets"
+    targets.mkdir(parents=True)
+    paths = {"/etc/prometheus/": prometheus}
+    (tmp_path / "swarm-targets.json.j2").write_text(documented_file("swarm-targets.json.j2"))
+    config = prometheus / "prometheus.yml"
+    documented = documented_file("/etc/prometheus/prometheus.yml")
+    assert f"localhost:{METRICS_PORT}" in documented
+    config.write_text(
+        moved([documented.replace(f":{METRICS_PORT}", f":{metrics_port}")], paths)[0]
+    )
+    watch = moved(documented_watch("swarm-targets.json.j2"), paths)
+    assert watch[-2:] == ["--metrics", METRICS_PORT]
+    return config, [*watch[:-1], str(metrics_port)]
 
 
 def test_prometheus_file_sd_targets_follow_every_service(
@@ -417,33 +483,109 @@ def test_prometheus_file_sd_targets_follow_every_service(
     promtool = program("promtool", "prometheus")
     exporters = swarm_dns.create_service("node-exporter", mode="global")
     cadvisor = swarm_dns.create_service("cadvisor", replicas=2)
-    prometheus, targets = tmp_path / "prometheus", tmp_path / "prometheus" / "targets"
-    targets.mkdir(parents=True)
-    paths = {"/etc/prometheus/": prometheus}
-    (tmp_path / "swarm-targets.json.j2").write_text(documented_file("swarm-targets.json.j2"))
-    config = prometheus / "prometheus.yml"
-    config.write_text(moved([documented_file("/etc/prometheus/prometheus.yml")], paths)[0])
+    config, watch = prometheus_files(tmp_path, free_port())
+    target_file = config.parent / "targets" / "swarm.json"
     check = [promtool, "check", "config", str(config)]
 
-    processes(*SWARMDNS, *moved(documented_watch("swarm-targets.json.j2"), paths), cwd=tmp_path)
-    eventually(
-        TargetsAre(
-            targets / "swarm.json",
-            {"node-exporter": exporters.task_ips, "cadvisor": cadvisor.task_ips},
-        ),
-        tmp_path,
-    )
+    processes(*SWARMDNS, *watch, cwd=tmp_path)
+    eventually(TargetsAre(target_file, documented_targets(exporters, cadvisor)), tmp_path)
     valid = subprocess.run(check, capture_output=True, text=True, check=False)
     cadvisor = swarm_dns.scale("cadvisor", 0)
-    eventually(
-        TargetsAre(targets / "swarm.json", {"node-exporter": exporters.task_ips, "cadvisor": []}),
-        tmp_path,
-    )
+    eventually(TargetsAre(target_file, documented_targets(exporters)), tmp_path)
     without_tasks = subprocess.run(check, capture_output=True, text=True, check=False)
 
     assert valid.returncode == 0, valid
     assert "SUCCESS" in valid.stdout
     assert without_tasks.returncode == 0, without_tasks
+
+
+def api(url: str) -> object:
+    """The ``data`` of a Prometheus API answer, or None while it does not answer."""
+    try:
+        with _DIRECT.open(url, timeout=5) as response:
+            return json.loads(response.read())["data"]
+    except OSError:  # not listening yet
+        return None
+
+
+class PrometheusTargets(Check):
+    """Prometheus's active targets of ``job`` are these (address: labels), seen by its API."""
+
+    def __init__(self, url: str, job: str, wanted: Mapping[str, Mapping[str, str]]) -> None:
+        super().__init__(f"Prometheus's targets of job {job} are {dict(wanted)}")
+        self.url, self.job = f"{url}/api/v1/targets?state=active", job
+        self.wanted = {target: {**labels, "job": job} for target, labels in wanted.items()}
+
+    def __call__(self) -> bool:
+        data = api(self.url)
+        if not isinstance(data, dict):
+            return False
+        found = {
+            target["discoveredLabels"]["__address__"]: target["labels"]
+            for target in data["activeTargets"]
+            if target["labels"]["job"] == self.job
+        }
+        self.last = json.dumps(found)
+        return found == self.wanted
+
+
+class Scraped(Check):
+    """Prometheus has scraped ``swarmdns_tasks`` from the watch: a value for each service."""
+
+    def __init__(self, url: str, wanted: Mapping[str, int]) -> None:
+        super().__init__(f"Prometheus scraped the watch's swarmdns_tasks: {dict(wanted)}")
+        self.url = f"{url}/api/v1/query?query=swarmdns_tasks"
+        self.wanted = {name: str(count) for name, count in wanted.items()}
+
+    def __call__(self) -> bool:
+        data = api(self.url)
+        if not isinstance(data, dict):
+            return False
+        found = {
+            sample["metric"]["service"]: sample["value"][1]
+            for sample in data["result"]
+            if sample["metric"].get("job") == "swarmdns"
+        }
+        self.last = json.dumps(found)
+        return found == self.wanted
+
+
+def test_prometheus_names_each_target_by_its_task_and_scrapes_the_watch(
+    swarm_dns: FakeSwarm, tmp_path: Path, processes: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    prometheus = program("prometheus", "prometheus")
+    exporters = swarm_dns.create_service("node-exporter", mode="global")
+    cadvisor = swarm_dns.create_service("cadvisor", replicas=2)
+    config, watch = prometheus_files(tmp_path, free_port())
+    # Scrapes every second, not every minute: the test's only change to the configuration.
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n" + config.read_text()
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    processes(*SWARMDNS, *watch, cwd=tmp_path)
+    eventually(
+        TargetsAre(
+            config.parent / "targets" / "swarm.json", documented_targets(exporters, cadvisor)
+        ),
+        tmp_path,
+    )
+    processes(
+        prometheus,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        cwd=tmp_path,
+    )
+    eventually(PrometheusTargets(url, "swarm", documented_targets(exporters, cadvisor)), tmp_path)
+    eventually(Scraped(url, {"node-exporter": 1, "cadvisor": 2}), tmp_path)
+    swarm_dns.replace_task(cadvisor.task_ips[0])  # the same slot, a new task ID and address
+    cadvisor = swarm_dns.service("cadvisor")
+    eventually(PrometheusTargets(url, "swarm", documented_targets(exporters, cadvisor)), tmp_path)
+    cadvisor = swarm_dns.scale("cadvisor", 3)
+    eventually(PrometheusTargets(url, "swarm", documented_targets(exporters, cadvisor)), tmp_path)
+    eventually(Scraped(url, {"node-exporter": 1, "cadvisor": 3}), tmp_path)
 
 
 def test_promtool_refuses_a_target_file_that_is_not_file_sd(tmp_path: Path) -> None:
@@ -553,3 +695,112 @@ def test_a_peers_file_is_rewritten_and_the_program_told_on_each_change(
 def peers(service: Service) -> str:
     """The service's task addresses as the program prints them: sorted, space-separated."""
     return " ".join(str(ip) for ip in sorted(service.task_ips))
+
+
+# -- nodes whose DNS disagree ------------------------------------------------------------
+
+_RULES = "swarmdns-consistency.rules.yml"
+_RULE_TESTS = "swarmdns-consistency.rules.test.yml"
+
+
+def promtool_test_rules(rules: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    """``promtool test rules`` on the page's test cases, against ``rules``."""
+    promtool = program("promtool", "prometheus")
+    (directory / _RULES).write_text(rules)
+    (directory / _RULE_TESTS).write_text(documented_file(_RULE_TESTS))
+    return subprocess.run(
+        [promtool, "test", "rules", _RULE_TESTS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=directory,
+    )
+
+
+def test_the_consistency_alerts_pass_their_promtool_tests(tmp_path: Path) -> None:
+    result = promtool_test_rules(documented_file(_RULES), tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("documented", "broken"),
+    [
+        ("for: 2m", "for: 0m"),  # fires while a change is still spreading
+        ("!= on (service)", "> on (service)"),  # misses the node that sees fewer
+    ],
+)
+def test_the_consistency_rule_tests_catch_a_wrong_rule(
+    documented: str, broken: str, tmp_path: Path
+) -> None:
+    rules = documented_file(_RULES)
+    assert documented in rules
+
+    result = promtool_test_rules(rules.replace(documented, broken, 1), tmp_path)
+
+    assert result.returncode != 0, result.stdout
+
+
+def test_the_consistency_prometheus_config_and_rules_are_valid(tmp_path: Path) -> None:
+    promtool = program("promtool", "prometheus")
+    for title in ("prometheus-consistency.yml", _RULES):
+        (tmp_path / title).write_text(documented_file(title))
+
+    result = subprocess.run(
+        [promtool, "check", "config", "prometheus-consistency.yml"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 2 rules found" in result.stdout
+
+
+class MetricsShow(Check):
+    """The metrics at ``url`` show each of these lines."""
+
+    def __init__(self, url: str, lines: Sequence[str]) -> None:
+        super().__init__(f"{url} shows {list(lines)}")
+        self.url = url
+        self.lines = lines
+
+    def __call__(self) -> bool:
+        self.last = answer(self.url)
+        shown = set(self.last.splitlines())
+        return all(line in shown for line in self.lines)
+
+
+def test_the_consistency_watch_serves_every_metric_its_rules_read(
+    swarm_dns: FakeSwarm, tmp_path: Path, processes: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    stack = documented_file("swarmdns-consistency.stack.yml")
+    assert re.search(r"^\s+mode: global$", stack, re.MULTILINE)
+    (command,) = re.findall(r"^\s+command: (.+)$", stack, re.MULTILINE)
+    words = shlex.split(command)
+    assert words[:2] == ["swarmdns", "watch"]
+    port = free_port()
+    words = [word.replace("0.0.0.0:9109", f"127.0.0.1:{port}") for word in words]
+    assert f"127.0.0.1:{port}" in words
+    swarm_dns.create_service("web", replicas=3)
+    swarm_dns.create_service("api", replicas=1)
+    read = sorted(set(re.findall(r"\bswarmdns_\w+", documented_file(_RULES))))
+    assert read == ["swarmdns_consecutive_failures", "swarmdns_tasks"]
+
+    processes(*SWARMDNS, *words[1:], cwd=tmp_path)
+    eventually(
+        MetricsShow(
+            f"http://127.0.0.1:{port}/metrics",
+            [
+                'swarmdns_tasks{service="web"} 3.0',
+                'swarmdns_tasks{service="api"} 1.0',
+                'swarmdns_consecutive_failures{service="web"} 0.0',
+                'swarmdns_consecutive_failures{service="api"} 0.0',
+            ],
+        ),
+        tmp_path,
+    )

@@ -125,6 +125,24 @@ def test_a_container_name_is_read_as_project_service_and_number(
 
 @pytest.mark.parametrize(
     "target",
+    [
+        "proj-web#-1.proj_default.",
+        "proj-{web}-1.proj_default.",
+        "proj\\032web-1.proj_default.",  # a space, as dnspython writes it
+        "proj-web-1.proj\\;default.",
+        "-proj-web-1.proj_default.",
+        "proj-web-1.",
+    ],
+)
+def test_a_container_name_or_network_docker_would_not_allow_is_no_container(
+    target: str,
+) -> None:
+    assert compose_container(IP("172.20.0.3"), target, "web") is None
+    assert identity(IP("172.20.0.3"), target) is None
+
+
+@pytest.mark.parametrize(
+    "target",
     ["web.1.short.net.", "host.example.com.", "lonely.", "web..net."],
 )
 def test_a_target_that_is_neither_a_task_nor_a_container_is_no_identity(target: str) -> None:

@@ -1250,15 +1250,71 @@ def test_one_consumer_at_a_time(swarm_dns: FakeSwarm, fleet: Open) -> None:
 
     pending = watch.next_or_end_soon()
     looked_up(swarm_dns, ["a"], times=1)  # the first is inside next()
-    with pytest.raises(RuntimeError, match="already being"):
+    with pytest.raises(RuntimeError, match="already being taken"):
         watch.next_or_end_soon().result(EVENT_TIMEOUT)
-    with pytest.raises(RuntimeError, match="already being"):
-        watch.wait_for_tasks("a", 5, timeout=EVENT_TIMEOUT)
 
     a = swarm_dns.scale("a", 2)
     change = pending.result(EVENT_TIMEOUT)  # the first goes on undisturbed
     assert change is not None
     assert change.current == a.task_ips
+
+
+def test_wait_for_tasks_while_another_consumer_iterates(swarm_dns: FakeSwarm, fleet: Open) -> None:
+    a = swarm_dns.create_service("a", replicas=1)
+    watch = fleet(["a"])
+    watch.next_event()
+
+    pending = watch.next_or_end_soon()
+    looked_up(swarm_dns, ["a"], times=1)  # the iterator is inside next()
+    waiting = watch.wait_for_tasks_soon("a", 3, timeout=WAIT_TIMEOUT)
+    looked_up(swarm_dns, ["a"], times=2)  # both wait, and the lookups go on
+    assert not waiting.done()
+    assert not pending.done()
+    before = a.task_ips
+    a = swarm_dns.scale("a", 3)
+
+    assert waiting.result(EVENT_TIMEOUT) == a.task_ips
+    change = pending.result(EVENT_TIMEOUT)  # the iterator gets the change, as alone
+    assert change is not None
+    assert (change.added, change.removed) == (ips(*a.task_ips) - ips(*before), ips())
+
+
+def test_wait_for_tasks_while_another_iterates_gives_up_alone(
+    swarm_dns: FakeSwarm, fleet: Open
+) -> None:
+    a = swarm_dns.create_service("a", replicas=1)
+    b = swarm_dns.create_service("b", replicas=1)
+    watch = fleet(["a", "b"])
+    initial_sets(watch, 2)
+
+    pending = watch.next_or_end_soon()
+    looked_up(swarm_dns, ["a"], times=1)
+    with pytest.raises(NotEnoughTasks) as caught:
+        watch.wait_for_tasks("a", 2, timeout=0.3)
+    assert caught.value.current == a.task_ips
+    assert not pending.done()  # the iteration goes on, its lookups too
+    b = swarm_dns.scale("b", 2)
+
+    change = pending.result(EVENT_TIMEOUT)
+    assert change is not None
+    assert (change.service, change.current) == ("b", b.task_ips)
+
+
+def test_wait_for_tasks_while_another_iterates_ends_with_the_watch(
+    swarm_dns: FakeSwarm, fleet: Open
+) -> None:
+    swarm_dns.create_service("a", replicas=1)
+    watch = fleet(["a"])
+    watch.next_event()
+
+    pending = watch.next_or_end_soon()
+    waiting = watch.wait_for_tasks_soon("a", 3, timeout=EVENT_TIMEOUT)
+    looked_up(swarm_dns, ["a"], times=2)
+    watch.close()
+
+    with pytest.raises(RuntimeError, match="closed before it showed 3 tasks"):
+        waiting.result(EVENT_TIMEOUT)
+    assert pending.result(EVENT_TIMEOUT) is None
 
 
 def test_after_close_the_iteration_is_over(swarm_dns: FakeSwarm, fleet: Open) -> None:

@@ -15,9 +15,13 @@ these pieces, one module per concern (as consul-template's ``config/wait.go``,
 - ``child``: ``CommandRunner`` runs a shell command with the batch as JSON on
   stdin, and stops it (its process group too) after a timeout, or when
   ``cancel()`` is called because the watch is stopping; ``CommandResult``.
-- ``loop``: ``Actions`` does both for one batch; ``ActionLoop`` takes changes
+- ``loop``: ``Template`` is a ``Renderer`` with its check (run on the staged
+  file before it replaces DEST) and its command (run when its DEST
+  changed); ``Actions`` does all of it for one batch, keeping the last
+  identity of each task's address (``KnownIdentities``) so that a failed PTR
+  lookup leaves a stale name, not an address; ``ActionLoop`` takes changes
   from any thread (a watcher's ``on_change``) and acts on one batch at a
-  time; its ``stop()`` cuts the action under way short (``Actions.cancel()``).
+  time; its ``stop()`` cuts the action under way short (``Actions.stop()``).
 - ``log``: ``ACTIONS_LOGGER``, the logger (``swarmdns.actions``) that says
   what the actions did and how they failed.
 
@@ -26,7 +30,7 @@ The package re-exports the names that code outside it imports.
 
 from .child import CommandResult, CommandRunner
 from .log import ACTIONS_LOGGER
-from .loop import ActionLoop, Actions
+from .loop import ActionLoop, Actions, Template
 from .render import RENDER_EXTRA, Renderer, render_context, write_if_changed
 from .settle import Batch, PendingChanges, SettleWindow
 
@@ -41,6 +45,7 @@ __all__ = [
     "PendingChanges",
     "Renderer",
     "SettleWindow",
+    "Template",
     "render_context",
     "write_if_changed",
 ]

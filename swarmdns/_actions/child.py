@@ -3,7 +3,9 @@
 ``CommandRunner`` runs it through ``/bin/sh -c`` with the batch as JSON on its
 stdin, one run at a time, and stops it with its whole process group (SIGTERM,
 then SIGKILL) after a timeout, or when ``cancel()`` is called because the
-watch is stopping; ``CommandResult`` says how a run went.
+watch is stopping; ``CommandResult`` says how a run went. A command that
+cannot start (no descriptor left, no shell) is tried again after a while
+(``retry_delay()``), not left until the next change.
 """
 
 from __future__ import annotations
@@ -51,11 +53,12 @@ class _HeldInterrupts:
         self.caught.append(signum)
 
     def release(self) -> None:
-        """Put the handlers back, then raise what came in the meantime through them."""
+        """Put the handlers back, then raise what came in the meantime through them; once."""
         previous, self._previous = self._previous, {}
+        caught, self.caught = self.caught, []
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in self.caught:
+        for signum in caught:
             signal.raise_signal(signum)  # its handler runs now, in this thread
 
 
@@ -82,6 +85,14 @@ class CommandResult:
     def ok(self) -> bool:
         """Whether it ended on its own, in time, with status 0."""
         return self.returncode == 0 and not self.timed_out and not self.cancelled
+
+
+def retry_delay(failures: int, *, first: float = 0.5, longest: float = 30.0) -> float:
+    """Seconds to wait before trying again to start a command that ``failures`` times failed to.
+
+    ``first`` after the first failure, doubling with each one, up to ``longest``.
+    """
+    return min(longest, first * 2.0 ** min(max(failures, 1) - 1, 64))
 
 
 def _signal_group(group: int, signum: signal.Signals) -> None:
@@ -121,7 +132,9 @@ class CommandRunner:
     is logged (logger ``swarmdns.actions``). One that runs past ``timeout`` is sent
     SIGTERM, with its whole process group, and what is left of the group
     SIGKILL ``kill_grace`` seconds later; that is logged too. Neither
-    raises: the watch goes on.
+    raises: the watch goes on. One that cannot be started (``OSError``:
+    EMFILE, ENOENT...) is tried again after ``retry_delay()`` seconds
+    (0.5, 1, 2... up to 30), up to ``tries`` times in all; the run waits for it.
 
     ``cancel()``, from any thread when the watch stops, stops the command
     under way in the same way and closes the runner: later runs start
@@ -138,6 +151,11 @@ class CommandRunner:
         clock: Monotonic seconds, for the durations reported.
         watching: Whether a watch goes on after a run, as the failures logged
             say; False for a run once (``watch --once``).
+        tries: How many times a run tries to start the command (by default
+            once); None: until it starts, or ``cancel()``.
+        retry_after: The first wait before trying again (``retry_delay()``'s
+            ``first``); the next ones double, up to 30 s.
+        label: What the command is, in what is logged.
     """
 
     def __init__(
@@ -149,6 +167,9 @@ class CommandRunner:
         stdout: int | IO[Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         watching: bool = True,
+        tries: int | None = 1,
+        retry_after: float = 0.5,
+        label: str = "the command",
     ) -> None:
         if not isinstance(command, str) or not command.strip():
             raise ValueError(f"command must be a shell command, not {command!r}")
@@ -158,6 +179,10 @@ class CommandRunner:
         self._stdout = stdout
         self._goes_on = "; the watch goes on" if watching else ""
         self._clock = clock
+        self._tries = tries
+        self._retry_after = seconds("retry_after", retry_after)
+        self.label = label
+        self._cancelled = threading.Event()  # wakes a wait to try again
         self._lock = threading.Lock()  # held for a whole run: one at a time
         # Guards the three below; held briefly, and while the command starts.
         self._state = threading.Lock()
@@ -199,6 +224,7 @@ class CommandRunner:
         """
         with self._state:
             self._closed = True
+            self._cancelled.set()
             process = self._process
             if process is None or self._stopping is not None or process.poll() is not None:
                 return  # nothing runs (or it just ended), or it is being stopped already
@@ -209,12 +235,7 @@ class CommandRunner:
         started = self._clock()
         service = env.get("SWARMDNS_SERVICE")
         about = f" (for {service})" if service else ""
-        held = _HeldInterrupts()
-        try:
-            process = self._start(env)
-        except BaseException:
-            held.release()
-            raise
+        process, held = self._started(env, about, started)
         if isinstance(process, CommandResult):
             held.release()
             return process
@@ -233,8 +254,8 @@ class CommandRunner:
         except BaseException:  # an interrupt: the command must not outlive the watch
             self._stop(process)
             _log().warning(
-                "the command %r%s was stopped, with its process group, because swarmdns"
-                " was interrupted",
+                "%s %r%s was stopped, with its process group, because swarmdns was interrupted",
+                self.label,
                 self.command,
                 about,
             )
@@ -248,6 +269,47 @@ class CommandRunner:
                     process.stdin.close()
         return self._outcome(process.returncode, stopped_by, about, self._clock() - started)
 
+    def _started(
+        self, env: dict[str, str], about: str, started: float
+    ) -> tuple[subprocess.Popen[bytes] | CommandResult, _HeldInterrupts]:
+        """The command, started (tried again if it could not be), and the interrupts held.
+
+        Or the result of not starting it: cancelled, or every try failed.
+        """
+        failures = 0
+        while True:
+            held = _HeldInterrupts()
+            try:
+                process = self._start(env)
+            except BaseException:
+                held.release()
+                raise
+            if not isinstance(process, OSError):
+                return process, held
+            held.release()
+            failures += 1
+            if self._tries is not None and failures >= self._tries:
+                _log().error(
+                    "could not start %s %r%s: %s%s",
+                    self.label,
+                    self.command,
+                    about,
+                    process,
+                    self._goes_on,
+                )
+                return CommandResult(returncode=None, duration=self._clock() - started), held
+            delay = retry_delay(failures, first=self._retry_after)
+            _log().error(
+                "could not start %s %r%s: %s; trying again in %g s",
+                self.label,
+                self.command,
+                about,
+                process,
+                delay,
+            )
+            if self._cancelled.wait(delay):
+                return self._not_run(), held
+
     def _outcome(
         self,
         returncode: int,
@@ -258,17 +320,19 @@ class CommandRunner:
         """The result of a run that started, logged: stopped, failed, or done."""
         if stopped_by == "cancel":  # cancel() stops what is left of its group
             _log().warning(
-                "the command %r%s was stopped, with its process group (SIGTERM, then"
+                "%s %r%s was stopped, with its process group (SIGTERM, then"
                 " SIGKILL), because the watch is stopping",
+                self.label,
                 self.command,
                 about,
             )
             return CommandResult(returncode=returncode, cancelled=True, duration=duration)
         if stopped_by == "timeout":
             _log().error(
-                "the command %r%s ran past its timeout of %g s and was stopped, with"
+                "%s %r%s ran past its timeout of %g s and was stopped, with"
                 " its process group (SIGTERM, then SIGKILL)%s. If it needs longer, raise"
                 " the timeout (--exec-timeout)",
+                self.label,
                 self.command,
                 about,
                 self.timeout,
@@ -277,7 +341,8 @@ class CommandRunner:
             return CommandResult(returncode=returncode, timed_out=True, duration=duration)
         if returncode != 0:
             _log().warning(
-                "the command %r%s %s after %.3g s%s",
+                "%s %r%s %s after %.3g s%s",
+                self.label,
                 self.command,
                 about,
                 _ended_by(returncode),
@@ -285,11 +350,11 @@ class CommandRunner:
                 self._goes_on,
             )
         else:
-            _log().info("ran the command %r%s in %.3g s", self.command, about, duration)
+            _log().info("ran %s %r%s in %.3g s", self.label, self.command, about, duration)
         return CommandResult(returncode=returncode, duration=duration)
 
-    def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes] | CommandResult:
-        """The command, started; or the result of not starting it."""
+    def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes] | CommandResult | OSError:
+        """The command, started; the result of not starting it (cancelled); or why it failed."""
         failure: OSError | None = None
         with self._state:  # cancel() comes first, or finds the process to stop
             closed = self._closed
@@ -310,10 +375,13 @@ class CommandRunner:
                     self._stopping = None
                     return process
         if closed:
-            _log().info("not running the command %r: the watch is stopping", self.command)
-            return CommandResult(returncode=None, cancelled=True)
-        _log().error("could not start the command %r: %s%s", self.command, failure, self._goes_on)
-        return CommandResult(returncode=None)
+            return self._not_run()
+        assert failure is not None  # noqa: S101 - for mypy
+        return failure
+
+    def _not_run(self) -> CommandResult:
+        _log().info("not running %s %r: the watch is stopping", self.label, self.command)
+        return CommandResult(returncode=None, cancelled=True)
 
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
         """SIGTERM to the command's process group; SIGKILL to what is left after the grace.

@@ -1,9 +1,12 @@
 """Acting on changes: render every template and run the command, one batch at a time.
 
-``Actions`` does both for one batch; ``ActionLoop`` takes changes from any
+``Template`` is a template with its own check and command; ``Actions`` does
+all of it for one batch; ``ActionLoop`` takes changes from any
 thread (a watcher's ``on_change``), waits for each burst to settle, and acts
 on one batch at a time; its ``stop()`` cuts the action under way short
-(``Actions.cancel()``).
+(``Actions.stop()``). ``KnownIdentities`` is the memory of an ``Actions``:
+the last identity each task's address had, so that a task whose PTR lookup
+fails at a change keeps its name (marked stale) instead of its address.
 """
 
 from __future__ import annotations
@@ -11,56 +14,210 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from attrs import frozen
 
 from .._errors import SwarmDNSError
 from .._model import Task
 from .._values import TaskSetChange
 from .child import CommandResult, CommandRunner
 from .log import _log
-from .render import Renderer, render_context
+from .render import CheckFailed, Renderer, RenderStopped, render_context
 from .settle import Batch, PendingChanges, SettleWindow
+
+#: The longest ``Actions.again()`` waits to look up names that are stale or missing.
+NAMES_AGAIN_AT_MOST = 60.0
+
+
+@frozen(kw_only=True)
+class Identities:
+    """A service's tasks, one per address, with the identity known for each.
+
+    Attributes:
+        tasks: A ``Task`` for each address, in the order of the addresses:
+            what the lookup said, else the last identity it said for that
+            address, else the address alone.
+        stale: The addresses whose identity is the remembered one: their
+            lookup failed (or gave a name that is no task's) this time.
+    """
+
+    tasks: tuple[Task, ...]
+    stale: frozenset[IPv4Address]
+
+
+class KnownIdentities:
+    """The last identity looked up for each address of each service: their one owner.
+
+    One per watch (``Actions`` holds it); ``swarmdns.tasks()`` itself
+    remembers nothing. Bounded: a service keeps only the identities of the
+    addresses it has now, so an address that leaves is forgotten with it.
+    Safe under threads.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, dict[IPv4Address, Task]] = {}
+
+    def __len__(self) -> int:
+        """How many identities are remembered, over every service."""
+        with self._lock:
+            return sum(len(known) for known in self._known.values())
+
+    def __repr__(self) -> str:
+        return f"<KnownIdentities of {len(self)} addresses>"
+
+    def update(
+        self, service: str, addresses: Iterable[IPv4Address], found: Sequence[Task]
+    ) -> Identities:
+        """What is known of ``service``'s ``addresses`` now that a lookup ``found`` these tasks.
+
+        A task the lookup named is remembered; one it left without a name
+        (the PTR lookup failed, or gave no task's name), or did not list,
+        keeps the identity remembered for its address, marked stale.
+
+        Args:
+            service: The service.
+            addresses: Its addresses now (the watch's set).
+            found: What the lookup of its tasks gave; empty if it failed whole.
+        """
+        named = {task.ip: task for task in found if task.name is not None}
+        tasks: list[Task] = []
+        stale: set[IPv4Address] = set()
+        with self._lock:
+            before = self._known.get(service, {})
+            now: dict[IPv4Address, Task] = {}
+            for ip in addresses:
+                task = named.get(ip)
+                if task is None and ip in before:
+                    task = before[ip]
+                    stale.add(ip)
+                if task is None:
+                    tasks.append(Task(ip=ip))
+                else:
+                    now[ip] = task
+                    tasks.append(task)
+            self._known[service] = now
+        return Identities(tasks=tuple(tasks), stale=frozenset(stale))
+
+    def clear(self) -> None:
+        """Forget them all."""
+        with self._lock:
+            self._known.clear()
+
+
+@frozen(kw_only=True)
+class Template:
+    """A template to render, with its file's commands (as confd's ``check_cmd``, ``reload_cmd``).
+
+    Attributes:
+        renderer: Renders it.
+        check: Run on the staged file before it replaces DEST, its path in
+            ``SWARMDNS_STAGED`` (DEST's in ``SWARMDNS_RENDERED``); a failure
+            leaves DEST as it was.
+        command: Run after the templates were rendered, when this one's DEST
+            changed, with ``SWARMDNS_RENDERED`` set to DEST.
+    """
+
+    renderer: Renderer
+    check: CommandRunner | None = None
+    command: CommandRunner | None = None
+
+    def runners(self) -> tuple[CommandRunner, ...]:
+        """Its commands."""
+        return tuple(runner for runner in (self.check, self.command) if runner is not None)
 
 
 class Actions:
-    """What to do with a batch: render every template, then run the command.
+    """What to do with a batch: render every template, then run the commands.
 
     As in consul-template, the command runs only when a rendered file
-    changed; without templates, on every batch. A template that fails leaves
-    its file as it was and holds the command back; its error is raised once
-    every template was tried (the others' are logged).
+    changed; without templates, on every batch. A template's own command
+    runs (before it) only when that template's file changed. A template that
+    fails leaves its file as it was and holds the command back; its error is
+    raised once every template was tried (the others' are logged). A check
+    that fails leaves its file as it was too, and is logged: it is not an
+    error, the watch goes on.
 
     Args:
-        renderers: The templates to render, in order.
+        renderers: The templates to render, in order (a ``Renderer``, or a
+            ``Template`` with its check and command).
         runner: The command to run, if any.
         lookup_tasks: Looks up a service's tasks with their identities (such
             as ``functools.partial(swarmdns.tasks, backend=...)``), for the
-            templates' ``tasks``; only for the services that changed, the
-            others' are kept. None leaves ``tasks`` out.
+            templates' ``tasks``; only for the services that changed (or
+            whose names are stale), the others' are kept. A task whose
+            lookup fails keeps the last identity known for its address,
+            and is listed in the templates' ``stale`` (``KnownIdentities``).
+            None leaves ``tasks`` out.
+        names_again_after: Seconds after an action that left a task's name
+            stale or missing until ``again()`` asks to act again, so that
+            the names come back without waiting for a change; doubled at
+            each such action in a row, up to ``NAMES_AGAIN_AT_MOST``. None:
+            only at the next change.
     """
 
     def __init__(
         self,
-        renderers: Sequence[Renderer] = (),
+        renderers: Sequence[Renderer | Template] = (),
         runner: CommandRunner | None = None,
         *,
         lookup_tasks: Callable[[str], Sequence[Task]] | None = None,
+        names_again_after: float | None = None,
     ) -> None:
-        self.renderers = tuple(renderers)
+        self.templates = tuple(
+            one if isinstance(one, Template) else Template(renderer=one) for one in renderers
+        )
+        self.renderers = tuple(template.renderer for template in self.templates)
         self.runner = runner
+        #: How many checks refused a file, and how many templates' commands failed.
+        self.failed_checks = 0
+        self.failed_commands = 0
         self._lookup_tasks = lookup_tasks
         self._tasks: dict[str, Sequence[Task]] = {}
+        self._stopping = threading.Event()
+        self._names_again_after = names_again_after
+        self._names_missed = 0  # actions in a row that left a name stale or missing
+        self._identities = KnownIdentities()
+        self._stale: dict[str, frozenset[IPv4Address]] = {}
+        self._incomplete: set[str] = set()  # services with a task named stale, or not at all
 
     def __repr__(self) -> str:
         return f"<Actions {list(self.renderers)!r}, {self.runner!r}>"
 
-    def cancel(self) -> None:
-        """Stop the command under way, and run it no more: the watch is stopping.
+    def again(self) -> float | None:
+        """Seconds until the loop should act again on the same sets; None: not before a change.
 
-        From any thread (``ActionLoop``'s ``cancel``); see
-        ``CommandRunner.cancel()``. Without a command, nothing to do.
+        Some once the last action left a task's name stale or missing (its
+        PTR lookup failed) and ``names_again_after`` was given.
         """
+        if self._names_again_after is None or not self._incomplete:
+            return None
+        backoff = self._names_again_after * 2.0 ** min(max(self._names_missed - 1, 0), 16)
+        return min(backoff, max(NAMES_AGAIN_AT_MOST, self._names_again_after))
+
+    def cancel(self) -> None:
+        """Stop the command under way, and run commands no more.
+
+        From any thread; see ``CommandRunner.cancel()``. Templates are still
+        rendered: ``stop()`` stops them too.
+        """
+        for template in self.templates:
+            for runner in template.runners():
+                runner.cancel()
         if self.runner is not None:
             self.runner.cancel()
+
+    def stop(self) -> None:
+        """Stop the render or command under way, and act no more: the watch is stopping.
+
+        From any thread (``ActionLoop``'s ``cancel``). A render stops at the
+        template's next piece of output and leaves its file as it was; a
+        command is stopped as by ``cancel()``.
+        """
+        self._stopping.set()
+        self.cancel()
 
     def __call__(self, batch: Batch) -> CommandResult | None:
         """Act on ``batch``; return the command's result, if it ran.
@@ -69,46 +226,113 @@ class Actions:
             ConfigurationError: A template failed.
             OSError: A file could not be written.
         """
-        if self.renderers and not self._render(batch):
-            _log().info(
-                "the change of %s leaves every rendered file as it was", ", ".join(batch.services)
-            )
-            return None
+        if self.templates:
+            changed = self._render(batch)
+            if self._stopping.is_set():
+                return None
+            if not changed:
+                _log().info(
+                    "the change of %s leaves every rendered file as it was",
+                    ", ".join(batch.services),
+                )
+                return None
+            for template in changed:
+                if template.command is not None and not self._stopping.is_set():
+                    ran = template.command.run(batch.to_json(), self._environment(batch, template))
+                    self.failed_commands += not ran.ok
         if self.runner is None:
             return None
         return self.runner.run(batch.to_json(), batch.environment())
 
-    def _render(self, batch: Batch) -> bool:
+    @staticmethod
+    def _environment(
+        batch: Batch, template: Template, staged: Path | None = None
+    ) -> dict[str, str]:
+        environment = {
+            **batch.environment(),
+            "SWARMDNS_RENDERED": str(template.renderer.dest_path),
+        }
+        if staged is not None:
+            environment["SWARMDNS_STAGED"] = str(staged)
+        return environment
+
+    def _render(self, batch: Batch) -> list[Template]:
+        """Render every template; the ones whose file changed."""
         tasks = None if self._lookup_tasks is None else self._tasks_of(batch)
-        context = render_context(batch.current, tasks)
-        changed = False
+        context = render_context(batch.current, tasks, self._stale)
+        changed: list[Template] = []
         errors: list[SwarmDNSError | OSError] = []
-        for renderer in self.renderers:
+        for template in self.templates:
+            renderer = template.renderer
             try:
-                if renderer.render(context):
-                    changed = True
+                if renderer.render(
+                    context, check=self._check(batch, template), stop=self._stopping
+                ):
+                    changed.append(template)
                     _log().info("rendered %s from %s", renderer.dest_path, renderer.template_path)
             except (SwarmDNSError, OSError) as error:
                 errors.append(error)
+            except CheckFailed:
+                self.failed_checks += 1
+                _log().error(
+                    "%s was left as it was: the check of its new content failed (above)",
+                    renderer.dest_path,
+                )
+            except RenderStopped as stopped:
+                _log().warning("%s", stopped)
+                return []
         for other in errors[1:]:
             _log().error("%s", other)
         if errors:
             raise errors[0]
         return changed
 
+    def _check(self, batch: Batch, template: Template) -> Callable[[Path], bool] | None:
+        """What ``Renderer.render()`` calls to check the staged file: ``template``'s check."""
+        runner = template.check
+        if runner is None:
+            return None
+
+        def check(staged: Path) -> bool:
+            result = runner.run(batch.to_json(), self._environment(batch, template, staged))
+            if result.cancelled:
+                raise RenderStopped(
+                    f"the check of {str(template.renderer.dest_path)!r} was stopped: the watch"
+                    " is stopping; the file was left as it was"
+                )
+            return result.ok
+
+        return check
+
     def _tasks_of(self, batch: Batch) -> dict[str, Sequence[Task]]:
+        """Each service's tasks: looked up for those that changed, or whose names are stale."""
         assert self._lookup_tasks is not None  # noqa: S101 - for mypy
-        for service in batch.services:
+        for service in sorted({*batch.services, *self._incomplete} & batch.current.keys()):
             try:
-                self._tasks[service] = self._lookup_tasks(service)
+                found = self._lookup_tasks(service)
             except SwarmDNSError as error:
                 _log().warning(
-                    "looking up the tasks of %s failed; the templates get their addresses"
-                    " without names: %s",
+                    "looking up the tasks of %s failed; the templates get the names known"
+                    " before (as stale), or addresses alone: %s",
                     service,
                     error,
                 )
-                self._tasks[service] = ()
+                found = ()
+            known = self._identities.update(service, batch.current[service], found)
+            self._tasks[service] = known.tasks
+            if known.stale and known.stale != self._stale.get(service):
+                _log().warning(
+                    "no name for %s of %s from the engine this time; the templates keep the"
+                    " names known before, and list them in stale",
+                    ", ".join(str(ip) for ip in sorted(known.stale)),
+                    service,
+                )
+            self._stale[service] = known.stale
+            if known.stale or any(task.name is None for task in known.tasks):
+                self._incomplete.add(service)  # looked up again at the next action (again())
+            else:
+                self._incomplete.discard(service)
+        self._names_missed = self._names_missed + 1 if self._incomplete else 0
         return {name: self._tasks.get(name, ()) for name in batch.current}
 
 
@@ -129,7 +353,7 @@ class ActionLoop:
     timeout), nor leave it running::
 
         actions = Actions(renderers, runner)
-        loop = ActionLoop(actions, services, cancel=actions.cancel)
+        loop = ActionLoop(actions, services, cancel=actions.stop)
 
     Args:
         act: What to do with each batch (an ``Actions``).
@@ -139,8 +363,12 @@ class ActionLoop:
         clock: Monotonic seconds, given to ``window`` as ``now``.
         cancel: Called (from the thread of ``stop()``) to end the action
             under way at once and to keep later ones from doing anything,
-            such as ``Actions.cancel``; it may block until the action's
+            such as ``Actions.stop``; it may block until the action's
             command has ended. None: ``stop()`` waits for the action.
+        again: Called after each action of ``run()``: the seconds until it
+            acts again on the same sets (a ``Batch`` of no change) unless a
+            change comes first, such as ``Actions.again`` while a task's
+            name is stale; None: not again.
     """
 
     def __init__(
@@ -151,9 +379,12 @@ class ActionLoop:
         window: SettleWindow | None = None,
         clock: Callable[[], float] = time.monotonic,
         cancel: Callable[[], object] | None = None,
+        again: Callable[[], float | None] | None = None,
     ) -> None:
         self._act = act
         self._cancel = cancel
+        self._again = again
+        self._again_at: float | None = None  # when to act again on the same sets
         self._pending = PendingChanges(services)
         self._window = window if window is not None else SettleWindow()
         self._clock = clock
@@ -163,6 +394,11 @@ class ActionLoop:
 
     def __repr__(self) -> str:
         return f"<ActionLoop {self._act!r}, {self._window!r}, {self._done} actions>"
+
+    @property
+    def act(self) -> Callable[[Batch], object]:
+        """What it does with each batch (an ``Actions``)."""
+        return self._act
 
     @property
     def actions(self) -> int:
@@ -212,16 +448,27 @@ class ActionLoop:
             return self._take_due(self._clock() if now is None else now)
 
     def _take_due(self, now: float) -> Batch | None:
+        if self._again_at is not None and now >= self._again_at and not self._window.pending:
+            self._again_at = None
+            return self._pending.unchanged()
         if not (self._pending.ready and self._window.due(now)):
             return None
         self._window.acted()
+        self._again_at = None  # this action decides anew
         return self._pending.take()
 
     def _wait_time(self, now: float) -> float | None:
         deadline = self._window.next_deadline()
         if deadline is None or not self._pending.ready:
+            deadline = None if self._window.pending else self._again_at
+        if deadline is None:
             return None  # until a change comes
         return max(0.0, deadline - now)
+
+    def _schedule_again(self) -> None:
+        delay = None if self._again is None else self._again()
+        with self._condition:
+            self._again_at = None if delay is None else self._clock() + delay
 
     def run(self) -> None:
         """Act on each batch once it is due, until ``stop()``.
@@ -252,6 +499,7 @@ class ActionLoop:
                     error,
                 )
             self._done += 1
+            self._schedule_again()
 
     def stop(self) -> None:
         """End ``run()``, from any thread; the action under way is cut short.

@@ -190,6 +190,16 @@ class PendingChanges:
         """Whether there is something to take: changes, and every initial set."""
         return bool(self._before) and not self._waiting_for
 
+    def unchanged(self) -> Batch | None:
+        """A batch of no change, with every service's set now, to act again on the same sets.
+
+        None before the first batch: there is nothing to act on again yet.
+        """
+        if self._first:
+            return None
+        current = {name: self._current[name] for name in sorted(self._current)}
+        return Batch(changes=(), current=MappingProxyType(current))
+
     def take(self) -> Batch | None:
         """The batch of the changes so far (None if they cancel out), and start over."""
         changes = []

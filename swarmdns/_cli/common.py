@@ -25,7 +25,8 @@ exit codes:
        SWARMDNS_NAMESERVER, or an address serve cannot listen on
     3  DNS failure or timeout; watch --once: a lookup failed; watch: lookups
        failed for longer than --fail-after
-    4  watch --once: the --exec command failed, or ran past --exec-timeout
+    4  watch --once: the --exec command failed, or ran past --exec-timeout;
+       a --render-check refused a file, or a --render-exec command failed
   130  watch --once: interrupted (Ctrl-C, SIGTERM) before it was done"""
 
 

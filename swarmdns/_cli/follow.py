@@ -34,7 +34,7 @@ class Ended:
 
 #: What the main thread of ``watch`` is handed, in the order it happened. None:
 #: the reader of the output went away; an exception: acting failed.
-Item = TaskSetChange | HealthEvent | Ended | BaseException | None
+Item = TaskSetChange | HealthEvent | Ended | BaseException | str | None
 
 
 def failure_line(failing: LookupsFailing, as_json: bool) -> str:
@@ -150,6 +150,10 @@ class Follow:
                 raise item
             if isinstance(item, Ended):
                 self._ended()
+            if isinstance(item, str):  # a render printed (--render TEMPLATE:-), as it is
+                self._out.write(item)
+                self._out.flush()
+                continue
             self._say(self._line(item))
 
     def _line(self, item: TaskSetChange | HealthEvent) -> str:

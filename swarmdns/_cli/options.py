@@ -18,6 +18,7 @@ import socket
 from pathlib import Path
 from typing import NamedTuple
 
+from .._actions.render import STDOUT, not_a_regular_file
 from .._deadlines import MAX_SECONDS
 from .._errors import ConfigurationError
 
@@ -145,21 +146,28 @@ def parse_count(text: str, *, source: str, of: str) -> int:
     return count
 
 
-def parse_host_port(text: str, *, source: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9109`` too) as ``(host, port)``, the host without brackets.
+#: Where a server listens when given only a port: this machine only.
+LOOPBACK = "127.0.0.1"
+
+
+def parse_server_address(text: str, *, source: str) -> tuple[str, int]:
+    """``[HOST:]PORT`` (``[::1]:9109`` too) as ``(host, port)``, the host without brackets.
+
+    A port alone listens on loopback only: serving every interface is asked for.
 
     Raises:
-        ConfigurationError: No host, or no port number.
+        ConfigurationError: No port number, or an empty host.
     """
     host, _, port_text = text.rpartition(":")
     port = whole_number(port_text)
-    if not host or port is None or port > 65535:
+    if port is None or port > 65535 or (not host and ":" in text):
         raise bad_value(
             source,
             text,
-            "is not HOST:PORT with a port from 0 to 65535; give HOST:PORT, such as 0.0.0.0:9109",
+            "is not [HOST:]PORT with a port from 0 to 65535; give PORT (on 127.0.0.1)"
+            " or HOST:PORT, such as 9109 or 127.0.0.1:9109",
         )
-    return host.strip("[]"), port
+    return host.strip("[]") or LOOPBACK, port
 
 
 def parse_service_spec(text: str, *, source: str = "--service") -> dict[str, object]:
@@ -213,16 +221,21 @@ class RenderSpec(NamedTuple):
     """A ``TEMPLATE:DEST`` from the command line: ``Renderer(*spec)``."""
 
     template: Path
-    dest: Path
+    dest: Path  # ``-``: standard output
 
 
-def parse_render_spec(text: str, *, source: str = "--render") -> RenderSpec:
+def parse_render_spec(
+    text: str, *, source: str = "--render", any_dest: bool = False
+) -> RenderSpec:
     """Read ``TEMPLATE:DEST`` (split at the first colon) and check both paths.
+
+    DEST ``-`` is standard output.
 
     Raises:
         ConfigurationError: No colon, a template that is not a file, a DEST
-            that is a directory or whose directory does not exist, or DEST the
-            template itself.
+            that is a directory or whose directory does not exist, DEST the
+            template itself, or DEST that is not a regular file (unless
+            ``any_dest``).
     """
     template_text, colon, dest_text = text.partition(":")
     if not colon or not template_text or not dest_text:
@@ -233,14 +246,14 @@ def parse_render_spec(text: str, *, source: str = "--render") -> RenderSpec:
             " haproxy.cfg.j2:/etc/haproxy/haproxy.cfg",
         )
     template = Path(template_text).expanduser()
-    dest = Path(dest_text).expanduser()
-    problem = _render_problem(template, dest)
+    dest = Path(dest_text) if dest_text == STDOUT else Path(dest_text).expanduser()
+    problem = _render_problem(template, dest, any_dest=any_dest)
     if problem is not None:
         raise bad_value(source, text, f"cannot be used: {problem}")
     return RenderSpec(template, dest)
 
 
-def _render_problem(template: Path, dest: Path) -> str | None:
+def _render_problem(template: Path, dest: Path, *, any_dest: bool) -> str | None:
     """What makes ``template`` and ``dest`` unfit to render into, if anything."""
     if not template.exists():
         return (
@@ -249,12 +262,26 @@ def _render_problem(template: Path, dest: Path) -> str | None:
         )
     if not template.is_file():
         return f"the template {str(template)!r} is not a file"
+    if str(dest) == STDOUT:
+        return None
+    if dest.resolve() == template.resolve():
+        return "DEST is the template itself, which rendering would overwrite"
+    return _dest_problem(dest, any_dest=any_dest)
+
+
+def _dest_problem(dest: Path, *, any_dest: bool) -> str | None:
+    """What makes ``dest`` unfit to be replaced by a render, if anything."""
     if not dest.parent.is_dir():
         return f"the directory of DEST, {str(dest.parent)!r}, does not exist; create it first"
     if dest.is_dir():
         return f"DEST {str(dest)!r} is a directory; give the file to write"
-    if dest.resolve() == template.resolve():
-        return "DEST is the template itself, which rendering would overwrite"
+    kind = not_a_regular_file(dest)
+    if kind is not None and not any_dest:
+        return (
+            f"DEST {str(dest)!r} is {kind}, not a regular file, which rendering would replace"
+            " with a regular file; give a file's path, TEMPLATE:- to print the render, or"
+            " add --render-any-dest to replace it anyway"
+        )
     return None
 
 

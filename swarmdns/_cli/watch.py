@@ -8,13 +8,22 @@ import functools
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address
 from typing import TextIO
 
 import attrs
 
-from .._actions import ActionLoop, Actions, CommandResult, CommandRunner, Renderer, SettleWindow
+from .._actions import (
+    ActionLoop,
+    Actions,
+    CommandResult,
+    CommandRunner,
+    Renderer,
+    SettleWindow,
+    Template,
+)
+from .._actions.render import STDOUT
 from .._errors import ConfigurationError, ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._lookups import instances_query
 from .._own_addresses import excluded_addresses
@@ -32,6 +41,7 @@ from .common import (
     utc_now,
 )
 from .follow import Follow, Item, running
+from .metrics_server import MAX_CONNECTIONS, REQUEST_SECONDS
 from .options import (
     DURATION_GRAMMAR,
     RenderSpec,
@@ -40,8 +50,8 @@ from .options import (
     parse_count,
     parse_duration,
     parse_fraction,
-    parse_host_port,
     parse_render_spec,
+    parse_server_address,
     parse_wait,
 )
 from .process import (
@@ -79,7 +89,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--once",
         action="store_true",
         help="look each service up once, print its set, render and run once (--render, --exec),"
-        " and exit (3 if a lookup failed, 4 if the command failed)",
+        " and exit (3 if a lookup failed, 4 if a command or a check failed)",
     )
     add_duration_option(
         parser,
@@ -122,11 +132,33 @@ def _add_action_options(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add(
         "--render",
-        action="append",
+        action=_RenderStep,
         default=[],
         metavar="TEMPLATE:DEST",
         help="render the Jinja2 TEMPLATE into DEST on each change, atomically and only when"
-        " its content changes (repeatable; needs pip install 'swarmdns[render]')",
+        " its content changes (repeatable; needs pip install 'swarmdns[render]'); DEST -"
+        " prints the render on stdout each time it changes",
+    )
+    add(
+        "--render-check",
+        action=_RenderStep,
+        metavar="CMD",
+        help="check the preceding --render's new content before it replaces DEST: run CMD"
+        " through the shell with the staged file's path in SWARMDNS_STAGED (DEST's in"
+        " SWARMDNS_RENDERED); if it fails, DEST stays as it was",
+    )
+    add(
+        "--render-exec",
+        action=_RenderStep,
+        metavar="CMD",
+        help="run CMD through the shell when the preceding --render's DEST changed, before"
+        " --exec, with DEST in SWARMDNS_RENDERED",
+    )
+    add(
+        "--render-any-dest",
+        action="store_true",
+        help="let --render replace a DEST that is not a regular file (a symbolic link, a"
+        " FIFO, a device...) with one; without it, such a DEST is refused",
     )
     add(
         "--exec",
@@ -143,9 +175,11 @@ def _add_action_options(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--metrics",
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics of the watch on http://HOST:PORT/metrics (needs pip"
-        " install 'swarmdns[metrics]')",
+        metavar="[HOST:]PORT",
+        help="serve Prometheus metrics of the watch on http://HOST:PORT/metrics; HOST is"
+        " 127.0.0.1 unless given (0.0.0.0: every interface, to be scraped from other"
+        f" containers); at most {MAX_CONNECTIONS} connections at once, each closed after"
+        f" {REQUEST_SECONDS:g} s (needs pip install 'swarmdns[metrics]')",
     )
     add(
         "--wait",
@@ -154,6 +188,75 @@ def _add_action_options(parser: argparse.ArgumentParser) -> None:
         " change of a burst, so a rolling update is one reload (MIN and MAX each a"
         f" {DURATION_GRAMMAR}; default MAX: 4 x MIN)",
     )
+
+
+class _RenderStep(argparse.Action):
+    """Keeps ``--render``, ``--render-check`` and ``--render-exec`` in order, in ``render_steps``.
+
+    A check or a command belongs to the ``--render`` before it, which
+    argparse alone cannot tell.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        steps = getattr(namespace, "render_steps", None) or []
+        namespace.render_steps = [*steps, (option_string or self.dest, values)]
+        if self.dest == "render":
+            namespace.render = [*namespace.render, values]
+        else:
+            setattr(namespace, self.dest, values)
+
+
+@attrs.frozen(kw_only=True)
+class RenderAction:
+    """A ``--render``, with the ``--render-check`` and ``--render-exec`` after it."""
+
+    spec: RenderSpec
+    check: str | None = None
+    command: str | None = None
+
+
+def _render_specs(steps: Sequence[tuple[str, str]], *, any_dest: bool) -> tuple[RenderAction, ...]:
+    """Each ``--render``, with the ``--render-check`` and ``--render-exec`` after it.
+
+    Raises:
+        ConfigurationError, CommandExit: A bad option (exit 2).
+    """
+    specs: list[RenderAction] = []
+    for option, text in steps:
+        if option == "--render":
+            spec = parse_render_spec(text, source="--render", any_dest=any_dest)
+            specs.append(RenderAction(spec=spec))
+            continue
+        if not specs:
+            raise CommandExit(
+                EXIT_USAGE,
+                f"{option} needs a --render before it: it belongs to that template's file",
+            )
+        field = "check" if option == "--render-check" else "command"
+        last = specs[-1]
+        template, dest = last.spec
+        if getattr(last, field) is not None:
+            raise CommandExit(
+                EXIT_USAGE, f"{option} was given twice for --render {template}:{dest}; give one"
+            )
+        if field == "check" and str(dest) == STDOUT:
+            raise CommandExit(
+                EXIT_USAGE,
+                f"--render-check needs a file to check: --render {template}:- prints the"
+                " render instead",
+            )
+        command = parse_command(text, source=option)
+        if field == "check":
+            specs[-1] = attrs.evolve(last, check=command)
+        else:
+            specs[-1] = attrs.evolve(last, command=command)
+    return tuple(specs)
 
 
 @attrs.frozen(kw_only=True)
@@ -169,7 +272,8 @@ class WatchRequest:
     hold_for: float | None
     once: bool
     exclude: frozenset[IPv4Address]
-    render: tuple[RenderSpec, ...]
+    render: tuple[RenderAction, ...]
+    render_any_dest: bool
     command: str | None
     exec_timeout: float
     wait: tuple[float, float] | None
@@ -203,7 +307,13 @@ class WatchRequest:
             raise CommandExit(
                 EXIT_USAGE, "--wait needs --render or --exec: there is nothing to do"
             )
-        render = tuple(parse_render_spec(text, source="--render") for text in options.render)
+        if options.render_any_dest and not options.render:
+            raise CommandExit(
+                EXIT_USAGE, "--render-any-dest needs --render: there is no DEST to replace"
+            )
+        render = _render_specs(
+            getattr(options, "render_steps", None) or [], any_dest=options.render_any_dest
+        )
         holds = min_tasks > 0 or max_drop is not None
         if hold_for is not None and not holds:
             raise CommandExit(
@@ -226,12 +336,13 @@ class WatchRequest:
             once=options.once,
             exclude=excluded_addresses((), exclude_self=options.exclude_self),
             render=render,
+            render_any_dest=options.render_any_dest,
             command=None if options.exec is None else parse_command(options.exec),
             exec_timeout=exec_timeout,
             wait=None if options.wait is None else parse_wait(options.wait, source="--wait"),
             metrics=None
             if options.metrics is None
-            else parse_host_port(options.metrics, source="--metrics"),
+            else parse_server_address(options.metrics, source="--metrics"),
         )
 
 
@@ -243,8 +354,9 @@ def run(options: argparse.Namespace, out: TextIO) -> int:
 
 
 def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Interrupts) -> int:
-    actions = _action_loop(request)
+    items: queue.Queue[Item] = queue.Queue()
     if request.once:
+        actions = _action_loop(request, emit=functools.partial(_emit, out))
         try:
             return _watch_once(request, out, actions=actions)
         except KeyboardInterrupt:  # not a success: a script must not go on as if it were
@@ -253,7 +365,7 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
                 "interrupted before the lookups, the templates and the command were done;"
                 " run it again",
             ) from None
-    items: queue.Queue[Item] = queue.Queue()
+    actions = _action_loop(request, emit=items.put)  # a render for DEST - is printed in order
     query = request.query
     fleet = FleetWatcher(
         request.services,
@@ -293,16 +405,16 @@ def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Ite
     if address is None:
         yield
         return
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415 - the same reason
+
     from ..metrics import WatchCollector  # noqa: PLC0415 - an optional extra, only when asked
+    from .metrics_server import MetricsServer, registry_exposition  # noqa: PLC0415
 
-    collector = WatchCollector(fleet)
-    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
-
-    host, port = address
     registry = CollectorRegistry()
-    registry.register(collector)
+    registry.register(WatchCollector(fleet))
+    host, port = address
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server = MetricsServer(address, registry_exposition(registry))
     except (OSError, UnicodeError) as error:  # UnicodeError: a host name IDNA refuses
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         why = getattr(error, "strerror", None) or error
@@ -311,32 +423,57 @@ def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Ite
             " and a free port",
             source="--metrics",
         ) from error
-    try:
+    with server:
         yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
-def _action_loop(request: WatchRequest) -> ActionLoop | None:
-    """What ``--render``, ``--exec`` and ``--wait`` ask for, made before the watch starts."""
+def _emit(out: TextIO, text: str) -> None:
+    out.write(text)
+    out.flush()
+
+
+#: How many times ``watch --once`` tries to start a command; a watch tries until it starts.
+_ONCE_TRIES = 3
+
+
+def _action_loop(request: WatchRequest, *, emit: Callable[[str], object]) -> ActionLoop | None:
+    """What ``--render``, ``--exec`` and ``--wait`` ask for, made before the watch starts.
+
+    ``emit`` prints a render whose DEST is ``-``.
+    """
     if not request.render and request.command is None:
         return None
-    renderers = [Renderer(spec.template, spec.dest) for spec in request.render]
-    runner = None
-    if request.command is not None:
-        runner = CommandRunner(
-            request.command,
+
+    def runner(command: str | None, label: str = "the command") -> CommandRunner | None:
+        if command is None:
+            return None
+        return CommandRunner(
+            command,
             timeout=request.exec_timeout,
             stdout=sys.stderr,
             watching=not request.once,
+            tries=_ONCE_TRIES if request.once else None,
+            label=label,
         )
+
+    templates = [
+        Template(
+            renderer=Renderer(*one.spec, any_file=request.render_any_dest, emit=emit),
+            check=runner(one.check, f"the --render-check of {str(one.spec.dest)!r},"),
+            command=runner(one.command, f"the --render-exec of {str(one.spec.dest)!r},"),
+        )
+        for one in request.render
+    ]
     query = request.query
     lookup = functools.partial(tasks, **query.lookup_options)
     window = None if request.wait is None else SettleWindow(*request.wait)
-    act = Actions(renderers, runner, lookup_tasks=lookup if renderers else None)
-    return ActionLoop(act, list(request.services), window=window, cancel=act.cancel)
+    act = Actions(
+        templates,
+        runner(request.command),
+        lookup_tasks=lookup if templates else None,
+        names_again_after=request.interval,
+    )
+    return ActionLoop(act, list(request.services), window=window, cancel=act.stop, again=act.again)
 
 
 def _both(
@@ -448,4 +585,11 @@ def _act_once(actions: ActionLoop) -> int:
         else:
             why = "failed (above); run it by hand to see why, then fix it"
         raise CommandExit(EXIT_COMMAND_FAILED, f"the --exec command {why}")
+    act = actions.act
+    if isinstance(act, Actions) and (act.failed_checks or act.failed_commands):
+        raise CommandExit(
+            EXIT_COMMAND_FAILED,
+            "a --render-check refused a file, which was left as it was, or a --render-exec"
+            " command failed (above); run it by hand to see why, then fix it",
+        )
     return EXIT_OK

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from swarmdns._actions.child import CommandResult, CommandRunner
+from swarmdns._actions.child import CommandResult, CommandRunner, retry_delay
 
 from .helpers import (
     PATIENCE,
@@ -351,3 +351,66 @@ def test_a_command_that_starts_without_an_interrupt_leaves_the_handlers_as_they_
     assert CommandRunner("true", timeout=PATIENCE).run("{}").ok
 
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_retry_delay_doubles_up_to_its_longest() -> None:
+    delays = [retry_delay(failures, first=0.5, longest=30.0) for failures in range(1, 10)]
+
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+def test_a_command_that_could_not_start_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch, quiet_caplog: pytest.LogCaptureFixture
+) -> None:
+    real_popen = subprocess.Popen
+    calls: list[object] = []
+
+    def popen(*args: Any, **kwargs: Any) -> object:
+        calls.append(args)
+        if len(calls) <= 2:
+            raise OSError(24, "Too many open files")
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+
+    result = CommandRunner("exit 3", tries=None, retry_after=0.001).run("{}")
+
+    assert (len(calls), result.returncode) == (3, 3)
+    errors = messages(quiet_caplog, logging.ERROR)
+    assert len(errors) == 2
+    assert "could not start the command 'exit 3': [Errno 24] Too many open files;" in errors[0]
+    assert errors[0].endswith("trying again in 0.001 s")
+    assert errors[1].endswith("trying again in 0.002 s")
+
+
+def test_trying_again_gives_up_after_its_tries(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+
+    def popen(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise FileNotFoundError(2, "No such file or directory", "/bin/sh")
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+
+    result = CommandRunner("reload", tries=3, retry_after=0.001).run("{}")
+
+    assert (len(calls), result.returncode, result.cancelled) == (3, None, False)
+
+
+def test_cancel_ends_the_wait_to_try_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried = threading.Event()
+
+    def popen(*args: object, **kwargs: object) -> None:
+        tried.set()
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    runner = CommandRunner("reload", tries=None, retry_after=3600)
+
+    thread, returned = in_thread(lambda: runner.run("{}"))
+    assert tried.wait(PATIENCE)
+    runner.cancel()
+    thread.join(PATIENCE)
+
+    assert not thread.is_alive()
+    assert [(r.returncode, r.cancelled) for r in returned] == [(None, True)]

@@ -12,7 +12,7 @@ import pytest
 
 from swarmdns import ConfigurationError, ResolutionTimeout, Task
 from swarmdns._actions.child import CommandResult, CommandRunner
-from swarmdns._actions.loop import ActionLoop, Actions
+from swarmdns._actions.loop import ActionLoop, Actions, Template
 from swarmdns._actions.render import Renderer
 from swarmdns._actions.settle import Batch, PendingChanges, SettleWindow
 
@@ -371,3 +371,224 @@ def test_the_loop_renders_and_runs_the_command_end_to_end(
 
     assert log.read_text().split("\n") == ["web 10.0.1.3 1", "web 10.0.1.3 10.0.1.4 2", ""]
     assert dest.read_text() == "server 10.0.1.3:80;\nserver 10.0.1.4:80;\n"
+
+
+# -- a template's own check and command ----------------------------------------------
+
+
+def test_a_template_s_check_and_command_get_its_files(template: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    log = tmp_path / "log"
+    check = CommandRunner(
+        f'echo "check $SWARMDNS_RENDERED $(cat "$SWARMDNS_STAGED")" >> {log};'
+        ' ! grep -q 10.0.1.4 "$SWARMDNS_STAGED"',
+        timeout=PATIENCE,
+    )
+    command = CommandRunner(f'echo "command $SWARMDNS_RENDERED" >> {log}', timeout=PATIENCE)
+    actions = Actions([Template(renderer=Renderer(template, dest), check=check, command=command)])
+
+    actions(batch_of(change("web", 3)))
+    actions(batch_of(change("web", 3, 4)))  # refused by the check
+
+    assert log.read_text().splitlines() == [
+        f"check {dest} server 10.0.1.3:80;",
+        f"command {dest}",
+        f"check {dest} server 10.0.1.3:80;",
+        "server 10.0.1.4:80;",
+    ]
+    assert dest.read_text() == "server 10.0.1.3:80;\n"
+    assert (actions.failed_checks, actions.failed_commands) == (1, 0)
+
+
+def test_a_refused_file_holds_the_command_back(template: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    check = CommandRunner("exit 1", timeout=PATIENCE)
+    runner = CommandRunner(f"echo ran >> {log}", timeout=PATIENCE)
+    checked = Template(renderer=Renderer(template, tmp_path / "out"), check=check)
+    actions = Actions([checked], runner)
+
+    result = actions(batch_of(change("web", 3)))
+
+    assert result is None
+    assert not log.exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_stopped_actions_render_nothing_and_run_nothing(template: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    runner = CommandRunner(f"echo ran >> {log}", timeout=PATIENCE)
+    actions = Actions([Renderer(template, tmp_path / "out")], runner)
+
+    actions.stop()
+    result = actions(batch_of(change("web", 3)))
+
+    assert result is None
+    assert not (tmp_path / "out").exists()
+    assert not log.exists()
+
+
+def test_a_task_keeps_its_last_name_when_its_lookup_fails_and_is_listed_stale(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text(
+        "{% for t in tasks %}{{ t.name or t.ip }}{% if t.ip|string in stale %} stale{% endif %}\n"
+        "{% endfor %}"
+    )
+    answers: list[tuple[Task, ...] | Exception] = [
+        (Task(ip=ip(3), name="web.1.x"),),
+        (Task(ip=ip(3)), Task(ip=ip(4))),  # the PTR lookups fail
+        ResolutionTimeout("no answer", name="tasks.web."),  # the whole lookup fails
+        (Task(ip=ip(3), name="web.1.x"), Task(ip=ip(4), name="web.2.y")),
+    ]
+    asked: list[str] = []
+
+    def lookup(service: str) -> tuple[Task, ...]:
+        asked.append(service)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    out = tmp_path / "out"
+    actions = Actions([Renderer(template, out)], lookup_tasks=lookup)
+    pending = PendingChanges(["web"])
+    seen = []
+    for now in [(3,), (3, 4), (3, 4, 5), (3, 4)]:
+        pending.add(change("web", *now))
+        actions(pending.take())  # type: ignore[arg-type]
+        seen.append(out.read_text())
+
+    assert seen == [
+        "web.1.x\n",
+        "web.1.x stale\n10.0.1.4\n",
+        "web.1.x stale\n10.0.1.4\n10.0.1.5\n",
+        "web.1.x\nweb.2.y\n",
+    ]
+    assert asked == ["web"] * 4
+
+
+def test_a_service_with_stale_names_is_looked_up_again_at_the_next_action(
+    tmp_path: Path,
+) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text(
+        "{% for name, s in services.items() %}{% for t in s.tasks %}"
+        "{{ t.name or t.ip }} {{ s.stale }}\n{% endfor %}{% endfor %}"
+    )
+    web_answers = [
+        (Task(ip=ip(3), name="web.1.x"),),
+        (Task(ip=ip(3)), Task(ip=ip(4))),  # the PTR lookups fail
+        (Task(ip=ip(3), name="web.1.x"), Task(ip=ip(4), name="web.2.y")),
+    ]
+    asked: list[str] = []
+
+    def lookup(service: str) -> tuple[Task, ...]:
+        asked.append(service)
+        if service == "web":
+            return web_answers.pop(0)
+        return tuple(Task(ip=ip(n), name=f"api.{n}.z") for n in (7, 8))
+
+    out = tmp_path / "out"
+    actions = Actions([Renderer(template, out)], lookup_tasks=lookup)
+    pending = PendingChanges(["web", "api"])
+    pending.add(change("web", 3))
+    pending.add(change("api", 7))
+    actions(pending.take())  # type: ignore[arg-type]
+    pending.add(change("web", 3, 4))
+    actions(pending.take())  # type: ignore[arg-type]
+    during = out.read_text()
+    pending.add(change("api", 7, 8))  # web is as it was, but its names are stale
+    actions(pending.take())  # type: ignore[arg-type]
+
+    assert during == "api.7.z []\nweb.1.x ['10.0.1.3']\n10.0.1.4 ['10.0.1.3']\n"
+    assert asked == ["api", "web", "web", "api", "web"]
+    assert out.read_text() == "api.7.z []\napi.8.z []\nweb.1.x []\nweb.2.y []\n"
+
+
+def test_actions_ask_to_act_again_while_a_name_is_stale_backing_off(tmp_path: Path) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("{{ tasks | map(attribute='name') | list }} {{ stale }}")
+    bare = (Task(ip=ip(3)), Task(ip=ip(4)))
+    named = (Task(ip=ip(3), name="web.1.x"), Task(ip=ip(4), name="web.2.y"))
+    answers = [named[:1], bare, bare, bare, named]
+    actions = Actions(
+        [Renderer(template, tmp_path / "out")],
+        lookup_tasks=lambda service: answers.pop(0),
+        names_again_after=0.5,
+    )
+    pending = PendingChanges(["web"])
+    seen = []
+    for now in [(3,), (3, 4), None, None, None]:
+        if now is not None:
+            pending.add(change("web", *now))
+        actions(pending.take() if now is not None else pending.unchanged())  # type: ignore[arg-type]
+        seen.append(actions.again())
+        if now == (3, 4):
+            during = (tmp_path / "out").read_text()
+
+    assert seen == [None, 0.5, 1.0, 2.0, None]
+    assert answers == []
+    assert during == "['web.1.x', None] ['10.0.1.3']"
+    assert (tmp_path / "out").read_text() == "['web.1.x', 'web.2.y'] []"
+
+
+def test_acting_again_backs_off_to_a_minute_at_most(tmp_path: Path) -> None:
+    template = tmp_path / "t.j2"
+    template.write_text("{{ tasks | map(attribute='name') | list }}")
+    actions = Actions(
+        [Renderer(template, tmp_path / "out")],
+        lookup_tasks=lambda service: (Task(ip=ip(3)),),  # never named
+        names_again_after=2.0,
+    )
+    pending = PendingChanges(["web"])
+    pending.add(change("web", 3))
+    actions(pending.take())  # type: ignore[arg-type]
+    delays = []
+    for _ in range(8):
+        delays.append(actions.again())
+        actions(pending.unchanged())  # type: ignore[arg-type]
+
+    assert delays == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+
+
+def test_the_loop_acts_again_on_the_same_sets_when_the_action_asks() -> None:
+    acted: list[Batch] = []
+    twice = threading.Event()
+    delays = [0.0, None]  # again at once after the first action, then not
+
+    def act(batch: Batch) -> None:
+        acted.append(batch)
+        if len(acted) == 2:
+            twice.set()
+
+    loop = ActionLoop(act, ["web"], again=lambda: delays.pop(0))
+    loop.submit(change("web", 3))
+    thread, _ = in_thread(loop.run)
+    try:
+        assert twice.wait(PATIENCE), "the loop did not act again"
+    finally:
+        loop.stop()
+        thread.join(PATIENCE)
+
+    assert not thread.is_alive()
+    assert [b.changes == () for b in acted] == [False, True]
+    assert acted[1].current == acted[0].current
+    assert delays == []  # asked after each action, the second said: not again
+
+
+def test_a_change_comes_before_acting_again_and_decides_anew() -> None:
+    clock = Clock()
+    loop = ActionLoop(print, ["web"], clock=clock, again=lambda: 5.0)
+    loop.submit(change("web", 3))
+    assert loop.take_due() is not None
+    loop._schedule_again()  # as run() does after each action
+    clock.now += 1.0
+    loop.submit(change("web", 3, 4))
+
+    batch = loop.take_due()  # the change, at once
+
+    assert batch is not None
+    assert batch.changes != ()
+    clock.now += 10.0
+    assert loop.take_due() is None  # acting again was for before the change

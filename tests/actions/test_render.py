@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import stat
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -315,3 +317,83 @@ def test_jinja2_is_imported_only_to_render(monkeypatch: pytest.MonkeyPatch) -> N
             del sys.modules[loaded]
 
     assert fresh.SettleWindow(1.0).max_wait == 4.0
+
+
+# -- safe destinations, checks, standard output, stopping -------------------------------
+
+
+def test_write_refuses_a_dest_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it to compare would block: it is never opened
+    link = tmp_path / "link"
+    link.symlink_to("/dev/null")
+
+    for path, kind in (fifo, "a named pipe (FIFO)"), (link, "a symbolic link"):
+        with pytest.raises(OSError, match=re.escape(f"is {kind}, not a regular file")):
+            write_if_changed(path, b"data")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert os.readlink(link) == "/dev/null"
+    assert no_leftovers(tmp_path) == []
+
+
+def test_write_replaces_a_symlink_when_asked_but_never_a_directory(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_bytes(b"old")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    directory = tmp_path / "directory"
+    directory.mkdir()
+
+    assert write_if_changed(link, b"new", any_file=True)
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        write_if_changed(directory, b"new", any_file=True)
+    assert (link.is_symlink(), link.read_bytes(), target.read_bytes()) == (False, b"new", b"old")
+
+
+def test_the_check_sees_the_staged_file_before_it_replaces_dest(tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.write_bytes(b"old")
+    seen: list[tuple[Path, bytes, bytes]] = []
+
+    def check(staged: Path) -> bool:
+        seen.append((staged, staged.read_bytes(), dest.read_bytes()))
+        return staged.read_bytes() == b"good"
+
+    with pytest.raises(_actions.render.CheckFailed):
+        write_if_changed(dest, b"bad", check=check)
+    assert dest.read_bytes() == b"old"
+    assert write_if_changed(dest, b"good", check=check)
+
+    assert [(content, then) for _, content, then in seen] == [(b"bad", b"old"), (b"good", b"old")]
+    assert all(staged.parent == tmp_path for staged, _, _ in seen)
+    assert dest.read_bytes() == b"good"
+    assert no_leftovers(tmp_path) == []
+
+
+def test_a_render_to_stdout_is_emitted_when_it_changes(template: Path) -> None:
+    emitted: list[str] = []
+    renderer = Renderer(template, "-", emit=emitted.append)
+
+    changes = [renderer.render(one_service(*octets)) for octets in [(3,), (3,), (3, 4)]]
+
+    assert changes == [True, False, True]
+    assert emitted == ["server 10.0.1.3:80;\n", "server 10.0.1.3:80;\nserver 10.0.1.4:80;\n"]
+    assert not Path("-").exists()
+
+
+def test_a_stopped_render_writes_nothing(tmp_path: Path) -> None:
+    template = tmp_path / "slow.j2"
+    template.write_text("{% for i in range(10**9) %}{{ stop_now() }}{% endfor %}")
+    dest = tmp_path / "dest"
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def stop_now() -> str:
+        calls.append(1)
+        stop.set()  # as if the watch were stopped now, mid-render
+        return "."
+
+    with pytest.raises(_actions.render.RenderStopped, match="left as it was"):
+        Renderer(template, dest).render({"stop_now": stop_now}, stop=stop)
+    assert len(calls) == 1
+    assert not dest.exists()

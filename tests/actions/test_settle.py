@@ -215,3 +215,20 @@ def test_an_empty_set_has_empty_variables() -> None:
         "SWARMDNS_SERVICE": "web",
         "SWARMDNS_TASKS": "",
     }
+
+
+def test_an_unchanged_batch_has_every_set_now_and_no_change() -> None:
+    pending = PendingChanges(["web", "api"])
+    pending.add(change("web", 3))
+    pending.add(change("api", 7))
+    assert pending.unchanged() is None  # nothing acted on yet
+
+    assert pending.take() is not None
+    pending.add(change("web", 3, 4))
+    again = pending.unchanged()
+
+    assert again is not None
+    assert again.changes == ()
+    assert again.services == ()
+    assert dict(again.current) == {"api": (ip(7),), "web": (ip(3), ip(4))}
+    assert pending.take() is not None  # the change waits, untaken

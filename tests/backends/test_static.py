@@ -18,11 +18,13 @@ from swarmdns import (
 def test_static_backend_answers_from_memory() -> None:
     backend = StaticBackend(
         {"web.": ["10.0.1.2"], "TASKS.web": ["10.0.1.3"], "db": []},
-        ptr={"10.0.1.3": "web.1.abc.proxy."},
+        ptr={"10.0.1.3": "web.1.abcdefghijklmnopqrstuvwxy.proxy."},
     )
 
     assert swarmdns.service_vip("web", backend=backend) == IPv4Address("10.0.1.2")
-    assert [t.task_id for t in swarmdns.tasks("web", backend=backend)] == ["abc"]
+    assert [t.task_id for t in swarmdns.tasks("web", backend=backend)] == [
+        "abcdefghijklmnopqrstuvwxy"
+    ]
     with pytest.raises(ServiceNotFound, match="answered no address"):
         swarmdns.service_vip("db", backend=backend)
     backend.set("tasks.web", ["10.0.1.3", "10.0.1.9"])

@@ -56,14 +56,14 @@ def test_system_backend_reads_ptr(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def gethostbyaddr(address: str) -> tuple[str, list[str], list[str]]:
         asked.append(address)
-        return ("web.1.abc.proxy", [], [address])
+        return ("web.1.abcdefghijklmnopqrstuvwxy.proxy", [], [address])
 
     monkeypatch.setattr(socket, "gethostbyaddr", gethostbyaddr)
 
     (task,) = asyncio.run(swarmdns.aio.tasks("web", backend=SystemBackend()))
 
     assert asked == ["10.0.1.3"]
-    assert (task.slot, task.task_id, task.network) == (1, "abc", "proxy")
+    assert (task.slot, task.task_id, task.network) == (1, "abcdefghijklmnopqrstuvwxy", "proxy")
 
 
 @pytest.mark.parametrize("resolv_conf_names", ["127.0.0.11", "192.0.2.53"])

@@ -21,8 +21,8 @@ from swarmdns._backends.nameserver import parse_nameserver
 from swarmdns._cli.options import (
     parse_count,
     parse_duration,
-    parse_host_port,
     parse_port,
+    parse_server_address,
     parse_service_spec,
     parse_wait,
 )
@@ -41,7 +41,7 @@ NUMBERS: dict[str, tuple[Callable[[str], object], str]] = {
     "port": (lambda text: parse_port(text, source="--port"), "--port"),
     "count": (lambda text: parse_count(text, source="--min", of="tasks"), "--min"),
     "host:port": (
-        lambda text: parse_host_port(f"127.0.0.1:{text}", source="--metrics"),
+        lambda text: parse_server_address(f"127.0.0.1:{text}", source="--metrics"),
         "--metrics",
     ),
     "replicas": (lambda text: parse_service_spec(f"web={text}"), "--service"),
@@ -163,7 +163,7 @@ def test_a_nameserver_variable_in_other_digits_exits_2(
 
 _PARSERS: dict[str, Callable[[str], object]] = {
     **{name: parse for name, (parse, _) in NUMBERS.items()},
-    "host:port whole": lambda text: parse_host_port(text, source="--metrics"),
+    "host:port whole": lambda text: parse_server_address(text, source="--metrics"),
     "service whole": parse_service_spec,
     "nameserver whole": lambda text: parse_nameserver(text, source="--nameserver"),
 }

@@ -117,7 +117,7 @@ def test_console_script_is_installed() -> None:
         (("watch", "web", "--exec", "true", "--wait", "10:2"), "--wait"),
         (("watch", "web", "--render", "nothing"), "--render"),
         (("watch", "web", "--render", "/nowhere/t.j2:out"), "--render"),
-        (("watch", "web", "--metrics", "9109"), "--metrics"),
+        (("watch", "web", "--metrics", "host:"), "--metrics"),
         (("serve", "--port", "http"), "--port"),
         (("serve", "--control", "70000"), "--control"),
         (("serve", "--service", "web=lots"), "--service"),

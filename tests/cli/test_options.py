@@ -13,10 +13,10 @@ from swarmdns._cli.options import (
     parse_count,
     parse_duration,
     parse_fraction,
-    parse_host_port,
     parse_listen_address,
     parse_port,
     parse_render_spec,
+    parse_server_address,
     parse_service_spec,
     parse_wait,
 )
@@ -179,16 +179,21 @@ def test_counts() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("0.0.0.0:9109", ("0.0.0.0", 9109)), ("[::1]:80", ("::1", 80)), ("host:1", ("host", 1))],
+    [
+        ("0.0.0.0:9109", ("0.0.0.0", 9109)),
+        ("[::1]:80", ("::1", 80)),
+        ("host:1", ("host", 1)),
+        ("9109", ("127.0.0.1", 9109)),  # a port alone: loopback only
+    ],
 )
 def test_host_and_port(text: str, expected: tuple[str, int]) -> None:
-    assert parse_host_port(text, source="--metrics") == expected
+    assert parse_server_address(text, source="--metrics") == expected
 
 
-@pytest.mark.parametrize("text", ["9109", ":9109", "host:", "host:port", "host:70000"])
+@pytest.mark.parametrize("text", ["", "port", ":9109", "host:", "host:p", "host:70000", "70000"])
 def test_bad_host_and_port(text: str) -> None:
-    with pytest.raises(ConfigurationError, match=r"give HOST:PORT, such as 0\.0\.0\.0:9109"):
-        parse_host_port(text, source="--metrics")
+    with pytest.raises(ConfigurationError, match=r"give PORT \(on 127\.0\.0\.1\) or HOST:PORT"):
+        parse_server_address(text, source="--metrics")
 
 
 def test_service_specs() -> None:

@@ -293,8 +293,8 @@ def test_watch_serves_prometheus_metrics(swarm_dns: FakeSwarm, spawn: Spawn) -> 
     assert 'swarmdns_changes_total{service="web"} 1.0' in text
 
 
-def test_watch_metrics_needs_host_and_port() -> None:
-    assert_one_line_error(run("watch", "web", "--metrics", "9109"), 2, "give HOST:PORT")
+def test_watch_metrics_needs_a_port() -> None:
+    assert_one_line_error(run("watch", "web", "--metrics", "web:"), 2, "give PORT (on 127.0.0.1)")
 
 
 @contextlib.contextmanager
