@@ -51,7 +51,7 @@ def documented_file(title: str) -> str:
     return blocks[title]
 
 
-def documented_watch(template: str, *, once: bool = False) -> list[str]:
+def documented_watch(template: str, *, once: bool = False, supervise: bool = False) -> list[str]:
     """The arguments of the page's ``swarmdns watch`` command that renders ``template``."""
     found = []
     for block in _SHELL.findall(RECIPES.read_text()):
@@ -63,7 +63,11 @@ def documented_watch(template: str, *, once: bool = False) -> list[str]:
                 word.startswith(f"{template}:") for word in words
             ):
                 found.append(words[1:])
-    (command,) = [words for words in found if ("--once" in words) == once]
+    (command,) = [
+        words
+        for words in found
+        if ("--once" in words) == once and ("--supervise" in words) == supervise
+    ]
     return command
 
 
@@ -296,13 +300,12 @@ def follows_the_service(
 # -- nginx --------------------------------------------------------------------------
 
 
-def test_nginx_balances_over_every_task_and_follows_scaling(
-    app: Service,
-    swarm_dns: FakeSwarm,
-    tmp_path: Path,
-    replicas: Callable[[Sequence[IPv4Address]], None],
-    processes: Callable[..., subprocess.Popen[bytes]],
-) -> None:
+def nginx_here(tmp_path: Path) -> tuple[Path, Path, Path, int]:
+    """The recipe's nginx files in tmp_path, and an ``nginx`` that uses them, on a free port.
+
+    Returns:
+        The directory of the ``nginx`` wrapper, conf.d, nginx's prefix, its port.
+    """
     nginx = program("nginx", "nginx-light")
     prefix = tmp_path / "nginx"
     conf_d = prefix / "conf.d"
@@ -335,6 +338,18 @@ def test_nginx_balances_over_every_task_and_follows_scaling(
         f'#!/bin/sh\nexec {nginx} -p {prefix} -c {prefix}/nginx.conf -e {prefix}/error.log "$@"\n'
     )
     wrapper.chmod(0o755)
+    return bin_dir, conf_d, prefix, port
+
+
+def test_nginx_balances_over_every_task_and_follows_scaling(
+    app: Service,
+    swarm_dns: FakeSwarm,
+    tmp_path: Path,
+    replicas: Callable[[Sequence[IPv4Address]], None],
+    processes: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    bin_dir, conf_d, _, port = nginx_here(tmp_path)
+    wrapper = bin_dir / "nginx"
     paths = {"/etc/nginx/conf.d/": conf_d}
     url = f"http://127.0.0.1:{port}/"
 
@@ -354,6 +369,32 @@ def test_nginx_balances_over_every_task_and_follows_scaling(
     rendered = (conf_d / "app-upstreams.conf").read_text()
     assert "server 127.0.0.1:65535 down;" in rendered, logs(tmp_path)
     assert "syntax is ok" not in logs(tmp_path)  # `nginx -t -q` is quiet when all is well
+
+
+def test_nginx_supervised_as_the_entrypoint_follows_scaling_and_stops_with_the_watch(
+    app: Service,
+    swarm_dns: FakeSwarm,
+    tmp_path: Path,
+    replicas: Callable[[Sequence[IPv4Address]], None],
+    processes: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    bin_dir, conf_d, prefix, port = nginx_here(tmp_path)
+    paths = {"/etc/nginx/conf.d/": conf_d}
+    url = f"http://127.0.0.1:{port}/"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    command = moved(documented_watch("app-upstreams.conf.j2", supervise=True), paths)
+
+    watch = processes(*SWARMDNS, *command, cwd=tmp_path, env=env)
+    eventually(AnsweredByEach(url, app.task_ips), tmp_path)  # nginx started on the rendered file
+    master = int((prefix / "nginx.pid").read_text())
+    # Each step below is served only once nginx has reloaded the file (SIGHUP from the watch).
+    follows_the_service(swarm_dns, url, replicas, tmp_path, without_tasks="HTTP 502")
+
+    assert int((prefix / "nginx.pid").read_text()) == master  # reloaded, never restarted
+    watch.send_signal(signal.SIGTERM)  # docker stop: passed on to nginx, which stops
+    assert watch.wait(DEADLINE) == 0, logs(tmp_path)  # nginx's own status
+    assert not (prefix / "nginx.pid").exists()
+    assert answer(url) == "no answer"
 
 
 # -- HAProxy ------------------------------------------------------------------------

@@ -22,6 +22,11 @@ these pieces, one module per concern (as consul-template's ``config/wait.go``,
   lookup leaves a stale name, not an address; ``ActionLoop`` takes changes
   from any thread (a watcher's ``on_change``) and acts on one batch at a
   time; its ``stop()`` cuts the action under way short (``Actions.stop()``).
+- ``supervise``: ``Supervisor`` starts a program once the first action is
+  done, sends it a reload signal after each action that changed a file
+  (after a random splay), forwards the signal that stops the watch, and
+  tells when it exits; the decisions (``next_step()``, ``splay_delay()``,
+  ``exit_status()``, ``shell_script()``) are plain functions.
 - ``log``: ``ACTIONS_LOGGER``, the logger (``swarmdns.actions``) that says
   what the actions did and how they failed.
 

@@ -156,6 +156,9 @@ class Actions:
             the names come back without waiting for a change; doubled at
             each such action in a row, up to ``NAMES_AGAIN_AT_MOST``. None:
             only at the next change.
+        after: Called after each batch's templates and commands with whether
+            the command was due (a file changed, there is no template, or the
+            batch was asked for again): ``Supervisor.acted``.
     """
 
     def __init__(
@@ -165,12 +168,14 @@ class Actions:
         *,
         lookup_tasks: Callable[[str], Sequence[Task]] | None = None,
         names_again_after: float | None = None,
+        after: Callable[[bool], object] | None = None,
     ) -> None:
         self.templates = tuple(
             one if isinstance(one, Template) else Template(renderer=one) for one in renderers
         )
         self.renderers = tuple(template.renderer for template in self.templates)
         self.runner = runner
+        self._after = after
         #: How many checks refused a file, and how many templates' commands failed.
         self.failed_checks = 0
         self.failed_commands = 0
@@ -226,23 +231,27 @@ class Actions:
             ConfigurationError: A template failed.
             OSError: A file could not be written.
         """
+        due = True  # without templates, on every batch
         if self.templates:
             changed = self._render(batch)
             if self._stopping.is_set():
                 return None
-            if not changed:
+            due = bool(changed) or batch.again
+            if not due:
                 _log().info(
                     "the change of %s leaves every rendered file as it was",
                     ", ".join(batch.services),
                 )
-                return None
-            for template in changed:
+            for template in changed:  # a file refused or unchanged: not its command
                 if template.command is not None and not self._stopping.is_set():
                     ran = template.command.run(batch.to_json(), self._environment(batch, template))
                     self.failed_commands += not ran.ok
-        if self.runner is None:
-            return None
-        return self.runner.run(batch.to_json(), batch.environment())
+        result = None
+        if due and self.runner is not None:
+            result = self.runner.run(batch.to_json(), batch.environment())
+        if self._after is not None:
+            self._after(due)
+        return result
 
     @staticmethod
     def _environment(
@@ -390,6 +399,7 @@ class ActionLoop:
         self._clock = clock
         self._condition = threading.Condition()
         self._stopped = False
+        self._now = False  # act_again(): the next batch is due at once
         self._done = 0
 
     def __repr__(self) -> str:
@@ -416,6 +426,19 @@ class ActionLoop:
         with self._condition:
             self._pending.add(change)
             self._window.changed(self._clock())
+            self._condition.notify_all()
+
+    def act_again(self) -> None:
+        """Act on every service's set at once, as if each had changed (``watch`` got SIGHUP).
+
+        From any thread; returns at once. The batch has ``again`` set, so
+        ``Actions`` runs the command even if no file changed. Before the
+        first action, that one is only made due without waiting for a burst
+        to settle.
+        """
+        with self._condition:
+            self._pending.again()
+            self._now = True
             self._condition.notify_all()
 
     def act_now(self) -> object:
@@ -451,14 +474,15 @@ class ActionLoop:
         if self._again_at is not None and now >= self._again_at and not self._window.pending:
             self._again_at = None
             return self._pending.unchanged()
-        if not (self._pending.ready and self._window.due(now)):
+        if not (self._pending.ready and (self._now or self._window.due(now))):
             return None
+        self._now = False
         self._window.acted()
         self._again_at = None  # this action decides anew
         return self._pending.take()
 
     def _wait_time(self, now: float) -> float | None:
-        deadline = self._window.next_deadline()
+        deadline = now if self._now else self._window.next_deadline()
         if deadline is None or not self._pending.ready:
             deadline = None if self._window.pending else self._again_at
         if deadline is None:

@@ -100,10 +100,13 @@ class Batch:
             change against its set at the last action. The first batch has
             every service, each with its whole set added (even when empty).
         current: Every service's addresses now, sorted (by name, then address).
+        again: Whether it was asked for again (``watch`` got SIGHUP): it has
+            every service, and its actions run even if no file changed.
     """
 
     changes: tuple[TaskSetChange, ...]
     current: Mapping[str, tuple[IPv4Address, ...]]
+    again: bool = False
 
     @property
     def services(self) -> tuple[str, ...]:
@@ -170,6 +173,7 @@ class PendingChanges:
         self._before: dict[str, frozenset[IPv4Address]] = {}
         self._latest: dict[str, TaskSetChange] = {}
         self._first = True
+        self._again = False
 
     def add(self, change: TaskSetChange) -> None:
         """Take a change of a service's set."""
@@ -179,6 +183,12 @@ class PendingChanges:
         self._current[service] = change.current
         self._latest[service] = change
         self._waiting_for.discard(service)
+
+    def again(self) -> None:
+        """Make the next batch hold every service, as changed, with ``again`` set (SIGHUP)."""
+        for service, current in self._current.items():
+            self._before.setdefault(service, frozenset(current))
+        self._again = True
 
     @property
     def waiting_for(self) -> frozenset[str]:
@@ -206,7 +216,7 @@ class PendingChanges:
         for service in sorted(self._before):
             before = self._before[service]
             after = frozenset(self._current[service])
-            if after != before or self._first:
+            if after != before or self._first or self._again:
                 changes.append(
                     TaskSetChange(
                         service=service,
@@ -220,5 +230,6 @@ class PendingChanges:
         if not changes:
             return None
         self._first = False
+        again, self._again = self._again, False
         current = {name: self._current[name] for name in sorted(self._current)}
-        return Batch(changes=tuple(changes), current=MappingProxyType(current))
+        return Batch(changes=tuple(changes), current=MappingProxyType(current), again=again)

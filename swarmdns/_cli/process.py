@@ -34,6 +34,7 @@ class Interrupts:
 
     def __init__(self) -> None:
         self._claimed = threading.Lock()
+        self.signum: int | None = None  # the interrupt that came, once claimed
 
     @property
     def came(self) -> bool:
@@ -46,10 +47,13 @@ class Interrupts:
     def handle(self, signum: int, frame: FrameType | None) -> None:
         """The signals' handler: raise KeyboardInterrupt for the first interrupt only."""
         if self._claim():
+            self.signum = signum
             raise KeyboardInterrupt
 
     @contextlib.contextmanager
-    def waking(self, wake: Callable[[], object]) -> Iterator[None]:
+    def waking(
+        self, wake: Callable[[], object], *, hangup: Callable[[], object] | None = None
+    ) -> Iterator[None]:
         """Within the block, an interrupt not yet handled calls ``wake()``, from a thread.
 
         Python runs a handler in the main thread between bytecodes. A signal
@@ -61,6 +65,10 @@ class Interrupts:
         thread's wait (a ``KeyboardInterrupt`` put in the queue it reads).
         The wakeup descriptor before is put back afterwards. Outside the main
         thread, this does nothing.
+
+        With ``hangup``, SIGHUP no longer ends the process: the same thread
+        calls ``hangup()`` for each (``watch`` then acts again); the handler
+        before is put back afterwards.
         """
         if not _in_main_thread():
             yield
@@ -68,21 +76,33 @@ class Interrupts:
         reading, writing = socket.socketpair()
         writing.setblocking(False)
         previous = signal.set_wakeup_fd(writing.fileno(), warn_on_full_buffer=False)
+        # Only noted: the wakeup descriptor, read below, is what acts on it.
+        hangups = None if hangup is None else signal.signal(signal.SIGHUP, _noted)
 
         def read() -> None:
             while numbers := reading.recv(64):
-                if any(number in _INTERRUPTS for number in numbers) and self._claim():
-                    wake()
+                for number in numbers:
+                    if number in _INTERRUPTS and self._claim():
+                        self.signum = number
+                        wake()
+                    elif number == signal.SIGHUP and hangup is not None:
+                        hangup()
 
         thread = threading.Thread(target=read, name="swarmdns-interrupts", daemon=True)
         thread.start()
         try:
             yield
         finally:
+            if hangup is not None:
+                signal.signal(signal.SIGHUP, signal.SIG_DFL if hangups is None else hangups)
             signal.set_wakeup_fd(previous)
             writing.close()  # the reader sees the end of the stream
             thread.join()
             reading.close()
+
+
+def _noted(signum: int, frame: FrameType | None) -> None:
+    """A handler that does nothing, so that the signal reaches the wakeup descriptor."""
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address
+from signal import Signals
 from typing import TextIO
 
 import attrs
@@ -24,6 +25,7 @@ from .._actions import (
     Template,
 )
 from .._actions.render import STDOUT
+from .._actions.supervise import Supervisor
 from .._errors import ConfigurationError, ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._lookups import instances_query
 from .._own_addresses import excluded_addresses
@@ -61,6 +63,13 @@ from .process import (
     when_reader_leaves,
 )
 from .query import Query, add_query_options
+from .supervise import (
+    add_supervise_options,
+    followed,
+    supervise_options,
+    supervised,
+    supervisor_of,
+)
 
 HELP = "print a line whenever the tasks change, until interrupted"
 DESCRIPTION = (
@@ -71,7 +80,8 @@ DESCRIPTION = (
     " set stays, and nothing is rendered or run from it; a line tells when the hold ends."
     " With several services, each change line names its service; all go through one socket."
     " Ctrl-C or SIGTERM (docker stop) ends it, stopping a command under way with its process"
-    " group, and so does the reader of its output going away."
+    " group, and so does the reader of its output going away. With --render, --exec or"
+    " --supervise, SIGHUP renders and acts again at once instead."
 )
 
 
@@ -188,6 +198,7 @@ def _add_action_options(parser: argparse.ArgumentParser) -> None:
         " change of a burst, so a rolling update is one reload (MIN and MAX each a"
         f" {DURATION_GRAMMAR}; default MAX: 4 x MIN)",
     )
+    add_supervise_options(parser)
 
 
 class _RenderStep(argparse.Action):
@@ -278,6 +289,9 @@ class WatchRequest:
     exec_timeout: float
     wait: tuple[float, float] | None
     metrics: tuple[str, int] | None
+    supervise: str | None = None
+    reload_signal: Signals = Signals.SIGHUP
+    splay: float = 0.0
 
     @property
     def named(self) -> bool:
@@ -303,9 +317,12 @@ class WatchRequest:
         hold_for = None
         if options.hold_for is not None:
             hold_for = parse_duration(options.hold_for, source="--hold-for", positive=True)
-        if not options.render and options.exec is None and options.wait is not None:
+        supervise = supervise_options(options)
+        acts = options.render or options.exec is not None or options.supervise is not None
+        if not acts and options.wait is not None:
             raise CommandExit(
-                EXIT_USAGE, "--wait needs --render or --exec: there is nothing to do"
+                EXIT_USAGE,
+                "--wait needs --render or --exec (or --supervise): there is nothing to do",
             )
         if options.render_any_dest and not options.render:
             raise CommandExit(
@@ -343,6 +360,7 @@ class WatchRequest:
             metrics=None
             if options.metrics is None
             else parse_server_address(options.metrics, source="--metrics"),
+            **supervise,
         )
 
 
@@ -365,7 +383,9 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
                 "interrupted before the lookups, the templates and the command were done;"
                 " run it again",
             ) from None
-    actions = _action_loop(request, emit=items.put)  # a render for DEST - is printed in order
+    supervisor = supervisor_of(request, items.put)
+    # A render for DEST - is printed in order.
+    actions = _action_loop(request, emit=items.put, supervisor=supervisor)
     query = request.query
     fleet = FleetWatcher(
         request.services,
@@ -383,11 +403,15 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
         on_change=items.put if actions is None else _both(items.put, actions.submit),
     )
     with (
-        interrupts.waking(lambda: items.put(KeyboardInterrupt())),
+        interrupts.waking(
+            lambda: items.put(KeyboardInterrupt()),
+            hangup=None if actions is None else actions.act_again,
+        ),
         _acting(actions, items.put),
         running(fleet, items.put),
         when_reader_leaves(out, lambda: items.put(None)),
         _metrics_served(request.metrics, fleet),
+        supervised(supervisor),
     ):
         follow = Follow(
             fleet,
@@ -396,7 +420,7 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
             as_json=query.as_json,
             named=request.named,
         )
-        follow.run(items)
+        return followed(functools.partial(follow.run, items), supervisor, interrupts)
 
 
 @contextlib.contextmanager
@@ -436,12 +460,17 @@ def _emit(out: TextIO, text: str) -> None:
 _ONCE_TRIES = 3
 
 
-def _action_loop(request: WatchRequest, *, emit: Callable[[str], object]) -> ActionLoop | None:
-    """What ``--render``, ``--exec`` and ``--wait`` ask for, made before the watch starts.
+def _action_loop(
+    request: WatchRequest,
+    *,
+    emit: Callable[[str], object],
+    supervisor: Supervisor | None = None,
+) -> ActionLoop | None:
+    """What ``--render``, ``--exec``, ``--supervise`` and ``--wait`` ask for, made first.
 
-    ``emit`` prints a render whose DEST is ``-``.
+    ``emit`` prints a render whose DEST is ``-``; ``supervisor`` is told after each action.
     """
-    if not request.render and request.command is None:
+    if not request.render and request.command is None and supervisor is None:
         return None
 
     def runner(command: str | None, label: str = "the command") -> CommandRunner | None:
@@ -472,8 +501,15 @@ def _action_loop(request: WatchRequest, *, emit: Callable[[str], object]) -> Act
         runner(request.command),
         lookup_tasks=lookup if templates else None,
         names_again_after=request.interval,
+        after=None if supervisor is None else supervisor.acted,
     )
-    return ActionLoop(act, list(request.services), window=window, cancel=act.stop, again=act.again)
+
+    def cancel() -> None:
+        act.stop()
+        if supervisor is not None:
+            supervisor.cancel()
+
+    return ActionLoop(act, list(request.services), window=window, cancel=cancel, again=act.again)
 
 
 def _both(

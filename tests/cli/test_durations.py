@@ -22,14 +22,26 @@ GRAMMAR = "DURATION: 2, 0.5s, 500ms, 1m, 1h"
 TIME_OPTIONS = {
     "vip": {"--timeout"},
     "tasks": {"--timeout"},
-    "watch": {"--timeout", "--interval", "--fail-after", "--exec-timeout", "--wait", "--hold-for"},
+    "watch": {
+        "--timeout",
+        "--interval",
+        "--fail-after",
+        "--exec-timeout",
+        "--wait",
+        "--hold-for",
+        "--splay",
+    },
     "serve": set(),
     "control": set(),
     "demo": set(),
 }
 
 #: How each command is given the arguments it needs besides the option tried.
-_ARGUMENTS = {"vip": ["web"], "tasks": ["web"], "watch": ["web", "--exec", "true", "--min", "1"]}
+_ARGUMENTS = {
+    "vip": ["web"],
+    "tasks": ["web"],
+    "watch": ["web", "--exec", "true", "--min", "1", "--supervise", "true"],
+}
 
 
 def _seconds(command: str, option: str, text: str) -> object:

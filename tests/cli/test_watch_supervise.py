@@ -1,0 +1,197 @@
+"""``swarmdns watch --supervise`` (entrypoint mode), and SIGHUP acting again, against the fake."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from swarmdns.testing import FakeSwarm
+
+from .helpers import DEADLINE, Fifo, Spawn, assert_one_line_error, run
+
+#: A supervised program: writes what happens to it, with the rendered file, into a FIFO.
+PROGRAM = """
+import signal, sys
+fifo, rendered = sys.argv[1:3]
+def report(what):
+    with open(rendered) as file:
+        text = file.read().strip()
+    with open(fifo, "w") as out:
+        out.write(f"{what}: {text}")
+def on_signal(signum, frame):
+    report(signal.Signals(signum).name)
+    if signum in (signal.SIGTERM, signal.SIGINT):
+        sys.exit(3 if signum == signal.SIGTERM else 4)
+for each in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+    signal.signal(each, on_signal)
+report("started")
+while True:
+    signal.pause()
+"""
+
+
+def program(tmp_path: Path, fifo: Fifo, rendered: Path) -> str:
+    """The shell command that runs PROGRAM."""
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    return f"{sys.executable} {script} {fifo.path} {rendered}"
+
+
+def template(tmp_path: Path) -> Path:
+    path = tmp_path / "ips.j2"
+    path.write_text("{{ ips | join(' ') }}\n")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> str:
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as response:
+        return str(response.read().decode())
+
+
+def test_supervise_starts_after_the_render_reloads_on_changes_and_ends_with_the_program(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    dest = tmp_path / "ips"
+    fifo = Fifo(tmp_path / "events")
+    port = free_port()
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--render",
+                      f"{template(tmp_path)}:{dest}", "--metrics", f"127.0.0.1:{port}",
+                      "--supervise", program(tmp_path, fifo, dest))  # fmt: skip
+        started = fifo.next_run()
+        metrics = scrape(port)
+        web = swarm_dns.scale("web", 3)
+        reloaded = fifo.next_run()
+        watch.popen.send_signal(signal.SIGHUP)  # acts again: the same file, one more reload
+        again = fifo.next_run()
+        watch.popen.send_signal(signal.SIGTERM)
+        stopped = fifo.next_run()
+        code, _, err = watch.finish()
+    finally:
+        fifo.close()
+
+    ips = [str(ip) for ip in web.task_ips]
+    assert started == f"started: {ips[0]} {ips[1]}"  # the file was there before it started
+    assert 'swarmdns_tasks{service="web"} 2.0' in metrics
+    assert reloaded == f"SIGHUP: {' '.join(ips)}"
+    assert again == f"SIGHUP: {' '.join(ips)}"
+    assert stopped == f"SIGTERM: {' '.join(ips)}"
+    assert code == 3, err  # the program's own status
+    assert "exited with status 3" in err
+
+
+def test_supervise_forwards_sigint_and_sends_the_reload_signal_asked_for(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=1)
+    dest = tmp_path / "ips"
+    fifo = Fifo(tmp_path / "events")
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--render",
+                      f"{template(tmp_path)}:{dest}", "--reload-signal", "usr1",
+                      "--splay", "10ms", "--supervise", program(tmp_path, fifo, dest))  # fmt: skip
+        fifo.next_run()
+        web = swarm_dns.scale("web", 2)
+        reloaded = fifo.next_run()
+        watch.popen.send_signal(signal.SIGINT)
+        stopped = fifo.next_run()
+        code, _, err = watch.finish()
+    finally:
+        fifo.close()
+
+    ips = " ".join(str(ip) for ip in web.task_ips)
+    assert reloaded == f"SIGUSR1: {ips}"
+    assert stopped == f"SIGINT: {ips}"
+    assert code == 4, err
+
+
+@pytest.mark.parametrize(
+    ("command", "status"), [("exit 7", 7), ("exit 0", 0), ("kill -KILL $$", 128 + 9)]
+)
+def test_watch_exits_with_the_status_of_a_program_that_exits(
+    swarm_dns: FakeSwarm, command: str, status: int
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+
+    result = run("watch", "web", "--interval", "0.05", "--supervise", command)
+
+    assert result.returncode == status, result
+    assert f"exited with status {status}; the watch ends with it" in result.stderr or status == 0
+    assert "Traceback" not in result.stderr
+
+
+def test_supervise_starts_nothing_when_the_first_render_fails(
+    swarm_dns: FakeSwarm, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    bad = tmp_path / "bad.j2"
+    bad.write_text("{{ nope }}\n")
+    started = tmp_path / "started"
+
+    result = run("watch", "web", "--interval", "0.05", "--render", f"{bad}:{tmp_path / 'out'}",
+                 "--supervise", f"touch {started}")  # fmt: skip
+
+    assert result.returncode == 2, result
+    assert "nope" in result.stderr
+    assert not started.exists()
+
+
+def test_sighup_renders_every_template_and_runs_the_command_again(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    dest = tmp_path / "ips"
+    fifo = Fifo(tmp_path / "runs")
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--render",
+                      f"{template(tmp_path)}:{dest}", "--wait", "1h",
+                      "--exec", f'echo "$SWARMDNS_SERVICE" > {fifo.path}')  # fmt: skip
+        first = watch.line()
+        watch.popen.send_signal(signal.SIGHUP)  # acts now, not an hour after the first set
+        fifo.next_run()
+        dest.unlink()
+        watch.popen.send_signal(signal.SIGHUP)
+        again = fifo.next_run()
+        rendered = dest.read_text()
+        watch.popen.send_signal(signal.SIGINT)
+        code, _, err = watch.finish()
+    finally:
+        fifo.close()
+
+    ips = " ".join(str(ip) for ip in web.task_ips)
+    assert first.endswith(f"now: {ips}\n")
+    assert again == "web\n"
+    assert rendered == f"{ips}\n"
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ("--supervise", "nginx", "--reload-signal", "FOO"),
+            "--reload-signal 'FOO' is not a signal",
+        ),
+        (("--reload-signal", "HUP"), "--reload-signal needs --supervise"),
+        (("--splay", "2"), "--splay needs --supervise"),
+        (("--supervise", "nginx", "--splay", "-1"), "--splay"),
+        (("--supervise", " "), "--supervise"),
+        (("--supervise", "nginx", "--once"), "--supervise needs a watch"),
+    ],
+)
+def test_bad_supervise_options_are_usage_errors(args: tuple[str, ...], words: str) -> None:
+    assert_one_line_error(run("watch", "web", *args), 2, words)
