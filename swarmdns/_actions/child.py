@@ -55,9 +55,10 @@ class _HeldInterrupts:
     def release(self) -> None:
         """Put the handlers back, then raise what came in the meantime through them; once."""
         previous, self._previous = self._previous, {}
-        caught, self.caught = self.caught, []
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        # Only now: an interrupt noted while the handlers were put back is in it too.
+        caught, self.caught = self.caught, []
         for signum in caught:
             signal.raise_signal(signum)  # its handler runs now, in this thread
 

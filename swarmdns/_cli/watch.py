@@ -407,10 +407,11 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
             lambda: items.put(KeyboardInterrupt()),
             hangup=None if actions is None else actions.act_again,
         ),
+        # Served before the first action, which starts --supervise's program.
+        _metrics_served(request.metrics, fleet),
         _acting(actions, items.put),
         running(fleet, items.put),
         when_reader_leaves(out, lambda: items.put(None)),
-        _metrics_served(request.metrics, fleet),
         supervised(supervisor),
     ):
         follow = Follow(

@@ -345,6 +345,52 @@ def test_an_interrupt_while_the_command_starts_stops_it(
     assert handlers == {signal.SIGINT: interrupt, signal.SIGTERM: interrupt}  # put back
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "SIGTERM"])
+def test_an_interrupt_while_the_handlers_are_put_back_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch, signum: signal.Signals
+) -> None:
+    """It comes as the started command's runner puts the handlers back: it still stops the command.
+
+    Python runs a handler between any two bytecodes; here the runner's own one
+    notes it just as the first handler is put back (a CI run lost it so, and
+    waited for its command, an hour long).
+    """
+    real_signal = signal.signal
+    handlers: dict[int, Any] = {}
+
+    def signal_in_between(number: int, handler: Any) -> Any:
+        before = real_signal(number, handler)
+        if handler is interrupt and not handlers:  # the first handler put back
+            handlers[number] = handler
+            before(signum, None)  # the runner's handler, as Python would run it here
+        return before
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(signal, "signal", signal_in_between)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            CommandRunner("sleep 600", timeout=PATIENCE, kill_grace=PATIENCE).run("{}")
+    finally:
+        monkeypatch.undo()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    assert handlers  # the interrupt came while the handlers were put back
+    (process,) = started
+    assert process.poll() is not None  # stopped, not waited for
+
+
 def test_a_command_that_starts_without_an_interrupt_leaves_the_handlers_as_they_were() -> None:
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 

@@ -114,6 +114,10 @@ class Child:
         self.popen.wait(timeout=DEADLINE)
         for reader in self._readers:
             reader.join(DEADLINE)
+        if any(reader.is_alive() for reader in self._readers):
+            # A process it started holds its output open: closing a pipe that
+            # a thread reads waits for that thread, forever.
+            pytest.fail("a process that swarmdns started still runs after it, holding its output")
         for pipe in self.popen.stdout, self.popen.stderr:
             if pipe is not None:
                 pipe.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import sys
@@ -16,8 +18,10 @@ from .helpers import DEADLINE, Fifo, Spawn, assert_one_line_error, run
 
 #: A supervised program: writes what happens to it, with the rendered file, into a FIFO.
 PROGRAM = """
-import signal, sys
-fifo, rendered = sys.argv[1:3]
+import os, signal, sys
+fifo, rendered, pidfile = sys.argv[1:4]
+with open(pidfile, "w") as out:
+    out.write(str(os.getpid()))
 def report(what):
     with open(rendered) as file:
         text = file.read().strip()
@@ -39,7 +43,19 @@ def program(tmp_path: Path, fifo: Fifo, rendered: Path) -> str:
     """The shell command that runs PROGRAM."""
     script = tmp_path / "program.py"
     script.write_text(PROGRAM)
-    return f"{sys.executable} {script} {fifo.path} {rendered}"
+    return f"{sys.executable} {script} {fifo.path} {rendered} {tmp_path / 'program.pid'}"
+
+
+def stop_the_program(tmp_path: Path) -> None:
+    """After a failed test, kill PROGRAM: in a session of its own, it outlives the watch."""
+    pidfile = tmp_path / "program.pid"
+    if not pidfile.exists():
+        return
+    pid = int(pidfile.read_text())
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        # Still this test's program, not a process that got its number since.
+        if str(tmp_path / "program.py") in Path(f"/proc/{pid}/cmdline").read_text():
+            os.kill(pid, signal.SIGKILL)
 
 
 def template(tmp_path: Path) -> Path:
@@ -82,6 +98,7 @@ def test_supervise_starts_after_the_render_reloads_on_changes_and_ends_with_the_
         stopped = fifo.next_run()
         code, _, err = watch.finish()
     finally:
+        stop_the_program(tmp_path)
         fifo.close()
 
     ips = [str(ip) for ip in web.task_ips]
@@ -111,6 +128,7 @@ def test_supervise_forwards_sigint_and_sends_the_reload_signal_asked_for(
         stopped = fifo.next_run()
         code, _, err = watch.finish()
     finally:
+        stop_the_program(tmp_path)
         fifo.close()
 
     ips = " ".join(str(ip) for ip in web.task_ips)
