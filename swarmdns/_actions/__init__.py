@@ -26,7 +26,10 @@ these pieces, one module per concern (as consul-template's ``config/wait.go``,
   done, sends it a reload signal after each action that changed a file
   (after a random splay), forwards the signal that stops the watch, and
   tells when it exits; the decisions (``next_step()``, ``splay_delay()``,
-  ``exit_status()``, ``shell_script()``) are plain functions.
+  ``shell_script()``) are plain functions.
+- ``report``: ``ActionEvent`` says what a render, a check, a command or the
+  supervised program did (``watch --json`` prints it); ``ActionTally``
+  counts them for ``watch --metrics``. No I/O.
 - ``log``: ``ACTIONS_LOGGER``, the logger (``swarmdns.actions``) that says
   what the actions did and how they failed.
 

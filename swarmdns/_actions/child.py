@@ -96,6 +96,11 @@ def retry_delay(failures: int, *, first: float = 0.5, longest: float = 30.0) -> 
     return min(longest, first * 2.0 ** min(max(failures, 1) - 1, 64))
 
 
+def exit_status(returncode: int) -> int:
+    """A process's ``returncode`` as a shell's exit status: ended by signal N is 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def _signal_group(group: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signum)

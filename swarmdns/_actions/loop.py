@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Literal
 
 from attrs import frozen
 
@@ -25,6 +26,7 @@ from .._values import TaskSetChange
 from .child import CommandResult, CommandRunner
 from .log import _log
 from .render import CheckFailed, Renderer, RenderStopped, render_context
+from .report import ActionEvent, command_event
 from .settle import Batch, PendingChanges, SettleWindow
 
 #: The longest ``Actions.again()`` waits to look up names that are stale or missing.
@@ -159,6 +161,8 @@ class Actions:
         after: Called after each batch's templates and commands with whether
             the command was due (a file changed, there is no template, or the
             batch was asked for again): ``Supervisor.acted``.
+        on_event: Called with an ``ActionEvent`` for each render (its check's
+            time included), check and command, as each ends.
     """
 
     def __init__(
@@ -169,6 +173,7 @@ class Actions:
         lookup_tasks: Callable[[str], Sequence[Task]] | None = None,
         names_again_after: float | None = None,
         after: Callable[[bool], object] | None = None,
+        on_event: Callable[[ActionEvent], object] | None = None,
     ) -> None:
         self.templates = tuple(
             one if isinstance(one, Template) else Template(renderer=one) for one in renderers
@@ -176,6 +181,7 @@ class Actions:
         self.renderers = tuple(template.renderer for template in self.templates)
         self.runner = runner
         self._after = after
+        self._on_event = on_event
         #: How many checks refused a file, and how many templates' commands failed.
         self.failed_checks = 0
         self.failed_commands = 0
@@ -246,12 +252,44 @@ class Actions:
                 if template.command is not None and not self._stopping.is_set():
                     ran = template.command.run(batch.to_json(), self._environment(batch, template))
                     self.failed_commands += not ran.ok
+                    self._tell_run(ran, template.command, batch, "command", template)
         result = None
         if due and self.runner is not None:
             result = self.runner.run(batch.to_json(), batch.environment())
+            self._tell_run(result, self.runner, batch, "command")
         if self._after is not None:
             self._after(due)
         return result
+
+    def _tell(self, event: ActionEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _tell_run(
+        self,
+        result: CommandResult,
+        runner: CommandRunner,
+        batch: Batch,
+        kind: Literal["check", "command"],
+        template: Template | None = None,
+    ) -> None:
+        file = None if template is None else str(template.renderer.dest_path)
+        self._tell(
+            command_event(
+                result, kind=kind, command=runner.command, services=batch.services, file=file
+            )
+        )
+
+    def _tell_render(self, template: Template, batch: Batch, outcome: str, began: float) -> None:
+        self._tell(
+            ActionEvent(
+                kind="render",
+                outcome=outcome,
+                file=str(template.renderer.dest_path),
+                services=batch.services,
+                duration=time.monotonic() - began,
+            )
+        )
 
     @staticmethod
     def _environment(
@@ -273,22 +311,29 @@ class Actions:
         errors: list[SwarmDNSError | OSError] = []
         for template in self.templates:
             renderer = template.renderer
+            began = time.monotonic()
             try:
                 if renderer.render(
                     context, check=self._check(batch, template), stop=self._stopping
                 ):
                     changed.append(template)
                     _log().info("rendered %s from %s", renderer.dest_path, renderer.template_path)
+                    self._tell_render(template, batch, "changed", began)
+                else:
+                    self._tell_render(template, batch, "unchanged", began)
             except (SwarmDNSError, OSError) as error:
                 errors.append(error)
+                self._tell_render(template, batch, "failed", began)
             except CheckFailed:
                 self.failed_checks += 1
                 _log().error(
                     "%s was left as it was: the check of its new content failed (above)",
                     renderer.dest_path,
                 )
+                self._tell_render(template, batch, "refused", began)
             except RenderStopped as stopped:
                 _log().warning("%s", stopped)
+                self._tell_render(template, batch, "stopped", began)
                 return []
         for other in errors[1:]:
             _log().error("%s", other)
@@ -304,6 +349,7 @@ class Actions:
 
         def check(staged: Path) -> bool:
             result = runner.run(batch.to_json(), self._environment(batch, template, staged))
+            self._tell_run(result, runner, batch, "check", template)
             if result.cancelled:
                 raise RenderStopped(
                     f"the check of {str(template.renderer.dest_path)!r} was stopped: the watch"

@@ -6,7 +6,7 @@ random splay, if asked), and is forwarded the signal that stops the watch;
 when it exits, the watch exits with its status.
 
 The decisions are plain functions (``next_step()``, ``splay_delay()``,
-``exit_status()``); ``Supervisor`` only carries them out on a process.
+``shell_script()``); ``Supervisor`` only carries them out on a process.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from collections.abc import Callable
 from typing import IO, Any, Literal
 
 from .._errors import ConfigurationError
+from .child import exit_status
 from .log import _log
+from .report import ActionEvent
 
 Step = Literal["start", "reload", "nothing"]
 
@@ -48,11 +50,6 @@ def splay_delay(splay: float, draw: Callable[[], float] = random.random) -> floa
     the same change do not all reload at the same moment.
     """
     return splay * draw() if splay > 0 else 0.0
-
-
-def exit_status(returncode: int) -> int:
-    """A process's ``returncode`` as a shell's exit status: ended by signal N is 128 + N."""
-    return 128 - returncode if returncode < 0 else returncode
 
 
 #: What makes a command more than one simple command, as shlex splits it.
@@ -130,6 +127,8 @@ class Supervisor:
             shell gives it, when it exits.
         stdout: Where the program's output goes, as ``subprocess.Popen``'s.
         draw: Random numbers in [0, 1), for the splay.
+        on_event: Called with an ``ActionEvent`` when the program starts, is
+            sent the reload signal, and exits.
     """
 
     def __init__(
@@ -141,6 +140,7 @@ class Supervisor:
         on_exit: Callable[[int], object] = lambda status: None,
         stdout: int | IO[Any] | None = None,
         draw: Callable[[], float] = random.random,
+        on_event: Callable[[ActionEvent], object] = lambda event: None,
     ) -> None:
         self.command = command
         self.reload_signal = reload_signal
@@ -148,6 +148,7 @@ class Supervisor:
         self._on_exit = on_exit
         self._stdout = stdout
         self._draw = draw
+        self._on_event = on_event
         self._lock = threading.Lock()  # guards _process and _closed
         self._process: subprocess.Popen[bytes] | None = None
         self._closed = False
@@ -193,6 +194,7 @@ class Supervisor:
             ) from error
         self._process = process
         _log().info("started %r (process %d)", self.command, process.pid)
+        self._on_event(ActionEvent(kind="program", outcome="started", command=self.command))
         self._waiter = threading.Thread(
             target=self._wait, args=(process,), name="swarmdns-supervised", daemon=True
         )
@@ -205,6 +207,9 @@ class Supervisor:
         (_log().info if status == 0 else _log().warning)(
             "the command %r exited with status %d; the watch ends with it", self.command, status
         )
+        self._on_event(
+            ActionEvent(kind="program", outcome="exited", command=self.command, status=status)
+        )
         self._on_exit(status)
 
     def _reload(self) -> None:
@@ -213,6 +218,14 @@ class Supervisor:
             return  # the watch is stopping
         if self._send(self.reload_signal):
             _log().info("sent %s to %r", self.reload_signal.name, self.command)
+            self._on_event(
+                ActionEvent(
+                    kind="program",
+                    outcome="reloaded",
+                    command=self.command,
+                    signal=self.reload_signal.name,
+                )
+            )
 
     def _send(self, signum: int) -> bool:
         """Send ``signum`` to the program if it still runs; whether it was sent."""

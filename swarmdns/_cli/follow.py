@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import NoReturn, TextIO
 
+from .._actions.report import ActionEvent
 from .._errors import SwarmDNSError, WatchTimeout
 from .._values import (
     ChangeHeld,
@@ -34,7 +35,12 @@ class Ended:
 
 #: What the main thread of ``watch`` is handed, in the order it happened. None:
 #: the reader of the output went away; an exception: acting failed.
-Item = TaskSetChange | HealthEvent | Ended | BaseException | str | None
+Item = TaskSetChange | HealthEvent | ActionEvent | Ended | BaseException | str | None
+
+
+def action_line(event: ActionEvent) -> str:
+    """The JSON line for what an action did (``watch --json`` with actions)."""
+    return json.dumps({"at": stamp(event.at), **event.to_json()})
 
 
 def failure_line(failing: LookupsFailing, as_json: bool) -> str:
@@ -154,7 +160,20 @@ class Follow:
                 self._out.write(item)
                 self._out.flush()
                 continue
+            if isinstance(item, ActionEvent):  # only with --json
+                self._say(action_line(item))
+                continue
             self._say(self._line(item))
+
+    def say_actions(self, items: queue.Queue[Item]) -> None:
+        """Print the action events still in ``items``, such as the program's exit on a stop."""
+        while True:
+            try:
+                item = items.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, ActionEvent):
+                self._say(action_line(item))
 
     def _line(self, item: TaskSetChange | HealthEvent) -> str:
         if isinstance(item, LookupsFailing):

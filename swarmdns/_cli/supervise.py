@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from signal import SIGTERM, Signals
 from typing import Any, NoReturn, Protocol
 
+from .._actions.report import ActionEvent
 from .._actions.supervise import Supervisor, parse_signal
 from .common import EXIT_USAGE, CommandExit
 from .options import add_duration_option, parse_command, parse_duration
@@ -90,7 +91,11 @@ def supervise_options(options: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-def supervisor_of(request: _Request, tell: Callable[[BaseException], object]) -> Supervisor | None:
+def supervisor_of(
+    request: _Request,
+    tell: Callable[[BaseException], object],
+    on_event: Callable[[ActionEvent], object],
+) -> Supervisor | None:
     """The supervisor ``--supervise`` asks for; ``tell`` gets ``ProgramExited`` when it exits."""
     if request.supervise is None:
         return None
@@ -100,6 +105,7 @@ def supervisor_of(request: _Request, tell: Callable[[BaseException], object]) ->
         splay=request.splay,
         on_exit=lambda status: tell(ProgramExited(status)),
         stdout=sys.stderr,  # as --exec's: stdout is the watch's lines
+        on_event=on_event,
     )
 
 

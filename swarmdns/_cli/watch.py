@@ -25,6 +25,7 @@ from .._actions import (
     Template,
 )
 from .._actions.render import STDOUT
+from .._actions.report import ActionEvent, ActionTally
 from .._actions.supervise import Supervisor
 from .._errors import ConfigurationError, ResolutionError, ResolutionTimeout, SwarmDNSError
 from .._lookups import instances_query
@@ -42,7 +43,7 @@ from .common import (
     change_line,
     utc_now,
 )
-from .follow import Follow, Item, running
+from .follow import Follow, Item, action_line, running
 from .metrics_server import MAX_CONNECTIONS, REQUEST_SECONDS
 from .options import (
     DURATION_GRAMMAR,
@@ -374,7 +375,8 @@ def run(options: argparse.Namespace, out: TextIO) -> int:
 def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Interrupts) -> int:
     items: queue.Queue[Item] = queue.Queue()
     if request.once:
-        actions = _action_loop(request, emit=functools.partial(_emit, out))
+        told = None if not request.query.as_json else functools.partial(_tell_now, out)
+        actions = _action_loop(request, emit=functools.partial(_emit, out), on_event=told)
         try:
             return _watch_once(request, out, actions=actions)
         except KeyboardInterrupt:  # not a success: a script must not go on as if it were
@@ -383,9 +385,16 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
                 "interrupted before the lookups, the templates and the command were done;"
                 " run it again",
             ) from None
-    supervisor = supervisor_of(request, items.put)
+    tally = ActionTally()  # what --metrics says of the actions
+
+    def on_event(event: ActionEvent) -> None:
+        tally.record(event)
+        if request.query.as_json:
+            items.put(event)  # printed in order with the changes
+
+    supervisor = supervisor_of(request, items.put, on_event)
     # A render for DEST - is printed in order.
-    actions = _action_loop(request, emit=items.put, supervisor=supervisor)
+    actions = _action_loop(request, emit=items.put, supervisor=supervisor, on_event=on_event)
     query = request.query
     fleet = FleetWatcher(
         request.services,
@@ -408,7 +417,7 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
             hangup=None if actions is None else actions.act_again,
         ),
         # Served before the first action, which starts --supervise's program.
-        _metrics_served(request.metrics, fleet),
+        _metrics_served(request.metrics, fleet, None if actions is None else tally, supervisor),
         _acting(actions, items.put),
         running(fleet, items.put),
         when_reader_leaves(out, lambda: items.put(None)),
@@ -421,12 +430,19 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
             as_json=query.as_json,
             named=request.named,
         )
-        return followed(functools.partial(follow.run, items), supervisor, interrupts)
+        status = followed(functools.partial(follow.run, items), supervisor, interrupts)
+        follow.say_actions(items)  # the program's exit, when the watch stopped it
+        return status
 
 
 @contextlib.contextmanager
-def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Iterator[None]:
-    """Serve ``fleet``'s metrics on ``address`` (host, port) while the watch runs."""
+def _metrics_served(
+    address: tuple[str, int] | None,
+    fleet: FleetWatcher,
+    tally: ActionTally | None,
+    supervisor: Supervisor | None,
+) -> Iterator[None]:
+    """Serve ``fleet``'s metrics, and the actions' (``tally``), on ``address`` (host, port)."""
     if address is None:
         yield
         return
@@ -437,6 +453,10 @@ def _metrics_served(address: tuple[str, int] | None, fleet: FleetWatcher) -> Ite
 
     registry = CollectorRegistry()
     registry.register(WatchCollector(fleet))
+    if tally is not None:
+        from .action_metrics import ActionCollector  # noqa: PLC0415 - the same reason
+
+        registry.register(ActionCollector(tally, supervised=supervisor is not None))
     host, port = address
     try:
         server = MetricsServer(address, registry_exposition(registry))
@@ -457,6 +477,11 @@ def _emit(out: TextIO, text: str) -> None:
     out.flush()
 
 
+def _tell_now(out: TextIO, event: ActionEvent) -> None:
+    """``watch --once --json``: an action's line, printed as it ends (in the main thread)."""
+    _emit(out, action_line(event) + "\n")
+
+
 #: How many times ``watch --once`` tries to start a command; a watch tries until it starts.
 _ONCE_TRIES = 3
 
@@ -466,10 +491,12 @@ def _action_loop(
     *,
     emit: Callable[[str], object],
     supervisor: Supervisor | None = None,
+    on_event: Callable[[ActionEvent], object] | None = None,
 ) -> ActionLoop | None:
     """What ``--render``, ``--exec``, ``--supervise`` and ``--wait`` ask for, made first.
 
-    ``emit`` prints a render whose DEST is ``-``; ``supervisor`` is told after each action.
+    ``emit`` prints a render whose DEST is ``-``; ``supervisor`` is told after each
+    action; ``on_event`` gets what each render, check and command did.
     """
     if not request.render and request.command is None and supervisor is None:
         return None
@@ -503,6 +530,7 @@ def _action_loop(
         lookup_tasks=lookup if templates else None,
         names_again_after=request.interval,
         after=None if supervisor is None else supervisor.acted,
+        on_event=on_event,
     )
 
     def cancel() -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -359,7 +360,7 @@ def test_an_interrupt_while_the_handlers_are_put_back_is_not_lost(
     handlers: dict[int, Any] = {}
 
     def signal_in_between(number: int, handler: Any) -> Any:
-        before = real_signal(number, handler)
+        before: Callable[[int, object], object] = real_signal(number, handler)  # type: ignore[assignment]
         if handler is interrupt and not handlers:  # the first handler put back
             handlers[number] = handler
             before(signum, None)  # the runner's handler, as Python would run it here

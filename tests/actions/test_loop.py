@@ -14,6 +14,7 @@ from swarmdns import ConfigurationError, ResolutionTimeout, Task
 from swarmdns._actions.child import CommandResult, CommandRunner
 from swarmdns._actions.loop import ActionLoop, Actions, Template
 from swarmdns._actions.render import Renderer
+from swarmdns._actions.report import ActionEvent
 from swarmdns._actions.settle import Batch, PendingChanges, SettleWindow
 
 from .helpers import (
@@ -398,6 +399,56 @@ def test_a_template_s_check_and_command_get_its_files(template: Path, tmp_path: 
     ]
     assert dest.read_text() == "server 10.0.1.3:80;\n"
     assert (actions.failed_checks, actions.failed_commands) == (1, 0)
+
+
+def test_each_render_check_and_command_is_told_as_it_ends(template: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    check = CommandRunner('! grep -q 10.0.1.4 "$SWARMDNS_STAGED"', timeout=PATIENCE)
+    command = CommandRunner("exit 4", timeout=PATIENCE)
+    runner = CommandRunner("true", timeout=PATIENCE)
+    events: list[ActionEvent] = []
+    actions = Actions(
+        [Template(renderer=Renderer(template, dest), check=check, command=command)],
+        runner,
+        on_event=events.append,
+    )
+
+    actions(batch_of(change("web", 3)))  # rendered, checked, both commands run
+    actions(batch_of(change("web", 3)))  # the same file: nothing runs
+    actions(batch_of(change("web", 3, 4)))  # refused by the check: nothing runs
+
+    assert [(e.kind, e.outcome, e.file, e.status) for e in events] == [
+        ("check", "passed", str(dest), 0),
+        ("render", "changed", str(dest), None),
+        ("command", "failed", str(dest), 4),
+        ("command", "ok", None, 0),
+        ("render", "unchanged", str(dest), None),
+        ("check", "failed", str(dest), 1),
+        ("render", "refused", str(dest), None),
+    ]
+    assert [e.command for e in events if e.kind != "render"] == [
+        check.command, command.command, runner.command, check.command
+    ]  # fmt: skip
+    assert {e.services for e in events} == {("web",)}
+    render = events[1]
+    assert render.duration is not None
+    assert events[0].duration is not None
+    assert render.duration >= events[0].duration  # its check's time is in it
+
+
+def test_a_render_that_fails_or_is_stopped_is_told(template: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.j2"
+    bad.write_text("{{ nope.at_all }}")
+    events: list[ActionEvent] = []
+    failing = Actions([Renderer(bad, tmp_path / "bad")], on_event=events.append)
+    stopped = Actions([Renderer(template, tmp_path / "out")], on_event=events.append)
+
+    with pytest.raises(ConfigurationError):
+        failing(batch_of(change("web", 3)))
+    stopped.stop()
+    stopped(batch_of(change("web", 3)))
+
+    assert [(e.kind, e.outcome) for e in events] == [("render", "failed"), ("render", "stopped")]
 
 
 def test_a_refused_file_holds_the_command_back(template: Path, tmp_path: Path) -> None:

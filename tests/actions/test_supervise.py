@@ -16,13 +16,13 @@ from typing import Any, NoReturn
 import pytest
 
 from swarmdns import ConfigurationError
-from swarmdns._actions.child import CommandResult
+from swarmdns._actions.child import CommandResult, exit_status
 from swarmdns._actions.loop import ActionLoop, Actions
 from swarmdns._actions.render import Renderer
+from swarmdns._actions.report import ActionEvent
 from swarmdns._actions.settle import PendingChanges, SettleWindow
 from swarmdns._actions.supervise import (
     Supervisor,
-    exit_status,
     next_step,
     parse_signal,
     shell_script,
@@ -257,7 +257,8 @@ def program(tmp_path: Path) -> Iterator[Program]:
 def test_the_supervisor_starts_once_signals_on_changes_and_forwards_the_stop(
     program: Program,
 ) -> None:
-    supervisor = program.supervisor(reload_signal=signal.SIGUSR1)
+    events: list[ActionEvent] = []
+    supervisor = program.supervisor(reload_signal=signal.SIGUSR1, on_event=events.append)
     try:
         supervisor.acted(False)
         assert program.line() == "started"
@@ -271,6 +272,12 @@ def test_the_supervisor_starts_once_signals_on_changes_and_forwards_the_stop(
     assert status == 3
     assert program.exit() == 3
     assert supervisor.status == 3
+    assert [(e.kind, e.outcome, e.signal, e.status) for e in events] == [
+        ("program", "started", None, None),
+        ("program", "reloaded", "SIGUSR1", None),
+        ("program", "exited", None, 3),
+    ]
+    assert {e.command for e in events} == {program.command}
 
 
 def test_a_program_that_exits_is_told_with_its_status_as_a_shell_gives_it(

@@ -1,0 +1,185 @@
+"""What ``watch``'s actions did, as JSON lines (``--json``) and as metrics (``--metrics``)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from swarmdns.testing import FakeSwarm
+
+from .helpers import DEADLINE, Child, Spawn, moment, run
+
+#: One line per address: the file's lines count the tasks.
+LINES = "{% for ip in ips %}server {{ ip }}:80;\n{% endfor %}"
+#: Refuses a file of three servers.
+CHECK = 'test "$(wc -l < "$SWARMDNS_STAGED")" -ne 3'
+
+
+def template(tmp_path: Path) -> Path:
+    path = tmp_path / "upstream.j2"
+    path.write_text(LINES)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The samples of the scrape, by name with labels as printed."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def events(watch: Child, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` JSON lines, each checked for its time."""
+    found = [json.loads(watch.line()) for _ in range(count)]
+    for each in found:
+        moment(each.pop("at"))
+    return found
+
+
+def without_durations(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for each in found:
+        duration = each.pop("duration", 0.0)
+        assert 0.0 <= duration < DEADLINE, each
+    return found
+
+
+def test_watch_once_json_tells_each_check_render_and_command(
+    swarm_dns: FakeSwarm, tmp_path: Path
+) -> None:
+    web = swarm_dns.create_service("web", replicas=2)
+    dest = str(tmp_path / "upstream.conf")
+
+    result = run("watch", "web", "--once", "--json", "--render", f"{template(tmp_path)}:{dest}",
+                 "--render-check", CHECK, "--render-exec", "exit 5",
+                 "--exec", "true")  # fmt: skip
+
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    for line in lines:
+        moment(line.pop("at"))
+    w = {"services": ["web"]}
+    assert lines[0]["event"] == "change"
+    assert lines[0]["current"] == [str(ip) for ip in web.task_ips]
+    assert without_durations(lines[1:]) == [
+        {"event": "check", "outcome": "passed", "file": dest, "command": CHECK, "status": 0, **w},
+        {"event": "render", "outcome": "changed", "file": dest, **w},
+        {"event": "command", "outcome": "failed", "file": dest, "command": "exit 5", "status": 5,
+         **w},
+        {"event": "command", "outcome": "ok", "command": "true", "status": 0, **w},
+    ]  # fmt: skip
+    assert result.returncode == 4, result  # the --render-exec failed
+
+
+def test_a_watch_tells_its_actions_in_order_and_counts_them_in_its_metrics(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=2)
+    dest = str(tmp_path / "upstream.conf")
+    port = free_port()
+    watch = spawn("watch", "web", "--interval", "0.05", "--json", "--metrics", f"127.0.0.1:{port}",
+                  "--render", f"{template(tmp_path)}:{dest}", "--render-check", CHECK,
+                  "--exec", "exit 3")  # fmt: skip
+
+    first = without_durations(events(watch, 4))
+    swarm_dns.scale("web", 3)  # refused by the check: the command does not run
+    refused = without_durations(events(watch, 3))
+    samples = scrape(port)
+    watch.popen.send_signal(signal.SIGTERM)
+    code, rest, err = watch.finish()
+
+    assert [(e["event"], e.get("outcome")) for e in first] == [
+        ("change", None), ("check", "passed"), ("render", "changed"), ("command", "failed"),
+    ]  # fmt: skip
+    assert [(e["event"], e.get("outcome")) for e in refused] == [
+        ("change", None), ("check", "failed"), ("render", "refused"),
+    ]  # fmt: skip
+    labels = f'file="{dest}"'
+    assert samples[f'swarmdns_actions_total{{action="render",{labels},outcome="changed"}}'] == 1
+    assert samples[f'swarmdns_actions_total{{action="render",{labels},outcome="refused"}}'] == 1
+    assert samples[f'swarmdns_actions_total{{action="check",{labels},outcome="passed"}}'] == 1
+    assert samples[f'swarmdns_actions_total{{action="check",{labels},outcome="failed"}}'] == 1
+    assert samples['swarmdns_actions_total{action="command",file="",outcome="failed"}'] == 1
+    assert samples[f'swarmdns_action_last_exit_status{{action="check",{labels}}}'] == 1
+    assert samples['swarmdns_action_last_exit_status{action="command",file=""}'] == 3
+    seconds = samples['swarmdns_action_seconds_total{action="command",file="",outcome="failed"}']
+    assert 0 < seconds < DEADLINE
+    assert "swarmdns_program_running" not in samples  # no --supervise
+    assert code == 0, err
+    assert rest == ""
+
+
+#: A supervised program that exits 3 on SIGTERM.
+PROGRAM = """
+import signal, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+signal.signal(signal.SIGHUP, lambda *_: print("reloaded", file=sys.stderr, flush=True))
+while True:
+    signal.pause()
+"""
+
+
+def test_the_supervised_program_is_told_and_counted(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    program = f"{sys.executable} {script}"
+    port = free_port()
+    watch = spawn("watch", "web", "--interval", "0.05", "--json", "--metrics", f"127.0.0.1:{port}",
+                  "--render", f"{template(tmp_path)}:{tmp_path / 'out'}",
+                  "--supervise", program)  # fmt: skip
+
+    started = events(watch, 3)
+    running = scrape(port)
+    swarm_dns.scale("web", 2)
+    reloaded = events(watch, 3)
+    counted = scrape(port)
+    watch.popen.send_signal(signal.SIGTERM)
+    code, rest, err = watch.finish()
+
+    assert [(e["event"], e.get("outcome")) for e in started] == [
+        ("change", None), ("render", "changed"), ("program", "started"),
+    ]  # fmt: skip
+    assert started[2] == {
+        "event": "program",
+        "outcome": "started",
+        "command": program,
+        "services": [],
+    }
+    assert reloaded[2] == {
+        "event": "program", "outcome": "reloaded", "command": program, "signal": "SIGHUP",
+        "services": [],
+    }  # fmt: skip
+    assert (running["swarmdns_program_running"], running["swarmdns_program_reloads_total"]) == (
+        1,
+        0,
+    )
+    assert counted["swarmdns_program_reloads_total"] == 1
+    exited = json.loads(rest)
+    moment(exited.pop("at"))
+    assert exited == {
+        "event": "program",
+        "outcome": "exited",
+        "command": program,
+        "status": 3,
+        "services": [],
+    }
+    assert code == 3, err
