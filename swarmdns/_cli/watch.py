@@ -343,6 +343,12 @@ class WatchRequest:
                 "--min, --max-drop and --hold-for need a watch: --once looks each service up"
                 " once, with no earlier set to hold",
             )
+        if options.once and options.metrics is not None:
+            raise CommandExit(
+                EXIT_USAGE,
+                "--metrics needs a watch: --once exits before anything could scrape it;"
+                " leave out --once, or --metrics",
+            )
         return cls(
             services=tuple(dict.fromkeys(options.services)),
             query=Query.from_options(options),

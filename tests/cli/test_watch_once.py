@@ -157,3 +157,9 @@ def test_watch_outside_the_main_thread_leaves_signals_alone(swarm_dns: FakeSwarm
 
     assert codes == [0]  # no ValueError: signal handlers are for the main thread only
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_watch_once_refuses_metrics_that_nothing_could_scrape() -> None:
+    assert_one_line_error(
+        run("watch", "web", "--once", "--metrics", "0"), 2, "--metrics needs a watch"
+    )
