@@ -273,6 +273,8 @@ class Actions:
         kind: Literal["check", "command"],
         template: Template | None = None,
     ) -> None:
+        if self._on_event is None:
+            return
         file = None if template is None else str(template.renderer.dest_path)
         self._tell(
             command_event(

@@ -343,12 +343,6 @@ class WatchRequest:
                 "--min, --max-drop and --hold-for need a watch: --once looks each service up"
                 " once, with no earlier set to hold",
             )
-        if options.once and options.metrics is not None:
-            raise CommandExit(
-                EXIT_USAGE,
-                "--metrics needs a watch: --once exits before anything could scrape it;"
-                " leave out --once, or --metrics",
-            )
         return cls(
             services=tuple(dict.fromkeys(options.services)),
             query=Query.from_options(options),
@@ -364,11 +358,27 @@ class WatchRequest:
             command=None if options.exec is None else parse_command(options.exec),
             exec_timeout=exec_timeout,
             wait=None if options.wait is None else parse_wait(options.wait, source="--wait"),
-            metrics=None
-            if options.metrics is None
-            else parse_server_address(options.metrics, source="--metrics"),
+            metrics=_metrics_address(options),
             **supervise,
         )
+
+
+def _metrics_address(options: argparse.Namespace) -> tuple[str, int] | None:
+    """``--metrics``, checked: (host, port), or None.
+
+    Raises:
+        ConfigurationError, CommandExit: A bad address, or ``--once`` (exit 2).
+    """
+    if options.metrics is None:
+        return None
+    address = parse_server_address(options.metrics, source="--metrics")
+    if options.once:
+        raise CommandExit(
+            EXIT_USAGE,
+            "--metrics needs a watch: --once exits before anything could scrape it;"
+            " leave out --once, or --metrics",
+        )
+    return address
 
 
 def run(options: argparse.Namespace, out: TextIO) -> int:
