@@ -62,6 +62,7 @@ class Child:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()  # None: the output ended
         self._stderr: list[str] = []
+        self._stderr_grew = threading.Condition()
         self._readers = [
             threading.Thread(target=self._read_stdout, daemon=True),
             threading.Thread(target=self._read_stderr, daemon=True),
@@ -77,7 +78,17 @@ class Child:
 
     def _read_stderr(self) -> None:
         assert self.popen.stderr is not None
-        self._stderr.append(self.popen.stderr.read())
+        for line in self.popen.stderr:
+            with self._stderr_grew:
+                self._stderr.append(line)
+                self._stderr_grew.notify_all()
+
+    def stderr_until(self, words: str) -> str:
+        """What it has written on stderr so far, once ``words`` are in it."""
+        with self._stderr_grew:
+            if not self._stderr_grew.wait_for(lambda: words in "".join(self._stderr), DEADLINE):
+                pytest.fail(f"swarmdns did not say {words!r} on stderr within {DEADLINE} s")
+            return "".join(self._stderr)
 
     def line(self) -> str:
         """The next line it prints."""

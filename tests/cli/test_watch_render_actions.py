@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import resource
 import signal
 import subprocess
 from pathlib import Path
@@ -326,3 +327,34 @@ def test_a_command_that_could_not_start_is_tried_again(
         f"swarmdns: could not start the command 'touch {ran}' (for web): [Errno 24] Too many"
         " open files; trying again in 0.5 s\n"
     )
+
+
+def test_a_command_that_found_no_descriptor_starts_once_one_is_free(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    """A real shortage: the watch may open no descriptor more, then SIGHUP asks it to act."""
+    swarm_dns.create_service("web", replicas=1)
+    runs = Fifo(tmp_path / "runs")
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--json",
+                      "--exec", f"echo ran > {runs.path}")  # fmt: skip
+        runs.next_run()
+        pid = watch.popen.pid
+        limit = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        taken = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+        lowest_free = min(set(range(len(taken) + 1)) - taken)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, limit[1]))  # none is left
+        try:
+            watch.popen.send_signal(signal.SIGHUP)
+            refused = watch.stderr_until("could not start the command")
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, limit)
+        again = runs.next_run()  # tried again, not left until the next change
+        watch.popen.send_signal(signal.SIGTERM)
+        code, _, err = watch.finish()
+    finally:
+        runs.close()
+
+    assert "[Errno 24] Too many open files; trying again in 0.5 s" in refused
+    assert again == "ran\n"
+    assert code == 0, err
