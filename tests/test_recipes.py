@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmdns.testing import FakeSwarm, Service
+from swarmdns.testing import FakeSwarm, NodeDelays, Service
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "docs" / "recipes.md"
@@ -571,24 +571,23 @@ class PrometheusTargets(Check):
 
 
 class Scraped(Check):
-    """Prometheus has scraped ``swarmdns_tasks`` from the watch: a value for each service."""
+    """Prometheus has scraped ``swarmdns_tasks`` from every watch of ``job``: these values."""
 
-    def __init__(self, url: str, wanted: Mapping[str, int]) -> None:
-        super().__init__(f"Prometheus scraped the watch's swarmdns_tasks: {dict(wanted)}")
+    def __init__(self, url: str, wanted: Mapping[str, int], *, job: str = "swarmdns") -> None:
+        super().__init__(f"Prometheus scraped swarmdns_tasks of job {job}: {dict(wanted)}")
         self.url = f"{url}/api/v1/query?query=swarmdns_tasks"
         self.wanted = {name: str(count) for name, count in wanted.items()}
+        self.job = job
 
     def __call__(self) -> bool:
         data = api(self.url)
         if not isinstance(data, dict):
             return False
-        found = {
-            sample["metric"]["service"]: sample["value"][1]
-            for sample in data["result"]
-            if sample["metric"].get("job") == "swarmdns"
-        }
-        self.last = json.dumps(found)
-        return found == self.wanted
+        samples = [s for s in data["result"] if s["metric"].get("job") == self.job]
+        found = {sample["metric"]["service"]: sample["value"][1] for sample in samples}
+        self.last = json.dumps(samples)
+        instances = {sample["metric"].get("instance") for sample in samples}
+        return found == self.wanted and len(samples) == len(instances) * len(self.wanted)
 
 
 def test_prometheus_names_each_target_by_its_task_and_scrapes_the_watch(
@@ -845,3 +844,79 @@ def test_the_consistency_watch_serves_every_metric_its_rules_read(
         ),
         tmp_path,
     )
+
+
+class Disagreeing(Check):
+    """Prometheus's ``SwarmDNSNodeDisagrees`` alerts (firing) are these (instance, service)."""
+
+    def __init__(self, url: str, wanted: set[tuple[str, str]]) -> None:
+        super().__init__(f"SwarmDNSNodeDisagrees fires for exactly {sorted(wanted)}")
+        self.url, self.wanted = f"{url}/api/v1/alerts", wanted
+
+    def __call__(self) -> bool:
+        data = api(self.url)
+        if not isinstance(data, dict):
+            return False
+        alerts = [a for a in data["alerts"] if a["labels"]["alertname"] == "SwarmDNSNodeDisagrees"]
+        self.last = json.dumps(alerts)
+        firing = {(a["labels"]["instance"], a["labels"]["service"]) for a in alerts}
+        return firing == self.wanted and all(a["state"] == "firing" for a in alerts)
+
+
+@pytest.mark.swarm_dns(
+    nodes=3, delays=NodeDelays(propagation=0.0, failure_detection=0.5, down=3600.0, rejoin=0.5)
+)
+def test_prometheus_names_the_node_whose_dns_disagrees_until_it_agrees_again(
+    swarm_dns: FakeSwarm, tmp_path: Path, processes: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """The recipe's watch on each of three nodes, its rules, and a running Prometheus.
+
+    The test's only changes: each watch's port, the targets listed (no engine
+    DNS to find them through), scrapes and rules every second, and ``for:``
+    of 2 s, not 2 min (promtool tests the documented rules above).
+    """
+    prometheus = program("prometheus", "prometheus")
+    swarm_dns.create_service("web", replicas=3)  # one task on each node
+    swarm_dns.create_service("api", replicas=1)
+    (command,) = re.findall(
+        r"^\s+command: (.+)$", documented_file("swarmdns-consistency.stack.yml"), re.MULTILINE
+    )
+    targets = []
+    for node in swarm_dns.nodes:
+        port = free_port()
+        words = [w.replace("0.0.0.0:9109", f"127.0.0.1:{port}") for w in shlex.split(command)]
+        env = {**os.environ, "SWARMDNS_NAMESERVER": node.nameserver}
+        processes(*SWARMDNS, *words[1:], cwd=tmp_path, env=env)
+        targets.append(f"127.0.0.1:{port}")
+    config = documented_file("prometheus-consistency.yml")
+    discovered = (
+        "    dns_sd_configs:\n      - names: [tasks.dns_consistency]\n"
+        "        type: A\n        port: 9109\n"
+    )
+    assert discovered in config
+    config = config.replace(
+        discovered, f"    static_configs:\n      - targets: {json.dumps(targets)}\n"
+    )
+    (tmp_path / "prometheus-consistency.yml").write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\n" + config
+    )
+    rules = documented_file(_RULES)
+    assert rules.count("for: 2m") == 1
+    (tmp_path / _RULES).write_text(rules.replace("for: 2m", "for: 2s"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    processes(
+        prometheus,
+        "--config.file=prometheus-consistency.yml",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        cwd=tmp_path,
+    )
+    every_node_agrees = Disagreeing(url, set())
+    eventually(Scraped(url, {"web": 3, "api": 1}, job="swarmdns-consistency"), tmp_path)
+    assert every_node_agrees()
+
+    swarm_dns.isolate("node-3", paused=False)  # it sees only its own task of web, the others 2
+    eventually(Disagreeing(url, {(targets[2], "web"), (targets[2], "api")}), tmp_path)
+    swarm_dns.rejoin("node-3")
+    eventually(every_node_agrees, tmp_path)
