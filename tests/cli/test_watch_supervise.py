@@ -137,6 +137,36 @@ def test_supervise_forwards_sigint_and_sends_the_reload_signal_asked_for(
     assert code == 4, err
 
 
+def test_a_held_change_neither_renders_nor_reloads_and_wait_settles_a_burst(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    """With --min and --wait: the program sees only sets the watch believes, one reload a burst."""
+    swarm_dns.create_service("web", replicas=2)
+    dest = tmp_path / "ips"
+    fifo = Fifo(tmp_path / "events")
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--json", "--min", "2",
+                      "--wait", "1s:5s", "--render", f"{template(tmp_path)}:{dest}",
+                      "--supervise", program(tmp_path, fifo, dest))  # fmt: skip
+        fifo.next_run()
+        swarm_dns.scale("web", 1)  # below --min: held, so not rendered, and no reload
+        watch.lines_until('"event": "held"')
+        swarm_dns.scale("web", 3)
+        web = swarm_dns.scale("web", 4)  # the same burst as 3, within --wait
+        reloaded = fifo.next_run()
+        watch.popen.send_signal(signal.SIGTERM)
+        stopped = fifo.next_run()
+        code, _, err = watch.finish()
+    finally:
+        stop_the_program(tmp_path)
+        fifo.close()
+
+    ips = " ".join(str(ip) for ip in web.task_ips)
+    assert reloaded == f"SIGHUP: {ips}"  # the first reload after the start is of the 4
+    assert stopped == f"SIGTERM: {ips}"  # and the only one
+    assert code == 3, err
+
+
 @pytest.mark.parametrize(
     ("command", "status"), [("exit 7", 7), ("exit 0", 0), ("kill -KILL $$", 128 + 9)]
 )
