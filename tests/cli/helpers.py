@@ -7,10 +7,12 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from ipaddress import IPv4Address
@@ -166,6 +168,23 @@ def serve_address(banner: str) -> tuple[str, int]:
     found = re.match(r"fake Swarm DNS listening on (127\.0\.0\.1|\[::1\]):(\d+) ", banner)
     assert found, banner
     return found.group(1).strip("[]"), int(found.group(2))
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def scrape(port: int) -> str:
+    """What ``watch --metrics`` on 127.0.0.1:``port`` answers, straight (no proxy)."""
+    with _DIRECT.open(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as reply:
+        return str(reply.read().decode())
 
 
 def addresses(name: str, host: str, port: int) -> list[IPv4Address]:

@@ -6,7 +6,6 @@ import contextlib
 import os
 import socket
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -14,9 +13,7 @@ import pytest
 from swarmdns._cli.metrics_server import MAX_CONNECTIONS, MAX_HEAD, MetricsServer, answer
 from swarmdns.testing import FakeSwarm
 
-from .helpers import DEADLINE, Spawn
-
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from .helpers import DEADLINE, Spawn, free_port, scrape
 
 
 def exposition(accept: str) -> tuple[bytes, str]:
@@ -78,11 +75,6 @@ def test_a_collector_that_fails_is_one_scrape_failing() -> None:
 def serving(**options: float) -> Iterator[MetricsServer]:
     with MetricsServer(("127.0.0.1", 0), exposition, **options) as server:  # type: ignore[arg-type]
         yield server
-
-
-def scrape(port: int) -> str:
-    with _DIRECT.open(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as reply:
-        return str(reply.read().decode())
 
 
 def connect(port: int) -> socket.socket:
@@ -163,13 +155,6 @@ def test_an_ipv6_address_is_listened_on() -> None:
 
 
 # -- through the command line ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def descriptors(pid: int) -> int:

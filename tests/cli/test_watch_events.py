@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from swarmdns.testing import FakeSwarm
 
-from .helpers import DEADLINE, Child, Spawn, moment, run
+from .helpers import DEADLINE, Child, Spawn, free_port, moment, run, scrape
 
 #: One line per address: the file's lines count the tasks.
 LINES = "{% for ip in ips %}server {{ ip }}:80;\n{% endfor %}"
@@ -26,24 +24,14 @@ def template(tmp_path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def scrape(port: int) -> dict[str, float]:
-    """The samples of the scrape, by name with labels as printed."""
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with direct.open(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
+def samples(port: int) -> dict[str, float]:
+    """The samples of a scrape, by name with labels as printed."""
+    found = {}
+    for line in scrape(port).splitlines():
         if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    return samples
+            found[name] = float(value)
+    return found
 
 
 def events(watch: Child, count: int) -> list[dict[str, Any]]:
@@ -100,7 +88,7 @@ def test_a_watch_tells_its_actions_in_order_and_counts_them_in_its_metrics(
     first = without_durations(events(watch, 4))
     swarm_dns.scale("web", 3)  # refused by the check: the command does not run
     refused = without_durations(events(watch, 3))
-    samples = scrape(port)
+    scraped = samples(port)
     watch.popen.send_signal(signal.SIGTERM)
     code, rest, err = watch.finish()
 
@@ -111,16 +99,16 @@ def test_a_watch_tells_its_actions_in_order_and_counts_them_in_its_metrics(
         ("change", None), ("check", "failed"), ("render", "refused"),
     ]  # fmt: skip
     labels = f'file="{dest}"'
-    assert samples[f'swarmdns_actions_total{{action="render",{labels},outcome="changed"}}'] == 1
-    assert samples[f'swarmdns_actions_total{{action="render",{labels},outcome="refused"}}'] == 1
-    assert samples[f'swarmdns_actions_total{{action="check",{labels},outcome="passed"}}'] == 1
-    assert samples[f'swarmdns_actions_total{{action="check",{labels},outcome="failed"}}'] == 1
-    assert samples['swarmdns_actions_total{action="command",file="",outcome="failed"}'] == 1
-    assert samples[f'swarmdns_action_last_exit_status{{action="check",{labels}}}'] == 1
-    assert samples['swarmdns_action_last_exit_status{action="command",file=""}'] == 3
-    seconds = samples['swarmdns_action_seconds_total{action="command",file="",outcome="failed"}']
+    assert scraped[f'swarmdns_actions_total{{action="render",{labels},outcome="changed"}}'] == 1
+    assert scraped[f'swarmdns_actions_total{{action="render",{labels},outcome="refused"}}'] == 1
+    assert scraped[f'swarmdns_actions_total{{action="check",{labels},outcome="passed"}}'] == 1
+    assert scraped[f'swarmdns_actions_total{{action="check",{labels},outcome="failed"}}'] == 1
+    assert scraped['swarmdns_actions_total{action="command",file="",outcome="failed"}'] == 1
+    assert scraped[f'swarmdns_action_last_exit_status{{action="check",{labels}}}'] == 1
+    assert scraped['swarmdns_action_last_exit_status{action="command",file=""}'] == 3
+    seconds = scraped['swarmdns_action_seconds_total{action="command",file="",outcome="failed"}']
     assert 0 < seconds < DEADLINE
-    assert "swarmdns_program_running" not in samples  # no --supervise
+    assert "swarmdns_program_running" not in scraped  # no --supervise
     assert code == 0, err
     assert rest == ""
 
@@ -148,10 +136,10 @@ def test_the_supervised_program_is_told_and_counted(
                   "--supervise", program)  # fmt: skip
 
     started = events(watch, 3)
-    running = scrape(port)
+    running = samples(port)
     swarm_dns.scale("web", 2)
     reloaded = events(watch, 3)
-    counted = scrape(port)
+    counted = samples(port)
     watch.popen.send_signal(signal.SIGTERM)
     code, rest, err = watch.finish()
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from swarmdns.testing import FakeSwarm
 
-from .helpers import DEADLINE, Fifo, Spawn, assert_one_line_error, run
+from .helpers import Fifo, Spawn, assert_one_line_error, free_port, run, scrape
 
 #: A supervised program: writes what happens to it, with the rendered file, into a FIFO.
 PROGRAM = """
@@ -62,19 +60,6 @@ def template(tmp_path: Path) -> Path:
     path = tmp_path / "ips.j2"
     path.write_text("{{ ips | join(' ') }}\n")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def scrape(port: int) -> str:
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with direct.open(f"http://127.0.0.1:{port}/metrics", timeout=DEADLINE) as response:
-        return str(response.read().decode())
 
 
 def test_supervise_starts_after_the_render_reloads_on_changes_and_ends_with_the_program(
