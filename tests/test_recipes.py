@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -571,13 +572,15 @@ class PrometheusTargets(Check):
 
 
 class Scraped(Check):
-    """Prometheus has scraped ``swarmdns_tasks`` from every watch of ``job``: these values."""
+    """Prometheus has scraped ``swarmdns_tasks`` of ``job`` from ``instances`` watches: these."""
 
-    def __init__(self, url: str, wanted: Mapping[str, int], *, job: str = "swarmdns") -> None:
+    def __init__(
+        self, url: str, wanted: Mapping[str, int], *, job: str = "swarmdns", instances: int = 1
+    ) -> None:
         super().__init__(f"Prometheus scraped swarmdns_tasks of job {job}: {dict(wanted)}")
         self.url = f"{url}/api/v1/query?query=swarmdns_tasks"
         self.wanted = {name: str(count) for name, count in wanted.items()}
-        self.job = job
+        self.job, self.instances = job, instances
 
     def __call__(self) -> bool:
         data = api(self.url)
@@ -587,7 +590,11 @@ class Scraped(Check):
         found = {sample["metric"]["service"]: sample["value"][1] for sample in samples}
         self.last = json.dumps(samples)
         instances = {sample["metric"].get("instance") for sample in samples}
-        return found == self.wanted and len(samples) == len(instances) * len(self.wanted)
+        return (
+            found == self.wanted
+            and len(samples) == self.instances * len(self.wanted)
+            and (len(instances) == self.instances)
+        )
 
 
 def test_prometheus_names_each_target_by_its_task_and_scrapes_the_watch(
@@ -846,6 +853,24 @@ def test_the_consistency_watch_serves_every_metric_its_rules_read(
     )
 
 
+class RulesEvaluatedAfter(Check):
+    """Prometheus has evaluated its rules at a time after ``moment`` (seconds since the epoch)."""
+
+    def __init__(self, url: str, moment: float) -> None:
+        super().__init__(f"Prometheus evaluated its rules after {moment}")
+        self.url, self.moment = f"{url}/api/v1/rules", moment
+
+    def __call__(self) -> bool:
+        data = api(self.url)
+        if not isinstance(data, dict) or not data["groups"]:
+            return False
+        last = data["groups"][0]["lastEvaluation"]  # RFC 3339, with nanoseconds
+        self.last = last
+        whole, _, fraction = last.rstrip("Z").partition(".")
+        at = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp()
+        return at + float(f"0.{fraction or 0}") > self.moment
+
+
 class Disagreeing(Check):
     """Prometheus's ``SwarmDNSNodeDisagrees`` alerts (firing) are these (instance, service)."""
 
@@ -913,8 +938,12 @@ def test_prometheus_names_the_node_whose_dns_disagrees_until_it_agrees_again(
         cwd=tmp_path,
     )
     every_node_agrees = Disagreeing(url, set())
-    eventually(Scraped(url, {"web": 3, "api": 1}, job="swarmdns-consistency"), tmp_path)
-    assert every_node_agrees()
+    eventually(
+        Scraped(url, {"web": 3, "api": 1}, job="swarmdns-consistency", instances=3), tmp_path
+    )
+    # Long enough, with every node scraped, that a rule firing by mistake would (for: 2s).
+    eventually(RulesEvaluatedAfter(url, time.time() + 3), tmp_path)
+    assert every_node_agrees(), every_node_agrees.last
 
     swarm_dns.isolate("node-3", paused=False)  # it sees only its own task of web, the others 2
     eventually(Disagreeing(url, {(targets[2], "web"), (targets[2], "api")}), tmp_path)

@@ -55,8 +55,14 @@ class _HeldInterrupts:
     def release(self) -> None:
         """Put the handlers back, then raise what came in the meantime through them; once."""
         previous, self._previous = self._previous, {}
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        try:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        finally:
+            # A handler put back may raise at once (an interrupt): put back the rest too.
+            for signum, handler in previous.items():
+                if signal.getsignal(signum) == self._note:
+                    signal.signal(signum, handler)
         # Only now: an interrupt noted while the handlers were put back is in it too.
         caught, self.caught = self.caught, []
         for signum in caught:

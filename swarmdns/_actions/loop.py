@@ -315,14 +315,9 @@ class Actions:
             renderer = template.renderer
             began = time.monotonic()
             try:
-                if renderer.render(
+                wrote = renderer.render(
                     context, check=self._check(batch, template), stop=self._stopping
-                ):
-                    changed.append(template)
-                    _log().info("rendered %s from %s", renderer.dest_path, renderer.template_path)
-                    self._tell_render(template, batch, "changed", began)
-                else:
-                    self._tell_render(template, batch, "unchanged", began)
+                )
             except (SwarmDNSError, OSError) as error:
                 errors.append(error)
                 self._tell_render(template, batch, "failed", began)
@@ -337,6 +332,11 @@ class Actions:
                 _log().warning("%s", stopped)
                 self._tell_render(template, batch, "stopped", began)
                 return []
+            else:
+                if wrote:
+                    changed.append(template)
+                    _log().info("rendered %s from %s", renderer.dest_path, renderer.template_path)
+                self._tell_render(template, batch, "changed" if wrote else "unchanged", began)
         for other in errors[1:]:
             _log().error("%s", other)
         if errors:

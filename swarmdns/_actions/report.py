@@ -70,13 +70,23 @@ class ActionEvent:
             )
 
     def to_json(self) -> dict[str, object]:
-        """The event as a JSON object's fields, those it has (``at`` as given; format it)."""
+        """The event's fields for a JSON line: those it has, ``at`` left to the caller to format.
+
+        A render, check or command has the ``services`` it acted on; the
+        program's events have none.
+        """
         fields: dict[str, object] = {"event": self.kind, "outcome": self.outcome}
-        for name in ("file", "command", "services", "duration", "status", "signal"):
-            value = getattr(self, name)
+        if self.file is not None:
+            fields["file"] = self.file
+        if self.command is not None:
+            fields["command"] = self.command
+        if self.kind != "program":
+            fields["services"] = list(self.services)
+        if self.duration is not None:
+            fields["duration"] = round(self.duration, 6)
+        for name, value in (("status", self.status), ("signal", self.signal)):
             if value is not None:
-                fields[name] = round(value, 6) if name == "duration" else value
-        fields["services"] = list(self.services)
+                fields[name] = value
         return fields
 
 
@@ -147,8 +157,8 @@ class ActionTally:
             self._lines[key] = (count + 1, seconds + (event.duration or 0.0))
             if event.status is not None and event.kind != "program":
                 self._last_status[event.kind, where] = event.status
-            if event.kind == "program":
-                self._program_running = event.outcome != "exited"
+            if event.kind == "program" and event.outcome != "reloaded":
+                self._program_running = event.outcome == "started"
 
     def lines(self) -> list[TallyLine]:
         """Every (kind, file, outcome) counted so far, sorted."""

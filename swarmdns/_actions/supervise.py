@@ -202,41 +202,49 @@ class Supervisor:
 
     def _wait(self, process: subprocess.Popen[bytes]) -> None:
         status = exit_status(process.wait())
-        self._status = status
-        self._exited.set()
-        (_log().info if status == 0 else _log().warning)(
-            "the command %r exited with status %d; the watch ends with it", self.command, status
-        )
-        self._on_event(
-            ActionEvent(kind="program", outcome="exited", command=self.command, status=status)
-        )
-        self._on_exit(status)
+        try:
+            with self._lock:  # so that no "reloaded" is told after "exited"
+                self._status = status
+                self._exited.set()
+                self._on_event(
+                    ActionEvent(
+                        kind="program", outcome="exited", command=self.command, status=status
+                    )
+                )
+            (_log().info if status == 0 else _log().warning)(
+                "the command %r exited with status %d; the watch ends with it",
+                self.command,
+                status,
+            )
+        finally:
+            self._on_exit(status)  # the watch must end, whatever happened above
 
     def _reload(self) -> None:
         delay = splay_delay(self.splay, self._draw)
         if delay and self._cancelled.wait(delay):
             return  # the watch is stopping
-        if self._send(self.reload_signal):
+        reloaded = ActionEvent(
+            kind="program",
+            outcome="reloaded",
+            command=self.command,
+            signal=self.reload_signal.name,
+        )
+        if self._send(self.reload_signal, telling=reloaded):
             _log().info("sent %s to %r", self.reload_signal.name, self.command)
-            self._on_event(
-                ActionEvent(
-                    kind="program",
-                    outcome="reloaded",
-                    command=self.command,
-                    signal=self.reload_signal.name,
-                )
-            )
 
-    def _send(self, signum: int) -> bool:
-        """Send ``signum`` to the program if it still runs; whether it was sent."""
+    def _send(self, signum: int, *, telling: ActionEvent | None = None) -> bool:
+        """Send ``signum`` to the program if it still runs, then tell ``telling``; whether sent."""
         with self._lock:
             process = self._process
             if process is None or self._exited.is_set():
                 return False
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(process.pid, signum)
-                return True
-        return False
+            except ProcessLookupError:
+                return False
+            if telling is not None:
+                self._on_event(telling)
+            return True
 
     def cancel(self) -> None:
         """Send no more reload signals, and start nothing: the watch is stopping. Any thread."""

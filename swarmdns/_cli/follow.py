@@ -40,7 +40,8 @@ Item = TaskSetChange | HealthEvent | ActionEvent | Ended | BaseException | str |
 
 def action_line(event: ActionEvent) -> str:
     """The JSON line for what an action did (``watch --json`` with actions)."""
-    return json.dumps({"at": stamp(event.at), **event.to_json()})
+    fields = event.to_json()
+    return json.dumps({"event": fields.pop("event"), "at": stamp(event.at), **fields})
 
 
 def failure_line(failing: LookupsFailing, as_json: bool) -> str:
@@ -166,11 +167,17 @@ class Follow:
             self._say(self._line(item))
 
     def say_actions(self, items: queue.Queue[Item]) -> None:
-        """Print the action events still in ``items``, such as the program's exit on a stop."""
+        """Print the action events still in ``items`` once the watch has stopped.
+
+        Such as a command's ``stopped`` and the program's ``exited``; nothing
+        once the reader of the output has gone.
+        """
         while True:
             try:
                 item = items.get_nowait()
             except queue.Empty:
+                return
+            if item is None:
                 return
             if isinstance(item, ActionEvent):
                 self._say(action_line(item))

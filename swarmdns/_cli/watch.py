@@ -427,28 +427,28 @@ def _watch_until_interrupted(request: WatchRequest, out: TextIO, interrupts: Int
         on_health=items.put,  # into the queue of changes: the lines keep their order
         on_change=items.put if actions is None else _both(items.put, actions.submit),
     )
-    with (
-        interrupts.waking(
-            lambda: items.put(KeyboardInterrupt()),
-            hangup=None if actions is None else actions.act_again,
-        ),
-        # Served before the first action, which starts --supervise's program.
-        _metrics_served(request.metrics, fleet, None if actions is None else tally, supervisor),
-        _acting(actions, items.put),
-        running(fleet, items.put),
-        when_reader_leaves(out, lambda: items.put(None)),
-        supervised(supervisor),
-    ):
-        follow = Follow(
-            fleet,
-            out,
-            fail_after=request.fail_after,
-            as_json=query.as_json,
-            named=request.named,
-        )
-        status = followed(functools.partial(follow.run, items), supervisor, interrupts)
-        follow.say_actions(items)  # the program's exit, when the watch stopped it
-        return status
+    follow = Follow(
+        fleet, out, fail_after=request.fail_after, as_json=query.as_json, named=request.named
+    )
+    try:
+        with (
+            interrupts.waking(
+                lambda: items.put(KeyboardInterrupt()),
+                hangup=None if actions is None else actions.act_again,
+            ),
+            # Served before the first action, which starts --supervise's program.
+            _metrics_served(
+                request.metrics, fleet, None if actions is None else tally, supervisor
+            ),
+            _acting(actions, items.put),
+            running(fleet, items.put),
+            when_reader_leaves(out, lambda: items.put(None)),
+            supervised(supervisor),
+        ):
+            return followed(functools.partial(follow.run, items), supervisor, interrupts)
+    finally:
+        with contextlib.suppress(OSError):  # the output's reader may have gone
+            follow.say_actions(items)  # what the stop did: a command stopped, the program's exit
 
 
 @contextlib.contextmanager

@@ -78,7 +78,6 @@ def test_an_event_as_json_has_the_fields_it_has() -> None:
     }  # fmt: skip
     assert program.to_json() == {
         "event": "program", "outcome": "reloaded", "command": "nginx", "signal": "SIGHUP",
-        "services": [],
     }  # fmt: skip
 
 

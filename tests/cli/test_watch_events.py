@@ -10,7 +10,7 @@ from typing import Any
 
 from swarmdns.testing import FakeSwarm
 
-from .helpers import DEADLINE, Child, Spawn, free_port, moment, run, scrape
+from .helpers import DEADLINE, ROOT, Child, Fifo, Spawn, free_port, moment, run, scrape
 
 #: One line per address: the file's lines count the tasks.
 LINES = "{% for ip in ips %}server {{ ip }}:80;\n{% endfor %}"
@@ -75,6 +75,23 @@ def test_watch_once_json_tells_each_check_render_and_command(
     assert result.returncode == 4, result  # the --render-exec failed
 
 
+def test_the_lines_are_as_the_docs_show_them(swarm_dns: FakeSwarm, tmp_path: Path) -> None:
+    documented = (ROOT / "docs" / "cli.md").read_text().splitlines()
+    examples = [
+        text for text in documented if text.startswith(('{"event": "check"', '{"event": "render"'))
+    ]
+    shown = {line["event"]: list(line) for line in map(json.loads, examples)}
+    swarm_dns.create_service("web", replicas=1)
+    dest = tmp_path / "up.conf"
+
+    result = run("watch", "web", "--once", "--json", "--render", f"{template(tmp_path)}:{dest}",
+                 "--render-check", "true")  # fmt: skip
+
+    printed = {line["event"]: list(line) for line in map(json.loads, result.stdout.splitlines())}
+    assert shown.keys() == {"check", "render"}
+    assert {event: printed[event] for event in shown} == shown
+
+
 def test_a_watch_tells_its_actions_in_order_and_counts_them_in_its_metrics(
     swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
 ) -> None:
@@ -118,6 +135,7 @@ PROGRAM = """
 import signal, sys
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
 signal.signal(signal.SIGHUP, lambda *_: print("reloaded", file=sys.stderr, flush=True))
+print("ready", file=sys.stderr, flush=True)
 while True:
     signal.pause()
 """
@@ -137,6 +155,7 @@ def test_the_supervised_program_is_told_and_counted(
 
     started = events(watch, 3)
     running = samples(port)
+    watch.stderr_until("ready")  # its handlers are set: SIGHUP no longer ends it
     swarm_dns.scale("web", 2)
     reloaded = events(watch, 3)
     counted = samples(port)
@@ -146,15 +165,9 @@ def test_the_supervised_program_is_told_and_counted(
     assert [(e["event"], e.get("outcome")) for e in started] == [
         ("change", None), ("render", "changed"), ("program", "started"),
     ]  # fmt: skip
-    assert started[2] == {
-        "event": "program",
-        "outcome": "started",
-        "command": program,
-        "services": [],
-    }
+    assert started[2] == {"event": "program", "outcome": "started", "command": program}
     assert reloaded[2] == {
-        "event": "program", "outcome": "reloaded", "command": program, "signal": "SIGHUP",
-        "services": [],
+        "event": "program", "outcome": "reloaded", "command": program, "signal": "SIGHUP"
     }  # fmt: skip
     assert (running["swarmdns_program_running"], running["swarmdns_program_reloads_total"]) == (
         1,
@@ -163,11 +176,49 @@ def test_the_supervised_program_is_told_and_counted(
     assert counted["swarmdns_program_reloads_total"] == 1
     exited = json.loads(rest)
     moment(exited.pop("at"))
-    assert exited == {
-        "event": "program",
-        "outcome": "exited",
-        "command": program,
-        "status": 3,
-        "services": [],
-    }
+    assert exited == {"event": "program", "outcome": "exited", "command": program, "status": 3}
     assert code == 3, err
+
+
+def test_a_program_that_a_reload_ends_is_told_reloaded_then_exited(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    watch = spawn("watch", "web", "--interval", "0.05", "--json",
+                  "--render", f"{template(tmp_path)}:{tmp_path / 'out'}",
+                  "--supervise", "sleep 600")  # fmt: skip
+
+    events(watch, 3)  # its set, the render, and the program started
+    swarm_dns.scale("web", 2)  # SIGHUP ends sleep
+    code, rest, err = watch.finish()
+
+    told = [json.loads(line) for line in rest.splitlines()]
+    assert [(e["event"], e.get("outcome"), e.get("status")) for e in told] == [
+        ("change", None, None), ("render", "changed", None), ("program", "reloaded", None),
+        ("program", "exited", 128 + signal.SIGHUP),
+    ]  # fmt: skip
+    assert code == 128 + signal.SIGHUP, err
+
+
+def test_a_command_the_stop_cuts_short_is_told_stopped(
+    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+) -> None:
+    swarm_dns.create_service("web", replicas=1)
+    runs = Fifo(tmp_path / "runs")
+    command = f"echo started > {runs.path}; exec sleep 600"
+    try:
+        watch = spawn("watch", "web", "--interval", "0.05", "--json", "--exec", command)
+        events(watch, 1)  # its set
+        runs.next_run()
+        watch.popen.send_signal(signal.SIGTERM)
+        code, rest, err = watch.finish()
+    finally:
+        runs.close()
+
+    (stopped,) = [json.loads(line) for line in rest.splitlines()]
+    moment(stopped.pop("at"))
+    assert without_durations([stopped]) == [
+        {"event": "command", "outcome": "stopped", "command": command, "services": ["web"],
+         "status": 128 + signal.SIGTERM}
+    ]  # fmt: skip
+    assert code == 0, err

@@ -131,7 +131,7 @@ def test_a_held_change_neither_renders_nor_reloads_and_wait_settles_a_burst(
     fifo = Fifo(tmp_path / "events")
     try:
         watch = spawn("watch", "web", "--interval", "0.05", "--json", "--min", "2",
-                      "--wait", "1s:5s", "--render", f"{template(tmp_path)}:{dest}",
+                      "--wait", "3s:10s", "--render", f"{template(tmp_path)}:{dest}",
                       "--supervise", program(tmp_path, fifo, dest))  # fmt: skip
         fifo.next_run()
         swarm_dns.scale("web", 1)  # below --min: held, so not rendered, and no reload
