@@ -130,7 +130,7 @@ class Node:
 class Silent:
     """Answers nothing: the DNS of a node whose engine is paused, so clients time out."""
 
-    def respond(self, data: bytes, transport: Transport) -> Reply:
+    def respond(self, data: bytes, transport: Transport, *, waited: float = 0.0) -> Reply:
         """No reply, whatever the message."""
         return Reply(data=None)
 

@@ -603,9 +603,17 @@ class Responder:
         """Make the order of answers repeatable (or random again with None)."""
         self._rng.seed(seed)
 
-    def respond(self, data: bytes, transport: Transport) -> Reply:
-        """The reply to one message received over ``transport``."""
-        received = self._clock()
+    def respond(self, data: bytes, transport: Transport, *, waited: float = 0.0) -> Reply:
+        """The reply to one message received over ``transport``.
+
+        Args:
+            data: The message.
+            transport: How it came.
+            waited: Seconds since it arrived, unread (a server that fell
+                behind): the engine decides on arrival, and the reply's
+                ``delay`` counts from then.
+        """
+        received = self._clock() - waited
         parsed = self._parsed.get(data[2:])
         if parsed is None:
             try:

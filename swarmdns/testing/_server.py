@@ -40,6 +40,13 @@ _RECV_SIZE = 65536
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: The UDP receive buffer asked for, in bytes.
 _UDP_BUFFER = 4 << 20
+#: Linux's SO_TIMESTAMPNS (also its control message's type; the same on x86 and
+#: ARM), which Python does not name: the kernel stamps each datagram on arrival.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+#: The longest a datagram may have waited to be read, as its stamp says; more
+#: is a clock that moved, and is taken as none.
+_LONGEST_WAIT = 60.0
 _ACCEPT_PAUSE_FIRST = 0.01
 _ACCEPT_PAUSE_MAX = 0.5
 #: TCP connections served at once; more wait in the listen backlog until one
@@ -56,6 +63,16 @@ MAX_HELD_REPLIES = 10_000
 MAX_HELD_BYTES = 16 * 1024 * 1024
 
 
+def _waited(stamps: list[tuple[int, int, bytes]]) -> float:
+    """Seconds since a datagram arrived, from its kernel stamp (0 without one)."""
+    for level, kind, data in stamps:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            waited = time.time() - (seconds + nanoseconds / 1e9)
+            return waited if 0.0 < waited <= _LONGEST_WAIT else 0.0
+    return 0.0
+
+
 def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
     """Bind a UDP and a TCP socket to the same port (any free one when 0)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -67,6 +84,8 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
             # caps it at net.core.rmem_max): a Python server reads slower than
             # the engine, and a test's burst should not be lost in its buffer.
             udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_BUFFER)
+            with contextlib.suppress(OSError):  # not Linux: read times are the arrival times
+                udp.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             udp.bind((host, port))
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             tcp.bind((host, udp.getsockname()[1]))
@@ -117,8 +136,8 @@ class _Connection:
 class Answering(Protocol):
     """What the server asks for each message: a ``Responder``, or a stand-in."""
 
-    def respond(self, data: bytes, transport: Transport) -> Reply:
-        """The reply to one message received over ``transport``."""
+    def respond(self, data: bytes, transport: Transport, *, waited: float = 0.0) -> Reply:
+        """The reply to one message received over ``transport``, ``waited`` seconds ago."""
         ...
 
 
@@ -238,10 +257,10 @@ class DNSServer(SelectorThread[_Connection]):
     def _later(self, delay: float, callback: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + delay, next(self._timer_ids), callback))
 
-    def respond(self, data: bytes, transport: Transport) -> Reply:
+    def respond(self, data: bytes, transport: Transport, *, waited: float = 0.0) -> Reply:
         """Ask the responder; a bug there is recorded, never fatal to the server."""
         try:
-            return self.responder.respond(data, transport)
+            return self.responder.respond(data, transport, waited=waited)
         except Exception as error:  # pragma: no cover - only a bug gets here
             self._record(error)
             return Reply(data=None)
@@ -252,16 +271,20 @@ class DNSServer(SelectorThread[_Connection]):
         # One datagram per wakeup: the selector reports the socket again while
         # more are queued, and no wakeup ends in a failed read.
         try:
-            data, client = sock.recvfrom(_RECV_SIZE)
+            data, stamps, _flags, client = sock.recvmsg(_RECV_SIZE, socket.CMSG_SPACE(16))
         except OSError:
             return  # nothing after all, or an ICMP error for an earlier reply
-        reply = self.respond(data, "udp")
+        # What the engine decides on arrival (a forward's slot) is decided on
+        # arrival, even when this server, busy, reads a burst seconds late.
+        waited = _waited(stamps)
+        reply = self.respond(data, "udp", waited=waited)
         if reply.data is None:
             return
-        if not reply.delay:
+        delay = max(0.0, reply.delay - waited)
+        if not delay:
             self._send_udp(reply.data, client)
         elif self._hold(reply.data):
-            self._later(reply.delay, functools.partial(self._send_held_udp, reply.data, client))
+            self._later(delay, functools.partial(self._send_held_udp, reply.data, client))
 
     def _hold(self, data: bytes) -> bool:
         """Count a reply held back by a delay; False (send nothing) when too many are."""

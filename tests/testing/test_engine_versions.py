@@ -459,6 +459,26 @@ def test_more_than_1024_forwards_in_flight_get_refused(engine: EngineVersion) ->
 
 
 @pytest.mark.parametrize("engine", NEWER)
+def test_a_forward_read_late_is_decided_as_of_its_arrival(engine: EngineVersion) -> None:
+    """A burst the server read 5 s late: its slots are those of the moment it arrived."""
+    now = [100.0]
+    responder = clocked(engine, now)
+    query = dns.message.make_query("example.org", "A").to_wire()
+
+    first = [responder.respond(query, "udp") for _ in range(1024)]
+    now[0] = 105.0  # the server fell behind: the next came at 100 s, and is read now
+    late = responder.respond(query, "udp", waited=5.0)
+    on_time = responder.respond(query, "udp")  # came at 105 s: the first slots freed at 104 s
+
+    assert {reply.delay for reply in first} == {4.0}
+    assert dns.rcode.to_text(dns.message.from_wire(late.data or b"").rcode()) == "REFUSED"
+    assert late.delay == 4.0  # after it arrived, as if read at once
+    assert responder.log.snapshot()[1024].received == 100.0
+    assert dns.rcode.to_text(dns.message.from_wire(on_time.data or b"").rcode()) == "SERVFAIL"
+    assert on_time.delay == 4.0
+
+
+@pytest.mark.parametrize("engine", NEWER)
 def test_answers_from_a_live_upstream_never_pile_up(engine: EngineVersion) -> None:
     now = [100.0]
     responder = clocked(engine, now)

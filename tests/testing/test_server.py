@@ -458,11 +458,13 @@ class HeldResponder:
 
     def __init__(self) -> None:
         self.seen: list[bytes] = []
+        self.waited: list[tuple[float, float]] = []  # each message's waited, and when it came
         self.holding = threading.Event()
         self.release = threading.Event()
 
-    def respond(self, data: bytes, transport: Transport) -> Reply:
+    def respond(self, data: bytes, transport: Transport, *, waited: float = 0.0) -> Reply:
         self.seen.append(data)
+        self.waited.append((waited, time.monotonic()))
         if len(self.seen) == 1:
             self.holding.set()
             assert self.release.wait(30)
@@ -494,6 +496,30 @@ def test_drop_pending_drops_what_was_sent_before_and_not_read() -> None:
         "tasks.first.",
         "tasks.after.",
     ]
+
+
+def test_a_datagram_read_late_is_answered_as_of_its_arrival() -> None:
+    """The kernel stamp says how long it waited: the engine decides on arrival, not on reading."""
+    responder = HeldResponder()
+    server = DNSServer(responder, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(a_query("tasks.first"), ("127.0.0.1", server.port))
+            assert responder.holding.wait(30)
+            sent = time.monotonic()
+            client.sendto(a_query("tasks.late"), ("127.0.0.1", server.port))
+            time.sleep(0.3)  # the server is held: the datagram waits, unread, this long at least
+            responder.release.set()
+            deadline = time.monotonic() + 30
+            while len(responder.seen) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        server.stop()
+
+    (first, _), (waited, read) = responder.waited
+    assert first < 0.3  # read at once
+    assert 0.29 <= waited <= read - sent + 0.01
 
 
 # -- bounds: what clients can make the server hold -------------------------------------
