@@ -622,9 +622,11 @@ class Datagrams:
         self.data = data
         self.reads = 0
 
-    def recvfrom(self, _size: int) -> tuple[bytes, tuple[str, int]]:
+    def recvmsg(
+        self, _size: int, _ancillary: int
+    ) -> tuple[bytes, list[tuple[int, int, bytes]], int, tuple[str, int]]:
         self.reads += 1
-        return self.data, ("127.0.0.1", 1024 + self.reads % 60000)
+        return self.data, [], 0, ("127.0.0.1", 1024 + self.reads % 60000)
 
 
 @pytest.mark.parametrize(("count", "limit"), [("MAX_HELD_REPLIES", 50), ("MAX_HELD_BYTES", 4000)])
