@@ -210,9 +210,11 @@ def test_more_forwards_than_the_engine_holds(driver: Driver) -> None:
             result = ok(response)
             # A burst of which more than a tenth was lost on its way in (the
             # engine's socket, on a machine busy with the rest of the suite:
-            # 576 of 2,300 once in CI) may not reach the slots' limit at all,
+            # 576 of 2,300 once in CI), or whose sending took so long that the
+            # first slots freed meanwhile (the probe, on such a machine: all
+            # 2,300 served once in CI), may not reach the slots' limit at all,
             # and tells nothing; the next starts once its forwards have timed out.
-            if not newer or result["no reply"] <= count // 10:
+            if not newer or (result["no reply"] <= count // 10 and result["sent_in"] < 2.0):
                 break
     if newer:
         # A datagram lost on its way in gets no reply and takes no slot: every
