@@ -339,6 +339,8 @@ def test_a_command_that_found_no_descriptor_starts_once_one_is_free(
         watch = spawn("watch", "web", "--interval", "0.05", "--json",
                       "--exec", f"echo ran > {runs.path}")  # fmt: skip
         runs.next_run()
+        # Told once the run is over and its pipe closed: what is open now stays open.
+        watch.lines_until('"event": "command"')
         pid = watch.popen.pid
         limit = resource.prlimit(pid, resource.RLIMIT_NOFILE)
         taken = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
