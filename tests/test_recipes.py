@@ -587,14 +587,14 @@ class Scraped(Check):
         if not isinstance(data, dict):
             return False
         samples = [s for s in data["result"] if s["metric"].get("job") == self.job]
-        found = {sample["metric"]["service"]: sample["value"][1] for sample in samples}
         self.last = json.dumps(samples)
-        instances = {sample["metric"].get("instance") for sample in samples}
-        return (
-            found == self.wanted
-            and len(samples) == self.instances * len(self.wanted)
-            and (len(instances) == self.instances)
-        )
+        # Every instance has every service, each with the value wanted.
+        seen = {
+            (s["metric"].get("instance"), s["metric"]["service"]): s["value"][1] for s in samples
+        }
+        instances = {instance for instance, _ in seen}
+        wanted = {(i, service): v for i in instances for service, v in self.wanted.items()}
+        return len(instances) == self.instances and seen == wanted
 
 
 def test_prometheus_names_each_target_by_its_task_and_scrapes_the_watch(

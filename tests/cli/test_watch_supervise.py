@@ -6,7 +6,9 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -37,23 +39,35 @@ while True:
 """
 
 
-def program(tmp_path: Path, fifo: Fifo, rendered: Path) -> str:
-    """The shell command that runs PROGRAM."""
-    script = tmp_path / "program.py"
+class Supervised(NamedTuple):
+    """PROGRAM, supervised by a watch: what it reports, and the options that run it."""
+
+    fifo: Fifo  # each report: "started: <file>", "<SIGNAL>: <file>"
+    options: tuple[str, ...]  # --render TEMPLATE:DEST --supervise PROGRAM
+
+
+@pytest.fixture
+def supervised(spawn: Spawn, tmp_path: Path) -> Iterator[Supervised]:
+    """PROGRAM's FIFO and options; afterwards, PROGRAM is gone even if the test failed.
+
+    In a session of its own, it outlives a watch that a failed test kills; it
+    is killed by the number it wrote, if that is still this test's program.
+    (After ``spawn`` is set up, so before its watches are stopped.)
+    """
+    script, pidfile, dest = tmp_path / "program.py", tmp_path / "program.pid", tmp_path / "ips"
     script.write_text(PROGRAM)
-    return f"{sys.executable} {script} {fifo.path} {rendered} {tmp_path / 'program.pid'}"
-
-
-def stop_the_program(tmp_path: Path) -> None:
-    """After a failed test, kill PROGRAM: in a session of its own, it outlives the watch."""
-    pidfile = tmp_path / "program.pid"
-    if not pidfile.exists():
-        return
-    pid = int(pidfile.read_text())
-    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-        # Still this test's program, not a process that got its number since.
-        if str(tmp_path / "program.py") in Path(f"/proc/{pid}/cmdline").read_text():
-            os.kill(pid, signal.SIGKILL)
+    fifo = Fifo(tmp_path / "events")
+    command = f"{sys.executable} {script} {fifo.path} {dest} {pidfile}"
+    try:
+        yield Supervised(
+            fifo, ("--render", f"{template(tmp_path)}:{dest}", "--supervise", command)
+        )
+    finally:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            pid = int(pidfile.read_text())
+            if str(script) in Path(f"/proc/{pid}/cmdline").read_text():
+                os.kill(pid, signal.SIGKILL)
+        fifo.close()
 
 
 def template(tmp_path: Path) -> Path:
@@ -63,28 +77,21 @@ def template(tmp_path: Path) -> Path:
 
 
 def test_supervise_starts_after_the_render_reloads_on_changes_and_ends_with_the_program(
-    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+    swarm_dns: FakeSwarm, spawn: Spawn, supervised: Supervised
 ) -> None:
     web = swarm_dns.create_service("web", replicas=2)
-    dest = tmp_path / "ips"
-    fifo = Fifo(tmp_path / "events")
     port = free_port()
-    try:
-        watch = spawn("watch", "web", "--interval", "0.05", "--render",
-                      f"{template(tmp_path)}:{dest}", "--metrics", f"127.0.0.1:{port}",
-                      "--supervise", program(tmp_path, fifo, dest))  # fmt: skip
-        started = fifo.next_run()
-        metrics = scrape(port)
-        web = swarm_dns.scale("web", 3)
-        reloaded = fifo.next_run()
-        watch.popen.send_signal(signal.SIGHUP)  # acts again: the same file, one more reload
-        again = fifo.next_run()
-        watch.popen.send_signal(signal.SIGTERM)
-        stopped = fifo.next_run()
-        code, _, err = watch.finish()
-    finally:
-        stop_the_program(tmp_path)
-        fifo.close()
+    watch = spawn("watch", "web", "--interval", "0.05", "--metrics", f"127.0.0.1:{port}",
+                  *supervised.options)  # fmt: skip
+    started = supervised.fifo.next_run()
+    metrics = scrape(port)
+    web = swarm_dns.scale("web", 3)
+    reloaded = supervised.fifo.next_run()
+    watch.popen.send_signal(signal.SIGHUP)  # acts again: the same file, one more reload
+    again = supervised.fifo.next_run()
+    watch.popen.send_signal(signal.SIGTERM)
+    stopped = supervised.fifo.next_run()
+    code, _, err = watch.finish()
 
     ips = [str(ip) for ip in web.task_ips]
     assert started == f"started: {ips[0]} {ips[1]}"  # the file was there before it started
@@ -97,24 +104,17 @@ def test_supervise_starts_after_the_render_reloads_on_changes_and_ends_with_the_
 
 
 def test_supervise_forwards_sigint_and_sends_the_reload_signal_asked_for(
-    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+    swarm_dns: FakeSwarm, spawn: Spawn, supervised: Supervised
 ) -> None:
     web = swarm_dns.create_service("web", replicas=1)
-    dest = tmp_path / "ips"
-    fifo = Fifo(tmp_path / "events")
-    try:
-        watch = spawn("watch", "web", "--interval", "0.05", "--render",
-                      f"{template(tmp_path)}:{dest}", "--reload-signal", "usr1",
-                      "--splay", "10ms", "--supervise", program(tmp_path, fifo, dest))  # fmt: skip
-        fifo.next_run()
-        web = swarm_dns.scale("web", 2)
-        reloaded = fifo.next_run()
-        watch.popen.send_signal(signal.SIGINT)
-        stopped = fifo.next_run()
-        code, _, err = watch.finish()
-    finally:
-        stop_the_program(tmp_path)
-        fifo.close()
+    watch = spawn("watch", "web", "--interval", "0.05", "--reload-signal", "usr1",
+                  "--splay", "10ms", *supervised.options)  # fmt: skip
+    supervised.fifo.next_run()
+    web = swarm_dns.scale("web", 2)
+    reloaded = supervised.fifo.next_run()
+    watch.popen.send_signal(signal.SIGINT)
+    stopped = supervised.fifo.next_run()
+    code, _, err = watch.finish()
 
     ips = " ".join(str(ip) for ip in web.task_ips)
     assert reloaded == f"SIGUSR1: {ips}"
@@ -123,28 +123,21 @@ def test_supervise_forwards_sigint_and_sends_the_reload_signal_asked_for(
 
 
 def test_a_held_change_neither_renders_nor_reloads_and_wait_settles_a_burst(
-    swarm_dns: FakeSwarm, spawn: Spawn, tmp_path: Path
+    swarm_dns: FakeSwarm, spawn: Spawn, supervised: Supervised
 ) -> None:
     """With --min and --wait: the program sees only sets the watch believes, one reload a burst."""
     swarm_dns.create_service("web", replicas=2)
-    dest = tmp_path / "ips"
-    fifo = Fifo(tmp_path / "events")
-    try:
-        watch = spawn("watch", "web", "--interval", "0.05", "--json", "--min", "2",
-                      "--wait", "3s:10s", "--render", f"{template(tmp_path)}:{dest}",
-                      "--supervise", program(tmp_path, fifo, dest))  # fmt: skip
-        fifo.next_run()
-        swarm_dns.scale("web", 1)  # below --min: held, so not rendered, and no reload
-        watch.lines_until('"event": "held"')
-        swarm_dns.scale("web", 3)
-        web = swarm_dns.scale("web", 4)  # the same burst as 3, within --wait
-        reloaded = fifo.next_run()
-        watch.popen.send_signal(signal.SIGTERM)
-        stopped = fifo.next_run()
-        code, _, err = watch.finish()
-    finally:
-        stop_the_program(tmp_path)
-        fifo.close()
+    watch = spawn("watch", "web", "--interval", "0.05", "--json", "--min", "2",
+                  "--wait", "3s:10s", *supervised.options)  # fmt: skip
+    supervised.fifo.next_run()
+    swarm_dns.scale("web", 1)  # below --min: held, so not rendered, and no reload
+    watch.lines_until('"event": "held"')
+    swarm_dns.scale("web", 3)
+    web = swarm_dns.scale("web", 4)  # the same burst as 3, within --wait
+    reloaded = supervised.fifo.next_run()
+    watch.popen.send_signal(signal.SIGTERM)
+    stopped = supervised.fifo.next_run()
+    code, _, err = watch.finish()
 
     ips = " ".join(str(ip) for ip in web.task_ips)
     assert reloaded == f"SIGHUP: {ips}"  # the first reload after the start is of the 4

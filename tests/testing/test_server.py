@@ -470,6 +470,12 @@ class HeldResponder:
             assert self.release.wait(30)
         return Reply(data=None)
 
+    def wait_for(self, count: int) -> None:
+        """Wait (up to 30 s) until ``count`` messages were read."""
+        deadline = time.monotonic() + 30
+        while len(self.seen) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+
 
 def test_drop_pending_drops_what_was_sent_before_and_not_read() -> None:
     responder = HeldResponder()
@@ -486,9 +492,7 @@ def test_drop_pending_drops_what_was_sent_before_and_not_read() -> None:
             dropping.join(30)
             assert not dropping.is_alive()
             client.sendto(a_query("tasks.after"), ("127.0.0.1", server.port))
-            deadline = time.monotonic() + 30
-            while len(responder.seen) < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            responder.wait_for(2)
     finally:
         server.stop()
 
@@ -511,9 +515,7 @@ def test_a_datagram_read_late_is_answered_as_of_its_arrival() -> None:
             client.sendto(a_query("tasks.late"), ("127.0.0.1", server.port))
             time.sleep(0.3)  # the server is held: the datagram waits, unread, this long at least
             responder.release.set()
-            deadline = time.monotonic() + 30
-            while len(responder.seen) < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            responder.wait_for(2)
     finally:
         server.stop()
 
